@@ -1,0 +1,178 @@
+//! The one error type of multiproc.
+
+use std::fmt;
+use std::time::Duration;
+
+/// The result type used throughout multiproc.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How a worker process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExitCause {
+    /// It exited by itself with this status code.
+    Code(i32),
+    /// It was killed by this signal number.
+    Signal(i32),
+}
+
+impl ExitCause {
+    /// Python's `Process.exitcode` convention: the exit code, or the negated signal number.
+    pub fn exitcode(self) -> i32 {
+        match self {
+            ExitCause::Code(c) => c,
+            ExitCause::Signal(s) => -s,
+        }
+    }
+}
+
+/// The conventional name of a Linux signal number, when it has a well-known one.
+pub fn signal_name(signal: i32) -> Option<&'static str> {
+    Some(match signal {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        5 => "SIGTRAP",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        10 => "SIGUSR1",
+        11 => "SIGSEGV",
+        12 => "SIGUSR2",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        _ => return None,
+    })
+}
+
+impl fmt::Display for ExitCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            ExitCause::Code(c) => write!(f, "exited with code {c}"),
+            ExitCause::Signal(s) => match signal_name(s) {
+                Some(name) => write!(f, "killed by signal {s} ({name})"),
+                None => write!(f, "killed by signal {s}"),
+            },
+        }
+    }
+}
+
+/// Everything that can go wrong in multiproc.
+///
+/// Python raises; multiproc returns one of these. Each variant says what a Python user
+/// would have seen as an exception, and carries enough to act on it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The task panicked (Python: the task raised). The pool is still usable.
+    #[error("task panicked: {message}")]
+    TaskPanicked {
+        /// The panic payload, when it was a string; otherwise a placeholder.
+        message: String,
+    },
+    /// The worker running the task died (SIGKILL, abort, segfault, `exit`).
+    #[error("worker process {pid} died: {cause}")]
+    WorkerDied {
+        /// The dead worker's process id.
+        pid: u32,
+        /// How it ended.
+        cause: ExitCause,
+    },
+    /// A blocking call with a timeout gave up.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    /// The pool was closed or terminated, so it takes no more work or dropped this work.
+    #[error("pool closed: {0}")]
+    PoolClosed(&'static str),
+    /// An argument was out of range or inconsistent.
+    #[error("invalid argument `{name}`: {reason}")]
+    InvalidArgument {
+        /// The argument's name as it appears in the API.
+        name: &'static str,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// The calling thread or process does not hold the lock it tried to release or wait on
+    /// (Python: `RuntimeError: release unlocked lock`).
+    #[error("not held: {0}")]
+    NotHeld(&'static str),
+    /// The process that held a process-shared lock died while holding it. The caller now holds
+    /// the lock; the data it protects may be inconsistent.
+    #[error("the owner of the lock died while holding it; the lock is now held by the caller")]
+    OwnerDied,
+    /// A barrier was aborted, reset while threads waited, or a wait on it timed out
+    /// (Python: `threading.BrokenBarrierError`).
+    #[error("barrier is broken")]
+    BrokenBarrier,
+    /// The value of an [`AsyncResult`](crate::AsyncResult) was already taken by an earlier `get`.
+    #[error("the result was already taken by an earlier get")]
+    ResultTaken,
+    /// A value could not be serialized or deserialized on its way to or from a worker.
+    #[error("serialization failed: {0}")]
+    Serialization(String),
+    /// An operating-system call failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+impl Error {
+    /// Shorthand for [`Error::InvalidArgument`].
+    pub fn invalid(name: &'static str, reason: impl Into<String>) -> Self {
+        Error::InvalidArgument {
+            name,
+            reason: reason.into(),
+        }
+    }
+
+    /// Builds [`Error::TaskPanicked`] from a payload caught by `std::panic::catch_unwind`.
+    pub fn from_panic(payload: Box<dyn std::any::Any + Send>) -> Self {
+        let message = if let Some(s) = payload.downcast_ref::<&'static str>() {
+            (*s).to_owned()
+        } else if let Some(s) = payload.downcast_ref::<String>() {
+            s.clone()
+        } else {
+            "<non-string panic payload>".to_owned()
+        };
+        Error::TaskPanicked { message }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_died_names_the_signal() {
+        let e = Error::WorkerDied {
+            pid: 42,
+            cause: ExitCause::Signal(9),
+        };
+        assert_eq!(
+            e.to_string(),
+            "worker process 42 died: killed by signal 9 (SIGKILL)"
+        );
+        assert_eq!(ExitCause::Signal(9).exitcode(), -9);
+        assert_eq!(ExitCause::Code(3).exitcode(), 3);
+    }
+
+    #[test]
+    fn invalid_argument_names_the_argument() {
+        let e = Error::invalid("chunksize", "must be at least 1");
+        assert_eq!(
+            e.to_string(),
+            "invalid argument `chunksize`: must be at least 1"
+        );
+    }
+
+    #[test]
+    fn panic_payloads_become_messages() {
+        let e = Error::from_panic(Box::new("boom"));
+        assert!(matches!(e, Error::TaskPanicked { ref message } if message == "boom"));
+        let e = Error::from_panic(Box::new(String::from("bang")));
+        assert!(matches!(e, Error::TaskPanicked { ref message } if message == "bang"));
+        let e = Error::from_panic(Box::new(7_u8));
+        assert!(matches!(e, Error::TaskPanicked { .. }));
+    }
+}

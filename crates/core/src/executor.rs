@@ -1,0 +1,425 @@
+//! The [`Executor`] trait: Python's `Pool` API, one definition for every backend.
+//!
+//! A backend implements four things: how many workers it has, how to run a [`Batch`] of
+//! chunks and hand each chunk's outcome to a [`ChunkSink`], and `close`/`join`/`terminate`.
+//! Everything a user calls — `map`, `starmap`, `apply_async`, `imap`, ... — is a provided
+//! method built on that, so argument checking, chunking, result ordering and the
+//! compile-time task check are the same on every backend.
+
+use std::num::NonZeroUsize;
+
+use crate::error::{Error, Result};
+use crate::result::{AsyncResult, ChunkSink, IMap};
+use crate::task::{assert_code_only, Payload, StarTask, Task};
+
+/// The items of one submission, and how many go to a worker at a time.
+///
+/// Chunk `i` holds items `i * chunksize .. (i + 1) * chunksize` (the last may be shorter).
+#[derive(Debug)]
+pub struct Batch<A> {
+    items: Vec<A>,
+    chunksize: NonZeroUsize,
+}
+
+impl<A> Batch<A> {
+    /// A batch of `items` in chunks of `chunksize`.
+    pub fn new(items: Vec<A>, chunksize: NonZeroUsize) -> Self {
+        Batch { items, chunksize }
+    }
+
+    /// The number of items per chunk.
+    pub fn chunksize(&self) -> NonZeroUsize {
+        self.chunksize
+    }
+
+    /// The number of items.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether there are no items.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The number of chunks: `ceil(len / chunksize)`.
+    pub fn n_chunks(&self) -> usize {
+        self.items.len().div_ceil(self.chunksize.get())
+    }
+
+    /// The items and the chunk size, for a backend that splits them itself.
+    pub fn into_parts(self) -> (Vec<A>, NonZeroUsize) {
+        (self.items, self.chunksize)
+    }
+
+    /// The chunks, in order, each with its index.
+    pub fn into_chunks(self) -> impl Iterator<Item = (usize, Vec<A>)> {
+        let size = self.chunksize.get();
+        let mut items = self.items.into_iter();
+        let mut index = 0;
+        std::iter::from_fn(move || {
+            let chunk: Vec<A> = items.by_ref().take(size).collect();
+            if chunk.is_empty() {
+                None
+            } else {
+                index += 1;
+                Some((index - 1, chunk))
+            }
+        })
+    }
+}
+
+/// Python's default `chunksize` for `map`: about four chunks per worker.
+pub fn default_chunksize(n_items: usize, workers: usize) -> NonZeroUsize {
+    let per = n_items.div_ceil(workers.max(1).saturating_mul(4));
+    NonZeroUsize::new(per).unwrap_or(NonZeroUsize::MIN)
+}
+
+/// Checks a user-supplied `chunksize`.
+pub fn check_chunksize(chunksize: usize) -> Result<NonZeroUsize> {
+    NonZeroUsize::new(chunksize)
+        .ok_or_else(|| Error::invalid("chunksize", "must be at least 1, got 0"))
+}
+
+/// Checks a user-supplied worker count (`processes` in Python).
+pub fn check_workers(workers: usize) -> Result<NonZeroUsize> {
+    NonZeroUsize::new(workers)
+        .ok_or_else(|| Error::invalid("processes", "a pool needs at least 1 worker, got 0"))
+}
+
+/// A pool of workers with Python's `multiprocessing.Pool` API.
+///
+/// Tasks are `fn` items or non-capturing closures ([`Task`]); arguments and results are
+/// serde types ([`Payload`]). The bounds are the same for every backend, so one workload
+/// compiles for threads, fork and spawn. A closure that captures data is rejected at
+/// compile time (see [`assert_code_only`]).
+///
+/// Only [`processes`](Self::processes), [`submit`](Self::submit), [`close`](Self::close),
+/// [`join`](Self::join) and [`terminate`](Self::terminate) are implemented by a backend;
+/// everything else is provided.
+///
+/// ```
+/// # #[derive(Default)] struct Inline(std::sync::atomic::AtomicBool);
+/// # use multiproc_core::{Batch, ChunkSink, Executor, Payload, Result, Task, Error};
+/// # impl Executor for Inline {
+/// #   fn processes(&self) -> usize { 1 }
+/// #   fn submit<F: Task<A, R>, A: Payload, R: Payload>(&self, f: F, b: Batch<A>, s: ChunkSink<R>) -> Result<()> {
+/// #     for (i, c) in b.into_chunks() { s.deliver(i, Ok(c.into_iter().map(f).collect())) } Ok(())
+/// #   }
+/// #   fn close(&self) {} fn join(&self) -> Result<()> { Ok(()) } fn terminate(&self) -> Result<()> { Ok(()) }
+/// # }
+/// # let pool = Inline::default();
+/// fn square(x: u64) -> u64 { x * x }
+/// fn add(a: u64, b: u64) -> u64 { a + b }
+///
+/// assert_eq!(pool.map(square, 1..=4)?, vec![1, 4, 9, 16]);
+/// assert_eq!(pool.starmap(add, [(1, 2), (3, 4)])?, vec![3, 7]);
+/// let pending = pool.apply_async(square, 12)?;
+/// assert_eq!(pending.get()?, 144);
+/// # Ok::<(), multiproc_core::Error>(())
+/// ```
+pub trait Executor: Send + Sync {
+    /// The number of workers (Python's `processes`).
+    fn processes(&self) -> usize;
+
+    /// Backend hook: run `f` over every chunk of `batch`, in parallel, and deliver each
+    /// chunk's outcome to `sink` exactly once (`Ok` with one result per item, in order, or the
+    /// error that ended the chunk). Returns once the work is queued, not when it is done.
+    ///
+    /// Returns [`Error::PoolClosed`] if the pool no longer takes work. Users call `map`,
+    /// `apply_async` and the rest instead; those check their arguments and `f` first.
+    fn submit<F, A, R>(&self, f: F, batch: Batch<A>, sink: ChunkSink<R>) -> Result<()>
+    where
+        F: Task<A, R>,
+        A: Payload,
+        R: Payload;
+
+    /// Stops accepting work; work already submitted still runs (Python's `close`).
+    fn close(&self);
+
+    /// Waits until all submitted work has finished. The pool must have been closed or
+    /// terminated first, as in Python; otherwise this is [`Error::InvalidArgument`].
+    fn join(&self) -> Result<()>;
+
+    /// Stops accepting work and abandons work not yet started, whose results fail with
+    /// [`Error::PoolClosed`]. Process backends kill their workers; the threads backend lets
+    /// running tasks finish (threads cannot be killed).
+    fn terminate(&self) -> Result<()>;
+
+    /// Applies `f` to every item, in parallel, and returns the results in order, with
+    /// Python's default chunk size (about four chunks per worker).
+    /// The first failure (in item order) is returned as the error.
+    fn map<F, A, R, I>(&self, f: F, items: I) -> Result<Vec<R>>
+    where
+        F: Task<A, R>,
+        A: Payload,
+        R: Payload,
+        I: IntoIterator<Item = A>,
+    {
+        self.map_async(f, items)?.get()
+    }
+
+    /// [`map`](Self::map) with an explicit `chunksize` (items sent to a worker at a time).
+    fn map_chunked<F, A, R, I>(&self, f: F, items: I, chunksize: usize) -> Result<Vec<R>>
+    where
+        F: Task<A, R>,
+        A: Payload,
+        R: Payload,
+        I: IntoIterator<Item = A>,
+    {
+        self.map_async_chunked(f, items, chunksize)?.get()
+    }
+
+    /// Starts a [`map`](Self::map) and returns at once.
+    fn map_async<F, A, R, I>(&self, f: F, items: I) -> Result<AsyncResult<Vec<R>>>
+    where
+        F: Task<A, R>,
+        A: Payload,
+        R: Payload,
+        I: IntoIterator<Item = A>,
+    {
+        let items: Vec<A> = items.into_iter().collect();
+        let chunksize = default_chunksize(items.len(), self.processes());
+        self.map_async_chunked(f, items, chunksize.get())
+    }
+
+    /// Starts a [`map_chunked`](Self::map_chunked) and returns at once.
+    fn map_async_chunked<F, A, R, I>(
+        &self,
+        f: F,
+        items: I,
+        chunksize: usize,
+    ) -> Result<AsyncResult<Vec<R>>>
+    where
+        F: Task<A, R>,
+        A: Payload,
+        R: Payload,
+        I: IntoIterator<Item = A>,
+    {
+        assert_code_only::<F>();
+        let batch = Batch::new(items.into_iter().collect(), check_chunksize(chunksize)?);
+        let (sink, result) = ChunkSink::collect(batch.n_chunks());
+        self.submit(f, batch, sink)?;
+        Ok(result)
+    }
+
+    /// Like [`map`](Self::map), but each item is a tuple unpacked into `f`'s parameters
+    /// (1 to 6 of them), as Python's `starmap` does.
+    fn starmap<F, T, R, I>(&self, f: F, items: I) -> Result<Vec<R>>
+    where
+        F: StarTask<T, Output = R>,
+        T: Payload,
+        R: Payload,
+        I: IntoIterator<Item = T>,
+    {
+        self.starmap_async(f, items)?.get()
+    }
+
+    /// [`starmap`](Self::starmap) with an explicit `chunksize`.
+    fn starmap_chunked<F, T, R, I>(&self, f: F, items: I, chunksize: usize) -> Result<Vec<R>>
+    where
+        F: StarTask<T, Output = R>,
+        T: Payload,
+        R: Payload,
+        I: IntoIterator<Item = T>,
+    {
+        self.starmap_async_chunked(f, items, chunksize)?.get()
+    }
+
+    /// Starts a [`starmap`](Self::starmap) and returns at once.
+    fn starmap_async<F, T, R, I>(&self, f: F, items: I) -> Result<AsyncResult<Vec<R>>>
+    where
+        F: StarTask<T, Output = R>,
+        T: Payload,
+        R: Payload,
+        I: IntoIterator<Item = T>,
+    {
+        let items: Vec<T> = items.into_iter().collect();
+        let chunksize = default_chunksize(items.len(), self.processes());
+        self.starmap_async_chunked(f, items, chunksize.get())
+    }
+
+    /// Starts a [`starmap_chunked`](Self::starmap_chunked) and returns at once.
+    fn starmap_async_chunked<F, T, R, I>(
+        &self,
+        f: F,
+        items: I,
+        chunksize: usize,
+    ) -> Result<AsyncResult<Vec<R>>>
+    where
+        F: StarTask<T, Output = R>,
+        T: Payload,
+        R: Payload,
+        I: IntoIterator<Item = T>,
+    {
+        assert_code_only::<F>();
+        // Captures only `f`, which is zero-sized, so this closure is a task too.
+        self.map_async_chunked(move |args: T| f.call_star(args), items, chunksize)
+    }
+
+    /// Runs `f(arg)` on a worker and waits for the result (Python's `apply`).
+    /// Several arguments go as a tuple: see [`apply_star`](Self::apply_star).
+    fn apply<F, A, R>(&self, f: F, arg: A) -> Result<R>
+    where
+        F: Task<A, R>,
+        A: Payload,
+        R: Payload,
+    {
+        self.apply_async(f, arg)?.get()
+    }
+
+    /// Starts `f(arg)` on a worker and returns at once (Python's `apply_async`).
+    fn apply_async<F, A, R>(&self, f: F, arg: A) -> Result<AsyncResult<R>>
+    where
+        F: Task<A, R>,
+        A: Payload,
+        R: Payload,
+    {
+        assert_code_only::<F>();
+        let (sink, result) = ChunkSink::single();
+        self.submit(f, Batch::new(vec![arg], NonZeroUsize::MIN), sink)?;
+        Ok(result)
+    }
+
+    /// Runs `f(a, b, ...)` with the tuple `args` unpacked, and waits: Python's
+    /// `pool.apply(f, (a, b))`.
+    fn apply_star<F, T, R>(&self, f: F, args: T) -> Result<R>
+    where
+        F: StarTask<T, Output = R>,
+        T: Payload,
+        R: Payload,
+    {
+        self.apply_star_async(f, args)?.get()
+    }
+
+    /// Starts `f(a, b, ...)` with the tuple `args` unpacked: Python's
+    /// `pool.apply_async(f, (a, b))`.
+    fn apply_star_async<F, T, R>(&self, f: F, args: T) -> Result<AsyncResult<R>>
+    where
+        F: StarTask<T, Output = R>,
+        T: Payload,
+        R: Payload,
+    {
+        assert_code_only::<F>();
+        self.apply_async(move |args: T| f.call_star(args), args)
+    }
+
+    /// A lazy iterator over `f(item)` in item order (Python's `imap`, `chunksize=1`).
+    /// All tasks are queued at once; results are yielded as soon as they are next in order.
+    fn imap<F, A, R, I>(&self, f: F, items: I) -> Result<IMap<R>>
+    where
+        F: Task<A, R>,
+        A: Payload,
+        R: Payload,
+        I: IntoIterator<Item = A>,
+    {
+        self.imap_chunked(f, items, 1)
+    }
+
+    /// [`imap`](Self::imap) with an explicit `chunksize`.
+    fn imap_chunked<F, A, R, I>(&self, f: F, items: I, chunksize: usize) -> Result<IMap<R>>
+    where
+        F: Task<A, R>,
+        A: Payload,
+        R: Payload,
+        I: IntoIterator<Item = A>,
+    {
+        imap_with(self, f, items, chunksize, true)
+    }
+
+    /// Like [`imap`](Self::imap), but yields results in the order they finish.
+    fn imap_unordered<F, A, R, I>(&self, f: F, items: I) -> Result<IMap<R>>
+    where
+        F: Task<A, R>,
+        A: Payload,
+        R: Payload,
+        I: IntoIterator<Item = A>,
+    {
+        self.imap_unordered_chunked(f, items, 1)
+    }
+
+    /// [`imap_unordered`](Self::imap_unordered) with an explicit `chunksize`.
+    fn imap_unordered_chunked<F, A, R, I>(
+        &self,
+        f: F,
+        items: I,
+        chunksize: usize,
+    ) -> Result<IMap<R>>
+    where
+        F: Task<A, R>,
+        A: Payload,
+        R: Payload,
+        I: IntoIterator<Item = A>,
+    {
+        imap_with(self, f, items, chunksize, false)
+    }
+}
+
+fn imap_with<E, F, A, R, I>(
+    executor: &E,
+    f: F,
+    items: I,
+    chunksize: usize,
+    ordered: bool,
+) -> Result<IMap<R>>
+where
+    E: Executor + ?Sized,
+    F: Task<A, R>,
+    A: Payload,
+    R: Payload,
+    I: IntoIterator<Item = A>,
+{
+    assert_code_only::<F>();
+    let batch = Batch::new(items.into_iter().collect(), check_chunksize(chunksize)?);
+    let (sink, iter) = ChunkSink::imap(batch.n_chunks(), ordered);
+    executor.submit(f, batch, sink)?;
+    Ok(iter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_split_into_ordered_chunks() {
+        let b = Batch::new((0..7).collect::<Vec<u8>>(), NonZeroUsize::new(3).unwrap());
+        assert_eq!(b.n_chunks(), 3);
+        let chunks: Vec<_> = b.into_chunks().collect();
+        assert_eq!(
+            chunks,
+            vec![(0, vec![0, 1, 2]), (1, vec![3, 4, 5]), (2, vec![6])]
+        );
+        let empty = Batch::new(Vec::<u8>::new(), NonZeroUsize::MIN);
+        assert_eq!(empty.n_chunks(), 0);
+        assert_eq!(empty.into_chunks().count(), 0);
+    }
+
+    #[test]
+    fn default_chunksize_matches_python() {
+        // Python: chunksize, extra = divmod(len, 4 * processes); if extra: chunksize += 1
+        assert_eq!(default_chunksize(100, 2).get(), 13);
+        assert_eq!(default_chunksize(8, 2).get(), 1);
+        assert_eq!(default_chunksize(0, 2).get(), 1);
+        assert_eq!(default_chunksize(1000, 0).get(), 250);
+    }
+
+    #[test]
+    fn bad_arguments_are_named() {
+        let e = check_chunksize(0).unwrap_err();
+        assert!(matches!(
+            e,
+            Error::InvalidArgument {
+                name: "chunksize",
+                ..
+            }
+        ));
+        let e = check_workers(0).unwrap_err();
+        assert!(matches!(
+            e,
+            Error::InvalidArgument {
+                name: "processes",
+                ..
+            }
+        ));
+    }
+}

@@ -1,0 +1,571 @@
+//! Results that arrive later: [`AsyncResult`], the lazy [`IMap`] iterator, and the
+//! [`ChunkSink`] through which a backend hands chunk results back.
+//!
+//! Every backend uses these same types, so `get`, `wait`, `ready`, ordering and the
+//! "nothing hangs" guarantee are written once: a sink that is dropped before it delivered
+//! every chunk (a backend that was terminated, a worker that vanished) completes its
+//! results with an error instead of leaving a waiter blocked forever.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A poisoned mutex only means another thread panicked while holding it; our state
+    // transitions are single assignments, so the data is still consistent.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+enum State<T> {
+    Pending,
+    Done(Result<T>),
+    Taken { successful: bool },
+}
+
+struct Slot<T> {
+    state: Mutex<State<T>>,
+    ready: Condvar,
+}
+
+impl<T> Slot<T> {
+    fn complete(&self, value: Result<T>) {
+        let mut state = lock(&self.state);
+        if matches!(*state, State::Pending) {
+            *state = State::Done(value);
+            self.ready.notify_all();
+        }
+    }
+
+    fn is_pending(&self) -> bool {
+        matches!(*lock(&self.state), State::Pending)
+    }
+}
+
+/// The result of a task submitted with `apply_async`, `map_async` or `starmap_async`
+/// (Python's `multiprocessing.pool.AsyncResult`).
+///
+/// `get` blocks until the value arrives; every blocking call has a `_timeout` form.
+pub struct AsyncResult<T> {
+    slot: Arc<Slot<T>>,
+}
+
+impl<T> std::fmt::Debug for AsyncResult<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncResult")
+            .field("ready", &self.ready())
+            .finish()
+    }
+}
+
+impl<T> AsyncResult<T> {
+    /// A result and the [`Completer`] that fills it in. Backends use this; users get
+    /// `AsyncResult`s from an executor.
+    pub fn pending() -> (Completer<T>, AsyncResult<T>) {
+        let slot = Arc::new(Slot {
+            state: Mutex::new(State::Pending),
+            ready: Condvar::new(),
+        });
+        (
+            Completer {
+                slot: Some(slot.clone()),
+            },
+            AsyncResult { slot },
+        )
+    }
+
+    /// A result that is already complete.
+    pub fn ready_with(value: Result<T>) -> AsyncResult<T> {
+        let (completer, result) = Self::pending();
+        completer.complete(value);
+        result
+    }
+
+    /// Whether the task has finished (successfully or not). Never blocks.
+    pub fn ready(&self) -> bool {
+        !self.slot.is_pending()
+    }
+
+    /// `Some(true)` if the task finished without error, `Some(false)` if it failed, `None` if it
+    /// has not finished yet (where Python raises `ValueError`).
+    pub fn successful(&self) -> Option<bool> {
+        match &*lock(&self.slot.state) {
+            State::Pending => None,
+            State::Done(r) => Some(r.is_ok()),
+            State::Taken { successful } => Some(*successful),
+        }
+    }
+
+    /// Blocks until the task has finished.
+    pub fn wait(&self) {
+        let mut state = lock(&self.slot.state);
+        while matches!(*state, State::Pending) {
+            state = self
+                .slot
+                .ready
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// Blocks until the task has finished or `timeout` has passed; returns whether it finished.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now().checked_add(timeout);
+        let mut state = lock(&self.slot.state);
+        while matches!(*state, State::Pending) {
+            let Some(deadline) = deadline else {
+                // A timeout too large to represent: wait as if forever.
+                state = self
+                    .slot
+                    .ready
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
+                continue;
+            };
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            state = self
+                .slot
+                .ready
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        true
+    }
+
+    fn take(&self) -> Result<T> {
+        let mut state = lock(&self.slot.state);
+        match std::mem::replace(&mut *state, State::Taken { successful: false }) {
+            State::Done(r) => {
+                *state = State::Taken {
+                    successful: r.is_ok(),
+                };
+                r
+            }
+            State::Taken { successful } => {
+                *state = State::Taken { successful };
+                Err(Error::ResultTaken)
+            }
+            State::Pending => unreachable!("take is only called once the slot is complete"),
+        }
+    }
+
+    /// Blocks until the task has finished and returns its value, or the error that
+    /// ended it (a panic, a dead worker, a closed pool).
+    pub fn get(self) -> Result<T> {
+        self.wait();
+        self.take()
+    }
+
+    /// Like [`get`](Self::get), but gives up with [`Error::Timeout`] after `timeout`.
+    ///
+    /// On a timeout the result stays pending and can be waited for again. Once a value has
+    /// been returned, later calls return [`Error::ResultTaken`].
+    pub fn get_timeout(&mut self, timeout: Duration) -> Result<T> {
+        if self.wait_timeout(timeout) {
+            self.take()
+        } else {
+            Err(Error::Timeout(timeout))
+        }
+    }
+}
+
+/// The sending half of an [`AsyncResult`]: completes it exactly once.
+///
+/// Dropping a `Completer` that never completed fails its result with
+/// [`Error::PoolClosed`], so a waiter is never left blocked.
+pub struct Completer<T> {
+    slot: Option<Arc<Slot<T>>>,
+}
+
+impl<T> Completer<T> {
+    /// Delivers the value (or error) to the waiting [`AsyncResult`].
+    pub fn complete(mut self, value: Result<T>) {
+        if let Some(slot) = self.slot.take() {
+            slot.complete(value);
+        }
+    }
+}
+
+impl<T> Drop for Completer<T> {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            slot.complete(Err(Error::PoolClosed(
+                "the task was dropped before it ran (pool terminated)",
+            )));
+        }
+    }
+}
+
+/// Where the backend delivers a chunk's outcome: `Ok(values)` for the chunk's items in
+/// order, or the error that ended the chunk.
+trait ChunkTarget<R>: Send + Sync {
+    fn deliver(&self, index: usize, outcome: Result<Vec<R>>);
+}
+
+/// The backend's end of a batch of chunks: deliver each chunk's outcome exactly once.
+///
+/// Cloning is cheap; clones share one destination. When the last clone is dropped, every
+/// chunk not yet delivered is failed with [`Error::PoolClosed`], so a backend that is
+/// terminated (or loses a job) cannot leave a caller waiting forever.
+pub struct ChunkSink<R> {
+    target: Arc<dyn ChunkTarget<R>>,
+}
+
+impl<R> Clone for ChunkSink<R> {
+    fn clone(&self) -> Self {
+        ChunkSink {
+            target: self.target.clone(),
+        }
+    }
+}
+
+impl<R: Send + 'static> ChunkSink<R> {
+    /// Hands over the outcome of chunk `index` (0-based, in submission order).
+    pub fn deliver(&self, index: usize, outcome: Result<Vec<R>>) {
+        self.target.deliver(index, outcome)
+    }
+
+    /// A sink that assembles all chunks, in order, into one `AsyncResult<Vec<R>>`.
+    /// The first error (in chunk order) wins, as in Python, where `map` raises the
+    /// exception of the first failed task.
+    pub fn collect(n_chunks: usize) -> (ChunkSink<R>, AsyncResult<Vec<R>>) {
+        let (completer, result) = AsyncResult::pending();
+        if n_chunks == 0 {
+            completer.complete(Ok(Vec::new()));
+            return (
+                ChunkSink {
+                    target: Arc::new(Discard),
+                },
+                result,
+            );
+        }
+        let target = Collect {
+            parts: (0..n_chunks).map(|_| Mutex::new(None)).collect(),
+            remaining: AtomicUsize::new(n_chunks),
+            completer: Mutex::new(Some(completer)),
+        };
+        (
+            ChunkSink {
+                target: Arc::new(target),
+            },
+            result,
+        )
+    }
+
+    /// A sink for a single task: chunk 0 holds exactly one value.
+    pub fn single() -> (ChunkSink<R>, AsyncResult<R>) {
+        let (completer, result) = AsyncResult::pending();
+        (
+            ChunkSink {
+                target: Arc::new(Single {
+                    completer: Mutex::new(Some(completer)),
+                }),
+            },
+            result,
+        )
+    }
+
+    /// A sink feeding an [`IMap`] iterator, ordered or in completion order.
+    pub fn imap(n_chunks: usize, ordered: bool) -> (ChunkSink<R>, IMap<R>) {
+        let (tx, rx) = mpsc::channel();
+        (
+            ChunkSink {
+                target: Arc::new(Channel { tx }),
+            },
+            IMap {
+                rx,
+                ordered,
+                n_chunks,
+                received: 0,
+                next_chunk: 0,
+                waiting: BTreeMap::new(),
+                current: VecDeque::new(),
+            },
+        )
+    }
+}
+
+struct Discard;
+impl<R> ChunkTarget<R> for Discard {
+    fn deliver(&self, _: usize, _: Result<Vec<R>>) {}
+}
+
+type Part<R> = Mutex<Option<Result<Vec<R>>>>;
+
+struct Collect<R> {
+    parts: Box<[Part<R>]>,
+    remaining: AtomicUsize,
+    completer: Mutex<Option<Completer<Vec<R>>>>,
+}
+
+impl<R: Send> ChunkTarget<R> for Collect<R> {
+    fn deliver(&self, index: usize, outcome: Result<Vec<R>>) {
+        let Some(part) = self.parts.get(index) else {
+            return;
+        };
+        {
+            let mut part = lock(part);
+            if part.is_some() {
+                return; // delivered twice: keep the first
+            }
+            *part = Some(outcome);
+        }
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let Some(completer) = lock(&self.completer).take() else {
+                return;
+            };
+            let mut values = Vec::new();
+            let mut failure = None;
+            for part in self.parts.iter() {
+                match lock(part).take() {
+                    Some(Ok(chunk)) if failure.is_none() => values.extend(chunk),
+                    Some(Err(e)) if failure.is_none() => failure = Some(e),
+                    _ => {}
+                }
+            }
+            completer.complete(match failure {
+                Some(e) => Err(e),
+                None => Ok(values),
+            });
+        }
+    }
+}
+
+struct Single<R> {
+    completer: Mutex<Option<Completer<R>>>,
+}
+
+impl<R: Send> ChunkTarget<R> for Single<R> {
+    fn deliver(&self, _index: usize, outcome: Result<Vec<R>>) {
+        if let Some(completer) = lock(&self.completer).take() {
+            completer.complete(outcome.and_then(|mut v| {
+                if v.len() == 1 {
+                    Ok(v.remove(0))
+                } else {
+                    Err(Error::invalid(
+                        "chunk",
+                        format!("a single task returned {} values", v.len()),
+                    ))
+                }
+            }));
+        }
+    }
+}
+
+struct Channel<R> {
+    tx: mpsc::Sender<(usize, Result<Vec<R>>)>,
+}
+
+impl<R: Send> ChunkTarget<R> for Channel<R> {
+    fn deliver(&self, index: usize, outcome: Result<Vec<R>>) {
+        // The receiver may be gone (the iterator was dropped); then nobody wants the value.
+        let _ = self.tx.send((index, outcome));
+    }
+}
+
+/// The lazy iterator of Python's `imap` (ordered) and `imap_unordered`.
+///
+/// Each item is the result of one task. A chunk that failed yields a single `Err` in place
+/// of its items. If the pool goes away before delivering everything, the iterator yields
+/// [`Error::PoolClosed`] once and ends — it never blocks forever.
+pub struct IMap<R> {
+    rx: mpsc::Receiver<(usize, Result<Vec<R>>)>,
+    ordered: bool,
+    n_chunks: usize,
+    received: usize,
+    next_chunk: usize,
+    waiting: BTreeMap<usize, Result<Vec<R>>>,
+    current: VecDeque<R>,
+}
+
+impl<R> std::fmt::Debug for IMap<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IMap")
+            .field("ordered", &self.ordered)
+            .field("chunks", &self.n_chunks)
+            .field("received", &self.received)
+            .finish()
+    }
+}
+
+enum Step<R> {
+    Item(Result<R>),
+    Finished,
+    TimedOut,
+}
+
+impl<R> IMap<R> {
+    fn finished(&self) -> bool {
+        self.current.is_empty()
+            && if self.ordered {
+                self.next_chunk >= self.n_chunks
+            } else {
+                self.received >= self.n_chunks
+            }
+    }
+
+    /// Turns the next ready chunk into items; returns an error chunk as one item.
+    fn advance(&mut self) -> Option<Result<R>> {
+        loop {
+            if let Some(v) = self.current.pop_front() {
+                return Some(Ok(v));
+            }
+            if !self.ordered {
+                return None;
+            }
+            let outcome = self.waiting.remove(&self.next_chunk)?;
+            self.next_chunk += 1;
+            match outcome {
+                Ok(values) => self.current.extend(values),
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+
+    fn step(&mut self, deadline: Option<Instant>) -> Step<R> {
+        loop {
+            if let Some(item) = self.advance() {
+                return Step::Item(item);
+            }
+            if self.finished() {
+                return Step::Finished;
+            }
+            let message = match deadline {
+                None => self.rx.recv().map_err(|_| true),
+                Some(d) => self
+                    .rx
+                    .recv_timeout(d.saturating_duration_since(Instant::now()))
+                    .map_err(|e| matches!(e, mpsc::RecvTimeoutError::Disconnected)),
+            };
+            match message {
+                Ok((index, outcome)) => {
+                    self.received += 1;
+                    if self.ordered {
+                        self.waiting.insert(index, outcome);
+                    } else {
+                        match outcome {
+                            Ok(values) => self.current.extend(values),
+                            Err(e) => return Step::Item(Err(e)),
+                        }
+                    }
+                }
+                Err(true) => {
+                    // Every sender is gone but chunks are missing: report once, then end.
+                    self.received = self.n_chunks;
+                    self.next_chunk = self.n_chunks;
+                    self.waiting.clear();
+                    return Step::Item(Err(Error::PoolClosed(
+                        "the pool went away before delivering every result",
+                    )));
+                }
+                Err(false) => return Step::TimedOut,
+            }
+        }
+    }
+
+    /// The next result, waiting at most `timeout` for it: `Some(Err(Error::Timeout))` if it
+    /// did not arrive in time (the iterator can be resumed), `None` when all results are out.
+    pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<R>> {
+        let deadline = Instant::now().checked_add(timeout);
+        match self.step(deadline) {
+            Step::Item(r) => Some(r),
+            Step::Finished => None,
+            Step::TimedOut => Some(Err(Error::Timeout(timeout))),
+        }
+    }
+}
+
+impl<R> Iterator for IMap<R> {
+    type Item = Result<R>;
+
+    fn next(&mut self) -> Option<Result<R>> {
+        match self.step(None) {
+            Step::Item(r) => Some(r),
+            Step::Finished | Step::TimedOut => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collect_assembles_chunks_in_order() {
+        let (sink, result) = ChunkSink::collect(3);
+        sink.deliver(2, Ok(vec![5, 6]));
+        sink.deliver(0, Ok(vec![1, 2]));
+        assert!(!result.ready());
+        sink.deliver(1, Ok(vec![3, 4]));
+        assert_eq!(result.get().unwrap(), vec![1, 2, 3, 4, 5, 6]);
+    }
+
+    #[test]
+    fn dropped_sink_fails_instead_of_hanging() {
+        let (sink, result) = ChunkSink::<u8>::collect(2);
+        sink.deliver(0, Ok(vec![1]));
+        drop(sink);
+        assert!(matches!(result.get(), Err(Error::PoolClosed(_))));
+
+        let (sink, mut imap) = ChunkSink::<u8>::imap(2, true);
+        sink.deliver(0, Ok(vec![1]));
+        drop(sink);
+        assert_eq!(imap.next().unwrap().unwrap(), 1);
+        assert!(matches!(imap.next(), Some(Err(Error::PoolClosed(_)))));
+        assert!(imap.next().is_none());
+    }
+
+    #[test]
+    fn get_timeout_then_get() {
+        let (completer, mut result) = AsyncResult::<u32>::pending();
+        assert!(matches!(
+            result.get_timeout(Duration::from_millis(10)),
+            Err(Error::Timeout(_))
+        ));
+        assert_eq!(result.successful(), None);
+        completer.complete(Ok(7));
+        assert_eq!(result.successful(), Some(true));
+        assert_eq!(result.get_timeout(Duration::from_millis(10)).unwrap(), 7);
+        assert!(matches!(
+            result.get_timeout(Duration::ZERO),
+            Err(Error::ResultTaken)
+        ));
+        assert_eq!(result.successful(), Some(true));
+    }
+
+    #[test]
+    fn imap_ordered_reorders_and_unordered_does_not() {
+        let (sink, imap) = ChunkSink::imap(3, true);
+        sink.deliver(2, Ok(vec![3]));
+        sink.deliver(1, Ok(vec![2]));
+        sink.deliver(0, Ok(vec![1]));
+        assert_eq!(imap.map(Result::unwrap).collect::<Vec<_>>(), vec![1, 2, 3]);
+
+        let (sink, imap) = ChunkSink::imap(3, false);
+        sink.deliver(2, Ok(vec![3]));
+        sink.deliver(1, Ok(vec![2]));
+        sink.deliver(0, Ok(vec![1]));
+        assert_eq!(imap.map(Result::unwrap).collect::<Vec<_>>(), vec![3, 2, 1]);
+    }
+
+    #[test]
+    fn imap_next_timeout_resumes() {
+        let (sink, mut imap) = ChunkSink::imap(1, true);
+        assert!(matches!(
+            imap.next_timeout(Duration::from_millis(5)),
+            Some(Err(Error::Timeout(_)))
+        ));
+        sink.deliver(0, Ok(vec![9]));
+        assert_eq!(
+            imap.next_timeout(Duration::from_secs(5)).unwrap().unwrap(),
+            9
+        );
+        assert!(imap.next_timeout(Duration::from_secs(5)).is_none());
+    }
+}

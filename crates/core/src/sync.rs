@@ -1,0 +1,221 @@
+//! The behaviours of Python's synchronisation primitives, as traits.
+//!
+//! Each primitive is a trait so that a thread implementation (in `multiproc-threads`) and a
+//! process-shared one living in shared memory (in `multiproc-shared-array`) are used the same
+//! way and pass the same conformance suite ([`SyncFamily`] names one complete set).
+//!
+//! Every method that can fail returns [`Result`]: a process-shared lock whose owner died
+//! reports [`Error::OwnerDied`](crate::Error::OwnerDied), releasing a lock you do not hold is
+//! [`Error::NotHeld`](crate::Error::NotHeld). Every blocking call has a `_timeout` form.
+//! Like Python's objects, primitives are shared by reference: put them in an `Arc` (or a
+//! `static`) and hand clones of the `Arc` to threads or forked processes.
+
+use std::time::Duration;
+
+use crate::error::Result;
+
+/// Marker for every synchronisation primitive: shareable between threads, with a name for
+/// diagnostics.
+pub trait SyncPrimitive: Send + Sync {
+    /// A short name for messages and test output, such as `"Lock"`.
+    fn kind(&self) -> &'static str;
+}
+
+/// A mutual-exclusion lock (Python's `Lock`).
+///
+/// `acquire`/`release` are the Python calls; [`lock`](Lock::lock) returns an RAII guard
+/// that releases on drop, the Rust form of `with lock:`.
+pub trait Lock: SyncPrimitive {
+    /// Blocks until the lock is acquired.
+    fn acquire(&self) -> Result<()>;
+    /// Tries for at most `timeout`; returns whether the lock was acquired.
+    fn acquire_timeout(&self, timeout: Duration) -> Result<bool>;
+    /// Acquires only if the lock is free right now (Python's `acquire(blocking=False)`).
+    fn try_acquire(&self) -> Result<bool> {
+        self.acquire_timeout(Duration::ZERO)
+    }
+    /// Releases the lock. Releasing a lock that is not held is [`Error::NotHeld`](crate::Error::NotHeld).
+    fn release(&self) -> Result<()>;
+    /// Whether the lock is held by anyone right now.
+    fn locked(&self) -> bool;
+    /// Acquires and returns a guard that releases on drop (`with lock:`).
+    fn lock(&self) -> Result<LockGuard<'_, Self>>
+    where
+        Self: Sized,
+    {
+        self.acquire()?;
+        Ok(LockGuard { lock: self })
+    }
+    /// [`lock`](Lock::lock) with a timeout: `Ok(None)` if it could not be acquired in time.
+    fn lock_timeout(&self, timeout: Duration) -> Result<Option<LockGuard<'_, Self>>>
+    where
+        Self: Sized,
+    {
+        Ok(self
+            .acquire_timeout(timeout)?
+            .then_some(LockGuard { lock: self }))
+    }
+}
+
+/// A re-entrant lock (Python's `RLock`): the owner may acquire it again, and must release it
+/// as many times. Only the owner may release it.
+pub trait RLock: Lock {
+    /// How many times the current owner holds it (0 if the caller does not own it).
+    fn recursion_depth(&self) -> usize;
+    /// Whether the calling thread (or process) owns it.
+    fn is_owned(&self) -> bool;
+}
+
+/// The guard returned by [`Lock::lock`]: the lock is held until the guard is dropped.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct LockGuard<'a, L: Lock + ?Sized> {
+    lock: &'a L,
+}
+
+impl<L: Lock + ?Sized> std::fmt::Debug for LockGuard<'_, L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LockGuard")
+            .field("kind", &self.lock.kind())
+            .finish()
+    }
+}
+
+impl<L: Lock + ?Sized> Drop for LockGuard<'_, L> {
+    fn drop(&mut self) {
+        // The guard holds the lock, so release cannot report NotHeld unless user code
+        // released it behind the guard's back; there is nothing useful to do with that here.
+        let _ = self.lock.release();
+    }
+}
+
+/// A boolean flag that threads can wait on (Python's `Event`).
+pub trait Event: SyncPrimitive {
+    /// Sets the flag and wakes every waiter.
+    fn set(&self) -> Result<()>;
+    /// Clears the flag.
+    fn clear(&self) -> Result<()>;
+    /// Whether the flag is set.
+    fn is_set(&self) -> bool;
+    /// Blocks until the flag is set.
+    fn wait(&self) -> Result<()>;
+    /// Blocks until the flag is set or `timeout` passes; returns the flag.
+    fn wait_timeout(&self, timeout: Duration) -> Result<bool>;
+}
+
+/// A condition variable with its own re-entrant lock (Python's `Condition`).
+///
+/// Acquire it (it is a [`Lock`]), check your predicate, and [`wait`](Condition::wait): the lock
+/// is released while waiting and re-acquired before returning. `notify(n)` wakes at most `n`
+/// waiters, and there are no spurious wake-ups.
+pub trait Condition: Lock {
+    /// Releases the lock, waits for a notification, re-acquires. The lock must be held
+    /// ([`Error::NotHeld`](crate::Error::NotHeld) otherwise).
+    fn wait(&self) -> Result<()>;
+    /// Like [`wait`](Condition::wait) for at most `timeout`; returns `false` on timeout.
+    fn wait_timeout(&self, timeout: Duration) -> Result<bool>;
+    /// Wakes up to `n` waiters. The lock must be held.
+    fn notify(&self, n: usize) -> Result<()>;
+    /// Wakes every waiter. The lock must be held.
+    fn notify_all(&self) -> Result<()>;
+    /// Waits until `predicate()` is true or `timeout` passes (Python's `wait_for`); returns
+    /// the predicate's last value. The lock must be held.
+    fn wait_for(&self, mut predicate: impl FnMut() -> bool, timeout: Duration) -> Result<bool>
+    where
+        Self: Sized,
+    {
+        let deadline = std::time::Instant::now().checked_add(timeout);
+        loop {
+            if predicate() {
+                return Ok(true);
+            }
+            match deadline {
+                None => self.wait()?,
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        return Ok(predicate());
+                    }
+                    self.wait_timeout(left)?;
+                }
+            }
+        }
+    }
+}
+
+/// A counting semaphore (Python's `Semaphore`; and `BoundedSemaphore`, see
+/// [`is_bounded`](Semaphore::is_bounded)).
+pub trait Semaphore: SyncPrimitive {
+    /// Blocks until the counter is positive, then decrements it.
+    fn acquire(&self) -> Result<()>;
+    /// Like [`acquire`](Semaphore::acquire) for at most `timeout`; returns whether it acquired.
+    fn acquire_timeout(&self, timeout: Duration) -> Result<bool>;
+    /// Acquires only if the counter is positive right now.
+    fn try_acquire(&self) -> Result<bool> {
+        self.acquire_timeout(Duration::ZERO)
+    }
+    /// Increments the counter by `n`, waking up to `n` waiters. A bounded semaphore refuses
+    /// to go above its initial value ([`Error::InvalidArgument`](crate::Error::InvalidArgument),
+    /// Python's `ValueError`), and then changes nothing.
+    fn release(&self, n: usize) -> Result<()>;
+    /// The current counter value.
+    fn value(&self) -> usize;
+    /// Whether releases above the initial value are refused.
+    fn is_bounded(&self) -> bool;
+}
+
+/// A barrier for a fixed number of parties (Python's `Barrier`).
+pub trait Barrier: SyncPrimitive {
+    /// Waits until `parties` callers are waiting, then releases them all. Returns a distinct
+    /// index in `0..parties` for each. [`Error::BrokenBarrier`](crate::Error::BrokenBarrier) if
+    /// the barrier is or becomes broken.
+    fn wait(&self) -> Result<usize>;
+    /// Like [`wait`](Barrier::wait), but a wait that times out breaks the barrier (as in
+    /// Python) and returns [`Error::Timeout`](crate::Error::Timeout); other waiters get
+    /// `BrokenBarrier`.
+    fn wait_timeout(&self, timeout: Duration) -> Result<usize>;
+    /// Breaks the barrier: current and future waiters get `BrokenBarrier` until `reset`.
+    fn abort(&self);
+    /// Returns the barrier to its empty, unbroken state; current waiters get `BrokenBarrier`.
+    fn reset(&self);
+    /// The number of parties needed to pass.
+    fn parties(&self) -> usize;
+    /// How many are waiting now.
+    fn n_waiting(&self) -> usize;
+    /// Whether the barrier is broken.
+    fn broken(&self) -> bool;
+}
+
+/// One complete set of primitives, as a backend provides it. The SyncPrimitive conformance
+/// suite ([`testing::sync`](crate::testing) with the `testing` feature) is generic over this.
+pub trait SyncFamily: 'static {
+    /// The family's name in test output, such as `"threads"`.
+    const NAME: &'static str;
+    /// Its [`Lock`].
+    type Lock: Lock + 'static;
+    /// Its [`RLock`].
+    type RLock: RLock + 'static;
+    /// Its [`Event`].
+    type Event: Event + 'static;
+    /// Its [`Condition`].
+    type Condition: Condition + 'static;
+    /// Its [`Semaphore`], used both bounded and unbounded.
+    type Semaphore: Semaphore + 'static;
+    /// Its [`Barrier`].
+    type Barrier: Barrier + 'static;
+
+    /// A new, unlocked lock.
+    fn lock() -> Result<Self::Lock>;
+    /// A new, unowned re-entrant lock.
+    fn rlock() -> Result<Self::RLock>;
+    /// A new, clear event.
+    fn event() -> Result<Self::Event>;
+    /// A new condition with its own re-entrant lock.
+    fn condition() -> Result<Self::Condition>;
+    /// A semaphore starting at `value`.
+    fn semaphore(value: usize) -> Result<Self::Semaphore>;
+    /// A semaphore starting at `value` that refuses to be released above it.
+    fn bounded_semaphore(value: usize) -> Result<Self::Semaphore>;
+    /// A barrier for `parties` parties; 0 parties is
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument).
+    fn barrier(parties: usize) -> Result<Self::Barrier>;
+}
