@@ -51,9 +51,10 @@ pub trait Lock: SyncPrimitive {
     where
         Self: Sized,
     {
+        // `then`, not `then_some`: a guard built for a lock we did not get would release it.
         Ok(self
             .acquire_timeout(timeout)?
-            .then_some(LockGuard { lock: self }))
+            .then(|| LockGuard { lock: self }))
     }
 }
 

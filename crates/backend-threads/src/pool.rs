@@ -1,0 +1,259 @@
+//! [`ThreadPool`]: the threads backend's [`Executor`], on a dedicated rayon pool.
+//!
+//! A submission becomes one rayon job that splits the batch with rayon's own indexed
+//! `chunks`, so work-stealing balances the load and the per-item cost is rayon's. Each
+//! chunk runs under `catch_unwind`: a panic fails that chunk's result only.
+
+use std::num::NonZeroUsize;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+
+use multiproc_core::{
+    check_chunksize, check_workers, default_chunksize, AsyncResult, Batch, ChunkSink, Error,
+    Executor, Payload, Result, Task,
+};
+use rayon::prelude::*;
+
+#[derive(Debug, Default)]
+struct State {
+    closed: bool,
+    outstanding: usize,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    idle: Condvar,
+    terminated: AtomicBool,
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Counts a submission as outstanding until dropped, even if its job unwinds.
+struct Outstanding(Arc<Shared>);
+
+impl Drop for Outstanding {
+    fn drop(&mut self) {
+        let mut s = self.0.state();
+        s.outstanding -= 1;
+        if s.outstanding == 0 {
+            self.0.idle.notify_all();
+        }
+    }
+}
+
+/// A pool of worker threads with Python's `Pool` API.
+///
+/// It implements [`Executor`] (tasks are `fn` items or non-capturing closures, as on every
+/// backend), and also takes ordinary closures through [`map_fn`](Self::map_fn) and
+/// [`apply_async_fn`](Self::apply_async_fn), because threads share memory and need nothing
+/// to cross a process boundary.
+///
+/// Dropping the pool closes it and waits for submitted work (Python's `close` + `join`).
+///
+/// ```
+/// use multiproc_threads::{Executor, ThreadPool};
+///
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// let pool = ThreadPool::new(2)?;
+/// assert_eq!(pool.map(square, 0..5)?, vec![0, 1, 4, 9, 16]);
+///
+/// // Closures that borrow local data work too, on this backend only.
+/// let data = vec![1.5_f64; 1000];
+/// let sums = pool.map_fn(|offset: usize| data[offset..offset + 100].iter().sum::<f64>(),
+///                        (0..1000).step_by(100), 1)?;
+/// assert_eq!(sums.iter().sum::<f64>(), 1500.0);
+/// # Ok::<(), multiproc_threads::Error>(())
+/// ```
+pub struct ThreadPool {
+    rayon: rayon::ThreadPool,
+    shared: Arc<Shared>,
+    workers: usize,
+}
+
+impl std::fmt::Debug for ThreadPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.shared.state();
+        f.debug_struct("ThreadPool")
+            .field("workers", &self.workers)
+            .field("closed", &s.closed)
+            .field("outstanding", &s.outstanding)
+            .finish()
+    }
+}
+
+impl ThreadPool {
+    /// A pool of `workers` threads (Python's `Pool(processes=workers)`).
+    /// Zero is [`Error::InvalidArgument`] on `processes`.
+    pub fn new(workers: usize) -> Result<Self> {
+        let workers = check_workers(workers)?.get();
+        let rayon = rayon::ThreadPoolBuilder::new()
+            .num_threads(workers)
+            .thread_name(|i| format!("multiproc-worker-{i}"))
+            .build()
+            .map_err(|e| Error::Io(std::io::Error::other(e)))?;
+        Ok(ThreadPool {
+            rayon,
+            shared: Arc::new(Shared {
+                state: Mutex::new(State::default()),
+                idle: Condvar::new(),
+                terminated: AtomicBool::new(false),
+            }),
+            workers,
+        })
+    }
+
+    /// A pool with one worker per available core (Python's `Pool()`).
+    pub fn with_available_parallelism() -> Result<Self> {
+        Self::new(std::thread::available_parallelism().map_or(1, NonZeroUsize::get))
+    }
+
+    /// Registers a submission, or refuses it if the pool is closed.
+    fn admit(&self) -> Result<Outstanding> {
+        let mut s = self.shared.state();
+        if s.closed {
+            return Err(Error::PoolClosed("the pool no longer accepts work"));
+        }
+        s.outstanding += 1;
+        Ok(Outstanding(self.shared.clone()))
+    }
+
+    /// Like [`Executor::map_chunked`], for any closure — including ones that borrow local
+    /// data — because it blocks until every chunk is done. `chunksize` 0 is an error.
+    pub fn map_fn<A, R, F, I>(&self, f: F, items: I, chunksize: usize) -> Result<Vec<R>>
+    where
+        A: Send,
+        R: Send + 'static,
+        F: Fn(A) -> R + Sync,
+        I: IntoIterator<Item = A>,
+    {
+        let batch = Batch::new(items.into_iter().collect(), check_chunksize(chunksize)?);
+        let _outstanding = self.admit()?;
+        let (sink, result) = ChunkSink::collect(batch.n_chunks());
+        let terminated = &self.shared.terminated;
+        self.rayon
+            .install(|| run_chunks(&f, batch, terminated, &sink));
+        drop(sink);
+        result.get()
+    }
+
+    /// Like [`map_fn`](Self::map_fn) with Python's default chunk size.
+    pub fn map_fn_default<A, R, F, I>(&self, f: F, items: I) -> Result<Vec<R>>
+    where
+        A: Send,
+        R: Send + 'static,
+        F: Fn(A) -> R + Sync,
+        I: IntoIterator<Item = A>,
+    {
+        let items: Vec<A> = items.into_iter().collect();
+        let chunksize = default_chunksize(items.len(), self.workers).get();
+        self.map_fn(f, items, chunksize)
+    }
+
+    /// Like [`Executor::apply_async`], for any `'static` closure, capturing or not.
+    pub fn apply_async_fn<R, F>(&self, f: F) -> Result<AsyncResult<R>>
+    where
+        R: Send + 'static,
+        F: FnOnce() -> R + Send + 'static,
+    {
+        let outstanding = self.admit()?;
+        let (completer, result) = AsyncResult::pending();
+        let shared = self.shared.clone();
+        self.rayon.spawn(move || {
+            let _outstanding = outstanding;
+            if !shared.terminated.load(Ordering::Acquire) {
+                completer.complete(
+                    panic::catch_unwind(AssertUnwindSafe(f)).map_err(Error::from_panic),
+                );
+            } // else: dropping the completer fails the result with PoolClosed
+        });
+        Ok(result)
+    }
+}
+
+/// Runs every chunk of `batch` on the current rayon pool, delivering each to `sink`.
+/// Chunks not yet started when `terminated` is set are skipped (their results fail when the
+/// last clone of the sink is dropped).
+fn run_chunks<A, R, F>(f: &F, batch: Batch<A>, terminated: &AtomicBool, sink: &ChunkSink<R>)
+where
+    A: Send,
+    R: Send + 'static,
+    F: Fn(A) -> R + Sync,
+{
+    let (items, chunksize) = batch.into_parts();
+    items
+        .into_par_iter()
+        .chunks(chunksize.get())
+        .enumerate()
+        .for_each(|(index, chunk)| {
+            if terminated.load(Ordering::Relaxed) {
+                return;
+            }
+            let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+                chunk.into_iter().map(f).collect::<Vec<R>>()
+            }))
+            .map_err(Error::from_panic);
+            sink.deliver(index, outcome);
+        });
+}
+
+impl Executor for ThreadPool {
+    fn processes(&self) -> usize {
+        self.workers
+    }
+
+    fn submit<F, A, R>(&self, f: F, batch: Batch<A>, sink: ChunkSink<R>) -> Result<()>
+    where
+        F: Task<A, R>,
+        A: Payload,
+        R: Payload,
+    {
+        let outstanding = self.admit()?;
+        let shared = self.shared.clone();
+        self.rayon.spawn(move || {
+            let _outstanding = outstanding;
+            run_chunks(&f, batch, &shared.terminated, &sink);
+        });
+        Ok(())
+    }
+
+    fn close(&self) {
+        self.shared.state().closed = true;
+    }
+
+    fn join(&self) -> Result<()> {
+        let s = self.shared.state();
+        if !s.closed {
+            return Err(Error::invalid(
+                "self",
+                "join() needs close() or terminate() first (the pool is still running)",
+            ));
+        }
+        drop(
+            self.shared
+                .idle
+                .wait_while(s, |s| s.outstanding > 0)
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        Ok(())
+    }
+
+    fn terminate(&self) -> Result<()> {
+        self.shared.terminated.store(true, Ordering::Release);
+        self.close();
+        Ok(())
+    }
+}
+
+impl Drop for ThreadPool {
+    fn drop(&mut self) {
+        self.close();
+        // Cannot fail once closed.
+        let _ = self.join();
+    }
+}

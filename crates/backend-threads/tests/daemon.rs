@@ -1,0 +1,57 @@
+//! Python's daemon semantics, checked in a child process: the test binary re-runs itself
+//! with an environment variable that selects the child's part.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use multiproc_threads::Thread;
+
+const ROLE: &str = "MULTIPROC_DAEMON_TEST_ROLE";
+
+/// Runs this test binary again, executing only `test`, in `role`; returns its stdout and how
+/// long it took.
+fn run_child(test: &str, role: &str) -> (String, Duration) {
+    let start = Instant::now();
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(ROLE, role)
+        .output()
+        .expect("re-running the test binary");
+    assert!(out.status.success(), "child failed: {out:?}");
+    (String::from_utf8_lossy(&out.stdout).into_owned(), start.elapsed())
+}
+
+#[test]
+fn a_non_daemon_thread_keeps_the_program_alive() {
+    if std::env::var(ROLE).as_deref() == Ok("child") {
+        Thread::new(|| {
+            std::thread::sleep(Duration::from_millis(300));
+            println!("non-daemon thread finished");
+        })
+        .start()
+        .unwrap();
+        return; // the test, and then main, return before the thread finishes
+    }
+    let (stdout, _) = run_child("a_non_daemon_thread_keeps_the_program_alive", "child");
+    assert!(
+        stdout.contains("non-daemon thread finished"),
+        "the program exited before its non-daemon thread finished:\n{stdout}"
+    );
+}
+
+#[test]
+fn a_daemon_thread_is_abandoned_at_exit() {
+    if std::env::var(ROLE).as_deref() == Ok("child") {
+        Thread::new(|| {
+            std::thread::sleep(Duration::from_secs(20));
+            println!("daemon thread finished");
+        })
+        .daemon(true)
+        .start()
+        .unwrap();
+        return;
+    }
+    let (stdout, took) = run_child("a_daemon_thread_is_abandoned_at_exit", "child");
+    assert!(!stdout.contains("daemon thread finished"), "{stdout}");
+    assert!(took < Duration::from_secs(15), "exit waited for a daemon thread: {took:?}");
+}
