@@ -1,1 +1,60 @@
-//! x
+//! # multiproc
+//!
+//! Python's `threading` and `multiprocessing`, the Rust way: threads, locks, events,
+//! processes, pools with `map`/`starmap`/`apply_async`, and shared arrays, behind pluggable
+//! execution backends that one workload runs on unchanged.
+//!
+//! | you want | Python | multiproc |
+//! |---|---|---|
+//! | a thread | `threading.Thread` | [`Thread`] (`threads` feature) |
+//! | a lock, event, ... | `threading.Lock`, `Event`, ... | [`Lock`], [`RLock`], [`Event`], [`Condition`], [`Semaphore`], [`BoundedSemaphore`], [`Barrier`] |
+//! | a pool | `multiprocessing.Pool` | [`threads::Pool`] (more backends: see the README's feature table) |
+//! | the pool API | `map`, `starmap`, `apply_async`, `imap`, ... | the [`Executor`] trait |
+//! | a pending result | `AsyncResult` | [`AsyncResult`] |
+//! | an exception | `RuntimeError`, ... | [`Error`] |
+//!
+//! Each backend is a module with the same names (`Pool`, ...), so that switching backends is
+//! one line. The traits live in [`core`]; [`prelude`] imports them all.
+//!
+//! ## Quick start
+//!
+//! ```
+//! use multiproc::prelude::*;
+//! use multiproc::threads as backend; // the one line that picks a backend
+//!
+//! fn crunch_image(imgfile: String) -> usize {
+//!     imgfile.len() // use your imagination
+//! }
+//!
+//! let imgfiles: Vec<String> = (0..20).map(|i| format!("{i:02}.nii.gz")).collect();
+//! let pool = backend::Pool::new(4)?;
+//! let results = pool.map(crunch_image, imgfiles)?;
+//! assert_eq!(results, vec![9; 20]);
+//!
+//! let pending = pool.apply_async(crunch_image, "MNI152_T1_2mm.nii.gz".to_string())?;
+//! assert_eq!(pending.get()?, 20);
+//! # Ok::<(), multiproc::Error>(())
+//! ```
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+/// The backend-independent vocabulary: traits, [`Error`], [`AsyncResult`].
+pub use multiproc_core as core;
+pub use multiproc_core::{AsyncResult, Error, Executor, IMap, Result};
+
+/// The threads backend: workers are threads of this process (feature `threads`).
+#[cfg(feature = "threads")]
+pub use multiproc_threads as threads;
+
+#[cfg(feature = "threads")]
+pub use multiproc_threads::{
+    mutex, Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Run, Semaphore, Thread,
+    ThreadHandle,
+};
+
+/// Imports every trait, so that pool and primitive methods resolve: `use multiproc::prelude::*;`
+pub mod prelude {
+    pub use multiproc_core::sync::{
+        Barrier as _, Condition as _, Event as _, Lock as _, RLock as _, Semaphore as _,
+    };
+    pub use multiproc_core::{AsyncResult, Error, Executor, Result};
+}

@@ -40,3 +40,7 @@ pub use sync::{
     Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore, ThreadSync,
 };
 pub use thread::{Run, Thread, ThreadHandle};
+
+/// The backend's pool under the name every backend uses, so that switching backends is a
+/// one-line change: `use multiproc::threads as backend; backend::Pool::new(2)`.
+pub type Pool = ThreadPool;
