@@ -36,9 +36,7 @@ mod thread;
 pub use multiproc_core::{AsyncResult, Error, Executor, LockGuard, Result};
 pub use mutex::mutex;
 pub use pool::ThreadPool;
-pub use sync::{
-    Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore, ThreadSync,
-};
+pub use sync::{Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore, ThreadSync};
 pub use thread::{Run, Thread, ThreadHandle};
 
 /// The backend's pool under the name every backend uses, so that switching backends is a

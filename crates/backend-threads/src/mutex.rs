@@ -45,7 +45,11 @@ mod tests {
         let body = {
             let inside = inside.clone();
             move |_: ()| {
-                assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two calls overlapped");
+                assert_eq!(
+                    inside.fetch_add(1, Ordering::SeqCst),
+                    0,
+                    "two calls overlapped"
+                );
                 std::thread::sleep(Duration::from_millis(2));
                 inside.fetch_sub(1, Ordering::SeqCst);
             }

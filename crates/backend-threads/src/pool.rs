@@ -166,19 +166,20 @@ impl ThreadPool {
         let shared = self.shared.clone();
         self.rayon.spawn(move || {
             let _outstanding = outstanding;
-            if !shared.terminated.load(Ordering::Acquire) {
-                completer.complete(
-                    panic::catch_unwind(AssertUnwindSafe(f)).map_err(Error::from_panic),
-                );
-            } // else: dropping the completer fails the result with PoolClosed
+            completer.complete(catch(|| guarded(f, &shared.terminated)));
         });
         Ok(result)
     }
 }
 
-/// Runs every chunk of `batch` on the current rayon pool, delivering each to `sink`.
-/// Chunks not yet started when `terminated` is set are skipped (their results fail when the
-/// last clone of the sink is dropped).
+/// Runs `batch` on the current rayon pool and hands the results to `sink`. Tasks not yet
+/// started when `terminated` is set are skipped and their results fail.
+///
+/// A sink that wants the whole result (`map`, `apply`) gets rayon's own indexed collect,
+/// split into pieces of exactly `chunksize` items, so the per-item cost is rayon's: there is
+/// no per-item wrapper, a panic is caught once around the collect. (rayon's `join` re-raises
+/// the panic of its left half first, so the reported failure is the first in item order.)
+/// A sink that streams (`imap`) gets each chunk as soon as it is done.
 fn run_chunks<A, R, F>(f: &F, batch: Batch<A>, terminated: &AtomicBool, sink: &ChunkSink<R>)
 where
     A: Send,
@@ -186,20 +187,50 @@ where
     F: Fn(A) -> R + Sync,
 {
     let (items, chunksize) = batch.into_parts();
+    let task = |item| guarded(|| f(item), terminated);
+    if sink.wants_whole() {
+        let outcome = catch(|| {
+            items
+                .into_par_iter()
+                .with_min_len(chunksize.get())
+                .with_max_len(chunksize.get())
+                .map(task)
+                .collect()
+        });
+        sink.deliver_whole(outcome, chunksize);
+        return;
+    }
     items
         .into_par_iter()
         .chunks(chunksize.get())
         .enumerate()
         .for_each(|(index, chunk)| {
-            if terminated.load(Ordering::Relaxed) {
-                return;
-            }
-            let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
-                chunk.into_iter().map(f).collect::<Vec<R>>()
-            }))
-            .map_err(Error::from_panic);
-            sink.deliver(index, outcome);
+            sink.deliver(index, catch(|| chunk.into_iter().map(task).collect()));
         });
+}
+
+/// The unwind payload that abandons a task after `terminate`: raised with `resume_unwind`,
+/// so no panic message is printed.
+struct Terminated;
+
+/// Runs one task, unless the pool was terminated.
+fn guarded<R>(task: impl FnOnce() -> R, terminated: &AtomicBool) -> R {
+    if terminated.load(Ordering::Relaxed) {
+        panic::resume_unwind(Box::new(Terminated));
+    }
+    task()
+}
+
+/// Runs `work`, turning a task's panic into [`Error::TaskPanicked`] and a termination into
+/// [`Error::PoolClosed`].
+fn catch<T>(work: impl FnOnce() -> T) -> Result<T> {
+    panic::catch_unwind(AssertUnwindSafe(work)).map_err(|payload| {
+        if payload.is::<Terminated>() {
+            Error::PoolClosed("the pool was terminated before the task ran")
+        } else {
+            Error::from_panic(payload)
+        }
+    })
 }
 
 impl Executor for ThreadPool {

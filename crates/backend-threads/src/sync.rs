@@ -456,7 +456,9 @@ impl Condition {
     /// Wakes up to `n` waiters, longest-waiting first. The lock must be held.
     pub fn notify(&self, n: usize) -> Result<()> {
         if !self.lock.is_owned() {
-            return Err(Error::NotHeld("notify on a Condition whose lock is not held"));
+            return Err(Error::NotHeld(
+                "notify on a Condition whose lock is not held",
+            ));
         }
         let mut waiters = guard(&self.waiters);
         for _ in 0..n {
@@ -651,7 +653,10 @@ impl Barrier {
     /// A barrier for `parties` threads; 0 is [`Error::InvalidArgument`] on `parties`.
     pub fn new(parties: usize) -> Result<Self> {
         if parties == 0 {
-            return Err(Error::invalid("parties", "a Barrier needs at least 1 party"));
+            return Err(Error::invalid(
+                "parties",
+                "a Barrier needs at least 1 party",
+            ));
         }
         Ok(Barrier {
             parties,

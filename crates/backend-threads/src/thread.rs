@@ -192,8 +192,6 @@ impl<R: Send + 'static> Thread<R> {
     }
 }
 
-
-
 enum Outcome<R> {
     Running,
     Finished(Result<R>),
@@ -305,11 +303,17 @@ mod tests {
 
     #[test]
     fn join_returns_the_value_and_a_second_join_is_an_error() {
-        let t = Thread::with_args(|n: u32| n * 2, 21).name("doubler").start().unwrap();
+        let t = Thread::with_args(|n: u32| n * 2, 21)
+            .name("doubler")
+            .start()
+            .unwrap();
         assert_eq!(t.name(), Some("doubler"));
         assert_eq!(t.join().unwrap(), 42);
         assert!(!t.is_alive());
-        assert!(matches!(t.join(), Err(Error::InvalidArgument { name: "self", .. })));
+        assert!(matches!(
+            t.join(),
+            Err(Error::InvalidArgument { name: "self", .. })
+        ));
         assert!(matches!(
             t.join_timeout(Duration::from_millis(1)),
             Err(Error::InvalidArgument { .. })
@@ -322,7 +326,10 @@ mod tests {
             .start()
             .unwrap();
         assert!(t.is_alive());
-        assert!(matches!(t.join_timeout(Duration::from_millis(10)), Err(Error::Timeout(_))));
+        assert!(matches!(
+            t.join_timeout(Duration::from_millis(10)),
+            Err(Error::Timeout(_))
+        ));
         assert!(t.is_alive());
         t.join_timeout(Duration::from_secs(10)).unwrap();
         assert!(!t.is_alive());

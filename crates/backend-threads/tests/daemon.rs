@@ -18,7 +18,10 @@ fn run_child(test: &str, role: &str) -> (String, Duration) {
         .output()
         .expect("re-running the test binary");
     assert!(out.status.success(), "child failed: {out:?}");
-    (String::from_utf8_lossy(&out.stdout).into_owned(), start.elapsed())
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        start.elapsed(),
+    )
 }
 
 #[test]
@@ -53,5 +56,8 @@ fn a_daemon_thread_is_abandoned_at_exit() {
     }
     let (stdout, took) = run_child("a_daemon_thread_is_abandoned_at_exit", "child");
     assert!(!stdout.contains("daemon thread finished"), "{stdout}");
-    assert!(took < Duration::from_secs(15), "exit waited for a daemon thread: {took:?}");
+    assert!(
+        took < Duration::from_secs(15),
+        "exit waited for a daemon thread: {took:?}"
+    );
 }

@@ -7,6 +7,7 @@
 //! results with an error instead of leaving a waiter blocked forever.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -206,6 +207,14 @@ impl<T> Drop for Completer<T> {
 /// order, or the error that ended the chunk.
 trait ChunkTarget<R>: Send + Sync {
     fn deliver(&self, index: usize, outcome: Result<Vec<R>>);
+    /// Takes the whole batch at once, if this target assembles one value anyway; gives the
+    /// outcome back otherwise.
+    fn deliver_whole(&self, outcome: Result<Vec<R>>) -> Option<Result<Vec<R>>> {
+        Some(outcome)
+    }
+    fn wants_whole(&self) -> bool {
+        false
+    }
 }
 
 /// The backend's end of a batch of chunks: deliver each chunk's outcome exactly once.
@@ -229,6 +238,39 @@ impl<R: Send + 'static> ChunkSink<R> {
     /// Hands over the outcome of chunk `index` (0-based, in submission order).
     pub fn deliver(&self, index: usize, outcome: Result<Vec<R>>) {
         self.target.deliver(index, outcome)
+    }
+
+    /// Whether this sink only wants the assembled result (it feeds `map` or `apply`, not
+    /// `imap`). A backend that computes a whole batch in one go may then hand it over with
+    /// [`deliver_whole`](Self::deliver_whole) instead of chunk by chunk.
+    pub fn wants_whole(&self) -> bool {
+        self.target.wants_whole()
+    }
+
+    /// Hands over every item's result at once (`Ok` with one value per item, in order, or the
+    /// error of the first failed item). For a sink that does not
+    /// [`want it whole`](Self::wants_whole), the values are split back into chunks of
+    /// `chunksize` and delivered one by one (an error goes to chunk 0). Use either this or
+    /// [`deliver`](Self::deliver) for a batch, not both.
+    pub fn deliver_whole(&self, outcome: Result<Vec<R>>, chunksize: NonZeroUsize) {
+        let Some(outcome) = self.target.deliver_whole(outcome) else {
+            return;
+        };
+        match outcome {
+            Err(e) => self.deliver(0, Err(e)),
+            Ok(values) => {
+                let mut values = values.into_iter();
+                let mut index = 0;
+                loop {
+                    let chunk: Vec<R> = values.by_ref().take(chunksize.get()).collect();
+                    if chunk.is_empty() {
+                        break;
+                    }
+                    self.deliver(index, Ok(chunk));
+                    index += 1;
+                }
+            }
+        }
     }
 
     /// A sink that assembles all chunks, in order, into one `AsyncResult<Vec<R>>`.
@@ -294,6 +336,12 @@ impl<R: Send + 'static> ChunkSink<R> {
 struct Discard;
 impl<R> ChunkTarget<R> for Discard {
     fn deliver(&self, _: usize, _: Result<Vec<R>>) {}
+    fn deliver_whole(&self, _: Result<Vec<R>>) -> Option<Result<Vec<R>>> {
+        None
+    }
+    fn wants_whole(&self) -> bool {
+        true
+    }
 }
 
 type Part<R> = Mutex<Option<Result<Vec<R>>>>;
@@ -335,6 +383,17 @@ impl<R: Send> ChunkTarget<R> for Collect<R> {
             });
         }
     }
+
+    fn deliver_whole(&self, outcome: Result<Vec<R>>) -> Option<Result<Vec<R>>> {
+        if let Some(completer) = lock(&self.completer).take() {
+            completer.complete(outcome);
+        }
+        None
+    }
+
+    fn wants_whole(&self) -> bool {
+        true
+    }
 }
 
 struct Single<R> {
@@ -355,6 +414,15 @@ impl<R: Send> ChunkTarget<R> for Single<R> {
                 }
             }));
         }
+    }
+
+    fn deliver_whole(&self, outcome: Result<Vec<R>>) -> Option<Result<Vec<R>>> {
+        self.deliver(0, outcome);
+        None
+    }
+
+    fn wants_whole(&self) -> bool {
+        true
     }
 }
 
@@ -519,6 +587,27 @@ mod tests {
         assert_eq!(imap.next().unwrap().unwrap(), 1);
         assert!(matches!(imap.next(), Some(Err(Error::PoolClosed(_)))));
         assert!(imap.next().is_none());
+    }
+
+    #[test]
+    fn whole_delivery_completes_map_and_splits_for_imap() {
+        let (sink, result) = ChunkSink::collect(3);
+        assert!(sink.wants_whole());
+        sink.deliver_whole(Ok(vec![1, 2, 3, 4, 5]), NonZeroUsize::new(2).unwrap());
+        assert_eq!(result.get().unwrap(), vec![1, 2, 3, 4, 5]);
+
+        let (sink, imap) = ChunkSink::imap(3, true);
+        assert!(!sink.wants_whole());
+        sink.deliver_whole(Ok(vec![1, 2, 3, 4, 5]), NonZeroUsize::new(2).unwrap());
+        drop(sink);
+        assert_eq!(
+            imap.map(Result::unwrap).collect::<Vec<_>>(),
+            vec![1, 2, 3, 4, 5]
+        );
+
+        let (sink, result) = ChunkSink::<u8>::single();
+        sink.deliver_whole(Err(Error::Timeout(Duration::ZERO)), NonZeroUsize::MIN);
+        assert!(matches!(result.get(), Err(Error::Timeout(_))));
     }
 
     #[test]
