@@ -1,0 +1,145 @@
+//! Test helpers: forking a child that runs one closure, and the `ForkHarness` that runs core's
+//! conformance suite with forked processes.
+//!
+//! `cargo test` runs tests as threads of one process, so every fork here is a fork from a
+//! multithreaded process. The child therefore only runs its closure (inside `catch_unwind`) and
+//! leaves with `_exit`: no destructors, no atexit handlers, no flushing of stdio locks that
+//! another thread may have held at the moment of the fork. A panic message travels back to the
+//! parent through a pipe, written with one `write(2)`.
+
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::os::fd::OwnedFd;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+use multiproc_core::testing::{Harness, Worker};
+use multiproc_shared_array::ShmBuffer;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{fork, ForkResult, Pid};
+
+/// How long `join` waits for a child before killing it and failing.
+pub const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A forked child running one closure.
+#[derive(Debug)]
+pub struct Child {
+    pub pid: Pid,
+    panic_pipe: OwnedFd,
+}
+
+/// Forks a child that runs `f` and exits: 0 if `f` returned, 1 if it panicked.
+///
+/// # Safety
+///
+/// The child is a copy of this process in which only the calling thread exists. `f` must not
+/// need another thread's progress (a lock another thread held at fork time stays locked in
+/// the child), and while the child runs, neither process may hold a reference into shared
+/// memory that the other writes (the obligation of `multiproc_shared_array::array`).
+pub unsafe fn fork_child<F: FnOnce()>(f: F) -> Child {
+    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
+    // SAFETY: the caller upholds the contract above; the child below only runs `f` and
+    // `_exit`s, never returning into the code that called us.
+    match unsafe { fork() }.expect("fork") {
+        ForkResult::Child => {
+            drop(read);
+            let code = match catch_unwind(AssertUnwindSafe(f)) {
+                Ok(()) => 0,
+                Err(payload) => {
+                    let msg = multiproc_core::Error::from_panic(payload).to_string();
+                    let _ = nix::unistd::write(&write, msg.as_bytes());
+                    1
+                }
+            };
+            // SAFETY: _exit ends the process at once without running anything else, which is
+            // what a child of a multithreaded fork must do.
+            unsafe { libc::_exit(code) }
+        }
+        ForkResult::Parent { child } => {
+            drop(write);
+            Child {
+                pid: child,
+                panic_pipe: read,
+            }
+        }
+    }
+}
+
+impl Child {
+    /// Waits (at most [`JOIN_TIMEOUT`], then SIGKILL) and reports how the child ended.
+    pub fn wait(self) -> Result<(), String> {
+        let start = Instant::now();
+        loop {
+            match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) => {
+                    if start.elapsed() > JOIN_TIMEOUT {
+                        let _ = kill(self.pid, Signal::SIGKILL);
+                        let _ = waitpid(self.pid, None);
+                        return Err(format!("child {} timed out and was killed", self.pid));
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Ok(WaitStatus::Exited(_, 0)) => return Ok(()),
+                Ok(WaitStatus::Exited(_, code)) => {
+                    let mut msg = vec![0u8; 4096];
+                    let n = nix::unistd::read(
+                        std::os::fd::AsRawFd::as_raw_fd(&self.panic_pipe),
+                        &mut msg,
+                    )
+                    .unwrap_or(0);
+                    return Err(format!(
+                        "child {} exited with {code}: {}",
+                        self.pid,
+                        String::from_utf8_lossy(&msg[..n])
+                    ));
+                }
+                Ok(WaitStatus::Signaled(_, sig, _)) => {
+                    return Err(format!("child {} killed by {sig:?}", self.pid))
+                }
+                Ok(_) => continue,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(format!("waitpid: {e}")),
+            }
+        }
+    }
+}
+
+/// Runs the sync conformance suite with forked processes as workers and [`ShmBuffer`]s as the
+/// shared memory.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ForkHarness;
+
+impl Harness for ForkHarness {
+    type Buffer = ShmBuffer;
+    type Worker = Child;
+
+    fn buffer(&self, len: usize) -> ShmBuffer {
+        ShmBuffer::new(len).expect("a small shared buffer")
+    }
+
+    fn spawn<F: FnOnce() + Send + 'static>(&self, f: F) -> Child {
+        // SAFETY: the conformance checks' closures use only process-shared primitives and
+        // atomics in shared buffers (no references into memory the parent writes), and need
+        // no other thread of this process.
+        unsafe { fork_child(f) }
+    }
+}
+
+impl Worker for Child {
+    fn join(self) -> Result<(), String> {
+        self.wait()
+    }
+}
+
+/// Polls `cond` until it holds; panics after 10 s.
+pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "timed out waiting until {what}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}

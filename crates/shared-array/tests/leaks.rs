@@ -1,0 +1,50 @@
+//! Creating and dropping buffers leaks no descriptor, no mapping and no file in /dev/shm.
+//! (One test in its own binary, so no other test opens descriptors meanwhile.)
+
+use multiproc_core::SharedBuffer;
+use multiproc_shared_array::{ProcessLock, RawArray, ShmBuffer};
+
+fn fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+fn dev_shm() -> Vec<String> {
+    let mut names: Vec<String> = match std::fs::read_dir("/dev/shm") {
+        Ok(d) => d
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(), // no /dev/shm at all: nothing can appear there either
+    };
+    names.sort();
+    names
+}
+
+fn memfd_mappings() -> usize {
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("memfd:multiproc-shm"))
+        .count()
+}
+
+#[test]
+fn ten_thousand_buffers_leave_fds_maps_and_dev_shm_unchanged() {
+    let (fd0, shm0, maps0) = (fds(), dev_shm(), memfd_mappings());
+    for i in 0..10_000usize {
+        let b = ShmBuffer::new(1 + i % 8192).unwrap();
+        b.as_atomic_bytes()[i % b.len()].store(1, std::sync::atomic::Ordering::Relaxed);
+        if i == 5_000 {
+            // While buffers live they are memfds, not files in /dev/shm.
+            assert_eq!(memfd_mappings(), maps0 + 1);
+            assert_eq!(fds(), fd0 + 1);
+            assert_eq!(dev_shm(), shm0);
+        }
+    }
+    for _ in 0..1_000 {
+        let _a = RawArray::<f64>::zeros(100).unwrap();
+        let _l = ProcessLock::new().unwrap();
+    }
+    assert_eq!(fds(), fd0, "descriptors leaked");
+    assert_eq!(memfd_mappings(), maps0, "mappings leaked");
+    assert_eq!(dev_shm(), shm0, "/dev/shm changed");
+}
