@@ -80,12 +80,12 @@ fn out_of_range_accesses_name_the_argument() {
     assert_eq!(name_of(a.store(usize::MAX, 1)), "index");
     assert_eq!(name_of(a.read_range(3, &mut [0; 2])), "start");
     assert_eq!(name_of(a.write_range(usize::MAX, &[1])), "start");
+    let (start, end) = (3, 2);
     // SAFETY: the call fails its range check before making any reference.
-    assert_eq!(name_of(unsafe { a.slice_mut_unchecked(3..2) }), "range");
+    let reversed = unsafe { a.slice_mut_unchecked(start..end) };
+    assert_eq!(name_of(reversed), "range");
     let buf = ShmBuffer::new(16).unwrap();
     // SAFETY: the call fails its size check; nothing else uses the buffer.
-    assert_eq!(
-        name_of(unsafe { RawArray::<u64>::from_buffer(buf, 3) }),
-        "len"
-    );
+    let too_long = unsafe { RawArray::<u64>::from_buffer(buf, 3) };
+    assert_eq!(name_of(too_long), "len");
 }
