@@ -1,0 +1,248 @@
+//! Forking a child from a process that may have other threads: [`fork_child`].
+//!
+//! Every fork of this crate ([`Process`](crate::Process) and the pool's workers) goes through
+//! [`fork_child`], so the "prepare, fork, clean up" sequence that keeps a child of a
+//! multithreaded parent usable exists once.
+//!
+//! ## The forker thread
+//!
+//! Forks do not happen on the calling thread but on one dedicated, never-ending thread of the
+//! process (`multiproc-fork`), started on first use. The reason is `PR_SET_PDEATHSIG`: Linux
+//! sends the death signal when the *thread* that forked the child exits, not when the process
+//! does. A pool created inside a short-lived thread (a `cargo test` thread, tokio's
+//! `spawn_blocking`, a rayon task) would otherwise lose all its workers when that thread ends.
+//! The forker thread lives as long as the process, so a child gets SIGKILL exactly when the
+//! parent process dies.
+//!
+//! ## Why the child can run Rust code
+//!
+//! POSIX only promises async-signal-safe functions in the child of a multithreaded fork. On
+//! Linux (glibc and musl) what goes wrong otherwise is concrete: the child is an exact copy of
+//! the parent's memory in which only the forking thread exists, so a lock that another thread
+//! held at the moment of the fork stays locked forever in the child. glibc's own `fork` takes
+//! and resets the allocator's locks around the fork, so `malloc` works in the child. The
+//! locks a child is known to need are taken by the forker thread *before* the fork and
+//! released in both processes after it:
+//!
+//! - `std::io::stdout()` and `std::io::stderr()` (flushed first, so that buffered output
+//!   is written once, by the parent, and not again by the child);
+//! - this crate's own state (the list of children, the forker's channel).
+//!
+//! What remains is the hazard DESIGN.md names: if the child touches *another* lock that a
+//! different thread of the parent held when it forked (a user's `Mutex`, `std::env`'s lock
+//! during a concurrent `set_var`, the global rayon pool), the child deadlocks. That is a hang,
+//! not memory unsafety — every value the child can reach is either behind such a lock or was
+//! in a consistent state, exactly as if the other threads had been descheduled forever — and
+//! the parent can always [`kill`](crate::ProcessHandle::kill) the child.
+//!
+//! **Do not fork while this thread holds `stdout().lock()` or `stderr().lock()`**: the forker
+//! thread needs those locks and would wait for them forever.
+
+use std::io::{self, Write};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::{mpsc, Mutex, MutexGuard, PoisonError};
+use std::thread;
+
+use multiproc_core::{Error, Result};
+use nix::sys::signal::Signal;
+use nix::unistd::{getpid, getppid, ForkResult, Pid};
+
+/// What the forker thread runs in the child.
+type Job = Box<dyn FnOnce() -> i32 + Send + 'static>;
+
+/// One fork, asked of the forker thread.
+struct Request {
+    job: Job,
+    reply: mpsc::SyncSender<Result<Pid>>,
+}
+
+/// A child started by [`Process`](crate::Process), remembered for the exit handler and for
+/// reaping children whose handle was dropped.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ChildEntry {
+    /// The child's process id.
+    pub(crate) pid: Pid,
+    /// Killed at exit (daemon) or waited for at exit (non-daemon).
+    pub(crate) daemon: bool,
+    /// Its handle was dropped while it ran: nobody else will reap it.
+    pub(crate) orphaned: bool,
+}
+
+/// The forker thread's channel, and which process it belongs to.
+struct Forker {
+    pid: Pid,
+    requests: mpsc::Sender<Request>,
+}
+
+/// This crate's process-wide state. The forker thread holds its lock across every fork, so a
+/// child never inherits it locked; in the child it is reset (the children and the forker
+/// thread are the parent's, not the child's).
+pub(crate) struct ForkState {
+    forker: Option<Forker>,
+    /// Children started by `Process` that have not been reaped yet.
+    pub(crate) children: Vec<ChildEntry>,
+}
+
+static STATE: Mutex<ForkState> = Mutex::new(ForkState {
+    forker: None,
+    children: Vec::new(),
+});
+
+/// Locks this crate's process-wide state. Never print, fork or block while holding it.
+pub(crate) fn state() -> MutexGuard<'static, ForkState> {
+    STATE.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Forks a child process that runs `child` and exits with the code it returns (1 if it
+/// panics). Returns the child's pid to the parent, which must reap it (`waitpid`).
+///
+/// Safe to call from any thread of a multithreaded process; see the [module
+/// documentation](self) for how, and for the one remaining hazard. The child:
+///
+/// 1. is forked by the process's forker thread, after stdout and stderr were locked and
+///    flushed (so nothing buffered is printed twice, and neither lock is inherited locked);
+/// 2. sets `PR_SET_PDEATHSIG(SIGKILL)` and exits at once if its parent already died before
+///    that (`getppid` differs from the parent's pid), so it never outlives its parent;
+/// 3. runs `child` under `catch_unwind` — on the forker thread's stack, with the memory of the
+///    parent as it was at the fork, so `child` may borrow or capture anything;
+/// 4. flushes stdout and leaves with `_exit(code)`: no destructors, no `atexit` handlers, no
+///    second flush of buffers that belong to the parent. (`std::process::exit` in `child`
+///    does run `atexit` handlers; this crate's handler does nothing in a child it did not
+///    start children from.)
+///
+/// In the parent, `child` is dropped (its captured values belong to the child now).
+///
+/// Fails with [`Error::Io`] when `fork` fails (`EAGAIN`: process limit, `ENOMEM`) or the
+/// forker thread cannot be started.
+pub(crate) fn fork_child<'a>(child: impl FnOnce() -> i32 + Send + 'a) -> Result<Pid> {
+    let job: Box<dyn FnOnce() -> i32 + Send + 'a> = Box::new(child);
+    // SAFETY: only the lifetime changes (same layout). The box is consumed — run in the child
+    // or dropped in the parent, inside `fork_here` — before the forker thread answers or drops
+    // `reply`, and this function does not return before one of those happened (or before
+    // `send` handed the request back to us), so the forker never uses it after `'a`.
+    let job: Job = unsafe { std::mem::transmute::<Box<dyn FnOnce() -> i32 + Send + 'a>, Job>(job) };
+    let (reply, answer) = mpsc::sync_channel(1);
+    let requests = forker()?;
+    if let Err(mpsc::SendError(request)) = requests.send(Request { job, reply }) {
+        drop(request);
+        return Err(forker_gone());
+    }
+    answer.recv().unwrap_or_else(|_| Err(forker_gone()))
+}
+
+fn forker_gone() -> Error {
+    Error::Io(io::Error::other("the multiproc-fork thread is gone"))
+}
+
+/// The forker thread's channel, starting the thread in this process if needed.
+fn forker() -> Result<mpsc::Sender<Request>> {
+    let me = getpid();
+    let mut st = state();
+    if let Some(forker) = st.forker.as_ref().filter(|f| f.pid == me) {
+        return Ok(forker.requests.clone());
+    }
+    let (requests, incoming) = mpsc::channel::<Request>();
+    thread::Builder::new()
+        .name("multiproc-fork".into())
+        // The child runs on this thread's stack: give it a main thread's size.
+        .stack_size(8 << 20)
+        .spawn(move || forker_loop(incoming))
+        .map_err(Error::Io)?;
+    if let Some(stale) = st.forker.replace(Forker {
+        pid: me,
+        requests: requests.clone(),
+    }) {
+        // A channel inherited from the parent: its other end does not exist here, and its
+        // internals may be mid-update by a thread that does not exist either. Never touch it.
+        std::mem::forget(stale);
+    }
+    Ok(requests)
+}
+
+fn forker_loop(incoming: mpsc::Receiver<Request>) {
+    while let Ok(Request { job, reply }) = incoming.recv() {
+        // `fork_here` consumes `job` (also when it unwinds) before `reply` is used or dropped.
+        let result = panic::catch_unwind(AssertUnwindSafe(|| fork_here(job)))
+            .unwrap_or_else(|_| Err(Error::Io(io::Error::other("fork preparation panicked"))));
+        let _ = reply.send(result);
+    }
+}
+
+/// Drops a value whose destructor might panic, without unwinding.
+fn drop_quietly<T>(value: T) {
+    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(move || drop(value))) {
+        std::mem::forget(payload);
+    }
+}
+
+/// Runs on the forker thread: prepare, fork, clean up in both processes.
+fn fork_here(job: Job) -> Result<Pid> {
+    let parent = getpid();
+    // Lock order: stdout, stderr, then our state. Nothing holds our state while printing, so
+    // a thread that prints while holding stdout's lock cannot deadlock with us.
+    let mut stdout = io::stdout().lock();
+    let mut stderr = io::stderr().lock();
+    let _ = stdout.flush();
+    let _ = stderr.flush();
+    let mut st = state();
+    // SAFETY: `fork` is unsafe because the child of a multithreaded process is a copy in which
+    // only this thread runs. The child below touches only: the guards this thread holds
+    // (released by their owner, this thread), our state (locked by us, so consistent), the
+    // allocator (made fork-safe by libc's own fork handlers), and then `run_child`, which runs
+    // the caller's closure and `_exit`s without returning into code that ran before the fork.
+    // Locks that other threads held stay locked in the child: touching one deadlocks the child
+    // (a hang the parent can end with kill), it cannot observe a torn value. The parent
+    // continues normally.
+    match unsafe { nix::unistd::fork() } {
+        Ok(ForkResult::Child) => {
+            if let Some(inherited) = st.forker.take() {
+                std::mem::forget(inherited);
+            }
+            st.children.clear();
+            drop(st);
+            drop(stderr);
+            drop(stdout);
+            run_child(parent, job)
+        }
+        Ok(ForkResult::Parent { child }) => {
+            drop(st);
+            drop(stderr);
+            drop(stdout);
+            drop_quietly(job);
+            Ok(child)
+        }
+        Err(errno) => {
+            drop(st);
+            drop(stderr);
+            drop(stdout);
+            drop_quietly(job);
+            Err(Error::Io(errno.into()))
+        }
+    }
+}
+
+/// The child's whole life after the fork.
+fn run_child(parent: Pid, job: Job) -> ! {
+    // Die with the parent: SIGKILL when the forker thread ends, i.e. when the parent process
+    // exits. If the parent died before the line above took effect, we have been re-parented.
+    if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err() || getppid() != parent {
+        exit_now(1);
+    }
+    let code = match panic::catch_unwind(AssertUnwindSafe(job)) {
+        Ok(code) => code,
+        Err(payload) => {
+            // The panic hook has printed the message. Dropping the payload could panic again.
+            std::mem::forget(payload);
+            1
+        }
+    };
+    // `print!` without a newline stays in stdout's buffer; `_exit` would lose it.
+    let _ = io::stdout().flush();
+    exit_now(code)
+}
+
+/// `_exit(code)`: ends the process at once, running no destructors and no `atexit` handlers.
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: `_exit` has no preconditions and is async-signal-safe; it never returns.
+    unsafe { libc::_exit(code) }
+}

@@ -1,0 +1,3 @@
+//! wip
+mod fork;
+mod process;
