@@ -9,6 +9,7 @@
 //! | a pending result | `AsyncResult` | [`AsyncResult`], and [`IMap`] for `imap` |
 //! | what a task may be | a picklable function | [`Task`] / [`StarTask`]: a `fn` item or non-capturing closure |
 //! | what may cross | picklable values | [`Payload`]: serde types |
+//! | module-level data created before the Pool | a global | [`Inherited`] |
 //! | Lock, RLock, Event, Condition, Semaphore, Barrier | `threading.*`, `multiprocessing.*` | the traits in [`sync`], one [`SyncFamily`] per backend |
 //! | memory workers share | `RawArray` | [`SharedBuffer`] ([`HeapBuffer`] here; shared memory in `multiproc-shared-array`) |
 //! | exceptions | `RuntimeError`, `BrokenBarrierError`, ... | [`Error`] |
@@ -54,6 +55,7 @@
 mod buffer;
 mod error;
 mod executor;
+mod inherit;
 mod result;
 pub mod sync;
 mod task;
@@ -63,6 +65,7 @@ pub mod testing;
 pub use buffer::{HeapBuffer, SharedBuffer};
 pub use error::{signal_name, Error, ExitCause, Result};
 pub use executor::{check_chunksize, check_workers, default_chunksize, Batch, Executor};
+pub use inherit::Inherited;
 pub use result::{AsyncResult, ChunkSink, Completer, IMap};
 pub use sync::{
     Barrier, Condition, Event, Lock, LockGuard, RLock, Semaphore, SyncFamily, SyncPrimitive,

@@ -1,0 +1,111 @@
+//! [`ForkPool`]: the fork backend's [`Executor`].
+//!
+//! Workers are forked when the pool is created, so they inherit everything the parent had
+//! at that moment — the tutorial's read-only sharing, with no copy until someone writes — and
+//! then run the shared worker loop of `multiproc-process`. Dispatch, pipelining, dead-worker
+//! supervision and shutdown are that crate's [`ProcessPool`]; this file only says how to
+//! start a worker: fork (see [`crate::fork`] for how that is made safe in a multithreaded
+//! parent) and serve one end of a socket pair.
+
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::Mutex;
+
+use multiproc_core::{Batch, ChunkSink, Executor, Payload, Result, Task};
+use multiproc_process::{serve, Launcher, ProcessPool, Worker};
+use nix::unistd::Pid;
+
+use crate::fork::fork_child;
+
+/// Serialises worker launches, so that a child forked by one launch never inherits the other
+/// end of a socket pair that another launch is still setting up.
+static LAUNCH: Mutex<()> = Mutex::new(());
+
+/// Starts a worker by forking this process.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ForkLauncher;
+
+impl Launcher for ForkLauncher {
+    fn launch(&self) -> Result<Worker> {
+        let _serial = LAUNCH.lock().unwrap_or_else(|p| p.into_inner());
+        let (parent_end, child_end) = UnixStream::pair()?;
+        let parent_fd = parent_end.as_raw_fd();
+        let pid = fork_child(move || {
+            // The child's copy of the parent's end would keep the connection open after the
+            // parent died; close it. Failure only means it was not open.
+            let _ = nix::unistd::close(parent_fd);
+            serve(child_end)
+        })?;
+        Ok(Worker {
+            pid,
+            stream: parent_end,
+        })
+    }
+}
+
+/// A pool of forked worker processes with Python's `Pool` API.
+///
+/// Data created before the pool (in a `static` such as [`Inherited`](multiproc_core::Inherited))
+/// is visible to every task without being copied. Tasks are `fn` items or non-capturing
+/// closures; arguments and results travel over Unix sockets, encoded with postcard.
+///
+/// A worker that dies (a signal, `abort`, `exit`) fails only the task it was running, with
+/// [`Error::WorkerDied`], and is replaced. Dropping the pool closes it and waits for its work
+/// (Python's `close` + `join`); [`terminate`](Executor::terminate) kills the workers.
+///
+/// ```
+/// use multiproc_fork::{Executor, ForkPool};
+///
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// let pool = ForkPool::new(2)?;
+/// assert_eq!(pool.map(square, 0..5)?, vec![0, 1, 4, 9, 16]);
+/// # Ok::<(), multiproc_fork::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct ForkPool {
+    inner: ProcessPool<ForkLauncher>,
+}
+
+impl ForkPool {
+    /// Forks `workers` worker processes (Python's `Pool(processes=workers)`).
+    /// Zero is [`Error::InvalidArgument`] on `processes`.
+    pub fn new(workers: usize) -> Result<Self> {
+        Ok(ForkPool {
+            inner: ProcessPool::new(workers, ForkLauncher)?,
+        })
+    }
+
+    /// The workers' process ids (a slot is `None` while its worker is being replaced).
+    pub fn pids(&self) -> Vec<Option<Pid>> {
+        self.inner.pids()
+    }
+}
+
+impl Executor for ForkPool {
+    fn processes(&self) -> usize {
+        self.inner.workers()
+    }
+
+    fn submit<F, A, R>(&self, _f: F, batch: Batch<A>, sink: ChunkSink<R>) -> Result<()>
+    where
+        F: Task<A, R>,
+        A: Payload,
+        R: Payload,
+    {
+        // `F` is zero-sized: the type is all the worker needs (see multiproc_process::trampoline).
+        self.inner.submit::<F, A, R>(batch, sink)
+    }
+
+    fn close(&self) {
+        self.inner.close()
+    }
+
+    fn join(&self) -> Result<()> {
+        self.inner.join()
+    }
+
+    fn terminate(&self) -> Result<()> {
+        self.inner.terminate()
+    }
+}

@@ -1,0 +1,21 @@
+//! # multiproc-process
+//!
+//! The process machinery that multiproc's fork and spawn backends share, written once:
+//!
+//! | piece | module |
+//! |---|---|
+//! | how a task crosses: a code offset, not data | [`trampoline`] |
+//! | the frames on the socket between pool and worker | [`wire`] |
+//! | what a worker runs | [`serve`] |
+//! | dispatch, pipelining, supervision of dead workers, shutdown | [`ProcessPool`], [`Launcher`] |
+//!
+//! A backend provides a [`Launcher`] that starts one worker process running [`serve`] on one
+//! end of a Unix socket; [`ProcessPool`] does the rest. Users do not use this crate directly.
+
+mod pool;
+pub mod trampoline;
+pub mod wire;
+mod worker;
+
+pub use pool::{Launcher, ProcessPool, Worker, PIPELINE_DEPTH};
+pub use worker::serve;

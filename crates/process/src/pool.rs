@@ -1,0 +1,490 @@
+//! [`ProcessPool`]: the pool machinery shared by every process backend.
+//!
+//! A backend supplies a [`Launcher`] (how to start one worker connected by a Unix socket:
+//! fork it, or execute the binary again); everything else is here, once:
+//!
+//! - **dispatch**: submitted chunks go into one shared queue, encoded with postcard; each
+//!   worker has a supervisor thread that pulls from the queue, so the load balances itself.
+//!   While the queue holds at least two tasks per worker, a supervisor keeps up to
+//!   [`PIPELINE_DEPTH`] tasks in flight to its worker, so the worker never waits on a round
+//!   trip; near the end of a batch it takes one at a time, so no worker hoards the tail.
+//! - **supervision**: the supervisor reads its worker's replies. If the stream breaks, the
+//!   worker died: the supervisor reaps it, fails the one task it was running with
+//!   [`Error::WorkerDied`] (its pid, and the signal or exit code), puts the tasks queued behind
+//!   it back at the front of the queue, and launches a replacement.
+//! - **shutdown**: `close` refuses new work; `join` waits for the work, then sends each worker a
+//!   shutdown frame and reaps it; `terminate` drops queued work and SIGKILLs the workers. Every
+//!   task's result is delivered or failed — a dropped job fails its chunk through the
+//!   [`ChunkSink`] — so nothing waits forever, and every child is reaped, so no zombie is left.
+
+use std::collections::VecDeque;
+use std::io::{BufReader, BufWriter, Write};
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use multiproc_core::{check_workers, Batch, ChunkSink, Error, ExitCause, Payload, Result, Task};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::trampoline::offset_of;
+use crate::wire::{read_frame, write_frame, Header, Kind};
+
+/// The most tasks a supervisor keeps in flight to its worker.
+pub const PIPELINE_DEPTH: usize = 4;
+
+/// A started worker process and the parent's end of its socket.
+#[derive(Debug)]
+pub struct Worker {
+    /// Its process id.
+    pub pid: Pid,
+    /// The parent's end of the connection; the worker runs [`serve`](crate::serve) on the other.
+    pub stream: UnixStream,
+}
+
+/// How a backend starts one worker.
+pub trait Launcher: Send + Sync + 'static {
+    /// Starts a worker connected to the returned stream. Called when the pool is created, and
+    /// from a supervisor thread to replace a worker that died.
+    fn launch(&self) -> Result<Worker>;
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Critical sections here are queue operations that cannot panic half-way.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+type OnDone = Box<dyn FnOnce(Result<Vec<u8>>) + Send>;
+
+/// One encoded chunk on its way to a worker.
+struct Job {
+    call: u64,
+    payload: Vec<u8>,
+    on_done: OnDone,
+    _ticket: Ticket,
+}
+
+/// Counts a job as outstanding until it is dropped (delivered or abandoned).
+struct Ticket(Arc<Idle>);
+
+struct Idle {
+    outstanding: Mutex<usize>,
+    zero: Condvar,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let mut n = lock(&self.0.outstanding);
+        *n -= 1;
+        if *n == 0 {
+            self.0.zero.notify_all();
+        }
+    }
+}
+
+#[derive(Default)]
+struct Queue {
+    jobs: VecDeque<Job>,
+    closed: bool,
+    stopping: bool,
+    terminated: bool,
+}
+
+struct Shared<L> {
+    launcher: L,
+    queue: Mutex<Queue>,
+    work: Condvar,
+    idle: Arc<Idle>,
+    pids: Mutex<Vec<Option<Pid>>>,
+    workers: usize,
+}
+
+/// A supervised pool of worker processes, generic over how they are started.
+pub struct ProcessPool<L: Launcher> {
+    shared: Arc<Shared<L>>,
+    supervisors: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl<L: Launcher> std::fmt::Debug for ProcessPool<L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessPool")
+            .field("workers", &self.shared.workers)
+            .field("pids", &*lock(&self.shared.pids))
+            .finish()
+    }
+}
+
+impl<L: Launcher> ProcessPool<L> {
+    /// Starts `workers` workers with `launcher` (all of them before any pool thread exists),
+    /// then one supervisor thread per worker. Zero workers is [`Error::InvalidArgument`].
+    pub fn new(workers: usize, launcher: L) -> Result<Self> {
+        let workers = check_workers(workers)?.get();
+        let mut started = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            match launcher.launch() {
+                Ok(w) => started.push(w),
+                Err(e) => {
+                    for w in started {
+                        stop_and_reap(w, false);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        let shared = Arc::new(Shared {
+            launcher,
+            queue: Mutex::new(Queue::default()),
+            work: Condvar::new(),
+            idle: Arc::new(Idle {
+                outstanding: Mutex::new(0),
+                zero: Condvar::new(),
+            }),
+            pids: Mutex::new(started.iter().map(|w| Some(w.pid)).collect()),
+            workers,
+        });
+        let mut supervisors = Vec::with_capacity(workers);
+        for (slot, worker) in started.into_iter().enumerate() {
+            let for_thread = shared.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("multiproc-supervisor-{slot}"))
+                .spawn(move || supervise(&for_thread, slot, worker));
+            match spawned {
+                Ok(h) => supervisors.push(h),
+                Err(e) => {
+                    let pool = ProcessPool {
+                        shared,
+                        supervisors: Mutex::new(supervisors),
+                    };
+                    let _ = pool.terminate();
+                    return Err(Error::Io(e));
+                }
+            }
+        }
+        Ok(ProcessPool {
+            shared,
+            supervisors: Mutex::new(supervisors),
+        })
+    }
+
+    /// The number of workers.
+    pub fn workers(&self) -> usize {
+        self.shared.workers
+    }
+
+    /// The current workers' process ids (a slot is `None` while its worker is replaced).
+    pub fn pids(&self) -> Vec<Option<Pid>> {
+        lock(&self.shared.pids).clone()
+    }
+
+    /// Encodes every chunk of `batch` and queues it; results reach `sink`.
+    pub fn submit<F, A, R>(&self, batch: Batch<A>, sink: ChunkSink<R>) -> Result<()>
+    where
+        F: Task<A, R>,
+        A: Payload,
+        R: Payload,
+    {
+        let call = offset_of::<F, A, R>();
+        let mut jobs = Vec::with_capacity(batch.n_chunks());
+        let mut payloads = Vec::with_capacity(batch.n_chunks());
+        for (_, chunk) in batch.into_chunks() {
+            payloads.push(
+                postcard::to_stdvec(&chunk)
+                    .map_err(|e| Error::Serialization(format!("encoding the arguments: {e}")))?,
+            );
+        }
+        {
+            let q = lock(&self.shared.queue);
+            if q.closed {
+                return Err(Error::PoolClosed("the pool no longer accepts work"));
+            }
+        }
+        *lock(&self.shared.idle.outstanding) += payloads.len();
+        for (index, payload) in payloads.into_iter().enumerate() {
+            let sink = sink.clone();
+            jobs.push(Job {
+                call,
+                payload,
+                on_done: Box::new(move |reply: Result<Vec<u8>>| {
+                    sink.deliver(
+                        index,
+                        reply.and_then(|bytes| {
+                            postcard::from_bytes::<Vec<R>>(&bytes).map_err(|e| {
+                                Error::Serialization(format!("decoding the results: {e}"))
+                            })
+                        }),
+                    )
+                }),
+                _ticket: Ticket(self.shared.idle.clone()),
+            });
+        }
+        let mut q = lock(&self.shared.queue);
+        if q.closed {
+            drop(q);
+            drop(jobs); // their tickets and sinks fail the chunks
+            return Err(Error::PoolClosed("the pool no longer accepts work"));
+        }
+        q.jobs.extend(jobs);
+        drop(q);
+        self.shared.work.notify_all();
+        Ok(())
+    }
+
+    /// Refuses new work from now on.
+    pub fn close(&self) {
+        lock(&self.shared.queue).closed = true;
+    }
+
+    /// Waits for all submitted work, then stops and reaps the workers. Needs `close` (or
+    /// `terminate`) first.
+    pub fn join(&self) -> Result<()> {
+        if !lock(&self.shared.queue).closed {
+            return Err(Error::invalid(
+                "self",
+                "join() needs close() or terminate() first (the pool is still running)",
+            ));
+        }
+        {
+            let n = lock(&self.shared.idle.outstanding);
+            drop(
+                self.shared
+                    .idle
+                    .zero
+                    .wait_while(n, |n| *n > 0)
+                    .unwrap_or_else(PoisonError::into_inner),
+            );
+        }
+        lock(&self.shared.queue).stopping = true;
+        self.shared.work.notify_all();
+        let supervisors = std::mem::take(&mut *lock(&self.supervisors));
+        for s in supervisors {
+            let _ = s.join();
+        }
+        Ok(())
+    }
+
+    /// Drops queued work (its results fail with [`Error::PoolClosed`]) and kills the workers.
+    pub fn terminate(&self) -> Result<()> {
+        let dropped = {
+            let mut q = lock(&self.shared.queue);
+            q.closed = true;
+            q.terminated = true;
+            q.stopping = true;
+            std::mem::take(&mut q.jobs)
+        };
+        drop(dropped);
+        self.shared.work.notify_all();
+        for pid in lock(&self.shared.pids).iter().flatten() {
+            let _ = kill(*pid, Signal::SIGKILL);
+        }
+        Ok(())
+    }
+}
+
+impl<L: Launcher> Drop for ProcessPool<L> {
+    fn drop(&mut self) {
+        self.close();
+        let _ = self.join();
+    }
+}
+
+/// How a session with one worker ended.
+enum End {
+    /// The pool is stopping; the worker is healthy.
+    Stop,
+    /// The stream broke: the worker died. These jobs were sent to it, oldest first.
+    Broken(VecDeque<Job>),
+}
+
+/// The supervisor of worker slot `slot`: serves it, and replaces it when it dies.
+fn supervise<L: Launcher>(shared: &Shared<L>, slot: usize, mut worker: Worker) {
+    loop {
+        match serve(shared, &worker) {
+            End::Stop => {
+                let terminated = lock(&shared.queue).terminated;
+                lock(&shared.pids)[slot] = None;
+                stop_and_reap(worker, terminated);
+                return;
+            }
+            End::Broken(mut sent) => {
+                let pid = worker.pid;
+                drop(worker.stream);
+                let cause = reap(pid);
+                lock(&shared.pids)[slot] = None;
+                let terminated = lock(&shared.queue).terminated;
+                if let Some(running) = sent.pop_front() {
+                    if !terminated {
+                        (running.on_done)(Err(Error::WorkerDied {
+                            pid: pid.as_raw() as u32,
+                            cause,
+                        }));
+                    }
+                }
+                {
+                    let mut q = lock(&shared.queue);
+                    if q.terminated {
+                        drop(q);
+                        drop(sent); // fail with PoolClosed
+                        return;
+                    }
+                    while let Some(job) = sent.pop_back() {
+                        q.jobs.push_front(job);
+                    }
+                }
+                shared.work.notify_all();
+                match launch_replacement(shared) {
+                    Some(w) => {
+                        lock(&shared.pids)[slot] = Some(w.pid);
+                        worker = w;
+                    }
+                    None => return,
+                }
+            }
+        }
+    }
+}
+
+/// Starts a replacement worker, retrying a few times. If none can be started and no worker is
+/// left, the queued work is failed rather than left waiting.
+fn launch_replacement<L: Launcher>(shared: &Shared<L>) -> Option<Worker> {
+    let mut last_error = None;
+    for attempt in 0..3 {
+        if lock(&shared.queue).stopping {
+            return None;
+        }
+        match shared.launcher.launch() {
+            Ok(w) => return Some(w),
+            Err(e) => last_error = Some(e),
+        }
+        std::thread::sleep(Duration::from_millis(10 << attempt));
+    }
+    if lock(&shared.pids).iter().all(Option::is_none) {
+        let jobs = std::mem::take(&mut lock(&shared.queue).jobs);
+        let reason = last_error.map_or_else(String::new, |e| e.to_string());
+        for job in jobs {
+            (job.on_done)(Err(Error::Io(std::io::Error::other(format!(
+                "no worker could be started: {reason}"
+            )))));
+        }
+    }
+    None
+}
+
+/// Feeds the worker from the queue and delivers its replies until the pool stops or the
+/// worker's stream breaks.
+fn serve<L: Launcher>(shared: &Shared<L>, worker: &Worker) -> End {
+    let Ok(read_half) = worker.stream.try_clone() else {
+        return End::Broken(VecDeque::new());
+    };
+    let mut reader = BufReader::with_capacity(64 * 1024, read_half);
+    let mut writer = BufWriter::with_capacity(64 * 1024, &worker.stream);
+    let mut sent: VecDeque<(u64, Job)> = VecDeque::new();
+    let mut next_id = 0u64;
+    let mut payload = Vec::new();
+    loop {
+        let mut batch = Vec::new();
+        {
+            let mut q = lock(&shared.queue);
+            loop {
+                let in_flight = sent.len() + batch.len();
+                let plenty = q.jobs.len() >= 2 * shared.workers;
+                if in_flight >= PIPELINE_DEPTH || (in_flight >= 1 && !plenty) {
+                    break;
+                }
+                if let Some(job) = q.jobs.pop_front() {
+                    batch.push(job);
+                } else if in_flight > 0 {
+                    break;
+                } else if q.stopping {
+                    return End::Stop;
+                } else {
+                    q = shared.work.wait(q).unwrap_or_else(PoisonError::into_inner);
+                }
+            }
+        }
+        for job in batch {
+            let header = Header {
+                kind: Kind::Task,
+                id: next_id,
+                call: job.call,
+            };
+            let ok = write_frame(&mut writer, header, &job.payload).is_ok();
+            sent.push_back((next_id, job));
+            next_id += 1;
+            if !ok {
+                return End::Broken(sent.into_iter().map(|(_, j)| j).collect());
+            }
+        }
+        if writer.flush().is_err() {
+            return End::Broken(sent.into_iter().map(|(_, j)| j).collect());
+        }
+        let header = match read_frame(&mut reader, &mut payload) {
+            Ok(Some(h)) if sent.front().is_some_and(|(id, _)| *id == h.id) => h,
+            _ => return End::Broken(sent.into_iter().map(|(_, j)| j).collect()),
+        };
+        let (_, job) = sent.pop_front().expect("checked above");
+        let reply = std::mem::take(&mut payload);
+        let outcome = match header.kind {
+            Kind::Done => Ok(reply),
+            Kind::Panicked => Err(Error::TaskPanicked {
+                message: String::from_utf8_lossy(&reply).into_owned(),
+            }),
+            Kind::Failed => Err(Error::Serialization(
+                String::from_utf8_lossy(&reply).into_owned(),
+            )),
+            Kind::Task | Kind::Shutdown => {
+                return End::Broken(
+                    std::iter::once(job)
+                        .chain(sent.into_iter().map(|(_, j)| j))
+                        .collect(),
+                )
+            }
+        };
+        (job.on_done)(outcome);
+    }
+}
+
+/// Waits for a dead worker and says how it ended. Its stream is closed, so it is exiting;
+/// if it has not exited within a second (it closed the socket but lives on), it is killed.
+fn reap(pid: Pid) -> ExitCause {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => return ExitCause::Code(code),
+            Ok(WaitStatus::Signaled(_, signal, _)) => return ExitCause::Signal(signal as i32),
+            Ok(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(1)),
+            Ok(_) => {
+                let _ = kill(pid, Signal::SIGKILL);
+                return match waitpid(pid, None) {
+                    Ok(WaitStatus::Exited(_, code)) => ExitCause::Code(code),
+                    _ => ExitCause::Signal(Signal::SIGKILL as i32),
+                };
+            }
+            // Already reaped (ECHILD): nothing more to learn.
+            Err(_) => return ExitCause::Code(-1),
+        }
+    }
+}
+
+/// Asks a healthy worker to stop (or kills it, after `terminate`), then reaps it.
+fn stop_and_reap(worker: Worker, kill_it: bool) {
+    if kill_it {
+        let _ = kill(worker.pid, Signal::SIGKILL);
+    } else {
+        let mut s = &worker.stream;
+        let bye = Header {
+            kind: Kind::Shutdown,
+            id: 0,
+            call: 0,
+        };
+        if write_frame(&mut s, bye, &[])
+            .and_then(|()| s.flush())
+            .is_err()
+        {
+            let _ = kill(worker.pid, Signal::SIGKILL);
+        }
+    }
+    drop(worker.stream);
+    reap(worker.pid);
+}
