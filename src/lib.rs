@@ -8,7 +8,9 @@
 //! |---|---|---|
 //! | a thread | `threading.Thread` | [`Thread`] (`threads` feature) |
 //! | a lock, event, ... | `threading.Lock`, `Event`, ... | [`Lock`], [`RLock`], [`Event`], [`Condition`], [`Semaphore`], [`BoundedSemaphore`], [`Barrier`] |
-//! | a pool | `multiprocessing.Pool` | [`threads::Pool`] (more backends: see the README's feature table) |
+//! | a pool | `multiprocessing.Pool` | `threads::Pool`, `fork::Pool` (see the README's feature table) |
+//! | module-level data made before the Pool | a global | [`Inherited`] |
+//! | `RawArray`, `Array`, `Value` | `multiprocessing.*` | `shared_array::*` (feature `shared-array`) |
 //! | the pool API | `map`, `starmap`, `apply_async`, `imap`, ... | the [`Executor`] trait |
 //! | a pending result | `AsyncResult` | [`AsyncResult`] |
 //! | an exception | `RuntimeError`, ... | [`Error`] |
@@ -44,6 +46,18 @@ pub use multiproc_core::{AsyncResult, Error, Executor, IMap, Result};
 /// The threads backend: workers are threads of this process (feature `threads`).
 #[cfg(feature = "threads")]
 pub use multiproc_threads as threads;
+
+/// The fork backend: workers are forked children that inherit this process's memory (feature
+/// `fork`).
+#[cfg(feature = "fork")]
+pub use multiproc_fork as fork;
+
+/// Shared memory that forked and spawned workers read and write: `RawArray`, `Array`, `Value`,
+/// and process-shared locks (feature `shared-array`; ndarray views with feature `ndarray`).
+#[cfg(feature = "shared-array")]
+pub use multiproc_shared_array as shared_array;
+
+pub use multiproc_core::Inherited;
 
 #[cfg(feature = "threads")]
 pub use multiproc_threads::{
