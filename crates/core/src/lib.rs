@@ -56,6 +56,7 @@ mod buffer;
 mod error;
 mod executor;
 mod inherit;
+mod memory;
 mod result;
 pub mod sync;
 mod task;
@@ -66,6 +67,9 @@ pub use buffer::{HeapBuffer, SharedBuffer};
 pub use error::{signal_name, Error, ExitCause, Result};
 pub use executor::{check_chunksize, check_workers, default_chunksize, Batch, Executor};
 pub use inherit::Inherited;
+pub use memory::{
+    memusage, process_tree, pss_bytes, rss_bytes, self_tree_pss, tree_pss, SystemMemory,
+};
 pub use result::{AsyncResult, ChunkSink, Completer, IMap};
 pub use sync::{
     Barrier, Condition, Event, Lock, LockGuard, RLock, Semaphore, SyncFamily, SyncPrimitive,
