@@ -1,8 +1,8 @@
 //! # multiproc-bench
 //!
 //! The researchers' comparison: the tutorial's workloads on each backend and data strategy,
-//! side by side in one run. This first cut compares the threads backend with plain rayon and
-//! a serial baseline on the chunked sum and on per-task overhead.
+//! side by side in one run. This cut compares the threads and fork backends with plain rayon
+//! and a serial baseline on the chunked sum, per-task overhead and pool start-up.
 //!
 //! ```text
 //! cargo run --release -p multiproc-bench -- all
@@ -76,6 +76,11 @@ enum Command {
         #[command(flatten)]
         overhead: OverheadArgs,
     },
+    /// Pool start-up and shutdown on each backend.
+    Startup {
+        #[command(flatten)]
+        common: Common,
+    },
     /// Every workload with its defaults.
     All {
         #[command(flatten)]
@@ -99,14 +104,15 @@ fn check_common(c: &Common) -> Result<(), String> {
 
 fn run(cli: Cli) -> Result<(), String> {
     let mut rows = Vec::new();
-    let (common, sum, overhead) = match cli.command {
-        Command::Sum { common, sum } => (common, Some(sum), None),
-        Command::Overhead { common, overhead } => (common, None, Some(overhead)),
+    let (common, sum, overhead, startup) = match cli.command {
+        Command::Sum { common, sum } => (common, Some(sum), None, false),
+        Command::Overhead { common, overhead } => (common, None, Some(overhead), false),
+        Command::Startup { common } => (common, None, None, true),
         Command::All {
             common,
             sum,
             overhead,
-        } => (common, Some(sum), Some(overhead)),
+        } => (common, Some(sum), Some(overhead), true),
     };
     check_common(&common)?;
     println!(
@@ -126,6 +132,9 @@ fn run(cli: Cli) -> Result<(), String> {
             o.tasks,
             &o.chunksizes,
         )?);
+    }
+    if startup {
+        rows.extend(workloads::overhead::startup(common.workers, common.reps)?);
     }
     report::print_table(&rows);
     Ok(())

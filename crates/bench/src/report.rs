@@ -26,7 +26,7 @@ fn ms(d: Duration) -> String {
 /// Prints the rows as an aligned table, with each row's ratio to its baseline's median.
 pub fn print_table(rows: &[Row]) {
     println!(
-        "{:<10} {:<28} {:>10} {:>10} {:>10} {:>14} {:>16}",
+        "{:<10} {:<34} {:>10} {:>10} {:>10} {:>14} {:>16}",
         "workload", "strategy", "median ms", "min ms", "max ms", "per item", "vs baseline"
     );
     for row in rows {
@@ -50,7 +50,7 @@ pub fn print_table(rows: &[Row]) {
             .map(|(v, unit)| format!("{v:.1} {unit}"))
             .unwrap_or_default();
         println!(
-            "{:<10} {:<28} {:>10} {:>10} {:>10} {:>14} {:>16}",
+            "{:<10} {:<34} {:>10} {:>10} {:>10} {:>14} {:>16}",
             row.workload,
             row.strategy,
             ms(row.samples.median()),

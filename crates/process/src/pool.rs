@@ -449,11 +449,17 @@ fn serve<L: Launcher>(shared: &Shared<L>, worker: &Worker) -> End {
 /// if it has not exited within a second (it closed the socket but lives on), it is killed.
 fn reap(pid: Pid) -> ExitCause {
     let deadline = Instant::now() + Duration::from_secs(1);
+    // Exiting takes from microseconds to a few milliseconds (a large inherited address space
+    // to tear down): poll with a backoff that starts small.
+    let mut pause = Duration::from_micros(20);
     loop {
         match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(_, code)) => return ExitCause::Code(code),
             Ok(WaitStatus::Signaled(_, signal, _)) => return ExitCause::Signal(signal as i32),
-            Ok(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(1)),
+            Ok(_) if Instant::now() < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(2));
+            }
             Ok(_) => {
                 let _ = kill(pid, Signal::SIGKILL);
                 return match waitpid(pid, None) {
