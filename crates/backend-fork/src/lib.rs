@@ -36,6 +36,7 @@ mod process;
 
 pub use multiproc_core::{AsyncResult, Error, Executor, Inherited, Result};
 pub use pool::{ForkLauncher, ForkPool};
+pub use process::{Process, ProcessHandle};
 
 /// The backend's pool under the name every backend uses (`multiproc::fork::Pool`).
 pub type Pool = ForkPool;
