@@ -1,50 +1,6 @@
 //! [`Process`]: Python's `multiprocessing.Process` with the fork start method.
 //!
-//! A process is configured ([`Process::new`], [`Process::with_args`],
-//! [`name`](Process::name), [`daemon`](Process::daemon)), started
-//! ([`start`](Process::start)) and then observed through its [`ProcessHandle`]: `pid`,
-//! `is_alive`, `join`, `join_timeout`, `exitcode`, `terminate`, `kill`.
-//!
-//! ```
-//! use multiproc_fork::Process;
-//!
-//! let numbers: Vec<u64> = (1..=100).collect(); // made before the fork: the child inherits it
-//! let p = Process::new(move || {
-//!     assert_eq!(numbers.iter().sum::<u64>(), 5050);
-//! })
-//! .name("summer")
-//! .start()?;
-//! p.join()?;
-//! assert_eq!(p.exitcode(), Some(0));
-//! # Ok::<(), multiproc_fork::Error>(())
-//! ```
-//!
-//! **The target runs in a forked copy of this process.** It may capture or even borrow
-//! anything (the child has its own copy of all memory as it was at the fork); what it changes
-//! stays in the child. It ends the child: returning is exit code 0, a panic is exit code 1
-//! (the panic message is printed by the child), `std::process::exit(n)` is `n`, death by a
-//! signal is `-signal`, as in Python.
-//!
-//! **`join` does not report failure — [`exitcode`](ProcessHandle::exitcode) does.** This is
-//! Python's contract (`join()` returns `None`, you inspect `exitcode`), kept because a child
-//! that exits non-zero on purpose is not an error of `join`. [`ProcessHandle::exit_cause`]
-//! gives the same information as an [`ExitCause`] and [`ProcessHandle::check`] turns a
-//! non-zero end into [`Error::WorkerDied`] for `?`.
-//!
-//! **Daemon semantics, as in Python.** When this process exits normally (`main` returns, or
-//! `std::process::exit`), an exit handler kills (SIGKILL) the children started as
-//! [`daemon`](Process::daemon) and waits for the others. Whatever way the parent dies, every
-//! child gets SIGKILL with it (`PR_SET_PDEATHSIG`), so no child outlives its parent.
-//!
-//! **No zombies.** Joining (or any call that sees the child has ended) reaps it. A handle
-//! dropped while its child still runs hands the child over to this crate, which reaps it on
-//! a later `start` or drop of another handle, and at exit as above; so at most the children
-//! that end between two such calls wait as zombies.
-//!
-//! Children are forked by [`fork_child`](crate::fork): stdout/stderr are flushed first (no
-//! output is printed twice) and it is safe to start a process while other threads run,
-//! print or hold locks — see that module for the argument and for the one rule: do not start
-//! a process while the *calling* thread holds `stdout().lock()` or `stderr().lock()`.
+//! See [`Process`] for the behaviour, which follows Python's.
 
 use std::fmt;
 use std::io;
@@ -67,6 +23,56 @@ static REGISTER_EXIT_HANDLER: Once = Once::new();
 
 /// A process that has not started yet: its target, name and daemon flag (Python's
 /// `multiprocessing.Process(target=..., args=..., name=..., daemon=...)`).
+///
+/// A process is configured ([`Process::new`], [`Process::with_args`],
+/// [`name`](Process::name), [`daemon`](Process::daemon)), started
+/// ([`start`](Process::start)) and then observed through its [`ProcessHandle`]: `pid`,
+/// `is_alive`, `join`, `join_timeout`, `exitcode`, `terminate`, `kill`.
+///
+/// ```
+/// use multiproc_fork::Process;
+///
+/// let numbers: Vec<u64> = (1..=100).collect(); // made before the fork: the child inherits it
+/// let p = Process::new(move || {
+///     assert_eq!(numbers.iter().sum::<u64>(), 5050);
+/// })
+/// .name("summer")
+/// .start()?;
+/// p.join()?;
+/// assert_eq!(p.exitcode(), Some(0));
+/// # Ok::<(), multiproc_fork::Error>(())
+/// ```
+///
+/// **The target runs in a forked copy of this process.** It may capture or even borrow
+/// anything (the child has its own copy of all memory as it was at the fork); what it changes
+/// stays in the child. It ends the child: returning is exit code 0, a panic is exit code 1
+/// (the panic message is printed by the child), `std::process::exit(n)` is `n`, death by a
+/// signal is `-signal`, as in Python.
+///
+/// **`join` does not report failure — [`exitcode`](ProcessHandle::exitcode) does.** This is
+/// Python's contract (`join()` returns `None`, you inspect `exitcode`), kept because a child
+/// that exits non-zero on purpose is not an error of `join`. [`ProcessHandle::exit_cause`]
+/// gives the same information as an [`ExitCause`] and [`ProcessHandle::check`] turns a
+/// non-zero end into [`Error::WorkerDied`] for `?`.
+///
+/// **Daemon semantics, as in Python.** When this process exits normally (`main` returns, or
+/// `std::process::exit`), an exit handler kills (SIGKILL) the children started as
+/// [`daemon`](Process::daemon) and waits for the others. Whatever way the parent dies, every
+/// child gets SIGKILL with it (`PR_SET_PDEATHSIG`), so no child outlives its parent.
+///
+/// **No zombies.** Joining (or any call that sees the child has ended) reaps it. A handle
+/// dropped while its child still runs hands the child over to this crate, which reaps it on
+/// a later `start` or drop of another handle, and at exit as above; so at most the children
+/// that end between two such calls wait as zombies.
+///
+/// **Forking from a multithreaded program.** Children are forked by one dedicated thread of
+/// this process, after it has locked and flushed stdout and stderr: nothing buffered is
+/// printed twice, and a child never inherits those locks held by another thread. So a
+/// process may be started while other threads run, print or hold locks. The remaining
+/// hazard is a lock *the target* takes that another thread held at the moment of the fork:
+/// the child then hangs (you can still [`kill`](ProcessHandle::kill) it). One rule: do not
+/// call [`start`](Self::start) while the *calling* thread holds `stdout().lock()` or
+/// `stderr().lock()` — the forking thread would wait for it forever.
 ///
 /// The lifetime lets the target borrow from the caller: the child gets its own copy of
 /// everything at the fork, and [`start`](Self::start) returns only after the fork.
@@ -150,7 +156,7 @@ impl<'a> Process<'a> {
 /// A started [`Process`].
 ///
 /// The handle is `Send + Sync`: one thread may `join` while another calls `terminate`.
-/// Dropping it does not stop the child (see the [module documentation](self)).
+/// Dropping it does not stop the child (see [`Process`]).
 pub struct ProcessHandle {
     pid: Pid,
     name: String,

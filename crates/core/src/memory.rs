@@ -113,8 +113,7 @@ pub fn pss_bytes(pid: u32) -> Result<u64> {
 }
 
 /// The resident set size of one process, in bytes (`VmRSS` of `/proc/PID/status`). Counts
-/// shared pages in full; see the [module documentation](self) for why [`tree_pss`] is the
-/// better total.
+/// shared pages in full; see [`tree_pss`] for why PSS is the better total.
 pub fn rss_bytes(pid: u32) -> Result<u64> {
     let file = format!("/proc/{pid}/status");
     let text = fs::read_to_string(&file)?;
@@ -169,6 +168,11 @@ pub fn process_tree(root: u32) -> Result<Vec<u32>> {
 
 /// The memory footprint of a process tree in bytes: the sum of PSS over `root` and all its
 /// descendants (its workers, their children, ...).
+///
+/// RSS counts a page once in *every* process that maps it, so a 500 MB array inherited by
+/// four forked workers shows up as 2.5 GB of RSS. PSS (proportional set size) divides each
+/// page among the processes sharing it, so the PSS of a whole tree is what the tree really
+/// costs — and copy-on-write copies show up in it as they happen.
 ///
 /// Descendants are found by walking the parent pids in `/proc/*/stat`; a process that exits
 /// during the walk (or is not ours to inspect) counts as zero instead of failing. Fails with
