@@ -148,6 +148,19 @@ pub fn startup(workers: usize, reps: usize) -> std::result::Result<Vec<Row>, Str
     got.map_err(|e| e.to_string())?;
     let (fork, got) = Samples::measure(reps, || once(ForkPool::new, workers));
     got.map_err(|e| e.to_string())?;
+    // What each forked worker adds to the process tree's memory (sum of PSS), with a pool
+    // that has run tasks.
+    let before = multiproc_core::self_tree_pss().map_err(|e| e.to_string())?;
+    let pool = ForkPool::new(workers).map_err(|e| e.to_string())?;
+    pool.map_chunked(inc, (0..1000).collect::<Vec<u64>>(), 1)
+        .map_err(|e| e.to_string())?;
+    let after = multiproc_core::self_tree_pss().map_err(|e| e.to_string())?;
+    drop(pool);
+    println!(
+        "fork: each worker adds {} KiB to the process tree's PSS ({} workers, after 1000 tasks)",
+        after.saturating_sub(before) / 1024 / workers as u64,
+        workers
+    );
     let make = |strategy: &str, samples| Row {
         workload: "startup".into(),
         strategy: strategy.into(),
