@@ -12,6 +12,7 @@
 
 use std::cell::Cell;
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Once, PoisonError};
 use std::thread::{self, JoinHandle, ThreadId};
 use std::time::Duration;
@@ -26,12 +27,19 @@ fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 static LIVE_NON_DAEMON: Mutex<usize> = Mutex::new(0);
 static NON_DAEMON_DONE: Condvar = Condvar::new();
 static REGISTER_EXIT_HANDLER: Once = Once::new();
+/// The process whose threads `LIVE_NON_DAEMON` counts. A forked child inherits the count and
+/// the exit handler, but none of the threads: there the handler must not wait.
+static COUNTING_PID: AtomicI32 = AtomicI32::new(0);
 
 thread_local! {
     static IS_NON_DAEMON: Cell<bool> = const { Cell::new(false) };
 }
 
 extern "C" fn wait_for_non_daemon_threads() {
+    // SAFETY: getpid takes no arguments and cannot fail.
+    if unsafe { libc::getpid() } != COUNTING_PID.load(Ordering::Relaxed) {
+        return; // a forked child: the counted threads are not here
+    }
     // A non-daemon thread that calls `exit` itself must not wait for itself.
     let me = usize::from(IS_NON_DAEMON.try_with(Cell::get).unwrap_or(false));
     let live = guard(&LIVE_NON_DAEMON);
@@ -44,6 +52,8 @@ extern "C" fn wait_for_non_daemon_threads() {
 
 fn register_exit_handler() {
     REGISTER_EXIT_HANDLER.call_once(|| {
+        // SAFETY: getpid takes no arguments and cannot fail.
+        COUNTING_PID.store(unsafe { libc::getpid() }, Ordering::Relaxed);
         // SAFETY: `atexit` only records the function pointer; the handler is a plain
         // `extern "C" fn` with no arguments that touches only statics which live for the
         // whole program, and it does not unwind (its body cannot panic: poisoned locks are

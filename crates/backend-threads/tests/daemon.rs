@@ -61,3 +61,36 @@ fn a_daemon_thread_is_abandoned_at_exit() {
         "exit waited for a daemon thread: {took:?}"
     );
 }
+
+#[test]
+fn a_forked_child_that_exits_does_not_wait_for_its_parents_threads() {
+    if std::env::var(ROLE).as_deref() == Ok("child") {
+        let t = Thread::new(|| std::thread::sleep(Duration::from_millis(300)))
+            .start()
+            .unwrap();
+        // SAFETY: the child only calls `exit`, which runs the inherited exit handlers — the
+        // code under test — and nothing that could need a lock held by another thread.
+        match unsafe { libc::fork() } {
+            0 => std::process::exit(0),
+            -1 => panic!("fork failed"),
+            pid => {
+                let mut status = 0;
+                let start = Instant::now();
+                // SAFETY: `pid` is our child; `status` is a valid out-pointer.
+                unsafe { libc::waitpid(pid, &mut status, 0) };
+                assert!(
+                    start.elapsed() < Duration::from_millis(250),
+                    "the child waited"
+                );
+                println!("child exited at once");
+            }
+        }
+        t.join().unwrap();
+        return;
+    }
+    let (stdout, _) = run_child(
+        "a_forked_child_that_exits_does_not_wait_for_its_parents_threads",
+        "child",
+    );
+    assert!(stdout.contains("child exited at once"), "{stdout}");
+}
