@@ -19,7 +19,7 @@ fn word<B: SharedBuffer>(b: &B, i: usize) -> &std::sync::atomic::AtomicU64 {
 }
 
 /// Waits (polling) until `cond` holds, failing the test after 10 s.
-fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
         assert!(

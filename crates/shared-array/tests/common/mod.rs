@@ -132,14 +132,4 @@ impl Worker for Child {
     }
 }
 
-/// Polls `cond` until it holds; panics after 10 s.
-pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "timed out waiting until {what}"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
+pub use multiproc_core::testing::sync::eventually;
