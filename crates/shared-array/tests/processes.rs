@@ -5,7 +5,8 @@ mod common;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 
-use common::{eventually, fork_child, ForkHarness};
+use common::{fork_child, ForkHarness};
+use multiproc_core::testing::sync::eventually;
 use multiproc_core::testing::{Harness, Worker};
 use multiproc_core::{Error, Event, Lock, RLock, SharedBuffer};
 use multiproc_shared_array::{

@@ -131,5 +131,3 @@ impl Worker for Child {
         self.wait()
     }
 }
-
-pub use multiproc_core::testing::sync::eventually;
