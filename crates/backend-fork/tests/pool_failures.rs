@@ -204,3 +204,29 @@ fn forking_while_other_threads_hold_stdout_does_not_deadlock() {
     }
     assert!(t.elapsed() < Duration::from_secs(30));
 }
+
+#[test]
+fn forking_while_a_rayon_pool_is_at_work_does_not_deadlock() {
+    use rayon::prelude::*;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s = stop.clone();
+    let busy = std::thread::spawn(move || {
+        let mut rounds = 0u64;
+        while !s.load(std::sync::atomic::Ordering::Relaxed) {
+            let v: Vec<u64> = (0..50_000u64).into_par_iter().map(|x| x * x).collect();
+            rounds += v.len() as u64;
+        }
+        rounds
+    });
+    fn allocate_and_sum(n: u64) -> u64 {
+        (0..n).collect::<Vec<u64>>().iter().sum()
+    }
+    for _ in 0..5 {
+        let pool = ForkPool::new(2).unwrap();
+        let mut r = pool.map_async_chunked(allocate_and_sum, 0..40, 1).unwrap();
+        let got = r.get_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(got[39], (0..39).sum::<u64>());
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(busy.join().unwrap() > 0, "the rayon pool never ran");
+}
