@@ -2,8 +2,7 @@
 //! and the identity and liveness of the processes that hold locks.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
-use std::sync::Once;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -141,7 +140,10 @@ const TAG_MASK: u64 = (1 << TAG_BITS) - 1;
 /// This process, packed as `pid | tag << 32`; 0 until first computed and again after a fork
 /// (reset by the `pthread_atfork` child handler).
 static PROCESS: AtomicU64 = AtomicU64::new(0);
-static ATFORK: Once = Once::new();
+/// Registration of the atfork handler: 0 none, 1 under way, 2 done. Deliberately not a
+/// `std::sync::Once`: a `Once` that another thread is running when this thread forks stays
+/// "running" forever in the child, and the child would block on it.
+static ATFORK: AtomicU32 = AtomicU32::new(0);
 
 thread_local! {
     /// (pid the cache was made in, tid of this thread).
@@ -155,17 +157,23 @@ extern "C" fn forget_process_identity() {
 
 #[cold]
 fn init_process() -> u64 {
-    ATFORK.call_once(|| {
+    if ATFORK.compare_exchange(0, 1, SeqCst, SeqCst).is_ok() {
         // SAFETY: registers a handler that only stores to an atomic, which is async-signal
         // safe and therefore fine in a child of a multithreaded fork.
         unsafe {
             libc::pthread_atfork(None, None, Some(forget_process_identity));
         }
-    });
+        ATFORK.store(2, SeqCst);
+    }
     let pid = nix::unistd::getpid().as_raw() as u32;
     let tag = proc_stat(pid).map_or(0, |(_, start)| start & TAG_MASK);
     let packed = u64::from(pid) | tag << 32;
-    PROCESS.store(packed, Relaxed);
+    // Cache only once the handler that forgets the cache in a forked child is in place. While
+    // another thread registers it (or in a child forked meanwhile, where it never finishes)
+    // the identity is computed afresh on each call: slower, never wrong.
+    if ATFORK.load(SeqCst) == 2 {
+        PROCESS.store(packed, Relaxed);
+    }
     packed
 }
 
