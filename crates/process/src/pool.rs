@@ -185,6 +185,10 @@ impl<L: Launcher> ProcessPool<L> {
         A: Payload,
         R: Payload,
     {
+        // Refuse early, before encoding anything; checked again when queueing, under the lock.
+        if lock(&self.shared.queue).closed {
+            return Err(Error::PoolClosed("the pool no longer accepts work"));
+        }
         let call = offset_of::<F, A, R>();
         let mut jobs = Vec::with_capacity(batch.n_chunks());
         let mut payloads = Vec::with_capacity(batch.n_chunks());
@@ -193,12 +197,6 @@ impl<L: Launcher> ProcessPool<L> {
                 postcard::to_stdvec(&chunk)
                     .map_err(|e| Error::Serialization(format!("encoding the arguments: {e}")))?,
             );
-        }
-        {
-            let q = lock(&self.shared.queue);
-            if q.closed {
-                return Err(Error::PoolClosed("the pool no longer accepts work"));
-            }
         }
         *lock(&self.shared.idle.outstanding) += payloads.len();
         for (index, payload) in payloads.into_iter().enumerate() {
