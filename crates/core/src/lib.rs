@@ -12,6 +12,7 @@
 //! | module-level data created before the Pool | a global | [`Inherited`] |
 //! | Lock, RLock, Event, Condition, Semaphore, Barrier | `threading.*`, `multiprocessing.*` | the traits in [`sync`], one [`SyncFamily`] per backend |
 //! | memory workers share | `RawArray` | [`SharedBuffer`] ([`HeapBuffer`] here; shared memory in `multiproc-shared-array`) |
+//! | passing a shared array, lock, Queue or Pipe to another process | pickling with fd duplication | [`handoff`]: descriptors inside serde values |
 //! | exceptions | `RuntimeError`, `BrokenBarrierError`, ... | [`Error`] |
 //!
 //! With the `testing` feature, [`testing`] holds the conformance suites every backend
@@ -55,6 +56,7 @@
 mod buffer;
 mod error;
 mod executor;
+pub mod handoff;
 mod inherit;
 mod memory;
 mod result;
