@@ -26,7 +26,8 @@
 //!
 //! - `std::io::stdout()` and `std::io::stderr()` (flushed first, so that buffered output
 //!   is written once, by the parent, and not again by the child);
-//! - this crate's own state (the list of children, the forker's channel).
+//! - this crate's own state (the forker's channel) and the registry of children in
+//!   `multiproc-process`.
 //!
 //! What remains is the hazard DESIGN.md names: if the child touches *another* lock that a
 //! different thread of the parent held when it forked (a user's `Mutex`, `std::env`'s lock
@@ -56,40 +57,23 @@ struct Request {
     reply: mpsc::SyncSender<Result<Pid>>,
 }
 
-/// A child started by [`Process`](crate::Process), remembered for the exit handler and for
-/// reaping children whose handle was dropped.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ChildEntry {
-    /// The child's process id.
-    pub(crate) pid: Pid,
-    /// Killed at exit (daemon) or waited for at exit (non-daemon).
-    pub(crate) daemon: bool,
-    /// Its handle was dropped while it ran: nobody else will reap it.
-    pub(crate) orphaned: bool,
-}
-
 /// The forker thread's channel, and which process it belongs to.
 struct Forker {
     pid: Pid,
     requests: mpsc::Sender<Request>,
 }
 
-/// This crate's process-wide state. The forker thread holds its lock across every fork, so a
-/// child never inherits it locked; in the child it is reset (the children and the forker
-/// thread are the parent's, not the child's).
-pub(crate) struct ForkState {
+/// This crate's process-wide state. The forker thread holds its lock across every fork (and
+/// the registry of children of `multiproc-process`), so a child never inherits either locked;
+/// in the child both are reset (the children and the forker thread are the parent's).
+struct ForkState {
     forker: Option<Forker>,
-    /// Children started by `Process` that have not been reaped yet.
-    pub(crate) children: Vec<ChildEntry>,
 }
 
-static STATE: Mutex<ForkState> = Mutex::new(ForkState {
-    forker: None,
-    children: Vec::new(),
-});
+static STATE: Mutex<ForkState> = Mutex::new(ForkState { forker: None });
 
 /// Locks this crate's process-wide state. Never print, fork or block while holding it.
-pub(crate) fn state() -> MutexGuard<'static, ForkState> {
+fn state() -> MutexGuard<'static, ForkState> {
     STATE.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -185,6 +169,7 @@ fn fork_here(job: Job) -> Result<Pid> {
     let _ = stdout.flush();
     let _ = stderr.flush();
     let mut st = state();
+    let mut children = multiproc_process::registry();
     // SAFETY: `fork` is unsafe because the child of a multithreaded process is a copy in which
     // only this thread runs. The child below touches only: the guards this thread holds
     // (released by their owner, this thread), our state (locked by us, so consistent), the
@@ -198,13 +183,15 @@ fn fork_here(job: Job) -> Result<Pid> {
             if let Some(inherited) = st.forker.take() {
                 std::mem::forget(inherited);
             }
-            st.children.clear();
+            children.forget_all();
+            drop(children);
             drop(st);
             drop(stderr);
             drop(stdout);
             run_child(parent, job)
         }
         Ok(ForkResult::Parent { child }) => {
+            drop(children);
             drop(st);
             drop(stderr);
             drop(stdout);
@@ -212,6 +199,7 @@ fn fork_here(job: Job) -> Result<Pid> {
             Ok(child)
         }
         Err(errno) => {
+            drop(children);
             drop(st);
             drop(stderr);
             drop(stdout);

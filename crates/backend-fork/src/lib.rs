@@ -35,8 +35,9 @@ mod pool;
 mod process;
 
 pub use multiproc_core::{AsyncResult, Error, Executor, Inherited, Result};
+pub use multiproc_process::{IpcStats, ProcessHandle};
 pub use pool::{ForkLauncher, ForkPool};
-pub use process::{Process, ProcessHandle};
+pub use process::Process;
 
 /// The backend's pool under the name every backend uses (`multiproc::fork::Pool`).
 pub type Pool = ForkPool;

@@ -12,7 +12,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::Mutex;
 
 use multiproc_core::{Batch, ChunkSink, Executor, Payload, Result, Task};
-use multiproc_process::{serve, Launcher, ProcessPool, Worker};
+use multiproc_process::{serve, Initializer, IpcStats, Launcher, ProcessPool, Worker};
 use nix::unistd::Pid;
 
 use crate::fork::fork_child;
@@ -74,6 +74,26 @@ impl ForkPool {
         Ok(ForkPool {
             inner: ProcessPool::new(workers, ForkLauncher)?,
         })
+    }
+
+    /// Like [`new`](Self::new), and every worker runs `initializer(arg)` once before its first
+    /// task (Python's `Pool(processes, initializer, initargs)`); `arg` is copied once per
+    /// worker. If the initializer panics, the pool stops and its tasks fail with
+    /// [`Error::InitializerFailed`](multiproc_core::Error::InitializerFailed).
+    pub fn with_initializer<F, A>(workers: usize, initializer: F, arg: A) -> Result<Self>
+    where
+        F: Task<A, ()>,
+        A: Payload,
+    {
+        let init = Initializer::new(initializer, arg)?;
+        Ok(ForkPool {
+            inner: ProcessPool::with_initializer(workers, ForkLauncher, Some(init))?,
+        })
+    }
+
+    /// The bytes (and file descriptors) that crossed this pool's sockets so far.
+    pub fn ipc_stats(&self) -> IpcStats {
+        self.inner.ipc_stats()
     }
 
     /// The workers' process ids (a slot is `None` while its worker is being replaced).

@@ -80,6 +80,10 @@ pub enum Error {
         /// How it ended.
         cause: ExitCause,
     },
+    /// The pool's initializer failed in a worker (Python: a worker whose `initializer` raised
+    /// is restarted forever; here the pool stops and every pending task gets this error).
+    #[error("the pool's initializer failed in a worker: {0}")]
+    InitializerFailed(String),
     /// A blocking call with a timeout gave up.
     #[error("timed out after {0:?}")]
     Timeout(Duration),

@@ -8,14 +8,17 @@
 //! | the frames on the socket between pool and worker | [`wire`] |
 //! | what a worker runs | [`serve`] |
 //! | dispatch, pipelining, supervision of dead workers, shutdown | [`ProcessPool`], [`Launcher`] |
+//! | a started child: wait, reap, signal, daemons at exit | [`ProcessHandle`] |
 //!
 //! A backend provides a [`Launcher`] that starts one worker process running [`serve`] on one
 //! end of a Unix socket; [`ProcessPool`] does the rest. Users do not use this crate directly.
 
+pub mod child;
 mod pool;
 pub mod trampoline;
 pub mod wire;
 mod worker;
 
-pub use pool::{Launcher, ProcessPool, Worker, PIPELINE_DEPTH};
-pub use worker::serve;
+pub use child::{next_process_name, registry, ProcessHandle};
+pub use pool::{Initializer, IpcStats, Launcher, ProcessPool, Worker, PIPELINE_DEPTH};
+pub use worker::{serve, INIT_FAILED, INIT_ID};

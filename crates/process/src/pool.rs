@@ -18,8 +18,9 @@
 //!   [`ChunkSink`] — so nothing waits forever, and every child is reaped, so no zombie is left.
 
 use std::collections::VecDeque;
-use std::io::{BufReader, BufWriter, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -29,8 +30,9 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use crate::trampoline::offset_of;
-use crate::wire::{read_frame, write_frame, Header, Kind};
+use crate::trampoline::{decode, encode, offset_of, Encoded};
+use crate::wire::{FrameReader, FrameWriter, Header, Kind};
+use crate::worker::INIT_ID;
 
 /// The most tasks a supervisor keeps in flight to its worker.
 pub const PIPELINE_DEPTH: usize = 4;
@@ -56,14 +58,61 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-type OnDone = Box<dyn FnOnce(Result<Vec<u8>>) + Send>;
+type OnDone = Box<dyn FnOnce(Result<Encoded>) + Send>;
 
 /// One encoded chunk on its way to a worker.
 struct Job {
     call: u64,
     payload: Vec<u8>,
+    fds: Vec<OwnedFd>,
     on_done: OnDone,
     _ticket: Ticket,
+}
+
+/// A pool initializer (Python's `Pool(initializer=f, initargs=...)`), encoded once and sent
+/// to every worker — each replacement included — before its first task.
+#[derive(Debug)]
+pub struct Initializer {
+    call: u64,
+    payload: Vec<u8>,
+    fds: Vec<OwnedFd>,
+}
+
+impl Initializer {
+    /// `f(arg)` runs once in each worker before any task; `arg` is copied once per worker.
+    pub fn new<F, A>(f: F, arg: A) -> Result<Self>
+    where
+        F: Task<A, ()>,
+        A: Payload,
+    {
+        let _ = f;
+        let (payload, fds) = encode(std::slice::from_ref(&arg)).map_err(|e| {
+            Error::Serialization(format!("encoding the initializer's argument: {e}"))
+        })?;
+        Ok(Initializer {
+            call: offset_of::<F, A, ()>(),
+            payload,
+            fds,
+        })
+    }
+}
+
+/// What crossed a pool's sockets so far (frame headers not counted).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IpcStats {
+    /// Encoded argument bytes sent to workers (tasks and initializers).
+    pub bytes_sent: u64,
+    /// Encoded result bytes received from workers.
+    pub bytes_received: u64,
+    /// File descriptors sent to workers.
+    pub fds_sent: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    sent: AtomicU64,
+    received: AtomicU64,
+    fds: AtomicU64,
 }
 
 /// Counts a job as outstanding until it is dropped (delivered or abandoned).
@@ -94,11 +143,39 @@ struct Queue {
 
 struct Shared<L> {
     launcher: L,
+    init: Option<Initializer>,
+    init_error: Mutex<Option<String>>,
+    counters: Counters,
     queue: Mutex<Queue>,
     work: Condvar,
     idle: Arc<Idle>,
     pids: Mutex<Vec<Option<Pid>>>,
     workers: usize,
+}
+
+impl<L> Shared<L> {
+    /// The error for work refused by a closed pool.
+    fn refusal(&self) -> Error {
+        match &*lock(&self.init_error) {
+            Some(message) => Error::InitializerFailed(message.clone()),
+            None => Error::PoolClosed("the pool no longer accepts work"),
+        }
+    }
+
+    /// The initializer failed in a worker: stop the pool and fail everything pending.
+    fn initializer_failed(&self, message: String, sent: VecDeque<Job>) {
+        lock(&self.init_error).get_or_insert(message.clone());
+        let queued = {
+            let mut q = lock(&self.queue);
+            q.closed = true;
+            q.stopping = true;
+            std::mem::take(&mut q.jobs)
+        };
+        self.work.notify_all();
+        for job in sent.into_iter().chain(queued) {
+            (job.on_done)(Err(Error::InitializerFailed(message.clone())));
+        }
+    }
 }
 
 /// A supervised pool of worker processes, generic over how they are started.
@@ -120,6 +197,17 @@ impl<L: Launcher> ProcessPool<L> {
     /// Starts `workers` workers with `launcher` (all of them before any pool thread exists),
     /// then one supervisor thread per worker. Zero workers is [`Error::InvalidArgument`].
     pub fn new(workers: usize, launcher: L) -> Result<Self> {
+        Self::with_initializer(workers, launcher, None)
+    }
+
+    /// [`new`](Self::new), with an [`Initializer`] that every worker runs before its first
+    /// task. If it fails in a worker, the pool stops: pending and later tasks get
+    /// [`Error::InitializerFailed`] (no endless restarts).
+    pub fn with_initializer(
+        workers: usize,
+        launcher: L,
+        init: Option<Initializer>,
+    ) -> Result<Self> {
         let workers = check_workers(workers)?.get();
         let mut started = Vec::with_capacity(workers);
         for _ in 0..workers {
@@ -135,6 +223,9 @@ impl<L: Launcher> ProcessPool<L> {
         }
         let shared = Arc::new(Shared {
             launcher,
+            init,
+            init_error: Mutex::new(None),
+            counters: Counters::default(),
             queue: Mutex::new(Queue::default()),
             work: Condvar::new(),
             idle: Arc::new(Idle {
@@ -178,6 +269,16 @@ impl<L: Launcher> ProcessPool<L> {
         lock(&self.shared.pids).clone()
     }
 
+    /// What crossed this pool's sockets so far.
+    pub fn ipc_stats(&self) -> IpcStats {
+        let c = &self.shared.counters;
+        IpcStats {
+            bytes_sent: c.sent.load(Ordering::Relaxed),
+            bytes_received: c.received.load(Ordering::Relaxed),
+            fds_sent: c.fds.load(Ordering::Relaxed),
+        }
+    }
+
     /// Encodes every chunk of `batch` and queues it; results reach `sink`.
     pub fn submit<F, A, R>(&self, batch: Batch<A>, sink: ChunkSink<R>) -> Result<()>
     where
@@ -187,28 +288,29 @@ impl<L: Launcher> ProcessPool<L> {
     {
         // Refuse early, before encoding anything; checked again when queueing, under the lock.
         if lock(&self.shared.queue).closed {
-            return Err(Error::PoolClosed("the pool no longer accepts work"));
+            return Err(self.shared.refusal());
         }
         let call = offset_of::<F, A, R>();
         let mut jobs = Vec::with_capacity(batch.n_chunks());
         let mut payloads = Vec::with_capacity(batch.n_chunks());
         for (_, chunk) in batch.into_chunks() {
             payloads.push(
-                postcard::to_stdvec(&chunk)
+                encode(&chunk)
                     .map_err(|e| Error::Serialization(format!("encoding the arguments: {e}")))?,
             );
         }
         *lock(&self.shared.idle.outstanding) += payloads.len();
-        for (index, payload) in payloads.into_iter().enumerate() {
+        for (index, (payload, fds)) in payloads.into_iter().enumerate() {
             let sink = sink.clone();
             jobs.push(Job {
                 call,
                 payload,
-                on_done: Box::new(move |reply: Result<Vec<u8>>| {
+                fds,
+                on_done: Box::new(move |reply: Result<Encoded>| {
                     sink.deliver(
                         index,
-                        reply.and_then(|bytes| {
-                            postcard::from_bytes::<Vec<R>>(&bytes).map_err(|e| {
+                        reply.and_then(|(bytes, fds)| {
+                            decode::<Vec<R>>(&bytes, fds).map_err(|e| {
                                 Error::Serialization(format!("decoding the results: {e}"))
                             })
                         }),
@@ -221,7 +323,7 @@ impl<L: Launcher> ProcessPool<L> {
         if q.closed {
             drop(q);
             drop(jobs); // their tickets and sinks fail the chunks
-            return Err(Error::PoolClosed("the pool no longer accepts work"));
+            return Err(self.shared.refusal());
         }
         q.jobs.extend(jobs);
         drop(q);
@@ -293,12 +395,21 @@ enum End {
     Stop,
     /// The stream broke: the worker died. These jobs were sent to it, oldest first.
     Broken(VecDeque<Job>),
+    /// The worker reported that the initializer failed (and exits); these jobs were sent.
+    InitFailed(String, VecDeque<Job>),
 }
 
 /// The supervisor of worker slot `slot`: serves it, and replaces it when it dies.
 fn supervise<L: Launcher>(shared: &Shared<L>, slot: usize, mut worker: Worker) {
     loop {
         match serve(shared, &worker) {
+            End::InitFailed(message, sent) => {
+                shared.initializer_failed(message, sent);
+                lock(&shared.pids)[slot] = None;
+                drop(worker.stream);
+                reap(worker.pid);
+                return;
+            }
             End::Stop => {
                 let terminated = lock(&shared.queue).terminated;
                 lock(&shared.pids)[slot] = None;
@@ -370,16 +481,36 @@ fn launch_replacement<L: Launcher>(shared: &Shared<L>) -> Option<Worker> {
 }
 
 /// Feeds the worker from the queue and delivers its replies until the pool stops or the
-/// worker's stream breaks.
+/// worker's stream breaks. A worker's session starts with the pool's initializer, if any.
 fn serve<L: Launcher>(shared: &Shared<L>, worker: &Worker) -> End {
-    let Ok(read_half) = worker.stream.try_clone() else {
+    let (Ok(read_half), Ok(write_half)) = (worker.stream.try_clone(), worker.stream.try_clone())
+    else {
         return End::Broken(VecDeque::new());
     };
-    let mut reader = BufReader::with_capacity(64 * 1024, read_half);
-    let mut writer = BufWriter::with_capacity(64 * 1024, &worker.stream);
+    let mut reader = FrameReader::new(read_half);
+    let mut writer = FrameWriter::new(write_half);
+    let counters = &shared.counters;
+    if let Some(init) = &shared.init {
+        let header = Header {
+            kind: Kind::Init,
+            id: INIT_ID,
+            call: init.call,
+        };
+        if writer.send(header, &init.payload, &init.fds).is_err() {
+            return End::Broken(VecDeque::new());
+        }
+        counters
+            .sent
+            .fetch_add(init.payload.len() as u64, Ordering::Relaxed);
+        counters
+            .fds
+            .fetch_add(init.fds.len() as u64, Ordering::Relaxed);
+    }
     let mut sent: VecDeque<(u64, Job)> = VecDeque::new();
     let mut next_id = 0u64;
     let mut payload = Vec::new();
+    let broken =
+        |sent: VecDeque<(u64, Job)>| End::Broken(sent.into_iter().map(|(_, j)| j).collect());
     loop {
         let mut batch = Vec::new();
         {
@@ -407,36 +538,51 @@ fn serve<L: Launcher>(shared: &Shared<L>, worker: &Worker) -> End {
                 id: next_id,
                 call: job.call,
             };
-            let ok = write_frame(&mut writer, header, &job.payload).is_ok();
+            let ok = writer.send(header, &job.payload, &job.fds).is_ok();
+            counters
+                .sent
+                .fetch_add(job.payload.len() as u64, Ordering::Relaxed);
+            counters
+                .fds
+                .fetch_add(job.fds.len() as u64, Ordering::Relaxed);
+            // The job keeps its payload and descriptors until its reply arrives: if the worker
+            // dies first, the job is requeued and sent whole to another worker.
             sent.push_back((next_id, job));
             next_id += 1;
             if !ok {
-                return End::Broken(sent.into_iter().map(|(_, j)| j).collect());
+                return broken(sent);
             }
         }
         if writer.flush().is_err() {
-            return End::Broken(sent.into_iter().map(|(_, j)| j).collect());
+            return broken(sent);
         }
-        let header = match read_frame(&mut reader, &mut payload) {
-            Ok(Some(h)) if sent.front().is_some_and(|(id, _)| *id == h.id) => h,
-            _ => return End::Broken(sent.into_iter().map(|(_, j)| j).collect()),
+        let (header, fds) = match reader.recv(&mut payload) {
+            Ok(Some(frame)) => frame,
+            _ => return broken(sent),
         };
+        if header.id == INIT_ID {
+            let message = String::from_utf8_lossy(&payload).into_owned();
+            return End::InitFailed(message, sent.into_iter().map(|(_, j)| j).collect());
+        }
+        if sent.front().map_or(true, |(id, _)| *id != header.id) {
+            return broken(sent);
+        }
         let (_, job) = sent.pop_front().expect("checked above");
         let reply = std::mem::take(&mut payload);
+        counters
+            .received
+            .fetch_add(reply.len() as u64, Ordering::Relaxed);
         let outcome = match header.kind {
-            Kind::Done => Ok(reply),
+            Kind::Done => Ok((reply, fds)),
             Kind::Panicked => Err(Error::TaskPanicked {
                 message: String::from_utf8_lossy(&reply).into_owned(),
             }),
             Kind::Failed => Err(Error::Serialization(
                 String::from_utf8_lossy(&reply).into_owned(),
             )),
-            Kind::Task | Kind::Shutdown => {
-                return End::Broken(
-                    std::iter::once(job)
-                        .chain(sent.into_iter().map(|(_, j)| j))
-                        .collect(),
-                )
+            Kind::Task | Kind::Shutdown | Kind::Init | Kind::Message => {
+                sent.push_front((header.id, job));
+                return broken(sent);
             }
         };
         (job.on_done)(outcome);
@@ -476,18 +622,22 @@ fn stop_and_reap(worker: Worker, kill_it: bool) {
     if kill_it {
         let _ = kill(worker.pid, Signal::SIGKILL);
     } else {
-        let mut s = &worker.stream;
         let bye = Header {
             kind: Kind::Shutdown,
             id: 0,
             call: 0,
         };
-        if write_frame(&mut s, bye, &[])
-            .and_then(|()| s.flush())
+        let mut writer = FrameWriter::new(worker.stream);
+        if writer
+            .send(bye, &[], &[])
+            .and_then(|()| writer.flush())
             .is_err()
         {
             let _ = kill(worker.pid, Signal::SIGKILL);
         }
+        drop(writer);
+        reap(worker.pid);
+        return;
     }
     drop(worker.stream);
     reap(worker.pid);

@@ -8,10 +8,17 @@
 //! worker runs the same binary (a fork of this process, or the same executable started
 //! again), so `anchor + offset` is the same function there.
 
+use std::os::fd::OwnedFd;
+
+use multiproc_core::handoff::{collect_fds, provide_fds};
 use multiproc_core::{assert_code_only, Payload, Task};
 
+/// Encoded bytes and the file descriptors that travel beside them (see
+/// [`multiproc_core::handoff`]).
+pub type Encoded = (Vec<u8>, Vec<OwnedFd>);
+
 /// A chunk runner: encoded arguments in, encoded results out (or a decode/encode error).
-pub type Trampoline = fn(&[u8]) -> Result<Vec<u8>, String>;
+pub type Trampoline = fn(&[u8], Vec<OwnedFd>) -> Result<Encoded, String>;
 
 /// The fixed point that trampoline offsets are measured from.
 #[inline(never)]
@@ -54,12 +61,28 @@ fn conjure<F: Copy>() -> F {
 }
 
 /// Decodes a chunk of `A`s, applies `F` to each, encodes the `R`s.
-pub fn run_chunk<F: Task<A, R>, A: Payload, R: Payload>(input: &[u8]) -> Result<Vec<u8>, String> {
-    let args: Vec<A> =
-        postcard::from_bytes(input).map_err(|e| format!("decoding the arguments: {e}"))?;
+pub fn run_chunk<F: Task<A, R>, A: Payload, R: Payload>(
+    input: &[u8],
+    fds: Vec<OwnedFd>,
+) -> Result<Encoded, String> {
+    let args: Vec<A> = decode(input, fds).map_err(|e| format!("decoding the arguments: {e}"))?;
     let f = conjure::<F>();
     let results: Vec<R> = args.into_iter().map(f).collect();
-    postcard::to_stdvec(&results).map_err(|e| format!("encoding the results: {e}"))
+    encode(&results).map_err(|e| format!("encoding the results: {e}"))
+}
+
+/// Encodes `value` with postcard, collecting the descriptors it owns.
+pub fn encode<T: serde::Serialize + ?Sized>(value: &T) -> Result<Encoded, postcard::Error> {
+    let (bytes, fds) = collect_fds(|| postcard::to_stdvec(value));
+    Ok((bytes?, fds))
+}
+
+/// Decodes a `T` from `bytes`, giving it the descriptors that came beside them.
+pub fn decode<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    fds: Vec<OwnedFd>,
+) -> Result<T, postcard::Error> {
+    provide_fds(fds, || postcard::from_bytes(bytes))
 }
 
 #[cfg(test)]
@@ -79,8 +102,10 @@ mod tests {
         // SAFETY: the offset was produced by offset_of in this very process.
         let t = unsafe { resolve(o) };
         let input = postcard::to_stdvec(&vec![1u32, 2, 3]).unwrap();
-        let out: Vec<u32> = postcard::from_bytes(&t(&input).unwrap()).unwrap();
+        let (bytes, fds) = t(&input, Vec::new()).unwrap();
+        assert!(fds.is_empty());
+        let out: Vec<u32> = postcard::from_bytes(&bytes).unwrap();
         assert_eq!(out, vec![2, 4, 6]);
-        assert!(t(b"\xff\xff\xff\xff\xff").is_err());
+        assert!(t(b"\xff\xff\xff\xff\xff", Vec::new()).is_err());
     }
 }

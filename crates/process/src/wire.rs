@@ -3,12 +3,22 @@
 //! the postcard encoding of the chunk's arguments or results.
 //!
 //! ```text
-//! frame := len:u64  kind:u8  id:u64  call:u64  payload[len]
+//! frame := len:u64  kind:u8  id:u64  call:u64  nfds:u32  payload[len]
 //! ```
 //!
 //! `call` is the task's trampoline as an offset into this binary (see [`crate::trampoline`]).
+//! `nfds` file descriptors (shared arrays, locks, queues in the arguments or results — see
+//! [`multiproc_core::handoff`]) travel beside the frame as `SCM_RIGHTS`; [`FrameWriter`] and
+//! [`FrameReader`] keep the two together.
 
-use std::io::{self, Read, Write};
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+
+use multiproc_core::handoff::MAX_FDS;
+use nix::errno::Errno;
+use nix::sys::socket::{recvmsg, send, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 
 /// What a frame carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +34,10 @@ pub enum Kind {
     Panicked = 4,
     /// Worker → parent: task `id` failed to decode or encode; the payload is the message.
     Failed = 5,
+    /// Parent → worker: run initializer `call` on `payload` once, before any task.
+    Init = 6,
+    /// A message of another user of this framing (a `Pipe`).
+    Message = 7,
 }
 
 impl Kind {
@@ -34,6 +48,8 @@ impl Kind {
             3 => Kind::Done,
             4 => Kind::Panicked,
             5 => Kind::Failed,
+            6 => Kind::Init,
+            7 => Kind::Message,
             _ => {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
@@ -44,7 +60,10 @@ impl Kind {
     }
 }
 
-const HEADER: usize = 8 + 1 + 8 + 8;
+const HEADER: usize = 8 + 1 + 8 + 8 + 4;
+
+/// Payloads at least this large bypass the writer's buffer and the reader's.
+const BUFFER: usize = 64 * 1024;
 
 /// A frame's fixed fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,93 +76,372 @@ pub struct Header {
     pub call: u64,
 }
 
-/// Writes one frame (the header and payload are written back to back; the caller flushes).
-pub fn write_frame(w: &mut impl Write, header: Header, payload: &[u8]) -> io::Result<()> {
+fn encode_header(header: Header, len: usize, fds: usize) -> [u8; HEADER] {
     let mut h = [0u8; HEADER];
-    h[..8].copy_from_slice(&(payload.len() as u64).to_le_bytes());
+    h[..8].copy_from_slice(&(len as u64).to_le_bytes());
     h[8] = header.kind as u8;
     h[9..17].copy_from_slice(&header.id.to_le_bytes());
     h[17..25].copy_from_slice(&header.call.to_le_bytes());
-    w.write_all(&h)?;
-    w.write_all(payload)
+    h[25..29].copy_from_slice(&(fds as u32).to_le_bytes());
+    h
 }
 
-/// Reads one frame into `payload` (reusing its allocation). `Ok(None)` on a clean end of
-/// stream before a frame starts.
-pub fn read_frame(r: &mut impl Read, payload: &mut Vec<u8>) -> io::Result<Option<Header>> {
-    let mut h = [0u8; HEADER];
-    match r.read_exact(&mut h) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e),
+fn invalid(message: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message.into())
+}
+
+/// Writes frames to a Unix stream socket, buffering small ones until [`flush`](Self::flush).
+///
+/// A frame's file descriptors travel as `SCM_RIGHTS` ancillary data on the first byte of its
+/// header, so they arrive together with the frame they belong to. Writes use `MSG_NOSIGNAL`: a
+/// peer that is gone is an `Err`, never a `SIGPIPE`.
+#[derive(Debug)]
+pub struct FrameWriter {
+    sock: UnixStream,
+    buf: Vec<u8>,
+}
+
+impl FrameWriter {
+    /// Writes frames to `sock`.
+    pub fn new(sock: UnixStream) -> Self {
+        FrameWriter {
+            sock,
+            buf: Vec::with_capacity(BUFFER),
+        }
     }
-    let len = u64::from_le_bytes(h[..8].try_into().expect("8 bytes"));
-    let len = usize::try_from(len)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "frame too large"))?;
-    let header = Header {
-        kind: Kind::from_u8(h[8])?,
-        id: u64::from_le_bytes(h[9..17].try_into().expect("8 bytes")),
-        call: u64::from_le_bytes(h[17..25].try_into().expect("8 bytes")),
-    };
-    payload.clear();
-    payload
-        .try_reserve_exact(len)
-        .map_err(|_| io::Error::new(io::ErrorKind::OutOfMemory, format!("frame of {len} bytes")))?;
-    r.take(len as u64).read_to_end(payload)?;
-    if payload.len() != len {
-        return Err(io::ErrorKind::UnexpectedEof.into());
+
+    /// The socket.
+    pub fn get_ref(&self) -> &UnixStream {
+        &self.sock
     }
-    Ok(Some(header))
+
+    /// Queues one frame carrying `payload` and `fds` (at most
+    /// [`MAX_FDS`](multiproc_core::handoff::MAX_FDS)). Small frames without descriptors wait in
+    /// the buffer for [`flush`](Self::flush); a frame with descriptors, or a large payload,
+    /// flushes what came before it and is written at once.
+    pub fn send(&mut self, header: Header, payload: &[u8], fds: &[OwnedFd]) -> io::Result<()> {
+        if fds.len() > MAX_FDS {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "a frame carries at most {MAX_FDS} file descriptors, not {}",
+                    fds.len()
+                ),
+            ));
+        }
+        let h = encode_header(header, payload.len(), fds.len());
+        if fds.is_empty() {
+            self.buf.extend_from_slice(&h);
+        } else {
+            self.flush()?;
+            let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+            let rights = [ControlMessage::ScmRights(&raw)];
+            let sent = loop {
+                match sendmsg::<()>(
+                    self.sock.as_raw_fd(),
+                    &[IoSlice::new(&h)],
+                    &rights,
+                    MsgFlags::MSG_NOSIGNAL,
+                    None,
+                ) {
+                    Ok(n) => break n,
+                    Err(Errno::EINTR) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            // The descriptors went with the first byte; the rest of a short write follows.
+            send_all(&self.sock, &h[sent..])?;
+        }
+        if payload.len() >= BUFFER {
+            self.flush()?;
+            send_all(&self.sock, payload)
+        } else {
+            self.buf.extend_from_slice(payload);
+            if self.buf.len() >= BUFFER {
+                self.flush()?;
+            }
+            Ok(())
+        }
+    }
+
+    /// Writes everything buffered.
+    pub fn flush(&mut self) -> io::Result<()> {
+        let result = send_all(&self.sock, &self.buf);
+        self.buf.clear();
+        result
+    }
+}
+
+fn send_all(sock: &UnixStream, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match send(sock.as_raw_fd(), bytes, MsgFlags::MSG_NOSIGNAL) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Reads frames from a Unix stream socket, with the file descriptors that came with them.
+///
+/// Every read is a `recvmsg` with room for descriptors (received close-on-exec), so none is
+/// ever dropped by the kernel for lack of space; they queue up and each frame takes the number
+/// its header announces.
+pub struct FrameReader {
+    sock: UnixStream,
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+    cmsg: Vec<u8>,
+    fds: VecDeque<OwnedFd>,
+}
+
+impl std::fmt::Debug for FrameReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrameReader")
+            .field("sock", &self.sock)
+            .field("buffered", &(self.end - self.start))
+            .field("fds", &self.fds.len())
+            .finish()
+    }
+}
+
+impl FrameReader {
+    /// Reads frames from `sock`.
+    pub fn new(sock: UnixStream) -> Self {
+        FrameReader {
+            sock,
+            buf: vec![0u8; BUFFER].into_boxed_slice(),
+            start: 0,
+            end: 0,
+            cmsg: nix::cmsg_space!([RawFd; MAX_FDS]),
+            fds: VecDeque::new(),
+        }
+    }
+
+    /// The socket (for `poll`, timeouts, or a second handle).
+    pub fn get_ref(&self) -> &UnixStream {
+        &self.sock
+    }
+
+    /// Whether bytes of a next frame are already buffered (so `poll` on the socket would
+    /// under-report).
+    pub fn has_buffered(&self) -> bool {
+        self.end > self.start
+    }
+
+    /// Reads one frame into `payload` (reusing its allocation) and returns its header and
+    /// descriptors. `Ok(None)` on a clean end of stream before a frame starts.
+    pub fn recv(&mut self, payload: &mut Vec<u8>) -> io::Result<Option<(Header, Vec<OwnedFd>)>> {
+        let mut h = [0u8; HEADER];
+        let mut got = 0;
+        while got < HEADER {
+            if self.start == self.end && self.fill()? == 0 {
+                if got == 0 {
+                    return Ok(None);
+                }
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            let n = (HEADER - got).min(self.end - self.start);
+            h[got..got + n].copy_from_slice(&self.buf[self.start..self.start + n]);
+            self.start += n;
+            got += n;
+        }
+        let len = u64::from_le_bytes(h[..8].try_into().expect("8 bytes"));
+        let len = usize::try_from(len).map_err(|_| invalid("frame too large"))?;
+        let header = Header {
+            kind: Kind::from_u8(h[8])?,
+            id: u64::from_le_bytes(h[9..17].try_into().expect("8 bytes")),
+            call: u64::from_le_bytes(h[17..25].try_into().expect("8 bytes")),
+        };
+        let nfds = u32::from_le_bytes(h[25..29].try_into().expect("4 bytes")) as usize;
+        if nfds > self.fds.len() {
+            return Err(invalid(format!(
+                "the frame announces {nfds} file descriptors but {} arrived",
+                self.fds.len()
+            )));
+        }
+        let fds = self.fds.drain(..nfds).collect();
+        payload.clear();
+        payload.try_reserve_exact(len).map_err(|_| {
+            io::Error::new(io::ErrorKind::OutOfMemory, format!("frame of {len} bytes"))
+        })?;
+        let buffered = len.min(self.end - self.start);
+        payload.extend_from_slice(&self.buf[self.start..self.start + buffered]);
+        self.start += buffered;
+        if payload.len() < len {
+            let mut at = payload.len();
+            payload.resize(len, 0);
+            while at < len {
+                let n = if len - at >= BUFFER / 2 {
+                    // Large remainders go straight into the payload, not through the buffer.
+                    self.recv_into_direct(&mut payload[at..])?
+                } else {
+                    if self.fill()? == 0 {
+                        0
+                    } else {
+                        let n = (len - at).min(self.end - self.start);
+                        payload[at..at + n].copy_from_slice(&self.buf[self.start..self.start + n]);
+                        self.start += n;
+                        n
+                    }
+                };
+                if n == 0 {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+                at += n;
+            }
+        }
+        Ok(Some((header, fds)))
+    }
+
+    /// Refills the (drained) buffer; returns the bytes read, 0 at the end of the stream.
+    fn fill(&mut self) -> io::Result<usize> {
+        debug_assert_eq!(self.start, self.end);
+        self.start = 0;
+        self.end = 0;
+        let mut buf = std::mem::take(&mut self.buf);
+        let n = self.recv_into_direct(&mut buf);
+        self.buf = buf;
+        let n = n?;
+        self.end = n;
+        Ok(n)
+    }
+
+    /// One `recvmsg` into `dst`; descriptors that came with it join the queue.
+    fn recv_into_direct(&mut self, dst: &mut [u8]) -> io::Result<usize> {
+        let mut iov = [IoSliceMut::new(dst)];
+        loop {
+            let received = recvmsg::<()>(
+                self.sock.as_raw_fd(),
+                &mut iov,
+                Some(&mut self.cmsg),
+                MsgFlags::MSG_CMSG_CLOEXEC,
+            );
+            let msg = match received {
+                Ok(msg) => msg,
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            for c in msg.cmsgs()? {
+                if let ControlMessageOwned::ScmRights(fds) = c {
+                    for fd in fds {
+                        // SAFETY: the kernel has just installed `fd` in this process's table
+                        // for this message; nothing else knows its number, so this is its one
+                        // owner.
+                        self.fds.push_back(unsafe { OwnedFd::from_raw_fd(fd) });
+                    }
+                }
+            }
+            if msg.flags.contains(MsgFlags::MSG_CTRUNC) {
+                return Err(invalid("file descriptors were truncated in transit"));
+            }
+            return Ok(msg.bytes);
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::{Read, Write};
+    use std::os::fd::AsFd;
+
     use super::*;
 
-    #[test]
-    fn frames_round_trip() {
-        let mut buf = Vec::new();
-        let h = Header {
-            kind: Kind::Task,
-            id: 7,
+    fn pair() -> (FrameWriter, FrameReader) {
+        let (a, b) = UnixStream::pair().unwrap();
+        (FrameWriter::new(a), FrameReader::new(b))
+    }
+
+    fn header(kind: Kind, id: u64) -> Header {
+        Header {
+            kind,
+            id,
             call: 0xdead,
-        };
-        write_frame(&mut buf, h, b"payload").unwrap();
-        write_frame(
-            &mut buf,
-            Header {
-                kind: Kind::Done,
-                id: 8,
-                call: 0,
-            },
-            b"",
-        )
-        .unwrap();
-        let mut r = &buf[..];
+        }
+    }
+
+    #[test]
+    fn frames_round_trip_small_and_large() {
+        let (mut w, mut r) = pair();
+        let big: Vec<u8> = (0..3 * BUFFER + 17).map(|i| i as u8).collect();
+        let t = std::thread::spawn(move || {
+            w.send(header(Kind::Task, 7), b"payload", &[]).unwrap();
+            w.send(header(Kind::Done, 8), b"", &[]).unwrap();
+            w.send(header(Kind::Done, 9), &big, &[]).unwrap();
+            w.send(header(Kind::Done, 10), b"after", &[]).unwrap();
+            w.flush().unwrap();
+            big
+        });
         let mut p = Vec::new();
-        assert_eq!(read_frame(&mut r, &mut p).unwrap(), Some(h));
-        assert_eq!(p, b"payload");
-        assert_eq!(read_frame(&mut r, &mut p).unwrap().unwrap().id, 8);
+        let (h, fds) = r.recv(&mut p).unwrap().unwrap();
+        assert_eq!(
+            (h, fds.len(), &p[..]),
+            (header(Kind::Task, 7), 0, &b"payload"[..])
+        );
+        assert_eq!(r.recv(&mut p).unwrap().unwrap().0.id, 8);
         assert!(p.is_empty());
-        assert_eq!(read_frame(&mut r, &mut p).unwrap(), None);
+        assert_eq!(r.recv(&mut p).unwrap().unwrap().0.id, 9);
+        let big = t.join().unwrap();
+        assert_eq!(p, big);
+        assert_eq!(r.recv(&mut p).unwrap().unwrap().0.id, 10);
+        assert_eq!(p, b"after");
+        assert!(r.recv(&mut p).unwrap().is_none(), "clean end of stream");
+    }
+
+    #[test]
+    fn descriptors_arrive_with_their_frame() {
+        let (mut w, mut r) = pair();
+        let (mine, theirs) = UnixStream::pair().unwrap();
+        let theirs: OwnedFd = theirs.into();
+        let dup = theirs.as_fd().try_clone_to_owned().unwrap();
+        w.send(header(Kind::Task, 1), b"no fds", &[]).unwrap();
+        w.send(header(Kind::Task, 2), b"two fds", &[theirs, dup])
+            .unwrap();
+        w.send(header(Kind::Task, 3), b"none again", &[]).unwrap();
+        w.flush().unwrap();
+        let mut p = Vec::new();
+        assert!(r.recv(&mut p).unwrap().unwrap().1.is_empty());
+        let (h, fds) = r.recv(&mut p).unwrap().unwrap();
+        assert_eq!((h.id, fds.len(), &p[..]), (2, 2, &b"two fds"[..]));
+        assert!(r.recv(&mut p).unwrap().unwrap().1.is_empty());
+        // The received descriptor is the other end of `mine`.
+        let mut end = UnixStream::from(fds.into_iter().next().unwrap());
+        end.write_all(b"!").unwrap();
+        let mut got = [0u8];
+        (&mine).read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"!");
     }
 
     #[test]
     fn truncated_and_corrupt_frames_are_errors() {
-        let mut buf = Vec::new();
-        write_frame(
-            &mut buf,
-            Header {
-                kind: Kind::Done,
-                id: 1,
-                call: 0,
-            },
-            b"abc",
-        )
-        .unwrap();
-        let mut p = Vec::new();
-        assert!(read_frame(&mut &buf[..buf.len() - 1], &mut p).is_err());
-        buf[8] = 99;
-        assert!(read_frame(&mut &buf[..], &mut p).is_err());
+        let h = encode_header(header(Kind::Done, 1), 3, 0);
+        let mut frame = h.to_vec();
+        frame.extend_from_slice(b"ab"); // one byte short
+        let (mut a, b) = UnixStream::pair().unwrap();
+        a.write_all(&frame).unwrap();
+        drop(a);
+        assert!(FrameReader::new(b).recv(&mut Vec::new()).is_err());
+
+        let mut bad = encode_header(header(Kind::Done, 1), 0, 0);
+        bad[8] = 99;
+        let (mut a, b) = UnixStream::pair().unwrap();
+        a.write_all(&bad).unwrap();
+        assert!(FrameReader::new(b).recv(&mut Vec::new()).is_err());
+
+        let lying = encode_header(header(Kind::Done, 1), 0, 2); // announces fds, sends none
+        let (mut a, b) = UnixStream::pair().unwrap();
+        a.write_all(&lying).unwrap();
+        assert!(FrameReader::new(b).recv(&mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn writing_to_a_closed_peer_is_an_error_not_sigpipe() {
+        let (mut w, r) = pair();
+        drop(r);
+        w.send(header(Kind::Task, 1), b"x", &[]).unwrap();
+        assert!(w.flush().is_err());
     }
 }
