@@ -51,6 +51,15 @@ pub trait Launcher: Send + Sync + 'static {
     /// Starts a worker connected to the returned stream. Called when the pool is created, and
     /// from a supervisor thread to replace a worker that died.
     fn launch(&self) -> Result<Worker>;
+
+    /// Waits until a launched worker is ready to serve. The pool launches all its workers
+    /// first and then waits for each, so that they start up in parallel. On `Err`, the
+    /// launcher has already ended and reaped the worker. The default: ready at once (a forked
+    /// worker serves from the moment it exists).
+    fn ready(&self, worker: &Worker) -> Result<()> {
+        let _ = worker;
+        Ok(())
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -215,12 +224,31 @@ impl<L: Launcher> ProcessPool<L> {
                 Ok(w) => started.push(w),
                 Err(e) => {
                     for w in started {
-                        stop_and_reap(w, false);
+                        stop_and_reap(w, true);
                     }
                     return Err(e);
                 }
             }
         }
+        let mut failure = None;
+        let mut ready = Vec::with_capacity(workers);
+        for w in started {
+            if failure.is_some() {
+                stop_and_reap(w, true);
+                continue;
+            }
+            match launcher.ready(&w) {
+                Ok(()) => ready.push(w),
+                Err(e) => failure = Some(e),
+            }
+        }
+        if let Some(e) = failure {
+            for w in ready {
+                stop_and_reap(w, true);
+            }
+            return Err(e);
+        }
+        let started = ready;
         let shared = Arc::new(Shared {
             launcher,
             init,
@@ -462,7 +490,11 @@ fn launch_replacement<L: Launcher>(shared: &Shared<L>) -> Option<Worker> {
         if lock(&shared.queue).stopping {
             return None;
         }
-        match shared.launcher.launch() {
+        match shared
+            .launcher
+            .launch()
+            .and_then(|w| shared.launcher.ready(&w).map(|()| w))
+        {
             Ok(w) => return Some(w),
             Err(e) => last_error = Some(e),
         }

@@ -2,6 +2,8 @@
 //!
 //! - [`executor`]: what any [`Executor`](crate::Executor) must do — one line per backend with
 //!   [`executor_conformance!`](crate::executor_conformance).
+//! - [`process`]: what an executor whose workers are processes must do when one dies —
+//!   [`process_executor_conformance!`](crate::process_executor_conformance).
 //! - [`sync`]: what any [`SyncFamily`](crate::SyncFamily) must do, run in a [`Harness`] that
 //!   says how to start a concurrent worker (a thread, a forked process) and where to put
 //!   memory that both sides see — [`sync_conformance!`](crate::sync_conformance).
@@ -9,6 +11,7 @@
 //! Each check panics with a message on failure, so it can be called from any `#[test]`.
 
 pub mod executor;
+pub mod process;
 pub mod sync;
 
 use std::thread::JoinHandle;

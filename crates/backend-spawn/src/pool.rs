@@ -1,0 +1,170 @@
+//! [`SpawnPool`]: the spawn backend's [`Executor`].
+//!
+//! Workers are fresh processes of this same program (see [`crate::launch`]): they inherit
+//! nothing, so they are safe to start from any multithreaded parent, and everything they get
+//! crosses a socket — arguments and results as postcard bytes, shared arrays and other
+//! descriptor-owning values as descriptors (`SCM_RIGHTS`). Dispatch, pipelining, dead-worker
+//! supervision and shutdown are `multiproc-process`'s [`ProcessPool`], the same code the fork
+//! backend runs; this file only says how to start a worker and how to know it is ready.
+
+use std::io::{self, Read};
+use std::time::Duration;
+
+use multiproc_core::{Batch, ChunkSink, Error, Executor, ExitCause, Payload, Result, Task};
+use multiproc_process::{Initializer, IpcStats, Launcher, ProcessPool, Worker};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::launch::{spawn_child, Role};
+
+/// How long a new worker may take to reach [`init`](crate::init) before the pool gives up on
+/// it (a program that does heavy work before `init` pays that in every worker).
+pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Starts a worker by executing this program again.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SpawnLauncher;
+
+impl Launcher for SpawnLauncher {
+    fn launch(&self) -> Result<Worker> {
+        let (pid, stream) = spawn_child(Role::Worker)?;
+        Ok(Worker { pid, stream })
+    }
+
+    fn ready(&self, worker: &Worker) -> Result<()> {
+        let mut byte = [0u8; 1];
+        let result = worker
+            .stream
+            .set_read_timeout(Some(READY_TIMEOUT))
+            .and_then(|()| (&worker.stream).read(&mut byte));
+        let _ = worker.stream.set_read_timeout(None);
+        match result {
+            Ok(1) if byte[0] == b'R' => Ok(()),
+            Ok(_) => {
+                let cause = reap(worker.pid);
+                Err(Error::Io(io::Error::other(format!(
+                    "spawned worker {} {cause} before it started serving: call \
+                     multiproc_spawn::init() (or multiproc::init()) first in main, or \
+                     multiproc_spawn::test_worker!() in a test binary",
+                    worker.pid
+                ))))
+            }
+            Err(e) => {
+                let _ = kill(worker.pid, Signal::SIGKILL);
+                reap(worker.pid);
+                Err(Error::Io(io::Error::new(
+                    e.kind(),
+                    format!(
+                        "spawned worker {} did not start serving within {READY_TIMEOUT:?}: {e}",
+                        worker.pid
+                    ),
+                )))
+            }
+        }
+    }
+}
+
+/// Waits for a worker that closed its end of the socket (it is exiting).
+fn reap(pid: Pid) -> ExitCause {
+    loop {
+        match waitpid(pid, None) {
+            Ok(WaitStatus::Exited(_, code)) => return ExitCause::Code(code),
+            Ok(WaitStatus::Signaled(_, signal, _)) => return ExitCause::Signal(signal as i32),
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return ExitCause::Code(-1),
+        }
+    }
+}
+
+/// A pool of spawned worker processes with Python's `Pool` API (`multiprocessing` with the
+/// "spawn" start method).
+///
+/// Workers start from scratch: nothing the parent set up reaches them except what is sent.
+/// Arguments and results are serde values; a shared array
+/// ([`RawArray`](https://docs.rs/multiproc-shared-array)) or a process-shared lock passed as
+/// an argument travels as a file descriptor, so the worker maps the same memory, however
+/// late the array was created. Context data can be sent once per worker with
+/// [`with_initializer`](Self::with_initializer) instead of once per task.
+///
+/// The program must call [`init`](crate::init) first in `main` (in tests:
+/// [`test_worker!`](crate::test_worker)); otherwise creating the pool fails with an error
+/// that says so.
+///
+/// ```
+/// use multiproc_spawn::{Executor, SpawnPool};
+///
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// # multiproc_spawn::init();
+/// let pool = SpawnPool::new(2)?;
+/// assert_eq!(pool.map(square, 0..5)?, vec![0, 1, 4, 9, 16]);
+/// # Ok::<(), multiproc_spawn::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct SpawnPool {
+    inner: ProcessPool<SpawnLauncher>,
+}
+
+impl SpawnPool {
+    /// Starts `workers` worker processes (Python's `Pool(processes=workers)` under the spawn
+    /// context) and waits until each is ready. Zero is [`Error::InvalidArgument`].
+    pub fn new(workers: usize) -> Result<Self> {
+        Ok(SpawnPool {
+            inner: ProcessPool::new(workers, SpawnLauncher)?,
+        })
+    }
+
+    /// Like [`new`](Self::new), and every worker runs `initializer(arg)` once before its first
+    /// task (Python's `Pool(processes, initializer, initargs)`): `arg` is copied once per
+    /// worker, not once per task. If the initializer panics, the pool stops and its tasks fail
+    /// with [`Error::InitializerFailed`].
+    pub fn with_initializer<F, A>(workers: usize, initializer: F, arg: A) -> Result<Self>
+    where
+        F: Task<A, ()>,
+        A: Payload,
+    {
+        let init = Initializer::new(initializer, arg)?;
+        Ok(SpawnPool {
+            inner: ProcessPool::with_initializer(workers, SpawnLauncher, Some(init))?,
+        })
+    }
+
+    /// The workers' process ids (a slot is `None` while its worker is being replaced).
+    pub fn pids(&self) -> Vec<Option<Pid>> {
+        self.inner.pids()
+    }
+
+    /// The bytes (and file descriptors) that crossed this pool's sockets so far.
+    pub fn ipc_stats(&self) -> IpcStats {
+        self.inner.ipc_stats()
+    }
+}
+
+impl Executor for SpawnPool {
+    fn processes(&self) -> usize {
+        self.inner.workers()
+    }
+
+    fn submit<F, A, R>(&self, _f: F, batch: Batch<A>, sink: ChunkSink<R>) -> Result<()>
+    where
+        F: Task<A, R>,
+        A: Payload,
+        R: Payload,
+    {
+        // `F` is zero-sized: the type is all the worker needs (see multiproc_process::trampoline).
+        self.inner.submit::<F, A, R>(batch, sink)
+    }
+
+    fn close(&self) {
+        self.inner.close()
+    }
+
+    fn join(&self) -> Result<()> {
+        self.inner.join()
+    }
+
+    fn terminate(&self) -> Result<()> {
+        self.inner.terminate()
+    }
+}

@@ -1,0 +1,109 @@
+//! [`Process`]: Python's `multiprocessing.Process` with the spawn start method.
+
+use std::fmt;
+
+use multiproc_core::{Error, Payload, Result, Task};
+use multiproc_process::trampoline::{encode, offset_of, Encoded};
+use multiproc_process::wire::{FrameWriter, Header, Kind};
+use multiproc_process::{next_process_name, ProcessHandle};
+
+use crate::launch::{spawn_child, Role};
+
+/// A process that has not started yet: a target function, its arguments, a name and a daemon
+/// flag (Python's `Process(target=f, args=(...))` under the spawn context).
+///
+/// The target is a `fn` item or a non-capturing closure (code that exists in the child too,
+/// since it runs this same program); `args` is a serde value, copied to the child — with any
+/// shared arrays, locks, queues or pipe ends in it passed as file descriptors, so the child
+/// works on the same shared memory. A started process is a [`ProcessHandle`], the same type as
+/// the fork backend's: `pid`, `is_alive`, `join`, `join_timeout`, `exitcode`, `terminate`,
+/// `kill`. A panic in the target is exit code 1 (the child prints the message); death by a
+/// signal is `-signal`.
+///
+/// ```
+/// use multiproc_spawn::Process;
+///
+/// fn greet(name: String) {
+///     println!("hello from a fresh process, {name}");
+/// }
+///
+/// # multiproc_spawn::init();
+/// let p = Process::new(greet, "bob".to_string()).name("greeter").start()?;
+/// p.join()?;
+/// assert_eq!(p.exitcode(), Some(0));
+/// # Ok::<(), multiproc_spawn::Error>(())
+/// ```
+#[must_use = "a Process does nothing until `start` is called"]
+pub struct Process {
+    call: u64,
+    /// The encoded arguments, or why they could not be encoded (reported by `start`).
+    encoded: Result<Encoded>,
+    name: Option<String>,
+    daemon: bool,
+}
+
+impl fmt::Debug for Process {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Process")
+            .field("name", &self.name)
+            .field("daemon", &self.daemon)
+            .field(
+                "payload_bytes",
+                &self.encoded.as_ref().map(|(p, _)| p.len()).ok(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl Process {
+    /// A process that will run `target(args)`. If `args` cannot be encoded,
+    /// [`start`](Self::start) says so.
+    pub fn new<F, A>(target: F, args: A) -> Process
+    where
+        F: Task<A, ()>,
+        A: Payload,
+    {
+        let _ = target;
+        Process {
+            call: offset_of::<F, A, ()>(),
+            encoded: encode(std::slice::from_ref(&args))
+                .map_err(|e| Error::Serialization(format!("encoding the arguments: {e}"))),
+            name: None,
+            daemon: false,
+        }
+    }
+
+    /// Sets the process's name (default `Process-N`, numbered in start order).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Marks the process as a daemon: it is killed when this process exits, instead of being
+    /// waited for.
+    pub fn daemon(mut self, daemon: bool) -> Self {
+        self.daemon = daemon;
+        self
+    }
+
+    /// Starts the child and sends it its target. Fails with [`Error::Serialization`] if the
+    /// arguments could not be encoded, [`Error::Io`] if the child could not be started.
+    pub fn start(self) -> Result<ProcessHandle> {
+        let (payload, fds) = self.encoded?;
+        let name = self.name.unwrap_or_else(next_process_name);
+        let (pid, stream) = spawn_child(Role::Process)?;
+        let handle = ProcessHandle::register(pid, name, self.daemon);
+        let mut writer = FrameWriter::new(stream);
+        let header = Header {
+            kind: Kind::Task,
+            id: 0,
+            call: self.call,
+        };
+        // If the child died before reading its target, the write fails; its exit code says
+        // why (for example a program that does not call `init`).
+        let _ = writer
+            .send(header, &payload, &fds)
+            .and_then(|()| writer.flush());
+        Ok(handle)
+    }
+}

@@ -1,0 +1,116 @@
+//! The spawn backend against core's Executor conformance suite and the process-pool failure
+//! suite. This test binary is its own worker: `test_worker!` defines the hook test that the
+//! spawned copies run.
+
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use multiproc_core::Error;
+use multiproc_spawn::{Executor, SpawnPool};
+
+multiproc_spawn::test_worker!();
+
+multiproc_core::executor_conformance!(SpawnPool::new);
+multiproc_core::process_executor_conformance!(SpawnPool::new);
+
+static SET_IN_PARENT: OnceLock<u64> = OnceLock::new();
+
+fn parent_state(_: u8) -> Option<u64> {
+    SET_IN_PARENT.get().copied()
+}
+
+#[test]
+fn workers_inherit_nothing() {
+    SET_IN_PARENT.get_or_init(|| 42);
+    let pool = SpawnPool::new(1).unwrap();
+    assert_eq!(pool.apply(parent_state, 0).unwrap(), None);
+}
+
+static CONTEXT: OnceLock<Vec<u64>> = OnceLock::new();
+
+fn set_context(data: Vec<u64>) {
+    CONTEXT.set(data).expect("once per worker");
+}
+
+fn context_sum(offset: usize) -> u64 {
+    CONTEXT.get().expect("the initializer ran")[offset..]
+        .iter()
+        .sum()
+}
+
+#[test]
+fn context_is_copied_once_per_worker_not_once_per_task() {
+    let data: Vec<u64> = (0..100_000).collect();
+    let pool = SpawnPool::with_initializer(2, set_context, data.clone()).unwrap();
+    let offsets: Vec<usize> = (0..50).map(|i| i * 1000).collect();
+    let sums = pool.map_chunked(context_sum, offsets.clone(), 1).unwrap();
+    for (o, s) in offsets.iter().zip(&sums) {
+        assert_eq!(*s, data[*o..].iter().sum::<u64>());
+    }
+    let sent = pool.ipc_stats().bytes_sent;
+    let one_copy = 100_000 * 3; // postcard varints: about 3 bytes per value here
+    assert!(
+        sent < 3 * one_copy,
+        "{sent} bytes sent: the context went more than twice (once per worker)"
+    );
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Reply {
+    #[serde(with = "multiproc_core::handoff::fd")]
+    to: OwnedFd,
+}
+
+fn write_back(reply: Reply) -> u32 {
+    let mut s = UnixStream::from(reply.to);
+    s.write_all(b"spawned").unwrap();
+    std::process::id()
+}
+
+#[test]
+fn descriptors_reach_spawned_workers() {
+    let pool = SpawnPool::new(2).unwrap();
+    let (mut ours, theirs) = UnixStream::pair().unwrap();
+    let pid = pool.apply(write_back, Reply { to: theirs.into() }).unwrap();
+    assert_ne!(pid, std::process::id());
+    let mut got = [0u8; 7];
+    ours.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"spawned");
+}
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+#[test]
+fn pool_creation_in_many_threads_at_once() {
+    let t = Instant::now();
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            std::thread::spawn(|| {
+                let pool = SpawnPool::new(2).unwrap();
+                pool.map(square, 0..100).unwrap().iter().sum::<u64>()
+            })
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().unwrap(), (0..100u64).map(|x| x * x).sum());
+    }
+    assert!(t.elapsed() < Duration::from_secs(30));
+}
+
+#[test]
+fn a_failing_initializer_is_an_error_not_a_restart_loop() {
+    fn bad_init(_: u8) {
+        panic!("cannot initialise");
+    }
+    let pool = SpawnPool::with_initializer(2, bad_init, 0).unwrap();
+    let mut r = pool.map_async(square, 0..4).unwrap();
+    assert!(matches!(
+        r.get_timeout(Duration::from_secs(10)),
+        Err(Error::InitializerFailed(_))
+    ));
+}
