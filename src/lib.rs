@@ -8,7 +8,9 @@
 //! |---|---|---|
 //! | a thread | `threading.Thread` | [`Thread`] (`threads` feature) |
 //! | a lock, event, ... | `threading.Lock`, `Event`, ... | [`Lock`], [`RLock`], [`Event`], [`Condition`], [`Semaphore`], [`BoundedSemaphore`], [`Barrier`] |
-//! | a pool | `multiprocessing.Pool` | `threads::Pool`, `fork::Pool` (see the README's feature table) |
+//! | a pool | `multiprocessing.Pool` | [`Pool`] (fork or spawn, by [`set_start_method`]); `threads::Pool`, `fork::Pool`, `spawn::Pool` |
+//! | `if __name__ == "__main__":` | the guard spawned workers need | [`init()`] first in `main` |
+//! | `Queue`, `Pipe`, `JoinableQueue` | `multiprocessing.*` | `ipc::*` (feature `ipc`) |
 //! | module-level data made before the Pool | a global | [`Inherited`] |
 //! | `RawArray`, `Array`, `Value` | `multiprocessing.*` | `shared_array::*` (feature `shared-array`) |
 //! | the pool API | `map`, `starmap`, `apply_async`, `imap`, ... | the [`Executor`] trait |
@@ -51,6 +53,29 @@ pub use multiproc_threads as threads;
 /// `fork`).
 #[cfg(feature = "fork")]
 pub use multiproc_fork as fork;
+
+/// The spawn backend: workers are fresh processes of this same program (feature `spawn`).
+/// Call [`init`] first in `main`.
+#[cfg(feature = "spawn")]
+pub use multiproc_spawn as spawn;
+
+/// Python's `Pipe`, `Queue` and `JoinableQueue`, between threads, forked and spawned processes
+/// (feature `ipc`).
+#[cfg(feature = "ipc")]
+pub use multiproc_ipc as ipc;
+
+#[cfg(any(feature = "fork", feature = "spawn"))]
+mod start;
+#[cfg(any(feature = "fork", feature = "spawn"))]
+pub use start::{get_start_method, set_start_method, Pool, StartMethod, START_METHOD_ENV};
+
+/// Recognises a spawned worker and runs it, never returning; returns at once in any other
+/// process. Call it first in `main`: everything before it runs again in every spawned worker.
+/// Without the `spawn` feature it does nothing.
+pub fn init() {
+    #[cfg(feature = "spawn")]
+    multiproc_spawn::init();
+}
 
 /// Shared memory that forked and spawned workers read and write: `RawArray`, `Array`, `Value`,
 /// and process-shared locks (feature `shared-array`; ndarray views with feature `ndarray`).

@@ -1,6 +1,6 @@
 //! Tutorial: "`Pool.starmap`" — a task with two arguments, `(imgfile, modality)`.
 //!
-//! `cargo run --release --features fork --example fork_crunch_starmap`
+//! `cargo run --release --features fork,spawn --example pool_crunch_starmap`
 //!
 //! `starmap` unpacks each tuple into the task's parameters, as Python's does. T1 images get a
 //! result in 1..100 and T2 images one in 100..200; each takes 0.2 s (the tutorial's 2 s,
@@ -8,8 +8,8 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use multiproc::fork as backend;
 use multiproc::prelude::*;
+use multiproc::Pool;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -36,6 +36,11 @@ fn crunch_image(imgfile: String, modality: String) -> u32 {
 }
 
 fn main() -> multiproc::Result<()> {
+    // First in main: a spawned worker runs from here and never returns.
+    multiproc::init();
+    // Python's `mp.set_start_method(...)` is `multiproc::set_start_method(...)`; here the
+    // environment picks it: MULTIPROC_START_METHOD=spawn (default fork).
+    println!("Start method: {}", multiproc::get_start_method()?);
     let imgfiles = (0..10)
         .map(|i| format!("t1_{i:02}.nii.gz"))
         .chain((0..10).map(|i| format!("t2_{i:02}.nii.gz")));
@@ -51,7 +56,7 @@ fn main() -> multiproc::Result<()> {
 
     let start = Instant::now();
     let results = {
-        let pool = backend::Pool::new(16)?;
+        let pool = Pool::new(16)?;
         pool.starmap(crunch_image, args)?
     };
     let elapsed = start.elapsed();

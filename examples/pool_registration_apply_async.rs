@@ -1,6 +1,6 @@
 //! Tutorial: "`Pool.apply_async`" — linear, then non-linear registration of 20 subjects.
 //!
-//! `cargo run --release --features fork --example fork_registration_apply_async`
+//! `cargo run --release --features fork,spawn --example pool_registration_apply_async`
 //!
 //! Each job is scheduled with `apply_async`, which returns an [`AsyncResult`] at once; `get`
 //! then blocks until that job is done. Linear registrations take 0.1 s and non-linear ones
@@ -9,8 +9,8 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use multiproc::fork as backend;
 use multiproc::prelude::*;
+use multiproc::Pool;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -45,6 +45,11 @@ fn nonlinear_registration(_src: String, _reference: String, _affine: Affine) -> 
 }
 
 fn main() -> multiproc::Result<()> {
+    // First in main: a spawned worker runs from here and never returns.
+    multiproc::init();
+    // Python's `mp.set_start_method(...)` is `multiproc::set_start_method(...)`; here the
+    // environment picks it: MULTIPROC_START_METHOD=spawn (default fork).
+    println!("Start method: {}", multiproc::get_start_method()?);
     let t1s: Vec<String> = (0..20).map(|i| format!("{i:02}_t1.nii.gz")).collect();
     let std = "MNI152_T1_2mm.nii.gz".to_string();
 
@@ -56,7 +61,7 @@ fn main() -> multiproc::Result<()> {
     // Run linear registration on all the T1s.
     let start = Instant::now();
     let linresults: Vec<Affine> = {
-        let pool = backend::Pool::new(16)?;
+        let pool = Pool::new(16)?;
 
         // We build a list of AsyncResult objects...
         let pending = t1s
@@ -79,7 +84,7 @@ fn main() -> multiproc::Result<()> {
     // Run non-linear registration on all the T1s, using the linear registrations to initialise.
     let start = Instant::now();
     let nlinresults: Vec<u32> = {
-        let pool = backend::Pool::new(16)?;
+        let pool = Pool::new(16)?;
         let pending = t1s
             .iter()
             .zip(&linresults)

@@ -1,6 +1,6 @@
 //! Tutorial: "`Pool.map`" — crunch 20 images in a pool of 16 forked worker processes.
 //!
-//! `cargo run --release --features fork --example fork_crunch_map [-- --workers N]`
+//! `cargo run --release --features fork,spawn --example pool_crunch_map [-- --workers N]`
 //!
 //! Each image takes 0.2 s to "crunch" (the tutorial's 2 s, scaled down). Serially the 20
 //! images would take 4 s; with 16 processes they take two rounds, about 0.4 s. The number of
@@ -8,8 +8,8 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use multiproc::fork as backend;
 use multiproc::prelude::*;
+use multiproc::Pool;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -48,6 +48,11 @@ fn workers() -> usize {
 }
 
 fn main() -> multiproc::Result<()> {
+    // First in main: a spawned worker runs from here and never returns.
+    multiproc::init();
+    // Python's `mp.set_start_method(...)` is `multiproc::set_start_method(...)`; here the
+    // environment picks it: MULTIPROC_START_METHOD=spawn (default fork).
+    println!("Start method: {}", multiproc::get_start_method()?);
     let imgfiles: Vec<String> = (0..20).map(|i| format!("{i:02}.nii.gz")).collect();
 
     println!("Crunching images...");
@@ -55,7 +60,7 @@ fn main() -> multiproc::Result<()> {
     let start = Instant::now();
     let results = {
         // `with mp.Pool(processes=16) as p:` — dropping the pool closes it and joins the workers.
-        let pool = backend::Pool::new(workers())?;
+        let pool = Pool::new(workers())?;
         pool.map(crunch_image, imgfiles)?
     };
     let elapsed = start.elapsed();

@@ -1,0 +1,231 @@
+//! Python's start methods: one [`Pool`] type whose workers are forked or spawned, chosen by
+//! [`set_start_method`] (one line), by the `MULTIPROC_START_METHOD` environment variable, or
+//! per pool with [`Pool::with_start_method`].
+//!
+//! ```
+//! use multiproc::prelude::*;
+//! use multiproc::{Pool, StartMethod};
+//!
+//! fn square(x: u64) -> u64 { x * x }
+//!
+//! multiproc::init(); // first in main: a spawned worker never returns from it
+//! multiproc::set_start_method(StartMethod::Spawn); // Python's mp.set_start_method("spawn")
+//! let pool = Pool::new(2)?;
+//! assert_eq!(pool.start_method(), StartMethod::Spawn);
+//! assert_eq!(pool.map(square, 0..4)?, vec![0, 1, 4, 9]);
+//! # Ok::<(), multiproc::Error>(())
+//! ```
+
+use std::fmt;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use multiproc_core::{Batch, ChunkSink, Error, Executor, Payload, Result, Task};
+
+/// How a [`Pool`]'s workers start (Python's `multiprocessing` start methods).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StartMethod {
+    /// Forked from this process: they inherit its memory (copy-on-write). Feature `fork`.
+    Fork,
+    /// This program executed again: nothing inherited, everything sent. Feature `spawn`.
+    Spawn,
+}
+
+impl StartMethod {
+    /// The method's name as Python spells it: `"fork"` or `"spawn"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            StartMethod::Fork => "fork",
+            StartMethod::Spawn => "spawn",
+        }
+    }
+
+    /// Parses Python's name for a start method.
+    pub fn parse(name: &str) -> Result<StartMethod> {
+        match name {
+            "fork" => Ok(StartMethod::Fork),
+            "spawn" => Ok(StartMethod::Spawn),
+            other => Err(Error::invalid(
+                "start method",
+                format!("{other:?} is not a start method (expected \"fork\" or \"spawn\")"),
+            )),
+        }
+    }
+}
+
+impl fmt::Display for StartMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The environment variable that picks the default start method (`fork` or `spawn`).
+pub const START_METHOD_ENV: &str = "MULTIPROC_START_METHOD";
+
+const UNSET: u8 = 0;
+static METHOD: AtomicU8 = AtomicU8::new(UNSET);
+
+fn encode(m: StartMethod) -> u8 {
+    match m {
+        StartMethod::Fork => 1,
+        StartMethod::Spawn => 2,
+    }
+}
+
+/// Sets the start method of pools created by [`Pool::new`] from now on (Python's
+/// `multiprocessing.set_start_method`).
+pub fn set_start_method(method: StartMethod) {
+    METHOD.store(encode(method), Ordering::Relaxed);
+}
+
+/// The start method [`Pool::new`] uses: the one set by [`set_start_method`], else the one
+/// named by `MULTIPROC_START_METHOD`, else fork when the `fork` feature is on (Linux
+/// Python's default), else spawn. A bad `MULTIPROC_START_METHOD` is an error.
+pub fn get_start_method() -> Result<StartMethod> {
+    match METHOD.load(Ordering::Relaxed) {
+        1 => return Ok(StartMethod::Fork),
+        2 => return Ok(StartMethod::Spawn),
+        _ => {}
+    }
+    match std::env::var(START_METHOD_ENV) {
+        Ok(name) => StartMethod::parse(&name).map_err(|_| {
+            Error::invalid(
+                START_METHOD_ENV,
+                format!("{name:?} is not a start method (expected \"fork\" or \"spawn\")"),
+            )
+        }),
+        Err(_) if cfg!(feature = "fork") => Ok(StartMethod::Fork),
+        Err(_) => Ok(StartMethod::Spawn),
+    }
+}
+
+/// A process pool whose workers start by the chosen [`StartMethod`] — the same [`Executor`]
+/// API whichever it is, so a program switches with one line ([`set_start_method`]) or one
+/// environment variable.
+#[derive(Debug)]
+pub enum Pool {
+    /// Forked workers ([`crate::fork::ForkPool`]).
+    #[cfg(feature = "fork")]
+    Fork(multiproc_fork::ForkPool),
+    /// Spawned workers ([`crate::spawn::SpawnPool`]).
+    #[cfg(feature = "spawn")]
+    Spawn(multiproc_spawn::SpawnPool),
+}
+
+fn not_built(method: StartMethod) -> Error {
+    Error::invalid(
+        "start method",
+        format!("{method} needs multiproc's `{method}` feature, which this build does not enable"),
+    )
+}
+
+impl Pool {
+    /// `workers` worker processes, started by [`get_start_method`] (Python's
+    /// `Pool(processes=workers)`).
+    pub fn new(workers: usize) -> Result<Pool> {
+        Pool::with_start_method(workers, get_start_method()?)
+    }
+
+    /// `workers` worker processes started by `method` (Python's
+    /// `get_context(method).Pool(workers)`).
+    pub fn with_start_method(workers: usize, method: StartMethod) -> Result<Pool> {
+        match method {
+            #[cfg(feature = "fork")]
+            StartMethod::Fork => Ok(Pool::Fork(multiproc_fork::ForkPool::new(workers)?)),
+            #[cfg(feature = "spawn")]
+            StartMethod::Spawn => Ok(Pool::Spawn(multiproc_spawn::SpawnPool::new(workers)?)),
+            #[allow(unreachable_patterns)]
+            other => Err(not_built(other)),
+        }
+    }
+
+    /// Like [`new`](Self::new), and every worker runs `initializer(arg)` once before its first
+    /// task (Python's `Pool(processes, initializer, initargs)`).
+    pub fn with_initializer<F, A>(workers: usize, initializer: F, arg: A) -> Result<Pool>
+    where
+        F: Task<A, ()>,
+        A: Payload,
+    {
+        match get_start_method()? {
+            #[cfg(feature = "fork")]
+            StartMethod::Fork => Ok(Pool::Fork(multiproc_fork::ForkPool::with_initializer(
+                workers,
+                initializer,
+                arg,
+            )?)),
+            #[cfg(feature = "spawn")]
+            StartMethod::Spawn => Ok(Pool::Spawn(multiproc_spawn::SpawnPool::with_initializer(
+                workers,
+                initializer,
+                arg,
+            )?)),
+            #[allow(unreachable_patterns)]
+            other => Err(not_built(other)),
+        }
+    }
+
+    /// How this pool's workers were started.
+    pub fn start_method(&self) -> StartMethod {
+        match self {
+            #[cfg(feature = "fork")]
+            Pool::Fork(_) => StartMethod::Fork,
+            #[cfg(feature = "spawn")]
+            Pool::Spawn(_) => StartMethod::Spawn,
+        }
+    }
+
+    /// The bytes (and file descriptors) that crossed this pool's sockets so far.
+    pub fn ipc_stats(&self) -> multiproc_process_stats::IpcStats {
+        match self {
+            #[cfg(feature = "fork")]
+            Pool::Fork(p) => p.ipc_stats(),
+            #[cfg(feature = "spawn")]
+            Pool::Spawn(p) => p.ipc_stats(),
+        }
+    }
+}
+
+/// Where [`IpcStats`](multiproc_process_stats::IpcStats) comes from in this build.
+mod multiproc_process_stats {
+    #[cfg(feature = "fork")]
+    pub use multiproc_fork::IpcStats;
+    #[cfg(all(feature = "spawn", not(feature = "fork")))]
+    pub use multiproc_spawn::IpcStats;
+}
+
+macro_rules! delegate {
+    ($self:ident, $p:ident => $e:expr) => {
+        match $self {
+            #[cfg(feature = "fork")]
+            Pool::Fork($p) => $e,
+            #[cfg(feature = "spawn")]
+            Pool::Spawn($p) => $e,
+        }
+    };
+}
+
+impl Executor for Pool {
+    fn processes(&self) -> usize {
+        delegate!(self, p => p.processes())
+    }
+
+    fn submit<F, A, R>(&self, f: F, batch: Batch<A>, sink: ChunkSink<R>) -> Result<()>
+    where
+        F: Task<A, R>,
+        A: Payload,
+        R: Payload,
+    {
+        delegate!(self, p => p.submit(f, batch, sink))
+    }
+
+    fn close(&self) {
+        delegate!(self, p => p.close())
+    }
+
+    fn join(&self) -> Result<()> {
+        delegate!(self, p => p.join())
+    }
+
+    fn terminate(&self) -> Result<()> {
+        delegate!(self, p => p.terminate())
+    }
+}
