@@ -152,9 +152,7 @@ mod tests {
         ));
         assert!(t.elapsed() >= Duration::from_millis(30));
         let w2 = word.clone();
-        let waiter = std::thread::spawn(move || {
-            wait_until(&w2[0], &w2[1], None, |w| w == 7)
-        });
+        let waiter = std::thread::spawn(move || wait_until(&w2[0], &w2[1], None, |w| w == 7));
         std::thread::sleep(Duration::from_millis(20));
         word[0].store(7, SeqCst);
         notify(&word[0], &word[1]);

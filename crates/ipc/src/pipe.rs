@@ -212,7 +212,11 @@ impl Connection {
         self.write_frame(bytes, &[], None)
     }
 
-    fn send_until<T: Serialize + ?Sized>(&self, value: &T, timeout: Option<Duration>) -> Result<()> {
+    fn send_until<T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+        timeout: Option<Duration>,
+    ) -> Result<()> {
         if !self.writable {
             return Err(Error::invalid(
                 "self",
@@ -285,7 +289,9 @@ impl Connection {
     }
 
     fn recv_until<T: DeserializeOwned>(&self, timeout: Option<Duration>) -> Result<T> {
-        self.read_frame(timeout, |bytes, fds| provide_fds(fds, || codec::decode(bytes)))
+        self.read_frame(timeout, |bytes, fds| {
+            provide_fds(fds, || codec::decode(bytes))
+        })
     }
 
     fn read_frame<R>(
@@ -294,7 +300,10 @@ impl Connection {
         decode: impl FnOnce(&[u8], Vec<OwnedFd>) -> Result<R>,
     ) -> Result<R> {
         if !self.readable {
-            return Err(Error::invalid("self", "this end of a one-way Pipe only sends"));
+            return Err(Error::invalid(
+                "self",
+                "this end of a one-way Pipe only sends",
+            ));
         }
         let deadline = timeout.map(|t| Instant::now().checked_add(t));
         let mut guard = lock(&self.reader);
@@ -307,11 +316,17 @@ impl Connection {
         }
         if let Some(deadline) = deadline {
             let t = timeout.unwrap_or_default();
-            if !half.frames.has_buffered() && !poll_readable(half.frames.get_ref().as_fd(), deadline)? {
+            if !half.frames.has_buffered()
+                && !poll_readable(half.frames.get_ref().as_fd(), deadline)?
+            {
                 return Err(Error::Timeout(t));
             }
-            let remaining = deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(Instant::now()));
-            half.frames.get_ref().set_read_timeout(socket_timeout(remaining))?;
+            let remaining = deadline.map_or(Duration::MAX, |d| {
+                d.saturating_duration_since(Instant::now())
+            });
+            half.frames
+                .get_ref()
+                .set_read_timeout(socket_timeout(remaining))?;
         }
         let r = half.frames.recv(&mut half.payload);
         if deadline.is_some() {
@@ -341,7 +356,10 @@ impl Connection {
     /// `timeout` for one (Python's `poll(timeout)`; `Duration::ZERO` does not wait).
     pub fn poll(&self, timeout: Duration) -> Result<bool> {
         if !self.readable {
-            return Err(Error::invalid("self", "this end of a one-way Pipe only sends"));
+            return Err(Error::invalid(
+                "self",
+                "this end of a one-way Pipe only sends",
+            ));
         }
         let deadline = Instant::now().checked_add(timeout);
         let guard = lock(&self.reader);
@@ -355,7 +373,12 @@ impl Connection {
     /// The socket, for a caller's own `poll`/`select` (Python's `fileno`).
     pub fn fileno(&self) -> Result<i32> {
         let guard = lock(&self.writer);
-        Ok(guard.as_ref().ok_or_else(handle_closed)?.frames.get_ref().as_raw_fd())
+        Ok(guard
+            .as_ref()
+            .ok_or_else(handle_closed)?
+            .frames
+            .get_ref()
+            .as_raw_fd())
     }
 }
 
@@ -454,9 +477,17 @@ mod tests {
     #[test]
     fn one_way_ends_refuse_the_other_direction() {
         let (r, w) = pipe(false).unwrap();
-        assert!((r.readable(), r.writable(), w.readable(), w.writable()) == (true, false, false, true));
-        assert!(matches!(r.send(&1u8), Err(Error::InvalidArgument { name: "self", .. })));
-        assert!(matches!(w.recv::<u8>(), Err(Error::InvalidArgument { name: "self", .. })));
+        assert!(
+            (r.readable(), r.writable(), w.readable(), w.writable()) == (true, false, false, true)
+        );
+        assert!(matches!(
+            r.send(&1u8),
+            Err(Error::InvalidArgument { name: "self", .. })
+        ));
+        assert!(matches!(
+            w.recv::<u8>(),
+            Err(Error::InvalidArgument { name: "self", .. })
+        ));
         assert!(w.poll(Duration::ZERO).is_err());
         w.send(&5u8).unwrap();
         assert_eq!(r.recv::<u8>().unwrap(), 5);
@@ -468,10 +499,16 @@ mod tests {
         a.close();
         assert!(a.closed());
         for e in [a.send(&1u8).unwrap_err(), a.recv::<u8>().unwrap_err()] {
-            assert!(matches!(e, Error::Io(ref io) if io.kind() == io::ErrorKind::NotConnected), "{e}");
+            assert!(
+                matches!(e, Error::Io(ref io) if io.kind() == io::ErrorKind::NotConnected),
+                "{e}"
+            );
         }
         assert!(crate::is_closed(&b.recv::<u8>().unwrap_err()));
-        assert!(b.poll(Duration::ZERO).unwrap(), "end of file counts as ready");
+        assert!(
+            b.poll(Duration::ZERO).unwrap(),
+            "end of file counts as ready"
+        );
         assert!(crate::is_closed(&b.send(&1u8).unwrap_err()));
     }
 

@@ -391,3 +391,121 @@ fn _assert_send_sync() {
     is::<Queue<std::rc::Rc<u8>>>();
     is::<JoinableQueue<std::rc::Rc<u8>>>();
 }
+
+// ---------------------------------------------------------------------------------------------
+// Crossing into another process
+// ---------------------------------------------------------------------------------------------
+
+/// What a queue is on the wire: one Unix socket whose receive queue holds the queue's three
+/// shared-memory descriptors (ring, put lock, get lock), put there with
+/// [`send_buffer`](multiproc_shared_array::send_buffer). The socket itself travels as a
+/// descriptor through [`multiproc_core::handoff`]. The receiver takes the three buffers out
+/// with [`recv_buffer`](multiproc_shared_array::recv_buffer), which checks each one (a sealed
+/// memfd of the announced size); the ring's own header is checked by `Ring::attach`.
+mod wire {
+    use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+    use std::os::unix::net::UnixStream;
+
+    use multiproc_core::Result;
+    use multiproc_shared_array::{recv_buffer, send_buffer, ProcessLock};
+    use serde::{Deserialize, Serialize};
+
+    use crate::codec;
+    use crate::ring::Ring;
+
+    #[derive(Serialize)]
+    struct WireRef<'a> {
+        joinable: bool,
+        #[serde(serialize_with = "multiproc_core::handoff::fd::serialize")]
+        carrier: BorrowedFd<'a>,
+    }
+
+    #[derive(Deserialize)]
+    struct WireOwned {
+        joinable: bool,
+        #[serde(deserialize_with = "multiproc_core::handoff::fd::deserialize")]
+        carrier: OwnedFd,
+    }
+
+    fn pack(ring: &Ring) -> Result<UnixStream> {
+        let (ours, theirs) = UnixStream::pair()?;
+        let (buf, put_lock, get_lock) = ring.parts();
+        send_buffer(&ours, buf)?;
+        send_buffer(&ours, put_lock.buffer())?;
+        send_buffer(&ours, get_lock.buffer())?;
+        Ok(theirs)
+    }
+
+    pub(super) fn serialize<S: serde::Serializer>(
+        ring: &Ring,
+        joinable: bool,
+        s: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        if !multiproc_core::handoff::collecting() {
+            return Err(codec::custom(
+                "a Queue lives in shared memory: it can only be sent over a Pipe or passed to \
+                 a process by multiproc, not serialized to bytes alone"
+                    .into(),
+            ));
+        }
+        let carrier = pack(ring).map_err(|e| codec::custom(format!("cannot send a Queue: {e}")))?;
+        WireRef {
+            joinable,
+            carrier: carrier.as_fd(),
+        }
+        .serialize(s)
+    }
+
+    fn unpack(carrier: OwnedFd, joinable: bool) -> Result<Ring> {
+        let sock = UnixStream::from(carrier);
+        let buf = recv_buffer(&sock)?;
+        let put_lock = ProcessLock::from_buffer(recv_buffer(&sock)?)?;
+        let get_lock = ProcessLock::from_buffer(recv_buffer(&sock)?)?;
+        Ring::attach(buf, put_lock, get_lock, joinable)
+    }
+
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+        joinable: bool,
+    ) -> std::result::Result<Ring, D::Error> {
+        let w = WireOwned::deserialize(d)?;
+        if w.joinable != joinable {
+            return Err(codec::custom_de(
+                "a Queue and a JoinableQueue are not interchangeable".into(),
+            ));
+        }
+        unpack(w.carrier, joinable)
+            .map_err(|e| codec::custom_de(format!("cannot attach a received Queue: {e}")))
+    }
+}
+
+/// A queue serializes as descriptors of its shared memory (see
+/// [`multiproc_core::handoff`]), so it can be passed to a spawned process or sent over a
+/// [`Connection`](crate::Connection); the receiver gets a handle to the same queue.
+/// Serializing it to bytes alone is an error.
+impl<T> Serialize for Queue<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        wire::serialize(&self.ring, false, s)
+    }
+}
+
+impl<'de, T> serde::Deserialize<'de> for Queue<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Ok(Queue::from_ring(wire::deserialize(d, false)?))
+    }
+}
+
+/// As for [`Queue`]: a joinable queue crosses into another process as its shared memory.
+impl<T> Serialize for JoinableQueue<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        wire::serialize(&self.queue.ring, true, s)
+    }
+}
+
+impl<'de, T> serde::Deserialize<'de> for JoinableQueue<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Ok(JoinableQueue::from_queue(Queue::from_ring(
+            wire::deserialize(d, true)?,
+        )))
+    }
+}

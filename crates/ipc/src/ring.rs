@@ -201,7 +201,6 @@ impl Ring {
     }
 
     /// Attaches to a ring received from another process, checking its header.
-    #[allow(dead_code)] // used by the serde impls
     pub(crate) fn attach(
         buf: ShmBuffer,
         put_lock: ProcessLock,
@@ -219,7 +218,9 @@ impl Ring {
             .and_then(|c| c.checked_add(HEADER))
             .is_some_and(|n| n <= buf.len());
         if !capacity.is_power_of_two() || capacity < MIN_RING_BYTES as u64 || !fits {
-            return Err(bad(format!("the received queue claims a ring of {capacity} bytes")));
+            return Err(bad(format!(
+                "the received queue claims a ring of {capacity} bytes"
+            )));
         }
         let maxsize = w[W_MAXSIZE].load(Relaxed);
         if maxsize > MAX_ITEMS as u64 {
@@ -227,7 +228,7 @@ impl Ring {
         }
         if (w[W_JOINABLE].load(Relaxed) != 0) != joinable {
             return Err(bad(
-                "a Queue and a JoinableQueue are not interchangeable".into(),
+                "a Queue and a JoinableQueue are not interchangeable".into()
             ));
         }
         Ok(Ring {
@@ -464,9 +465,12 @@ impl Ring {
     /// Waits until every item put has been marked done; `false` if `deadline` passed first.
     pub(crate) fn join(&self, deadline: Option<Instant>) -> bool {
         let tail = self.word(W_TAIL);
-        futex::wait_until(self.word(W_DONE), self.word(W_JOIN_FLAG), deadline, |done| {
-            unfinished(tail.load(SeqCst), done) == 0
-        })
+        futex::wait_until(
+            self.word(W_DONE),
+            self.word(W_JOIN_FLAG),
+            deadline,
+            |done| unfinished(tail.load(SeqCst), done) == 0,
+        )
     }
 }
 
@@ -514,7 +518,9 @@ mod tests {
         let ring = Ring::new(0, 64, false).unwrap();
         let mut out = Vec::new();
         for round in 0..20u8 {
-            let item: Vec<u8> = (0..(round as usize % 23)).map(|i| i as u8 ^ round).collect();
+            let item: Vec<u8> = (0..(round as usize % 23))
+                .map(|i| i as u8 ^ round)
+                .collect();
             ring.put(&item, None).ok().unwrap();
             ring.get(&mut out, None).ok().unwrap();
             assert_eq!(out, item, "round {round}");

@@ -1,1 +1,56 @@
+//! The IPC conformance suite with workers that are threads and forked processes.
 
+use std::time::Duration;
+
+use multiproc_core::{Payload, Result, Task};
+use multiproc_ipc::testing::{Harness, ThreadHarness, Worker};
+use multiproc_process::ProcessHandle;
+
+mod threads {
+    multiproc_ipc::ipc_conformance!(multiproc_ipc::testing::ThreadHarness);
+}
+
+/// Workers are forked children (`multiproc_fork::Process`), started from this multithreaded
+/// test process.
+struct ForkHarness;
+
+struct ForkWorker(ProcessHandle);
+
+impl Harness for ForkHarness {
+    type Worker = ForkWorker;
+
+    fn start<F, A>(&self, f: F, args: A) -> Result<ForkWorker>
+    where
+        F: Task<A, ()>,
+        A: Payload,
+    {
+        multiproc_fork::Process::with_args(f, args)
+            .start()
+            .map(ForkWorker)
+    }
+}
+
+impl Worker for ForkWorker {
+    fn join_timeout(&self, timeout: Duration) -> Result<()> {
+        self.0.join_timeout(timeout)?;
+        self.0.check()
+    }
+
+    fn kill(&self) -> Result<()> {
+        self.0.kill()
+    }
+}
+
+mod fork {
+    multiproc_ipc::ipc_conformance!(super::ForkHarness, processes);
+}
+
+#[test]
+fn the_thread_harness_reports_panics_and_cannot_kill() {
+    fn boom(_: u8) {
+        panic!("boom");
+    }
+    let w = ThreadHarness.start(boom, 0).unwrap();
+    assert!(w.join_timeout(Duration::from_secs(10)).is_err());
+    assert!(w.kill().is_err());
+}
