@@ -541,6 +541,38 @@ mod tests {
     }
 
     #[test]
+    fn attaching_checks_the_header() {
+        let locks = || (ProcessLock::new().unwrap(), ProcessLock::new().unwrap());
+        let (p, g) = locks();
+        let junk = ShmBuffer::new(HEADER + 64).unwrap();
+        junk.write_at(0, b"not a queue").unwrap();
+        assert!(matches!(
+            Ring::attach(junk, p, g, false),
+            Err(Error::InvalidArgument { name: "queue", .. })
+        ));
+        // A header that claims a ring larger than the memory.
+        let ring = Ring::new(0, 64, false).unwrap();
+        ring.word(W_CAPACITY).store(1 << 20, Relaxed);
+        let (p, g) = locks();
+        let (buf, _, _) = ring.parts();
+        let copy = {
+            let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+            multiproc_shared_array::send_buffer(&a, buf).unwrap();
+            multiproc_shared_array::recv_buffer(&b).unwrap()
+        };
+        assert!(Ring::attach(copy, p, g, false).is_err());
+        // A joinable ring is not a plain one.
+        let ring = Ring::new(0, 64, true).unwrap();
+        let (p, g) = locks();
+        let copy = {
+            let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+            multiproc_shared_array::send_buffer(&a, ring.parts().0).unwrap();
+            multiproc_shared_array::recv_buffer(&b).unwrap()
+        };
+        assert!(Ring::attach(copy, p, g, false).is_err());
+    }
+
+    #[test]
     fn bad_sizes_name_their_argument() {
         for (maxsize, bytes, name) in [
             (MAX_ITEMS + 1, 1024, "maxsize"),

@@ -289,10 +289,15 @@ pub fn close_semantics<H: Harness>(h: &H) {
     q.close();
     join(&start(h, after_close, q.clone()));
 
-    for (maxsize, f) in [(0, blocked_get as fn(_)), (1, blocked_put)] {
+    for maxsize in [0, 1] {
         let q = queue::<u64>(maxsize, 1024);
         let ready = queue::<u8>(0, 1024);
-        let w = start(h, f, (q.clone(), ready.clone()));
+        // A worker is a `fn` item (code only), so each kind is started by name.
+        let w = if maxsize == 0 {
+            start(h, blocked_get, (q.clone(), ready.clone()))
+        } else {
+            start(h, blocked_put, (q.clone(), ready.clone()))
+        };
         ready
             .get_timeout(LONG)
             .expect("the worker is about to wait");

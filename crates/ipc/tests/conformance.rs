@@ -1,10 +1,14 @@
-//! The IPC conformance suite with workers that are threads and forked processes.
+//! The IPC conformance suite with workers that are threads, forked processes and spawned
+//! processes.
 
 use std::time::Duration;
 
 use multiproc_core::{Payload, Result, Task};
 use multiproc_ipc::testing::{Harness, ThreadHarness, Worker};
 use multiproc_process::ProcessHandle;
+
+// This test binary doubles as the spawned workers.
+multiproc_spawn::test_worker!();
 
 mod threads {
     multiproc_ipc::ipc_conformance!(multiproc_ipc::testing::ThreadHarness);
@@ -43,6 +47,28 @@ impl Worker for ForkWorker {
 
 mod fork {
     multiproc_ipc::ipc_conformance!(super::ForkHarness, processes);
+}
+
+/// Workers are fresh processes of this test binary (`multiproc_spawn::Process`); their
+/// queues and connections arrive as descriptors.
+struct SpawnHarness;
+
+impl Harness for SpawnHarness {
+    type Worker = ForkWorker;
+
+    fn start<F, A>(&self, f: F, args: A) -> Result<ForkWorker>
+    where
+        F: Task<A, ()>,
+        A: Payload,
+    {
+        multiproc_spawn::Process::new(f, args)
+            .start()
+            .map(ForkWorker)
+    }
+}
+
+mod spawn {
+    multiproc_ipc::ipc_conformance!(super::SpawnHarness, processes);
 }
 
 #[test]

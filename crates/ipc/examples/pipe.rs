@@ -1,0 +1,68 @@
+//! The tutorial's `Pipe`: a parent and a forked child talking both ways, and a second pipe
+//! end handed to the child *through* the first one.
+//!
+//! ```text
+//! cargo run -p multiproc-ipc --example pipe
+//! ```
+
+use std::time::Duration;
+
+use multiproc_fork::Process;
+use multiproc_ipc::{is_closed, pipe, Connection};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+fn main() -> multiproc_ipc::Result<()> {
+    let (parent_end, child_end) = pipe(true)?;
+    let child = Process::new(move || {
+        // Requests until the parent closes its end.
+        loop {
+            match child_end.recv_timeout::<Vec<f64>>(TIMEOUT) {
+                Ok(data) => {
+                    let mean = data.iter().sum::<f64>() / data.len() as f64;
+                    child_end.send(&mean).expect("send");
+                }
+                Err(e) if is_closed(&e) => break,
+                Err(e) => panic!("child: {e}"),
+            }
+        }
+    })
+    .start()?;
+    // `child_end` moved into the child's closure, which the parent dropped once the child
+    // was forked: the child alone holds that end now, so it reads to its end of file once the
+    // parent closes `parent_end`.
+
+    for n in [10, 100, 1000] {
+        let data: Vec<f64> = (1..=n).map(f64::from).collect();
+        parent_end.send(&data)?;
+        if !parent_end.poll(TIMEOUT)? {
+            panic!("no answer within {TIMEOUT:?}");
+        }
+        let mean: f64 = parent_end.recv()?;
+        println!("mean of 1..={n}: {mean}");
+    }
+
+    // A Connection is itself sendable. This child is forked *before* the pipe `(x, y)`
+    // exists, so it can only get `y` through its argument pipe (its descriptor travels as
+    // SCM_RIGHTS).
+    let (to_second, second_end) = pipe(true)?;
+    let second = Process::new(move || {
+        let passed: Connection = second_end.recv_timeout(TIMEOUT).expect("recv a Connection");
+        let greeting: String = passed.recv_timeout(TIMEOUT).expect("recv on it");
+        passed.send(&greeting.to_uppercase()).expect("answer on it");
+    })
+    .start()?;
+    let (x, y) = pipe(true)?;
+    to_second.send(&y)?;
+    drop(y);
+    x.send(&"hello through a passed pipe end".to_string())?;
+    let answer: String = x.recv_timeout(TIMEOUT)?;
+    println!("second child (pid {}) answered: {answer}", second.pid());
+
+    parent_end.close();
+    child.join_timeout(TIMEOUT)?;
+    child.check()?;
+    second.join_timeout(TIMEOUT)?;
+    second.check()?;
+    Ok(())
+}
