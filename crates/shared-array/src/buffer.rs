@@ -17,9 +17,13 @@ use nix::sys::stat::{fchmod, fstat, Mode};
 /// The seals every buffer carries: its size can never change, so no process holding the
 /// descriptor can truncate the file under another process's mapping (which would turn
 /// accesses into SIGBUS).
-const SEALS: SealFlag = SealFlag::F_SEAL_SHRINK
-    .union(SealFlag::F_SEAL_GROW)
-    .union(SealFlag::F_SEAL_SEAL);
+///
+/// `F_SEAL_SEAL` is deliberately *not* set: [`FrozenArray`](crate::FrozenArray) adds
+/// `F_SEAL_WRITE` later, which the kernel grants only when no writable mapping of the file
+/// exists in any process. Whoever else holds the descriptor can only add seals that make
+/// later mappings or writes fail (an error), never ones that pull memory from under a
+/// mapping.
+pub(crate) const SEALS: SealFlag = SealFlag::F_SEAL_SHRINK.union(SealFlag::F_SEAL_GROW);
 
 /// Marks the one message [`send_buffer`] writes.
 const WIRE_MAGIC: u64 = u64::from_le_bytes(*b"mpshmbuf");
@@ -115,7 +119,7 @@ impl ShmBuffer {
         Self::map(fd, len, map_len)
     }
 
-    fn map(fd: OwnedFd, len: usize, map_len: usize) -> Result<Self> {
+    pub(crate) fn map(fd: OwnedFd, len: usize, map_len: usize) -> Result<Self> {
         let length = NonZeroUsize::new(map_len).ok_or_else(|| Error::invalid("len", "is 0"))?;
         // SAFETY: a fresh MAP_SHARED mapping at an address the kernel chooses cannot alias any
         // Rust object; the file is at least `map_len` bytes and sealed against shrinking, so
@@ -145,33 +149,46 @@ impl ShmBuffer {
         })
     }
 
-    /// Attaches to a received descriptor: checks that it is a sealed memfd of at least `len`
-    /// bytes and maps it.
-    fn from_fd(fd: OwnedFd, len: usize) -> Result<Self> {
-        if len == 0 {
-            return Err(Error::invalid("len", "a shared buffer has at least 1 byte"));
-        }
-        let seals = fcntl(fd.as_raw_fd(), FcntlArg::F_GET_SEALS).map_err(|e| {
-            Error::invalid(
-                "socket",
-                format!("the received descriptor is not a sealable memfd: {e}"),
-            )
-        })?;
-        if seals & SealFlag::F_SEAL_SHRINK.bits() == 0 {
+    /// Attaches to a received descriptor: checks that it is a writable memfd sealed against
+    /// shrinking and at least `len` bytes long (see [`check_memfd`]), and maps it. Errors
+    /// name `name`.
+    fn from_fd(fd: OwnedFd, len: usize, name: &'static str) -> Result<Self> {
+        let size = check_memfd(fd.as_fd(), len, name)?;
+        if size.seals & FROZEN_SEALS != 0 {
             return Err(Error::invalid(
-                "socket",
-                "the received memfd is not sealed against shrinking; mapping it could SIGBUS",
+                name,
+                "the memfd is sealed against writing (a FrozenArray); attach it as a \
+                 FrozenArray, not as a writable buffer",
             ));
         }
-        let st = fstat(fd.as_raw_fd()).map_err(io)?;
-        let size = usize::try_from(st.st_size).unwrap_or(0);
-        if size < len {
-            return Err(Error::invalid(
-                "socket",
-                format!("the received memfd has {size} bytes, the message claims {len}"),
-            ));
-        }
-        Self::map(fd, len, size)
+        Self::map(fd, len, size.bytes)
+    }
+
+    /// A second handle to the same memory: the descriptor duplicated and mapped again (at
+    /// another address). Like every `ShmBuffer`, it offers atomic access only.
+    ///
+    /// Errors: out of descriptors or address space ([`Error::Io`]).
+    pub fn try_clone(&self) -> Result<ShmBuffer> {
+        let fd = self.fd.try_clone().map_err(Error::Io)?;
+        Self::map(fd, self.len, self.map_len)
+    }
+
+    /// The mapping's length in bytes (`len` rounded up to whole pages).
+    pub(crate) fn map_len(&self) -> usize {
+        self.map_len
+    }
+
+    /// Unmaps the buffer and gives back its descriptor, `len` and mapping length.
+    ///
+    /// Taking `self` by value means no reference into the mapping outlives the unmapping.
+    pub(crate) fn into_fd(self) -> (OwnedFd, usize, usize) {
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: the mapping was created by `map` with this address and length; `self` is
+        // consumed (and its Drop suppressed), so nothing refers to the mapping any more.
+        let _ = unsafe { munmap(this.ptr.cast(), this.map_len) };
+        // SAFETY: `this` is never used or dropped again; the descriptor is moved out once.
+        let fd = unsafe { std::ptr::read(&this.fd) };
+        (fd, this.len, this.map_len)
     }
 
     /// The memfd behind the buffer (for [`send_buffer`], or to inspect it).
@@ -210,8 +227,105 @@ unsafe impl SharedBuffer for ShmBuffer {
     }
 }
 
-fn io(e: Errno) -> Error {
+pub(crate) fn io(e: Errno) -> Error {
     Error::Io(std::io::Error::from(e))
+}
+
+/// The seals that make a memfd's contents immutable (see [`FrozenArray`](crate::FrozenArray)).
+pub(crate) const FROZEN_SEALS: i32 =
+    SealFlag::F_SEAL_WRITE.bits() | SealFlag::F_SEAL_FUTURE_WRITE.bits();
+
+/// What [`check_memfd`] found out about a descriptor.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MemfdInfo {
+    /// Its size in bytes (at least the length that was asked for).
+    pub(crate) bytes: usize,
+    /// Its seals (`F_GET_SEALS`).
+    pub(crate) seals: i32,
+}
+
+/// Checks that `fd` is a memfd (a sealable shmem file) sealed against shrinking, whose size
+/// (`fstat`) is at least `len` bytes, with `len > 0`. A descriptor that fails is refused with
+/// [`Error::InvalidArgument`] naming `name`: mapping it could not be trusted (a file that can
+/// shrink, or is shorter than claimed, turns access into SIGBUS).
+pub(crate) fn check_memfd(fd: BorrowedFd<'_>, len: usize, name: &'static str) -> Result<MemfdInfo> {
+    if len == 0 {
+        return Err(Error::invalid(name, "a shared buffer has at least 1 byte"));
+    }
+    let seals = fcntl(fd.as_raw_fd(), FcntlArg::F_GET_SEALS).map_err(|e| {
+        Error::invalid(
+            name,
+            format!("the descriptor is not a sealable memfd (F_GET_SEALS: {e})"),
+        )
+    })?;
+    if seals & SealFlag::F_SEAL_SHRINK.bits() == 0 {
+        return Err(Error::invalid(
+            name,
+            "the memfd is not sealed against shrinking; mapping it could SIGBUS",
+        ));
+    }
+    let st = fstat(fd.as_raw_fd()).map_err(io)?;
+    let bytes = usize::try_from(st.st_size).unwrap_or(0);
+    if bytes < len {
+        return Err(Error::invalid(
+            name,
+            format!("the memfd has {bytes} bytes, fewer than the {len} claimed"),
+        ));
+    }
+    Ok(MemfdInfo { bytes, seals })
+}
+
+// ----------------------------------------------------------------------------------------------
+// Crossing into another process as a serde value (multiproc_core::handoff)
+// ----------------------------------------------------------------------------------------------
+
+/// The wire form of a [`ShmBuffer`]: its descriptor (an index into the message's descriptor
+/// table, see [`multiproc_core::handoff`]) and its length.
+#[derive(serde::Serialize)]
+#[serde(rename = "ShmBuffer")]
+struct BufferOut<'a> {
+    #[serde(with = "multiproc_core::handoff::fd")]
+    fd: BorrowedFd<'a>,
+    len: u64,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename = "ShmBuffer")]
+struct BufferIn {
+    #[serde(with = "multiproc_core::handoff::fd")]
+    fd: OwnedFd,
+    len: u64,
+}
+
+/// Sent through a multiproc transport (a process pool's arguments, a spawned `Process`, a
+/// `Pipe`), a `ShmBuffer` travels as its descriptor (`SCM_RIGHTS`) plus its length, and the
+/// receiver maps the same memory. Outside such a transport, serializing it is an error (see
+/// [`multiproc_core::handoff`]).
+impl serde::Serialize for ShmBuffer {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        BufferOut {
+            fd: self.fd.as_fd(),
+            len: self.len as u64,
+        }
+        .serialize(s)
+    }
+}
+
+/// Receiving checks the descriptor before mapping it: a memfd, sealed against shrinking, at
+/// least as long as announced, not frozen; anything else is an error naming `fd` (never a
+/// mapping that could SIGBUS).
+impl<'de> serde::Deserialize<'de> for ShmBuffer {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let wire = BufferIn::deserialize(d)?;
+        let len = usize::try_from(wire.len).map_err(|_| {
+            D::Error::custom(Error::invalid(
+                "fd",
+                format!("length {} is too large", wire.len),
+            ))
+        })?;
+        ShmBuffer::from_fd(wire.fd, len, "fd").map_err(D::Error::custom)
+    }
 }
 
 /// Sends `buffer` to the process at the other end of the Unix socket `socket`: its descriptor
@@ -311,7 +425,7 @@ pub fn recv_buffer(socket: impl AsFd) -> Result<ShmBuffer> {
     let len = u64::from_le_bytes(msg[8..].try_into().expect("8 bytes"));
     let len = usize::try_from(len)
         .map_err(|_| Error::invalid("socket", format!("announced length {len} is too large")))?;
-    ShmBuffer::from_fd(fds.pop().expect("one descriptor"), len)
+    ShmBuffer::from_fd(fds.pop().expect("one descriptor"), len, "socket")
 }
 
 #[cfg(test)]

@@ -1192,6 +1192,47 @@ impl SyncFamily for ProcessSync {
     }
 }
 
+// ----------------------------------------------------------------------------------------------
+// Crossing into another process as serde values (multiproc_core::handoff)
+// ----------------------------------------------------------------------------------------------
+
+macro_rules! serde_via_buffer {
+    ($($t:ident),* $(,)?) => {$(
+        /// Through a multiproc transport (a pool's arguments, a spawned `Process`, a `Pipe`) the
+        /// primitive travels as its shared memory's descriptor, and the receiver attaches to the
+        /// same state, as [`from_buffer`](Self::from_buffer) does. Outside a transport,
+        /// serializing it is an error (see [`multiproc_core::handoff`]).
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(
+                &self,
+                s: S,
+            ) -> std::result::Result<S::Ok, S::Error> {
+                serde::Serialize::serialize(self.buffer(), s)
+            }
+        }
+
+        /// Checks the descriptor (see [`ShmBuffer`]'s `Deserialize`) and that it holds this kind
+        /// of primitive (an error naming `buffer`).
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(
+                d: D,
+            ) -> std::result::Result<Self, D::Error> {
+                let buf = <ShmBuffer as serde::Deserialize>::deserialize(d)?;
+                $t::from_buffer(buf).map_err(<D::Error as serde::de::Error>::custom)
+            }
+        }
+    )*};
+}
+
+serde_via_buffer!(
+    ProcessLock,
+    ProcessRLock,
+    ProcessEvent,
+    ProcessCondition,
+    ProcessSemaphore,
+    ProcessBarrier,
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,22 +28,23 @@ fn the_fork_harness_reports_failing_children() {
 
 #[test]
 fn a_child_writes_an_array_and_the_parent_reads_it() {
-    let mut a = RawArray::<f64>::zeros(1000).unwrap();
+    let a = RawArray::<f64>::zeros(1000).unwrap();
     let ptr = a.as_ptr() as usize;
-    // SAFETY: the parent does not touch the array until the child has exited.
+    // SAFETY: the child only stores atomically, and needs no other thread of this process.
     let child = unsafe {
         fork_child(|| {
-            for (i, x) in a.as_mut_slice().iter_mut().enumerate() {
-                *x = i as f64 * 0.5;
-            }
+            let values: Vec<f64> = (0..1000).map(|i| i as f64 * 0.5).collect();
+            a.write_range(0, &values).unwrap();
         })
     };
     child.wait().unwrap();
     assert_eq!(a.as_ptr() as usize, ptr);
-    let s = a.as_slice();
-    assert_eq!(s[0], 0.0);
-    assert_eq!(s[999], 499.5);
-    assert!(s.iter().enumerate().all(|(i, &x)| x == i as f64 * 0.5));
+    // The child has exited, so no other process maps the array: the kernel lets it freeze,
+    // and the parent reads it with a plain slice, without a copy.
+    let frozen = a.freeze().unwrap();
+    assert_eq!(frozen[0], 0.0);
+    assert_eq!(frozen[999], 499.5);
+    assert!(frozen.iter().enumerate().all(|(i, &x)| x == i as f64 * 0.5));
 }
 
 #[test]
@@ -65,25 +66,28 @@ fn children_write_disjoint_ranges_atomically() {
 #[cfg(feature = "ndarray")]
 #[test]
 fn an_ndarray_view_in_the_child_sees_the_parents_writes() {
-    let mut a = RawArray::<i64>::zeros(24).unwrap();
+    let a = RawArray::<i64>::zeros(24).unwrap();
     let ready = ProcessEvent::new().unwrap();
     let a_ref = &a;
     let ready_ref = &ready;
-    // SAFETY: the child makes its view only after `ready` is set, and the parent writes only
-    // before setting it and reads nothing afterwards until the child has exited.
-    let child = unsafe {
-        fork_child(move || {
-            assert!(ready_ref.wait_timeout(Duration::from_secs(10)).unwrap());
-            let v = a_ref.view((2, 3, 4)).unwrap();
-            assert_eq!(v.shape(), &[2, 3, 4]);
-            for ((i, j, k), &x) in v.indexed_iter() {
-                assert_eq!(x, (i * 100 + j * 10 + k) as i64, "at {i},{j},{k}");
-            }
-        })
+    let in_child = move || {
+        assert!(ready_ref.wait_timeout(Duration::from_secs(10)).unwrap());
+        // SAFETY: the parent writes the array only before setting `ready`, and not again
+        // until this child has exited: nobody writes it while this view lives.
+        let v = unsafe { a_ref.view_unchecked((2, 3, 4)) }.unwrap();
+        assert_eq!(v.shape(), &[2, 3, 4]);
+        for ((i, j, k), &x) in v.indexed_iter() {
+            assert_eq!(x, (i * 100 + j * 10 + k) as i64, "at {i},{j},{k}");
+        }
+        // The safe way costs a copy.
+        assert_eq!(a_ref.to_ndarray((2, 3, 4)).unwrap(), v);
     };
+    // SAFETY: the child uses only the array (as argued above) and a process-shared event.
+    let child = unsafe { fork_child(in_child) };
     // Written after the fork: the child can only see this through shared memory.
     {
-        let mut v = a.view_mut((2, 3, 4)).unwrap();
+        // SAFETY: the child does not touch the array until `ready` is set below.
+        let mut v = unsafe { a.view_mut_unchecked((2, 3, 4)) }.unwrap();
         for ((i, j, k), x) in v.indexed_iter_mut() {
             *x = (i * 100 + j * 10 + k) as i64;
         }
@@ -251,8 +255,7 @@ fn a_buffer_sent_over_a_socket_is_shared_with_the_other_process() {
     let in_child = move || {
         let buf = recv_buffer(&child_end).unwrap();
         assert_eq!(buf.len(), 64);
-        // SAFETY: the parent reads only after this child has exited.
-        let a = unsafe { RawArray::<u64>::from_buffer(buf, 8) }.unwrap();
+        let a = RawArray::<u64>::from_buffer(buf, 8).unwrap();
         assert_eq!(a.load(0).unwrap(), 7);
         a.write_range(1, &[1, 2, 3, 4, 5, 6, 7]).unwrap();
     };

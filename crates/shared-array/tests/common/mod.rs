@@ -36,7 +36,8 @@ pub struct Child {
 /// The child is a copy of this process in which only the calling thread exists. `f` must not
 /// need another thread's progress (a lock another thread held at fork time stays locked in
 /// the child), and while the child runs, neither process may hold a reference into shared
-/// memory that the other writes (the obligation of `multiproc_shared_array::array`).
+/// memory that the other writes (the contracts of the `unsafe` accessors of
+/// `multiproc_shared_array::RawArray`; its safe API needs nothing).
 pub unsafe fn fork_child<F: FnOnce()>(f: F) -> Child {
     let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
     // SAFETY: the caller upholds the contract above; the child below only runs `f` and

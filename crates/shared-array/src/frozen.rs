@@ -1,0 +1,324 @@
+//! [`FrozenArray`]: shared memory that can never change again, so every process may hold
+//! plain slices and views of it — the kernel, not a promise, rules out writers.
+
+use std::marker::PhantomData;
+use std::num::NonZeroUsize;
+use std::ops::Deref;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::ptr::NonNull;
+
+use bytemuck::Pod;
+use multiproc_core::{Error, Result};
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, SealFlag};
+use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
+
+use crate::array::bytes_for;
+use crate::buffer::{check_memfd, io};
+use crate::{LocalArray, ShmBuffer};
+
+/// A read-only array of `T` in shared memory, the same bytes in every process that holds it:
+/// plain `&[T]` and ndarray views, safely, from any thread of any process.
+///
+/// Made by [`LocalArray::freeze`] or [`RawArray::freeze`](crate::RawArray::freeze) (no copy),
+/// or [`from_slice`](Self::from_slice) / [`from_iter`](Self::from_iter). Freezing seals the
+/// memfd with `F_SEAL_WRITE`: the kernel grants that seal only when no process maps the file
+/// writably, and from then on refuses every way of changing it — a writable mapping,
+/// `write(2)`, hole punching, resizing — in every process. So no reference handed out here can
+/// ever see a write: the soundness argument is the kernel's.
+///
+/// It is the zero-copy, `unsafe`-free form of the tutorial's read-only sharing: freeze the
+/// data, put it in an `Inherited` static (or capture it, or send it to a spawned worker: it is
+/// `Serialize`), and let the workers slice it.
+///
+/// ```
+/// use multiproc_shared_array::{FrozenArray, LocalArray};
+///
+/// let mut data = LocalArray::<f64>::zeros(1000)?;
+/// for (i, x) in data.iter_mut().enumerate() {
+///     *x = i as f64;
+/// }
+/// let data: FrozenArray<f64> = data.freeze()?; // no copy
+/// let chunk: &[f64] = &data[100..200]; // a plain slice, in any process
+/// assert_eq!(chunk.iter().sum::<f64>(), 14_950.0);
+/// # Ok::<(), multiproc_core::Error>(())
+/// ```
+///
+/// It is `Send + Sync` (for `Send`/`Sync` elements), so it fits a `static`:
+///
+/// ```
+/// use multiproc_core::Inherited;
+/// use multiproc_shared_array::FrozenArray;
+///
+/// static INPUT: Inherited<FrozenArray<f64>> = Inherited::new("INPUT");
+/// INPUT.set(FrozenArray::from_slice(&[1.0, 2.0, 3.0])?)?;
+/// assert_eq!(INPUT.get()?[..].iter().sum::<f64>(), 6.0);
+/// # Ok::<(), multiproc_core::Error>(())
+/// ```
+pub struct FrozenArray<T: Pod> {
+    ptr: NonNull<T>,
+    len: usize,
+    map_len: usize,
+    fd: OwnedFd,
+    _t: PhantomData<T>,
+}
+
+// SAFETY: the struct owns a read-only mapping (like a `Box<[T]>` that nobody can write) and a
+// descriptor; sending it sends the right to read `T`s.
+unsafe impl<T: Pod + Send> Send for FrozenArray<T> {}
+// SAFETY: `&FrozenArray` only lends `&[T]` of memory that no one, in any process, can change.
+unsafe impl<T: Pod + Sync> Sync for FrozenArray<T> {}
+
+impl<T: Pod> std::fmt::Debug for FrozenArray<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrozenArray")
+            .field("type", &std::any::type_name::<T>())
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+impl<T: Pod> FrozenArray<T> {
+    /// A frozen copy of `values` (not empty: an error naming `values`).
+    pub fn from_slice(values: &[T]) -> Result<Self> {
+        Ok(LocalArray::from_slice(values)?.freeze()?)
+    }
+
+    /// The elements of `iter`, frozen (at least one: an error naming `iter`).
+    #[allow(clippy::should_implement_trait)] // fallible, unlike FromIterator
+    pub fn from_iter(iter: impl IntoIterator<Item = T>) -> Result<Self> {
+        Ok(LocalArray::from_iter(iter)?.freeze()?)
+    }
+
+    /// Seals `buf` (whose first `len` elements become the array) against writing and maps it
+    /// read-only. On failure, gives back the buffer (mapped again, writable) when it can.
+    pub(crate) fn seal(
+        buf: ShmBuffer,
+        len: usize,
+    ) -> std::result::Result<Self, (Option<ShmBuffer>, Error)> {
+        let (fd, blen, map_len) = buf.into_fd();
+        let sealed = fcntl(
+            fd.as_raw_fd(),
+            FcntlArg::F_ADD_SEALS(SealFlag::F_SEAL_WRITE | SealFlag::F_SEAL_SEAL),
+        );
+        if let Err(e) = sealed {
+            let error = if e == Errno::EBUSY {
+                Error::invalid(
+                    "self",
+                    "another writable mapping of this memory exists (another handle in this \
+                     process, or a process that inherited or received it and still runs — a \
+                     pool's workers live until the pool is dropped); drop them all first",
+                )
+            } else {
+                io(e)
+            };
+            return Err((ShmBuffer::map(fd, blen, map_len).ok(), error));
+        }
+        Self::map(fd, len, map_len).map_err(|e| (None, e))
+    }
+
+    /// Maps a sealed descriptor read-only.
+    fn map(fd: OwnedFd, len: usize, map_len: usize) -> Result<Self> {
+        let length = NonZeroUsize::new(map_len).ok_or_else(|| Error::invalid("len", "is 0"))?;
+        // SAFETY: a fresh read-only MAP_SHARED mapping at an address the kernel chooses cannot
+        // alias any Rust object; the file is at least `map_len` bytes and sealed against
+        // shrinking and writing, so every mapped byte stays backed and unchanged.
+        let ptr = unsafe {
+            mmap(
+                None,
+                length,
+                ProtFlags::PROT_READ,
+                MapFlags::MAP_SHARED,
+                &fd,
+                0,
+            )
+        }
+        .map_err(io)?;
+        Ok(FrozenArray {
+            ptr: ptr.cast(),
+            len,
+            map_len,
+            fd,
+            _t: PhantomData,
+        })
+    }
+
+    /// Attaches to a received descriptor: it must be a memfd sealed against writing and
+    /// shrinking, holding at least `len` elements. Errors name `name`.
+    pub(crate) fn from_fd(fd: OwnedFd, len: usize, name: &'static str) -> Result<Self> {
+        let bytes = bytes_for::<T>(len, "len")?;
+        let info = check_memfd(fd.as_fd(), bytes, name)?;
+        if info.seals & SealFlag::F_SEAL_WRITE.bits() == 0 {
+            return Err(Error::invalid(
+                name,
+                "the memfd is not sealed against writing, so it is not a FrozenArray",
+            ));
+        }
+        Self::map(fd, len, info.bytes)
+    }
+
+    /// The number of elements.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Always `false`: shared arrays have at least one element.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The elements.
+    pub fn as_slice(&self) -> &[T] {
+        // SAFETY: the mapping holds at least `len` initialised elements of a Pod type (sizes
+        // were checked when it was made or received), page-aligned, mapped while `self` lives,
+        // and sealed: no process can change them (see the type's docs).
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// The memfd behind the array (sealed: reading it is all anyone can do).
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+#[cfg(feature = "ndarray")]
+impl<T: Pod> FrozenArray<T> {
+    /// An ndarray view of any dimension, C order: `a.view((4, 4, 4))?`. The shape's element
+    /// count must equal [`len`](Self::len) (an error naming `shape` otherwise).
+    pub fn view<D: ndarray::Dimension>(
+        &self,
+        shape: impl ndarray::IntoDimension<Dim = D>,
+    ) -> Result<ndarray::ArrayView<'_, T, D>> {
+        crate::array::view_of(self.as_slice(), shape)
+    }
+}
+
+impl<T: Pod> Deref for FrozenArray<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        self.as_slice()
+    }
+}
+
+impl<T: Pod> AsRef<[T]> for FrozenArray<T> {
+    fn as_ref(&self) -> &[T] {
+        self
+    }
+}
+
+impl<T: Pod> AsFd for FrozenArray<T> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl<T: Pod> Drop for FrozenArray<T> {
+    fn drop(&mut self) {
+        // SAFETY: the mapping was created by `map` with this address and length and is
+        // unmapped only here; `&mut self` means no borrow of it outlives this call.
+        let _ = unsafe { munmap(self.ptr.cast(), self.map_len) };
+    }
+}
+
+/// Freezing failed; the error says why, and the array comes back (when it could be mapped
+/// again) so nothing is lost. Converts into [`Error`] for `?`.
+pub struct FreezeError<A> {
+    pub(crate) error: Error,
+    pub(crate) array: Option<A>,
+}
+
+impl<A> FreezeError<A> {
+    /// Why freezing failed.
+    pub fn error(&self) -> &Error {
+        &self.error
+    }
+
+    /// The array that was to be frozen, unchanged (`None` only if the system could not map it
+    /// again after a failed seal).
+    pub fn into_array(self) -> Option<A> {
+        self.array
+    }
+
+    /// The error alone.
+    pub fn into_error(self) -> Error {
+        self.error
+    }
+}
+
+impl<A> std::fmt::Debug for FreezeError<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FreezeError")
+            .field("error", &self.error)
+            .field("array_returned", &self.array.is_some())
+            .finish()
+    }
+}
+
+impl<A> std::fmt::Display for FreezeError<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot freeze the array: {}", self.error)
+    }
+}
+
+impl<A> std::error::Error for FreezeError<A> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+impl<A> From<FreezeError<A>> for Error {
+    fn from(e: FreezeError<A>) -> Self {
+        e.error
+    }
+}
+
+// ----------------------------------------------------------------------------------------------
+// Crossing into another process as a serde value (multiproc_core::handoff)
+// ----------------------------------------------------------------------------------------------
+
+#[derive(serde::Serialize)]
+#[serde(rename = "FrozenArray")]
+struct FrozenOut<'a> {
+    #[serde(with = "multiproc_core::handoff::fd")]
+    fd: BorrowedFd<'a>,
+    len: u64,
+    elem: crate::array::ElemType,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename = "FrozenArray")]
+struct FrozenIn {
+    #[serde(with = "multiproc_core::handoff::fd")]
+    fd: OwnedFd,
+    len: u64,
+    elem: crate::array::ElemType,
+}
+
+/// Through a multiproc transport, a `FrozenArray` travels as its descriptor, length and
+/// element type; the receiver maps the same (immutable) memory read-only.
+impl<T: Pod> serde::Serialize for FrozenArray<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        serde::Serialize::serialize(
+            &FrozenOut {
+                fd: self.fd.as_fd(),
+                len: self.len as u64,
+                elem: crate::array::ElemType::of::<T>(),
+            },
+            s,
+        )
+    }
+}
+
+/// Checks the element type (naming `T`), and that the descriptor is a memfd sealed against
+/// writing and shrinking that holds `len` elements (naming `fd`, or `len` for an impossible
+/// length).
+impl<'de, T: Pod> serde::Deserialize<'de> for FrozenArray<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let wire = <FrozenIn as serde::Deserialize>::deserialize(d)?;
+        wire.elem
+            .check::<T>()
+            .and_then(|()| FrozenArray::from_fd(wire.fd, crate::array::wire_len(wire.len)?, "fd"))
+            .map_err(D::Error::custom)
+    }
+}
