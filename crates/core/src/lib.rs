@@ -8,7 +8,7 @@
 //! | a pool of workers | `multiprocessing.Pool` | [`Executor`] (`map`, `starmap`, `apply_async`, `imap`, ...) |
 //! | a pending result | `AsyncResult` | [`AsyncResult`], and [`IMap`] for `imap` |
 //! | what a task may be | a picklable function | [`Task`] / [`StarTask`]: a `fn` item or non-capturing closure |
-//! | what may cross | picklable values | [`Payload`]: serde types |
+//! | what may cross | picklable values | [`Payload`]: serde types; [`Packed`] for large arrays of numbers |
 //! | module-level data created before the Pool | a global | [`Inherited`] |
 //! | Lock, RLock, Event, Condition, Semaphore, Barrier | `threading.*`, `multiprocessing.*` | the traits in [`sync`], one [`SyncFamily`] per backend |
 //! | memory workers share | `RawArray` | [`SharedBuffer`] ([`HeapBuffer`] here; shared memory in `multiproc-shared-array`) |
@@ -59,6 +59,7 @@ mod executor;
 pub mod handoff;
 mod inherit;
 mod memory;
+mod packed;
 mod result;
 pub mod sync;
 mod task;
@@ -72,6 +73,7 @@ pub use inherit::Inherited;
 pub use memory::{
     memusage, process_tree, pss_bytes, rss_bytes, self_tree_pss, tree_pss, SystemMemory,
 };
+pub use packed::Packed;
 pub use result::{AsyncResult, ChunkSink, Completer, IMap};
 pub use sync::{
     Barrier, Condition, Event, Lock, LockGuard, RLock, Semaphore, SyncFamily, SyncPrimitive,

@@ -30,7 +30,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use crate::trampoline::{decode, encode, offset_of, Encoded};
+use crate::trampoline::{decode, encode, encode_into, offset_of, Encoded};
 use crate::wire::{FrameReader, FrameWriter, Header, Kind};
 use crate::worker::INIT_ID;
 
@@ -150,8 +150,43 @@ struct Queue {
     terminated: bool,
 }
 
+/// Payload buffers of finished jobs, kept for encoding the next ones: a large argument is then
+/// encoded into memory that is already mapped, instead of fresh pages that the kernel must
+/// fault in (the slow part of copying 100 MB on our machines).
+#[derive(Default)]
+struct Spare {
+    buffers: Vec<Vec<u8>>,
+    bytes: usize,
+}
+
+/// The most payload memory a pool keeps for reuse.
+const SPARE_BYTES: usize = 256 << 20;
+/// Buffers smaller than this are not worth keeping.
+const SPARE_MIN: usize = 64 << 10;
+
+impl Spare {
+    fn take(&mut self) -> Vec<u8> {
+        match self.buffers.pop() {
+            Some(b) => {
+                self.bytes -= b.capacity();
+                b
+            }
+            None => Vec::new(),
+        }
+    }
+
+    fn give(&mut self, buffer: Vec<u8>) {
+        let cap = buffer.capacity();
+        if cap >= SPARE_MIN && self.bytes + cap <= SPARE_BYTES {
+            self.bytes += cap;
+            self.buffers.push(buffer);
+        }
+    }
+}
+
 struct Shared<L> {
     launcher: L,
+    spare: Mutex<Spare>,
     init: Option<Initializer>,
     init_error: Mutex<Option<String>>,
     counters: Counters,
@@ -251,6 +286,7 @@ impl<L: Launcher> ProcessPool<L> {
         let started = ready;
         let shared = Arc::new(Shared {
             launcher,
+            spare: Mutex::new(Spare::default()),
             init,
             init_error: Mutex::new(None),
             counters: Counters::default(),
@@ -322,8 +358,9 @@ impl<L: Launcher> ProcessPool<L> {
         let mut jobs = Vec::with_capacity(batch.n_chunks());
         let mut payloads = Vec::with_capacity(batch.n_chunks());
         for (_, chunk) in batch.into_chunks() {
+            let buffer = lock(&self.shared.spare).take();
             payloads.push(
-                encode(&chunk)
+                encode_into(&chunk, buffer)
                     .map_err(|e| Error::Serialization(format!("encoding the arguments: {e}")))?,
             );
         }
@@ -599,7 +636,8 @@ fn serve<L: Launcher>(shared: &Shared<L>, worker: &Worker) -> End {
         if sent.front().map_or(true, |(id, _)| *id != header.id) {
             return broken(sent);
         }
-        let (_, job) = sent.pop_front().expect("checked above");
+        let (_, mut job) = sent.pop_front().expect("checked above");
+        lock(&shared.spare).give(std::mem::take(&mut job.payload));
         let reply = std::mem::take(&mut payload);
         counters
             .received

@@ -73,7 +73,16 @@ pub fn run_chunk<F: Task<A, R>, A: Payload, R: Payload>(
 
 /// Encodes `value` with postcard, collecting the descriptors it owns.
 pub fn encode<T: serde::Serialize + ?Sized>(value: &T) -> Result<Encoded, postcard::Error> {
-    let (bytes, fds) = collect_fds(|| postcard::to_stdvec(value));
+    encode_into(value, Vec::new())
+}
+
+/// [`encode`] into `buf` (cleared first), reusing its allocation.
+pub fn encode_into<T: serde::Serialize + ?Sized>(
+    value: &T,
+    mut buf: Vec<u8>,
+) -> Result<Encoded, postcard::Error> {
+    buf.clear();
+    let (bytes, fds) = collect_fds(|| postcard::to_extend(value, buf));
     Ok((bytes?, fds))
 }
 

@@ -271,30 +271,55 @@ impl FrameReader {
         let buffered = len.min(self.end - self.start);
         payload.extend_from_slice(&self.buf[self.start..self.start + buffered]);
         self.start += buffered;
-        if payload.len() < len {
-            let mut at = payload.len();
-            payload.resize(len, 0);
-            while at < len {
-                let n = if len - at >= BUFFER / 2 {
-                    // Large remainders go straight into the payload, not through the buffer.
-                    self.recv_into_direct(&mut payload[at..])?
-                } else {
-                    if self.fill()? == 0 {
-                        0
-                    } else {
-                        let n = (len - at).min(self.end - self.start);
-                        payload[at..at + n].copy_from_slice(&self.buf[self.start..self.start + n]);
-                        self.start += n;
-                        n
-                    }
-                };
-                if n == 0 {
-                    return Err(io::ErrorKind::UnexpectedEof.into());
-                }
-                at += n;
+        while payload.len() < len {
+            let remaining = len - payload.len();
+            let n = if remaining >= BUFFER / 2 {
+                // Large remainders go straight into the payload, not through the buffer.
+                self.recv_body(payload, remaining)?
+            } else if self.fill()? == 0 {
+                0
+            } else {
+                let n = remaining.min(self.end - self.start);
+                payload.extend_from_slice(&self.buf[self.start..self.start + n]);
+                self.start += n;
+                n
+            };
+            if n == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
             }
         }
         Ok(Some((header, fds)))
+    }
+
+    /// Receives up to `max` bytes of a frame's body straight into `payload`'s spare capacity
+    /// (reserved by the caller), without zero-filling it first. A body carries no descriptors
+    /// (they travel with the header), so a plain `recv` is enough.
+    fn recv_body(&mut self, payload: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+        let spare = &mut payload.spare_capacity_mut()[..max];
+        loop {
+            // SAFETY: `spare` is `max` bytes of `payload`'s allocated, unused capacity, valid
+            // for writes; `recv` writes at most `spare.len()` bytes there and returns how many.
+            let n = unsafe {
+                libc::recv(
+                    self.sock.as_raw_fd(),
+                    spare.as_mut_ptr().cast(),
+                    spare.len(),
+                    libc::MSG_WAITALL,
+                )
+            };
+            if n < 0 {
+                let errno = Errno::last();
+                if errno == Errno::EINTR {
+                    continue;
+                }
+                return Err(errno.into());
+            }
+            let n = n as usize;
+            // SAFETY: `recv` initialised the first `n` bytes of the spare capacity, which
+            // directly follow the initialised part.
+            unsafe { payload.set_len(payload.len() + n) };
+            return Ok(n);
+        }
     }
 
     /// Refills the (drained) buffer; returns the bytes read, 0 at the end of the stream.
