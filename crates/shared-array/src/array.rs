@@ -482,15 +482,20 @@ impl<T: Pod> RawArray<T> {
     /// it grants only if **no process maps the memory writably** any more. So first drop every
     /// other handle of it — in this process and in every other (forked workers that inherited
     /// it must have exited; a pool's workers live until the pool is dropped). Read-only
-    /// mappings do not count: other `FrozenArray`s of the same memory are fine.
+    /// mappings do not count: other `FrozenArray`s of the same memory are fine. Note that
+    /// *any* child forked while this array existed inherited a writable mapping of it and
+    /// keeps it until it exits — in a program that forks from several threads, also children
+    /// forked for other purposes. Data that is read-only from the start is better built in a
+    /// [`LocalArray`](crate::LocalArray) and frozen from there: no child ever inherits a
+    /// `LocalArray`'s mapping, so that freeze cannot meet another process.
     ///
     /// Errors: another writable mapping exists (`EBUSY`), named `self`; the array comes back
     /// inside the [`FreezeError`] (mapped again, possibly at another address).
     pub fn freeze(self) -> std::result::Result<FrozenArray<T>, FreezeError<RawArray<T>>> {
         let len = self.len;
-        FrozenArray::seal(self.buf, len).map_err(|(buf, error)| FreezeError {
-            error,
-            array: buf.map(|buf| RawArray {
+        FrozenArray::seal(self.buf, len).map_err(|failed| FreezeError {
+            error: failed.error,
+            array: failed.buf.map(|buf| RawArray {
                 buf,
                 len,
                 _t: PhantomData,

@@ -283,18 +283,19 @@ pub(crate) fn check_memfd(fd: BorrowedFd<'_>, len: usize, name: &'static str) ->
 /// table, see [`multiproc_core::handoff`]) and its length.
 #[derive(serde::Serialize)]
 #[serde(rename = "ShmBuffer")]
-struct BufferOut<'a> {
+pub(crate) struct BufferOut<'a> {
     #[serde(with = "multiproc_core::handoff::fd")]
-    fd: BorrowedFd<'a>,
-    len: u64,
+    pub(crate) fd: BorrowedFd<'a>,
+    pub(crate) len: u64,
 }
 
+/// See [`BufferOut`].
 #[derive(serde::Deserialize)]
 #[serde(rename = "ShmBuffer")]
-struct BufferIn {
+pub(crate) struct BufferIn {
     #[serde(with = "multiproc_core::handoff::fd")]
-    fd: OwnedFd,
-    len: u64,
+    pub(crate) fd: OwnedFd,
+    pub(crate) len: u64,
 }
 
 /// Sent through a multiproc transport (a process pool's arguments, a spawned `Process`, a

@@ -92,17 +92,15 @@ impl<T: Pod> FrozenArray<T> {
 
     /// Seals `buf` (whose first `len` elements become the array) against writing and maps it
     /// read-only. On failure, gives back the buffer (mapped again, writable) when it can.
-    pub(crate) fn seal(
-        buf: ShmBuffer,
-        len: usize,
-    ) -> std::result::Result<Self, (Option<ShmBuffer>, Error)> {
+    pub(crate) fn seal(buf: ShmBuffer, len: usize) -> std::result::Result<Self, SealFailure> {
         let (fd, blen, map_len) = buf.into_fd();
         let sealed = fcntl(
             fd.as_raw_fd(),
             FcntlArg::F_ADD_SEALS(SealFlag::F_SEAL_WRITE | SealFlag::F_SEAL_SEAL),
         );
         if let Err(e) = sealed {
-            let error = if e == Errno::EBUSY {
+            let busy = e == Errno::EBUSY;
+            let error = if busy {
                 Error::invalid(
                     "self",
                     "another writable mapping of this memory exists (another handle in this \
@@ -112,9 +110,17 @@ impl<T: Pod> FrozenArray<T> {
             } else {
                 io(e)
             };
-            return Err((ShmBuffer::map(fd, blen, map_len).ok(), error));
+            return Err(SealFailure {
+                buf: ShmBuffer::map(fd, blen, map_len).ok(),
+                error,
+                busy,
+            });
         }
-        Self::map(fd, len, map_len).map_err(|e| (None, e))
+        Self::map(fd, len, map_len).map_err(|error| SealFailure {
+            buf: None,
+            error,
+            busy: false,
+        })
     }
 
     /// Maps a sealed descriptor read-only.
@@ -220,6 +226,14 @@ impl<T: Pod> Drop for FrozenArray<T> {
     }
 }
 
+/// Why [`FrozenArray::seal`] failed, with the buffer when it could be mapped again.
+pub(crate) struct SealFailure {
+    pub(crate) buf: Option<ShmBuffer>,
+    pub(crate) error: Error,
+    /// `EBUSY`: some process still maps the memory writably.
+    pub(crate) busy: bool,
+}
+
 /// Freezing failed; the error says why, and the array comes back (when it could be mapped
 /// again) so nothing is lost. Converts into [`Error`] for `?`.
 pub struct FreezeError<A> {
@@ -276,49 +290,31 @@ impl<A> From<FreezeError<A>> for Error {
 // Crossing into another process as a serde value (multiproc_core::handoff)
 // ----------------------------------------------------------------------------------------------
 
-#[derive(serde::Serialize)]
-#[serde(rename = "FrozenArray")]
-struct FrozenOut<'a> {
-    #[serde(with = "multiproc_core::handoff::fd")]
-    fd: BorrowedFd<'a>,
-    len: u64,
-    elem: crate::array::ElemType,
-}
-
-#[derive(serde::Deserialize)]
-#[serde(rename = "FrozenArray")]
-struct FrozenIn {
-    #[serde(with = "multiproc_core::handoff::fd")]
-    fd: OwnedFd,
-    len: u64,
-    elem: crate::array::ElemType,
-}
-
-/// Through a multiproc transport, a `FrozenArray` travels as its descriptor, length and
-/// element type; the receiver maps the same (immutable) memory read-only.
+/// Through a multiproc transport, a `FrozenArray` travels as a [`RawArray`](crate::RawArray)
+/// does — its memory's descriptor and length, its length and its element type — and the
+/// receiver maps the same (immutable) memory read-only.
 impl<T: Pod> serde::Serialize for FrozenArray<T> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let buffer = crate::buffer::BufferOut {
+            fd: self.fd.as_fd(),
+            len: (self.len * std::mem::size_of::<T>()) as u64,
+        };
         serde::Serialize::serialize(
-            &FrozenOut {
-                fd: self.fd.as_fd(),
-                len: self.len as u64,
-                elem: crate::array::ElemType::of::<T>(),
-            },
+            &(buffer, self.len as u64, crate::array::ElemType::of::<T>()),
             s,
         )
     }
 }
 
 /// Checks the element type (naming `T`), and that the descriptor is a memfd sealed against
-/// writing and shrinking that holds `len` elements (naming `fd`, or `len` for an impossible
-/// length).
+/// writing and shrinking that holds `len` elements (naming `fd`; an impossible length names
+/// `len`).
 impl<'de, T: Pod> serde::Deserialize<'de> for FrozenArray<T> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         use serde::de::Error as _;
-        let wire = <FrozenIn as serde::Deserialize>::deserialize(d)?;
-        wire.elem
-            .check::<T>()
-            .and_then(|()| FrozenArray::from_fd(wire.fd, crate::array::wire_len(wire.len)?, "fd"))
+        let (buffer, len, elem) = <(crate::buffer::BufferIn, u64, crate::array::ElemType) as serde::Deserialize>::deserialize(d)?;
+        elem.check::<T>()
+            .and_then(|()| FrozenArray::from_fd(buffer.fd, crate::array::wire_len(len)?, "fd"))
             .map_err(D::Error::custom)
     }
 }

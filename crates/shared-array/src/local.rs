@@ -441,32 +441,57 @@ impl<T: Pod> LocalArray<T> {
     /// Makes the array immutable and shared: a [`FrozenArray`] lends plain slices and views to
     /// every process, forever. No copy is made.
     ///
-    /// Errors: the kernel refused to seal the memory (pages pinned by an ongoing I/O); the
-    /// array comes back inside the [`FreezeError`].
+    /// No other process ever maps a `LocalArray` writably, with one short exception: a child
+    /// forked a moment ago that has not yet run its fork handler (which swaps the inherited
+    /// mapping for a private one before any of the child's own code runs). The kernel refuses
+    /// the seal meanwhile, so this retries for up to [`FREEZE_PATIENCE`].
+    ///
+    /// Errors: the kernel still refused to seal the memory after that (a child stopped right
+    /// after its fork, pages pinned by an ongoing I/O), named `self`; the array comes back
+    /// inside the [`FreezeError`].
     ///
     /// Panics in a process other than the one that created it (see [`share`](Self::share)).
     pub fn freeze(self) -> std::result::Result<FrozenArray<T>, FreezeError<LocalArray<T>>> {
         self.check_owner("freeze");
         let (len, owner) = (self.len, self.owner);
-        let (buf, mut held) = self.into_buffer_held();
-        // Sealed under the registry lock: no fork can copy the writable mapping meanwhile.
-        match FrozenArray::seal(buf, len) {
-            Ok(frozen) => Ok(frozen),
-            Err((buf, error)) => {
-                let array = buf.map(|buf| {
-                    held.register(&buf);
-                    LocalArray {
-                        buf: std::mem::ManuallyDrop::new(buf),
-                        len,
-                        owner,
-                        _not_send_sync: PhantomData,
-                    }
+        let start = std::time::Instant::now();
+        let mut this = self;
+        let mut pause = std::time::Duration::from_micros(20);
+        loop {
+            let (buf, mut held) = this.into_buffer_held();
+            // Sealed under the registry lock: no fork can copy the writable mapping meanwhile.
+            let failed = match FrozenArray::seal(buf, len) {
+                Ok(frozen) => return Ok(frozen),
+                Err(failed) => failed,
+            };
+            let Some(buf) = failed.buf else {
+                return Err(FreezeError {
+                    error: failed.error,
+                    array: None,
                 });
-                Err(FreezeError { error, array })
+            };
+            held.register(&buf);
+            drop(held);
+            this = LocalArray {
+                buf: std::mem::ManuallyDrop::new(buf),
+                len,
+                owner,
+                _not_send_sync: PhantomData,
+            };
+            if !failed.busy || start.elapsed() >= FREEZE_PATIENCE {
+                return Err(FreezeError {
+                    error: failed.error,
+                    array: Some(this),
+                });
             }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(std::time::Duration::from_millis(10));
         }
     }
 }
+
+/// How long [`LocalArray::freeze`] waits for just-forked children to let go of the mapping.
+pub const FREEZE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Gives a length error the caller's argument name.
 fn rename(e: multiproc_core::Error, name: &'static str) -> multiproc_core::Error {

@@ -132,3 +132,102 @@ impl Worker for Child {
         self.wait()
     }
 }
+
+/// A minimal multiproc transport for the tests: a serde value encoded with postcard inside
+/// `collect_fds`, its bytes and descriptors sent as one `SCM_RIGHTS` message on a
+/// `SOCK_SEQPACKET` socket (which keeps message boundaries).
+pub mod transport {
+    use std::io::{IoSlice, IoSliceMut};
+    use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+    use multiproc_core::handoff::{collect_fds, provide_fds};
+    use nix::sys::socket::{
+        recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
+        SockFlag, SockType,
+    };
+
+    /// Two connected ends.
+    pub fn pair() -> (OwnedFd, OwnedFd) {
+        socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .expect("socketpair")
+    }
+
+    /// Encodes `value` and sends it with its descriptors.
+    pub fn send<T: serde::Serialize>(socket: impl AsFd, value: &T) {
+        let (bytes, fds) = collect_fds(|| postcard::to_stdvec(value));
+        let bytes = bytes.expect("encodable inside collect_fds");
+        send_raw(socket, &bytes, &fds);
+    }
+
+    /// Sends `bytes` and `fds` as one message.
+    pub fn send_raw(socket: impl AsFd, bytes: &[u8], fds: &[OwnedFd]) {
+        let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+        let cmsg: Vec<ControlMessage<'_>> = if raw.is_empty() {
+            Vec::new()
+        } else {
+            vec![ControlMessage::ScmRights(&raw)]
+        };
+        let sent = sendmsg::<()>(
+            socket.as_fd().as_raw_fd(),
+            &[IoSlice::new(bytes)],
+            &cmsg,
+            MsgFlags::empty(),
+            None,
+        )
+        .expect("sendmsg");
+        assert_eq!(sent, bytes.len());
+    }
+
+    /// Receives one message and decodes it inside `provide_fds`.
+    pub fn recv<T: serde::de::DeserializeOwned>(socket: impl AsFd) -> postcard::Result<T> {
+        let mut buf = vec![0u8; 1 << 16];
+        let mut space = nix::cmsg_space!([RawFd; 64]);
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        let msg = recvmsg::<()>(
+            socket.as_fd().as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )
+        .expect("recvmsg");
+        let n = msg.bytes;
+        let mut fds = Vec::new();
+        for c in msg.cmsgs().expect("control messages") {
+            if let ControlMessageOwned::ScmRights(received) = c {
+                for fd in received {
+                    // SAFETY: SCM_RIGHTS just installed this descriptor; nothing else owns it.
+                    fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
+                }
+            }
+        }
+        provide_fds(fds, || postcard::from_bytes(&buf[..n]))
+    }
+}
+
+/// Freezes `array`, retrying while another process still maps it writably. In this
+/// multithreaded test process, every test's forked children (pool workers, lock holders)
+/// inherit every other test's arrays for as long as they live, so a first attempt can meet
+/// one of them; they all end within [`JOIN_TIMEOUT`].
+pub fn freeze_eventually<T: bytemuck::Pod>(
+    mut array: multiproc_shared_array::RawArray<T>,
+) -> multiproc_shared_array::FrozenArray<T> {
+    let start = Instant::now();
+    loop {
+        match array.freeze() {
+            Ok(frozen) => return frozen,
+            Err(e) => {
+                assert!(
+                    start.elapsed() < JOIN_TIMEOUT,
+                    "still not freezable after {JOIN_TIMEOUT:?}: {e}"
+                );
+                array = e.into_array().expect("the array comes back");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+}
