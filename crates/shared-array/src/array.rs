@@ -1,7 +1,7 @@
 //! Typed shared arrays: [`RawArray`] (shared, unsynchronised, atomic element access),
 //! [`Array`] (under a process-shared lock) and [`Value`] (one value under a lock, with atomics
 //! for integers). Their siblings [`LocalArray`](crate::LocalArray) (not shared yet: plain
-//! slices) and [`FrozenArray`](crate::FrozenArray) (shared and immutable: plain slices) live in
+//! slices) and [`FrozenArray`] (shared and immutable: plain slices) live in
 //! their own modules.
 //!
 //! # Soundness across processes
@@ -22,7 +22,7 @@
 //! | [`Array::lock`] → [`ArrayGuard`] (`&mut [T]`, views) | the guard holds the array's process-shared lock, and the slice it lends is a *private copy* made with atomic loads, written back with atomic stores when the guard drops: the reference never points into shared memory, so a forked child that captured it writes its own copy-on-write memory |
 //! | [`Value`] | only copies in and out (atomically), and real atomics for integers |
 //! | [`LocalArray`](crate::LocalArray): `&[T]`, `&mut [T]`, views | not shared yet: it is `!Send + !Sync` (no closure handed to a fork, no `static` can hold it or a reference to it), its descriptor is never exposed, and a child forked while it exists gets a private zero-filled mapping at its address instead of the shared one — so even a slice borrowed from it and captured by a fork closure points at the child's own memory |
-//! | [`FrozenArray`](crate::FrozenArray): `&[T]`, views | the memfd is sealed with `F_SEAL_WRITE`, which the kernel grants only when no process maps it writably and which forbids every later write (mapping, `write(2)`, hole punching, resizing): the bytes can never change again |
+//! | [`FrozenArray`]: `&[T]`, views | the memfd is sealed with `F_SEAL_WRITE`, which the kernel grants only when no process maps it writably and which forbids every later write (mapping, `write(2)`, hole punching, resizing): the bytes can never change again |
 //! | `unsafe` [`RawArray::slice_unchecked`], [`slice_mut_unchecked`](RawArray::slice_mut_unchecked), [`view_unchecked`](RawArray::view_unchecked), [`view_mut_unchecked`](RawArray::view_mut_unchecked) | the caller's proof, per the `# Safety` sections: zero-copy access for code that knows which process writes what and when |
 //!
 //! The [`SharedBuffer`] byte API of [`ShmBuffer`] is atomic too. The process-shared locks are
@@ -173,10 +173,11 @@ fn unit_of<T>() -> usize {
 /// An array of `T` in shared memory without a lock (Python's `multiprocessing.RawArray`): the
 /// handle that other processes reach.
 ///
-/// Created zeroed, from a slice or from an iterator (or by [`LocalArray::share`]
-/// (crate::LocalArray::share)); never empty. Its memory is a [`ShmBuffer`]: a forked child
-/// sees it (put it in an `Inherited` static before the pool, or capture it), a spawned process
-/// can be sent it (it is `Serialize`/`Deserialize` through [`multiproc_core::handoff`]).
+/// Created zeroed, from a slice or from an iterator (or by
+/// [`LocalArray::share`](crate::LocalArray::share)); never empty. Its memory is a
+/// [`ShmBuffer`]: a forked child sees it (put it in an `Inherited` static before the pool, or
+/// capture it), a spawned process can be sent it (it is `Serialize`/`Deserialize` through
+/// [`multiproc_core::handoff`]).
 ///
 /// `RawArray` is `Send + Sync`, and every safe access is an **atomic copy** of elements:
 /// [`load`](Self::load)/[`store`](Self::store) one element, [`read_range`](Self::read_range)/

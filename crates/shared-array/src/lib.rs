@@ -19,7 +19,7 @@
 //!
 //! Which access to shared elements is sound when, across processes, is argued in
 //! [`array`](crate::array#soundness-across-processes) (and for `LocalArray` in
-//! [`local`](crate::local)); how the robust lock works, and why it is a futex word rather
+//! [`local`]); how the robust lock works, and why it is a futex word rather
 //! than a pthread robust mutex, in [`sync`](crate::sync#the-robust-lock).
 //!
 //! ```

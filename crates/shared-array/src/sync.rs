@@ -4,7 +4,9 @@
 //!
 //! Each primitive owns a small [`ShmBuffer`] holding its state. A forked child inherits the
 //! mapping, so an `Arc<ProcessLock>` cloned into a child is the same lock; a spawned process
-//! gets it with [`send_buffer`](crate::send_buffer) / [`recv_buffer`](crate::recv_buffer) and the
+//! gets it as a serde value (every primitive is `Serialize + Deserialize` through
+//! [`multiproc_core::handoff`]: a pool's argument, a `Pipe` message), or with
+//! [`send_buffer`](crate::send_buffer) / [`recv_buffer`](crate::recv_buffer) and the
 //! primitive's `from_buffer`. Their state is atomics only, so attaching to any bytes is sound;
 //! `from_buffer` checks a magic number and kind to catch mix-ups.
 //!
