@@ -1,8 +1,11 @@
 //! Creating and dropping buffers leaks no descriptor, no mapping and no file in /dev/shm.
 //! (One test in its own binary, so no other test opens descriptors meanwhile.)
 
+use multiproc_core::handoff::{collect_fds, provide_fds};
 use multiproc_core::SharedBuffer;
-use multiproc_shared_array::{ProcessLock, RawArray, ShmBuffer};
+use multiproc_shared_array::{
+    Array, FrozenArray, LocalArray, ProcessLock, ProcessRLock, RawArray, ShmBuffer,
+};
 
 fn fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
@@ -40,9 +43,23 @@ fn ten_thousand_buffers_leave_fds_maps_and_dev_shm_unchanged() {
             assert_eq!(dev_shm(), shm0);
         }
     }
-    for _ in 0..1_000 {
+    for i in 0..1_000 {
         let _a = RawArray::<f64>::zeros(100).unwrap();
         let _l = ProcessLock::new().unwrap();
+        let mut local = LocalArray::<u32>::zeros(1 + i % 5000).unwrap();
+        local[0] = 1;
+        if i % 2 == 0 {
+            let shared = local.share();
+            // A round trip through the handoff tables, as a transport makes it.
+            let array = Array::from_parts(shared, ProcessRLock::new().unwrap());
+            let (bytes, fds) = collect_fds(|| postcard::to_stdvec(&array));
+            let bytes = bytes.unwrap();
+            let back: Array<u32> = provide_fds(fds, || postcard::from_bytes(&bytes)).unwrap();
+            assert_eq!(back.get(0).unwrap(), 1);
+        } else {
+            let frozen: FrozenArray<u32> = local.freeze().unwrap();
+            assert_eq!(frozen[0], 1);
+        }
     }
     assert_eq!(fds(), fd0, "descriptors leaked");
     assert_eq!(memfd_mappings(), maps0, "mappings leaked");
