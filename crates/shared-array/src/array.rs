@@ -333,6 +333,19 @@ impl<T: Pod> RawArray<T> {
         self.buf
     }
 
+    /// A second handle to the same elements (the descriptor duplicated and mapped again),
+    /// for example one per task argument of a pool. Within one process an `Arc<RawArray>` is
+    /// cheaper.
+    ///
+    /// Errors: out of descriptors or address space ([`Error::Io`]).
+    pub fn try_clone(&self) -> Result<Self> {
+        Ok(RawArray {
+            buf: self.buf.try_clone()?,
+            len: self.len,
+            _t: PhantomData,
+        })
+    }
+
     /// A pointer to the first element (valid for `len` elements while `self` lives). Reading
     /// or writing through it is subject to the same conditions as
     /// [`slice_unchecked`](Self::slice_unchecked) / [`slice_mut_unchecked`](Self::slice_mut_unchecked).

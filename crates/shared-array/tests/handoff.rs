@@ -347,3 +347,26 @@ fn a_forked_child_that_receives_the_handles_shares_them_with_the_parent() {
     assert_eq!(array.to_vec().unwrap(), [9, 9]);
     assert_eq!(value.get().unwrap(), 108);
 }
+
+/// A pool task that gets its output array as an argument (through the pool's wire).
+fn fill_slab((out, start, len): (RawArray<u64>, usize, usize)) -> usize {
+    let values: Vec<u64> = (start..start + len).map(|i| i as u64 * 3).collect();
+    out.write_range(start, &values).expect("in bounds");
+    len
+}
+
+#[test]
+fn a_fork_pool_task_receives_a_shared_array_as_its_argument() {
+    use multiproc_core::Executor;
+    let pool = multiproc_fork::ForkPool::new(2).unwrap();
+    // Made after the workers: they can reach it only through the arguments.
+    let out = RawArray::<u64>::zeros(4000).unwrap();
+    let args: Vec<(RawArray<u64>, usize, usize)> = (0..4)
+        .map(|k| (out.try_clone().unwrap(), k * 1000, 1000))
+        .collect();
+    let done = pool.map(fill_slab, args).unwrap();
+    assert_eq!(done, [1000; 4]);
+    drop(pool);
+    let expected: Vec<u64> = (0..4000).map(|i| i * 3).collect();
+    assert_eq!(out.to_vec(), expected);
+}
