@@ -8,6 +8,8 @@
 //!   *streaming* (a producer puts N items, a forked consumer gets them; time per item), and
 //!   *ping-pong* (each side waits for the other's item before putting its own; one put+get is
 //!   half a round trip);
+//! - the wake-up path: put -> get latency when the getter has waited long enough to sleep
+//!   on the futex (median of 300);
 //! - the same, uncontended, in one thread (the floor: encoding, locks, ring);
 //! - Pipe (`Connection::send`/`recv`) round trip between two processes;
 //! - JoinableQueue put+get+task_done in one thread.
@@ -86,6 +88,38 @@ fn ping_pong(n: u64) -> f64 {
     ns
 }
 
+fn mono_ns() -> u64 {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).expect("clock");
+    t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
+}
+
+/// Median ns from a put to the get that returns it, when the getter has been waiting long
+/// enough to be asleep on the futex (past its spin window): the wake-up path.
+fn wake_up_latency(n: usize) -> f64 {
+    let q = Queue::<u64>::new(0).unwrap();
+    let results = Queue::<Vec<u64>>::new(0).unwrap();
+    let child = {
+        let (q, results) = (q.clone(), results.clone());
+        fork(move || {
+            let mut lat: Vec<u64> = (0..n)
+                .map(|_| {
+                    let sent = q.get_timeout(LONG).unwrap();
+                    mono_ns() - sent
+                })
+                .collect();
+            lat.sort_unstable();
+            results.put(&lat).unwrap();
+        })
+    };
+    for _ in 0..n {
+        std::thread::sleep(Duration::from_millis(2));
+        q.put(&mono_ns()).unwrap();
+    }
+    let lat = results.get_timeout(LONG).unwrap();
+    finish(child);
+    lat[lat.len() / 2] as f64
+}
+
 /// ns per round trip over a duplex Pipe.
 fn pipe_round_trip(n: u64) -> f64 {
     let (here, there) = pipe(true).unwrap();
@@ -135,6 +169,10 @@ fn main() {
     println!(
         "Queue<u64> ping-pong between 2 processes: {rtt:.0} ns per round trip = {:.0} ns per put+get",
         rtt / 2.0
+    );
+    let wake = wake_up_latency(300);
+    println!(
+        "Queue<u64> put -> get when the getter sleeps on the futex (wake-up path): {wake:.0} ns median"
     );
     let local = best(|| one_thread(1_000_000));
     println!("Queue<u64> put+get in one thread (uncontended floor): {local:.0} ns");

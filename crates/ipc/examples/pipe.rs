@@ -14,7 +14,13 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 
 fn main() -> multiproc_ipc::Result<()> {
     let (parent_end, child_end) = pipe(true)?;
+    // A forked child holds a copy of *everything* the parent had, `parent_end` included. As in
+    // Python, it closes the end it does not use: otherwise its own copy would keep the pipe
+    // open and it would never read an end of file. (The closure may borrow: the child gets
+    // its own copy of the parent's memory at the fork.)
+    let unused = &parent_end;
     let child = Process::new(move || {
+        unused.close();
         // Requests until the parent closes its end.
         loop {
             match child_end.recv_timeout::<Vec<f64>>(TIMEOUT) {
@@ -29,8 +35,8 @@ fn main() -> multiproc_ipc::Result<()> {
     })
     .start()?;
     // `child_end` moved into the child's closure, which the parent dropped once the child
-    // was forked: the child alone holds that end now, so it reads to its end of file once the
-    // parent closes `parent_end`.
+    // was forked: the child alone holds that end now, so it reads to its end of file once
+    // every copy of `parent_end` is closed.
 
     for n in [10, 100, 1000] {
         let data: Vec<f64> = (1..=n).map(f64::from).collect();
@@ -47,6 +53,7 @@ fn main() -> multiproc_ipc::Result<()> {
     // SCM_RIGHTS).
     let (to_second, second_end) = pipe(true)?;
     let second = Process::new(move || {
+        unused.close(); // this child inherited `parent_end` too
         let passed: Connection = second_end.recv_timeout(TIMEOUT).expect("recv a Connection");
         let greeting: String = passed.recv_timeout(TIMEOUT).expect("recv on it");
         passed.send(&greeting.to_uppercase()).expect("answer on it");

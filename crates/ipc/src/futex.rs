@@ -61,10 +61,12 @@ fn wake_all(word: &AtomicU64) {
     }
 }
 
-/// How many polls of the watched word a waiter makes before it sleeps. On two cores a
-/// producer in another process usually answers within this window (about 2–10 µs), which is
-/// what keeps a put+get between processes in the low microseconds.
-const SPINS: u32 = 4_000;
+/// How long a waiter polls the watched word before it sleeps. A partner process on another
+/// core usually answers within this window, and then a put+get between processes costs a
+/// few hundred nanoseconds instead of two futex system calls and a wake-up (several
+/// microseconds); see `benches/queue.rs`. Longer would only burn CPU that a busy machine
+/// needs.
+const SPIN_FOR: Duration = Duration::from_micros(20);
 
 /// Waits until `ready()` holds or `deadline` passes; `ready` is re-evaluated after every
 /// change of `word`. Returns whether `ready()` held.
@@ -80,10 +82,16 @@ pub(crate) fn wait_until(
     if ready(seen) {
         return true;
     }
-    for i in 0..SPINS {
+    let spin_until = Instant::now() + SPIN_FOR;
+    let mut i = 0u32;
+    loop {
         std::hint::spin_loop();
-        if i % 64 == 63 && deadline.is_some_and(|d| Instant::now() >= d) {
-            return false;
+        i = i.wrapping_add(1);
+        if i % 32 == 0 {
+            let now = Instant::now();
+            if now >= spin_until || deadline.is_some_and(|d| now >= d) {
+                break;
+            }
         }
         let now = word.load(SeqCst);
         if now != seen {

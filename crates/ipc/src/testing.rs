@@ -142,13 +142,16 @@ pub fn fifo_one_producer<H: Harness>(h: &H) {
     }
 }
 
-fn produce_tagged((q, tag, n): (Queue<Option<(u32, u32)>>, u32, u32)) {
+/// An item of the many-to-many check: `(producer, sequence number)`, or `None` to stop.
+type Tagged = Option<(u32, u32)>;
+
+fn produce_tagged((q, tag, n): (Queue<Tagged>, u32, u32)) {
     for i in 0..n {
         q.put_timeout(&Some((tag, i)), LONG).expect("put");
     }
 }
 
-fn consume_until_none((q, results): (Queue<Option<(u32, u32)>>, Queue<Vec<(u32, u32)>>)) {
+fn consume_until_none((q, results): (Queue<Tagged>, Queue<Vec<(u32, u32)>>)) {
     let mut got = Vec::new();
     while let Some(item) = q.get_timeout(LONG).expect("get") {
         got.push(item);
@@ -162,7 +165,7 @@ pub fn many_producers_many_consumers<H: Harness>(h: &H) {
     const PRODUCERS: u32 = 3;
     const CONSUMERS: u32 = 3;
     const EACH: u32 = 3_000;
-    let q = queue::<Option<(u32, u32)>>(0, 4096);
+    let q = queue::<Tagged>(0, 4096);
     let results = queue::<Vec<(u32, u32)>>(0, 1 << 20);
     let consumers: Vec<_> = (0..CONSUMERS)
         .map(|_| start(h, consume_until_none, (q.clone(), results.clone())))
