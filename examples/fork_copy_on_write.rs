@@ -13,7 +13,7 @@
 //!   parent's data is unchanged afterwards — "the changes made by each child process are
 //!   being lost".
 //!
-//! For writes that everybody sees, use shared memory (`fork_process_dataset`).
+//! For writes that everybody sees, use shared memory (`pool_process_dataset`).
 //!
 //! In Rust, data inherited read-only ([`Inherited`](multiproc::Inherited)) cannot be written at
 //! all, so this example keeps the data in a `static Mutex<Vec<f64>>`. Each worker inherits its

@@ -140,7 +140,7 @@ impl Pool {
 
     /// Like [`new`](Self::new), and every worker runs `initializer(arg)` once before its first
     /// task (Python's `Pool(processes, initializer, initargs)`).
-    pub fn with_initializer<F, A>(workers: usize, initializer: F, arg: A) -> Result<Pool>
+    pub fn with_initializer<F, A>(workers: usize, initializer: F, arg: &A) -> Result<Pool>
     where
         F: Task<A, ()>,
         A: Payload,

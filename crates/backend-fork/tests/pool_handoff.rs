@@ -27,7 +27,7 @@ fn greet(name: String) -> String {
 
 #[test]
 fn the_initializer_runs_in_every_worker_before_its_tasks() {
-    let pool = ForkPool::with_initializer(2, set_greeting, "hello".to_string()).unwrap();
+    let pool = ForkPool::with_initializer(2, set_greeting, &"hello".to_string()).unwrap();
     let names: Vec<String> = (0..20).map(|i| i.to_string()).collect();
     let out = pool.map_chunked(greet, names.clone(), 1).unwrap();
     let want: Vec<String> = names.iter().map(|n| format!("hello, {n}")).collect();
@@ -48,7 +48,7 @@ fn one(x: u32) -> u32 {
 
 #[test]
 fn a_failing_initializer_fails_the_tasks_instead_of_restarting_forever() {
-    let pool = ForkPool::with_initializer(2, failing_init, 0).unwrap();
+    let pool = ForkPool::with_initializer(2, failing_init, &0).unwrap();
     let mut pending = pool.map_async(one, 0..10).unwrap();
     match pending.get_timeout(Duration::from_secs(10)) {
         Err(Error::InitializerFailed(message)) => {

@@ -116,10 +116,10 @@ impl SpawnPool {
     }
 
     /// Like [`new`](Self::new), and every worker runs `initializer(arg)` once before its first
-    /// task (Python's `Pool(processes, initializer, initargs)`): `arg` is copied once per
-    /// worker, not once per task. If the initializer panics, the pool stops and its tasks fail
+    /// task (Python's `Pool(processes, initializer, initargs)`): `arg` is encoded once and
+    /// copied once per worker, not once per task. If the initializer panics, the pool stops and its tasks fail
     /// with [`Error::InitializerFailed`].
-    pub fn with_initializer<F, A>(workers: usize, initializer: F, arg: A) -> Result<Self>
+    pub fn with_initializer<F, A>(workers: usize, initializer: F, arg: &A) -> Result<Self>
     where
         F: Task<A, ()>,
         A: Payload,

@@ -44,7 +44,7 @@ fn context_sum(offset: usize) -> u64 {
 #[test]
 fn context_is_copied_once_per_worker_not_once_per_task() {
     let data: Vec<u64> = (0..100_000).collect();
-    let pool = SpawnPool::with_initializer(2, set_context, data.clone()).unwrap();
+    let pool = SpawnPool::with_initializer(2, set_context, &data).unwrap();
     let offsets: Vec<usize> = (0..50).map(|i| i * 1000).collect();
     let sums = pool.map_chunked(context_sum, offsets.clone(), 1).unwrap();
     for (o, s) in offsets.iter().zip(&sums) {
@@ -107,7 +107,7 @@ fn a_failing_initializer_is_an_error_not_a_restart_loop() {
     fn bad_init(_: u8) {
         panic!("cannot initialise");
     }
-    let pool = SpawnPool::with_initializer(2, bad_init, 0).unwrap();
+    let pool = SpawnPool::with_initializer(2, bad_init, &0).unwrap();
     let mut r = pool.map_async(square, 0..4).unwrap();
     assert!(matches!(
         r.get_timeout(Duration::from_secs(10)),

@@ -89,13 +89,13 @@ pub struct Initializer {
 
 impl Initializer {
     /// `f(arg)` runs once in each worker before any task; `arg` is copied once per worker.
-    pub fn new<F, A>(f: F, arg: A) -> Result<Self>
+    pub fn new<F, A>(f: F, arg: &A) -> Result<Self>
     where
         F: Task<A, ()>,
         A: Payload,
     {
         let _ = f;
-        let (payload, fds) = encode(std::slice::from_ref(&arg)).map_err(|e| {
+        let (payload, fds) = encode(std::slice::from_ref(arg)).map_err(|e| {
             Error::Serialization(format!("encoding the initializer's argument: {e}"))
         })?;
         Ok(Initializer {
