@@ -1,148 +1,322 @@
 //! # multiproc-bench
 //!
-//! The researchers' comparison: the tutorial's workloads on each backend and data strategy,
-//! side by side in one run. This cut compares the threads and fork backends with plain rayon
-//! and a serial baseline on the chunked sum, per-task overhead and pool start-up.
+//! The researchers' comparison: the tutorial's workloads on each backend (serial and rayon
+//! baselines, multiproc's threads, fork and spawn) and each way of moving data (copy over IPC,
+//! fork inheritance, shared memory), side by side in one run with the same code in Python.
 //!
 //! ```text
 //! cargo run --release -p multiproc-bench -- all
-//! cargo run --release -p multiproc-bench -- sum --size-mb 500 --chunks 12 --workers 2
-//! cargo run --release -p multiproc-bench -- overhead --tasks 100000 --chunksize 1 --chunksize 100
+//! cargo run --release -p multiproc-bench -- sum --size-mb 500 --chunks 12 --workers 1,2,4
+//! cargo run --release -p multiproc-bench -- overhead --tasks 100000 --backends rayon,fork
+//! cargo run --release -p multiproc-bench -- all --quick --no-python     # a smoke test
 //! ```
+//!
+//! Each cell gets a warm-up run (sampled for memory: the sum of PSS over the process tree),
+//! then timed runs reported as median, min and max; its result is checked against the serial
+//! one. The table goes to stdout (or JSON with `--json`); a report folder gets the markdown,
+//! `results.json` and SVG plots.
 
+mod backend;
+mod config;
+mod memory;
+mod plots;
+mod python;
 mod report;
+mod runner;
 mod stats;
 mod workloads;
 
+use std::path::PathBuf;
+use std::time::Instant;
+
 use clap::{Args, Parser, Subcommand};
+
+use crate::backend::{Backend, Strategy};
+use crate::config::Config;
+use crate::runner::Runner;
+
+/// Errors of the bench: a message for the user.
+pub type Res<T> = std::result::Result<T, String>;
 
 /// Command-line interface.
 #[derive(Debug, Parser)]
 #[command(
     name = "multiproc-bench",
-    about = "Compare multiproc backends and data strategies"
+    about = "Compare multiproc backends and data strategies on the tutorial's workloads, \
+             side by side with Python's multiprocessing"
 )]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
-/// Options every workload takes.
-#[derive(Debug, Args, Clone)]
-struct Common {
-    /// Worker threads or processes.
-    #[arg(long, default_value_t = 2)]
-    workers: usize,
-    /// Timed repetitions after one warm-up run.
-    #[arg(long, default_value_t = 5)]
-    reps: usize,
+/// The workloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+enum Workload {
+    /// Read-only sharing: the chunked sum of a large array.
+    Sum,
+    /// Read/write sharing: squaring a 3-D image (index lists and slabs).
+    Voxels,
+    /// Pool.map / starmap / apply_async over tasks that wait (crunchImage).
+    Crunch,
+    /// Per-task dispatch cost of many trivial tasks.
+    Overhead,
+    /// Pool start-up and shutdown.
+    Startup,
+    /// A large argument and a large result.
+    Payload,
+    /// Copy-on-write: writing inherited data.
+    Cow,
 }
 
-/// Options of the chunked sum.
-#[derive(Debug, Args, Clone)]
-struct SumArgs {
-    /// Size of the array in MiB of f64.
-    #[arg(long, default_value_t = 500)]
-    size_mb: usize,
-    /// Number of chunks (the tutorial: 12, giving 13 tasks).
-    #[arg(long, default_value_t = 12)]
-    chunks: usize,
-}
+impl Workload {
+    /// The order of `all`: the light workloads first, so that they fork small processes.
+    const ALL: [Workload; 7] = [
+        Workload::Startup,
+        Workload::Overhead,
+        Workload::Crunch,
+        Workload::Payload,
+        Workload::Voxels,
+        Workload::Cow,
+        Workload::Sum,
+    ];
 
-/// Options of the overhead measurement.
-#[derive(Debug, Args, Clone)]
-struct OverheadArgs {
-    /// Number of trivial tasks.
-    #[arg(long, default_value_t = 100_000)]
-    tasks: u64,
-    /// Chunk sizes to measure (repeat the flag).
-    #[arg(long = "chunksize", default_values_t = [1, 100, 12_500])]
-    chunksizes: Vec<usize>,
+    fn name(self) -> &'static str {
+        match self {
+            Workload::Sum => "sum",
+            Workload::Voxels => "voxels",
+            Workload::Crunch => "crunch",
+            Workload::Overhead => "overhead",
+            Workload::Startup => "startup",
+            Workload::Payload => "payload",
+            Workload::Cow => "cow",
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// The tutorial's chunked sum of a large array.
-    Sum {
-        #[command(flatten)]
-        common: Common,
-        #[command(flatten)]
-        sum: SumArgs,
-    },
+    /// Read-only sharing: the chunked sum of a large array.
+    Sum(Opts),
+    /// Read/write sharing: squaring a 3-D image (index lists and slabs).
+    Voxels(Opts),
+    /// Pool.map / starmap / apply_async over tasks that wait (crunchImage).
+    Crunch(Opts),
     /// Per-task dispatch cost of many trivial tasks.
-    Overhead {
-        #[command(flatten)]
-        common: Common,
-        #[command(flatten)]
-        overhead: OverheadArgs,
-    },
-    /// Pool start-up and shutdown on each backend.
-    Startup {
-        #[command(flatten)]
-        common: Common,
-    },
-    /// Every workload with its defaults.
-    All {
-        #[command(flatten)]
-        common: Common,
-        #[command(flatten)]
-        sum: SumArgs,
-        #[command(flatten)]
-        overhead: OverheadArgs,
-    },
+    Overhead(Opts),
+    /// Pool start-up and shutdown.
+    Startup(Opts),
+    /// A large argument and a large result.
+    Payload(Opts),
+    /// Copy-on-write: writing inherited data.
+    Cow(Opts),
+    /// Every workload, then the speedup sweep, then Python.
+    All(Opts),
 }
 
-fn check_common(c: &Common) -> Result<(), String> {
-    if c.workers == 0 {
-        return Err("--workers must be at least 1".into());
-    }
-    if c.reps == 0 {
-        return Err("--reps must be at least 1".into());
-    }
-    Ok(())
+/// The options every subcommand takes.
+#[derive(Debug, Clone, Args)]
+struct Opts {
+    /// Worker counts of the matrix, comma-separated (each cell runs at each count).
+    #[arg(long, value_delimiter = ',', default_value = "2")]
+    workers: Vec<usize>,
+    /// Extra worker counts for the chunked sum's speedup plot (`all` and `sum`).
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+    sweep: Vec<usize>,
+    /// No speedup sweep.
+    #[arg(long)]
+    no_sweep: bool,
+    /// Timed repetitions after one warm-up.
+    #[arg(long, default_value_t = 5)]
+    reps: usize,
+    /// Fewer repetitions (at least 3) when a cell's runs would take longer than this, seconds.
+    #[arg(long, default_value_t = 4.0)]
+    cell_seconds: f64,
+    /// A run with no result after this many seconds fails: its workers are killed.
+    #[arg(long, default_value_t = 30.0)]
+    cell_timeout: f64,
+    /// Backends, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "serial,rayon,threads,fork,spawn"
+    )]
+    backends: Vec<Backend>,
+    /// Data strategies, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "copy,inherit,shm"
+    )]
+    strategies: Vec<Strategy>,
+    /// Chunked sum and copy-on-write: MiB of f64 (the tutorial's 500 MB).
+    #[arg(long, default_value_t = 500)]
+    size_mb: usize,
+    /// Chunked sum and copy-on-write: chunks (`nelems = len / chunks`; the tutorial's 12).
+    #[arg(long, default_value_t = 12)]
+    chunks: usize,
+    /// Voxel squaring: side of the cube.
+    #[arg(long, default_value_t = 256)]
+    voxel_side: usize,
+    /// Voxel squaring: jobs (the tutorial's nprocs = 8).
+    #[arg(long, default_value_t = 8)]
+    voxel_jobs: usize,
+    /// crunchImage: images (the tutorial's 20).
+    #[arg(long, default_value_t = 20)]
+    images: usize,
+    /// crunchImage: the tutorial's sleeps (2 s, 1 s, 3 s) are multiplied by this.
+    #[arg(long, default_value_t = 0.01)]
+    wait_scale: f64,
+    /// crunchImage: pool size (the tutorial's 16).
+    #[arg(long, default_value_t = 16)]
+    crunch_workers: usize,
+    /// Trivial-task overhead: tasks.
+    #[arg(long, default_value_t = 20_000)]
+    tasks: usize,
+    /// Large payload: MiB of f64.
+    #[arg(long, default_value_t = 100)]
+    payload_mb: usize,
+    /// Memory sampling interval during the warm-up, milliseconds.
+    #[arg(long, default_value_t = 10)]
+    sample_ms: u64,
+    /// Report folder (markdown, results.json, SVG plots).
+    #[arg(long, default_value = "target/multiproc-report")]
+    report: PathBuf,
+    /// Print the results as JSON on stdout instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Do not run the Python side.
+    #[arg(long)]
+    no_python: bool,
+    /// The Python interpreter (needs numpy).
+    #[arg(long, default_value = "python3")]
+    python: String,
+    /// Small sizes and few repetitions: a smoke test of every cell in seconds (overrides
+    /// the size, task and repetition options).
+    #[arg(long)]
+    quick: bool,
 }
 
-fn run(cli: Cli) -> Result<(), String> {
-    let mut rows = Vec::new();
-    let (common, sum, overhead, startup) = match cli.command {
-        Command::Sum { common, sum } => (common, Some(sum), None, false),
-        Command::Overhead { common, overhead } => (common, None, Some(overhead), false),
-        Command::Startup { common } => (common, None, None, true),
-        Command::All {
-            common,
-            sum,
-            overhead,
-        } => (common, Some(sum), Some(overhead), true),
+impl Opts {
+    fn config(&self) -> Config {
+        let mut cfg = Config {
+            workers: self.workers.clone(),
+            sweep: if self.no_sweep {
+                Vec::new()
+            } else {
+                self.sweep.clone()
+            },
+            reps: self.reps,
+            cell_seconds: self.cell_seconds,
+            cell_timeout: self.cell_timeout,
+            backends: self.backends.clone(),
+            strategies: self.strategies.clone(),
+            size_mb: self.size_mb,
+            chunks: self.chunks,
+            voxel_side: self.voxel_side,
+            voxel_jobs: self.voxel_jobs,
+            images: self.images,
+            wait_scale: self.wait_scale,
+            crunch_workers: self.crunch_workers,
+            tasks: self.tasks,
+            payload_mb: self.payload_mb,
+            sample_ms: self.sample_ms,
+        };
+        if self.quick {
+            cfg.size_mb = 16;
+            cfg.voxel_side = 48;
+            cfg.wait_scale = 0.001;
+            cfg.crunch_workers = cfg.crunch_workers.min(4);
+            cfg.tasks = 2_000;
+            cfg.payload_mb = 8;
+            cfg.reps = 2;
+            cfg.sweep.clear();
+        }
+        cfg
+    }
+}
+
+fn run(cli: Cli) -> Res<bool> {
+    let (workloads, opts) = match cli.command {
+        Command::Sum(o) => (vec![Workload::Sum], o),
+        Command::Voxels(o) => (vec![Workload::Voxels], o),
+        Command::Crunch(o) => (vec![Workload::Crunch], o),
+        Command::Overhead(o) => (vec![Workload::Overhead], o),
+        Command::Startup(o) => (vec![Workload::Startup], o),
+        Command::Payload(o) => (vec![Workload::Payload], o),
+        Command::Cow(o) => (vec![Workload::Cow], o),
+        Command::All(o) => (Workload::ALL.to_vec(), o),
     };
-    check_common(&common)?;
-    println!(
-        "multiproc-bench: {} workers, {} repetitions after a warm-up, {} cores available",
-        common.workers,
-        common.reps,
-        std::thread::available_parallelism().map_or(1, |n| n.get())
+    let cfg = opts.config();
+    cfg.check()?;
+    let started = Instant::now();
+    let python = if opts.no_python {
+        Err("skipped (--no-python)".to_string())
+    } else {
+        python::probe(&opts.python)
+    };
+    let steps = workloads.len() as u64 + u64::from(python.is_ok());
+    let mut r = Runner::new(cfg.clone(), steps);
+    for &w in &workloads {
+        match w {
+            Workload::Sum => workloads::sum::run(&mut r, !cfg.sweep.is_empty())?,
+            Workload::Voxels => workloads::voxels::run(&mut r)?,
+            Workload::Crunch => workloads::crunch::run(&mut r)?,
+            Workload::Overhead => workloads::overhead::run(&mut r)?,
+            Workload::Startup => workloads::startup::run(&mut r)?,
+            Workload::Payload => workloads::payload::run(&mut r)?,
+            Workload::Cow => workloads::cow::run(&mut r)?,
+        }
+        r.step();
+    }
+    let names: Vec<&str> = workloads.iter().map(|w| w.name()).collect();
+    let py = match python {
+        Ok(version) => {
+            r.status("python: running the same workloads");
+            let out = python::run(&opts.python, &cfg, &names, &opts.report, r.bar());
+            r.step();
+            match out {
+                Ok(run) => Ok((version, run)),
+                Err(e) => Err(format!("the Python run failed: {e}")),
+            }
+        }
+        Err(why) => Err(why),
+    };
+    r.finish();
+    let rust_and_python = started.elapsed();
+    let report = report::Report::new(&cfg, &r.cells, py, rust_and_python);
+    if opts.json {
+        println!("{}", report.json()?);
+    } else {
+        print!("{}", report.table());
+    }
+    report.write(&opts.report)?;
+    plots::write_all(&report, &opts.report)?;
+    eprintln!(
+        "multiproc-bench: {} cells in {:.1} s; report in {}",
+        r.cells.len(),
+        rust_and_python.as_secs_f64(),
+        opts.report.display()
     );
-    if let Some(s) = sum {
-        workloads::sum::prepare(s.size_mb, s.chunks)?;
-        rows.extend(workloads::sum::run(common.workers, common.reps)?);
-    }
-    if let Some(o) = overhead {
-        rows.extend(workloads::overhead::run(
-            common.workers,
-            common.reps,
-            o.tasks,
-            &o.chunksizes,
-        )?);
-    }
-    if startup {
-        rows.extend(workloads::overhead::startup(common.workers, common.reps)?);
-    }
-    report::print_table(&rows);
-    Ok(())
+    Ok(report.failures() == 0)
 }
 
 fn main() {
-    if let Err(e) = run(Cli::parse()) {
-        eprintln!("multiproc-bench: {e}");
-        std::process::exit(1);
+    // A spawned worker is this binary started again: it becomes a worker here, before
+    // anything else runs, and never returns.
+    multiproc_spawn::init();
+    backend::start_watchdog();
+    match run(Cli::parse()) {
+        Ok(true) => {}
+        Ok(false) => {
+            eprintln!("multiproc-bench: some cells FAILED (see the table)");
+            std::process::exit(1);
+        }
+        Err(e) => {
+            eprintln!("multiproc-bench: {e}");
+            std::process::exit(1);
+        }
     }
 }

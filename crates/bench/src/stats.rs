@@ -1,26 +1,24 @@
-//! Repetitions and their summary: a warm-up, then median, min and max.
+//! Repetitions and their summary: median, min and max of the timed runs.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// The timings of one measured cell.
+/// The timings of one measured cell, sorted.
 #[derive(Debug, Clone)]
 pub struct Samples {
     times: Vec<Duration>,
 }
 
 impl Samples {
-    /// Runs `f` once to warm up, then `reps` times, timing each run. `f` returns a value that
-    /// is checked by the caller; the last one is returned with the samples.
-    pub fn measure<T>(reps: usize, mut f: impl FnMut() -> T) -> (Samples, T) {
-        let mut last = f();
-        let mut times = Vec::with_capacity(reps);
-        for _ in 0..reps.max(1) {
-            let start = Instant::now();
-            last = std::hint::black_box(f());
-            times.push(start.elapsed());
-        }
+    /// The summary of `times` (at least one).
+    pub fn new(mut times: Vec<Duration>) -> Samples {
+        assert!(!times.is_empty(), "a cell has at least one timed run");
         times.sort();
-        (Samples { times }, last)
+        Samples { times }
+    }
+
+    /// How many timed runs.
+    pub fn len(&self) -> usize {
+        self.times.len()
     }
 
     /// The median time.
@@ -44,35 +42,41 @@ impl Samples {
     }
 }
 
+/// How many timed runs to make after a warm-up that took `warmup`: `reps`, unless that
+/// would take more than `budget`, and then as many as fit, but at least `min(reps, 3)`.
+pub fn reps_for(warmup: Duration, reps: usize, budget: Duration) -> usize {
+    let floor = reps.min(3);
+    if warmup.is_zero() {
+        return reps;
+    }
+    let fit = (budget.as_secs_f64() / warmup.as_secs_f64()) as usize;
+    fit.clamp(floor, reps.max(floor))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn median_of_odd_and_even_counts() {
-        let s = Samples {
-            times: [1, 2, 9].map(Duration::from_millis).to_vec(),
-        };
+        let s = Samples::new([9, 1, 2].map(Duration::from_millis).to_vec());
         assert_eq!(s.median(), Duration::from_millis(2));
         assert_eq!(
             (s.min(), s.max()),
             (Duration::from_millis(1), Duration::from_millis(9))
         );
-        let s = Samples {
-            times: [1, 3].map(Duration::from_millis).to_vec(),
-        };
+        let s = Samples::new([3, 1].map(Duration::from_millis).to_vec());
         assert_eq!(s.median(), Duration::from_millis(2));
+        assert_eq!(s.len(), 2);
     }
 
     #[test]
-    fn measure_warms_up_and_repeats() {
-        let mut calls = 0;
-        let (s, last) = Samples::measure(3, || {
-            calls += 1;
-            calls
-        });
-        assert_eq!(calls, 4);
-        assert_eq!(last, 4);
-        assert_eq!(s.times.len(), 3);
+    fn slow_cells_get_fewer_but_at_least_three_runs() {
+        let s = Duration::from_secs;
+        assert_eq!(reps_for(Duration::from_millis(10), 5, s(8)), 5);
+        assert_eq!(reps_for(s(2), 5, s(8)), 4);
+        assert_eq!(reps_for(s(5), 5, s(8)), 3);
+        assert_eq!(reps_for(s(5), 1, s(8)), 1);
+        assert_eq!(reps_for(Duration::ZERO, 7, s(8)), 7);
     }
 }

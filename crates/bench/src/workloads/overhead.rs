@@ -1,175 +1,141 @@
-//! Per-task overhead: many trivial tasks through `map` at a given chunk size, on each
-//! backend, against rayon splitting the same items into pieces of exactly that size
-//! (`with_min_len` and `with_max_len`): the same chunking, without multiproc's result
-//! delivery (and, for fork, without crossing a process boundary). Plus `apply_async` + `get`
-//! one task at a time, and pool start-up and shutdown.
+//! Per-task overhead: many trivial tasks (`x + 1`) through `map` with chunk size 1 and with
+//! Python's default chunk size, and through `apply_async` + `get` one task at a time, on
+//! pools created beforehand (untimed), so that the time is dispatch alone.
+//!
+//! Baselines: a serial loop, and rayon splitting the same items into pieces of exactly the
+//! same size (`with_min_len`/`with_max_len`) — the same chunking without multiproc's result
+//! delivery (and, for process backends, without crossing a process boundary); for
+//! `apply_async`, one `rayon::Scope::spawn` per task.
 
-use multiproc_core::{Executor, Result};
-use multiproc_fork::ForkPool;
-use multiproc_threads::ThreadPool;
+use std::sync::mpsc;
+
+use multiproc_core::{default_chunksize, Executor};
 use rayon::prelude::*;
 
-use crate::report::Row;
-use crate::stats::Samples;
+use crate::backend::{Backend, Pool, Strategy};
+use crate::runner::{CellId, Rate, Runner, Spec};
+use crate::{with_pool, Res};
 
 /// The trivial task.
 fn inc(x: u64) -> u64 {
     x.wrapping_add(1)
 }
 
-fn per_task(s: &Samples, tasks: u64) -> Option<(f64, &'static str)> {
-    Some((s.median().as_secs_f64() * 1e9 / tasks as f64, "ns/task"))
-}
+const WORKLOAD: &str = "overhead";
 
-fn row(strategy: String, samples: Samples, baseline: Option<String>, tasks: u64) -> Row {
-    Row {
-        workload: "overhead".into(),
-        per_item: per_task(&samples, tasks),
-        strategy,
-        samples,
-        baseline,
+fn same(got: &[u64], expected: &[u64]) -> Res<()> {
+    if got == expected {
+        Ok(())
+    } else {
+        Err("the results differ from the serial ones".into())
     }
 }
 
-fn map_rows<E: Executor>(
-    name: &str,
-    pool: &E,
-    reps: usize,
-    items: &[u64],
-    chunksize: usize,
-    expected: &[u64],
-    baseline: &str,
-) -> std::result::Result<Row, String> {
-    let (samples, got) =
-        Samples::measure(reps, || pool.map_chunked(inc, items.to_vec(), chunksize));
-    if got.map_err(|e| e.to_string())? != expected {
-        return Err(format!("overhead: {name} gave a wrong result"));
-    }
-    Ok(row(
-        format!("{name} chunksize={chunksize}"),
-        samples,
-        Some(baseline.into()),
-        items.len() as u64,
-    ))
-}
-
-fn apply_async_row<E: Executor>(
-    name: &str,
-    pool: &E,
-    reps: usize,
-    tasks: u64,
-) -> std::result::Result<Row, String> {
-    let (samples, got) = Samples::measure(reps, || -> Result<u64> {
-        let pending = (0..tasks)
-            .map(|i| pool.apply_async(inc, i))
-            .collect::<Result<Vec<_>>>()?;
-        pending
-            .into_iter()
-            .try_fold(0u64, |acc, r| Ok(acc.wrapping_add(r.get()?)))
-    });
-    let expected = (0..tasks).map(inc).fold(0, u64::wrapping_add);
-    if got.map_err(|e| e.to_string())? != expected {
-        return Err(format!("overhead: {name} apply_async gave a wrong result"));
-    }
-    Ok(row(format!("{name} apply_async+get"), samples, None, tasks))
-}
-
-/// Measures `tasks` trivial tasks at each chunk size in `chunksizes`, on rayon, threads and
-/// fork, and `apply_async` on both backends.
-pub fn run(
-    workers: usize,
-    reps: usize,
-    tasks: u64,
-    chunksizes: &[usize],
-) -> std::result::Result<Vec<Row>, String> {
-    let expected: Vec<u64> = (0..tasks).map(inc).collect();
+/// Measures the three variants at every worker count.
+pub fn run(r: &mut Runner) -> Res<()> {
+    let tasks = r.cfg.tasks as u64;
     let items: Vec<u64> = (0..tasks).collect();
-    let rayon_pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(workers)
-        .build()
-        .map_err(|e| e.to_string())?;
-    let threads = ThreadPool::new(workers).map_err(|e| e.to_string())?;
-    let fork = ForkPool::new(workers).map_err(|e| e.to_string())?;
-    let mut rows = Vec::new();
-    for &chunksize in chunksizes {
-        if chunksize == 0 {
-            return Err("--chunksize must be at least 1".into());
+    let expected: Vec<u64> = items.iter().copied().map(inc).collect();
+    let spec = Spec::rate(Rate::PerTask(tasks));
+    for &workers in &r.cfg.workers.clone() {
+        let default = default_chunksize(items.len(), workers).get();
+        let variants = [
+            ("map chunksize=1".to_string(), Some(1)),
+            ("map default chunksize".to_string(), Some(default)),
+            ("apply_async+get".to_string(), None),
+        ];
+        let rayon_pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(workers)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let pools: Vec<(Backend, Res<Pool>)> = Backend::POOLS
+            .into_iter()
+            .filter(|&b| r.wants(b, Strategy::Copy) && b.unavailable().is_none())
+            .map(|b| (b, Pool::new(b, workers)))
+            .collect();
+        for (variant, chunksize) in &variants {
+            let id = |backend, strategy, w| CellId::new(WORKLOAD, variant, backend, strategy, w);
+            if workers == r.cfg.workers[0] {
+                r.measure(
+                    id(Backend::Serial, Strategy::Direct, None),
+                    spec,
+                    || Ok(()),
+                    |()| Ok(items.iter().copied().map(inc).collect::<Vec<u64>>()),
+                    |got| same(got, &expected),
+                );
+            }
+            r.measure(
+                id(Backend::Rayon, Strategy::Direct, Some(workers)),
+                spec,
+                || Ok(()),
+                |()| {
+                    Ok(rayon_pool.install(|| match chunksize {
+                        Some(len) => items
+                            .par_iter()
+                            .copied()
+                            .with_min_len(*len)
+                            .with_max_len(*len)
+                            .map(inc)
+                            .collect::<Vec<u64>>(),
+                        None => {
+                            let (tx, rx) = mpsc::channel();
+                            rayon::scope(|s| {
+                                for &i in &items {
+                                    let tx = tx.clone();
+                                    s.spawn(move |_| {
+                                        let _ = tx.send((i, inc(i)));
+                                    });
+                                }
+                            });
+                            drop(tx);
+                            let mut out = vec![0; items.len()];
+                            for (i, v) in rx {
+                                out[i as usize] = v;
+                            }
+                            out
+                        }
+                    }))
+                },
+                |got| same(got, &expected),
+            );
+            for backend in Backend::POOLS {
+                for strategy in [Strategy::Inherit, Strategy::Shm] {
+                    r.not_applicable(
+                        id(backend, strategy, Some(workers)),
+                        "trivial tasks: there is no data to share",
+                    );
+                }
+                let Some((_, pool)) = pools.iter().find(|(b, _)| *b == backend) else {
+                    if let Some(reason) = backend.unavailable() {
+                        r.not_applicable(id(backend, Strategy::Copy, Some(workers)), reason);
+                    }
+                    continue;
+                };
+                r.measure(
+                    id(backend, Strategy::Copy, Some(workers)),
+                    spec,
+                    || Ok(()),
+                    |()| {
+                        let pool = pool.as_ref().map_err(Clone::clone)?;
+                        let out = with_pool!(pool, p => match chunksize {
+                            Some(len) => p.map_chunked(inc, items.clone(), *len),
+                            None => items
+                                .iter()
+                                .map(|&i| p.apply_async(inc, i))
+                                .collect::<multiproc_core::Result<Vec<_>>>()
+                                .and_then(|pending| pending.into_iter().map(|r| r.get()).collect()),
+                        })
+                        .map_err(|e| e.to_string());
+                        pool.account();
+                        out
+                    },
+                    |got| same(got, &expected),
+                );
+            }
         }
-        let (rayon, got) = Samples::measure(reps, || {
-            rayon_pool.install(|| {
-                items
-                    .clone()
-                    .into_par_iter()
-                    .with_min_len(chunksize)
-                    .with_max_len(chunksize)
-                    .map(inc)
-                    .collect::<Vec<u64>>()
-            })
-        });
-        if got != expected {
-            return Err("overhead: rayon gave a wrong result".into());
+        for (_, pool) in pools {
+            pool?.finish()?;
         }
-        let rayon_name = format!("rayon len={chunksize}");
-        rows.push(row(rayon_name.clone(), rayon, None, tasks));
-        rows.push(map_rows(
-            "threads",
-            &threads,
-            reps,
-            &items,
-            chunksize,
-            &expected,
-            &rayon_name,
-        )?);
-        rows.push(map_rows(
-            "fork",
-            &fork,
-            reps,
-            &items,
-            chunksize,
-            &expected,
-            &rayon_name,
-        )?);
     }
-    let apply_tasks = tasks.min(20_000);
-    rows.push(apply_async_row("threads", &threads, reps, apply_tasks)?);
-    rows.push(apply_async_row("fork", &fork, reps, apply_tasks)?);
-    Ok(rows)
-}
-
-/// Pool start-up and shutdown: create a pool of `workers`, run one task (so every worker is
-/// really up), and drop it (close + join).
-pub fn startup(workers: usize, reps: usize) -> std::result::Result<Vec<Row>, String> {
-    fn once<E: Executor>(make: impl Fn(usize) -> Result<E>, workers: usize) -> Result<u64> {
-        let pool = make(workers)?;
-        pool.map_chunked(inc, vec![1; workers], 1)
-            .map(|v| v.iter().sum())
-    }
-    let (threads, got) = Samples::measure(reps, || once(ThreadPool::new, workers));
-    got.map_err(|e| e.to_string())?;
-    let (fork, got) = Samples::measure(reps, || once(ForkPool::new, workers));
-    got.map_err(|e| e.to_string())?;
-    // What each forked worker adds to the process tree's memory (sum of PSS), with a pool
-    // that has run tasks.
-    let before = multiproc_core::self_tree_pss().map_err(|e| e.to_string())?;
-    let pool = ForkPool::new(workers).map_err(|e| e.to_string())?;
-    pool.map_chunked(inc, (0..1000).collect::<Vec<u64>>(), 1)
-        .map_err(|e| e.to_string())?;
-    let after = multiproc_core::self_tree_pss().map_err(|e| e.to_string())?;
-    drop(pool);
-    println!(
-        "fork: each worker adds {} KiB to the process tree's PSS ({} workers, after 1000 tasks)",
-        after.saturating_sub(before) / 1024 / workers as u64,
-        workers
-    );
-    let make = |strategy: &str, samples| Row {
-        workload: "startup".into(),
-        strategy: strategy.into(),
-        samples,
-        baseline: None,
-        per_item: None,
-    };
-    Ok(vec![
-        make("threads create+task+drop", threads),
-        make("fork create+task+drop", fork),
-    ])
+    Ok(())
 }

@@ -1,0 +1,93 @@
+//! The options of a run, after the command line has been parsed and checked.
+
+use serde::Serialize;
+
+use crate::backend::{Backend, Strategy};
+
+/// Everything a workload needs to know about this run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    /// Worker counts of the matrix (each cell runs at each count).
+    pub workers: Vec<usize>,
+    /// Extra worker counts for the speedup sweep of the chunked sum (`all` and `sum`).
+    pub sweep: Vec<usize>,
+    /// Timed repetitions after the warm-up.
+    pub reps: usize,
+    /// Fewer repetitions (but at least 3) when they would take longer than this, seconds.
+    pub cell_seconds: f64,
+    /// A run with no result after this many seconds fails (its workers are killed).
+    pub cell_timeout: f64,
+    /// The backends to run.
+    pub backends: Vec<Backend>,
+    /// The data strategies to run.
+    pub strategies: Vec<Strategy>,
+    /// Chunked sum and copy-on-write: MiB of f64.
+    pub size_mb: usize,
+    /// Chunked sum and copy-on-write: `nelems = len / chunks` (tasks: `chunks`, plus one for
+    /// a remainder).
+    pub chunks: usize,
+    /// Voxel squaring: the side of the cube.
+    pub voxel_side: usize,
+    /// Voxel squaring: jobs (the tutorial's `nprocs`: that many index lists and a
+    /// remainder, or that many slabs).
+    pub voxel_jobs: usize,
+    /// crunchImage: number of images.
+    pub images: usize,
+    /// crunchImage: the tutorial's sleeps are multiplied by this.
+    pub wait_scale: f64,
+    /// crunchImage: pool size (the tutorial's 16).
+    pub crunch_workers: usize,
+    /// Trivial-task overhead: number of tasks.
+    pub tasks: usize,
+    /// Large payload: MiB of f64 in the argument and in the result.
+    pub payload_mb: usize,
+    /// Memory sampling interval, milliseconds.
+    pub sample_ms: u64,
+}
+
+impl Config {
+    /// Elements of f64 in `mb` MiB.
+    pub fn f64s(mb: usize) -> usize {
+        mb * (1_048_576 / 8)
+    }
+
+    /// Checks the values that the workloads rely on.
+    pub fn check(&self) -> Result<(), String> {
+        let positive = [
+            ("--workers", self.workers.iter().copied().min().unwrap_or(0)),
+            ("--reps", self.reps),
+            ("--size-mb", self.size_mb),
+            ("--chunks", self.chunks),
+            ("--voxel-side", self.voxel_side),
+            ("--voxel-jobs", self.voxel_jobs),
+            ("--images", self.images),
+            ("--crunch-workers", self.crunch_workers),
+            ("--tasks", self.tasks),
+            ("--payload-mb", self.payload_mb),
+        ];
+        for (name, v) in positive {
+            if v == 0 {
+                return Err(format!("{name} must be at least 1"));
+            }
+        }
+        if self.sweep.contains(&0) {
+            return Err("--sweep counts must be at least 1".into());
+        }
+        if Config::f64s(self.size_mb) < self.chunks {
+            return Err(format!(
+                "--size-mb {} is too small for {} chunks",
+                self.size_mb, self.chunks
+            ));
+        }
+        if !(self.cell_timeout > 0.0 && self.cell_timeout.is_finite()) {
+            return Err("--cell-timeout must be a positive number of seconds".into());
+        }
+        if !(self.wait_scale >= 0.0 && self.wait_scale.is_finite()) {
+            return Err("--wait-scale must be a finite number >= 0".into());
+        }
+        if self.backends.is_empty() || self.strategies.is_empty() {
+            return Err("select at least one backend and one strategy".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,70 @@
+//! Peak memory of the process tree: a background thread samples the sum of PSS over this
+//! process and its descendants (`multiproc_core::self_tree_pss`) while a cell runs.
+
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// One sample: seconds since the sampler started, and the tree's total PSS in bytes.
+pub type Point = (f64, u64);
+
+/// A running sampler; [`stop`](Sampler::stop) ends it and returns what it saw.
+#[derive(Debug)]
+pub struct Sampler {
+    stop: mpsc::Sender<()>,
+    thread: JoinHandle<Vec<Point>>,
+}
+
+impl Sampler {
+    /// Samples now and then every `interval` until stopped.
+    pub fn start(interval: Duration) -> Sampler {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("pss-sampler".into())
+            .spawn(move || {
+                let t0 = Instant::now();
+                let mut trace = Vec::new();
+                loop {
+                    if let Ok(pss) = multiproc_core::self_tree_pss() {
+                        trace.push((t0.elapsed().as_secs_f64(), pss));
+                    }
+                    match stopped.recv_timeout(interval) {
+                        Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                        _ => break,
+                    }
+                }
+                trace
+            })
+            .expect("starting the memory sampler thread");
+        Sampler { stop, thread }
+    }
+
+    /// Takes a last sample and returns the trace (empty if `/proc` could not be read).
+    pub fn stop(self) -> Vec<Point> {
+        let _ = self.stop.send(());
+        self.thread.join().unwrap_or_default()
+    }
+}
+
+/// The largest sample of a trace.
+pub fn peak(trace: &[Point]) -> u64 {
+    trace.iter().map(|&(_, b)| b).max().unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sampler_sees_memory_touched_while_it_runs() {
+        let before = multiproc_core::self_tree_pss().unwrap();
+        let sampler = Sampler::start(Duration::from_millis(2));
+        let block = vec![1u8; 64 << 20];
+        std::thread::sleep(Duration::from_millis(30));
+        let trace = sampler.stop();
+        drop(std::hint::black_box(block));
+        assert!(trace.len() >= 2, "{trace:?}");
+        assert!(peak(&trace) >= before + (32 << 20));
+        assert!(trace.windows(2).all(|w| w[0].0 <= w[1].0));
+    }
+}

@@ -1,0 +1,324 @@
+//! The cells of the matrix and the runner that measures them: a warm-up run sampled for
+//! memory, then timed repetitions, each result checked against the serial one.
+
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use crate::backend::{Backend, Strategy};
+use crate::config::Config;
+use crate::memory::{self, Point, Sampler};
+use crate::stats::{self, Samples};
+use crate::Res;
+
+/// Which cell: a workload's variant, on one backend, with one data strategy and a worker
+/// count (`None` for serial, which has no workers).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct CellId {
+    /// The workload (`sum`, `voxels`, ...).
+    pub workload: &'static str,
+    /// The variant within the workload (`index lists`, `map chunksize=1`, ...).
+    pub variant: String,
+    /// The backend.
+    pub backend: Backend,
+    /// How the data reaches the workers.
+    pub strategy: Strategy,
+    /// Worker threads or processes.
+    pub workers: Option<usize>,
+}
+
+impl CellId {
+    /// A cell id.
+    pub fn new(
+        workload: &'static str,
+        variant: impl Into<String>,
+        backend: Backend,
+        strategy: Strategy,
+        workers: Option<usize>,
+    ) -> CellId {
+        CellId {
+            workload,
+            variant: variant.into(),
+            backend,
+            strategy,
+            workers,
+        }
+    }
+
+    /// `backend/strategy` as shown in the tables.
+    pub fn how(&self) -> String {
+        match self.strategy {
+            Strategy::Direct => self.backend.name().to_string(),
+            s => format!("{}/{}", self.backend, s),
+        }
+    }
+}
+
+/// A unit cost derived from the median.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub enum Rate {
+    /// The median divided by this many tasks, shown in µs per task.
+    PerTask(u64),
+    /// This many bytes per median, shown in GB/s.
+    Throughput(u64),
+}
+
+impl Rate {
+    /// The value and its unit for a median of `median`.
+    pub fn show(self, median: Duration) -> (f64, &'static str) {
+        match self {
+            Rate::PerTask(n) => (median.as_secs_f64() * 1e6 / n.max(1) as f64, "µs/task"),
+            Rate::Throughput(b) => (b as f64 / median.as_secs_f64() / 1e9, "GB/s"),
+        }
+    }
+}
+
+/// What a cell declares about itself, beside its timings.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Spec {
+    /// A unit cost to show beside the time.
+    pub rate: Option<Rate>,
+}
+
+impl Spec {
+    /// A cell with a unit cost.
+    pub fn rate(rate: Rate) -> Spec {
+        Spec { rate: Some(rate) }
+    }
+}
+
+/// A measured cell.
+#[derive(Debug, Clone, Serialize)]
+pub struct Measurement {
+    /// Median of the timed runs, seconds.
+    pub median_s: f64,
+    /// Fastest timed run, seconds.
+    pub min_s: f64,
+    /// Slowest timed run, seconds.
+    pub max_s: f64,
+    /// Number of timed runs.
+    pub reps: usize,
+    /// The warm-up run, seconds (sampled for memory, not counted in the timings).
+    pub warmup_s: f64,
+    /// The process tree's PSS just before the warm-up, bytes.
+    pub base_pss: u64,
+    /// The largest PSS of the process tree seen during the warm-up, bytes.
+    pub peak_pss: u64,
+    /// Bytes of encoded arguments and results moved between processes per timed run, as the
+    /// pools counted them (0 in-process).
+    pub ipc_bytes: u64,
+    /// The unit cost, if the workload has one: `(value, unit)`.
+    pub per_item: Option<(f64, &'static str)>,
+    /// The PSS samples of the warm-up: `(seconds, bytes)`.
+    pub memory_trace: Vec<Point>,
+}
+
+impl Measurement {
+    /// Peak PSS above what the tree held before the run, bytes.
+    pub fn extra_pss(&self) -> u64 {
+        self.peak_pss.saturating_sub(self.base_pss)
+    }
+}
+
+/// What became of a cell.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Outcome {
+    /// It ran and its results were right.
+    Measured(Measurement),
+    /// The pairing makes no sense (or cannot run in this build), and why.
+    NotApplicable {
+        /// Why.
+        reason: String,
+    },
+    /// It failed, or computed a wrong result.
+    Failed {
+        /// What went wrong.
+        error: String,
+    },
+}
+
+/// One cell of the matrix.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cell {
+    /// Which cell.
+    #[serde(flatten)]
+    pub id: CellId,
+    /// What came of it.
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+impl Cell {
+    /// The measurement, if the cell was measured.
+    pub fn measured(&self) -> Option<&Measurement> {
+        match &self.outcome {
+            Outcome::Measured(m) => Some(m),
+            _ => None,
+        }
+    }
+}
+
+/// Measures cells and collects them.
+#[derive(Debug)]
+pub struct Runner {
+    /// The options of this run.
+    pub cfg: Config,
+    /// Every cell so far, in the order they ran.
+    pub cells: Vec<Cell>,
+    bar: ProgressBar,
+}
+
+impl Runner {
+    /// A runner with a progress bar (on stderr, drawn only on a terminal) over `workloads`
+    /// steps.
+    pub fn new(cfg: Config, workloads: u64) -> Runner {
+        let bar = ProgressBar::new(workloads);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:24} {pos}/{len} {msg}",
+            )
+            .expect("a valid progress template"),
+        );
+        bar.enable_steady_tick(Duration::from_millis(200));
+        Runner {
+            cfg,
+            cells: Vec::new(),
+            bar,
+        }
+    }
+
+    /// The progress bar, for stages outside cells (preparing data, the Python run).
+    pub fn bar(&self) -> &ProgressBar {
+        &self.bar
+    }
+
+    /// Says what is being prepared.
+    pub fn status(&self, msg: impl Into<std::borrow::Cow<'static, str>>) {
+        self.bar.set_message(msg);
+    }
+
+    /// One step of the bar is done.
+    pub fn step(&self) {
+        self.bar.inc(1);
+    }
+
+    /// Ends the bar.
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+
+    /// Whether the options select this backend and strategy.
+    pub fn wants(&self, backend: Backend, strategy: Strategy) -> bool {
+        self.cfg.backends.contains(&backend)
+            && (strategy == Strategy::Direct || self.cfg.strategies.contains(&strategy))
+    }
+
+    /// Records a pairing that makes no sense, with the reason (if the options select it).
+    pub fn not_applicable(&mut self, id: CellId, reason: impl Into<String>) {
+        if self.wants(id.backend, id.strategy) {
+            self.cells.push(Cell {
+                id,
+                outcome: Outcome::NotApplicable {
+                    reason: reason.into(),
+                },
+            });
+        }
+    }
+
+    /// Measures one cell, if the options select it: `setup` (untimed) prepares each run's
+    /// input, `body` is the timed run, `check` compares its result with the serial one.
+    /// One warm-up run is sampled for memory; then up to `reps` timed runs (fewer if they
+    /// would take longer than the cell budget, but at least three).
+    pub fn measure<S, T>(
+        &mut self,
+        id: CellId,
+        spec: Spec,
+        mut setup: impl FnMut() -> Res<S>,
+        mut body: impl FnMut(S) -> Res<T>,
+        mut check: impl FnMut(&T) -> Res<()>,
+    ) {
+        if !self.wants(id.backend, id.strategy) {
+            return;
+        }
+        if let Some(reason) = id.backend.unavailable() {
+            return self.not_applicable(id, reason);
+        }
+        let label = format!(
+            "{} {} {}{}",
+            id.workload,
+            id.variant,
+            id.how(),
+            id.workers.map(|w| format!(" ×{w}")).unwrap_or_default()
+        );
+        let interval = Duration::from_millis(self.cfg.sample_ms);
+        let limit = Duration::from_secs_f64(self.cfg.cell_timeout);
+        let guarded = |out: Res<T>| -> Res<T> {
+            if crate::backend::disarm() {
+                Err(format!(
+                    "no result after {} s: the watchdog killed the workers ({})",
+                    limit.as_secs_f64(),
+                    out.err().unwrap_or_else(|| "the run then returned".into())
+                ))
+            } else {
+                out
+            }
+        };
+        let (reps, budget) = (
+            self.cfg.reps,
+            Duration::from_secs_f64(self.cfg.cell_seconds),
+        );
+        let bar = self.bar.clone();
+        let mut run = || -> Res<Measurement> {
+            bar.set_message(format!("{label}: warm-up"));
+            let input = setup()?;
+            let base_pss = multiproc_core::self_tree_pss().map_err(|e| e.to_string())?;
+            let sampler = Sampler::start(interval);
+            crate::backend::arm(limit);
+            let t = Instant::now();
+            let out = body(input);
+            let warmup = t.elapsed();
+            let out = guarded(out);
+            let trace = sampler.stop();
+            check(&out?).map_err(|e| format!("wrong result (warm-up): {e}"))?;
+            let n = stats::reps_for(warmup, reps, budget);
+            let mut times = Vec::with_capacity(n);
+            let ipc_before = crate::backend::ipc_bytes();
+            for i in 0..n {
+                bar.set_message(format!("{label}: run {}/{n}", i + 1));
+                let input = setup()?;
+                crate::backend::arm(limit);
+                let t = Instant::now();
+                let out = std::hint::black_box(body(input));
+                times.push(t.elapsed());
+                let out = guarded(out);
+                check(&out?).map_err(|e| format!("wrong result (run {}): {e}", i + 1))?;
+            }
+            let ipc_bytes = (crate::backend::ipc_bytes() - ipc_before) / n as u64;
+            let s = Samples::new(times);
+            Ok(Measurement {
+                median_s: s.median().as_secs_f64(),
+                min_s: s.min().as_secs_f64(),
+                max_s: s.max().as_secs_f64(),
+                reps: s.len(),
+                warmup_s: warmup.as_secs_f64(),
+                base_pss,
+                peak_pss: memory::peak(&trace).max(base_pss),
+                ipc_bytes,
+                per_item: spec.rate.map(|r| r.show(s.median())),
+                memory_trace: trace,
+            })
+        };
+        let outcome = run();
+        crate::backend::disarm();
+        let outcome = match outcome {
+            Ok(m) => Outcome::Measured(m),
+            Err(error) => {
+                self.bar.println(format!("FAILED {label}: {error}"));
+                Outcome::Failed { error }
+            }
+        };
+        self.cells.push(Cell { id, outcome });
+    }
+}

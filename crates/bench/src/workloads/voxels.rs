@@ -1,0 +1,369 @@
+//! The tutorial's read/write sharing: `process_dataset` squares every voxel of a 3-D image
+//! (256³ f64), `outdata[idxs] = indata[idxs] ** 2`.
+//!
+//! Two variants, as in the `fork_process_dataset` example:
+//!
+//! - **index lists** (the tutorial's code): `np.meshgrid` voxel coordinates split into
+//!   `nprocs` lists and a remainder; each job loads and stores voxel by voxel in the shared
+//!   input and output [`RawArray`]s. Only the shm strategy is this code.
+//! - **slabs**: `nprocs` contiguous `(start, len)` ranges. With shm, each job streams its
+//!   slab through a local buffer with `read_range`/`write_range`; with copy, the slab's
+//!   values are the argument and the squares the result; with inherit, the input comes from
+//!   an inherited static and the squares come back as the result.
+//!
+//! A timed run builds the jobs' arguments (for index lists: the meshgrid, 400 MB of indices),
+//! creates the pool, runs `starmap`/`map`, closes it, and for copy and inherit assembles the
+//! output. The shared arrays are created and filled before (untimed), and the output is
+//! reset to NaN before each run, so that a voxel nobody wrote cannot pass the check.
+
+use std::cell::RefCell;
+
+use multiproc_core::{Executor, Inherited};
+use multiproc_shared_array::RawArray;
+use rayon::prelude::*;
+
+use serde::{Deserialize, Serialize};
+
+use super::{BLOCK, SPAWN_INHERITS_NOTHING};
+use crate::backend::{Backend, Pool, Strategy};
+use crate::runner::{CellId, Runner, Spec};
+use crate::{with_pool, Res};
+
+/// `(xlen, ylen, zlen)`
+type Shape = (usize, usize, usize);
+
+/// Voxel coordinates: `(xs, ys, zs)`.
+type Indices = (Vec<usize>, Vec<usize>, Vec<usize>);
+
+/// The image, set once before any pool.
+struct Data {
+    shape: Shape,
+    input: Vec<f64>,
+}
+
+static DATA: Inherited<Data> = Inherited::new("voxels DATA");
+
+/// The tutorial's `process_chunk.input_data` and `.output_data`: set before any pool in the
+/// parent, by the initializer in a spawned worker.
+#[derive(Serialize, Deserialize)]
+struct Shared {
+    shm_in: RawArray<f64>,
+    shm_out: RawArray<f64>,
+}
+
+static SHM: Inherited<Shared> = Inherited::new("voxels SHM");
+
+/// A spawned worker's initializer.
+fn init_shm(shared: Shared) {
+    let _ = SHM.set(shared);
+}
+
+fn data() -> &'static Data {
+    DATA.get().expect("the image is created before any pool")
+}
+
+fn shm() -> &'static Shared {
+    SHM.get()
+        .expect("the shared arrays are set before the tasks")
+}
+
+/// The tutorial's `process_chunk(shape, idxs)`.
+fn process_chunk(shape: Shape, (xs, ys, zs): Indices) {
+    let d = shm();
+    let (_, ylen, zlen) = shape;
+    for ((x, y), z) in xs.into_iter().zip(ys).zip(zs) {
+        let i = (x * ylen + y) * zlen + z;
+        let v = d.shm_in.load(i).expect("voxel within the image");
+        d.shm_out.store(i, v * v).expect("voxel within the image");
+    }
+}
+
+/// A slab in shared memory, streamed through a local buffer.
+fn process_slab(start: usize, len: usize) {
+    let d = shm();
+    let mut buf = vec![0.0; BLOCK.min(len)];
+    let mut at = start;
+    while at < start + len {
+        let n = BLOCK.min(start + len - at);
+        let block = &mut buf[..n];
+        d.shm_in
+            .read_range(at, block)
+            .expect("slab within the image");
+        for v in block.iter_mut() {
+            *v *= *v;
+        }
+        d.shm_out
+            .write_range(at, block)
+            .expect("slab within the image");
+        at += n;
+    }
+}
+
+/// The copy strategy: the slab is the argument, its squares the result.
+fn square_slab(slab: Vec<f64>) -> Vec<f64> {
+    slab.into_iter().map(|v| v * v).collect()
+}
+
+/// The inherit strategy: the slab is read from the inherited input.
+fn square_inherited(start: usize, len: usize) -> Vec<f64> {
+    data().input[start..start + len]
+        .iter()
+        .map(|v| v * v)
+        .collect()
+}
+
+/// The tutorial's meshgrid: coordinates of every voxel in `np.meshgrid(arange(xlen),
+/// arange(ylen), arange(zlen))` order (its default `xy` indexing runs over y, then x, then z),
+/// split into `jobs` lists of `size / jobs` voxels and a last list with the remainder.
+fn index_lists(shape: Shape, jobs: usize) -> Vec<(Shape, Indices)> {
+    let (xlen, ylen, zlen) = shape;
+    let size = xlen * ylen * zlen;
+    let (mut xs, mut ys, mut zs) = (
+        Vec::with_capacity(size),
+        Vec::with_capacity(size),
+        Vec::with_capacity(size),
+    );
+    for y in 0..ylen {
+        for x in 0..xlen {
+            for z in 0..zlen {
+                xs.push(x);
+                ys.push(y);
+                zs.push(z);
+            }
+        }
+    }
+    let nvox = size / jobs;
+    let part = |v: &[usize], i: usize| v[nvox * i..nvox * (i + 1)].to_vec();
+    let mut args: Vec<(Shape, Indices)> = (0..jobs)
+        .map(|i| (shape, (part(&xs, i), part(&ys, i), part(&zs, i))))
+        .collect();
+    let rest = nvox * jobs;
+    args.push((
+        shape,
+        (
+            xs[rest..].to_vec(),
+            ys[rest..].to_vec(),
+            zs[rest..].to_vec(),
+        ),
+    ));
+    args
+}
+
+/// `jobs` contiguous `(start, len)` slabs covering `size` voxels.
+fn slabs(size: usize, jobs: usize) -> Vec<(usize, usize)> {
+    let slab = size.div_ceil(jobs);
+    (0..size)
+        .step_by(slab)
+        .map(|start| (start, slab.min(size - start)))
+        .collect()
+}
+
+/// Every output voxel is the square of its input voxel.
+fn check_squares(out: &[f64], input: &[f64]) -> Res<()> {
+    if out.len() != input.len() {
+        return Err(format!("{} voxels, expected {}", out.len(), input.len()));
+    }
+    match out.iter().zip(input).position(|(o, i)| *o != i * i) {
+        None => Ok(()),
+        Some(k) => Err(format!(
+            "voxel {k} is {}, expected {}² = {}",
+            out[k],
+            input[k],
+            input[k] * input[k]
+        )),
+    }
+}
+
+const WORKLOAD: &str = "voxels";
+const INDEX_LISTS: &str = "index lists";
+const SLABS: &str = "slabs";
+
+/// Creates the image (`arange` as f64, as the tutorial's `np.arange(64).reshape(4, 4, 4)`)
+/// and its shared input and output. Only the first call allocates.
+fn prepare(side: usize) -> Res<()> {
+    if DATA.is_set() {
+        return Ok(());
+    }
+    let size = side * side * side;
+    let mut input = super::with_hugepages(size);
+    input.extend((0..size).map(|i| i as f64));
+    SHM.set(Shared {
+        shm_in: RawArray::from_slice(&input).map_err(|e| e.to_string())?,
+        shm_out: RawArray::zeros(size).map_err(|e| e.to_string())?,
+    })
+    .map_err(|e| e.to_string())?;
+    DATA.set(Data {
+        shape: (side, side, side),
+        input,
+    })
+    .map_err(|e| e.to_string())
+}
+
+/// Measures both variants at every worker count.
+pub fn run(r: &mut Runner) -> Res<()> {
+    r.status("voxels: creating the image");
+    prepare(r.cfg.voxel_side)?;
+    let d = data();
+    let shared = shm();
+    let jobs = r.cfg.voxel_jobs;
+    let size = d.input.len();
+    let reset_shm = || {
+        shared.shm_out.fill(f64::NAN);
+        Ok(())
+    };
+    let check_shm = |_: &()| check_squares(&shared.shm_out.to_vec(), &d.input);
+
+    for variant in [INDEX_LISTS, SLABS] {
+        let mut out = super::with_hugepages(size);
+        out.resize(size, f64::NAN);
+        let serial_out = RefCell::new(out);
+        r.measure(
+            CellId::new(WORKLOAD, variant, Backend::Serial, Strategy::Direct, None),
+            Spec::default(),
+            || Ok(()),
+            |()| {
+                for (o, i) in serial_out.borrow_mut().iter_mut().zip(&d.input) {
+                    *o = i * i;
+                }
+                Ok(())
+            },
+            |_| check_squares(&serial_out.borrow(), &d.input),
+        );
+        for &workers in &r.cfg.workers.clone() {
+            let rayon_pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(workers)
+                .build()
+                .map_err(|e| e.to_string())?;
+            let slab = size.div_ceil(jobs);
+            r.measure(
+                CellId::new(
+                    WORKLOAD,
+                    variant,
+                    Backend::Rayon,
+                    Strategy::Direct,
+                    Some(workers),
+                ),
+                Spec::default(),
+                || {
+                    serial_out.borrow_mut().fill(f64::NAN);
+                    Ok(())
+                },
+                |()| {
+                    let mut out = serial_out.borrow_mut();
+                    let out: &mut [f64] = &mut out;
+                    rayon_pool.install(|| {
+                        out.par_chunks_mut(slab)
+                            .zip(d.input.par_chunks(slab))
+                            .for_each(|(o, i)| {
+                                for (o, i) in o.iter_mut().zip(i) {
+                                    *o = i * i;
+                                }
+                            })
+                    });
+                    Ok(())
+                },
+                |_| check_squares(&serial_out.borrow(), &d.input),
+            );
+            for backend in Backend::POOLS {
+                for strategy in Strategy::SELECTABLE {
+                    let id = CellId::new(WORKLOAD, variant, backend, strategy, Some(workers));
+                    if variant == INDEX_LISTS && strategy != Strategy::Shm {
+                        r.not_applicable(
+                            id,
+                            "the tutorial's index lists index shared arrays; copy and inherit \
+                             are measured with slabs",
+                        );
+                        continue;
+                    }
+                    if backend == Backend::Spawn && strategy == Strategy::Inherit {
+                        r.not_applicable(id, SPAWN_INHERITS_NOTHING);
+                        continue;
+                    }
+                    match strategy {
+                        Strategy::Shm => {
+                            r.measure(
+                                id,
+                                Spec::default(),
+                                reset_shm,
+                                |()| {
+                                    let pool = Pool::with_init(backend, workers, init_shm, shared)?;
+                                    with_pool!(&pool, p => if variant == INDEX_LISTS {
+                                        p.starmap(process_chunk, index_lists(d.shape, jobs)).map(drop)
+                                    } else {
+                                        p.starmap(process_slab, slabs(size, jobs)).map(drop)
+                                    })
+                                    .map_err(|e| e.to_string())?;
+                                    pool.finish()
+                                },
+                                check_shm,
+                            );
+                        }
+                        Strategy::Copy | Strategy::Inherit => {
+                            r.measure(
+                                id,
+                                Spec::default(),
+                                || Ok(()),
+                                |()| {
+                                    let pool = Pool::new(backend, workers)?;
+                                    let parts =
+                                        with_pool!(&pool, p => if strategy == Strategy::Copy {
+                                            let args: Vec<Vec<f64>> = slabs(size, jobs)
+                                                .into_iter()
+                                                .map(|(s, n)| d.input[s..s + n].to_vec())
+                                                .collect();
+                                            p.map(square_slab, args)
+                                        } else {
+                                            p.starmap(square_inherited, slabs(size, jobs))
+                                        })
+                                        .map_err(|e| e.to_string())?;
+                                    pool.finish()?;
+                                    let mut out = Vec::with_capacity(size);
+                                    for part in parts {
+                                        out.extend_from_slice(&part);
+                                    }
+                                    Ok(out)
+                                },
+                                |out| check_squares(out, &d.input),
+                            );
+                        }
+                        Strategy::Direct => {}
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_lists_cover_every_voxel_once_in_meshgrid_order() {
+        let shape = (3, 4, 5);
+        let args = index_lists(shape, 7);
+        assert_eq!(args.len(), 8);
+        let mut seen = vec![0; 60];
+        let mut order = Vec::new();
+        for (_, (xs, ys, zs)) in &args {
+            for ((x, y), z) in xs.iter().zip(ys).zip(zs) {
+                seen[(x * 4 + y) * 5 + z] += 1;
+                order.push((*x, *y, *z));
+            }
+        }
+        assert!(seen.iter().all(|&n| n == 1));
+        assert_eq!(&order[..3], &[(0, 0, 0), (0, 0, 1), (0, 0, 2)]);
+        assert_eq!(
+            order[5],
+            (1, 0, 0),
+            "x varies before y, as np.meshgrid's xy indexing"
+        );
+    }
+
+    #[test]
+    fn slabs_tile_the_image() {
+        assert_eq!(slabs(10, 3), vec![(0, 4), (4, 4), (8, 2)]);
+        assert_eq!(slabs(8, 8).len(), 8);
+    }
+}
