@@ -396,45 +396,16 @@ fn _assert_send_sync() {
 // Crossing into another process
 // ---------------------------------------------------------------------------------------------
 
-/// What a queue is on the wire: one Unix socket whose receive queue holds the queue's three
-/// shared-memory descriptors (ring, put lock, get lock), put there with
-/// [`send_buffer`](multiproc_shared_array::send_buffer). The socket itself travels as a
-/// descriptor through [`multiproc_core::handoff`]. The receiver takes the three buffers out
-/// with [`recv_buffer`](multiproc_shared_array::recv_buffer), which checks each one (a sealed
-/// memfd of the announced size); the ring's own header is checked by `Ring::attach`.
+/// What a queue is on the wire: its kind and its three pieces of shared memory (ring, put
+/// lock, get lock), each a [`ShmBuffer`](multiproc_shared_array::ShmBuffer) that travels as a
+/// descriptor through [`multiproc_core::handoff`] and is checked on arrival (a sealed memfd of
+/// the announced size; a lock's own header); the ring's header is checked by `Ring::attach`.
 mod wire {
-    use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-    use std::os::unix::net::UnixStream;
-
-    use multiproc_core::Result;
-    use multiproc_shared_array::{recv_buffer, send_buffer, ProcessLock};
+    use multiproc_shared_array::{ProcessLock, ShmBuffer};
     use serde::{Deserialize, Serialize};
 
     use crate::codec;
     use crate::ring::Ring;
-
-    #[derive(Serialize)]
-    struct WireRef<'a> {
-        joinable: bool,
-        #[serde(serialize_with = "multiproc_core::handoff::fd::serialize")]
-        carrier: BorrowedFd<'a>,
-    }
-
-    #[derive(Deserialize)]
-    struct WireOwned {
-        joinable: bool,
-        #[serde(deserialize_with = "multiproc_core::handoff::fd::deserialize")]
-        carrier: OwnedFd,
-    }
-
-    fn pack(ring: &Ring) -> Result<UnixStream> {
-        let (ours, theirs) = UnixStream::pair()?;
-        let (buf, put_lock, get_lock) = ring.parts();
-        send_buffer(&ours, buf)?;
-        send_buffer(&ours, put_lock.buffer())?;
-        send_buffer(&ours, get_lock.buffer())?;
-        Ok(theirs)
-    }
 
     pub(super) fn serialize<S: serde::Serializer>(
         ring: &Ring,
@@ -448,33 +419,22 @@ mod wire {
                     .into(),
             ));
         }
-        let carrier = pack(ring).map_err(|e| codec::custom(format!("cannot send a Queue: {e}")))?;
-        WireRef {
-            joinable,
-            carrier: carrier.as_fd(),
-        }
-        .serialize(s)
-    }
-
-    fn unpack(carrier: OwnedFd, joinable: bool) -> Result<Ring> {
-        let sock = UnixStream::from(carrier);
-        let buf = recv_buffer(&sock)?;
-        let put_lock = ProcessLock::from_buffer(recv_buffer(&sock)?)?;
-        let get_lock = ProcessLock::from_buffer(recv_buffer(&sock)?)?;
-        Ring::attach(buf, put_lock, get_lock, joinable)
+        let (buf, put_lock, get_lock) = ring.parts();
+        (joinable, buf, put_lock, get_lock).serialize(s)
     }
 
     pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(
         d: D,
         joinable: bool,
     ) -> std::result::Result<Ring, D::Error> {
-        let w = WireOwned::deserialize(d)?;
-        if w.joinable != joinable {
+        let (sent_joinable, buf, put_lock, get_lock) =
+            <(bool, ShmBuffer, ProcessLock, ProcessLock)>::deserialize(d)?;
+        if sent_joinable != joinable {
             return Err(codec::custom_de(
                 "a Queue and a JoinableQueue are not interchangeable".into(),
             ));
         }
-        unpack(w.carrier, joinable)
+        Ring::attach(buf, put_lock, get_lock, joinable)
             .map_err(|e| codec::custom_de(format!("cannot attach a received Queue: {e}")))
     }
 }

@@ -24,7 +24,8 @@ use std::sync::Mutex;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use multiproc_core::{Error, Payload, Result, Task};
+use multiproc_core::{Error, Lock, Payload, Result, Task};
+use multiproc_shared_array::{ProcessLock, RawArray};
 
 use crate::{is_closed, pipe, Connection, JoinableQueue, Queue};
 
@@ -605,6 +606,44 @@ pub fn pipe_carries_a_queue<H: Harness>(h: &H) {
     join(&w);
 }
 
+fn use_received_array(end: Connection) {
+    let (data, lock): (RawArray<u64>, ProcessLock) =
+        end.recv_timeout(LONG).expect("recv an array and a lock");
+    lock.acquire().expect("acquire");
+    for i in 0..data.len() {
+        data.store(i, data.load(i).expect("load") * 2)
+            .expect("store");
+    }
+    end.send(&data.len()).expect("report");
+    let _: String = end.recv_timeout(LONG).expect("wait for go");
+    lock.release().expect("release");
+    end.send(&"released".to_string()).expect("report");
+}
+
+/// A shared array and a process-shared lock sent over a pipe arrive as the *same* shared
+/// memory: the worker's writes are seen here, and the lock it holds is held here too.
+pub fn pipe_carries_a_shared_array_and_a_lock<H: Harness>(h: &H) {
+    let (here, there) = pipe(true).expect("pipe");
+    let data = RawArray::<u64>::from_iter(0..16).expect("array");
+    let lock = ProcessLock::new().expect("lock");
+    let w = start(h, use_received_array, there);
+    here.send(&(&data, &lock)).expect("send");
+    assert_eq!(here.recv_timeout::<usize>(LONG).expect("recv"), 16);
+    assert_eq!(data.to_vec(), (0..16).map(|i| i * 2).collect::<Vec<u64>>());
+    assert!(lock.locked(), "the worker holds the lock");
+    assert!(!lock
+        .acquire_timeout(Duration::from_millis(10))
+        .expect("acquire_timeout"));
+    here.send(&"go".to_string()).expect("send");
+    assert_eq!(here.recv_timeout::<String>(LONG).expect("recv"), "released");
+    assert!(
+        lock.acquire_timeout(LONG).expect("acquire"),
+        "released there, free here"
+    );
+    lock.release().expect("release");
+    join(&w);
+}
+
 /// Generates one `#[test]` per check of [`testing`](crate::testing) for a harness; add
 /// `processes` for a harness whose workers are processes (adds the kill checks).
 #[macro_export]
@@ -622,6 +661,7 @@ macro_rules! ipc_conformance {
             pipe_eof_after_peer_dropped,
             pipe_carries_a_connection,
             pipe_carries_a_queue,
+            pipe_carries_a_shared_array_and_a_lock,
         );
     };
     ($harness:expr, processes) => {

@@ -44,6 +44,10 @@ fn queues_and_pipes_leak_no_descriptors() {
             let y2: Connection = a.recv().unwrap();
             y2.send(&1u8).unwrap();
             assert_eq!(x.recv::<u8>().unwrap(), 1);
+            let array = multiproc_shared_array::RawArray::<u64>::from_iter(0..8).unwrap();
+            b.send(&array).unwrap();
+            let received: multiproc_shared_array::RawArray<u64> = a.recv().unwrap();
+            assert_eq!(received.load(7).unwrap(), 7);
             // Sent but never received: closed with the pipe.
             b.send(&x).unwrap();
         }
