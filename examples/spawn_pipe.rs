@@ -13,11 +13,8 @@ use multiproc::shared_array::RawArray;
 use multiproc::spawn::Process;
 
 fn child(conn: Connection) {
-    loop {
-        let request: String = match conn.recv() {
-            Ok(r) => r,
-            Err(_) => break, // the parent closed its end
-        };
+    // Until the parent closes its end.
+    while let Ok(request) = conn.recv::<String>() {
         if request == "array" {
             let squares = RawArray::from_iter((0..10u64).map(|i| i * i)).expect("shared array");
             conn.send(&squares).expect("send the array");
