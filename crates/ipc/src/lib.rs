@@ -10,8 +10,8 @@
 //! | `conn.poll(timeout)` | [`Connection::poll`] | |
 //! | `Queue(maxsize)` | [`Queue`] (`put`/`get` with `_timeout` and `_nowait` forms, `qsize`, `empty`, `full`, `close`) | a ring in anonymous shared memory, two robust process-shared locks |
 //! | `JoinableQueue` | [`JoinableQueue`] (`task_done`, `join`, `join_timeout`) | the same ring, with a shared count of unfinished items |
-//! | `queue.Empty`, `queue.Full` | [`Error::Timeout`](multiproc_core::Error::Timeout) | |
-//! | `EOFError`, `BrokenPipeError`, "Queue is closed" | [`Error::Io`](multiproc_core::Error::Io); test with [`is_closed`] | |
+//! | `queue.Empty`, `queue.Full` | [`Error::Timeout`] | |
+//! | `EOFError`, `BrokenPipeError`, "Queue is closed" | [`Error::Io`]; test with [`is_closed`] | |
 //!
 //! **Which to use.** A [`Queue`] is the fast path for small values between many producers
 //! and consumers: a put and a get are a few atomic operations on shared memory, with no

@@ -60,7 +60,9 @@ struct WriteHalf {
 /// One end of a [`pipe`] (Python's `multiprocessing.connection.Connection`).
 ///
 /// [`send`](Self::send) and [`recv`](Self::recv) move serde values (postcard-encoded), and
-/// values that own file descriptors too (see the [module docs](self)). Methods take `&self`:
+/// values that own file descriptors too: a shared array, a process-shared lock, a
+/// [`Queue`](crate::Queue) or another `Connection` travels as descriptors (`SCM_RIGHTS`)
+/// beside its bytes, through [`multiproc_core::handoff`]. Methods take `&self`:
 /// one thread may send while another receives; sends (and receives) from several threads
 /// are serialised, each message whole.
 ///
@@ -528,5 +530,44 @@ mod tests {
         let (a, _b) = pipe(true).unwrap();
         let e = codec::encode_into(&a, Vec::new()).unwrap_err();
         assert!(e.to_string().contains("file descriptor"), "{e}");
+    }
+    #[test]
+    fn a_timeout_in_the_middle_of_a_message_breaks_that_direction_only() {
+        use std::io::Write;
+        let (raw, sock) = UnixStream::pair().unwrap();
+        let conn = Connection::from_stream(sock, true, true).unwrap();
+        // A frame header announcing 100 payload bytes (len, kind Message, id, call, nfds),
+        // followed by only 10 of them.
+        let mut frame = Vec::new();
+        frame.extend_from_slice(&100u64.to_le_bytes());
+        frame.push(Kind::Message as u8);
+        frame.extend_from_slice(&[0u8; 8 + 8 + 4]);
+        frame.extend_from_slice(&[1u8; 10]);
+        (&raw).write_all(&frame).unwrap();
+        let t = Instant::now();
+        assert!(matches!(
+            conn.recv_timeout::<Vec<u8>>(Duration::from_millis(50)),
+            Err(Error::Timeout(_))
+        ));
+        assert!(t.elapsed() < Duration::from_secs(5));
+        let e = conn.recv::<Vec<u8>>().unwrap_err();
+        assert!(e.to_string().contains("no longer receive"), "{e}");
+        // Sending still works.
+        conn.send(&1u8).unwrap();
+    }
+
+    #[test]
+    fn a_send_that_cannot_finish_times_out() {
+        let (a, _b) = pipe(true).unwrap();
+        let big = vec![7u8; 8 << 20]; // far more than a socket buffer; nobody reads
+        let t = Instant::now();
+        assert!(matches!(
+            a.send_timeout(&big, Duration::from_millis(100)),
+            Err(Error::Timeout(_))
+        ));
+        assert!(t.elapsed() < Duration::from_secs(5));
+        let e = a.send(&1u8).unwrap_err();
+        assert!(e.to_string().contains("no longer send"), "{e}");
+        assert!(a.poll(Duration::ZERO).is_ok(), "receiving is unaffected");
     }
 }
