@@ -11,7 +11,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::Mutex;
 
-use multiproc_core::{Batch, ChunkSink, Executor, Payload, Result, Task};
+use multiproc_core::{Payload, Result, Task};
 use multiproc_process::{serve, Initializer, IpcStats, Launcher, ProcessPool, Worker};
 use nix::unistd::Pid;
 
@@ -102,30 +102,4 @@ impl ForkPool {
     }
 }
 
-impl Executor for ForkPool {
-    fn processes(&self) -> usize {
-        self.inner.workers()
-    }
-
-    fn submit<F, A, R>(&self, _f: F, batch: Batch<A>, sink: ChunkSink<R>) -> Result<()>
-    where
-        F: Task<A, R>,
-        A: Payload,
-        R: Payload,
-    {
-        // `F` is zero-sized: the type is all the worker needs (see multiproc_process::trampoline).
-        self.inner.submit::<F, A, R>(batch, sink)
-    }
-
-    fn close(&self) {
-        self.inner.close()
-    }
-
-    fn join(&self) -> Result<()> {
-        self.inner.join()
-    }
-
-    fn terminate(&self) -> Result<()> {
-        self.inner.terminate()
-    }
-}
+multiproc_process::forward_executor!(ForkPool);

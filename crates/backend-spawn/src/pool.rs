@@ -10,7 +10,7 @@
 use std::io::{self, Read};
 use std::time::Duration;
 
-use multiproc_core::{Batch, ChunkSink, Error, Executor, ExitCause, Payload, Result, Task};
+use multiproc_core::{Error, ExitCause, Payload, Result, Task};
 use multiproc_process::{Initializer, IpcStats, Launcher, ProcessPool, Worker};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
@@ -141,30 +141,4 @@ impl SpawnPool {
     }
 }
 
-impl Executor for SpawnPool {
-    fn processes(&self) -> usize {
-        self.inner.workers()
-    }
-
-    fn submit<F, A, R>(&self, _f: F, batch: Batch<A>, sink: ChunkSink<R>) -> Result<()>
-    where
-        F: Task<A, R>,
-        A: Payload,
-        R: Payload,
-    {
-        // `F` is zero-sized: the type is all the worker needs (see multiproc_process::trampoline).
-        self.inner.submit::<F, A, R>(batch, sink)
-    }
-
-    fn close(&self) {
-        self.inner.close()
-    }
-
-    fn join(&self) -> Result<()> {
-        self.inner.join()
-    }
-
-    fn terminate(&self) -> Result<()> {
-        self.inner.terminate()
-    }
-}
+multiproc_process::forward_executor!(SpawnPool);

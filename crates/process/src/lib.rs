@@ -22,3 +22,9 @@ mod worker;
 pub use child::{next_process_name, registry, ProcessHandle};
 pub use pool::{Initializer, IpcStats, Launcher, ProcessPool, Worker, PIPELINE_DEPTH};
 pub use worker::{serve, INIT_FAILED, INIT_ID};
+
+/// What [`forward_executor!`] expands to refers to; not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    pub use multiproc_core::{Batch, ChunkSink, Executor, Payload, Result, Task};
+}

@@ -25,7 +25,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use multiproc_core::{check_workers, Batch, ChunkSink, Error, ExitCause, Payload, Result, Task};
+use multiproc_core::{
+    check_workers, Batch, ChunkSink, Error, Executor, ExitCause, Payload, Result, Task,
+};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -445,6 +447,74 @@ impl<L: Launcher> ProcessPool<L> {
         }
         Ok(())
     }
+}
+
+impl<L: Launcher> Executor for ProcessPool<L> {
+    fn processes(&self) -> usize {
+        self.workers()
+    }
+
+    fn submit<F, A, R>(&self, _f: F, batch: Batch<A>, sink: ChunkSink<R>) -> Result<()>
+    where
+        F: Task<A, R>,
+        A: Payload,
+        R: Payload,
+    {
+        // `F` is zero-sized: the type is all the worker needs (see `trampoline`).
+        ProcessPool::submit::<F, A, R>(self, batch, sink)
+    }
+
+    fn close(&self) {
+        ProcessPool::close(self)
+    }
+
+    fn join(&self) -> Result<()> {
+        ProcessPool::join(self)
+    }
+
+    fn terminate(&self) -> Result<()> {
+        ProcessPool::terminate(self)
+    }
+}
+
+/// Implements [`Executor`] for a backend's pool type, a struct whose field `inner` is a
+/// [`ProcessPool`], by forwarding every method to it — so each process backend's pool is the
+/// one shared machinery under its own name.
+#[macro_export]
+macro_rules! forward_executor {
+    ($pool:ty) => {
+        impl $crate::__private::Executor for $pool {
+            fn processes(&self) -> usize {
+                $crate::__private::Executor::processes(&self.inner)
+            }
+
+            fn submit<F, A, R>(
+                &self,
+                f: F,
+                batch: $crate::__private::Batch<A>,
+                sink: $crate::__private::ChunkSink<R>,
+            ) -> $crate::__private::Result<()>
+            where
+                F: $crate::__private::Task<A, R>,
+                A: $crate::__private::Payload,
+                R: $crate::__private::Payload,
+            {
+                $crate::__private::Executor::submit(&self.inner, f, batch, sink)
+            }
+
+            fn close(&self) {
+                $crate::__private::Executor::close(&self.inner)
+            }
+
+            fn join(&self) -> $crate::__private::Result<()> {
+                $crate::__private::Executor::join(&self.inner)
+            }
+
+            fn terminate(&self) -> $crate::__private::Result<()> {
+                $crate::__private::Executor::terminate(&self.inner)
+            }
+        }
+    };
 }
 
 impl<L: Launcher> Drop for ProcessPool<L> {
