@@ -13,7 +13,7 @@ pub struct Config {
     pub sweep: Vec<usize>,
     /// Timed repetitions after the warm-up.
     pub reps: usize,
-    /// Fewer repetitions (but at least 3) when they would take longer than this, seconds.
+    /// Fewer repetitions (but at least 1) when they would take longer than this, seconds.
     pub cell_seconds: f64,
     /// A run with no result after this many seconds fails (its workers are killed).
     pub cell_timeout: f64,

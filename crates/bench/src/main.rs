@@ -129,11 +129,11 @@ struct Opts {
     /// Timed repetitions after one warm-up.
     #[arg(long, default_value_t = 5)]
     reps: usize,
-    /// Fewer repetitions (at least 3) when a cell's runs would take longer than this, seconds.
-    #[arg(long, default_value_t = 4.0)]
+    /// Fewer repetitions (at least 1) when a cell's runs would take longer than this, seconds.
+    #[arg(long, default_value_t = 1.5)]
     cell_seconds: f64,
     /// A run with no result after this many seconds fails: its workers are killed.
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, default_value_t = 5.0)]
     cell_timeout: f64,
     /// Backends, comma-separated.
     #[arg(
@@ -167,13 +167,13 @@ struct Opts {
     #[arg(long, default_value_t = 20)]
     images: usize,
     /// crunchImage: the tutorial's sleeps (2 s, 1 s, 3 s) are multiplied by this.
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = 0.005)]
     wait_scale: f64,
     /// crunchImage: pool size (the tutorial's 16).
     #[arg(long, default_value_t = 16)]
     crunch_workers: usize,
     /// Trivial-task overhead: tasks.
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 10_000)]
     tasks: usize,
     /// Large payload: MiB of f64.
     #[arg(long, default_value_t = 100)]
@@ -259,7 +259,9 @@ fn run(cli: Cli) -> Res<bool> {
     };
     let steps = workloads.len() as u64 + u64::from(python.is_ok());
     let mut r = Runner::new(cfg.clone(), steps);
+    let mut stages: Vec<(String, f64)> = Vec::new();
     for &w in &workloads {
+        let t = Instant::now();
         match w {
             Workload::Sum => workloads::sum::run(&mut r, !cfg.sweep.is_empty())?,
             Workload::Voxels => workloads::voxels::run(&mut r)?,
@@ -269,13 +271,16 @@ fn run(cli: Cli) -> Res<bool> {
             Workload::Payload => workloads::payload::run(&mut r)?,
             Workload::Cow => workloads::cow::run(&mut r)?,
         }
+        stages.push((w.name().to_string(), t.elapsed().as_secs_f64()));
         r.step();
     }
     let names: Vec<&str> = workloads.iter().map(|w| w.name()).collect();
     let py = match python {
         Ok(version) => {
             r.status("python: running the same workloads");
+            let t = Instant::now();
             let out = python::run(&opts.python, &cfg, &names, &opts.report, r.bar());
+            stages.push(("python".to_string(), t.elapsed().as_secs_f64()));
             r.step();
             match out {
                 Ok(run) => Ok((version, run)),
@@ -286,7 +291,7 @@ fn run(cli: Cli) -> Res<bool> {
     };
     r.finish();
     let rust_and_python = started.elapsed();
-    let report = report::Report::new(&cfg, &r.cells, py, rust_and_python);
+    let report = report::Report::new(&cfg, &r.cells, py, rust_and_python, stages);
     if opts.json {
         println!("{}", report.json()?);
     } else {

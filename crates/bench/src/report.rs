@@ -72,6 +72,8 @@ pub struct Report {
     pub config: Config,
     /// Seconds for the Rust cells and the Python run together.
     pub elapsed_s: f64,
+    /// Seconds each workload (and the Python run) took, untimed set-up and checks included.
+    pub stages: Vec<(String, f64)>,
     /// `python version, numpy version`, if the Python side ran.
     pub python: Option<String>,
     /// Why the Python side did not run, if it did not.
@@ -87,6 +89,7 @@ impl Report {
         cells: &[Cell],
         python: Result<(String, PyRun), String>,
         elapsed: Duration,
+        stages: Vec<(String, f64)>,
     ) -> Report {
         let (py_version, py_cells, missing) = match python {
             Ok((version, run)) => (Some(version), run.cells, None),
@@ -128,6 +131,7 @@ impl Report {
             machine: Machine::probe(),
             config: cfg.clone(),
             elapsed_s: elapsed.as_secs_f64(),
+            stages,
             python: py_version,
             python_missing: missing,
             rows,
@@ -159,7 +163,7 @@ impl Report {
         let c = &self.config;
         let _ = writeln!(
             s,
-            "options: workers {:?}, {} runs after a warm-up (fewer, at least 3, past {} s a cell), \
+            "options: workers {:?}, {} runs after a warm-up (fewer, at least 1, past {} s a cell), \
              sum/cow {} MiB in {} chunks, voxels {}³ in {} jobs, crunch {} images ×{} waits on {} \
              workers, overhead {} tasks, payload {} MiB",
             c.workers,
@@ -174,6 +178,17 @@ impl Report {
             c.crunch_workers,
             c.tasks,
             c.payload_mb
+        );
+        let stages: Vec<String> = self
+            .stages
+            .iter()
+            .map(|(name, secs)| format!("{name} {secs:.1} s"))
+            .collect();
+        let _ = writeln!(
+            s,
+            "wall time: {:.1} s ({})",
+            self.elapsed_s,
+            stages.join(", ")
         );
         match (&self.python, &self.python_missing) {
             (Some(v), _) => {
@@ -285,11 +300,6 @@ impl Report {
     pub fn markdown(&self) -> String {
         let mut s = String::from("# multiproc-bench report\n\n");
         let _ = writeln!(s, "```text\n{}```\n", self.header());
-        let _ = writeln!(
-            s,
-            "Rust cells and the Python run took {:.1} s together.\n",
-            self.elapsed_s
-        );
         if self.python.is_none() {
             let _ = writeln!(
                 s,

@@ -14,7 +14,7 @@
 //! - **copy**: each task gets its chunk as an argument and returns `(sum, chunk)`; the
 //!   parent writes the chunks back (checked). Twice the data crosses the socket.
 //!
-//! Before each run (untimed) the data is restored from a pristine copy. A timed run creates
+//! Before each run (untimed) the data a run writes is restored from a pristine copy. A timed run creates
 //! the pool, maps, and closes it.
 
 use std::sync::{Mutex, MutexGuard};
@@ -170,10 +170,12 @@ pub fn run(r: &mut Runner) -> Res<()> {
     let original = sums(&pristine, 0.0);
     let expected = sums(&pristine, 1.0);
 
-    let restore = || -> Res<()> {
+    // Puts back the data a run writes: the parent's vector, or the shared array.
+    let restore_data = || -> Res<()> {
         lock(&DATA).copy_from_slice(&pristine);
-        shm.write_range(0, &pristine).map_err(|e| e.to_string())
+        Ok(())
     };
+    let restore_shm = || shm.write_range(0, &pristine).map_err(|e| e.to_string());
     let check = |got: &Vec<f64>, after: After, strategy: Strategy| -> Res<()> {
         if got
             .iter()
@@ -204,7 +206,7 @@ pub fn run(r: &mut Runner) -> Res<()> {
     r.measure(
         CellId::new(WORKLOAD, VARIANT, Backend::Serial, Strategy::Direct, None),
         Spec::default(),
-        restore,
+        restore_data,
         |()| {
             let mut data = lock(&DATA);
             Ok(offsets
@@ -228,7 +230,7 @@ pub fn run(r: &mut Runner) -> Res<()> {
                 Some(workers),
             ),
             Spec::default(),
-            restore,
+            restore_data,
             |()| {
                 let mut guard = lock(&DATA);
                 let data: &mut [f64] = &mut guard;
@@ -258,7 +260,10 @@ pub fn run(r: &mut Runner) -> Res<()> {
                 r.measure(
                     id,
                     Spec::default(),
-                    restore,
+                    || match strategy {
+                        Strategy::Shm => restore_shm(),
+                        _ => restore_data(),
+                    },
                     |()| {
                         let pool = if strategy == Strategy::Shm {
                             Pool::with_init(backend, workers, init_shm, shared)?

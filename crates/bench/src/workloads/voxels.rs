@@ -211,7 +211,19 @@ pub fn run(r: &mut Runner) -> Res<()> {
         shared.shm_out.fill(f64::NAN);
         Ok(())
     };
-    let check_shm = |_: &()| check_squares(&shared.shm_out.to_vec(), &d.input);
+    let check_shm = |_: &()| {
+        let mut block = vec![0.0; BLOCK];
+        for start in (0..size).step_by(BLOCK) {
+            let n = BLOCK.min(size - start);
+            shared
+                .shm_out
+                .read_range(start, &mut block[..n])
+                .map_err(|e| e.to_string())?;
+            check_squares(&block[..n], &d.input[start..start + n])
+                .map_err(|e| format!("from voxel {start}: {e}"))?;
+        }
+        Ok(())
+    };
 
     for variant in [INDEX_LISTS, SLABS] {
         let mut out = super::with_hugepages(size);
