@@ -650,9 +650,12 @@ fn serve<L: Launcher>(shared: &Shared<L>, worker: &Worker) -> End {
     let mut payload = Vec::new();
     let broken =
         |sent: VecDeque<(u64, Job)>| End::Broken(sent.into_iter().map(|(_, j)| j).collect());
+    // Once a write fails the worker is dying, but replies it sent before may still be in the
+    // socket: read them all before blaming the oldest unanswered task for the death.
+    let mut write_broken = false;
     loop {
         let mut batch = Vec::new();
-        {
+        if !write_broken {
             let mut q = lock(&shared.queue);
             loop {
                 let in_flight = sent.len() + batch.len();
@@ -672,27 +675,30 @@ fn serve<L: Launcher>(shared: &Shared<L>, worker: &Worker) -> End {
             }
         }
         for job in batch {
-            let header = Header {
-                kind: Kind::Task,
-                id: next_id,
-                call: job.call,
-            };
-            let ok = writer.send(header, &job.payload, &job.fds).is_ok();
-            counters
-                .sent
-                .fetch_add(job.payload.len() as u64, Ordering::Relaxed);
-            counters
-                .fds
-                .fetch_add(job.fds.len() as u64, Ordering::Relaxed);
+            if !write_broken {
+                let header = Header {
+                    kind: Kind::Task,
+                    id: next_id,
+                    call: job.call,
+                };
+                write_broken = writer.send(header, &job.payload, &job.fds).is_err();
+                counters
+                    .sent
+                    .fetch_add(job.payload.len() as u64, Ordering::Relaxed);
+                counters
+                    .fds
+                    .fetch_add(job.fds.len() as u64, Ordering::Relaxed);
+            }
             // The job keeps its payload and descriptors until its reply arrives: if the worker
             // dies first, the job is requeued and sent whole to another worker.
             sent.push_back((next_id, job));
             next_id += 1;
-            if !ok {
-                return broken(sent);
-            }
         }
-        if writer.flush().is_err() {
+        if !write_broken && writer.flush().is_err() {
+            write_broken = true;
+        }
+        if sent.is_empty() {
+            // Only after a failed write: nothing left to read a reply for.
             return broken(sent);
         }
         let (header, fds) = match reader.recv(&mut payload) {
