@@ -498,7 +498,7 @@ def init_cow(raw, nelems):
 
 def bench_cow(b, cfg):
     log("cow: creating the data")
-    pristine = np.random.random(f64s(cfg["size_mb"]))
+    pristine = np.random.random(f64s(cfg["cow_mb"]))
     data = pristine.copy()
     nelems = len(data) // cfg["chunks"]
     offsets = list(range(0, len(data), nelems))

@@ -21,8 +21,10 @@ pub struct Config {
     pub backends: Vec<Backend>,
     /// The data strategies to run.
     pub strategies: Vec<Strategy>,
-    /// Chunked sum and copy-on-write: MiB of f64.
+    /// Chunked sum: MiB of f64.
     pub size_mb: usize,
+    /// Copy-on-write: MiB of f64.
+    pub cow_mb: usize,
     /// Chunked sum and copy-on-write: `nelems = len / chunks` (tasks: `chunks`, plus one for
     /// a remainder).
     pub chunks: usize,
@@ -57,6 +59,7 @@ impl Config {
             ("--workers", self.workers.iter().copied().min().unwrap_or(0)),
             ("--reps", self.reps),
             ("--size-mb", self.size_mb),
+            ("--cow-mb", self.cow_mb),
             ("--chunks", self.chunks),
             ("--voxel-side", self.voxel_side),
             ("--voxel-jobs", self.voxel_jobs),
@@ -73,10 +76,10 @@ impl Config {
         if self.sweep.contains(&0) {
             return Err("--sweep counts must be at least 1".into());
         }
-        if Config::f64s(self.size_mb) < self.chunks {
+        if Config::f64s(self.size_mb.min(self.cow_mb)) < self.chunks {
             return Err(format!(
-                "--size-mb {} is too small for {} chunks",
-                self.size_mb, self.chunks
+                "--size-mb {} / --cow-mb {} is too small for {} chunks",
+                self.size_mb, self.cow_mb, self.chunks
             ));
         }
         if !(self.cell_timeout > 0.0 && self.cell_timeout.is_finite()) {

@@ -130,7 +130,7 @@ struct Opts {
     #[arg(long, default_value_t = 5)]
     reps: usize,
     /// Fewer repetitions (at least 1) when a cell's runs would take longer than this, seconds.
-    #[arg(long, default_value_t = 1.5)]
+    #[arg(long, default_value_t = 1.0)]
     cell_seconds: f64,
     /// A run with no result after this many seconds fails: its workers are killed.
     #[arg(long, default_value_t = 5.0)]
@@ -151,9 +151,13 @@ struct Opts {
         default_value = "copy,inherit,shm"
     )]
     strategies: Vec<Strategy>,
-    /// Chunked sum and copy-on-write: MiB of f64 (the tutorial's 500 MB).
+    /// Chunked sum: MiB of f64 (the tutorial's 500 MB).
     #[arg(long, default_value_t = 500)]
     size_mb: usize,
+    /// Copy-on-write: MiB of f64 (smaller than the sum's by default, to keep `all` within
+    /// 3 minutes: the copy strategies move it out and back every run).
+    #[arg(long, default_value_t = 200)]
+    cow_mb: usize,
     /// Chunked sum and copy-on-write: chunks (`nelems = len / chunks`; the tutorial's 12).
     #[arg(long, default_value_t = 12)]
     chunks: usize,
@@ -214,6 +218,7 @@ impl Opts {
             backends: self.backends.clone(),
             strategies: self.strategies.clone(),
             size_mb: self.size_mb,
+            cow_mb: self.cow_mb,
             chunks: self.chunks,
             voxel_side: self.voxel_side,
             voxel_jobs: self.voxel_jobs,
@@ -226,6 +231,7 @@ impl Opts {
         };
         if self.quick {
             cfg.size_mb = 16;
+            cfg.cow_mb = 16;
             cfg.voxel_side = 48;
             cfg.wait_scale = 0.001;
             cfg.crunch_workers = cfg.crunch_workers.min(4);

@@ -25,7 +25,7 @@ impl Sampler {
                 let t0 = Instant::now();
                 let mut trace = Vec::new();
                 loop {
-                    if let Ok(pss) = multiproc_core::self_tree_pss() {
+                    if let Some(pss) = tree_pss() {
                         trace.push((t0.elapsed().as_secs_f64(), pss));
                     }
                     match stopped.recv_timeout(interval) {
@@ -44,6 +44,28 @@ impl Sampler {
         let _ = self.stop.send(());
         self.thread.join().unwrap_or_default()
     }
+}
+
+/// The sum of PSS over this process and its descendants, consistent across a fork: the
+/// tree is listed again after the reads, and the sample is retaken if it changed (a child
+/// forked between the listing and the reads would otherwise be missed while the parent's
+/// PSS already counts the pages as shared with it).
+fn tree_pss() -> Option<u64> {
+    let me = std::process::id();
+    for _ in 0..5 {
+        let mut tree = multiproc_core::process_tree(me).ok()?;
+        let total: u64 = tree
+            .iter()
+            .map(|&pid| multiproc_core::pss_bytes(pid).unwrap_or(0))
+            .sum();
+        let mut again = multiproc_core::process_tree(me).ok()?;
+        tree.sort_unstable();
+        again.sort_unstable();
+        if again == tree {
+            return Some(total);
+        }
+    }
+    None
 }
 
 /// The largest sample of a trace.

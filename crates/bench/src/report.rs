@@ -164,12 +164,13 @@ impl Report {
         let _ = writeln!(
             s,
             "options: workers {:?}, {} runs after a warm-up (fewer, at least 1, past {} s a cell), \
-             sum/cow {} MiB in {} chunks, voxels {}³ in {} jobs, crunch {} images ×{} waits on {} \
+             sum {} MiB and cow {} MiB in {} chunks, voxels {}³ in {} jobs, crunch {} images ×{} waits on {} \
              workers, overhead {} tasks, payload {} MiB",
             c.workers,
             c.reps,
             c.cell_seconds,
             c.size_mb,
+            c.cow_mb,
             c.chunks,
             c.voxel_side,
             c.voxel_jobs,
