@@ -274,7 +274,7 @@ pub fn run(r: &mut Runner) -> Res<()> {
                             Strategy::Copy => {
                                 let chunks: Vec<Vec<f64>> = {
                                     let data = lock(&DATA);
-                                    offsets.iter().map(|&o| data[o..end(o)].to_vec()).collect()
+                                    offsets.iter().map(|&o| super::copy_of(&data[o..end(o)])).collect()
                                 };
                                 p.map(process_copied, chunks).map(|parts| {
                                     let mut data = lock(&DATA);

@@ -69,7 +69,9 @@ fn value(i: usize) -> f64 {
 
 /// The result variant's task.
 fn make_vec(len: usize) -> Vec<f64> {
-    (0..len).map(value).collect()
+    let mut v = super::with_hugepages(len);
+    v.extend((0..len).map(value));
+    v
 }
 
 /// The result variant's task on shared memory: writes the result there.

@@ -167,7 +167,7 @@ pub fn run(r: &mut Runner, sweep: bool) -> Res<()> {
                         let sums = with_pool!(pool, p => match strategy {
                             Strategy::Copy => {
                                 let chunks: Vec<Vec<f64>> =
-                                    offsets.iter().map(|&o| d.values[o..ends(o)].to_vec()).collect();
+                                    offsets.iter().map(|&o| super::copy_of(&d.values[o..ends(o)])).collect();
                                 p.map(sum_chunk, chunks)
                             }
                             Strategy::Shm => p.map(process_chunk_shm, offsets.clone()),

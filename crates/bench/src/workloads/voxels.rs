@@ -106,10 +106,9 @@ fn square_slab(slab: Vec<f64>) -> Vec<f64> {
 
 /// The inherit strategy: the slab is read from the inherited input.
 fn square_inherited(start: usize, len: usize) -> Vec<f64> {
-    data().input[start..start + len]
-        .iter()
-        .map(|v| v * v)
-        .collect()
+    let mut out = super::with_hugepages(len);
+    out.extend(data().input[start..start + len].iter().map(|v| v * v));
+    out
 }
 
 /// The tutorial's meshgrid: coordinates of every voxel in `np.meshgrid(arange(xlen),
@@ -118,34 +117,29 @@ fn square_inherited(start: usize, len: usize) -> Vec<f64> {
 fn index_lists(shape: Shape, jobs: usize) -> Vec<(Shape, Indices)> {
     let (xlen, ylen, zlen) = shape;
     let size = xlen * ylen * zlen;
-    let (mut xs, mut ys, mut zs) = (
-        Vec::with_capacity(size),
-        Vec::with_capacity(size),
-        Vec::with_capacity(size),
-    );
+    let nvox = size / jobs;
+    // numpy slices the three flattened grids (views); here each job's lists are filled
+    // directly, in the same order, so that the indices are written once.
+    let mut args: Vec<(Shape, Indices)> = (0..=jobs)
+        .map(|i| {
+            let n = if i < jobs { nvox } else { size - nvox * jobs };
+            let v = || super::with_hugepages(n);
+            (shape, (v(), v(), v()))
+        })
+        .collect();
+    let mut k = 0;
     for y in 0..ylen {
         for x in 0..xlen {
             for z in 0..zlen {
+                let job = k.checked_div(nvox).map_or(jobs, |j| j.min(jobs));
+                let (xs, ys, zs) = &mut args[job].1;
                 xs.push(x);
                 ys.push(y);
                 zs.push(z);
+                k += 1;
             }
         }
     }
-    let nvox = size / jobs;
-    let part = |v: &[usize], i: usize| v[nvox * i..nvox * (i + 1)].to_vec();
-    let mut args: Vec<(Shape, Indices)> = (0..jobs)
-        .map(|i| (shape, (part(&xs, i), part(&ys, i), part(&zs, i))))
-        .collect();
-    let rest = nvox * jobs;
-    args.push((
-        shape,
-        (
-            xs[rest..].to_vec(),
-            ys[rest..].to_vec(),
-            zs[rest..].to_vec(),
-        ),
-    ));
     args
 }
 
@@ -321,7 +315,7 @@ pub fn run(r: &mut Runner) -> Res<()> {
                                         with_pool!(&pool, p => if strategy == Strategy::Copy {
                                             let args: Vec<Vec<f64>> = slabs(size, jobs)
                                                 .into_iter()
-                                                .map(|(s, n)| d.input[s..s + n].to_vec())
+                                                .map(|(s, n)| super::copy_of(&d.input[s..s + n]))
                                                 .collect();
                                             p.map(square_slab, args)
                                         } else {
@@ -329,7 +323,7 @@ pub fn run(r: &mut Runner) -> Res<()> {
                                         })
                                         .map_err(|e| e.to_string())?;
                                     pool.finish()?;
-                                    let mut out = Vec::with_capacity(size);
+                                    let mut out = super::with_hugepages(size);
                                     for part in parts {
                                         out.extend_from_slice(&part);
                                     }
