@@ -127,7 +127,7 @@ fn index_lists(shape: Shape, jobs: usize) -> Vec<(Shape, Indices)> {
             (shape, (v(), v(), v()))
         })
         .collect();
-    let mut k = 0;
+    let mut k = 0usize;
     for y in 0..ylen {
         for x in 0..xlen {
             for z in 0..zlen {
