@@ -46,24 +46,30 @@ impl Sampler {
     }
 }
 
-/// The sum of PSS over this process and its descendants, consistent across a fork: the
-/// tree is listed again after the reads, and the sample is retaken if it changed (a child
-/// forked between the listing and the reads would otherwise be missed while the parent's
-/// PSS already counts the pages as shared with it).
+/// The sum of PSS over this process and its descendants, consistent across a fork or an
+/// exit: the sample is retaken if the tree changed while it was read (a child forked after
+/// the listing would be missed while the parent's PSS already counts the pages as shared
+/// with it), or if a child read as gone or empty (an exiting worker whose memory is being
+/// torn down).
 fn tree_pss() -> Option<u64> {
     let me = std::process::id();
-    for _ in 0..5 {
+    for _ in 0..10 {
         let mut tree = multiproc_core::process_tree(me).ok()?;
-        let total: u64 = tree
-            .iter()
-            .map(|&pid| multiproc_core::pss_bytes(pid).unwrap_or(0))
-            .sum();
+        let mut total = 0;
+        let mut settled = true;
+        for (i, &pid) in tree.iter().enumerate() {
+            match multiproc_core::pss_bytes(pid) {
+                Ok(b) if b > 0 || i == 0 => total += b,
+                _ => settled = false,
+            }
+        }
         let mut again = multiproc_core::process_tree(me).ok()?;
         tree.sort_unstable();
         again.sort_unstable();
-        if again == tree {
+        if settled && again == tree {
             return Some(total);
         }
+        std::thread::sleep(Duration::from_millis(1));
     }
     None
 }

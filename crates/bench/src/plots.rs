@@ -201,6 +201,13 @@ fn memory_lines(report: &Report, workload: &str, path: &Path) -> Result<(), Stri
         .rows
         .iter()
         .filter(|r| r.cell.id.workload == workload)
+        // The matrix's worker counts only: the sweep's cells would crowd the plot.
+        .filter(|r| {
+            r.cell
+                .id
+                .workers
+                .map_or(true, |w| report.config.workers.contains(&w))
+        })
         .filter_map(|r| {
             let m = r.cell.measured()?;
             let base = m.base_pss as f64;
