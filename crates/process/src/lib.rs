@@ -20,7 +20,9 @@ pub mod wire;
 mod worker;
 
 pub use child::{next_process_name, registry, ProcessHandle};
-pub use pool::{Initializer, IpcStats, Launcher, ProcessPool, Worker, PIPELINE_DEPTH};
+pub use pool::{
+    Initializer, IpcStats, Launcher, ProcessPool, Worker, PIPELINE_BYTES, PIPELINE_DEPTH,
+};
 pub use worker::{serve, INIT_FAILED, INIT_ID};
 
 /// What [`forward_executor!`] expands to refers to; not part of the API.

@@ -39,6 +39,12 @@ use crate::worker::INIT_ID;
 /// The most tasks a supervisor keeps in flight to its worker.
 pub const PIPELINE_DEPTH: usize = 4;
 
+/// The most argument bytes a supervisor sends ahead of a worker that is still busy. Pipelined
+/// tasks must fit in the socket's buffer: a worker blocked writing a large reply reads nothing,
+/// and a supervisor blocked writing a large task would read nothing either — a deadlock. So a
+/// task larger than this is only ever sent to an idle worker, alone.
+pub const PIPELINE_BYTES: usize = 32 * 1024;
+
 /// A started worker process and the parent's end of its socket.
 #[derive(Debug)]
 pub struct Worker {
@@ -661,6 +667,17 @@ fn serve<L: Launcher>(shared: &Shared<L>, worker: &Worker) -> End {
                 let in_flight = sent.len() + batch.len();
                 let plenty = q.jobs.len() >= 2 * shared.workers;
                 if in_flight >= PIPELINE_DEPTH || (in_flight >= 1 && !plenty) {
+                    break;
+                }
+                let queued_bytes: usize = sent
+                    .iter()
+                    .map(|(_, j)| j.payload.len())
+                    .chain(batch.iter().map(|j: &Job| j.payload.len()))
+                    .sum();
+                let fits = |job: &Job| {
+                    in_flight == 0 || queued_bytes + job.payload.len() <= PIPELINE_BYTES
+                };
+                if q.jobs.front().is_some_and(|job| !fits(job)) {
                     break;
                 }
                 if let Some(job) = q.jobs.pop_front() {

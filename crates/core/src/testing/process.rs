@@ -189,6 +189,23 @@ pub fn work_is_spread_over_all_workers<E: Executor>(make: MakePool<E>) {
     );
 }
 
+/// Returns its argument: a large argument and a large result.
+pub fn echo_bytes(v: Vec<u8>) -> Vec<u8> {
+    v
+}
+
+/// A `map` whose arguments and results are both larger than a socket's buffer completes:
+/// pipelining never lets the pool and a worker block writing to each other.
+pub fn large_arguments_and_results_do_not_deadlock<E: Executor>(make: MakePool<E>) {
+    let p = pool(make, 2);
+    let items: Vec<Vec<u8>> = (0..12u8).map(|i| vec![i; 300_000]).collect();
+    let mut pending = p.map_async_chunked(echo_bytes, items.clone(), 1).unwrap();
+    match pending.get_timeout(Duration::from_secs(30)) {
+        Ok(out) => assert!(out == items, "results differ from the arguments"),
+        Err(e) => panic!("large map did not complete: {e}"),
+    }
+}
+
 /// Runs the whole process-pool failure suite as `#[test]`s in a module named
 /// `process_executor_conformance`:
 ///
@@ -218,6 +235,10 @@ macro_rules! process_executor_conformance {
             #[test]
             fn no_zombies_after_drop_or_terminate() {
                 suite::no_zombies_after_drop_or_terminate($make)
+            }
+            #[test]
+            fn large_arguments_and_results_do_not_deadlock() {
+                suite::large_arguments_and_results_do_not_deadlock($make)
             }
             #[test]
             fn work_is_spread_over_all_workers() {
