@@ -10,10 +10,9 @@
 use std::io::{self, Read};
 use std::time::Duration;
 
-use multiproc_core::{Error, ExitCause, Payload, Result, Task};
-use multiproc_process::{Initializer, IpcStats, Launcher, ProcessPool, Worker};
+use multiproc_core::{Error, Payload, Result, Task};
+use multiproc_process::{reap, Initializer, IpcStats, Launcher, ProcessPool, Worker};
 use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::launch::{spawn_child, Role};
@@ -61,18 +60,6 @@ impl Launcher for SpawnLauncher {
                     ),
                 )))
             }
-        }
-    }
-}
-
-/// Waits for a worker that closed its end of the socket (it is exiting).
-fn reap(pid: Pid) -> ExitCause {
-    loop {
-        match waitpid(pid, None) {
-            Ok(WaitStatus::Exited(_, code)) => return ExitCause::Code(code),
-            Ok(WaitStatus::Signaled(_, signal, _)) => return ExitCause::Signal(signal as i32),
-            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-            Err(_) => return ExitCause::Code(-1),
         }
     }
 }

@@ -21,7 +21,7 @@ mod worker;
 
 pub use child::{next_process_name, registry, ProcessHandle};
 pub use pool::{
-    Initializer, IpcStats, Launcher, ProcessPool, Worker, PIPELINE_BYTES, PIPELINE_DEPTH,
+    reap, Initializer, IpcStats, Launcher, ProcessPool, Worker, PIPELINE_BYTES, PIPELINE_DEPTH,
 };
 pub use worker::{serve, INIT_FAILED, INIT_ID};
 

@@ -752,9 +752,10 @@ fn serve<L: Launcher>(shared: &Shared<L>, worker: &Worker) -> End {
     }
 }
 
-/// Waits for a dead worker and says how it ended. Its stream is closed, so it is exiting;
-/// if it has not exited within a second (it closed the socket but lives on), it is killed.
-fn reap(pid: Pid) -> ExitCause {
+/// Waits for a worker whose stream has closed and says how it ended. It is exiting; if it
+/// has not exited within a second (it closed the socket but lives on), it is killed. Also for
+/// a [`Launcher::ready`] that must reap a worker that died before it was ready.
+pub fn reap(pid: Pid) -> ExitCause {
     let deadline = Instant::now() + Duration::from_secs(1);
     // Exiting takes from microseconds to a few milliseconds (a large inherited address space
     // to tear down): poll with a backoff that starts small.
