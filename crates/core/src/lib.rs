@@ -68,7 +68,9 @@ pub mod testing;
 
 pub use buffer::{HeapBuffer, SharedBuffer};
 pub use error::{signal_name, Error, ExitCause, Result};
-pub use executor::{check_chunksize, check_workers, default_chunksize, Batch, Executor};
+pub use executor::{
+    check_chunksize, check_workers, default_chunksize, Batch, Executor, CHUNKS_PER_WORKER,
+};
 pub use inherit::Inherited;
 pub use memory::{
     memusage, process_tree, pss_bytes, rss_bytes, self_tree_pss, tree_pss, SystemMemory,

@@ -147,6 +147,60 @@ fn pidfd_open(pid: Pid) -> Option<OwnedFd> {
     Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Waits for a child process to end, without reaping it: on its pidfd where the kernel has
+/// them (woken the moment the child ends), otherwise by sleeping with a backoff.
+pub(crate) struct ExitWatch {
+    pidfd: Option<OwnedFd>,
+    backoff: Duration,
+}
+
+impl ExitWatch {
+    /// Watches `pid`, which must be an unreaped child of ours (so that the pidfd names it, and
+    /// not a later process that reused its number).
+    pub(crate) fn open(pid: Pid) -> ExitWatch {
+        ExitWatch::new(pidfd_open(pid))
+    }
+
+    fn new(pidfd: Option<OwnedFd>) -> ExitWatch {
+        ExitWatch {
+            pidfd,
+            backoff: Duration::from_micros(20),
+        }
+    }
+
+    /// Returns when the child may have ended, or after `timeout` (`None`: no limit). The
+    /// caller checks with `waitpid`/`waitid` and calls again if it has not.
+    pub(crate) fn pause(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        match &self.pidfd {
+            Some(fd) => {
+                let ms = timeout.map(|r| r.as_nanos().div_ceil(1_000_000));
+                let ms = ms.map_or(-1, |ms| i32::try_from(ms).unwrap_or(i32::MAX));
+                let mut pfd = libc::pollfd {
+                    fd: fd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: `pfd` is one valid, initialised pollfd that outlives the call, and
+                // `fd` stays open for its duration.
+                let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+                if rc < 0 {
+                    let errno = Errno::last();
+                    if errno != Errno::EINTR {
+                        return Err(io::Error::from(errno));
+                    }
+                }
+            }
+            // No pidfd (a kernel before 5.3, or out of descriptors): sleep with a backoff.
+            None => {
+                let nap = timeout.map_or(self.backoff, |r| r.min(self.backoff));
+                std::thread::sleep(nap);
+                self.backoff = (self.backoff * 2).min(Duration::from_millis(2));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl ProcessHandle {
     /// Takes charge of a child that a backend has just started: it joins the registry (killed
     /// at exit if `daemon`, waited for otherwise), and the handle waits for, signals and reaps
@@ -265,7 +319,7 @@ impl ProcessHandle {
             drop(st);
             fd
         };
-        let mut backoff = Duration::from_micros(50);
+        let mut watch = ExitWatch::new(pidfd);
         loop {
             if self.poll()?.is_some() {
                 return Ok(());
@@ -280,32 +334,7 @@ impl ProcessHandle {
                 }
                 None => None, // no timeout, or one too large to represent: wait forever
             };
-            match &pidfd {
-                Some(fd) => {
-                    let ms = remaining.map(|r| r.as_nanos().div_ceil(1_000_000));
-                    let ms = ms.map_or(-1, |ms| i32::try_from(ms).unwrap_or(i32::MAX));
-                    let mut pfd = libc::pollfd {
-                        fd: fd.as_raw_fd(),
-                        events: libc::POLLIN,
-                        revents: 0,
-                    };
-                    // SAFETY: `pfd` is one valid, initialised pollfd that outlives the call,
-                    // and `fd` stays open for its duration.
-                    let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
-                    if rc < 0 {
-                        let errno = Errno::last();
-                        if errno != Errno::EINTR {
-                            return Err(Error::Io(io::Error::from(errno)));
-                        }
-                    }
-                }
-                // No pidfd (a kernel before 5.3, or out of descriptors): poll with backoff.
-                None => {
-                    let nap = remaining.map_or(backoff, |r| r.min(backoff));
-                    std::thread::sleep(nap);
-                    backoff = (backoff * 2).min(Duration::from_millis(5));
-                }
-            }
+            watch.pause(remaining).map_err(Error::Io)?;
         }
     }
 

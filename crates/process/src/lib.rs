@@ -6,6 +6,7 @@
 //! |---|---|
 //! | how a task crosses: a code offset, not data | [`trampoline`] |
 //! | the frames on the socket between pool and worker | [`wire`] |
+//! | large frame bodies through shared memory instead | [`bulk`] |
 //! | what a worker runs | [`serve`] |
 //! | dispatch, pipelining, supervision of dead workers, shutdown | [`ProcessPool`], [`Launcher`] |
 //! | a started child: wait, reap, signal, daemons at exit | [`ProcessHandle`] |
@@ -13,7 +14,9 @@
 //! A backend provides a [`Launcher`] that starts one worker process running [`serve`] on one
 //! end of a Unix socket; [`ProcessPool`] does the rest. Users do not use this crate directly.
 
+pub mod bulk;
 pub mod child;
+mod payload;
 mod pool;
 pub mod trampoline;
 pub mod wire;

@@ -25,6 +25,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use multiproc_core::handoff::MAX_FDS;
 use multiproc_core::{
     check_workers, Batch, ChunkSink, Error, Executor, ExitCause, Payload, Result, Task,
 };
@@ -32,7 +33,9 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use crate::trampoline::{decode, encode, encode_into, offset_of, Encoded};
+use crate::child::ExitWatch;
+use crate::payload::{encode_body, Body, Spare};
+use crate::trampoline::{decode, encode, offset_of};
 use crate::wire::{FrameReader, FrameWriter, Header, Kind};
 use crate::worker::INIT_ID;
 
@@ -75,12 +78,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-type OnDone = Box<dyn FnOnce(Result<Encoded>) + Send>;
+/// A reply's encoded results, borrowed from the supervisor's receive buffer (reused for the
+/// next reply, so a large result does not land on fresh pages twice), and its descriptors.
+type Reply<'a> = (&'a [u8], Vec<OwnedFd>);
+
+type OnDone = Box<dyn for<'a> FnOnce(Result<Reply<'a>>) + Send>;
 
 /// One encoded chunk on its way to a worker.
 struct Job {
     call: u64,
-    payload: Vec<u8>,
+    payload: Body,
     fds: Vec<OwnedFd>,
     on_done: OnDone,
     _ticket: Ticket,
@@ -121,8 +128,11 @@ pub struct IpcStats {
     pub bytes_sent: u64,
     /// Encoded result bytes received from workers.
     pub bytes_received: u64,
-    /// File descriptors sent to workers.
+    /// File descriptors sent to workers (in the arguments).
     pub fds_sent: u64,
+    /// Of `bytes_sent`, those that crossed in shared memory rather than through the socket
+    /// (arguments of at least [`BULK_MIN`](crate::bulk::BULK_MIN) bytes).
+    pub bytes_shared: u64,
 }
 
 #[derive(Default)]
@@ -130,6 +140,7 @@ struct Counters {
     sent: AtomicU64,
     received: AtomicU64,
     fds: AtomicU64,
+    shared: AtomicU64,
 }
 
 /// Counts a job as outstanding until it is dropped (delivered or abandoned).
@@ -156,40 +167,6 @@ struct Queue {
     closed: bool,
     stopping: bool,
     terminated: bool,
-}
-
-/// Payload buffers of finished jobs, kept for encoding the next ones: a large argument is then
-/// encoded into memory that is already mapped, instead of fresh pages that the kernel must
-/// fault in (the slow part of copying 100 MB on our machines).
-#[derive(Default)]
-struct Spare {
-    buffers: Vec<Vec<u8>>,
-    bytes: usize,
-}
-
-/// The most payload memory a pool keeps for reuse.
-const SPARE_BYTES: usize = 256 << 20;
-/// Buffers smaller than this are not worth keeping.
-const SPARE_MIN: usize = 64 << 10;
-
-impl Spare {
-    fn take(&mut self) -> Vec<u8> {
-        match self.buffers.pop() {
-            Some(b) => {
-                self.bytes -= b.capacity();
-                b
-            }
-            None => Vec::new(),
-        }
-    }
-
-    fn give(&mut self, buffer: Vec<u8>) {
-        let cap = buffer.capacity();
-        if cap >= SPARE_MIN && self.bytes + cap <= SPARE_BYTES {
-            self.bytes += cap;
-            self.buffers.push(buffer);
-        }
-    }
 }
 
 struct Shared<L> {
@@ -348,6 +325,7 @@ impl<L: Launcher> ProcessPool<L> {
             bytes_sent: c.sent.load(Ordering::Relaxed),
             bytes_received: c.received.load(Ordering::Relaxed),
             fds_sent: c.fds.load(Ordering::Relaxed),
+            bytes_shared: c.shared.load(Ordering::Relaxed),
         }
     }
 
@@ -366,9 +344,8 @@ impl<L: Launcher> ProcessPool<L> {
         let mut jobs = Vec::with_capacity(batch.n_chunks());
         let mut payloads = Vec::with_capacity(batch.n_chunks());
         for (_, chunk) in batch.into_chunks() {
-            let buffer = lock(&self.shared.spare).take();
             payloads.push(
-                encode_into(&chunk, buffer)
+                encode_body(&chunk, &self.shared.spare)
                     .map_err(|e| Error::Serialization(format!("encoding the arguments: {e}")))?,
             );
         }
@@ -379,11 +356,11 @@ impl<L: Launcher> ProcessPool<L> {
                 call,
                 payload,
                 fds,
-                on_done: Box::new(move |reply: Result<Encoded>| {
+                on_done: Box::new(move |reply: Result<Reply<'_>>| {
                     sink.deliver(
                         index,
                         reply.and_then(|(bytes, fds)| {
-                            decode::<Vec<R>>(&bytes, fds).map_err(|e| {
+                            decode::<Vec<R>>(bytes, fds).map_err(|e| {
                                 Error::Serialization(format!("decoding the results: {e}"))
                             })
                         }),
@@ -671,11 +648,11 @@ fn serve<L: Launcher>(shared: &Shared<L>, worker: &Worker) -> End {
                 }
                 let queued_bytes: usize = sent
                     .iter()
-                    .map(|(_, j)| j.payload.len())
-                    .chain(batch.iter().map(|j: &Job| j.payload.len()))
+                    .map(|(_, j)| j.payload.socket_len())
+                    .chain(batch.iter().map(|j: &Job| j.payload.socket_len()))
                     .sum();
                 let fits = |job: &Job| {
-                    in_flight == 0 || queued_bytes + job.payload.len() <= PIPELINE_BYTES
+                    in_flight == 0 || queued_bytes + job.payload.socket_len() <= PIPELINE_BYTES
                 };
                 if q.jobs.front().is_some_and(|job| !fits(job)) {
                     break;
@@ -698,7 +675,18 @@ fn serve<L: Launcher>(shared: &Shared<L>, worker: &Worker) -> End {
                     id: next_id,
                     call: job.call,
                 };
-                write_broken = writer.send(header, &job.payload, &job.fds).is_err();
+                let sent_ok = match &job.payload {
+                    Body::Bulk(bulk) if job.fds.len() < MAX_FDS => {
+                        counters
+                            .shared
+                            .fetch_add(bulk.len() as u64, Ordering::Relaxed);
+                        writer.send_bulk(header, bulk, &job.fds)
+                    }
+                    // No room for the buffer's descriptor beside the arguments' own: the
+                    // socket, then.
+                    body => writer.send(header, body.as_slice(), &job.fds),
+                };
+                write_broken = sent_ok.is_err();
                 counters
                     .sent
                     .fetch_add(job.payload.len() as u64, Ordering::Relaxed);
@@ -730,18 +718,21 @@ fn serve<L: Launcher>(shared: &Shared<L>, worker: &Worker) -> End {
             return broken(sent);
         }
         let (_, mut job) = sent.pop_front().expect("checked above");
-        lock(&shared.spare).give(std::mem::take(&mut job.payload));
-        let reply = std::mem::take(&mut payload);
+        // The worker has answered: it no longer reads the job's buffer.
+        lock(&shared.spare).give(std::mem::replace(
+            &mut job.payload,
+            Body::Inline(Vec::new()),
+        ));
         counters
             .received
-            .fetch_add(reply.len() as u64, Ordering::Relaxed);
+            .fetch_add(payload.len() as u64, Ordering::Relaxed);
         let outcome = match header.kind {
-            Kind::Done => Ok((reply, fds)),
+            Kind::Done => Ok((&payload[..], fds)),
             Kind::Panicked => Err(Error::TaskPanicked {
-                message: String::from_utf8_lossy(&reply).into_owned(),
+                message: String::from_utf8_lossy(&payload).into_owned(),
             }),
             Kind::Failed => Err(Error::Serialization(
-                String::from_utf8_lossy(&reply).into_owned(),
+                String::from_utf8_lossy(&payload).into_owned(),
             )),
             Kind::Task | Kind::Shutdown | Kind::Init | Kind::Message => {
                 sent.push_front((header.id, job));
@@ -758,15 +749,18 @@ fn serve<L: Launcher>(shared: &Shared<L>, worker: &Worker) -> End {
 pub fn reap(pid: Pid) -> ExitCause {
     let deadline = Instant::now() + Duration::from_secs(1);
     // Exiting takes from microseconds to a few milliseconds (a large inherited address space
-    // to tear down): poll with a backoff that starts small.
-    let mut pause = Duration::from_micros(20);
+    // to tear down): wake the moment it has ended.
+    let mut watch = ExitWatch::open(pid);
     loop {
         match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(_, code)) => return ExitCause::Code(code),
             Ok(WaitStatus::Signaled(_, signal, _)) => return ExitCause::Signal(signal as i32),
             Ok(_) if Instant::now() < deadline => {
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(2));
+                // An error here (EINTR is retried inside) can only come from poll itself;
+                // the deadline still bounds the loop.
+                if watch.pause(Some(deadline - Instant::now())).is_err() {
+                    std::thread::sleep(Duration::from_micros(100));
+                }
             }
             Ok(_) => {
                 let _ = kill(pid, Signal::SIGKILL);

@@ -6,6 +6,11 @@
 //! frame := len:u64  kind:u8  id:u64  call:u64  nfds:u32  payload[len]
 //! ```
 //!
+//! A *bulk* frame (the high bit of `kind` set) carries no payload bytes on the socket: its
+//! `len` bytes are in a shared-memory buffer whose memfd is the frame's last descriptor (see
+//! [`crate::bulk`]). Only [`FrameReader::recv_with_bulk`], whose caller vouches for the peer,
+//! accepts one.
+//!
 //! `call` is the task's trampoline as an offset into this binary (see [`crate::trampoline`]).
 //! `nfds` file descriptors (shared arrays, locks, queues in the arguments or results — see
 //! [`multiproc_core::handoff`]) travel beside the frame as `SCM_RIGHTS`; [`FrameWriter`] and
@@ -17,6 +22,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 
 use multiproc_core::handoff::MAX_FDS;
+
+use crate::bulk::{BulkBuf, BulkView};
 use nix::errno::Errno;
 use nix::sys::socket::{recvmsg, send, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 
@@ -62,6 +69,9 @@ impl Kind {
 
 const HEADER: usize = 8 + 1 + 8 + 8 + 4;
 
+/// The bit of the kind byte that marks a bulk frame.
+const BULK: u8 = 0x80;
+
 /// Payloads at least this large bypass the writer's buffer and the reader's.
 const BUFFER: usize = 64 * 1024;
 
@@ -76,10 +86,10 @@ pub struct Header {
     pub call: u64,
 }
 
-fn encode_header(header: Header, len: usize, fds: usize) -> [u8; HEADER] {
+fn encode_header(header: Header, len: usize, fds: usize, bulk: bool) -> [u8; HEADER] {
     let mut h = [0u8; HEADER];
     h[..8].copy_from_slice(&(len as u64).to_le_bytes());
-    h[8] = header.kind as u8;
+    h[8] = header.kind as u8 | if bulk { BULK } else { 0 };
     h[9..17].copy_from_slice(&header.id.to_le_bytes());
     h[17..25].copy_from_slice(&header.call.to_le_bytes());
     h[25..29].copy_from_slice(&(fds as u32).to_le_bytes());
@@ -120,6 +130,29 @@ impl FrameWriter {
     /// the buffer for [`flush`](Self::flush); a frame with descriptors, or a large payload,
     /// flushes what came before it and is written at once.
     pub fn send(&mut self, header: Header, payload: &[u8], fds: &[OwnedFd]) -> io::Result<()> {
+        let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+        self.send_frame(header, payload.len(), payload, &raw, false)
+    }
+
+    /// Queues one bulk frame: its body is the contents of `body`, which the receiver maps
+    /// (the memfd travels as the frame's last descriptor, after `fds`); only the header
+    /// crosses the socket. The caller must not write `body` again before the receiver has
+    /// answered this frame (see [`crate::bulk`]). `fds` may hold at most
+    /// [`MAX_FDS`](multiproc_core::handoff::MAX_FDS)` - 1` descriptors.
+    pub fn send_bulk(&mut self, header: Header, body: &BulkBuf, fds: &[OwnedFd]) -> io::Result<()> {
+        let mut raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+        raw.push(body.fd().as_raw_fd());
+        self.send_frame(header, body.len(), &[], &raw, true)
+    }
+
+    fn send_frame(
+        &mut self,
+        header: Header,
+        len: usize,
+        payload: &[u8],
+        fds: &[RawFd],
+        bulk: bool,
+    ) -> io::Result<()> {
         if fds.len() > MAX_FDS {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -129,13 +162,12 @@ impl FrameWriter {
                 ),
             ));
         }
-        let h = encode_header(header, payload.len(), fds.len());
+        let h = encode_header(header, len, fds.len(), bulk);
         if fds.is_empty() {
             self.buf.extend_from_slice(&h);
         } else {
             self.flush()?;
-            let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
-            let rights = [ControlMessage::ScmRights(&raw)];
+            let rights = [ControlMessage::ScmRights(fds)];
             let sent = loop {
                 match sendmsg::<()>(
                     self.sock.as_raw_fd(),
@@ -233,8 +265,49 @@ impl FrameReader {
     }
 
     /// Reads one frame into `payload` (reusing its allocation) and returns its header and
-    /// descriptors. `Ok(None)` on a clean end of stream before a frame starts.
+    /// descriptors. `Ok(None)` on a clean end of stream before a frame starts. A bulk frame
+    /// is an error here (see [`recv_with_bulk`](Self::recv_with_bulk)).
     pub fn recv(&mut self, payload: &mut Vec<u8>) -> io::Result<Option<(Header, Vec<OwnedFd>)>> {
+        match self.recv_frame(payload)? {
+            None => Ok(None),
+            Some((header, fds, None)) => Ok(Some((header, fds))),
+            Some((_, _, Some(_))) => Err(invalid(
+                "a bulk frame arrived on a connection that does not accept them",
+            )),
+        }
+    }
+
+    /// Like [`recv`](Self::recv), and also accepts bulk frames: their body is not copied into
+    /// `payload` but mapped, and returned as the [`BulkView`] (`payload` is then empty; the
+    /// memfd is not among the returned descriptors).
+    ///
+    /// # Safety
+    ///
+    /// The peer must follow the bulk protocol: it does not write or shrink a bulk frame's
+    /// buffer until this process has answered the frame, and the view is dropped before that
+    /// answer (the contract of [`BulkView::map`]). The pool and its workers do.
+    #[allow(clippy::type_complexity)]
+    pub unsafe fn recv_with_bulk(
+        &mut self,
+        payload: &mut Vec<u8>,
+    ) -> io::Result<Option<(Header, Vec<OwnedFd>, Option<BulkView>)>> {
+        let Some((header, fds, bulk)) = self.recv_frame(payload)? else {
+            return Ok(None);
+        };
+        let view = match bulk {
+            // SAFETY: the caller vouches for the peer (this function's contract).
+            Some((memfd, len)) => Some(unsafe { BulkView::map(memfd, len) }?),
+            None => None,
+        };
+        Ok(Some((header, fds, view)))
+    }
+
+    /// Reads one frame; a bulk frame's memfd and length come back unmapped.
+    #[allow(clippy::type_complexity)]
+    fn recv_frame(
+        &mut self,
+        payload: &mut Vec<u8>,
+    ) -> io::Result<Option<(Header, Vec<OwnedFd>, Option<(OwnedFd, usize)>)>> {
         let mut h = [0u8; HEADER];
         let mut got = 0;
         while got < HEADER {
@@ -251,8 +324,9 @@ impl FrameReader {
         }
         let len = u64::from_le_bytes(h[..8].try_into().expect("8 bytes"));
         let len = usize::try_from(len).map_err(|_| invalid("frame too large"))?;
+        let bulk = h[8] & BULK != 0;
         let header = Header {
-            kind: Kind::from_u8(h[8])?,
+            kind: Kind::from_u8(h[8] & !BULK)?,
             id: u64::from_le_bytes(h[9..17].try_into().expect("8 bytes")),
             call: u64::from_le_bytes(h[17..25].try_into().expect("8 bytes")),
         };
@@ -263,8 +337,14 @@ impl FrameReader {
                 self.fds.len()
             )));
         }
-        let fds = self.fds.drain(..nfds).collect();
+        let mut fds: Vec<OwnedFd> = self.fds.drain(..nfds).collect();
         payload.clear();
+        if bulk {
+            let memfd = fds
+                .pop()
+                .ok_or_else(|| invalid("a bulk frame without its buffer's descriptor"))?;
+            return Ok(Some((header, fds, Some((memfd, len)))));
+        }
         payload.try_reserve_exact(len).map_err(|_| {
             io::Error::new(io::ErrorKind::OutOfMemory, format!("frame of {len} bytes"))
         })?;
@@ -288,7 +368,7 @@ impl FrameReader {
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }
         }
-        Ok(Some((header, fds)))
+        Ok(Some((header, fds, None)))
     }
 
     /// Receives up to `max` bytes of a frame's body straight into `payload`'s spare capacity
@@ -442,7 +522,7 @@ mod tests {
 
     #[test]
     fn truncated_and_corrupt_frames_are_errors() {
-        let h = encode_header(header(Kind::Done, 1), 3, 0);
+        let h = encode_header(header(Kind::Done, 1), 3, 0, false);
         let mut frame = h.to_vec();
         frame.extend_from_slice(b"ab"); // one byte short
         let (mut a, b) = UnixStream::pair().unwrap();
@@ -450,16 +530,54 @@ mod tests {
         drop(a);
         assert!(FrameReader::new(b).recv(&mut Vec::new()).is_err());
 
-        let mut bad = encode_header(header(Kind::Done, 1), 0, 0);
+        let mut bad = encode_header(header(Kind::Done, 1), 0, 0, false);
         bad[8] = 99;
         let (mut a, b) = UnixStream::pair().unwrap();
         a.write_all(&bad).unwrap();
         assert!(FrameReader::new(b).recv(&mut Vec::new()).is_err());
 
-        let lying = encode_header(header(Kind::Done, 1), 0, 2); // announces fds, sends none
+        let lying = encode_header(header(Kind::Done, 1), 0, 2, false); // announces fds, sends none
         let (mut a, b) = UnixStream::pair().unwrap();
         a.write_all(&lying).unwrap();
         assert!(FrameReader::new(b).recv(&mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn a_bulk_body_arrives_mapped_between_ordinary_frames() {
+        let (mut w, mut r) = pair();
+        let mut body = BulkBuf::with_capacity(0).unwrap();
+        let bytes: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        body.extend_from_slice(&bytes).unwrap();
+        let (_mine, theirs) = UnixStream::pair().unwrap();
+        w.send(header(Kind::Task, 1), b"before", &[]).unwrap();
+        w.send_bulk(header(Kind::Task, 2), &body, &[theirs.into()])
+            .unwrap();
+        w.send(header(Kind::Task, 3), b"after", &[]).unwrap();
+        w.flush().unwrap();
+        let mut p = Vec::new();
+        // SAFETY: `body` is not written while the views live.
+        let recv = |r: &mut FrameReader, p: &mut Vec<u8>| unsafe { r.recv_with_bulk(p) };
+        let (h, fds, view) = recv(&mut r, &mut p).unwrap().unwrap();
+        assert_eq!(
+            (h.id, fds.len(), view.is_none(), &p[..]),
+            (1, 0, true, &b"before"[..])
+        );
+        let (h, fds, view) = recv(&mut r, &mut p).unwrap().unwrap();
+        assert_eq!((h, fds.len(), p.len()), (header(Kind::Task, 2), 1, 0));
+        assert_eq!(view.unwrap().as_slice(), &bytes[..]);
+        let (h, _, view) = recv(&mut r, &mut p).unwrap().unwrap();
+        assert_eq!((h.id, view.is_none(), &p[..]), (3, true, &b"after"[..]));
+    }
+
+    #[test]
+    fn plain_recv_refuses_a_bulk_frame() {
+        let (mut w, mut r) = pair();
+        let mut body = BulkBuf::with_capacity(0).unwrap();
+        body.extend_from_slice(b"shared").unwrap();
+        w.send_bulk(header(Kind::Message, 1), &body, &[]).unwrap();
+        w.flush().unwrap();
+        let err = r.recv(&mut Vec::new()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
     }
 
     #[test]

@@ -29,7 +29,9 @@ pub fn serve(stream: UnixStream) -> i32 {
     let mut writer = FrameWriter::new(write_half);
     let mut payload = Vec::new();
     loop {
-        let (header, fds) = match reader.recv(&mut payload) {
+        // SAFETY: the peer is our pool, which writes a bulk frame's buffer again only after
+        // this worker's reply to that frame, and the view is dropped before the reply below.
+        let (header, fds, bulk) = match unsafe { reader.recv_with_bulk(&mut payload) } {
             Ok(Some(frame)) => frame,
             Ok(None) => return 0,
             Err(_) => return 2,
@@ -43,7 +45,9 @@ pub fn serve(stream: UnixStream) -> i32 {
         // produced by `offset_of` in a process running this same binary (our parent before
         // the fork, or the same executable that started us).
         let run = unsafe { trampoline::resolve(header.call) };
-        let outcome = panic::catch_unwind(AssertUnwindSafe(|| run(&payload, fds)));
+        let input = bulk.as_ref().map_or(&payload[..], |view| view.as_slice());
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| run(input, fds)));
+        drop(bulk);
         let init = header.kind == Kind::Init;
         let (kind, reply, reply_fds) = match outcome {
             Ok(Ok(_)) if init => continue,

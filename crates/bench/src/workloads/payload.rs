@@ -2,10 +2,12 @@
 //! task makes it from a length), on pools created beforehand (untimed), one task at a time
 //! (`apply`). The rate column is payload bytes per second.
 //!
-//! - **copy**: the payload is the argument or the result, a `Vec<f64>`: over the socket on
-//!   process backends (encoded, sent, decoded into fresh memory), moved on threads. The
-//!   argument's copy for the next run is made before the run (untimed), so the time is the
-//!   transfer alone.
+//! - **copy**: the payload is the argument or the result, a `Vec<f64>`: encoded, sent and
+//!   decoded on process backends (a large argument crosses in the pool's shared-memory
+//!   transport buffer, a result through the socket), moved on threads. The argument's copy
+//!   for the next run is made before the run (untimed), so the time is the transfer alone.
+//!   The variant "argument, Packed" sends the same values as a [`Packed`] — one block of
+//!   bytes, as numpy pickles an array — instead of element by element.
 //! - **shm**: the payload goes through a [`RawArray`] made before the pool: the parent
 //!   copies the argument into it and the task reads it there; the task writes the result
 //!   into it and the parent copies it out into a new `Vec`. Both copies are timed: they are
@@ -13,7 +15,7 @@
 //!
 //! Inheritance cannot deliver a payload made after the pool exists (the sum measures it).
 
-use multiproc_core::{Executor, Inherited};
+use multiproc_core::{Executor, Inherited, Packed};
 use multiproc_shared_array::RawArray;
 
 use serde::{Deserialize, Serialize};
@@ -44,6 +46,11 @@ fn data() -> &'static Data {
 
 /// The argument variant's task.
 fn sum_vec(values: Vec<f64>) -> f64 {
+    chunk_sum(&values)
+}
+
+/// The packed argument variant's task.
+fn sum_packed(values: Packed<f64>) -> f64 {
     chunk_sum(&values)
 }
 
@@ -112,6 +119,7 @@ pub fn run(r: &mut Runner) -> Res<()> {
     let bytes = (len * 8) as u64;
     let arg_variant = format!("{mb} MiB argument");
     let result_variant = format!("{mb} MiB result");
+    let packed_variant = format!("{mb} MiB argument, Packed");
     let spec = Spec::rate(Rate::Throughput(bytes));
     let check_result = |got: &Vec<f64>| {
         if *got == expected_result {
@@ -149,16 +157,22 @@ pub fn run(r: &mut Runner) -> Res<()> {
     );
     for &workers in &r.cfg.workers.clone() {
         for backend in Backend::POOLS {
-            for variant in [&arg_variant, &result_variant] {
+            for variant in [&arg_variant, &packed_variant, &result_variant] {
                 r.not_applicable(
                     CellId::new(WORKLOAD, variant, backend, Strategy::Inherit, Some(workers)),
                     "the payload is made after the pool exists: inheritance cannot deliver it",
                 );
             }
             if let Some(reason) = backend.unavailable() {
-                for s in [Strategy::Copy, Strategy::Shm] {
-                    for variant in [&arg_variant, &result_variant] {
-                        let id = CellId::new(WORKLOAD, variant, backend, s, Some(workers));
+                for (s, variants) in [
+                    (
+                        Strategy::Copy,
+                        &[&arg_variant, &packed_variant, &result_variant][..],
+                    ),
+                    (Strategy::Shm, &[&arg_variant, &result_variant][..]),
+                ] {
+                    for variant in variants {
+                        let id = CellId::new(WORKLOAD, variant.as_str(), backend, s, Some(workers));
                         r.not_applicable(id, reason);
                     }
                 }
@@ -175,6 +189,17 @@ pub fn run(r: &mut Runner) -> Res<()> {
                 || Ok(arg.clone()),
                 |values| {
                     let out = with_pool!(pool, p => p.apply(sum_vec, values));
+                    pool.account();
+                    out.map_err(|e| e.to_string())
+                },
+                |&got| same_f64("sum", got, expected_sum),
+            );
+            r.measure(
+                id(&packed_variant, Strategy::Copy),
+                spec,
+                || Ok(Packed(arg.clone())),
+                |values| {
+                    let out = with_pool!(pool, p => p.apply(sum_packed, values));
                     pool.account();
                     out.map_err(|e| e.to_string())
                 },
