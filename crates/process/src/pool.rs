@@ -375,9 +375,18 @@ impl<L: Launcher> ProcessPool<L> {
             drop(jobs); // their tickets and sinks fail the chunks
             return Err(self.shared.refusal());
         }
+        let added = jobs.len();
         q.jobs.extend(jobs);
         drop(q);
-        self.shared.work.notify_all();
+        // Only idle supervisors wait, and each takes one job at least: wake as many as there
+        // are new jobs (an `apply_async` wakes one, not every supervisor to find one job).
+        if added >= self.shared.workers {
+            self.shared.work.notify_all();
+        } else {
+            for _ in 0..added {
+                self.shared.work.notify_one();
+            }
+        }
         Ok(())
     }
 
