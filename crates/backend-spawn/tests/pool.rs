@@ -8,7 +8,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use multiproc_core::Error;
+use multiproc_core::{Error, Packed};
 use multiproc_spawn::{Executor, SpawnPool};
 
 multiproc_spawn::test_worker!();
@@ -56,6 +56,50 @@ fn context_is_copied_once_per_worker_not_once_per_task() {
         sent < 3 * one_copy,
         "{sent} bytes sent: the context went more than twice (once per worker)"
     );
+}
+
+static BIG_CONTEXT: OnceLock<Packed<u64>> = OnceLock::new();
+
+fn set_big_context(data: Packed<u64>) {
+    BIG_CONTEXT.set(data).expect("once per worker");
+}
+
+/// The sum of the context from `offset` on; aborts the worker on `usize::MAX`.
+fn big_context_sum(offset: usize) -> u64 {
+    if offset == usize::MAX {
+        std::process::abort();
+    }
+    BIG_CONTEXT.get().expect("the initializer ran")[offset..]
+        .iter()
+        .sum()
+}
+
+#[test]
+fn a_large_context_is_mapped_by_every_worker_replacements_included() {
+    let data = Packed((0..500_000u64).collect::<Vec<_>>()); // 4 MB: a bulk body
+    let pool = SpawnPool::with_initializer(2, set_big_context, &data).unwrap();
+    let offsets: Vec<usize> = (0..20).map(|i| i * 20_000).collect();
+    let expected: Vec<u64> = offsets.iter().map(|&o| data[o..].iter().sum()).collect();
+    assert_eq!(
+        pool.map_chunked(big_context_sum, offsets.clone(), 1)
+            .unwrap(),
+        expected
+    );
+    let shared = pool.ipc_stats().bytes_shared;
+    assert!(
+        shared >= 2 * 4_000_000,
+        "{shared} bytes crossed in shared memory"
+    );
+    // A replacement worker runs the initializer on the same buffer.
+    assert!(matches!(
+        pool.apply(big_context_sum, usize::MAX),
+        Err(Error::WorkerDied { .. })
+    ));
+    assert_eq!(
+        pool.map_chunked(big_context_sum, offsets, 1).unwrap(),
+        expected
+    );
+    assert!(pool.ipc_stats().bytes_shared >= 3 * 4_000_000);
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]

@@ -35,7 +35,7 @@ use nix::unistd::Pid;
 
 use crate::child::ExitWatch;
 use crate::payload::{encode_body, Body, Spare};
-use crate::trampoline::{decode, encode, offset_of};
+use crate::trampoline::{decode, offset_of};
 use crate::wire::{FrameReader, FrameWriter, Header, Kind};
 use crate::worker::INIT_ID;
 
@@ -98,7 +98,9 @@ struct Job {
 #[derive(Debug)]
 pub struct Initializer {
     call: u64,
-    payload: Vec<u8>,
+    /// Encoded once; a large one is a bulk buffer that every worker maps, and nothing writes
+    /// it again.
+    payload: Body,
     fds: Vec<OwnedFd>,
 }
 
@@ -110,9 +112,10 @@ impl Initializer {
         A: Payload,
     {
         let _ = f;
-        let (payload, fds) = encode(std::slice::from_ref(arg)).map_err(|e| {
-            Error::Serialization(format!("encoding the initializer's argument: {e}"))
-        })?;
+        let (payload, fds) =
+            encode_body(std::slice::from_ref(arg), &Mutex::default()).map_err(|e| {
+                Error::Serialization(format!("encoding the initializer's argument: {e}"))
+            })?;
         Ok(Initializer {
             call: offset_of::<F, A, ()>(),
             payload,
@@ -627,15 +630,9 @@ fn serve<L: Launcher>(shared: &Shared<L>, worker: &Worker) -> End {
             id: INIT_ID,
             call: init.call,
         };
-        if writer.send(header, &init.payload, &init.fds).is_err() {
+        if send_body(&mut writer, header, &init.payload, &init.fds, counters).is_err() {
             return End::Broken(VecDeque::new());
         }
-        counters
-            .sent
-            .fetch_add(init.payload.len() as u64, Ordering::Relaxed);
-        counters
-            .fds
-            .fetch_add(init.fds.len() as u64, Ordering::Relaxed);
     }
     let mut sent: VecDeque<(u64, Job)> = VecDeque::new();
     let mut next_id = 0u64;
@@ -684,24 +681,8 @@ fn serve<L: Launcher>(shared: &Shared<L>, worker: &Worker) -> End {
                     id: next_id,
                     call: job.call,
                 };
-                let sent_ok = match &job.payload {
-                    Body::Bulk(bulk) if job.fds.len() < MAX_FDS => {
-                        counters
-                            .shared
-                            .fetch_add(bulk.len() as u64, Ordering::Relaxed);
-                        writer.send_bulk(header, bulk, &job.fds)
-                    }
-                    // No room for the buffer's descriptor beside the arguments' own: the
-                    // socket, then.
-                    body => writer.send(header, body.as_slice(), &job.fds),
-                };
-                write_broken = sent_ok.is_err();
-                counters
-                    .sent
-                    .fetch_add(job.payload.len() as u64, Ordering::Relaxed);
-                counters
-                    .fds
-                    .fetch_add(job.fds.len() as u64, Ordering::Relaxed);
+                write_broken =
+                    send_body(&mut writer, header, &job.payload, &job.fds, counters).is_err();
             }
             // The job keeps its payload and descriptors until its reply arrives: if the worker
             // dies first, the job is requeued and sent whole to another worker.
@@ -750,6 +731,32 @@ fn serve<L: Launcher>(shared: &Shared<L>, worker: &Worker) -> End {
         };
         (job.on_done)(outcome);
     }
+}
+
+/// Queues one frame carrying `body` (a bulk frame for a bulk body, when the frame has room
+/// for its descriptor; otherwise the bytes go through the socket) and counts what it carries.
+/// The caller keeps `body` unchanged until the worker has answered the frame.
+fn send_body(
+    writer: &mut FrameWriter,
+    header: Header,
+    body: &Body,
+    fds: &[OwnedFd],
+    counters: &Counters,
+) -> std::io::Result<()> {
+    let result = match body {
+        Body::Bulk(bulk) if fds.len() < MAX_FDS => {
+            counters
+                .shared
+                .fetch_add(bulk.len() as u64, Ordering::Relaxed);
+            writer.send_bulk(header, bulk, fds)
+        }
+        body => writer.send(header, body.as_slice(), fds),
+    };
+    counters
+        .sent
+        .fetch_add(body.len() as u64, Ordering::Relaxed);
+    counters.fds.fetch_add(fds.len() as u64, Ordering::Relaxed);
+    result
 }
 
 /// Waits for a worker whose stream has closed and says how it ended. It is exiting; if it
