@@ -170,6 +170,8 @@ fn fork_here(job: Job) -> Result<Pid> {
     let _ = stderr.flush();
     let mut st = state();
     let mut children = multiproc_process::registry();
+    // No bulk buffer is made or dropped across the fork; the child closes their descriptors.
+    let bulk = multiproc_process::bulk_fds();
     // SAFETY: `fork` is unsafe because the child of a multithreaded process is a copy in which
     // only this thread runs. The child below touches only: the guards this thread holds
     // (released by their owner, this thread), our state (locked by us, so consistent), the
@@ -185,12 +187,14 @@ fn fork_here(job: Job) -> Result<Pid> {
             }
             children.forget_all();
             drop(children);
+            bulk.close_inherited();
             drop(st);
             drop(stderr);
             drop(stdout);
             run_child(parent, job)
         }
         Ok(ForkResult::Parent { child }) => {
+            drop(bulk);
             drop(children);
             drop(st);
             drop(stderr);
@@ -199,6 +203,7 @@ fn fork_here(job: Job) -> Result<Pid> {
             Ok(child)
         }
         Err(errno) => {
+            drop(bulk);
             drop(children);
             drop(st);
             drop(stderr);

@@ -34,7 +34,8 @@ impl Launcher for ForkLauncher {
             // The child's copy of the parent's end would keep the connection open after the
             // parent died; close it. Failure only means it was not open.
             let _ = nix::unistd::close(parent_fd);
-            serve(child_end)
+            // SAFETY: the other end is the pool that forked us, running our own image.
+            unsafe { serve(child_end) }
         })?;
         Ok(Worker {
             pid,

@@ -134,3 +134,69 @@ fn ipc_stats_count_what_crossed() {
     assert!(stats.bytes_received >= 4, "{stats:?}");
     assert_eq!(stats.fds_sent, 0);
 }
+
+fn byte_sum(v: multiproc_core::Packed<u8>) -> u64 {
+    v.iter().map(|&b| u64::from(b)).sum()
+}
+
+fn nap(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+/// The pool keeps large arguments' shared-memory buffers for reuse. A forked child that
+/// inherits the pool must not write them: an argument the parent queued must arrive as the
+/// parent encoded it, whatever the child encodes meanwhile.
+#[test]
+fn a_forked_child_does_not_write_the_parents_argument_buffers() {
+    use multiproc_core::Packed;
+    const MIB3: usize = 3 << 20;
+    let pool = ForkPool::new(1).unwrap();
+    // A large argument leaves its buffer in the pool's spare list.
+    assert_eq!(pool.apply(byte_sum, Packed(vec![0u8; MIB3])).unwrap(), 0);
+    let child = multiproc_fork::Process::new(|| {
+        std::thread::sleep(Duration::from_millis(100));
+        // Encoded in the child (never run: the child has no supervisors).
+        std::mem::forget(pool.apply_async(byte_sum, Packed(vec![2u8; MIB3])));
+    })
+    .start()
+    .unwrap();
+    // The parent's argument takes the spare buffer and waits behind a busy worker while the
+    // child encodes its own.
+    let busy = pool.apply_async(nap, 300).unwrap();
+    let queued = pool.apply_async(byte_sum, Packed(vec![1u8; MIB3])).unwrap();
+    child.join_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(child.exitcode(), Some(0), "the child ended normally");
+    assert_eq!(busy.get().unwrap(), 300);
+    assert_eq!(queued.get().unwrap(), MIB3 as u64);
+}
+
+/// The descriptors of this process's open `multiproc-bulk` memfds.
+fn bulk_descriptors() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().contains("multiproc-bulk"))
+        .count()
+}
+
+/// A forked child does not keep the parent's argument buffers (their memory) alive.
+#[test]
+fn forked_children_close_the_parents_argument_buffers() {
+    use multiproc_core::Packed;
+    let pool = ForkPool::new(1).unwrap();
+    assert_eq!(
+        pool.apply(byte_sum, Packed(vec![1u8; 2 << 20])).unwrap(),
+        2 << 20
+    );
+    assert!(bulk_descriptors() >= 1, "the pool keeps a spare buffer");
+    let child = multiproc_fork::Process::new(|| {
+        if bulk_descriptors() != 0 {
+            std::process::exit(3);
+        }
+    })
+    .start()
+    .unwrap();
+    child.join_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(child.exitcode(), Some(0), "the child held bulk descriptors");
+}

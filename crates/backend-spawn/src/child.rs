@@ -53,7 +53,9 @@ pub fn init() {
             if (&stream).write_all(b"R").is_err() {
                 exit(2);
             }
-            multiproc_process::serve(stream)
+            // SAFETY: the socket came from the pool that started us with `/proc/self/exe`
+            // (the worker token says so): the same executable, so the same image.
+            unsafe { multiproc_process::serve(stream) }
         }
         Role::Process => run_target(stream),
     };

@@ -12,19 +12,33 @@
 //! and the sender writes the buffer again only after the receiver has answered the frame
 //! that carried it (the pool keeps a task's buffer until its reply arrives, and reuses it
 //! after). That ordering is the contract of [`BulkView::map`].
+//!
+//! The kernel enforces the rest. The memfd is sealed against shrinking and against any *new*
+//! write access (`F_SEAL_SHRINK | F_SEAL_FUTURE_WRITE`, then `F_SEAL_SEAL`) as soon as the
+//! sender has mapped it: the sender's one mapping can write and grow it, while nothing that
+//! obtains the descriptor — the receiver, or anything it passes it to — can write it, map it
+//! writable or truncate it (which would turn reads into `SIGBUS`). The receiver checks the
+//! seals before mapping. The mapping is `MADV_DONTFORK` and the descriptors are closed in
+//! children forked by the fork backend ([`BulkFds`]), so a forked child neither writes the
+//! parent's buffers nor keeps their memory alive; a buffer whose owner is another process is
+//! inert (never written, unmapped or closed by it).
 
+use std::collections::BTreeSet;
 use std::ffi::c_void;
 use std::io;
 use std::num::NonZeroUsize;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use nix::fcntl::{fcntl, FcntlArg, SealFlag};
 use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
-use nix::sys::mman::{mmap, mremap, munmap, MRemapFlags, MapFlags, ProtFlags};
+use nix::sys::mman::{madvise, mmap, mremap, munmap, MRemapFlags, MapFlags, MmapAdvise, ProtFlags};
+use nix::unistd::{getpid, Pid};
 
 /// Bodies at least this large travel in shared memory (when the frame has room for one more
 /// descriptor); smaller ones through the socket, where a copy is cheaper than a mapping.
-pub const BULK_MIN: usize = 1 << 20;
+pub(crate) const BULK_MIN: usize = 1 << 20;
 
 const PAGE: usize = 4096;
 
@@ -32,31 +46,85 @@ fn os(e: nix::errno::Errno) -> io::Error {
     io::Error::from(e)
 }
 
+/// The descriptors of this process's live bulk buffers.
+static LIVE: Mutex<BTreeSet<RawFd>> = Mutex::new(BTreeSet::new());
+
+fn live() -> MutexGuard<'static, BTreeSet<RawFd>> {
+    // Inserts and removes only: nothing can panic half-way.
+    LIVE.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The descriptors of this process's bulk buffers, locked: the fork backend holds this across
+/// `fork` (so no buffer is made or dropped meanwhile) and, in the child, closes them with
+/// [`close_inherited`](Self::close_inherited) — a forked worker must not keep its parent's
+/// transport memory alive.
+#[must_use = "the lock is held until the guard is dropped"]
+pub struct BulkFds(MutexGuard<'static, BTreeSet<RawFd>>);
+
+/// Locks the registry of bulk-buffer descriptors (see [`BulkFds`]).
+pub fn bulk_fds() -> BulkFds {
+    BulkFds(live())
+}
+
+impl BulkFds {
+    /// In a forked child: closes the descriptors of the parent's bulk buffers, which the
+    /// child inherited. The child's copies of those buffers are inert (see [`crate::bulk`]),
+    /// so nothing closes them again.
+    pub fn close_inherited(mut self) {
+        for fd in std::mem::take(&mut *self.0) {
+            let _ = nix::unistd::close(fd);
+        }
+    }
+}
+
+impl std::fmt::Debug for BulkFds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BulkFds")
+            .field("open", &self.0.len())
+            .finish()
+    }
+}
+
 /// A growable byte buffer in shared memory (a memfd mapped read-write), owned by the sender.
 ///
 /// Its pages stay in memory between uses, which is the point: a large body encoded into it
 /// the second time lands on warm pages.
 #[derive(Debug)]
-pub struct BulkBuf {
-    fd: OwnedFd,
+pub(crate) struct BulkBuf {
+    /// The memfd; `None` in a child that inherited the buffer (closed there by
+    /// [`BulkFds::close_inherited`], or left to the child's exit).
+    fd: Option<OwnedFd>,
     map: NonNull<u8>,
     cap: usize,
     len: usize,
+    /// The process that made it: the only one with the mapping (`MADV_DONTFORK`).
+    owner: Pid,
 }
 
 // SAFETY: a `BulkBuf` exclusively owns its mapping in this process (nothing else in the
 // process has its address), like a `Vec<u8>` owns its allocation: moving it to another thread
-// moves that ownership, and `&BulkBuf` only allows reading. Another process may map the same
-// memfd read-only; it never writes it.
+// moves that ownership, and `&BulkBuf` only allows reading. Other processes can map the memfd
+// read-only at most (it is sealed against new write access), and forked children do not
+// inherit the mapping.
 unsafe impl Send for BulkBuf {}
 // SAFETY: shared references only read the initialised prefix (see `Send`).
 unsafe impl Sync for BulkBuf {}
 
+/// The seals that make a mapped bulk buffer read-only and unshrinkable for everyone but its
+/// first mapping (Linux 5.1+ has `F_SEAL_FUTURE_WRITE`).
+const SEALS: SealFlag = SealFlag::F_SEAL_SHRINK
+    .union(SealFlag::F_SEAL_FUTURE_WRITE)
+    .union(SealFlag::F_SEAL_SEAL);
+
 impl BulkBuf {
     /// An empty buffer with room for at least `capacity` bytes.
-    pub fn with_capacity(capacity: usize) -> io::Result<BulkBuf> {
+    pub(crate) fn with_capacity(capacity: usize) -> io::Result<BulkBuf> {
         let cap = round_up(capacity.max(PAGE))?;
-        let fd = memfd_create(c"multiproc-bulk", MemFdCreateFlag::MFD_CLOEXEC).map_err(os)?;
+        let fd = memfd_create(
+            c"multiproc-bulk",
+            MemFdCreateFlag::MFD_CLOEXEC | MemFdCreateFlag::MFD_ALLOW_SEALING,
+        )
+        .map_err(os)?;
         nix::unistd::ftruncate(&fd, file_len(cap)?).map_err(os)?;
         // SAFETY: a fresh shared mapping of `cap` bytes of our own memfd, which is `cap` bytes
         // long: no existing memory is affected, and every mapped byte is backed by the file.
@@ -71,16 +139,35 @@ impl BulkBuf {
             )
         }
         .map_err(os)?;
-        Ok(BulkBuf {
-            fd,
+        let mut buf = BulkBuf {
+            fd: None,
             map: map.cast(),
             cap,
             len: 0,
-        })
+            owner: getpid(),
+        };
+        buf.dont_fork()?;
+        // Our mapping exists: from now on, nothing else may write or shrink the file.
+        fcntl(fd.as_raw_fd(), FcntlArg::F_ADD_SEALS(SEALS)).map_err(os)?;
+        live().insert(fd.as_raw_fd());
+        buf.fd = Some(fd);
+        Ok(buf)
+    }
+
+    /// Keeps the mapping out of forked children.
+    fn dont_fork(&mut self) -> io::Result<()> {
+        // SAFETY: the range is exactly our mapping; MADV_DONTFORK changes only whether a
+        // child of `fork` gets a copy of it, never its contents or this process's access.
+        unsafe { madvise(self.map.cast(), self.cap, MmapAdvise::MADV_DONTFORK) }.map_err(os)
+    }
+
+    /// Whether this process made the buffer (a forked child's copy is inert).
+    pub(crate) fn is_ours(&self) -> bool {
+        self.owner == getpid()
     }
 
     /// The bytes written so far.
-    pub fn as_slice(&self) -> &[u8] {
+    pub(crate) fn as_slice(&self) -> &[u8] {
         // SAFETY: the mapping is `cap >= len` bytes, readable, and its first `len` bytes were
         // written by `extend_from_slice` (the file's bytes beyond are zeros, never exposed).
         // Only this process writes it, and only through `&mut self`.
@@ -88,33 +175,31 @@ impl BulkBuf {
     }
 
     /// How many bytes were written.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len
     }
 
-    /// Whether nothing was written.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// The bytes the mapping holds without growing.
-    pub fn capacity(&self) -> usize {
+    pub(crate) fn capacity(&self) -> usize {
         self.cap
     }
 
-    /// The memfd, to send to the receiver.
-    pub fn fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+    /// The memfd, to send to the receiver (sealed: it can only read it).
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd
+            .as_ref()
+            .expect("a bulk buffer in use has its descriptor")
+            .as_fd()
     }
 
     /// Forgets the contents (keeping the memory).
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.len = 0;
     }
 
     /// Appends `bytes`, growing the file and the mapping when needed.
     #[inline(always)]
-    pub fn extend_from_slice(&mut self, bytes: &[u8]) -> io::Result<()> {
+    pub(crate) fn extend_from_slice(&mut self, bytes: &[u8]) -> io::Result<()> {
         // `len <= cap <= isize::MAX` and a slice is at most `isize::MAX` bytes: no overflow.
         let end = self.len + bytes.len();
         if end > self.cap {
@@ -140,7 +225,7 @@ impl BulkBuf {
     #[inline(never)]
     fn grow(&mut self, needed: usize) -> io::Result<()> {
         let cap = round_up(needed.max(self.cap.saturating_mul(2)))?;
-        nix::unistd::ftruncate(&self.fd, file_len(cap)?).map_err(os)?;
+        nix::unistd::ftruncate(self.fd(), file_len(cap)?).map_err(os)?;
         // SAFETY: `map` is our mapping of `self.cap` bytes; MREMAP_MAYMOVE may move it, and we
         // hold `&mut self`, so no reference into the old address is alive. The file is now
         // `cap` bytes long, so the larger mapping is backed throughout.
@@ -156,15 +241,26 @@ impl BulkBuf {
         .map_err(os)?;
         self.map = map.cast();
         self.cap = cap;
-        Ok(())
+        self.dont_fork()
     }
 }
 
 impl Drop for BulkBuf {
     fn drop(&mut self) {
+        let Some(fd) = self.fd.take() else { return };
+        if !self.is_ours() {
+            // A forked child's copy: the mapping was not inherited (MADV_DONTFORK; whatever
+            // the child mapped at that address is not ours to unmap), and the descriptor is
+            // closed by `BulkFds::close_inherited` — closing it here could close a reused
+            // number.
+            let _ = fd.into_raw_fd();
+            return;
+        }
+        live().remove(&fd.as_raw_fd());
         // SAFETY: `map` is our mapping of `cap` bytes, and no reference into it outlives
         // `self`. A receiver's own mapping of the memfd is unaffected.
         let _ = unsafe { munmap(self.map.cast(), self.cap) };
+        drop(fd);
     }
 }
 
@@ -182,7 +278,7 @@ fn file_len(bytes: usize) -> io::Result<libc::off_t> {
 /// A received bulk body: the first `len` bytes of the sender's [`BulkBuf`], mapped
 /// read-only until dropped.
 #[derive(Debug)]
-pub struct BulkView {
+pub(crate) struct BulkView {
     map: Option<NonNull<u8>>,
     len: usize,
 }
@@ -191,16 +287,24 @@ impl BulkView {
     /// Maps the first `len` bytes of the memfd `fd` (received in a bulk frame).
     ///
     /// The mapping is populated at once (`MAP_POPULATE`): one call instead of a page fault
-    /// per 64 KiB while decoding. An `fd` shorter than `len` is an error, not a later
-    /// `SIGBUS`.
+    /// per 64 KiB while decoding. A descriptor that is not sealed like a [`BulkBuf`]'s, or
+    /// shorter than `len`, is an error, not a later `SIGBUS`.
     ///
     /// # Safety
     ///
-    /// Until the view is dropped, no process may write the first `len` bytes of the file or
-    /// shrink it: the view hands them out as `&[u8]`. The pool's protocol guarantees it — a
-    /// sender writes its buffer again only after the frame that carried it was answered —
-    /// so a caller must only map descriptors from a peer that follows that protocol.
-    pub unsafe fn map(fd: OwnedFd, len: usize) -> io::Result<BulkView> {
+    /// Until the view is dropped, the sender's own mapping (the one writable mapping the
+    /// seals allow) must not write the first `len` bytes: the view hands them out as
+    /// `&[u8]`. The pool's protocol guarantees it — a sender writes its buffer again only
+    /// after the frame that carried it was answered — so a caller must only map descriptors
+    /// from a peer that follows that protocol.
+    pub(crate) unsafe fn map(fd: OwnedFd, len: usize) -> io::Result<BulkView> {
+        let seals = fcntl(fd.as_raw_fd(), FcntlArg::F_GET_SEALS).map_err(os)?;
+        if !SealFlag::from_bits_truncate(seals).contains(SEALS) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a bulk body arrived in a file that is not sealed against writing and shrinking",
+            ));
+        }
         let Some(size) = NonZeroUsize::new(len) else {
             return Ok(BulkView { map: None, len: 0 });
         };
@@ -234,7 +338,7 @@ impl BulkView {
     }
 
     /// The body.
-    pub fn as_slice(&self) -> &[u8] {
+    pub(crate) fn as_slice(&self) -> &[u8] {
         match self.map {
             // SAFETY: `map` is our read-only mapping of `len` bytes, alive as long as `self`;
             // by `map`'s contract nobody writes them meanwhile.
@@ -277,6 +381,40 @@ mod tests {
         b.clear();
         b.extend_from_slice(b"again").unwrap();
         assert_eq!(b.as_slice(), b"again");
+    }
+
+    #[test]
+    fn nobody_but_the_buffer_can_write_or_shrink_it() {
+        use std::os::unix::fs::FileExt;
+        let mut b = BulkBuf::with_capacity(PAGE).unwrap();
+        b.extend_from_slice(&[1; 100]).unwrap();
+        let file = std::fs::File::from(b.fd().try_clone_to_owned().unwrap());
+        assert!(
+            file.write_at(&[9], 0).is_err(),
+            "written through the descriptor"
+        );
+        assert!(file.set_len(0).is_err(), "shrunk");
+        // SAFETY: a fresh mapping request; it must fail, mapping nothing.
+        let writable = unsafe {
+            mmap(
+                None,
+                NonZeroUsize::new(PAGE).unwrap(),
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_SHARED,
+                &file,
+                0,
+            )
+        };
+        assert!(writable.is_err(), "mapped writable by someone else");
+        assert_eq!(b.as_slice(), &[1; 100]);
+        // Growing still works, for the buffer itself.
+        b.extend_from_slice(&[2; 3 * PAGE]).unwrap();
+        assert_eq!(b.as_slice().len(), 100 + 3 * PAGE);
+        // An unsealed file is refused by a receiver.
+        let plain = memfd_create(c"plain", MemFdCreateFlag::MFD_CLOEXEC).unwrap();
+        nix::unistd::ftruncate(&plain, PAGE as libc::off_t).unwrap();
+        // SAFETY: refused before mapping.
+        assert!(unsafe { BulkView::map(plain, 10) }.is_err());
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! |---|---|
 //! | how a task crosses: a code offset, not data | [`trampoline`] |
 //! | the frames on the socket between pool and worker | [`wire`] |
-//! | large frame bodies through shared memory instead | [`bulk`] |
+//! | large frame bodies through shared memory instead (a sealed memfd per buffer) | `bulk` (internal; [`bulk_fds`] for the fork backend) |
 //! | what a worker runs | [`serve`] |
 //! | dispatch, pipelining, supervision of dead workers, shutdown | [`ProcessPool`], [`Launcher`] |
 //! | a started child: wait, reap, signal, daemons at exit | [`ProcessHandle`] |
@@ -14,7 +14,7 @@
 //! A backend provides a [`Launcher`] that starts one worker process running [`serve`] on one
 //! end of a Unix socket; [`ProcessPool`] does the rest. Users do not use this crate directly.
 
-pub mod bulk;
+mod bulk;
 pub mod child;
 mod payload;
 mod pool;
@@ -22,6 +22,7 @@ pub mod trampoline;
 pub mod wire;
 mod worker;
 
+pub use bulk::{bulk_fds, BulkFds};
 pub use child::{next_process_name, registry, ProcessHandle};
 pub use pool::{
     reap, Initializer, IpcStats, Launcher, ProcessPool, Worker, PIPELINE_BYTES, PIPELINE_DEPTH,

@@ -9,6 +9,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use multiproc_core::handoff::collect_fds;
 use postcard::ser_flavors::Flavor;
 
+use multiproc_core::handoff::MAX_FDS;
+
 use crate::bulk::{BulkBuf, BULK_MIN};
 
 /// Encoded arguments.
@@ -29,11 +31,23 @@ impl Body {
         }
     }
 
-    /// The bytes that go through the socket (a bulk body sends only its frame header).
-    pub(crate) fn socket_len(&self) -> usize {
+    /// The buffer to send as a bulk frame beside `nfds` descriptors of the arguments' own:
+    /// `None` for an inline body, and for a bulk one when the frame has no room left for the
+    /// buffer's descriptor (its bytes then go through the socket).
+    pub(crate) fn bulk(&self, nfds: usize) -> Option<&BulkBuf> {
         match self {
-            Body::Inline(v) => v.len(),
-            Body::Bulk(_) => 0,
+            Body::Bulk(b) if nfds < MAX_FDS => Some(b),
+            _ => None,
+        }
+    }
+
+    /// The bytes that go through the socket, beside `nfds` descriptors (a bulk frame sends
+    /// only its header).
+    pub(crate) fn socket_len(&self, nfds: usize) -> usize {
+        if self.bulk(nfds).is_some() {
+            0
+        } else {
+            self.len()
         }
     }
 
@@ -57,7 +71,9 @@ pub(crate) struct Spare {
 }
 
 /// The most payload memory a pool keeps for reuse.
-const SPARE_BYTES: usize = 256 << 20;
+pub(crate) const SPARE_BYTES: usize = 256 << 20;
+/// The most bulk buffers a pool keeps for reuse (each holds a descriptor).
+const SPARE_BULKS: usize = 16;
 /// Byte vectors smaller than this are not worth keeping.
 const SPARE_MIN: usize = 64 << 10;
 
@@ -77,16 +93,17 @@ impl Spare {
         }
     }
 
-    /// The largest spare bulk buffer, or a new one.
+    /// The largest spare bulk buffer, or a new one. In a forked child, the parent's spare
+    /// buffers are dropped unused (they are the parent's memory).
     fn take_bulk(&mut self, at_least: usize) -> io::Result<BulkBuf> {
-        match self.bulks.pop() {
-            Some(mut b) => {
-                self.bytes -= b.capacity();
+        while let Some(mut b) = self.bulks.pop() {
+            self.bytes -= b.capacity();
+            if b.is_ours() {
                 b.clear();
-                Ok(b)
+                return Ok(b);
             }
-            None => BulkBuf::with_capacity(at_least),
         }
+        BulkBuf::with_capacity(at_least)
     }
 
     /// Keeps a finished job's buffer, if it is worth keeping and there is room.
@@ -94,6 +111,7 @@ impl Spare {
         let cap = match &body {
             Body::Inline(v) if v.capacity() < SPARE_MIN => return,
             Body::Inline(v) => v.capacity(),
+            Body::Bulk(b) if self.bulks.len() >= SPARE_BULKS || !b.is_ours() => return,
             Body::Bulk(b) => b.capacity(),
         };
         if self.bytes + cap > SPARE_BYTES {
@@ -119,19 +137,17 @@ pub(crate) fn encode_body<T: serde::Serialize + ?Sized>(
 ) -> Result<(Body, Vec<OwnedFd>), String> {
     let mut inline = lock(spare).take_vec();
     inline.clear();
-    let mut failure = None;
     let writer = BodyWriter {
         inline,
         bulk: None,
+        no_bulk: false,
         spare,
-        failure: &mut failure,
     };
     let (encoded, fds) =
         collect_fds(|| postcard::serialize_with_flavor::<T, BodyWriter<'_>, _>(value, writer));
-    match (encoded, failure) {
-        (Ok(body), None) => Ok((body, fds)),
-        (_, Some(e)) => Err(format!("a shared-memory buffer for a large argument: {e}")),
-        (Err(e), None) => Err(e.to_string()),
+    match encoded {
+        Ok(body) => Ok((body, fds)),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -139,19 +155,31 @@ pub(crate) fn encode_body<T: serde::Serialize + ?Sized>(
 struct BodyWriter<'a> {
     inline: Vec<u8>,
     bulk: Option<BulkBuf>,
+    /// Shared memory could not be had (out of descriptors, say): the socket it is.
+    no_bulk: bool,
     spare: &'a Mutex<Spare>,
-    /// Why a bulk buffer could not be made or grown (postcard's errors carry no message).
-    failure: &'a mut Option<io::Error>,
 }
 
 impl BodyWriter<'_> {
-    /// Moves to shared memory, with what was written so far, and appends `data`; or records
-    /// why a bulk buffer could not be had or grown.
+    /// Moves to shared memory, with what was written so far, and appends `data`. If a bulk
+    /// buffer cannot be made or grown (no descriptors or memory left for one), the body
+    /// stays in — or moves back to — the byte vector, and goes through the socket.
     #[cold]
     #[inline(never)]
     fn extend_slow(&mut self, data: &[u8]) -> postcard::Result<()> {
+        if self.no_bulk {
+            self.inline.extend_from_slice(data);
+            return Ok(());
+        }
         let grown = match self.bulk.take() {
-            Some(mut bulk) => bulk.extend_from_slice(data).map(|()| bulk),
+            Some(mut bulk) => match bulk.extend_from_slice(data) {
+                Ok(()) => Ok(bulk),
+                Err(e) => {
+                    self.inline.clear();
+                    self.inline.extend_from_slice(bulk.as_slice());
+                    Err(e)
+                }
+            },
             None => lock(self.spare)
                 .take_bulk(2 * BULK_MIN)
                 .and_then(|mut bulk| {
@@ -162,15 +190,13 @@ impl BodyWriter<'_> {
                 }),
         };
         match grown {
-            Ok(bulk) => {
-                self.bulk = Some(bulk);
-                Ok(())
-            }
-            Err(e) => {
-                *self.failure = Some(e);
-                Err(postcard::Error::SerializeBufferFull)
+            Ok(bulk) => self.bulk = Some(bulk),
+            Err(_) => {
+                self.no_bulk = true;
+                self.inline.extend_from_slice(data);
             }
         }
+        Ok(())
     }
 }
 
@@ -185,7 +211,7 @@ impl Flavor for BodyWriter<'_> {
             Some(bulk) if bulk.len() + data.len() <= bulk.capacity() => bulk
                 .extend_from_slice(data)
                 .map_err(|_| postcard::Error::SerializeBufferFull),
-            None if self.inline.len() + data.len() < BULK_MIN => {
+            None if self.no_bulk || self.inline.len() + data.len() < BULK_MIN => {
                 self.inline.extend_from_slice(data);
                 Ok(())
             }
@@ -195,7 +221,7 @@ impl Flavor for BodyWriter<'_> {
 
     #[inline]
     fn try_push(&mut self, data: u8) -> postcard::Result<()> {
-        if self.bulk.is_none() && self.inline.len() + 1 < BULK_MIN {
+        if self.bulk.is_none() && (self.no_bulk || self.inline.len() + 1 < BULK_MIN) {
             self.inline.push(data);
             Ok(())
         } else {
@@ -230,7 +256,9 @@ mod tests {
         let big: Vec<u64> = (0..(BULK_MIN as u64)).collect();
         let (body, _) = encode_body(&big, &spare).unwrap();
         assert!(matches!(body, Body::Bulk(_)));
-        assert_eq!((body.socket_len(), body.len() > BULK_MIN), (0, true));
+        assert_eq!((body.socket_len(0), body.len() > BULK_MIN), (0, true));
+        // A frame without room for the buffer's descriptor sends the bytes.
+        assert_eq!(body.socket_len(MAX_FDS), body.len());
         assert_eq!(
             postcard::from_bytes::<Vec<u64>>(body.as_slice()).unwrap(),
             big

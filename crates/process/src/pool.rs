@@ -25,7 +25,6 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use multiproc_core::handoff::MAX_FDS;
 use multiproc_core::{
     check_workers, Batch, ChunkSink, Error, Executor, ExitCause, Payload, Result, Task,
 };
@@ -34,7 +33,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::child::ExitWatch;
-use crate::payload::{encode_body, Body, Spare};
+use crate::payload::{encode_body, Body, Spare, SPARE_BYTES};
 use crate::trampoline::{decode, offset_of};
 use crate::wire::{FrameReader, FrameWriter, Header, Kind};
 use crate::worker::INIT_ID;
@@ -91,6 +90,13 @@ struct Job {
     fds: Vec<OwnedFd>,
     on_done: OnDone,
     _ticket: Ticket,
+}
+
+impl Job {
+    /// The bytes its frame puts on the socket (see [`Body::socket_len`]).
+    fn socket_len(&self) -> usize {
+        self.payload.socket_len(self.fds.len())
+    }
 }
 
 /// A pool initializer (Python's `Pool(initializer=f, initargs=...)`), encoded once and sent
@@ -654,12 +660,11 @@ fn serve<L: Launcher>(shared: &Shared<L>, worker: &Worker) -> End {
                 }
                 let queued_bytes: usize = sent
                     .iter()
-                    .map(|(_, j)| j.payload.socket_len())
-                    .chain(batch.iter().map(|j: &Job| j.payload.socket_len()))
+                    .map(|(_, j)| j.socket_len())
+                    .chain(batch.iter().map(Job::socket_len))
                     .sum();
-                let fits = |job: &Job| {
-                    in_flight == 0 || queued_bytes + job.payload.socket_len() <= PIPELINE_BYTES
-                };
+                let fits =
+                    |job: &Job| in_flight == 0 || queued_bytes + job.socket_len() <= PIPELINE_BYTES;
                 if q.jobs.front().is_some_and(|job| !fits(job)) {
                     break;
                 }
@@ -730,6 +735,10 @@ fn serve<L: Launcher>(shared: &Shared<L>, worker: &Worker) -> End {
             }
         };
         (job.on_done)(outcome);
+        if payload.capacity() > SPARE_BYTES {
+            // Kept for the next reply, but not a huge one for the rest of the session.
+            payload = Vec::new();
+        }
     }
 }
 
@@ -743,14 +752,14 @@ fn send_body(
     fds: &[OwnedFd],
     counters: &Counters,
 ) -> std::io::Result<()> {
-    let result = match body {
-        Body::Bulk(bulk) if fds.len() < MAX_FDS => {
+    let result = match body.bulk(fds.len()) {
+        Some(bulk) => {
             counters
                 .shared
                 .fetch_add(bulk.len() as u64, Ordering::Relaxed);
             writer.send_bulk(header, bulk, fds)
         }
-        body => writer.send(header, body.as_slice(), fds),
+        None => writer.send(header, body.as_slice(), fds),
     };
     counters
         .sent

@@ -8,8 +8,8 @@
 //!
 //! A *bulk* frame (the high bit of `kind` set) carries no payload bytes on the socket: its
 //! `len` bytes are in a shared-memory buffer whose memfd is the frame's last descriptor (see
-//! [`crate::bulk`]). Only [`FrameReader::recv_with_bulk`], whose caller vouches for the peer,
-//! accepts one.
+//! the crate's internal `bulk` module). Only the pool's own workers accept one: the public
+//! [`FrameReader::recv`] refuses it.
 //!
 //! `call` is the task's trampoline as an offset into this binary (see [`crate::trampoline`]).
 //! `nfds` file descriptors (shared arrays, locks, queues in the arguments or results — see
@@ -139,7 +139,12 @@ impl FrameWriter {
     /// crosses the socket. The caller must not write `body` again before the receiver has
     /// answered this frame (see [`crate::bulk`]). `fds` may hold at most
     /// [`MAX_FDS`](multiproc_core::handoff::MAX_FDS)` - 1` descriptors.
-    pub fn send_bulk(&mut self, header: Header, body: &BulkBuf, fds: &[OwnedFd]) -> io::Result<()> {
+    pub(crate) fn send_bulk(
+        &mut self,
+        header: Header,
+        body: &BulkBuf,
+        fds: &[OwnedFd],
+    ) -> io::Result<()> {
         let mut raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
         raw.push(body.fd().as_raw_fd());
         self.send_frame(header, body.len(), &[], &raw, true)
@@ -266,7 +271,7 @@ impl FrameReader {
 
     /// Reads one frame into `payload` (reusing its allocation) and returns its header and
     /// descriptors. `Ok(None)` on a clean end of stream before a frame starts. A bulk frame
-    /// is an error here (see [`recv_with_bulk`](Self::recv_with_bulk)).
+    /// is an error here: only a pool's worker, which trusts its peer, maps those.
     pub fn recv(&mut self, payload: &mut Vec<u8>) -> io::Result<Option<(Header, Vec<OwnedFd>)>> {
         match self.recv_frame(payload)? {
             None => Ok(None),
@@ -287,7 +292,7 @@ impl FrameReader {
     /// buffer until this process has answered the frame, and the view is dropped before that
     /// answer (the contract of [`BulkView::map`]). The pool and its workers do.
     #[allow(clippy::type_complexity)]
-    pub unsafe fn recv_with_bulk(
+    pub(crate) unsafe fn recv_with_bulk(
         &mut self,
         payload: &mut Vec<u8>,
     ) -> io::Result<Option<(Header, Vec<OwnedFd>, Option<BulkView>)>> {

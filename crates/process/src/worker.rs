@@ -20,7 +20,14 @@ pub const INIT_FAILED: i32 = 3;
 /// carries on. Anything that kills the process (abort, a signal, `exit`) is noticed by the
 /// pool's supervisor as the end of this stream. An `Init` frame runs once, before the tasks;
 /// if it fails, the worker reports it under [`INIT_ID`] and exits.
-pub fn serve(stream: UnixStream) -> i32 {
+///
+/// # Safety
+///
+/// The other end of `stream` must be a [`ProcessPool`](crate::ProcessPool) of this same
+/// binary image (a fork of this process, or the same executable started again): a task frame
+/// names its code by an offset into that image, which is called as is, and a large argument
+/// arrives as a shared buffer the pool promises not to write while the task runs.
+pub unsafe fn serve(stream: UnixStream) -> i32 {
     keep_large_allocations();
     let Ok(write_half) = stream.try_clone() else {
         return 2;
@@ -29,8 +36,9 @@ pub fn serve(stream: UnixStream) -> i32 {
     let mut writer = FrameWriter::new(write_half);
     let mut payload = Vec::new();
     loop {
-        // SAFETY: the peer is our pool, which writes a bulk frame's buffer again only after
-        // this worker's reply to that frame, and the view is dropped before the reply below.
+        // SAFETY: the peer is our pool (this function's contract), which writes a bulk frame's
+        // buffer again only after this worker's reply to that frame, and the view is dropped
+        // before the reply below.
         let (header, fds, bulk) = match unsafe { reader.recv_with_bulk(&mut payload) } {
             Ok(Some(frame)) => frame,
             Ok(None) => return 0,
@@ -41,9 +49,9 @@ pub fn serve(stream: UnixStream) -> i32 {
             Kind::Shutdown => return 0,
             Kind::Done | Kind::Panicked | Kind::Failed | Kind::Message => return 2,
         }
-        // SAFETY: the offset comes from our own pool, over a socket only it holds, and was
-        // produced by `offset_of` in a process running this same binary (our parent before
-        // the fork, or the same executable that started us).
+        // SAFETY: the offset comes from our own pool (this function's contract), over a socket
+        // only it holds, and was produced by `offset_of` in a process running this same
+        // binary (our parent before the fork, or the same executable that started us).
         let run = unsafe { trampoline::resolve(header.call) };
         let input = bulk.as_ref().map_or(&payload[..], |view| view.as_slice());
         let outcome = panic::catch_unwind(AssertUnwindSafe(|| run(input, fds)));
