@@ -46,6 +46,7 @@ pub fn init() {
         exit(1);
     }
     let stream = take_stdin_socket();
+    restore_stdout(&stream);
     let code = match role {
         Role::Worker => {
             // The handshake: the pool waits for this byte before sending work, so a program
@@ -60,6 +61,34 @@ pub fn init() {
         Role::Process => run_target(stream),
     };
     exit(code)
+}
+
+/// Reads the parent's first message (see `launch::send_stdout`) and makes the descriptor it
+/// carries our stdout; without one, stdout stays `/dev/null`.
+fn restore_stdout(stream: &UnixStream) {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::io::IoSliceMut;
+    let mut byte = [0u8; 1];
+    let mut iov = [IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let Ok(msg) = recvmsg::<()>(
+        stream.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    ) else {
+        return;
+    };
+    let Ok(cmsgs) = msg.cmsgs() else { return };
+    for c in cmsgs {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            for fd in fds {
+                // SAFETY: the kernel just installed `fd` for this message; nobody else owns it.
+                let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+                let _ = dup2(fd.as_raw_fd(), 1);
+            }
+        }
+    }
 }
 
 /// The socket arrives as stdin: move it to a fresh descriptor and give fd 0 `/dev/null`.

@@ -122,9 +122,36 @@ pub(crate) fn spawn_child(role: Role) -> Result<(Pid, UnixStream)> {
             .args(TEST_ARGS)
             .env(ENV, token)
             .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
+            // Until `init` puts ours back (see `send_stdout`): what a test harness prints
+            // before it runs the hook test goes nowhere.
+            .stdout(Stdio::null())
             .spawn()?;
         // `Child` neither waits nor kills on drop: the pid is ours to reap (waitpid).
         Ok(Pid::from_raw(child.id() as i32))
     })??;
+    send_stdout(&ours);
     Ok((pid, ours))
+}
+
+/// The first message on a child's socket: one byte, with our stdout as an `SCM_RIGHTS`
+/// descriptor if we have one. The child starts with stdout on `/dev/null`, so that libtest's
+/// "running 1 test" header in a test binary is not printed once per worker; `init` makes
+/// this descriptor its stdout before anything of the worker runs, so a task's prints reach
+/// our stdout as in Python. A failure leaves the child's stdout on `/dev/null`; the child
+/// notices a dead socket on its own.
+fn send_stdout(sock: &UnixStream) {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    use std::io::IoSlice;
+    use std::os::fd::AsRawFd;
+    let stdout = [1];
+    let with_fd = [ControlMessage::ScmRights(&stdout)];
+    let have_stdout = nix::fcntl::fcntl(1, nix::fcntl::FcntlArg::F_GETFD).is_ok();
+    let cmsgs: &[ControlMessage<'_>] = if have_stdout { &with_fd } else { &[] };
+    let _ = sendmsg::<()>(
+        sock.as_raw_fd(),
+        &[IoSlice::new(b"O")],
+        cmsgs,
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    );
 }
