@@ -68,8 +68,8 @@ pub fn bulk_fds() -> BulkFds {
 
 impl BulkFds {
     /// In a forked child: closes the descriptors of the parent's bulk buffers, which the
-    /// child inherited. The child's copies of those buffers are inert (see [`crate::bulk`]),
-    /// so nothing closes them again.
+    /// child inherited. The child's copies of those buffers are inert (their owner is
+    /// another process), so nothing closes them again.
     pub fn close_inherited(mut self) {
         for fd in std::mem::take(&mut *self.0) {
             let _ = nix::unistd::close(fd);

@@ -140,7 +140,7 @@ pub struct IpcStats {
     /// File descriptors sent to workers (in the arguments).
     pub fds_sent: u64,
     /// Of `bytes_sent`, those that crossed in shared memory rather than through the socket
-    /// (arguments of at least [`BULK_MIN`](crate::bulk::BULK_MIN) bytes).
+    /// (encoded arguments of at least 1 MiB).
     pub bytes_shared: u64,
 }
 
