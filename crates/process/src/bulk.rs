@@ -247,20 +247,27 @@ impl BulkBuf {
 
 impl Drop for BulkBuf {
     fn drop(&mut self) {
-        let Some(fd) = self.fd.take() else { return };
         if !self.is_ours() {
             // A forked child's copy: the mapping was not inherited (MADV_DONTFORK; whatever
             // the child mapped at that address is not ours to unmap), and the descriptor is
             // closed by `BulkFds::close_inherited` — closing it here could close a reused
             // number.
-            let _ = fd.into_raw_fd();
+            if let Some(fd) = self.fd.take() {
+                let _ = fd.into_raw_fd();
+            }
             return;
         }
-        live().remove(&fd.as_raw_fd());
-        // SAFETY: `map` is our mapping of `cap` bytes, and no reference into it outlives
-        // `self`. A receiver's own mapping of the memfd is unaffected.
+        // SAFETY: `map` is our mapping of `cap` bytes (also when `with_capacity` failed after
+        // making it), and no reference into it outlives `self`. A receiver's own mapping of
+        // the memfd is unaffected.
         let _ = unsafe { munmap(self.map.cast(), self.cap) };
-        drop(fd);
+        if let Some(fd) = self.fd.take() {
+            // Closed under the registry's lock: a fork (which holds it) sees the descriptor
+            // either registered and open, or neither.
+            let mut live = live();
+            live.remove(&fd.as_raw_fd());
+            drop(fd);
+        }
     }
 }
 
