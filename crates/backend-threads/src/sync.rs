@@ -4,10 +4,12 @@
 //! Each type has inherent methods with Python's names (so no trait import is needed) and
 //! implements the matching `multiproc_core::sync` trait; [`ThreadSync`] names the whole set
 //! for generic code and the conformance suite. All are built on `std::sync::{Mutex, Condvar}`
-//! and are `const`-constructible where Python code would use a module-level object, so they can
-//! be `static`s.
+//! (the `Condvar` wrapped so that a release nobody waits for makes no system call) and are
+//! `const`-constructible where Python code would use a module-level object, so they can be
+//! `static`s.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, ThreadId};
 use std::time::Duration;
@@ -20,28 +22,73 @@ fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// A condition variable that skips the wake-up system call when nobody waits: std's
+/// `Condvar::notify_*` always makes one (a futex wake), which made an uncontended
+/// `Lock` acquire + release cost ~10× a `Mutex` lock + unlock.
+///
+/// `waiters` is changed only by [`wait_while`], under the mutex the waiter waits with. A
+/// notifier changes the shared state under that same mutex before it notifies, so a waiter
+/// counted after the notifier's critical section saw the new state and did not wait, and a
+/// waiter counted before it is visible to the notifier (the mutex orders the two).
+#[derive(Debug, Default)]
+struct Cond {
+    cv: Condvar,
+    waiters: AtomicUsize,
+}
+
+impl Cond {
+    const fn new() -> Self {
+        Cond {
+            cv: Condvar::new(),
+            waiters: AtomicUsize::new(0),
+        }
+    }
+
+    fn notify_one(&self) {
+        if self.waiters.load(Ordering::Relaxed) > 0 {
+            self.cv.notify_one();
+        }
+    }
+
+    fn notify_all(&self) {
+        if self.waiters.load(Ordering::Relaxed) > 0 {
+            self.cv.notify_all();
+        }
+    }
+}
+
 /// Waits on `cv` while `blocked` holds, for at most `timeout`; returns the guard and whether
 /// the condition was met (false: timed out).
 fn wait_while<'a, T>(
-    cv: &Condvar,
+    cv: &Cond,
     g: MutexGuard<'a, T>,
     timeout: Option<Duration>,
     mut blocked: impl FnMut(&mut T) -> bool,
 ) -> (MutexGuard<'a, T>, bool) {
-    match timeout {
+    let mut g = g;
+    if !blocked(&mut g) {
+        return (g, true);
+    }
+    // Counted under the mutex, before it is released by the wait (see `Cond`).
+    cv.waiters.fetch_add(1, Ordering::Relaxed);
+    let (g, met) = match timeout {
         None => (
-            cv.wait_while(g, blocked)
+            cv.cv
+                .wait_while(g, blocked)
                 .unwrap_or_else(PoisonError::into_inner),
             true,
         ),
         Some(t) => {
             let (mut g, _) = cv
+                .cv
                 .wait_timeout_while(g, t, &mut blocked)
                 .unwrap_or_else(PoisonError::into_inner);
             let met = !blocked(&mut g);
             (g, met)
         }
-    }
+    };
+    cv.waiters.fetch_sub(1, Ordering::Relaxed);
+    (g, met)
 }
 
 /// A mutual-exclusion lock (Python's `threading.Lock`).
@@ -61,7 +108,7 @@ fn wait_while<'a, T>(
 #[derive(Debug, Default)]
 pub struct Lock {
     held: Mutex<bool>,
-    freed: Condvar,
+    freed: Cond,
 }
 
 impl Lock {
@@ -69,7 +116,7 @@ impl Lock {
     pub const fn new() -> Self {
         Lock {
             held: Mutex::new(false),
-            freed: Condvar::new(),
+            freed: Cond::new(),
         }
     }
 
@@ -161,7 +208,7 @@ struct Owner {
 #[derive(Debug, Default)]
 pub struct RLock {
     owner: Mutex<Owner>,
-    freed: Condvar,
+    freed: Cond,
 }
 
 impl RLock {
@@ -172,7 +219,7 @@ impl RLock {
                 thread: None,
                 depth: 0,
             }),
-            freed: Condvar::new(),
+            freed: Cond::new(),
         }
     }
 
@@ -307,7 +354,7 @@ impl multiproc_core::RLock for RLock {
 #[derive(Debug, Default)]
 pub struct Event {
     flag: Mutex<bool>,
-    changed: Condvar,
+    changed: Cond,
 }
 
 impl Event {
@@ -315,7 +362,7 @@ impl Event {
     pub const fn new() -> Self {
         Event {
             flag: Mutex::new(false),
-            changed: Condvar::new(),
+            changed: Cond::new(),
         }
     }
 
@@ -376,7 +423,7 @@ impl multiproc_core::Event for Event {
 #[derive(Debug, Default)]
 struct Waiter {
     notified: Mutex<bool>,
-    wake: Condvar,
+    wake: Cond,
 }
 
 /// A condition variable with its own re-entrant lock (Python's `threading.Condition`).
@@ -517,7 +564,7 @@ impl multiproc_core::Condition for Condition {
 pub struct Semaphore {
     value: Mutex<usize>,
     bound: Option<usize>,
-    available: Condvar,
+    available: Cond,
 }
 
 /// Python's `threading.BoundedSemaphore`: a [`Semaphore`] that refuses to be released above
@@ -530,7 +577,7 @@ impl Semaphore {
         Semaphore {
             value: Mutex::new(value),
             bound: None,
-            available: Condvar::new(),
+            available: Cond::new(),
         }
     }
 
@@ -539,7 +586,7 @@ impl Semaphore {
         Semaphore {
             value: Mutex::new(value),
             bound: Some(value),
-            available: Condvar::new(),
+            available: Cond::new(),
         }
     }
 
@@ -646,7 +693,7 @@ struct BarrierState {
 pub struct Barrier {
     parties: usize,
     state: Mutex<BarrierState>,
-    changed: Condvar,
+    changed: Cond,
 }
 
 impl Barrier {
@@ -666,7 +713,7 @@ impl Barrier {
                 epoch: 0,
                 broken: false,
             }),
-            changed: Condvar::new(),
+            changed: Cond::new(),
         })
     }
 
