@@ -77,6 +77,45 @@ fn page_size() -> usize {
         .map_or(4096, |p| p as usize)
 }
 
+/// A new zeroed memfd of at least `len` bytes (a whole number of pages: the returned
+/// length), mode 0600, sealed against shrinking and growing, not mapped. Errors as
+/// [`ShmBuffer::new`].
+pub(crate) fn new_memfd(len: usize) -> Result<(OwnedFd, usize)> {
+    if len == 0 {
+        return Err(Error::invalid(
+            "len",
+            "a shared buffer needs at least 1 byte",
+        ));
+    }
+    let page = page_size();
+    let map_len = len
+        .checked_next_multiple_of(page)
+        .filter(|&m| m <= isize::MAX as usize)
+        .ok_or_else(|| {
+            Error::invalid(
+                "len",
+                format!("{len} bytes is larger than any mapping can be (isize::MAX)"),
+            )
+        })?;
+    let fd = memfd_create(
+        c"multiproc-shm",
+        MemFdCreateFlag::MFD_CLOEXEC | MemFdCreateFlag::MFD_ALLOW_SEALING,
+    )
+    .map_err(io)?;
+    fchmod(fd.as_raw_fd(), Mode::S_IRUSR | Mode::S_IWUSR).map_err(io)?;
+    let size = libc::off_t::try_from(map_len)
+        .map_err(|_| Error::invalid("len", format!("{len} bytes does not fit off_t")))?;
+    nix::unistd::ftruncate(&fd, size).map_err(|e| match e {
+        Errno::EFBIG | Errno::EINVAL | Errno::ENOSPC | Errno::ENOMEM => Error::invalid(
+            "len",
+            format!("cannot create a shared buffer of {len} bytes: {e}"),
+        ),
+        e => io(e),
+    })?;
+    fcntl(fd.as_raw_fd(), FcntlArg::F_ADD_SEALS(SEALS)).map_err(io)?;
+    Ok((fd, map_len))
+}
+
 impl ShmBuffer {
     /// A new zeroed buffer of `len` bytes.
     ///
@@ -84,38 +123,7 @@ impl ShmBuffer {
     /// than the address space allows) is [`Error::InvalidArgument`] naming `len`; running out
     /// of descriptors is [`Error::Io`].
     pub fn new(len: usize) -> Result<Self> {
-        if len == 0 {
-            return Err(Error::invalid(
-                "len",
-                "a shared buffer needs at least 1 byte",
-            ));
-        }
-        let page = page_size();
-        let map_len = len
-            .checked_next_multiple_of(page)
-            .filter(|&m| m <= isize::MAX as usize)
-            .ok_or_else(|| {
-                Error::invalid(
-                    "len",
-                    format!("{len} bytes is larger than any mapping can be (isize::MAX)"),
-                )
-            })?;
-        let fd = memfd_create(
-            c"multiproc-shm",
-            MemFdCreateFlag::MFD_CLOEXEC | MemFdCreateFlag::MFD_ALLOW_SEALING,
-        )
-        .map_err(io)?;
-        fchmod(fd.as_raw_fd(), Mode::S_IRUSR | Mode::S_IWUSR).map_err(io)?;
-        let size = libc::off_t::try_from(map_len)
-            .map_err(|_| Error::invalid("len", format!("{len} bytes does not fit off_t")))?;
-        nix::unistd::ftruncate(&fd, size).map_err(|e| match e {
-            Errno::EFBIG | Errno::EINVAL | Errno::ENOSPC | Errno::ENOMEM => Error::invalid(
-                "len",
-                format!("cannot create a shared buffer of {len} bytes: {e}"),
-            ),
-            e => io(e),
-        })?;
-        fcntl(fd.as_raw_fd(), FcntlArg::F_ADD_SEALS(SEALS)).map_err(io)?;
+        let (fd, map_len) = new_memfd(len)?;
         Self::map(fd, len, map_len)
     }
 

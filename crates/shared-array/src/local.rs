@@ -504,7 +504,7 @@ impl<T: Pod> LocalArray<T> {
 pub const FREEZE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Gives a length error the caller's argument name.
-fn rename(e: multiproc_core::Error, name: &'static str) -> multiproc_core::Error {
+pub(crate) fn rename(e: multiproc_core::Error, name: &'static str) -> multiproc_core::Error {
     match e {
         multiproc_core::Error::InvalidArgument {
             name: "len",

@@ -230,6 +230,14 @@ fn frozen_memory_refuses_every_way_of_writing() {
     assert!(frozen.iter().all(|&b| b == 42));
 }
 
+#[test]
+fn a_frozen_copy_holds_every_element_across_pages() {
+    // Not a whole number of pages, and no two elements alike.
+    let values: Vec<u64> = (0..3 * 512 + 5).map(|i| i * 0x9E37_79B9 + 7).collect();
+    let frozen = FrozenArray::from_slice(&values).unwrap();
+    assert_eq!(&frozen[..], &values[..]);
+}
+
 static INPUT: Inherited<FrozenArray<f64>> = Inherited::new("INPUT");
 static OUTPUT: Inherited<RawArray<f64>> = Inherited::new("OUTPUT");
 
