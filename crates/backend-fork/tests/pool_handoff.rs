@@ -139,11 +139,6 @@ fn byte_sum(v: multiproc_core::Packed<u8>) -> u64 {
     v.iter().map(|&b| u64::from(b)).sum()
 }
 
-fn nap(ms: u64) -> u64 {
-    std::thread::sleep(Duration::from_millis(ms));
-    ms
-}
-
 /// The pool keeps large arguments' shared-memory buffers for reuse. A forked child that
 /// inherits the pool must not write them: an argument the parent queued must arrive as the
 /// parent encoded it, whatever the child encodes meanwhile.
@@ -163,7 +158,9 @@ fn a_forked_child_does_not_write_the_parents_argument_buffers() {
     .unwrap();
     // The parent's argument takes the spare buffer and waits behind a busy worker while the
     // child encodes its own.
-    let busy = pool.apply_async(nap, 300).unwrap();
+    let busy = pool
+        .apply_async(multiproc_core::testing::process::sleep_then, 300)
+        .unwrap();
     let queued = pool.apply_async(byte_sum, Packed(vec![1u8; MIB3])).unwrap();
     child.join_timeout(Duration::from_secs(10)).unwrap();
     assert_eq!(child.exitcode(), Some(0), "the child ended normally");
