@@ -140,11 +140,11 @@ impl Pool {
 
     /// Like [`new`](Self::new), and every worker runs `initializer(arg)` once before its first
     /// task (Python's `Pool(processes, initializer, initargs)`).
-    pub fn with_initializer<F, A>(workers: usize, initializer: F, arg: &A) -> Result<Pool>
-    where
-        F: Task<A, ()>,
-        A: Payload,
-    {
+    pub fn with_initializer<A: Payload>(
+        workers: usize,
+        initializer: Task<A, ()>,
+        arg: &A,
+    ) -> Result<Pool> {
         match get_start_method()? {
             #[cfg(feature = "fork")]
             StartMethod::Fork => Ok(Pool::Fork(multiproc_fork::ForkPool::with_initializer(
@@ -208,9 +208,8 @@ impl Executor for Pool {
         delegate!(self, p => p.processes())
     }
 
-    fn submit<F, A, R>(&self, f: F, batch: Batch<A>, sink: ChunkSink<R>) -> Result<()>
+    fn submit<A, R>(&self, f: Task<A, R>, batch: Batch<A>, sink: ChunkSink<R>) -> Result<()>
     where
-        F: Task<A, R>,
         A: Payload,
         R: Payload,
     {

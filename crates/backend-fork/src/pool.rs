@@ -81,11 +81,11 @@ impl ForkPool {
     /// task (Python's `Pool(processes, initializer, initargs)`); `arg` is encoded once and
     /// copied once per worker. If the initializer panics, the pool stops and its tasks fail with
     /// [`Error::InitializerFailed`](multiproc_core::Error::InitializerFailed).
-    pub fn with_initializer<F, A>(workers: usize, initializer: F, arg: &A) -> Result<Self>
-    where
-        F: Task<A, ()>,
-        A: Payload,
-    {
+    pub fn with_initializer<A: Payload>(
+        workers: usize,
+        initializer: Task<A, ()>,
+        arg: &A,
+    ) -> Result<Self> {
         let init = Initializer::new(initializer, arg)?;
         Ok(ForkPool {
             inner: ProcessPool::with_initializer(workers, ForkLauncher, Some(init))?,

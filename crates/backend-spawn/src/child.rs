@@ -127,7 +127,7 @@ fn run_target(stream: UnixStream) -> i32 {
     // executable (`/proc/self/exe` at the moment it started us), and came over the socket only
     // it holds.
     let run = unsafe { trampoline::resolve(header.call) };
-    match panic::catch_unwind(AssertUnwindSafe(|| run(&payload, fds))) {
+    match panic::catch_unwind(AssertUnwindSafe(|| run.run(&payload, fds))) {
         Ok(Ok(_)) => 0,
         Ok(Err(message)) => {
             eprintln!("multiproc-spawn: {message}");

@@ -106,11 +106,11 @@ impl SpawnPool {
     /// task (Python's `Pool(processes, initializer, initargs)`): `arg` is encoded once and
     /// copied once per worker, not once per task. If the initializer panics, the pool stops and its tasks fail
     /// with [`Error::InitializerFailed`].
-    pub fn with_initializer<F, A>(workers: usize, initializer: F, arg: &A) -> Result<Self>
-    where
-        F: Task<A, ()>,
-        A: Payload,
-    {
+    pub fn with_initializer<A: Payload>(
+        workers: usize,
+        initializer: Task<A, ()>,
+        arg: &A,
+    ) -> Result<Self> {
         let init = Initializer::new(initializer, arg)?;
         Ok(SpawnPool {
             inner: ProcessPool::with_initializer(workers, SpawnLauncher, Some(init))?,

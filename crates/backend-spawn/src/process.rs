@@ -35,7 +35,8 @@ use crate::launch::{spawn_child, Role};
 /// ```
 #[must_use = "a Process does nothing until `start` is called"]
 pub struct Process {
-    call: u64,
+    /// The task's `call` word, or why it cannot cross (reported by `start`).
+    call: Result<u64>,
     /// The encoded arguments, or why they could not be encoded (reported by `start`).
     encoded: Result<Encoded>,
     name: Option<String>,
@@ -58,14 +59,9 @@ impl fmt::Debug for Process {
 impl Process {
     /// A process that will run `target(args)`. If `args` cannot be encoded,
     /// [`start`](Self::start) says so.
-    pub fn new<F, A>(target: F, args: A) -> Process
-    where
-        F: Task<A, ()>,
-        A: Payload,
-    {
-        let _ = target;
+    pub fn new<A: Payload>(target: Task<A, ()>, args: A) -> Process {
         Process {
-            call: offset_of::<F, A, ()>(),
+            call: offset_of(target),
             encoded: encode(std::slice::from_ref(&args))
                 .map_err(|e| Error::Serialization(format!("encoding the arguments: {e}"))),
             name: None,
@@ -89,6 +85,7 @@ impl Process {
     /// Starts the child and sends it its target. Fails with [`Error::Serialization`] if the
     /// arguments could not be encoded, [`Error::Io`] if the child could not be started.
     pub fn start(self) -> Result<ProcessHandle> {
+        let call = self.call?;
         let (payload, fds) = self.encoded?;
         let name = self.name.unwrap_or_else(next_process_name);
         let (pid, stream) = spawn_child(Role::Process)?;
@@ -97,7 +94,7 @@ impl Process {
         let header = Header {
             kind: Kind::Task,
             id: 0,
-            call: self.call,
+            call,
         };
         // If the child died before reading its target, the write fails; its exit code says
         // why (for example a program that does not call `init`).

@@ -48,8 +48,8 @@ impl Drop for Outstanding {
 
 /// A pool of worker threads with Python's `Pool` API.
 ///
-/// It implements [`Executor`] (tasks are `fn` items or non-capturing closures, as on every
-/// backend), and also takes ordinary closures through [`map_fn`](Self::map_fn) and
+/// It implements [`Executor`] (tasks are `fn` items or non-capturing closures, taken as
+/// function pointers, as on every backend), and also takes ordinary closures through [`map_fn`](Self::map_fn) and
 /// [`apply_async_fn`](Self::apply_async_fn), because threads share memory and need nothing
 /// to cross a process boundary.
 ///
@@ -68,6 +68,19 @@ impl Drop for Outstanding {
 /// let sums = pool.map_fn(|offset: usize| data[offset..offset + 100].iter().sum::<f64>(),
 ///                        (0..1000).step_by(100), 1)?;
 /// assert_eq!(sums.iter().sum::<f64>(), 1500.0);
+/// # Ok::<(), multiproc_threads::Error>(())
+/// ```
+///
+/// The [`Executor`] methods take the same tasks as the process pools, so a capturing closure
+/// given to `map` is a type error here too ("closures can only be coerced to `fn` types if
+/// they do not capture any variables"); on this backend, `map_fn` is what takes it:
+///
+/// ```compile_fail,E0308
+/// use multiproc_threads::{Executor, ThreadPool};
+///
+/// let pool = ThreadPool::new(2)?;
+/// let data = vec![1.5_f64; 1000];
+/// let sums = pool.map(move |i: usize| data[i], 0..10)?; // use `pool.map_fn(...)` instead
 /// # Ok::<(), multiproc_threads::Error>(())
 /// ```
 pub struct ThreadPool {
@@ -238,9 +251,8 @@ impl Executor for ThreadPool {
         self.workers
     }
 
-    fn submit<F, A, R>(&self, f: F, batch: Batch<A>, sink: ChunkSink<R>) -> Result<()>
+    fn submit<A, R>(&self, f: Task<A, R>, batch: Batch<A>, sink: ChunkSink<R>) -> Result<()>
     where
-        F: Task<A, R>,
         A: Payload,
         R: Payload,
     {

@@ -143,9 +143,8 @@ impl Pool {
     /// Starts a pool whose spawned workers each run `init(arg)` first (Python's
     /// `Pool(initializer=..., initargs=...)`): how a spawned worker gets what the others
     /// inherit. Threads and forked workers already see the parent's statics and skip it.
-    pub fn with_init<F, A>(backend: Backend, workers: usize, init: F, arg: &A) -> Res<Pool>
+    pub fn with_init<A>(backend: Backend, workers: usize, init: Task<A, ()>, arg: &A) -> Res<Pool>
     where
-        F: Task<A, ()>,
         A: Payload,
     {
         let exec = match backend {

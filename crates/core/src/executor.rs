@@ -10,7 +10,7 @@ use std::num::NonZeroUsize;
 
 use crate::error::{Error, Result};
 use crate::result::{AsyncResult, ChunkSink, IMap};
-use crate::task::{assert_code_only, Payload, StarTask, Task};
+use crate::task::{star_task, Payload, StarTask, Task};
 
 /// The items of one submission, and how many go to a worker at a time.
 ///
@@ -99,10 +99,10 @@ pub fn check_workers(workers: usize) -> Result<NonZeroUsize> {
 
 /// A pool of workers with Python's `multiprocessing.Pool` API.
 ///
-/// Tasks are `fn` items or non-capturing closures ([`Task`]); arguments and results are
-/// serde types ([`Payload`]). The bounds are the same for every backend, so one workload
-/// compiles for threads, fork and spawn. A closure that captures data is rejected at
-/// compile time (see [`assert_code_only`]).
+/// Tasks are `fn` items or non-capturing closures, taken as function pointers ([`Task`]);
+/// arguments and results are serde types ([`Payload`]). The bounds are the same for every
+/// backend, so one workload compiles for threads, fork and spawn. A closure that captures
+/// data is a type error, reported by `cargo check` (see [`Task`]).
 ///
 /// Only [`processes`](Self::processes), [`submit`](Self::submit), [`close`](Self::close),
 /// [`join`](Self::join) and [`terminate`](Self::terminate) are implemented by a backend;
@@ -113,7 +113,7 @@ pub fn check_workers(workers: usize) -> Result<NonZeroUsize> {
 /// # use multiproc_core::{Batch, ChunkSink, Executor, Payload, Result, Task, Error};
 /// # impl Executor for Inline {
 /// #   fn processes(&self) -> usize { 1 }
-/// #   fn submit<F: Task<A, R>, A: Payload, R: Payload>(&self, f: F, b: Batch<A>, s: ChunkSink<R>) -> Result<()> {
+/// #   fn submit<A: Payload, R: Payload>(&self, f: Task<A, R>, b: Batch<A>, s: ChunkSink<R>) -> Result<()> {
 /// #     for (i, c) in b.into_chunks() { s.deliver(i, Ok(c.into_iter().map(f).collect())) } Ok(())
 /// #   }
 /// #   fn close(&self) {} fn join(&self) -> Result<()> { Ok(()) } fn terminate(&self) -> Result<()> { Ok(()) }
@@ -138,9 +138,8 @@ pub trait Executor: Send + Sync {
     ///
     /// Returns [`Error::PoolClosed`] if the pool no longer takes work. Users call `map`,
     /// `apply_async` and the rest instead; those check their arguments and `f` first.
-    fn submit<F, A, R>(&self, f: F, batch: Batch<A>, sink: ChunkSink<R>) -> Result<()>
+    fn submit<A, R>(&self, f: Task<A, R>, batch: Batch<A>, sink: ChunkSink<R>) -> Result<()>
     where
-        F: Task<A, R>,
         A: Payload,
         R: Payload;
 
@@ -159,9 +158,8 @@ pub trait Executor: Send + Sync {
     /// Applies `f` to every item, in parallel, and returns the results in order, with
     /// The default chunk size ([`default_chunksize`]: about sixteen chunks per worker).
     /// The first failure (in item order) is returned as the error.
-    fn map<F, A, R, I>(&self, f: F, items: I) -> Result<Vec<R>>
+    fn map<A, R, I>(&self, f: Task<A, R>, items: I) -> Result<Vec<R>>
     where
-        F: Task<A, R>,
         A: Payload,
         R: Payload,
         I: IntoIterator<Item = A>,
@@ -170,9 +168,8 @@ pub trait Executor: Send + Sync {
     }
 
     /// [`map`](Self::map) with an explicit `chunksize` (items sent to a worker at a time).
-    fn map_chunked<F, A, R, I>(&self, f: F, items: I, chunksize: usize) -> Result<Vec<R>>
+    fn map_chunked<A, R, I>(&self, f: Task<A, R>, items: I, chunksize: usize) -> Result<Vec<R>>
     where
-        F: Task<A, R>,
         A: Payload,
         R: Payload,
         I: IntoIterator<Item = A>,
@@ -181,9 +178,8 @@ pub trait Executor: Send + Sync {
     }
 
     /// Starts a [`map`](Self::map) and returns at once.
-    fn map_async<F, A, R, I>(&self, f: F, items: I) -> Result<AsyncResult<Vec<R>>>
+    fn map_async<A, R, I>(&self, f: Task<A, R>, items: I) -> Result<AsyncResult<Vec<R>>>
     where
-        F: Task<A, R>,
         A: Payload,
         R: Payload,
         I: IntoIterator<Item = A>,
@@ -194,19 +190,17 @@ pub trait Executor: Send + Sync {
     }
 
     /// Starts a [`map_chunked`](Self::map_chunked) and returns at once.
-    fn map_async_chunked<F, A, R, I>(
+    fn map_async_chunked<A, R, I>(
         &self,
-        f: F,
+        f: Task<A, R>,
         items: I,
         chunksize: usize,
     ) -> Result<AsyncResult<Vec<R>>>
     where
-        F: Task<A, R>,
         A: Payload,
         R: Payload,
         I: IntoIterator<Item = A>,
     {
-        assert_code_only::<F>();
         let batch = Batch::new(items.into_iter().collect(), check_chunksize(chunksize)?);
         let (sink, result) = ChunkSink::collect(batch.n_chunks());
         self.submit(f, batch, sink)?;
@@ -262,16 +256,13 @@ pub trait Executor: Send + Sync {
         R: Payload,
         I: IntoIterator<Item = T>,
     {
-        assert_code_only::<F>();
-        // Captures only `f`, which is zero-sized, so this closure is a task too.
-        self.map_async_chunked(move |args: T| f.call_star(args), items, chunksize)
+        self.map_async_chunked(star_task(f), items, chunksize)
     }
 
     /// Runs `f(arg)` on a worker and waits for the result (Python's `apply`).
     /// Several arguments go as a tuple: see [`apply_star`](Self::apply_star).
-    fn apply<F, A, R>(&self, f: F, arg: A) -> Result<R>
+    fn apply<A, R>(&self, f: Task<A, R>, arg: A) -> Result<R>
     where
-        F: Task<A, R>,
         A: Payload,
         R: Payload,
     {
@@ -279,13 +270,11 @@ pub trait Executor: Send + Sync {
     }
 
     /// Starts `f(arg)` on a worker and returns at once (Python's `apply_async`).
-    fn apply_async<F, A, R>(&self, f: F, arg: A) -> Result<AsyncResult<R>>
+    fn apply_async<A, R>(&self, f: Task<A, R>, arg: A) -> Result<AsyncResult<R>>
     where
-        F: Task<A, R>,
         A: Payload,
         R: Payload,
     {
-        assert_code_only::<F>();
         let (sink, result) = ChunkSink::single();
         self.submit(f, Batch::new(vec![arg], NonZeroUsize::MIN), sink)?;
         Ok(result)
@@ -310,15 +299,13 @@ pub trait Executor: Send + Sync {
         T: Payload,
         R: Payload,
     {
-        assert_code_only::<F>();
-        self.apply_async(move |args: T| f.call_star(args), args)
+        self.apply_async(star_task(f), args)
     }
 
     /// A lazy iterator over `f(item)` in item order (Python's `imap`, `chunksize=1`).
     /// All tasks are queued at once; results are yielded as soon as they are next in order.
-    fn imap<F, A, R, I>(&self, f: F, items: I) -> Result<IMap<R>>
+    fn imap<A, R, I>(&self, f: Task<A, R>, items: I) -> Result<IMap<R>>
     where
-        F: Task<A, R>,
         A: Payload,
         R: Payload,
         I: IntoIterator<Item = A>,
@@ -327,9 +314,8 @@ pub trait Executor: Send + Sync {
     }
 
     /// [`imap`](Self::imap) with an explicit `chunksize`.
-    fn imap_chunked<F, A, R, I>(&self, f: F, items: I, chunksize: usize) -> Result<IMap<R>>
+    fn imap_chunked<A, R, I>(&self, f: Task<A, R>, items: I, chunksize: usize) -> Result<IMap<R>>
     where
-        F: Task<A, R>,
         A: Payload,
         R: Payload,
         I: IntoIterator<Item = A>,
@@ -338,9 +324,8 @@ pub trait Executor: Send + Sync {
     }
 
     /// Like [`imap`](Self::imap), but yields results in the order they finish.
-    fn imap_unordered<F, A, R, I>(&self, f: F, items: I) -> Result<IMap<R>>
+    fn imap_unordered<A, R, I>(&self, f: Task<A, R>, items: I) -> Result<IMap<R>>
     where
-        F: Task<A, R>,
         A: Payload,
         R: Payload,
         I: IntoIterator<Item = A>,
@@ -349,14 +334,13 @@ pub trait Executor: Send + Sync {
     }
 
     /// [`imap_unordered`](Self::imap_unordered) with an explicit `chunksize`.
-    fn imap_unordered_chunked<F, A, R, I>(
+    fn imap_unordered_chunked<A, R, I>(
         &self,
-        f: F,
+        f: Task<A, R>,
         items: I,
         chunksize: usize,
     ) -> Result<IMap<R>>
     where
-        F: Task<A, R>,
         A: Payload,
         R: Payload,
         I: IntoIterator<Item = A>,
@@ -365,21 +349,19 @@ pub trait Executor: Send + Sync {
     }
 }
 
-fn imap_with<E, F, A, R, I>(
+fn imap_with<E, A, R, I>(
     executor: &E,
-    f: F,
+    f: Task<A, R>,
     items: I,
     chunksize: usize,
     ordered: bool,
 ) -> Result<IMap<R>>
 where
     E: Executor + ?Sized,
-    F: Task<A, R>,
     A: Payload,
     R: Payload,
     I: IntoIterator<Item = A>,
 {
-    assert_code_only::<F>();
     let batch = Batch::new(items.into_iter().collect(), check_chunksize(chunksize)?);
     let (sink, iter) = ChunkSink::imap(batch.n_chunks(), ordered);
     executor.submit(f, batch, sink)?;

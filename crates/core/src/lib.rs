@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | a pool of workers | `multiprocessing.Pool` | [`Executor`] (`map`, `starmap`, `apply_async`, `imap`, ...) |
 //! | a pending result | `AsyncResult` | [`AsyncResult`], and [`IMap`] for `imap` |
-//! | what a task may be | a picklable function | [`Task`] / [`StarTask`]: a `fn` item or non-capturing closure |
+//! | what a task may be | a picklable function | [`Task`] (`fn(A) -> R`) / [`StarTask`]: a `fn` item or non-capturing closure |
 //! | what may cross | picklable values | [`Payload`]: serde types; [`Packed`] for large arrays of numbers |
 //! | module-level data created before the Pool | a global | [`Inherited`] |
 //! | Lock, RLock, Event, Condition, Semaphore, Barrier | `threading.*`, `multiprocessing.*` | the traits in [`sync`], one [`SyncFamily`] per backend |
@@ -32,8 +32,8 @@
 //!
 //! impl Executor for Inline {
 //!     fn processes(&self) -> usize { 1 }
-//!     fn submit<F, A, R>(&self, f: F, batch: Batch<A>, sink: ChunkSink<R>) -> Result<()>
-//!     where F: Task<A, R>, A: Payload, R: Payload {
+//!     fn submit<A, R>(&self, f: Task<A, R>, batch: Batch<A>, sink: ChunkSink<R>) -> Result<()>
+//!     where A: Payload, R: Payload {
 //!         for (index, chunk) in batch.into_chunks() {
 //!             sink.deliver(index, Ok(chunk.into_iter().map(f).collect()));
 //!         }

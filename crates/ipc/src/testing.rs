@@ -40,9 +40,8 @@ pub trait Harness {
     type Worker: Worker;
 
     /// Starts `f(args)` concurrently: in a thread, a forked child, a spawned process.
-    fn start<F, A>(&self, f: F, args: A) -> Result<Self::Worker>
+    fn start<A>(&self, f: Task<A, ()>, args: A) -> Result<Self::Worker>
     where
-        F: Task<A, ()>,
         A: Payload;
 }
 
@@ -67,9 +66,8 @@ pub struct ThreadWorker(Mutex<Option<JoinHandle<()>>>);
 impl Harness for ThreadHarness {
     type Worker = ThreadWorker;
 
-    fn start<F, A>(&self, f: F, args: A) -> Result<ThreadWorker>
+    fn start<A>(&self, f: Task<A, ()>, args: A) -> Result<ThreadWorker>
     where
-        F: Task<A, ()>,
         A: Payload,
     {
         Ok(ThreadWorker(Mutex::new(Some(std::thread::spawn(
@@ -102,7 +100,7 @@ impl Worker for ThreadWorker {
     }
 }
 
-fn start<H: Harness, F: Task<A, ()>, A: Payload>(h: &H, f: F, args: A) -> H::Worker {
+fn start<H: Harness, A: Payload>(h: &H, f: Task<A, ()>, args: A) -> H::Worker {
     h.start(f, args)
         .unwrap_or_else(|e| panic!("starting a worker failed: {e}"))
 }

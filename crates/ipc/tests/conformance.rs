@@ -23,9 +23,8 @@ struct ForkWorker(ProcessHandle);
 impl Harness for ForkHarness {
     type Worker = ForkWorker;
 
-    fn start<F, A>(&self, f: F, args: A) -> Result<ForkWorker>
+    fn start<A>(&self, f: Task<A, ()>, args: A) -> Result<ForkWorker>
     where
-        F: Task<A, ()>,
         A: Payload,
     {
         multiproc_fork::Process::with_args(f, args)
@@ -56,9 +55,8 @@ struct SpawnHarness;
 impl Harness for SpawnHarness {
     type Worker = ForkWorker;
 
-    fn start<F, A>(&self, f: F, args: A) -> Result<ForkWorker>
+    fn start<A>(&self, f: Task<A, ()>, args: A) -> Result<ForkWorker>
     where
-        F: Task<A, ()>,
         A: Payload,
     {
         multiproc_spawn::Process::new(f, args)

@@ -112,18 +112,13 @@ pub struct Initializer {
 
 impl Initializer {
     /// `f(arg)` runs once in each worker before any task; `arg` is copied once per worker.
-    pub fn new<F, A>(f: F, arg: &A) -> Result<Self>
-    where
-        F: Task<A, ()>,
-        A: Payload,
-    {
-        let _ = f;
+    pub fn new<A: Payload>(f: Task<A, ()>, arg: &A) -> Result<Self> {
         let (payload, fds) =
             encode_body(std::slice::from_ref(arg), &Mutex::default()).map_err(|e| {
                 Error::Serialization(format!("encoding the initializer's argument: {e}"))
             })?;
         Ok(Initializer {
-            call: offset_of::<F, A, ()>(),
+            call: offset_of(f)?,
             payload,
             fds,
         })
@@ -339,9 +334,8 @@ impl<L: Launcher> ProcessPool<L> {
     }
 
     /// Encodes every chunk of `batch` and queues it; results reach `sink`.
-    pub fn submit<F, A, R>(&self, batch: Batch<A>, sink: ChunkSink<R>) -> Result<()>
+    pub fn submit<A, R>(&self, f: Task<A, R>, batch: Batch<A>, sink: ChunkSink<R>) -> Result<()>
     where
-        F: Task<A, R>,
         A: Payload,
         R: Payload,
     {
@@ -349,7 +343,7 @@ impl<L: Launcher> ProcessPool<L> {
         if lock(&self.shared.queue).closed {
             return Err(self.shared.refusal());
         }
-        let call = offset_of::<F, A, R>();
+        let call = offset_of(f)?;
         let mut jobs = Vec::with_capacity(batch.n_chunks());
         let mut payloads = Vec::with_capacity(batch.n_chunks());
         for (_, chunk) in batch.into_chunks() {
@@ -455,14 +449,12 @@ impl<L: Launcher> Executor for ProcessPool<L> {
         self.workers()
     }
 
-    fn submit<F, A, R>(&self, _f: F, batch: Batch<A>, sink: ChunkSink<R>) -> Result<()>
+    fn submit<A, R>(&self, f: Task<A, R>, batch: Batch<A>, sink: ChunkSink<R>) -> Result<()>
     where
-        F: Task<A, R>,
         A: Payload,
         R: Payload,
     {
-        // `F` is zero-sized: the type is all the worker needs (see `trampoline`).
-        ProcessPool::submit::<F, A, R>(self, batch, sink)
+        ProcessPool::submit(self, f, batch, sink)
     }
 
     fn close(&self) {
@@ -489,14 +481,13 @@ macro_rules! forward_executor {
                 $crate::__private::Executor::processes(&self.inner)
             }
 
-            fn submit<F, A, R>(
+            fn submit<A, R>(
                 &self,
-                f: F,
+                f: $crate::__private::Task<A, R>,
                 batch: $crate::__private::Batch<A>,
                 sink: $crate::__private::ChunkSink<R>,
             ) -> $crate::__private::Result<()>
             where
-                F: $crate::__private::Task<A, R>,
                 A: $crate::__private::Payload,
                 R: $crate::__private::Payload,
             {

@@ -1,78 +1,133 @@
 //! How a task crosses into a worker: by its code address, not its data.
 //!
-//! A task type `F` is zero-sized (checked at compile time by
-//! [`assert_code_only`](multiproc_core::assert_code_only)): a value of it *is* just code. For
-//! each `(F, A, R)` the pool takes the address of [`run_chunk::<F, A, R>`](run_chunk) — a
-//! monomorphised function that decodes a chunk of `A`s, calls `F` on each and encodes the
-//! `R`s — and sends it as an offset from [`anchor`], a fixed function of this crate. The
-//! worker runs the same binary (a fork of this process, or the same executable started
-//! again), so `anchor + offset` is the same function there.
+//! A task is a function pointer ([`Task<A, R>`](multiproc_core::Task) = `fn(A) -> R`): a
+//! value of it *is* just code. For each `(A, R)` the pool also takes the address of
+//! [`run_chunk::<A, R>`](run_chunk) — a monomorphised function that decodes a chunk of `A`s,
+//! calls the task on each and encodes the `R`s. Both addresses travel as offsets from
+//! [`anchor`], a fixed function of this crate, packed in the frame's `call` word (see
+//! [`offset_of`]). The worker runs the same binary (a fork of this process, or the same
+//! executable started again), so `anchor + offset` is the same function there.
 
 use std::os::fd::OwnedFd;
 
 use multiproc_core::handoff::{collect_fds, provide_fds};
-use multiproc_core::{assert_code_only, Payload, Task};
+use multiproc_core::{Error, Payload, Result, Task};
 
 /// Encoded bytes and the file descriptors that travel beside them (see
 /// [`multiproc_core::handoff`]).
 pub type Encoded = (Vec<u8>, Vec<OwnedFd>);
 
-/// A chunk runner: encoded arguments in, encoded results out (or a decode/encode error).
-pub type Trampoline = fn(&[u8], Vec<OwnedFd>) -> Result<Encoded, String>;
+/// A chunk runner: the task's address, encoded arguments in, encoded results out (or a
+/// decode/encode error).
+///
+/// Unsafe to call: the address must be that of the `fn(A) -> R` the runner was made for.
+type Trampoline = unsafe fn(usize, &[u8], Vec<OwnedFd>) -> std::result::Result<Encoded, String>;
 
-/// The fixed point that trampoline offsets are measured from.
+/// The fixed point that offsets are measured from.
 #[inline(never)]
 pub fn anchor() {}
 
-fn base() -> u64 {
-    anchor as fn() as usize as u64
+fn base() -> usize {
+    anchor as fn() as usize
 }
 
-/// The offset of `run_chunk::<F, A, R>` from [`anchor`]: what travels in a task frame.
-pub fn offset_of<F: Task<A, R>, A: Payload, R: Payload>() -> u64 {
-    let t: Trampoline = run_chunk::<F, A, R>;
-    (t as usize as u64).wrapping_sub(base())
+/// `addr`'s distance from [`anchor`], if it fits the 32 bits a half of the `call` word has.
+fn relative(addr: usize) -> Option<u32> {
+    i32::try_from(addr.wrapping_sub(base()) as isize)
+        .ok()
+        .map(|d| d as u32)
 }
 
-/// Turns an offset received from the pool back into the trampoline.
+fn absolute(half: u32) -> usize {
+    base().wrapping_add(half as i32 as isize as usize)
+}
+
+/// What travels in a task frame's `call` word for task `f`: the offsets from [`anchor`] of
+/// `run_chunk::<A, R>` (high half) and of `f` itself (low half).
+///
+/// An executable's code lies within 2 GiB of itself (x86-64's and aarch64's default code
+/// models require it), so an offset within it fits 32 bits. A function outside it — in a
+/// shared library loaded at a different address in another process — is refused with
+/// [`Error::InvalidArgument`].
+pub fn offset_of<A: Payload, R: Payload>(f: Task<A, R>) -> Result<u64> {
+    let runner: Trampoline = run_chunk::<A, R>;
+    let far = || {
+        Error::invalid(
+            "f",
+            "the task is not a function of this program's executable (it is more than 2 GiB \
+             away from it, in a shared library), so a worker could not find it",
+        )
+    };
+    let run = relative(runner as usize).ok_or_else(far)?;
+    let func = relative(f as usize).ok_or_else(far)?;
+    Ok((u64::from(run) << 32) | u64::from(func))
+}
+
+/// A task received from the pool, ready to run on encoded arguments.
+#[derive(Clone, Copy)]
+pub struct Call {
+    run: Trampoline,
+    func: usize,
+}
+
+impl std::fmt::Debug for Call {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Call").field("func", &self.func).finish()
+    }
+}
+
+impl Call {
+    /// Decodes a chunk of arguments from `input` (with the descriptors that came beside it),
+    /// applies the task to each, and encodes the results.
+    pub fn run(&self, input: &[u8], fds: Vec<OwnedFd>) -> std::result::Result<Encoded, String> {
+        // SAFETY: `resolve`'s contract: `run` is `run_chunk::<A, R>` and `func` the
+        // `fn(A) -> R` that `offset_of::<A, R>` packed beside it.
+        unsafe { (self.run)(self.func, input, fds) }
+    }
+}
+
+/// Turns a `call` word received from the pool back into the task it names.
 ///
 /// # Safety
 ///
-/// `offset` must have been produced by [`offset_of`] in a process running the same binary
+/// `call` must have been produced by [`offset_of`] in a process running the same binary
 /// image as this one (a fork of it, or the same executable file started again, with the
-/// same build). Any other value makes the returned pointer dangle, and calling it is
-/// undefined behaviour.
-pub unsafe fn resolve(offset: u64) -> Trampoline {
-    let addr = base().wrapping_add(offset) as usize;
-    // SAFETY: by the caller's contract, `addr` is the address of a `Trampoline` function
-    // (computed by `offset_of` relative to `anchor` in an identical image), so
-    // reinterpreting it as that function pointer type is valid.
-    unsafe { std::mem::transmute::<usize, Trampoline>(addr) }
+/// same build). Any other value makes the returned pointers dangle, and running the
+/// returned [`Call`] is undefined behaviour.
+pub unsafe fn resolve(call: u64) -> Call {
+    let run = absolute((call >> 32) as u32);
+    let func = absolute(call as u32);
+    Call {
+        // SAFETY: by the caller's contract, `run` is the address of a `Trampoline`
+        // (`run_chunk::<A, R>`, located by `offset_of` relative to `anchor` in an identical
+        // image), so reinterpreting it as that function pointer type is valid.
+        run: unsafe { std::mem::transmute::<usize, Trampoline>(run) },
+        func,
+    }
 }
 
-/// Makes a value of a zero-sized task type.
-fn conjure<F: Copy>() -> F {
-    assert_code_only::<F>();
-    // SAFETY: `F` is zero-sized (asserted at compile time above), so it has no bytes to
-    // initialise and any (empty) bit pattern is its value. It is inhabited: the sender held a
-    // value of it. And it carries no invariant a library could rely on: on stable Rust only
-    // `fn` items and closures implement `Fn`, and a zero-sized closure captured nothing.
-    unsafe { std::mem::zeroed::<F>() }
-}
-
-/// Decodes a chunk of `A`s, applies `F` to each, encodes the `R`s.
-pub fn run_chunk<F: Task<A, R>, A: Payload, R: Payload>(
+/// Decodes a chunk of `A`s, applies the task at `func` to each, encodes the `R`s.
+///
+/// # Safety
+///
+/// `func` must be the address of a function of type `fn(A) -> R` in this process.
+unsafe fn run_chunk<A: Payload, R: Payload>(
+    func: usize,
     input: &[u8],
     fds: Vec<OwnedFd>,
-) -> Result<Encoded, String> {
+) -> std::result::Result<Encoded, String> {
+    // SAFETY: by this function's contract `func` is the address of an `fn(A) -> R`; a
+    // function pointer has the size and representation of an address.
+    let f = unsafe { std::mem::transmute::<usize, Task<A, R>>(func) };
     let args: Vec<A> = decode(input, fds).map_err(|e| format!("decoding the arguments: {e}"))?;
-    let f = conjure::<F>();
     let results: Vec<R> = args.into_iter().map(f).collect();
     encode(&results).map_err(|e| format!("encoding the results: {e}"))
 }
 
 /// Encodes `value` with postcard, collecting the descriptors it owns.
-pub fn encode<T: serde::Serialize + ?Sized>(value: &T) -> Result<Encoded, postcard::Error> {
+pub fn encode<T: serde::Serialize + ?Sized>(
+    value: &T,
+) -> std::result::Result<Encoded, postcard::Error> {
     encode_into(value, Vec::new())
 }
 
@@ -80,7 +135,7 @@ pub fn encode<T: serde::Serialize + ?Sized>(value: &T) -> Result<Encoded, postca
 pub fn encode_into<T: serde::Serialize + ?Sized>(
     value: &T,
     mut buf: Vec<u8>,
-) -> Result<Encoded, postcard::Error> {
+) -> std::result::Result<Encoded, postcard::Error> {
     buf.clear();
     let (bytes, fds) = collect_fds(|| postcard::to_extend(value, buf));
     Ok((bytes?, fds))
@@ -90,7 +145,7 @@ pub fn encode_into<T: serde::Serialize + ?Sized>(
 pub fn decode<T: serde::de::DeserializeOwned>(
     bytes: &[u8],
     fds: Vec<OwnedFd>,
-) -> Result<T, postcard::Error> {
+) -> std::result::Result<T, postcard::Error> {
     provide_fds(fds, || postcard::from_bytes(bytes))
 }
 
@@ -104,17 +159,23 @@ mod tests {
 
     #[test]
     fn a_trampoline_round_trips_through_its_offset() {
-        fn offset<F: Task<u32, u32>>(_: F) -> u64 {
-            offset_of::<F, u32, u32>()
-        }
-        let o = offset(double);
+        let o = offset_of(double as Task<u32, u32>).unwrap();
         // SAFETY: the offset was produced by offset_of in this very process.
         let t = unsafe { resolve(o) };
         let input = postcard::to_stdvec(&vec![1u32, 2, 3]).unwrap();
-        let (bytes, fds) = t(&input, Vec::new()).unwrap();
+        let (bytes, fds) = t.run(&input, Vec::new()).unwrap();
         assert!(fds.is_empty());
         let out: Vec<u32> = postcard::from_bytes(&bytes).unwrap();
         assert_eq!(out, vec![2, 4, 6]);
-        assert!(t(b"\xff\xff\xff\xff\xff", Vec::new()).is_err());
+        assert!(t.run(b"\xff\xff\xff\xff\xff", Vec::new()).is_err());
+        // Two tasks of one type share the runner and differ in the function half.
+        let p = offset_of((|x: u32| x + 1) as Task<u32, u32>).unwrap();
+        assert_eq!(p >> 32, o >> 32);
+        // SAFETY: as above.
+        let out = unsafe { resolve(p) }.run(&input, Vec::new()).unwrap().0;
+        assert_eq!(
+            postcard::from_bytes::<Vec<u32>>(&out).unwrap(),
+            vec![2, 3, 4]
+        );
     }
 }
