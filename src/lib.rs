@@ -39,29 +39,34 @@
 //! assert_eq!(pending.get()?, 20);
 //! # Ok::<(), multiproc::Error>(())
 //! ```
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 /// The backend-independent vocabulary: traits, [`Error`], [`AsyncResult`].
+#[doc(inline)]
 pub use multiproc_core as core;
 pub use multiproc_core::{AsyncResult, Error, Executor, IMap, Result};
 
 /// The threads backend: workers are threads of this process (feature `threads`).
 #[cfg(feature = "threads")]
+#[doc(inline)]
 pub use multiproc_threads as threads;
 
 /// The fork backend: workers are forked children that inherit this process's memory (feature
 /// `fork`).
 #[cfg(feature = "fork")]
+#[doc(inline)]
 pub use multiproc_fork as fork;
 
 /// The spawn backend: workers are fresh processes of this same program (feature `spawn`).
 /// Call [`init`] first in `main`.
 #[cfg(feature = "spawn")]
+#[doc(inline)]
 pub use multiproc_spawn as spawn;
 
 /// Python's `Pipe`, `Queue` and `JoinableQueue`, between threads, forked and spawned processes
 /// (feature `ipc`).
 #[cfg(feature = "ipc")]
+#[doc(inline)]
 pub use multiproc_ipc as ipc;
 
 #[cfg(any(feature = "fork", feature = "spawn"))]
@@ -80,6 +85,7 @@ pub fn init() {
 /// Shared memory that forked and spawned workers read and write: `RawArray`, `Array`, `Value`,
 /// and process-shared locks (feature `shared-array`; ndarray views with feature `ndarray`).
 #[cfg(feature = "shared-array")]
+#[doc(inline)]
 pub use multiproc_shared_array as shared_array;
 
 pub use multiproc_core::Inherited;

@@ -29,6 +29,7 @@
 //! assert_eq!(sums.iter().sum::<f64>(), 1000.0);
 //! # Ok::<(), multiproc_fork::Error>(())
 //! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod fork;
 mod pool;

@@ -108,7 +108,7 @@ impl<'a> Process<'a> {
         self
     }
 
-    /// Forks the child and starts the target in it. Fails with [`Error::Io`] if `fork` fails.
+    /// Forks the child and starts the target in it. Fails with [`Error::Io`](multiproc_core::Error::Io) if `fork` fails.
     pub fn start(self) -> Result<ProcessHandle> {
         let name = self.name.unwrap_or_else(next_process_name);
         let target = self.target;

@@ -1,4 +1,4 @@
-//! Starting a fresh copy of this program as a worker, and recognising one: [`spawn_child`]
+//! Starting a fresh copy of this program as a worker, and recognising one: `spawn_child`
 //! in the parent, [`init`](crate::init) in the child.
 //!
 //! ## How a worker is started

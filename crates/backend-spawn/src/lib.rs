@@ -64,6 +64,7 @@
 //! fails that task with [`Error::WorkerDied`] and is replaced; a worker that dies before it
 //! is ready fails pool creation with the reason. Workers get `SIGKILL` when the parent
 //! process dies.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod child;
 pub mod launch;

@@ -27,6 +27,7 @@
 //! assert_eq!(t.join()?, 50.0);
 //! # Ok::<(), multiproc_threads::Error>(())
 //! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod mutex;
 mod pool;

@@ -52,6 +52,7 @@
 //! assert_eq!(pending.get_timeout(std::time::Duration::from_secs(1))?, 1);
 //! # Ok::<(), multiproc_core::Error>(())
 //! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod buffer;
 mod error;

@@ -61,7 +61,10 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Payload for T {}
 
 /// A one-argument task: a `fn` item or non-capturing closure from `A` to `R`, as a function
 /// pointer. Both coerce to it where a pool method expects one; a capturing closure does not,
-/// and is a type error (see the [module documentation](self)).
+/// and is a type error at `cargo check` (E0308, "closures can only be coerced to `fn` types if
+/// they do not capture any variables"): pass the data as the task's argument instead, put data
+/// made before a fork pool in an [`Inherited`](crate::Inherited), or send it once through a
+/// pool's initializer.
 pub type Task<A, R> = fn(A) -> R;
 
 /// A task taking its arguments unpacked from a tuple, as Python's `starmap` does:

@@ -69,6 +69,7 @@
 //! # drop(y);
 //! # Ok::<(), multiproc_core::Error>(())
 //! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod codec;
 mod futex;

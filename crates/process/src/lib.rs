@@ -13,6 +13,7 @@
 //!
 //! A backend provides a [`Launcher`] that starts one worker process running [`serve`] on one
 //! end of a Unix socket; [`ProcessPool`] does the rest. Users do not use this crate directly.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod bulk;
 pub mod child;

@@ -2,7 +2,7 @@
 //!
 //! A task is a function pointer ([`Task<A, R>`](multiproc_core::Task) = `fn(A) -> R`): a
 //! value of it *is* just code. For each `(A, R)` the pool also takes the address of
-//! [`run_chunk::<A, R>`](run_chunk) — a monomorphised function that decodes a chunk of `A`s,
+//! `run_chunk::<A, R>` — a monomorphised function that decodes a chunk of `A`s,
 //! calls the task on each and encodes the `R`s. Both addresses travel as offsets from
 //! [`anchor`], a fixed function of this crate, packed in the frame's `call` word (see
 //! [`offset_of`]). The worker runs the same binary (a fork of this process, or the same

@@ -126,7 +126,7 @@ impl FrameWriter {
     }
 
     /// Queues one frame carrying `payload` and `fds` (at most
-    /// [`MAX_FDS`](multiproc_core::handoff::MAX_FDS)). Small frames without descriptors wait in
+    /// [`MAX_FDS`]). Small frames without descriptors wait in
     /// the buffer for [`flush`](Self::flush); a frame with descriptors, or a large payload,
     /// flushes what came before it and is written at once.
     pub fn send(&mut self, header: Header, payload: &[u8], fds: &[OwnedFd]) -> io::Result<()> {

@@ -45,6 +45,7 @@
 //! assert_eq!(total.get()?, 126.0);
 //! # Ok::<(), multiproc_core::Error>(())
 //! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod array;
 mod buffer;
