@@ -1,7 +1,7 @@
+//! Run with: `cargo run --release --features fork --example fork_copy_on_write [-- --fast]`
+//!
 //! Tutorial: read-only sharing, modified so that each job *writes* its chunk of the data
 //! (`data[offset:offset + nelems] += 1`) — copy-on-write in action.
-//!
-//! `cargo run --release --features fork --example fork_copy_on_write [-- --fast]`
 //!
 //! The workers are forks of this process. After a fork, parent and child share every page of
 //! memory until one of them writes to a page: then the kernel gives the writer its own copy of

@@ -1,8 +1,8 @@
+//! Run with: `cargo run --release --features fork --example fork_process_tick_tock`
+//!
 //! Tutorial: "`threading`-equivalent API" — replace `threading.Thread` with
 //! `multiprocessing.Process`: the tick/tock task runs in a forked child process, and the
 //! parent polls `is_alive` exactly as it polled the thread in `threading_tick_tock`.
-//!
-//! `cargo run --release --features fork --example fork_process_tick_tock`
 
 use std::time::Duration;
 

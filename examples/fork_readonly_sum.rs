@@ -1,7 +1,7 @@
+//! Run with: `cargo run --release --features fork --example fork_readonly_sum [-- --fast]`
+//!
 //! Tutorial: "Read-only sharing" — 500 MB of data made before the pool, summed in chunks by
 //! four forked workers without being copied.
-//!
-//! `cargo run --release --features fork --example fork_readonly_sum [-- --fast]`
 //!
 //! The data lives in a `static` ([`Inherited`]) that is set *before* the pool is created: the
 //! workers are forks of this process, so they inherit its memory — copy-on-write, and since

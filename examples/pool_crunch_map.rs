@@ -1,6 +1,6 @@
-//! Tutorial: "`Pool.map`" — crunch 20 images in a pool of 16 forked worker processes.
+//! Run with: `cargo run --release --features fork,spawn --example pool_crunch_map [-- --workers N]`
 //!
-//! `cargo run --release --features fork,spawn --example pool_crunch_map [-- --workers N]`
+//! Tutorial: "`Pool.map`" — crunch 20 images in a pool of 16 forked worker processes.
 //!
 //! Each image takes 0.2 s to "crunch" (the tutorial's 2 s, scaled down). Serially the 20
 //! images would take 4 s; with 16 processes they take two rounds, about 0.4 s. The number of

@@ -1,6 +1,6 @@
-//! Tutorial: "`Pool.starmap`" — a task with two arguments, `(imgfile, modality)`.
+//! Run with: `cargo run --release --features fork,spawn --example pool_crunch_starmap`
 //!
-//! `cargo run --release --features fork,spawn --example pool_crunch_starmap`
+//! Tutorial: "`Pool.starmap`" — a task with two arguments, `(imgfile, modality)`.
 //!
 //! `starmap` unpacks each tuple into the task's parameters, as Python's does. T1 images get a
 //! result in 1..100 and T2 images one in 100..200; each takes 0.2 s (the tutorial's 2 s,

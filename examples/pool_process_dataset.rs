@@ -1,7 +1,8 @@
+//! Run with: `cargo run --release --features fork,spawn,shared-array --example pool_process_dataset`
+//!
 //! Tutorial: "Read/write sharing" — `process_dataset` squares every voxel of a 3-D image in
 //! a pool of 8 worker processes, reading from and writing to shared memory.
 //!
-//! `cargo run --release --features full --example pool_process_dataset`
 //! (`MULTIPROC_START_METHOD=spawn` for spawned workers; fork by default)
 //!
 //! Inherited memory is copy-on-write: what a worker writes there stays in the worker (see

@@ -1,6 +1,6 @@
-//! Tutorial: "`Pool.apply_async`" — linear, then non-linear registration of 20 subjects.
+//! Run with: `cargo run --release --features fork,spawn --example pool_registration_apply_async`
 //!
-//! `cargo run --release --features fork,spawn --example pool_registration_apply_async`
+//! Tutorial: "`Pool.apply_async`" — linear, then non-linear registration of 20 subjects.
 //!
 //! Each job is scheduled with `apply_async`, which returns an [`AsyncResult`] at once; `get`
 //! then blocks until that job is done. Linear registrations take 0.1 s and non-linear ones

@@ -1,6 +1,6 @@
-//! Tutorial: `Pipe` — two connected ends, one in a spawned process; values go both ways.
+//! Run with: `cargo run --release --features spawn,ipc,shared-array --example spawn_pipe`
 //!
-//! `cargo run --release --features full --example spawn_pipe`
+//! Tutorial: `Pipe` — two connected ends, one in a spawned process; values go both ways.
 //!
 //! The child receives its end of the pipe as an argument (the socket travels as a file
 //! descriptor), answers each request, and passes back a shared array it filled — shared

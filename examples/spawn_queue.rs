@@ -1,7 +1,7 @@
+//! Run with: `cargo run --release --features spawn,ipc --example spawn_queue`
+//!
 //! Tutorial: "share small amounts of data with a Queue", on spawned processes — producers and
 //! consumers that are fresh copies of this program, handed the queues as arguments.
-//!
-//! `cargo run --release --features full --example spawn_queue`
 //!
 //! Two producer processes put image names on a `JoinableQueue`; three consumer processes
 //! "crunch" them, put `(name, result, pid)` on a results `Queue` and mark each task done. The

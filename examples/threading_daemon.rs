@@ -1,7 +1,7 @@
+//! Run with: `cargo run --release --features threads --example threading_daemon`
+//!
 //! Tutorial: "Daemon threads" — the program exits without waiting for a daemon thread,
 //! but waits for a non-daemon one, exactly as in Python.
-//!
-//! `cargo run --example threading_daemon`
 
 use std::time::{Duration, Instant};
 

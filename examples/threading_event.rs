@@ -1,6 +1,6 @@
-//! Tutorial: `Event` — a worker processes random data, prints its mean and signals.
+//! Run with: `cargo run --release --features threads --example threading_event`
 //!
-//! `cargo run --example threading_event`
+//! Tutorial: `Event` — a worker processes random data, prints its mean and signals.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,6 +1,6 @@
-//! Tutorial: `join` a thread — block until it has finished.
+//! Run with: `cargo run --release --features threads --example threading_join`
 //!
-//! `cargo run --example threading_join`
+//! Tutorial: `join` a thread — block until it has finished.
 
 use std::time::Duration;
 

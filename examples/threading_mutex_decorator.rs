@@ -1,7 +1,7 @@
+//! Run with: `cargo run --release --features threads --example threading_mutex_decorator`
+//!
 //! Tutorial: the `mutex` decorator — two methods that share one lock, so no call of either
 //! overlaps another. Set `NO_MUTEX=1` to see what happens without it.
-//!
-//! `cargo run --example threading_mutex_decorator`
 
 use std::sync::Arc;
 use std::time::Duration;

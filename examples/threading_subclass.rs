@@ -1,6 +1,6 @@
-//! Tutorial: "Subclassing Thread" — in Rust, implement the `Run` trait.
+//! Run with: `cargo run --release --features threads --example threading_subclass`
 //!
-//! `cargo run --example threading_subclass`
+//! Tutorial: "Subclassing Thread" — in Rust, implement the `Run` trait.
 
 use std::time::Duration;
 

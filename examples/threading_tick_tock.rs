@@ -1,6 +1,6 @@
-//! Tutorial: "Running a task in a separate thread" — start a thread, poll `is_alive`.
+//! Run with: `cargo run --release --features threads --example threading_tick_tock`
 //!
-//! `cargo run --example threading_tick_tock`
+//! Tutorial: "Running a task in a separate thread" — start a thread, poll `is_alive`.
 
 use std::time::Duration;
 

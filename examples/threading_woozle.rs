@@ -1,7 +1,7 @@
+//! Run with: `cargo run --release --features threads --example threading_woozle`
+//!
 //! Tutorial: `Lock` — five threads printing "Woozle ... Wuzzle" interleave; under a lock
 //! every line comes out whole. Then the same with explicit `acquire`/`release`.
-//!
-//! `cargo run --example threading_woozle`
 
 use std::io::Write;
 use std::time::Duration;

@@ -29,7 +29,7 @@
 //! - this crate's own state (the forker's channel) and the registry of children in
 //!   `multiproc-process`.
 //!
-//! What remains is the hazard DESIGN.md names: if the child touches *another* lock that a
+//! What remains is the classic hazard of forking a multithreaded process: if the child touches *another* lock that a
 //! different thread of the parent held when it forked (a user's `Mutex`, `std::env`'s lock
 //! during a concurrent `set_var`, the global rayon pool), the child deadlocks. That is a hang,
 //! not memory unsafety — every value the child can reach is either behind such a lock or was

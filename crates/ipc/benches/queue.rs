@@ -14,7 +14,7 @@
 //! - Pipe (`Connection::send`/`recv`) round trip between two processes;
 //! - JoinableQueue put+get+task_done in one thread.
 //!
-//! Every figure is the best of 5 runs. The target: a put+get of a small value between
+//! Every figure is the best of 5 runs. The target: a put+get of a small value between
 //! two processes in at most 5 µs.
 
 use std::time::{Duration, Instant};

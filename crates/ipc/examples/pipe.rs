@@ -1,9 +1,7 @@
+//! Run with: `cargo run --release -p multiproc-ipc --example pipe`
+//!
 //! The tutorial's `Pipe`: a parent and a forked child talking both ways, and a second pipe
 //! end handed to the child *through* the first one.
-//!
-//! ```text
-//! cargo run -p multiproc-ipc --example pipe
-//! ```
 
 use std::time::Duration;
 

@@ -1,9 +1,7 @@
+//! Run with: `cargo run --release -p multiproc-ipc --example queue_producer_consumer`
+//!
 //! The tutorial's "share small amounts of data with a Queue": producers and consumers in
 //! forked processes, a `JoinableQueue` of work and a `Queue` of results.
-//!
-//! ```text
-//! cargo run -p multiproc-ipc --example queue_producer_consumer
-//! ```
 //!
 //! Two producer processes put image names on a `JoinableQueue`; three consumer processes
 //! "crunch" them and put `(name, result, pid)` on a results queue and mark each task done;

@@ -1,12 +1,10 @@
+//! Run with: `cargo run --release -p multiproc-shared-array --features ndarray --example voxel_slabs`
+//!
 //! The tutorial's read/write sharing example (`process_dataset`), with forked processes and
 //! no `unsafe`: the input is built with plain slices and frozen (immutable shared memory,
 //! which every process may slice), the output is a shared `RawArray`, each child squares one
 //! contiguous slab of the 4×4×4 volume into its part of the output, and the parent freezes the
 //! output after joining the children and prints both arrays.
-//!
-//! ```text
-//! cargo run -p multiproc-shared-array --example voxel_slabs
-//! ```
 //!
 //! Why no step needs `unsafe`:
 //! - the input is a [`FrozenArray`]: sealed by the kernel, so children read it through a
