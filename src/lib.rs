@@ -12,7 +12,7 @@
 //! | `if __name__ == "__main__":` | the guard spawned workers need | [`init()`] first in `main` |
 //! | `Queue`, `Pipe`, `JoinableQueue` | `multiprocessing.*` | `ipc::*` (feature `ipc`) |
 //! | module-level data made before the Pool | a global | [`Inherited`] |
-//! | `RawArray`, `Array`, `Value` | `multiprocessing.*` | `shared_array::*` (feature `shared-array`) |
+//! | `RawArray`, `Array`, `Value` | `multiprocessing.*` | `shared_array::*` (feature `shared-array`; ndarray views and `shared_array::ndarray` with feature `ndarray`) |
 //! | the pool API | `map`, `starmap`, `apply_async`, `imap`, ... | the [`Executor`] trait |
 //! | a pending result | `AsyncResult` | [`AsyncResult`] |
 //! | an exception | `RuntimeError`, ... | [`Error`] |

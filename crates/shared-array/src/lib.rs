@@ -62,3 +62,13 @@ pub use sync::{
     ProcessBarrier, ProcessCondition, ProcessEvent, ProcessLock, ProcessRLock, ProcessSemaphore,
     ProcessSync,
 };
+
+/// The `ndarray` crate that the views ([`LocalArray::view`], [`FrozenArray::view`],
+/// [`RawArray::to_ndarray`], ...) are made of (feature `ndarray`). Name ndarray's types through
+/// it — `multiproc_shared_array::ndarray::ArrayView2`, or `multiproc::shared_array::ndarray`
+/// from the facade — and they are the same types as this crate's, whichever ndarray release
+/// your own crate depends on. This crate accepts ndarray 0.16 and 0.17, so a crate of yours
+/// that depends on 0.16 can have both use one copy: `cargo update -p ndarray@0.17.2 --precise
+/// 0.16.1` (naming the 0.17 release your lock file holds).
+#[cfg(feature = "ndarray")]
+pub use ndarray;
