@@ -1,4 +1,4 @@
-//! Starting a fresh copy of this program as a worker, and recognising one: [`spawn_child`]
+//! Starting a fresh copy of this program as a worker, and recognising one: `spawn_child`
 //! in the parent, [`init`](crate::init) in the child.
 //!
 //! ## How a worker is started
@@ -80,7 +80,11 @@ pub(crate) struct Claim {
 impl Claim {
     /// The claim in this process's environment, if [`ENV`] is set and well formed.
     pub(crate) fn from_env() -> Option<Claim> {
-        let value = std::env::var(ENV).ok()?;
+        Claim::parse(&std::env::var(ENV).ok()?)
+    }
+
+    /// Parses `role:parent-pid:secret`; `None` for anything else.
+    fn parse(value: &str) -> Option<Claim> {
         let mut parts = value.split(':');
         let role = Role::parse(parts.next()?)?;
         let parent = parts.next()?.parse::<i32>().ok().filter(|&p| p > 0)?;
@@ -317,4 +321,50 @@ fn send_hello(sock: &UnixStream, claim: &Claim) -> Result<()> {
         return Err(Error::Io(io::Error::other("the spawn hello was cut short")));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_round_trips_and_its_hello_matches_only_itself() {
+        let claim = Claim {
+            role: Role::Worker,
+            parent: Pid::from_raw(4321),
+            secret: fresh_secret().unwrap(),
+        };
+        let parsed = Claim::parse(&claim.encode()).unwrap();
+        assert_eq!(parsed.role, Role::Worker);
+        assert_eq!(parsed.parent, Pid::from_raw(4321));
+        assert!(parsed.is_hello(&claim.hello()));
+        let mut other = claim.hello();
+        other[HELLO_LEN - 1] ^= 1;
+        assert!(!parsed.is_hello(&other));
+        assert!(!parsed.is_hello(&claim.hello()[..HELLO_LEN - 1]));
+        assert_ne!(
+            fresh_secret().unwrap(),
+            claim.secret,
+            "a fresh secret per launch"
+        );
+    }
+
+    #[test]
+    fn anything_but_a_full_token_is_no_claim() {
+        for bad in [
+            "",
+            "worker",
+            "worker:42",
+            "process:42",
+            "worker:0:00112233445566778899aabbccddeeff",
+            "worker:-1:00112233445566778899aabbccddeeff",
+            "worker:42:0011",
+            "worker:42:00112233445566778899aabbccddeefg",
+            "worker:42:00112233445566778899aabbccddeeff:x",
+            "boss:42:00112233445566778899aabbccddeeff",
+        ] {
+            assert!(Claim::parse(bad).is_none(), "{bad:?}");
+        }
+        assert!(Claim::parse("process:42:00112233445566778899aabbccddeeff").is_some());
+    }
 }

@@ -91,9 +91,8 @@ pub type Pool = SpawnPool;
 ///
 /// It also registers a startup function (an `.init_array` entry, run before libtest's
 /// `main`) that marks the executable as a test binary: only then do spawned children get the
-/// arguments [`launch::TEST_ARGS`] that select the hook test. (A crate with
-/// `#![forbid(unsafe_code)]` cannot contain it: the `unsafe_code` lint counts
-/// `#[link_section]`.)
+/// arguments [`launch::TEST_ARGS`] that select the hook test; other programs' children get
+/// none.
 #[macro_export]
 macro_rules! test_worker {
     () => {
