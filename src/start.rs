@@ -118,6 +118,15 @@ fn not_built(method: StartMethod) -> Error {
     )
 }
 
+/// The spawn backend's bootstrapping check, whatever the start method: a spawned worker whose
+/// `main` skipped [`init`](crate::init) gets [`Error::InitNotCalled`] (and its parent's pool
+/// creation fails at once) instead of forking or spawning workers of its own.
+fn check_init() -> Result<()> {
+    #[cfg(feature = "spawn")]
+    multiproc_spawn::check_init("multiproc::Pool::new")?;
+    Ok(())
+}
+
 impl Pool {
     /// `workers` worker processes, started by [`get_start_method`] (Python's
     /// `Pool(processes=workers)`).
@@ -128,6 +137,7 @@ impl Pool {
     /// `workers` worker processes started by `method` (Python's
     /// `get_context(method).Pool(workers)`).
     pub fn with_start_method(workers: usize, method: StartMethod) -> Result<Pool> {
+        check_init()?;
         match method {
             #[cfg(feature = "fork")]
             StartMethod::Fork => Ok(Pool::Fork(multiproc_fork::ForkPool::new(workers)?)),
@@ -145,7 +155,9 @@ impl Pool {
         initializer: Task<A, ()>,
         arg: &A,
     ) -> Result<Pool> {
-        match get_start_method()? {
+        let method = get_start_method()?;
+        check_init()?;
+        match method {
             #[cfg(feature = "fork")]
             StartMethod::Fork => Ok(Pool::Fork(multiproc_fork::ForkPool::with_initializer(
                 workers,

@@ -1,18 +1,24 @@
 //! The child's side: what [`init`] does in a process that was started as a worker.
 
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use multiproc_core::{Error, Result};
 use multiproc_process::trampoline;
 use multiproc_process::wire::{FrameReader, Kind};
 use nix::fcntl::{fcntl, open, FcntlArg, OFlag};
 use nix::sys::signal::Signal;
-use nix::sys::stat::{fstat, Mode, SFlag};
-use nix::unistd::{dup2, getppid, Pid};
+use nix::sys::socket::{getsockopt, recv, sockopt::PeerCredentials, MsgFlags};
+use nix::sys::stat::Mode;
+use nix::unistd::{dup2, getpid, getppid};
 
-use crate::launch::{Role, ENV};
+use crate::launch::{Claim, Role, ENV, HELLO_LEN};
+
+/// Set once [`init`] has run in this process and returned (it is not a worker).
+static INIT_RETURNED: AtomicBool = AtomicBool::new(false);
 
 /// Turns this process into a worker if it was started as one; returns at once otherwise.
 ///
@@ -21,33 +27,32 @@ use crate::launch::{Role, ENV};
 /// everything before it runs once more in every worker. In a test binary, use
 /// [`test_worker!`](crate::test_worker) instead.
 ///
+/// A process is a worker only if its parent started it as one: the environment variable
+/// [`ENV`](crate::launch::ENV) names the parent and a per-launch secret, and the parent's
+/// socket, as stdin, already carries the same secret. A stray variable, with or without
+/// junk on stdin, makes nobody a worker: `init` returns and the program runs normally.
+///
 /// ```
 /// // The first line of `main`:
 /// multiproc_spawn::init();
 /// // ... the program, which may create `SpawnPool`s and `Process`es ...
 /// ```
 pub fn init() {
-    let Some(token) = std::env::var_os(ENV) else {
+    let claim = Claim::from_env();
+    let Some(claim) = claim.filter(stdin_carries_hello) else {
+        INIT_RETURNED.store(true, Ordering::Relaxed);
         return;
     };
-    // Not passed on to processes this one starts; done while the worker is single-threaded.
+    // From here on we are the worker our parent started. The variable is not passed on to
+    // processes this one starts; removed while the worker is single-threaded.
     std::env::remove_var(ENV);
-    let token = token.to_string_lossy().into_owned();
-    let parsed = token
-        .split_once(':')
-        .and_then(|(role, pid)| Some((Role::parse(role)?, pid.parse::<i32>().ok()?)));
-    let Some((role, parent)) = parsed else {
-        fail(&format!("{ENV}={token:?} is not a worker token"));
-    };
     // Die with the parent; if it is already gone, we have been re-parented.
-    if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err()
-        || getppid() != Pid::from_raw(parent)
-    {
+    if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err() || getppid() != claim.parent {
         exit(1);
     }
     let stream = take_stdin_socket();
-    restore_stdout(&stream);
-    let code = match role {
+    receive_hello(&stream);
+    let code = match claim.role {
         Role::Worker => {
             // The handshake: the pool waits for this byte before sending work, so a program
             // that never reaches `init` is an error at pool creation, not a silent hang.
@@ -55,7 +60,8 @@ pub fn init() {
                 exit(2);
             }
             // SAFETY: the socket came from the pool that started us with `/proc/self/exe`
-            // (the worker token says so): the same executable, so the same image.
+            // (its peer is our parent, and it carried the secret of our worker token): the
+            // same executable, so the same image.
             unsafe { multiproc_process::serve(stream) }
         }
         Role::Process => run_target(stream),
@@ -63,19 +69,94 @@ pub fn init() {
     exit(code)
 }
 
-/// Reads the parent's first message (see `launch::send_stdout`) and makes the descriptor it
+/// Whether stdin is the socket that `claim`'s parent made, with the parent's hello queued on
+/// it: checked without waiting (the parent queues the hello before it starts the child) and
+/// without consuming anything, so a normal program's stdin is left as it was.
+fn stdin_carries_hello(claim: &Claim) -> bool {
+    let stdin = std::io::stdin();
+    // Fails on anything but a socket; the peer of a socket pair is the process that made it.
+    match getsockopt(&stdin.as_fd(), PeerCredentials) {
+        Ok(cred) if cred.pid() == claim.parent.as_raw() => {}
+        _ => return false,
+    }
+    let mut hello = [0u8; HELLO_LEN];
+    match recv(
+        stdin.as_fd().as_raw_fd(),
+        &mut hello,
+        MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
+    ) {
+        Ok(HELLO_LEN) => claim.is_hello(&hello),
+        _ => false,
+    }
+}
+
+/// The bootstrapping check (Python's `_check_not_importing_main`): called before a pool or a
+/// process is created. In a process whose [`ENV`] names its parent but that did not become
+/// a worker in [`init`] — `init` was not called, so `main` is running again in a worker — it
+/// tells the parent (one byte, `I`, on the parent's socket: the parent's pool creation then
+/// fails at once with [`Error::InitNotCalled`] and kills this process) and refuses, instead
+/// of starting workers of its own (the runaway). Everywhere else it returns `Ok`.
+pub(crate) fn refuse_in_a_worker_without_init(creating: &str) -> Result<()> {
+    let Some(claim) = Claim::from_env() else {
+        return Ok(());
+    };
+    if getppid() != claim.parent {
+        // A stray variable that names some other process.
+        return Ok(());
+    }
+    let tell_parent = !INIT_RETURNED.load(Ordering::Relaxed) && stdin_carries_hello(&claim);
+    let error = if INIT_RETURNED.load(Ordering::Relaxed) {
+        // `init` ran and found no hello from the parent that the variable names: not a worker,
+        // but a process that looks like one to whoever set the variable. Starting children
+        // from it could be the runaway, so refuse.
+        Error::Io(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "{ENV} names this process's parent, but init() found no spawn handshake from \
+                 it: refusing {creating} in what may be a spawned worker (unset \
+                 {ENV})"
+            ),
+        ))
+    } else {
+        Error::InitNotCalled(format!(
+            "process {} was started as a spawned {} and called {creating} without having run \
+             init()",
+            getpid(),
+            match claim.role {
+                Role::Worker => "pool worker",
+                Role::Process => "Process",
+            }
+        ))
+    };
+    // Printed first: the parent kills this process as soon as it reads the byte.
+    eprintln!("multiproc-spawn: {error}");
+    if tell_parent {
+        let _ = nix::unistd::write(std::io::stdin(), b"I");
+    }
+    Err(error)
+}
+
+/// Checks that this process is not a spawned worker that skipped [`init`] — the check that
+/// [`SpawnPool`](crate::SpawnPool) and [`Process`](crate::Process) creation make — for a
+/// pool created by other means (the `multiproc` facade's `Pool`, whatever its start method).
+/// Returns [`Error::InitNotCalled`] in such a worker, after telling its parent.
+pub fn check_init(creating: &str) -> Result<()> {
+    refuse_in_a_worker_without_init(creating)
+}
+
+/// Consumes the parent's hello (see `launch::send_hello`) and makes the descriptor it
 /// carries our stdout; without one, stdout stays `/dev/null`.
-fn restore_stdout(stream: &UnixStream) {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+fn receive_hello(stream: &UnixStream) {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned};
     use std::io::IoSliceMut;
-    let mut byte = [0u8; 1];
-    let mut iov = [IoSliceMut::new(&mut byte)];
+    let mut hello = [0u8; HELLO_LEN];
+    let mut iov = [IoSliceMut::new(&mut hello)];
     let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
     let Ok(msg) = recvmsg::<()>(
         stream.as_raw_fd(),
         &mut iov,
         Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
+        MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_WAITALL,
     ) else {
         return;
     };
@@ -93,10 +174,6 @@ fn restore_stdout(stream: &UnixStream) {
 
 /// The socket arrives as stdin: move it to a fresh descriptor and give fd 0 `/dev/null`.
 fn take_stdin_socket() -> UnixStream {
-    match fstat(0) {
-        Ok(st) if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFSOCK => {}
-        _ => fail("started as a worker, but stdin is not the parent's socket"),
-    }
     let Ok(fd) = fcntl(0, FcntlArg::F_DUPFD_CLOEXEC(3)) else {
         fail("could not duplicate the parent's socket");
     };

@@ -5,15 +5,37 @@
 //!
 //! The parent executes `/proc/self/exe` — the very file this process runs, even if it has
 //! been replaced on disk since — with `argv[0]` unchanged, the environment variable
-//! [`ENV`] set to `role:parent-pid`, and one end of a Unix socket pair as its **stdin**.
-//! Passing the socket as stdin lets `std::process::Command` start the child with
+//! [`ENV`] set to `role:parent-pid:secret`, and one end of a Unix socket pair as its
+//! **stdin**. Passing the socket as stdin lets `std::process::Command` start the child with
 //! `posix_spawn` (no fork of a large parent, no window in which another thread's child
 //! could inherit the socket); the child moves the socket off fd 0 and puts `/dev/null`
 //! there, which is what Python's workers get as stdin too.
 //!
+//! ## The handshake: nothing but the parent makes a worker
+//!
+//! The secret is 128 random bits drawn for this one launch. Before the child exists, the
+//! parent writes a hello into the socket: a magic, the same secret, and its stdout as an
+//! `SCM_RIGHTS` descriptor. `init` is a worker only if all of these hold, checked without
+//! waiting and without consuming anything: [`ENV`] parses, stdin is a Unix socket whose peer
+//! (`SO_PEERCRED`) is the parent the token names, and the hello is already queued on it with
+//! the token's secret. Otherwise `init` returns and `main` runs as a normal program: a stray
+//! variable, or a variable with junk on stdin, makes nobody a worker, so nothing else that
+//! starts this program can make it run a task (that is, jump to an offset it chose). A
+//! process that can set a program's environment *and* be its parent could equally set
+//! `LD_PRELOAD`; the handshake does not pretend to defend against that.
+//!
 //! In a test binary, the arguments [`TEST_ARGS`] make libtest run only the hook test that
-//! [`test_worker!`](crate::test_worker) defines, which calls `init`. A normal program ignores
-//! them: its `main` calls `init` first, and `init` never returns in a worker.
+//! [`test_worker!`](crate::test_worker) defines, which calls `init`. They are passed only
+//! when `test_worker!`'s startup function has marked this executable as a test binary: a
+//! normal program's workers get `argv[0]` and nothing else.
+//!
+//! ## A program that forgot `init`
+//!
+//! Everything `main` does before `init` runs again in every worker, so a program that never
+//! calls it would have every worker create pools of its own. Pool and process creation check
+//! first: a process whose [`ENV`] names its parent and that did not become a worker in
+//! `init` refuses with [`Error::InitNotCalled`], after writing one byte (`I`) into the
+//! parent's socket so that the parent's pool creation fails at once with the same error.
 //!
 //! ## Dying with the parent
 //!
@@ -27,14 +49,115 @@ use std::io;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
-use std::sync::{mpsc, Mutex, PoisonError};
+use std::ptr;
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+use std::sync::mpsc;
 use std::thread;
 
 use multiproc_core::{Error, Result};
 use nix::unistd::{getpid, Pid};
 
-/// The environment variable that marks a process as a spawned worker: `role:parent-pid`.
+/// The environment variable that names a process as a spawned worker:
+/// `role:parent-pid:secret` (the secret: 32 hex digits). It alone makes nobody a worker; see
+/// the module documentation.
 pub const ENV: &str = "MULTIPROC_SPAWN";
+
+/// The first bytes of the parent's hello.
+const MAGIC: &[u8; 8] = b"MPSPAWN1";
+/// The length of the per-launch secret, in bytes.
+const SECRET_LEN: usize = 16;
+/// The hello's length: the magic, then the secret.
+pub(crate) const HELLO_LEN: usize = MAGIC.len() + SECRET_LEN;
+
+/// What [`ENV`] says about this process: who started it, as what, with which secret.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Claim {
+    pub(crate) role: Role,
+    pub(crate) parent: Pid,
+    secret: [u8; SECRET_LEN],
+}
+
+impl Claim {
+    /// The claim in this process's environment, if [`ENV`] is set and well formed.
+    pub(crate) fn from_env() -> Option<Claim> {
+        Claim::parse(&std::env::var(ENV).ok()?)
+    }
+
+    /// Parses `role:parent-pid:secret`; `None` for anything else.
+    fn parse(value: &str) -> Option<Claim> {
+        let mut parts = value.split(':');
+        let role = Role::parse(parts.next()?)?;
+        let parent = parts.next()?.parse::<i32>().ok().filter(|&p| p > 0)?;
+        let hex = parts.next()?;
+        if parts.next().is_some() || hex.len() != 2 * SECRET_LEN {
+            return None;
+        }
+        let mut secret = [0u8; SECRET_LEN];
+        for (i, byte) in secret.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(Claim {
+            role,
+            parent: Pid::from_raw(parent),
+            secret,
+        })
+    }
+
+    fn encode(&self) -> String {
+        let hex: String = self.secret.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{}:{}:{hex}", self.role.as_str(), self.parent)
+    }
+
+    /// The hello the parent writes into the socket before the child exists.
+    fn hello(&self) -> [u8; HELLO_LEN] {
+        let mut hello = [0u8; HELLO_LEN];
+        hello[..MAGIC.len()].copy_from_slice(MAGIC);
+        hello[MAGIC.len()..].copy_from_slice(&self.secret);
+        hello
+    }
+
+    /// Whether `bytes` is this claim's hello (compared in full, whatever differs first).
+    pub(crate) fn is_hello(&self, bytes: &[u8]) -> bool {
+        bytes.len() == HELLO_LEN
+            && bytes
+                .iter()
+                .zip(self.hello())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    }
+}
+
+/// 128 fresh random bits from the kernel (`getrandom`).
+fn fresh_secret() -> io::Result<[u8; SECRET_LEN]> {
+    let mut secret = [0u8; SECRET_LEN];
+    let mut filled = 0;
+    while filled < SECRET_LEN {
+        let rest = &mut secret[filled..];
+        // SAFETY: `rest` is a live, writable buffer of `rest.len()` bytes for the whole call;
+        // getrandom writes at most that many bytes into it.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        } else {
+            filled += n as usize;
+        }
+    }
+    Ok(secret)
+}
+
+/// Set (before `main`) in an executable that contains [`test_worker!`](crate::test_worker).
+static TEST_BINARY: AtomicBool = AtomicBool::new(false);
+
+/// Marks this executable as a libtest binary whose spawned copies must be given [`TEST_ARGS`].
+/// Called by the startup function that [`test_worker!`](crate::test_worker) registers; not for
+/// direct use.
+#[doc(hidden)]
+pub fn mark_test_binary() {
+    TEST_BINARY.store(true, Ordering::Relaxed);
+}
 
 /// What a spawned child does once [`init`](crate::init) recognises it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,43 +188,69 @@ impl Role {
 /// The name of the test that [`test_worker!`](crate::test_worker) defines.
 pub const TEST_HOOK: &str = "__multiproc_spawn_worker";
 
-/// The arguments every child gets: in a libtest binary they select the hook test, quietly
-/// and with output going straight to the inherited stdout.
+/// The arguments a child gets when this executable is a test binary (one that contains
+/// [`test_worker!`](crate::test_worker)): they make libtest run only the hook test, quietly
+/// and with output going straight to the inherited stdout. Other programs' children get none.
 pub const TEST_ARGS: [&str; 4] = [TEST_HOOK, "--nocapture", "--test-threads=1", "--quiet"];
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// The spawner thread's channel and the process it belongs to (a forked child has none).
-static SPAWNER: Mutex<Option<(Pid, mpsc::Sender<Job>)>> = Mutex::new(None);
+/// The spawner thread of the process that started it, reached through its job channel.
+struct Spawner {
+    pid: Pid,
+    jobs: mpsc::Sender<Job>,
+}
+
+/// This process's spawner: a leaked [`Spawner`] behind an atomic pointer, never a lock. A
+/// forked child inherits the pointer but not the thread, and must start its own; with a
+/// `Mutex` here, a child forked while another thread of its parent held it (starting the
+/// spawner, or cloning its channel) waited for that lock forever, which hung spawn pools
+/// created inside fork-pool workers.
+static SPAWNER: AtomicPtr<Spawner> = AtomicPtr::new(ptr::null_mut());
+
+/// This process's spawner, started on first use.
+fn spawner() -> Result<&'static Spawner> {
+    let me = getpid();
+    let seen = SPAWNER.load(Ordering::Acquire);
+    // SAFETY: every non-null pointer stored in `SPAWNER` comes from `Box::into_raw` below and
+    // is never freed, so it is valid for 'static.
+    if let Some(spawner) = unsafe { seen.as_ref() } {
+        if spawner.pid == me {
+            return Ok(spawner);
+        }
+        // Our parent's, inherited through fork: its thread does not exist here. Left alone.
+    }
+    let (jobs, rx) = mpsc::channel::<Job>();
+    thread::Builder::new()
+        .name("multiproc-spawn".into())
+        .spawn(move || {
+            while let Ok(job) = rx.recv() {
+                job();
+            }
+        })
+        .map_err(Error::Io)?;
+    let ours = Box::into_raw(Box::new(Spawner { pid: me, jobs }));
+    match SPAWNER.compare_exchange(seen, ours, Ordering::AcqRel, Ordering::Acquire) {
+        // SAFETY: `ours` was just made by `Box::into_raw` and, now published, is never freed.
+        Ok(_) => Ok(unsafe { &*ours }),
+        Err(theirs) => {
+            // Another thread of this process installed its spawner first (only this
+            // process's threads write this memory): use that one. Ours was never published;
+            // freeing it closes its channel, which ends its thread.
+            // SAFETY: `ours` came from `Box::into_raw` above and nobody else has seen it.
+            drop(unsafe { Box::from_raw(ours) });
+            // SAFETY: non-null (nothing stores null) and from `Box::into_raw`, never freed.
+            Ok(unsafe { &*theirs })
+        }
+    }
+}
 
 /// Runs `job` on the spawner thread and waits for it.
 fn on_spawner<R: Send + 'static>(job: impl FnOnce() -> R + Send + 'static) -> Result<R> {
     let gone = || Error::Io(io::Error::other("the multiproc-spawn thread is gone"));
-    let sender = {
-        let mut slot = SPAWNER.lock().unwrap_or_else(PoisonError::into_inner);
-        let me = getpid();
-        match slot.as_ref().filter(|(pid, _)| *pid == me) {
-            Some((_, s)) => s.clone(),
-            None => {
-                let (tx, rx) = mpsc::channel::<Job>();
-                thread::Builder::new()
-                    .name("multiproc-spawn".into())
-                    .spawn(move || {
-                        while let Ok(job) = rx.recv() {
-                            job();
-                        }
-                    })
-                    .map_err(Error::Io)?;
-                if let Some(stale) = slot.replace((me, tx.clone())) {
-                    // Inherited through a fork: its thread does not exist here. Never touch it.
-                    std::mem::forget(stale);
-                }
-                tx
-            }
-        }
-    };
     let (reply, answer) = mpsc::sync_channel(1);
-    sender
+    spawner()?
+        .jobs
         .send(Box::new(move || {
             let _ = reply.send(job());
         }))
@@ -110,36 +259,48 @@ fn on_spawner<R: Send + 'static>(job: impl FnOnce() -> R + Send + 'static) -> Re
 }
 
 /// Starts this program again as a child with `role`, connected to the returned stream.
-pub(crate) fn spawn_child(role: Role) -> Result<(Pid, UnixStream)> {
+/// `creating` names what is being created, for the error of a worker that forgot `init`.
+pub(crate) fn spawn_child(role: Role, creating: &str) -> Result<(Pid, UnixStream)> {
+    crate::child::refuse_in_a_worker_without_init(creating)?;
+    let claim = Claim {
+        role,
+        parent: getpid(),
+        secret: fresh_secret()?,
+    };
     let (ours, theirs) = UnixStream::pair()?;
-    let token = format!("{}:{}", role.as_str(), getpid());
+    // Queued before the child exists, so that `init` checks it without waiting.
+    send_hello(&ours, &claim)?;
+    let token = claim.encode();
+    let test_args: &[&str] = if TEST_BINARY.load(Ordering::Relaxed) {
+        &TEST_ARGS
+    } else {
+        &[]
+    };
     let argv0: OsString = std::env::args_os()
         .next()
         .unwrap_or_else(|| "multiproc".into());
     let pid = on_spawner(move || -> io::Result<Pid> {
         let child = Command::new("/proc/self/exe")
             .arg0(argv0)
-            .args(TEST_ARGS)
+            .args(test_args)
             .env(ENV, token)
             .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
-            // Until `init` puts ours back (see `send_stdout`): what a test harness prints
+            // Until `init` puts ours back (see `send_hello`): what a test harness prints
             // before it runs the hook test goes nowhere.
             .stdout(Stdio::null())
             .spawn()?;
         // `Child` neither waits nor kills on drop: the pid is ours to reap (waitpid).
         Ok(Pid::from_raw(child.id() as i32))
     })??;
-    send_stdout(&ours);
     Ok((pid, ours))
 }
 
-/// The first message on a child's socket: one byte, with our stdout as an `SCM_RIGHTS`
-/// descriptor if we have one. The child starts with stdout on `/dev/null`, so that libtest's
-/// "running 1 test" header in a test binary is not printed once per worker; `init` makes
-/// this descriptor its stdout before anything of the worker runs, so a task's prints reach
-/// our stdout as in Python. A failure leaves the child's stdout on `/dev/null`; the child
-/// notices a dead socket on its own.
-fn send_stdout(sock: &UnixStream) {
+/// The first message on a child's socket: the [`Claim::hello`], with our stdout as an
+/// `SCM_RIGHTS` descriptor if we have one. The child starts with stdout on `/dev/null`, so
+/// that libtest's "running 1 test" header in a test binary is not printed once per worker;
+/// `init` makes this descriptor its stdout before anything of the worker runs, so a task's
+/// prints reach our stdout as in Python.
+fn send_hello(sock: &UnixStream, claim: &Claim) -> Result<()> {
     use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
     use std::io::IoSlice;
     use std::os::fd::AsRawFd;
@@ -147,11 +308,63 @@ fn send_stdout(sock: &UnixStream) {
     let with_fd = [ControlMessage::ScmRights(&stdout)];
     let have_stdout = nix::fcntl::fcntl(1, nix::fcntl::FcntlArg::F_GETFD).is_ok();
     let cmsgs: &[ControlMessage<'_>] = if have_stdout { &with_fd } else { &[] };
-    let _ = sendmsg::<()>(
+    let hello = claim.hello();
+    let sent = sendmsg::<()>(
         sock.as_raw_fd(),
-        &[IoSlice::new(b"O")],
+        &[IoSlice::new(&hello)],
         cmsgs,
         MsgFlags::MSG_NOSIGNAL,
         None,
-    );
+    )
+    .map_err(io::Error::from)?;
+    if sent != HELLO_LEN {
+        return Err(Error::Io(io::Error::other("the spawn hello was cut short")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_round_trips_and_its_hello_matches_only_itself() {
+        let claim = Claim {
+            role: Role::Worker,
+            parent: Pid::from_raw(4321),
+            secret: fresh_secret().unwrap(),
+        };
+        let parsed = Claim::parse(&claim.encode()).unwrap();
+        assert_eq!(parsed.role, Role::Worker);
+        assert_eq!(parsed.parent, Pid::from_raw(4321));
+        assert!(parsed.is_hello(&claim.hello()));
+        let mut other = claim.hello();
+        other[HELLO_LEN - 1] ^= 1;
+        assert!(!parsed.is_hello(&other));
+        assert!(!parsed.is_hello(&claim.hello()[..HELLO_LEN - 1]));
+        assert_ne!(
+            fresh_secret().unwrap(),
+            claim.secret,
+            "a fresh secret per launch"
+        );
+    }
+
+    #[test]
+    fn anything_but_a_full_token_is_no_claim() {
+        for bad in [
+            "",
+            "worker",
+            "worker:42",
+            "process:42",
+            "worker:0:00112233445566778899aabbccddeeff",
+            "worker:-1:00112233445566778899aabbccddeeff",
+            "worker:42:0011",
+            "worker:42:00112233445566778899aabbccddeefg",
+            "worker:42:00112233445566778899aabbccddeeff:x",
+            "boss:42:00112233445566778899aabbccddeeff",
+        ] {
+            assert!(Claim::parse(bad).is_none(), "{bad:?}");
+        }
+        assert!(Claim::parse("process:42:00112233445566778899aabbccddeeff").is_some());
+    }
 }

@@ -23,7 +23,8 @@
 //! ## The one rule: `init()` first
 //!
 //! A worker is this program executed again. [`init`] recognises a worker (by an environment
-//! variable the parent sets), runs it and never returns; in the parent it returns at once.
+//! variable the parent sets and a per-launch secret the parent queued on the worker's stdin
+//! socket), runs it and never returns; in any other process it returns at once.
 //! **Everything `main` does before `init()` runs again in every worker**, so call it first:
 //!
 //! ```
@@ -39,7 +40,10 @@
 //! }
 //! ```
 //!
-//! A program that forgets `init()` gets an error when it creates a pool, not a hang. Task
+//! A program that forgets `init()` gets [`Error::InitNotCalled`] when it creates a pool, not a
+//! hang and not a runaway: a worker that runs `main` again and reaches pool or process
+//! creation is refused (it starts nothing) and tells its parent, whose pool creation fails at
+//! once; a worker whose `main` ends without creating one fails it as soon as it exits. Task
 //! functions are found in the worker by their offset in the binary, so the worker must be
 //! the same executable: it is started from `/proc/self/exe`, which stays the running file
 //! even if a rebuild replaced it on disk.
@@ -71,7 +75,7 @@ pub mod launch;
 mod pool;
 mod process;
 
-pub use child::init;
+pub use child::{check_init, init};
 pub use multiproc_core::{AsyncResult, Error, Executor, Result};
 pub use multiproc_process::{IpcStats, ProcessHandle};
 pub use pool::{SpawnLauncher, SpawnPool, READY_TIMEOUT};
@@ -85,6 +89,11 @@ pub type Pool = SpawnPool;
 /// backend. The spawned copy of the test binary runs only this test (by its name,
 /// [`launch::TEST_HOOK`]), which calls [`init`] and never returns; in the parent it passes
 /// at once.
+///
+/// It also registers a startup function (an `.init_array` entry, run before libtest's
+/// `main`) that marks the executable as a test binary: only then do spawned children get the
+/// arguments [`launch::TEST_ARGS`] that select the hook test; other programs' children get
+/// none.
 #[macro_export]
 macro_rules! test_worker {
     () => {
@@ -92,5 +101,14 @@ macro_rules! test_worker {
         fn __multiproc_spawn_worker() {
             $crate::init();
         }
+
+        #[used]
+        #[link_section = ".init_array"]
+        static __MULTIPROC_SPAWN_TEST_BINARY: extern "C" fn() = {
+            extern "C" fn __multiproc_spawn_mark_test_binary() {
+                $crate::launch::mark_test_binary();
+            }
+            __multiproc_spawn_mark_test_binary
+        };
     };
 }

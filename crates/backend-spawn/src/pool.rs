@@ -27,7 +27,7 @@ pub struct SpawnLauncher;
 
 impl Launcher for SpawnLauncher {
     fn launch(&self) -> Result<Worker> {
-        let (pid, stream) = spawn_child(Role::Worker)?;
+        let (pid, stream) = spawn_child(Role::Worker, "SpawnPool::new")?;
         Ok(Worker { pid, stream })
     }
 
@@ -40,13 +40,27 @@ impl Launcher for SpawnLauncher {
         let _ = worker.stream.set_read_timeout(None);
         match result {
             Ok(1) if byte[0] == b'R' => Ok(()),
-            Ok(_) => {
-                let cause = reap(worker.pid);
-                Err(Error::Io(io::Error::other(format!(
-                    "spawned worker {} {cause} before it started serving: call \
-                     multiproc_spawn::init() (or multiproc::init()) first in main, or \
-                     multiproc_spawn::test_worker!() in a test binary",
+            Ok(1) if byte[0] == b'I' => {
+                // It reached pool or process creation without `init` and said so; it cannot
+                // serve, and whatever its `main` does next is not ours to wait for.
+                let _ = kill(worker.pid, Signal::SIGKILL);
+                reap(worker.pid);
+                Err(Error::InitNotCalled(format!(
+                    "spawned worker {} ran main again and reached pool or process creation \
+                     without having run init()",
                     worker.pid
+                )))
+            }
+            // The socket closed (a program that exits with the hello unread resets it): the
+            // worker ended before `init` recognised it.
+            Ok(0) => Err(ended_before_init(worker)),
+            Err(e) if e.raw_os_error() == Some(libc::ECONNRESET) => Err(ended_before_init(worker)),
+            Ok(_) => {
+                let _ = kill(worker.pid, Signal::SIGKILL);
+                reap(worker.pid);
+                Err(Error::Io(io::Error::other(format!(
+                    "spawned worker {} broke the handshake (sent {:?})",
+                    worker.pid, byte[0]
                 ))))
             }
             Err(e) => {
@@ -62,6 +76,17 @@ impl Launcher for SpawnLauncher {
             }
         }
     }
+}
+
+/// The error for a worker whose socket closed before it was ready: it ended (reaped here)
+/// before `init` recognised it — `main` ran again and finished without calling `init`, or the
+/// program died before reaching it.
+fn ended_before_init(worker: &Worker) -> Error {
+    let cause = reap(worker.pid);
+    Error::InitNotCalled(format!(
+        "spawned worker {} {cause} before init() recognised it as a worker",
+        worker.pid
+    ))
 }
 
 /// A pool of spawned worker processes with Python's `Pool` API (`multiprocessing` with the
@@ -95,7 +120,9 @@ pub struct SpawnPool {
 
 impl SpawnPool {
     /// Starts `workers` worker processes (Python's `Pool(processes=workers)` under the spawn
-    /// context) and waits until each is ready. Zero is [`Error::InvalidArgument`].
+    /// context) and waits until each is ready. Zero is [`Error::InvalidArgument`]. A program
+    /// whose `main` does not call [`init`](crate::init) first gets [`Error::InitNotCalled`],
+    /// in the parent and in the worker alike, instead of workers that start pools of their own.
     pub fn new(workers: usize) -> Result<Self> {
         Ok(SpawnPool {
             inner: ProcessPool::new(workers, SpawnLauncher)?,

@@ -83,12 +83,14 @@ impl Process {
     }
 
     /// Starts the child and sends it its target. Fails with [`Error::Serialization`] if the
-    /// arguments could not be encoded, [`Error::Io`] if the child could not be started.
+    /// arguments could not be encoded, [`Error::Io`] if the child could not be started, and
+    /// [`Error::InitNotCalled`] in a spawned worker whose `main` did not call
+    /// [`init`](crate::init) (instead of starting a process that would run `main` again).
     pub fn start(self) -> Result<ProcessHandle> {
         let call = self.call?;
         let (payload, fds) = self.encoded?;
         let name = self.name.unwrap_or_else(next_process_name);
-        let (pid, stream) = spawn_child(Role::Process)?;
+        let (pid, stream) = spawn_child(Role::Process, "Process::start")?;
         let handle = ProcessHandle::register(pid, name, self.daemon);
         let mut writer = FrameWriter::new(stream);
         let header = Header {

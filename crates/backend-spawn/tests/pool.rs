@@ -158,3 +158,16 @@ fn a_failing_initializer_is_an_error_not_a_restart_loop() {
         Err(Error::InitializerFailed(_))
     ));
 }
+
+fn worker_args(_: ()) -> Vec<String> {
+    std::env::args().skip(1).collect()
+}
+
+#[test]
+fn a_test_binarys_workers_select_only_the_hook_test() {
+    let pool = SpawnPool::new(1).unwrap();
+    assert_eq!(
+        pool.apply(worker_args, ()).unwrap(),
+        multiproc_spawn::launch::TEST_ARGS
+    );
+}

@@ -84,6 +84,15 @@ pub enum Error {
     /// is restarted forever; here the pool stops and every pending task gets this error).
     #[error("the pool's initializer failed in a worker: {0}")]
     InitializerFailed(String),
+    /// A spawned worker did not run `init()` first in `main` (Python's "an attempt has been made
+    /// to start a new process before the current process has finished its bootstrapping
+    /// phase"). The worker gets it from pool or process creation instead of starting workers of
+    /// its own; its parent gets it from pool creation as soon as the worker reports it or ends.
+    #[error(
+        "{0}: call multiproc::init() (or multiproc_spawn::init()) first in main, or \
+         multiproc_spawn::test_worker!() in a test binary"
+    )]
+    InitNotCalled(String),
     /// A blocking call with a timeout gave up.
     #[error("timed out after {0:?}")]
     Timeout(Duration),
