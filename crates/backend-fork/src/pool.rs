@@ -7,40 +7,22 @@
 //! start a worker: fork (see [`crate::fork`] for how that is made safe in a multithreaded
 //! parent) and serve one end of a socket pair.
 
-use std::os::fd::AsRawFd;
-use std::os::unix::net::UnixStream;
-use std::sync::Mutex;
-
 use multiproc_core::{Payload, Result, Task};
-use multiproc_process::{serve, Initializer, IpcStats, Launcher, ProcessPool, Worker};
+use multiproc_process::{Initializer, IpcStats, Launcher, ProcessPool, Worker};
 use nix::unistd::Pid;
 
-use crate::fork::fork_child;
+use crate::fork::fork_worker;
 
-/// Serialises worker launches, so that a child forked by one launch never inherits the other
-/// end of a socket pair that another launch is still setting up.
-static LAUNCH: Mutex<()> = Mutex::new(());
-
-/// Starts a worker by forking this process.
+/// Starts a worker by forking this process. The worker's socket pair is made by the forker
+/// thread right before the fork, so no other child inherits it, and no lock is held across
+/// the fork by the calling thread (a worker may create a pool of its own).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ForkLauncher;
 
 impl Launcher for ForkLauncher {
     fn launch(&self) -> Result<Worker> {
-        let _serial = LAUNCH.lock().unwrap_or_else(|p| p.into_inner());
-        let (parent_end, child_end) = UnixStream::pair()?;
-        let parent_fd = parent_end.as_raw_fd();
-        let pid = fork_child(move || {
-            // The child's copy of the parent's end would keep the connection open after the
-            // parent died; close it. Failure only means it was not open.
-            let _ = nix::unistd::close(parent_fd);
-            // SAFETY: the other end is the pool that forked us, running our own image.
-            unsafe { serve(child_end) }
-        })?;
-        Ok(Worker {
-            pid,
-            stream: parent_end,
-        })
+        let (pid, stream) = fork_worker()?;
+        Ok(Worker { pid, stream })
     }
 }
 

@@ -14,7 +14,25 @@ use multiproc_spawn::{Executor, SpawnPool};
 multiproc_spawn::test_worker!();
 
 multiproc_core::executor_conformance!(SpawnPool::new);
-multiproc_core::process_executor_conformance!(SpawnPool::new);
+/// A spawn pool that can start only its first `n` workers.
+fn limited(
+    n: usize,
+) -> multiproc_core::Result<
+    multiproc_process::ProcessPool<
+        multiproc_process::testing::LaunchLimit<multiproc_spawn::SpawnLauncher>,
+    >,
+> {
+    multiproc_process::ProcessPool::new(
+        n,
+        multiproc_process::testing::LaunchLimit::new(multiproc_spawn::SpawnLauncher, n),
+    )
+}
+
+multiproc_core::process_executor_conformance!(
+    SpawnPool::new,
+    pids = |p: &SpawnPool| p.pids().iter().map(|p| p.map(|p| p.as_raw() as u32)).collect(),
+    launch_limit = limited,
+);
 
 static SET_IN_PARENT: OnceLock<u64> = OnceLock::new();
 
