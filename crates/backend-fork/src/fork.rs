@@ -29,6 +29,12 @@
 //! - this crate's own state (the forker's channel) and the registry of children in
 //!   `multiproc-process`.
 //!
+//! No other thread holds a lock of ours across a fork: a pool worker's socket pair is made
+//! here, on the forker thread, just before its fork ([`fork_worker`]), rather than by a caller
+//! holding a launch lock (which the child would inherit locked — a pool created inside a
+//! worker then waited for it forever). A closure's leftovers are dropped by the caller, not
+//! here ([`fork_child`]).
+//!
 //! What remains is the hazard DESIGN.md names: if the child touches *another* lock that a
 //! different thread of the parent held when it forked (a user's `Mutex`, `std::env`'s lock
 //! during a concurrent `set_var`, the global rayon pool), the child deadlocks. That is a hang,
@@ -151,9 +157,7 @@ fn ask(work: Work) -> Answer {
     if let Err(mpsc::SendError(request)) = requests.send(Request { work, reply }) {
         return (Err(forker_gone()), job_of(request.work));
     }
-    answer
-        .recv()
-        .unwrap_or_else(|_| (Err(forker_gone()), None))
+    answer.recv().unwrap_or_else(|_| (Err(forker_gone()), None))
 }
 
 fn job_of(work: Work) -> Option<Job> {
@@ -196,14 +200,13 @@ fn forker_loop(incoming: mpsc::Receiver<Request>) {
     while let Ok(Request { work, reply }) = incoming.recv() {
         // `fork_here` runs the job in the child or hands it back; if it unwinds, the job is
         // dropped during the unwinding — before `reply` is used or dropped either way.
-        let answer = panic::catch_unwind(AssertUnwindSafe(|| fork_here(work))).unwrap_or_else(
-            |_| {
+        let answer =
+            panic::catch_unwind(AssertUnwindSafe(|| fork_here(work))).unwrap_or_else(|_| {
                 (
                     Err(Error::Io(io::Error::other("fork preparation panicked"))),
                     None,
                 )
-            },
-        );
+            });
         let _ = reply.send(answer);
     }
 }

@@ -35,7 +35,9 @@ fn process_in_worker(code: i32) -> Result<i32, String> {
 #[test]
 fn a_process_inside_a_pool_worker_works() {
     let pool = ForkPool::new(2).unwrap();
-    let mut r = pool.map_async_chunked(process_in_worker, [3, 4], 1).unwrap();
+    let mut r = pool
+        .map_async_chunked(process_in_worker, [3, 4], 1)
+        .unwrap();
     match r.get_timeout(LIMIT) {
         Ok(codes) => assert_eq!(codes, vec![Ok(3), Ok(4)]),
         Err(e) => {
@@ -65,10 +67,7 @@ fn a_pool_moved_into_a_process_is_dropped_by_the_caller_not_the_forker() {
     // is dropped (close + join: it waits for the running task) by the thread that started.
     let mover = thread::spawn(move || {
         let p = Process::new(move || {
-            let refused = matches!(
-                pool.apply(square, 3),
-                Err(Error::ForeignProcess { .. })
-            );
+            let refused = matches!(pool.apply(square, 3), Err(Error::ForeignProcess { .. }));
             drop(pool); // does nothing here
             std::process::exit(if refused { 0 } else { 3 });
         })
@@ -102,9 +101,8 @@ fn a_handle_used_from_a_forked_child_refuses_and_leaves_the_child_alone() {
     gate.wait_started(1);
     let h = &sibling;
     let user = Process::new(move || {
-        let foreign = |r: multiproc_core::Result<()>| {
-            matches!(r, Err(Error::ForeignProcess { .. }))
-        };
+        let foreign =
+            |r: multiproc_core::Result<()>| matches!(r, Err(Error::ForeignProcess { .. }));
         let all = foreign(h.kill())
             && foreign(h.terminate())
             && foreign(h.join())
@@ -119,8 +117,15 @@ fn a_handle_used_from_a_forked_child_refuses_and_leaves_the_child_alone() {
     .start()
     .unwrap();
     user.join_timeout(LIMIT).unwrap();
-    assert_eq!(user.exitcode(), Some(0), "the copy did not refuse every call");
-    assert!(sibling.is_alive(), "the child's copy signalled or reaped it");
+    assert_eq!(
+        user.exitcode(),
+        Some(0),
+        "the copy did not refuse every call"
+    );
+    assert!(
+        sibling.is_alive(),
+        "the child's copy signalled or reaped it"
+    );
     gate.open(1);
     sibling.join_timeout(LIMIT).unwrap();
     assert_eq!(sibling.exitcode(), Some(0));

@@ -16,7 +16,11 @@ fn limited(n: usize) -> multiproc_core::Result<ProcessPool<LaunchLimit<ForkLaunc
 
 multiproc_core::process_executor_conformance!(
     ForkPool::new,
-    pids = |p: &ForkPool| p.pids().iter().map(|p| p.map(|p| p.as_raw() as u32)).collect(),
+    pids = |p: &ForkPool| p
+        .pids()
+        .iter()
+        .map(|p| p.map(|p| p.as_raw() as u32))
+        .collect(),
     launch_limit = limited,
 );
 

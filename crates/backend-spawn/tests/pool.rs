@@ -30,7 +30,11 @@ fn limited(
 
 multiproc_core::process_executor_conformance!(
     SpawnPool::new,
-    pids = |p: &SpawnPool| p.pids().iter().map(|p| p.map(|p| p.as_raw() as u32)).collect(),
+    pids = |p: &SpawnPool| p
+        .pids()
+        .iter()
+        .map(|p| p.map(|p| p.as_raw() as u32))
+        .collect(),
     launch_limit = limited,
 );
 
@@ -186,9 +190,7 @@ fn fork_pool_inside(n: u64) -> Result<Vec<u64>, String> {
 #[test]
 fn a_fork_pool_inside_a_spawn_worker_works() {
     let pool = SpawnPool::new(2).unwrap();
-    let mut r = pool
-        .map_async_chunked(fork_pool_inside, [3, 4], 1)
-        .unwrap();
+    let mut r = pool.map_async_chunked(fork_pool_inside, [3, 4], 1).unwrap();
     match r.get_timeout(Duration::from_secs(30)) {
         Ok(got) => assert_eq!(got, vec![Ok(vec![0, 1, 4]), Ok(vec![0, 1, 4, 9])]),
         Err(e) => {

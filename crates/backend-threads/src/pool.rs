@@ -87,7 +87,8 @@ pub struct ThreadPool {
 impl std::fmt::Debug for ThreadPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut d = f.debug_struct("ThreadPool");
-        d.field("owner", &self.owner).field("workers", &self.workers);
+        d.field("owner", &self.owner)
+            .field("workers", &self.workers);
         if self.check_home().is_ok() {
             let s = self.shared.state();
             d.field("closed", &s.closed)

@@ -43,7 +43,8 @@ fn a_thread_pool_used_from_a_forked_child_refuses_at_once() {
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork failed");
     if pid == 0 {
-        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| use_the_copy(&pool))).unwrap_or(101);
+        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| use_the_copy(&pool)))
+            .unwrap_or(101);
         // SAFETY: `_exit` has no preconditions; it runs none of the parent's destructors.
         unsafe { libc::_exit(code) };
     }

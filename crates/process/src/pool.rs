@@ -11,9 +11,14 @@
 //! - **supervision**: the supervisor reads its worker's replies. If the stream breaks, the
 //!   worker died: the supervisor reaps it, fails the one task it was running with
 //!   [`Error::WorkerDied`] (its pid, and the signal or exit code), puts the tasks queued behind
-//!   it back at the front of the queue, and launches a replacement.
+//!   it back at the front of the queue, and launches a replacement. If none can be started and
+//!   no worker is left, the pool *breaks*: it closes itself, and pending and later calls fail
+//!   with [`Error::PoolBroken`] naming the cause.
+//! - **ownership**: a pool belongs to the process that created it; a forked copy refuses every
+//!   call with [`Error::ForeignProcess`] and its `Drop` does nothing.
 //! - **shutdown**: `close` refuses new work; `join` waits for the work, then sends each worker a
-//!   shutdown frame and reaps it; `terminate` drops queued work and SIGKILLs the workers. Every
+//!   shutdown frame and reaps it; `terminate` drops queued work and SIGKILLs the workers
+//!   (through pidfds; a worker leaves the table before it is reaped, so no reused pid is hit). Every
 //!   task's result is delivered or failed — a dropped job fails its chunk through the
 //!   [`ChunkSink`] — so nothing waits forever, and every child is reaped, so no zombie is left.
 
@@ -983,7 +988,7 @@ mod tests {
     use std::sync::Mutex;
     use std::time::Duration;
 
-    use multiproc_core::{Error, ExitCause, Executor, Result};
+    use multiproc_core::{Error, Executor, ExitCause, Result};
     use nix::unistd::Pid;
 
     use super::{Launcher, ProcessPool, Worker};

@@ -105,7 +105,9 @@ impl GateControl {
 
     /// Lets `n` more tasks through.
     pub fn open(&self, n: usize) {
-        (&self.go).write_all(&vec![b'g'; n]).expect("opening the gate");
+        (&self.go)
+            .write_all(&vec![b'g'; n])
+            .expect("opening the gate");
     }
 }
 
@@ -245,7 +247,9 @@ fn worker_pids<E: Executor>(p: &E) -> BTreeSet<u32> {
     let n = p.processes();
     let gate = GateControl::new();
     let gates: Vec<Gate> = (0..n).map(|_| gate.gate()).collect();
-    let mut pending = p.map_async_chunked(pid_at_gate, gates, 1).expect("pid tasks");
+    let mut pending = p
+        .map_async_chunked(pid_at_gate, gates, 1)
+        .expect("pid tasks");
     let started = gate.wait_started(n);
     gate.open(n);
     let pids: BTreeSet<u32> = pending
@@ -432,12 +436,13 @@ pub fn large_arguments_arrive_intact<E: Executor>(make: MakePool<E>) {
         let expected: Vec<u64> = items.iter().map(|v| checksum(v.clone())).collect();
         (items, expected)
     };
-    let check = |mut pending: crate::AsyncResult<Vec<u64>>, expected: Vec<u64>, r: u64| match pending
-        .get_timeout(LIMIT)
-    {
-        Ok(got) => assert_eq!(got, expected, "round {r}"),
-        Err(e) => panic!("round {r}: {e}"),
-    };
+    let check =
+        |mut pending: crate::AsyncResult<Vec<u64>>, expected: Vec<u64>, r: u64| match pending
+            .get_timeout(LIMIT)
+        {
+            Ok(got) => assert_eq!(got, expected, "round {r}"),
+            Err(e) => panic!("round {r}: {e}"),
+        };
     let ((items0, expected0), (items1, expected1)) = (round(0), round(1));
     let gate = GateControl::new();
     let gated: Vec<(Packed<u64>, Gate)> = items0.into_iter().map(|v| (v, gate.gate())).collect();
@@ -527,7 +532,11 @@ pub fn a_pool_used_from_a_forked_child_refuses_at_once<E: Executor>(make: MakePo
         Ok(14) => panic!("the error does not name the child's pid"),
         other => panic!("the forked child: {other:?}"),
     }
-    assert_eq!(worker_pids(&p), before, "the child's copy touched the workers");
+    assert_eq!(
+        worker_pids(&p),
+        before,
+        "the child's copy touched the workers"
+    );
     assert_eq!(p.map(sleep_then, [0, 0, 0]).unwrap(), vec![0, 0, 0]);
 }
 
@@ -556,7 +565,10 @@ where
 
 /// `pids()` names each live worker once: the pids of tasks that run in every worker at once,
 /// before and after a worker is replaced, never this process.
-pub fn pids_name_the_live_workers<E: Executor>(make: MakePool<E>, pids: fn(&E) -> Vec<Option<u32>>) {
+pub fn pids_name_the_live_workers<E: Executor>(
+    make: MakePool<E>,
+    pids: fn(&E) -> Vec<Option<u32>>,
+) {
     let p = pool(make, 2);
     let listed = |p: &E| -> BTreeSet<u32> {
         let all = pids(p);
@@ -573,7 +585,10 @@ pub fn pids_name_the_live_workers<E: Executor>(make: MakePool<E>, pids: fn(&E) -
         Err(Error::WorkerDied { pid, .. }) => pid,
         other => panic!("expected WorkerDied, got {other:?}"),
     };
-    assert!(first.contains(&dead), "the dead worker {dead} was not listed");
+    assert!(
+        first.contains(&dead),
+        "the dead worker {dead} was not listed"
+    );
     // Both workers hold a task at once: the replacement has been listed before its first task.
     let now = worker_pids(&p);
     assert_eq!(listed(&p), now);
