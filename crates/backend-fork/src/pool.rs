@@ -79,7 +79,8 @@ impl ForkPool {
         self.inner.ipc_stats()
     }
 
-    /// The workers' process ids (a slot is `None` while its worker is being replaced).
+    /// The workers' process ids (a slot is `None` while its worker is being replaced, or after
+    /// no replacement could be started). Empty in a forked copy of the pool.
     pub fn pids(&self) -> Vec<Option<Pid>> {
         self.inner.pids()
     }

@@ -199,3 +199,24 @@ fn a_fork_pool_inside_a_spawn_worker_works() {
         }
     }
 }
+
+/// Creates a spawn pool inside a (forked) worker and maps over it.
+fn spawn_pool_inside(n: u64) -> Result<Vec<u64>, String> {
+    let inner = SpawnPool::new(2).map_err(|e| e.to_string())?;
+    inner.map(square, 0..n).map_err(|e| e.to_string())
+}
+
+#[test]
+fn a_spawn_pool_inside_a_fork_worker_works() {
+    let pool = multiproc_fork::ForkPool::new(2).unwrap();
+    let mut r = pool
+        .map_async_chunked(spawn_pool_inside, [3, 4], 1)
+        .unwrap();
+    match r.get_timeout(Duration::from_secs(30)) {
+        Ok(got) => assert_eq!(got, vec![Ok(vec![0, 1, 4]), Ok(vec![0, 1, 4, 9])]),
+        Err(e) => {
+            let _ = pool.terminate();
+            panic!("a spawn pool inside a fork worker: {e}");
+        }
+    }
+}

@@ -340,8 +340,10 @@ pub fn no_zombies_after_drop_or_terminate<E: Executor>(make: MakePool<E>) {
 
     let p = pool(make, 2);
     let pids = worker_pids(&p);
-    let slow = p.apply_async(sleep_then, 5_000).unwrap();
-    std::thread::sleep(Duration::from_millis(50));
+    // A task that runs until its worker is killed: it waits at a gate nobody opens.
+    let gate = GateControl::new();
+    let slow = p.apply_async(pid_at_gate, gate.gate()).unwrap();
+    gate.wait_started(1);
     let t = Instant::now();
     p.terminate().unwrap();
     assert!(matches!(slow.get(), Err(Error::PoolClosed(_))));
