@@ -434,8 +434,8 @@ impl<L: Launcher> ProcessPool<L> {
     }
 
     /// The current workers' process ids (a slot is `None` while its worker is replaced, or
-    /// after no replacement could be started). Empty
-    /// in a process other than the pool's creator, which has none of its workers.
+    /// after no replacement could be started). Empty in a process other than the pool's
+    /// creator, which has none of its workers.
     pub fn pids(&self) -> Vec<Option<Pid>> {
         if !self.at_home() {
             return Vec::new();
