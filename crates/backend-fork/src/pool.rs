@@ -33,8 +33,8 @@ impl Launcher for ForkLauncher {
 /// closures; arguments and results travel over Unix sockets, encoded with postcard.
 ///
 /// A worker that dies (a signal, `abort`, `exit`) fails only the task it was running, with
-/// [`Error::WorkerDied`], and is replaced. Dropping the pool closes it and waits for its work
-/// (Python's `close` + `join`); [`terminate`](Executor::terminate) kills the workers.
+/// [`Error::WorkerDied`](multiproc_core::Error::WorkerDied), and is replaced. Dropping the pool closes it and waits for its work
+/// (Python's `close` + `join`); [`terminate`](multiproc_core::Executor::terminate) kills the workers.
 ///
 /// ```
 /// use multiproc_fork::{Executor, ForkPool};
@@ -52,7 +52,7 @@ pub struct ForkPool {
 
 impl ForkPool {
     /// Forks `workers` worker processes (Python's `Pool(processes=workers)`).
-    /// Zero is [`Error::InvalidArgument`] on `processes`.
+    /// Zero is [`Error::InvalidArgument`](multiproc_core::Error::InvalidArgument) on `processes`.
     pub fn new(workers: usize) -> Result<Self> {
         Ok(ForkPool {
             inner: ProcessPool::new(workers, ForkLauncher)?,

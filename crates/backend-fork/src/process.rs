@@ -108,7 +108,8 @@ impl<'a> Process<'a> {
         self
     }
 
-    /// Forks the child and starts the target in it. Fails with [`Error::Io`] if `fork` fails.
+    /// Forks the child and starts the target in it. Fails with
+    /// [`Error::Io`](multiproc_core::Error::Io) if `fork` fails.
     ///
     /// In this process the target is dropped by this call, once the child exists: values it
     /// captured belong to the child now. A captured pool is closed and joined here, as a
