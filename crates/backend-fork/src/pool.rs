@@ -33,8 +33,9 @@ impl Launcher for ForkLauncher {
 /// closures; arguments and results travel over Unix sockets, encoded with postcard.
 ///
 /// A worker that dies (a signal, `abort`, `exit`) fails only the task it was running, with
-/// [`Error::WorkerDied`](multiproc_core::Error::WorkerDied), and is replaced. Dropping the pool closes it and waits for its work
-/// (Python's `close` + `join`); [`terminate`](multiproc_core::Executor::terminate) kills the workers.
+/// [`Error::WorkerDied`](multiproc_core::Error::WorkerDied), and is replaced. Dropping the
+/// pool closes it and waits for its work (Python's `close` + `join`);
+/// [`terminate`](multiproc_core::Executor::terminate) kills the workers.
 ///
 /// ```
 /// use multiproc_fork::{Executor, ForkPool};
