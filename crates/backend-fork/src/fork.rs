@@ -29,6 +29,12 @@
 //! - this crate's own state (the forker's channel) and the registry of children in
 //!   `multiproc-process`.
 //!
+//! No other thread holds a lock of ours across a fork: a pool worker's socket pair is made
+//! here, on the forker thread, just before its fork ([`fork_worker`]), rather than by a caller
+//! holding a launch lock (which the child would inherit locked — a pool created inside a
+//! worker then waited for it forever). A closure's leftovers are dropped by the caller, not
+//! here ([`fork_child`]).
+//!
 //! What remains is the classic hazard of forking a multithreaded process: if the child touches *another* lock that a
 //! different thread of the parent held when it forked (a user's `Mutex`, `std::env`'s lock
 //! during a concurrent `set_var`, the global rayon pool), the child deadlocks. That is a hang,
@@ -40,21 +46,37 @@
 //! thread needs those locks and would wait for them forever.
 
 use std::io::{self, Write};
+use std::os::unix::net::UnixStream;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::{mpsc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 
 use multiproc_core::{Error, Result};
+use multiproc_process::serve;
 use nix::sys::signal::Signal;
 use nix::unistd::{getpid, getppid, ForkResult, Pid};
 
 /// What the forker thread runs in the child.
 type Job = Box<dyn FnOnce() -> i32 + Send + 'static>;
 
+/// What a child is forked for.
+enum Work {
+    /// A closure ([`fork_child`]).
+    Run(Job),
+    /// A pool worker serving one end of a socket pair made just before the fork
+    /// ([`fork_worker`]).
+    Worker,
+}
+
+/// The forker's answer: the child's pid (and the parent's end of a worker's socket), and the
+/// closure of a [`Work::Run`] handed back, so that the caller drops it — not the forker
+/// thread, which every fork of the process waits for.
+type Answer = (Result<(Pid, Option<UnixStream>)>, Option<Job>);
+
 /// One fork, asked of the forker thread.
 struct Request {
-    job: Job,
-    reply: mpsc::SyncSender<Result<Pid>>,
+    work: Work,
+    reply: mpsc::SyncSender<Answer>,
 }
 
 /// The forker thread's channel, and which process it belongs to.
@@ -94,24 +116,55 @@ fn state() -> MutexGuard<'static, ForkState> {
 ///    does run `atexit` handlers; this crate's handler does nothing in a child it did not
 ///    start children from.)
 ///
-/// In the parent, `child` is dropped (its captured values belong to the child now).
+/// In the parent, `child` is dropped by the calling thread once the child exists (its captured
+/// values belong to the child now). So a captured value whose drop blocks — a pool, which
+/// waits for its work — blocks only this call, never the forker thread that every other fork
+/// (a pool's replacement worker included) needs.
 ///
 /// Fails with [`Error::Io`] when `fork` fails (`EAGAIN`: process limit, `ENOMEM`) or the
 /// forker thread cannot be started.
 pub(crate) fn fork_child<'a>(child: impl FnOnce() -> i32 + Send + 'a) -> Result<Pid> {
     let job: Box<dyn FnOnce() -> i32 + Send + 'a> = Box::new(child);
-    // SAFETY: only the lifetime changes (same layout). The box is consumed — run in the child
-    // or dropped in the parent, inside `fork_here` — before the forker thread answers or drops
-    // `reply`, and this function does not return before one of those happened (or before
-    // `send` handed the request back to us), so the forker never uses it after `'a`.
+    // SAFETY: only the lifetime changes (same layout). The forker thread runs the box only in
+    // the child; in this process it hands it back through `answer` (or drops it, if the fork
+    // preparation unwinds) before it answers or drops `reply`, and this function waits for
+    // that answer and drops the box it gets back before returning — all within `'a`.
     let job: Job = unsafe { std::mem::transmute::<Box<dyn FnOnce() -> i32 + Send + 'a>, Job>(job) };
+    let (result, leftover) = ask(Work::Run(job));
+    drop(leftover);
+    result.map(|(pid, _)| pid)
+}
+
+/// Forks a pool worker: a socket pair is made on the forker thread just before the fork, the
+/// child serves one end ([`multiproc_process::serve`]) and exits with its code, and the parent's
+/// copy of that end is closed before the next fork — so no other child ever inherits it, and
+/// no lock is held across the fork by any thread but the forker (a lock held by the calling
+/// thread would stay locked in the child: a pool created inside a worker would wait for it
+/// forever). Returns the child's pid and the parent's end.
+pub(crate) fn fork_worker() -> Result<(Pid, UnixStream)> {
+    let (result, _) = ask(Work::Worker);
+    let (pid, stream) = result?;
+    Ok((pid, stream.expect("a worker fork returns its stream")))
+}
+
+/// Hands `work` to the forker thread and waits for its answer.
+fn ask(work: Work) -> Answer {
     let (reply, answer) = mpsc::sync_channel(1);
-    let requests = forker()?;
-    if let Err(mpsc::SendError(request)) = requests.send(Request { job, reply }) {
-        drop(request);
-        return Err(forker_gone());
+    let requests = match forker() {
+        Ok(requests) => requests,
+        Err(e) => return (Err(e), job_of(work)),
+    };
+    if let Err(mpsc::SendError(request)) = requests.send(Request { work, reply }) {
+        return (Err(forker_gone()), job_of(request.work));
     }
-    answer.recv().unwrap_or_else(|_| Err(forker_gone()))
+    answer.recv().unwrap_or_else(|_| (Err(forker_gone()), None))
+}
+
+fn job_of(work: Work) -> Option<Job> {
+    match work {
+        Work::Run(job) => Some(job),
+        Work::Worker => None,
+    }
 }
 
 fn forker_gone() -> Error {
@@ -144,23 +197,29 @@ fn forker() -> Result<mpsc::Sender<Request>> {
 }
 
 fn forker_loop(incoming: mpsc::Receiver<Request>) {
-    while let Ok(Request { job, reply }) = incoming.recv() {
-        // `fork_here` consumes `job` (also when it unwinds) before `reply` is used or dropped.
-        let result = panic::catch_unwind(AssertUnwindSafe(|| fork_here(job)))
-            .unwrap_or_else(|_| Err(Error::Io(io::Error::other("fork preparation panicked"))));
-        let _ = reply.send(result);
-    }
-}
-
-/// Drops a value whose destructor might panic, without unwinding.
-fn drop_quietly<T>(value: T) {
-    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(move || drop(value))) {
-        std::mem::forget(payload);
+    while let Ok(Request { work, reply }) = incoming.recv() {
+        // `fork_here` runs the job in the child or hands it back; if it unwinds, the job is
+        // dropped during the unwinding — before `reply` is used or dropped either way.
+        let answer =
+            panic::catch_unwind(AssertUnwindSafe(|| fork_here(work))).unwrap_or_else(|_| {
+                (
+                    Err(Error::Io(io::Error::other("fork preparation panicked"))),
+                    None,
+                )
+            });
+        let _ = reply.send(answer);
     }
 }
 
 /// Runs on the forker thread: prepare, fork, clean up in both processes.
-fn fork_here(job: Job) -> Result<Pid> {
+fn fork_here(work: Work) -> Answer {
+    let (job, pair) = match work {
+        Work::Run(job) => (Some(job), None),
+        Work::Worker => match UnixStream::pair() {
+            Ok(pair) => (None, Some(pair)),
+            Err(e) => return (Err(Error::Io(e)), None),
+        },
+    };
     let parent = getpid();
     // Lock order: stdout, stderr, then our state. Nothing holds our state while printing, so
     // a thread that prints while holding stdout's lock cannot deadlock with us.
@@ -176,10 +235,10 @@ fn fork_here(job: Job) -> Result<Pid> {
     // only this thread runs. The child below touches only: the guards this thread holds
     // (released by their owner, this thread), our state (locked by us, so consistent), the
     // allocator (made fork-safe by libc's own fork handlers), and then `run_child`, which runs
-    // the caller's closure and `_exit`s without returning into code that ran before the fork.
-    // Locks that other threads held stay locked in the child: touching one deadlocks the child
-    // (a hang the parent can end with kill), it cannot observe a torn value. The parent
-    // continues normally.
+    // the caller's closure (or the worker loop) and `_exit`s without returning into code that
+    // ran before the fork. Locks that other threads held stay locked in the child: touching
+    // one deadlocks the child (a hang the parent can end with kill), it cannot observe a torn
+    // value. The parent continues normally.
     match unsafe { nix::unistd::fork() } {
         Ok(ForkResult::Child) => {
             if let Some(inherited) = st.forker.take() {
@@ -191,6 +250,18 @@ fn fork_here(job: Job) -> Result<Pid> {
             drop(st);
             drop(stderr);
             drop(stdout);
+            let job = match (job, pair) {
+                (Some(job), _) => job,
+                (None, Some((ours, theirs))) => {
+                    // The child's copy of the parent's end would keep the connection open
+                    // after the parent died.
+                    drop(ours);
+                    // SAFETY: the other end is the pool of our parent, which forked us from
+                    // this same image, and is the only holder of that end.
+                    Box::new(move || unsafe { serve(theirs) })
+                }
+                (None, None) => exit_now(1),
+            };
             run_child(parent, job)
         }
         Ok(ForkResult::Parent { child }) => {
@@ -199,8 +270,12 @@ fn fork_here(job: Job) -> Result<Pid> {
             drop(st);
             drop(stderr);
             drop(stdout);
-            drop_quietly(job);
-            Ok(child)
+            // Closed before the next fork, so no other child inherits the worker's end.
+            let ours = pair.map(|(ours, theirs)| {
+                drop(theirs);
+                ours
+            });
+            (Ok((child, ours)), job)
         }
         Err(errno) => {
             drop(bulk);
@@ -208,8 +283,8 @@ fn fork_here(job: Job) -> Result<Pid> {
             drop(st);
             drop(stderr);
             drop(stdout);
-            drop_quietly(job);
-            Err(Error::Io(errno.into()))
+            drop(pair);
+            (Err(Error::Io(errno.into())), job)
         }
     }
 }

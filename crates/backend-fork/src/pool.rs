@@ -7,40 +7,22 @@
 //! start a worker: fork (see [`crate::fork`] for how that is made safe in a multithreaded
 //! parent) and serve one end of a socket pair.
 
-use std::os::fd::AsRawFd;
-use std::os::unix::net::UnixStream;
-use std::sync::Mutex;
-
 use multiproc_core::{Payload, Result, Task};
-use multiproc_process::{serve, Initializer, IpcStats, Launcher, ProcessPool, Worker};
+use multiproc_process::{Initializer, IpcStats, Launcher, ProcessPool, Worker};
 use nix::unistd::Pid;
 
-use crate::fork::fork_child;
+use crate::fork::fork_worker;
 
-/// Serialises worker launches, so that a child forked by one launch never inherits the other
-/// end of a socket pair that another launch is still setting up.
-static LAUNCH: Mutex<()> = Mutex::new(());
-
-/// Starts a worker by forking this process.
+/// Starts a worker by forking this process. The worker's socket pair is made by the forker
+/// thread right before the fork, so no other child inherits it, and no lock is held across
+/// the fork by the calling thread (a worker may create a pool of its own).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ForkLauncher;
 
 impl Launcher for ForkLauncher {
     fn launch(&self) -> Result<Worker> {
-        let _serial = LAUNCH.lock().unwrap_or_else(|p| p.into_inner());
-        let (parent_end, child_end) = UnixStream::pair()?;
-        let parent_fd = parent_end.as_raw_fd();
-        let pid = fork_child(move || {
-            // The child's copy of the parent's end would keep the connection open after the
-            // parent died; close it. Failure only means it was not open.
-            let _ = nix::unistd::close(parent_fd);
-            // SAFETY: the other end is the pool that forked us, running our own image.
-            unsafe { serve(child_end) }
-        })?;
-        Ok(Worker {
-            pid,
-            stream: parent_end,
-        })
+        let (pid, stream) = fork_worker()?;
+        Ok(Worker { pid, stream })
     }
 }
 
@@ -51,8 +33,9 @@ impl Launcher for ForkLauncher {
 /// closures; arguments and results travel over Unix sockets, encoded with postcard.
 ///
 /// A worker that dies (a signal, `abort`, `exit`) fails only the task it was running, with
-/// [`Error::WorkerDied`](multiproc_core::Error::WorkerDied), and is replaced. Dropping the pool closes it and waits for its work
-/// (Python's `close` + `join`); [`terminate`](multiproc_core::Executor::terminate) kills the workers.
+/// [`Error::WorkerDied`](multiproc_core::Error::WorkerDied), and is replaced. Dropping the
+/// pool closes it and waits for its work (Python's `close` + `join`);
+/// [`terminate`](multiproc_core::Executor::terminate) kills the workers.
 ///
 /// ```
 /// use multiproc_fork::{Executor, ForkPool};
@@ -97,7 +80,8 @@ impl ForkPool {
         self.inner.ipc_stats()
     }
 
-    /// The workers' process ids (a slot is `None` while its worker is being replaced).
+    /// The workers' process ids (a slot is `None` while its worker is being replaced, or after
+    /// no replacement could be started). Empty in a forked copy of the pool.
     pub fn pids(&self) -> Vec<Option<Pid>> {
         self.inner.pids()
     }

@@ -108,7 +108,14 @@ impl<'a> Process<'a> {
         self
     }
 
-    /// Forks the child and starts the target in it. Fails with [`Error::Io`](multiproc_core::Error::Io) if `fork` fails.
+    /// Forks the child and starts the target in it. Fails with
+    /// [`Error::Io`](multiproc_core::Error::Io) if `fork` fails.
+    ///
+    /// In this process the target is dropped by this call, once the child exists: values it
+    /// captured belong to the child now. A captured pool is closed and joined here, as a
+    /// dropped pool is; the child's copy of it refuses every call
+    /// ([`Error::ForeignProcess`](multiproc_core::Error::ForeignProcess)). Other forks of the
+    /// process do not wait for that.
     pub fn start(self) -> Result<ProcessHandle> {
         let name = self.name.unwrap_or_else(next_process_name);
         let target = self.target;

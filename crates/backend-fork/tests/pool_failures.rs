@@ -5,9 +5,24 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use multiproc_core::Inherited;
-use multiproc_fork::{Executor, ForkPool};
+use multiproc_fork::{Executor, ForkLauncher, ForkPool};
+use multiproc_process::testing::LaunchLimit;
+use multiproc_process::ProcessPool;
 
-multiproc_core::process_executor_conformance!(ForkPool::new);
+/// A fork pool that can fork only its first `n` workers.
+fn limited(n: usize) -> multiproc_core::Result<ProcessPool<LaunchLimit<ForkLauncher>>> {
+    ProcessPool::new(n, LaunchLimit::new(ForkLauncher, n))
+}
+
+multiproc_core::process_executor_conformance!(
+    ForkPool::new,
+    pids = |p: &ForkPool| p
+        .pids()
+        .iter()
+        .map(|p| p.map(|p| p.as_raw() as u32))
+        .collect(),
+    launch_limit = limited,
+);
 
 static BEFORE: Inherited<Vec<u64>> = Inherited::new("BEFORE");
 static AFTER: Inherited<Vec<u64>> = Inherited::new("AFTER");

@@ -14,7 +14,29 @@ use multiproc_spawn::{Executor, SpawnPool};
 multiproc_spawn::test_worker!();
 
 multiproc_core::executor_conformance!(SpawnPool::new);
-multiproc_core::process_executor_conformance!(SpawnPool::new);
+/// A spawn pool that can start only its first `n` workers.
+fn limited(
+    n: usize,
+) -> multiproc_core::Result<
+    multiproc_process::ProcessPool<
+        multiproc_process::testing::LaunchLimit<multiproc_spawn::SpawnLauncher>,
+    >,
+> {
+    multiproc_process::ProcessPool::new(
+        n,
+        multiproc_process::testing::LaunchLimit::new(multiproc_spawn::SpawnLauncher, n),
+    )
+}
+
+multiproc_core::process_executor_conformance!(
+    SpawnPool::new,
+    pids = |p: &SpawnPool| p
+        .pids()
+        .iter()
+        .map(|p| p.map(|p| p.as_raw() as u32))
+        .collect(),
+    launch_limit = limited,
+);
 
 static SET_IN_PARENT: OnceLock<u64> = OnceLock::new();
 
@@ -170,4 +192,44 @@ fn a_test_binarys_workers_select_only_the_hook_test() {
         pool.apply(worker_args, ()).unwrap(),
         multiproc_spawn::launch::TEST_ARGS
     );
+}
+
+/// Creates a fork pool inside a (spawned) worker and maps over it.
+fn fork_pool_inside(n: u64) -> Result<Vec<u64>, String> {
+    let inner = multiproc_fork::ForkPool::new(2).map_err(|e| e.to_string())?;
+    inner.map(square, 0..n).map_err(|e| e.to_string())
+}
+
+#[test]
+fn a_fork_pool_inside_a_spawn_worker_works() {
+    let pool = SpawnPool::new(2).unwrap();
+    let mut r = pool.map_async_chunked(fork_pool_inside, [3, 4], 1).unwrap();
+    match r.get_timeout(Duration::from_secs(30)) {
+        Ok(got) => assert_eq!(got, vec![Ok(vec![0, 1, 4]), Ok(vec![0, 1, 4, 9])]),
+        Err(e) => {
+            let _ = pool.terminate();
+            panic!("a fork pool inside a spawn worker: {e}");
+        }
+    }
+}
+
+/// Creates a spawn pool inside a (forked) worker and maps over it.
+fn spawn_pool_inside(n: u64) -> Result<Vec<u64>, String> {
+    let inner = SpawnPool::new(2).map_err(|e| e.to_string())?;
+    inner.map(square, 0..n).map_err(|e| e.to_string())
+}
+
+#[test]
+fn a_spawn_pool_inside_a_fork_worker_works() {
+    let pool = multiproc_fork::ForkPool::new(2).unwrap();
+    let mut r = pool
+        .map_async_chunked(spawn_pool_inside, [3, 4], 1)
+        .unwrap();
+    match r.get_timeout(Duration::from_secs(30)) {
+        Ok(got) => assert_eq!(got, vec![Ok(vec![0, 1, 4]), Ok(vec![0, 1, 4, 9])]),
+        Err(e) => {
+            let _ = pool.terminate();
+            panic!("a spawn pool inside a fork worker: {e}");
+        }
+    }
 }

@@ -4,6 +4,7 @@
 //! `chunks`, so work-stealing balances the load and the per-item cost is rayon's. Each
 //! chunk runs under `catch_unwind`: a panic fails that chunk's result only.
 
+use std::mem::ManuallyDrop;
 use std::num::NonZeroUsize;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,6 +56,10 @@ impl Drop for Outstanding {
 ///
 /// Dropping the pool closes it and waits for submitted work (Python's `close` + `join`).
 ///
+/// A pool belongs to the process that created it: a forked child's copy (a `static`, a value
+/// captured by a forked closure) has none of its threads, so there every method fails at once
+/// with [`Error::ForeignProcess`] (`close` does nothing) and dropping it does nothing.
+///
 /// ```
 /// use multiproc_threads::{Executor, ThreadPool};
 ///
@@ -84,19 +89,25 @@ impl Drop for Outstanding {
 /// # Ok::<(), multiproc_threads::Error>(())
 /// ```
 pub struct ThreadPool {
-    rayon: rayon::ThreadPool,
-    shared: Arc<Shared>,
+    /// The process that created the pool; its threads exist only there.
+    owner: u32,
+    /// Neither field is dropped in another process (see `Drop`).
+    rayon: ManuallyDrop<rayon::ThreadPool>,
+    shared: ManuallyDrop<Arc<Shared>>,
     workers: usize,
 }
 
 impl std::fmt::Debug for ThreadPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let s = self.shared.state();
-        f.debug_struct("ThreadPool")
-            .field("workers", &self.workers)
-            .field("closed", &s.closed)
-            .field("outstanding", &s.outstanding)
-            .finish()
+        let mut d = f.debug_struct("ThreadPool");
+        d.field("owner", &self.owner)
+            .field("workers", &self.workers);
+        if self.check_home().is_ok() {
+            let s = self.shared.state();
+            d.field("closed", &s.closed)
+                .field("outstanding", &s.outstanding);
+        }
+        d.finish()
     }
 }
 
@@ -111,14 +122,29 @@ impl ThreadPool {
             .build()
             .map_err(|e| Error::Io(std::io::Error::other(e)))?;
         Ok(ThreadPool {
-            rayon,
-            shared: Arc::new(Shared {
+            owner: std::process::id(),
+            rayon: ManuallyDrop::new(rayon),
+            shared: ManuallyDrop::new(Arc::new(Shared {
                 state: Mutex::new(State::default()),
                 idle: Condvar::new(),
                 terminated: AtomicBool::new(false),
-            }),
+            })),
             workers,
         })
+    }
+
+    /// `Ok` in the process that created the pool; [`Error::ForeignProcess`] elsewhere.
+    fn check_home(&self) -> Result<()> {
+        let current = std::process::id();
+        if current == self.owner {
+            Ok(())
+        } else {
+            Err(Error::ForeignProcess {
+                what: "pool",
+                owner: self.owner,
+                current,
+            })
+        }
     }
 
     /// A pool with one worker per available core (Python's `Pool()`).
@@ -128,12 +154,13 @@ impl ThreadPool {
 
     /// Registers a submission, or refuses it if the pool is closed.
     fn admit(&self) -> Result<Outstanding> {
+        self.check_home()?;
         let mut s = self.shared.state();
         if s.closed {
             return Err(Error::PoolClosed("the pool no longer accepts work"));
         }
         s.outstanding += 1;
-        Ok(Outstanding(self.shared.clone()))
+        Ok(Outstanding(Arc::clone(&self.shared)))
     }
 
     /// Like [`Executor::map_chunked`], for any closure — including ones that borrow local
@@ -176,7 +203,7 @@ impl ThreadPool {
     {
         let outstanding = self.admit()?;
         let (completer, result) = AsyncResult::pending();
-        let shared = self.shared.clone();
+        let shared = Arc::clone(&self.shared);
         self.rayon.spawn(move || {
             let _outstanding = outstanding;
             completer.complete(catch(|| guarded(f, &shared.terminated)));
@@ -257,7 +284,7 @@ impl Executor for ThreadPool {
         R: Payload,
     {
         let outstanding = self.admit()?;
-        let shared = self.shared.clone();
+        let shared = Arc::clone(&self.shared);
         self.rayon.spawn(move || {
             let _outstanding = outstanding;
             run_chunks(&f, batch, &shared.terminated, &sink);
@@ -266,10 +293,13 @@ impl Executor for ThreadPool {
     }
 
     fn close(&self) {
-        self.shared.state().closed = true;
+        if self.check_home().is_ok() {
+            self.shared.state().closed = true;
+        }
     }
 
     fn join(&self) -> Result<()> {
+        self.check_home()?;
         let s = self.shared.state();
         if !s.closed {
             return Err(Error::invalid(
@@ -287,6 +317,7 @@ impl Executor for ThreadPool {
     }
 
     fn terminate(&self) -> Result<()> {
+        self.check_home()?;
         self.shared.terminated.store(true, Ordering::Release);
         self.close();
         Ok(())
@@ -295,8 +326,18 @@ impl Executor for ThreadPool {
 
 impl Drop for ThreadPool {
     fn drop(&mut self) {
+        if self.check_home().is_err() {
+            // A forked copy: the rayon threads exist only in the creator, and a lock of the
+            // copy may have been held by one of them at the fork. Touch nothing.
+            return;
+        }
         self.close();
         // Cannot fail once closed.
         let _ = self.join();
+        // SAFETY: both fields are dropped exactly once, here, and never used again.
+        unsafe {
+            ManuallyDrop::drop(&mut self.rayon);
+            ManuallyDrop::drop(&mut self.shared);
+        }
     }
 }

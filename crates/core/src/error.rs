@@ -99,6 +99,27 @@ pub enum Error {
     /// The pool was closed or terminated, so it takes no more work or dropped this work.
     #[error("pool closed: {0}")]
     PoolClosed(&'static str),
+    /// The pool lost every worker and could not start a replacement (Python's
+    /// `BrokenProcessPool`): it closed itself, and every pending and later call fails with
+    /// this error, which names the cause (e.g. `fork` failing with `EAGAIN`).
+    #[error("pool broken: it lost every worker and could not start a new one: {0}")]
+    PoolBroken(String),
+    /// A pool or process handle was used in a process other than the one that created it —
+    /// a forked child's copy, reached through a `static` or moved into a forked `Process`.
+    /// That copy has none of its creator's threads or children, so it refuses every call and
+    /// its `Drop` does nothing; create a new one in the child instead.
+    #[error(
+        "this {what} belongs to process {owner}; it cannot be used in process {current} (a \
+         forked copy has none of its threads or children): create a new one in this process"
+    )]
+    ForeignProcess {
+        /// What was used (`"pool"`, `"process handle"`).
+        what: &'static str,
+        /// The process that created it.
+        owner: u32,
+        /// The process that tried to use it.
+        current: u32,
+    },
     /// An argument was out of range or inconsistent.
     #[error("invalid argument `{name}`: {reason}")]
     InvalidArgument {

@@ -18,7 +18,7 @@ use multiproc_core::{Error, ExitCause, Result};
 use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
-use nix::unistd::Pid;
+use nix::unistd::{getpid, Pid};
 
 static REGISTER_EXIT_HANDLER: Once = Once::new();
 
@@ -75,8 +75,16 @@ impl Registry {
 /// Dropping it does not stop the child: a dropped handle's child is reaped by a later
 /// registration or drop of another handle once it ends, and waited for (or, as a daemon,
 /// killed) when this process exits.
+///
+/// A handle belongs to the process that started its child. A forked child's copy of it (a
+/// `static`, a value captured by a forked closure) refuses every call that waits for,
+/// signals or reaps the child with [`Error::ForeignProcess`] — `is_alive` is `false` and
+/// `exitcode` `None` there — and its `Drop` does nothing: only the parent may reap or signal
+/// its child.
 pub struct ProcessHandle {
     pid: Pid,
+    /// The process that started the child (its parent).
+    owner: Pid,
     name: String,
     daemon: bool,
     /// Set once, under the state lock, when the child has been reaped.
@@ -138,7 +146,7 @@ fn sweep_orphans(st: &mut Registry) {
 }
 
 /// `pidfd_open(pid)`: a descriptor that becomes readable when the process ends.
-fn pidfd_open(pid: Pid) -> Option<OwnedFd> {
+pub(crate) fn pidfd_open(pid: Pid) -> Option<OwnedFd> {
     // SAFETY: the raw syscall takes two integers and returns a new descriptor or -1; it reads
     // and writes no memory of ours.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
@@ -223,6 +231,7 @@ impl ProcessHandle {
         drop(st);
         ProcessHandle {
             pid,
+            owner: getpid(),
             name,
             daemon,
             status: OnceLock::new(),
@@ -245,8 +254,23 @@ impl ProcessHandle {
         self.daemon
     }
 
+    /// `Ok` in the process that started the child; [`Error::ForeignProcess`] elsewhere.
+    fn check_home(&self) -> Result<()> {
+        let current = getpid();
+        if current == self.owner {
+            Ok(())
+        } else {
+            Err(Error::ForeignProcess {
+                what: "process handle",
+                owner: self.owner.as_raw().unsigned_abs(),
+                current: current.as_raw().unsigned_abs(),
+            })
+        }
+    }
+
     /// Checks (without blocking) whether the child has ended; reaps it if so.
     fn poll(&self) -> Result<Option<ExitCause>> {
+        self.check_home()?;
         if let Some(cause) = self.status.get() {
             return Ok(Some(*cause));
         }
@@ -307,6 +331,7 @@ impl ProcessHandle {
     }
 
     fn wait(&self, timeout: Option<Duration>) -> Result<()> {
+        self.check_home()?;
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         // Opened while the child is known not to be reaped, so the descriptor names it and
         // not a later process that reused its pid.
@@ -339,6 +364,7 @@ impl ProcessHandle {
     }
 
     fn signal(&self, signal: Signal) -> Result<()> {
+        self.check_home()?;
         let st = registry();
         // Under the state lock the child cannot be reaped concurrently, so `pid` is still
         // ours (alive or a zombie) when it is not marked as ended.
@@ -368,7 +394,7 @@ impl ProcessHandle {
 
 impl Drop for ProcessHandle {
     fn drop(&mut self) {
-        if self.status.get().is_some() {
+        if self.status.get().is_some() || getpid() != self.owner {
             return;
         }
         let mut st = registry();

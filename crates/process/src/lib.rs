@@ -19,6 +19,8 @@ mod bulk;
 pub mod child;
 mod payload;
 mod pool;
+#[doc(hidden)]
+pub mod testing;
 pub mod trampoline;
 pub mod wire;
 mod worker;

@@ -11,16 +11,22 @@
 //! - **supervision**: the supervisor reads its worker's replies. If the stream breaks, the
 //!   worker died: the supervisor reaps it, fails the one task it was running with
 //!   [`Error::WorkerDied`] (its pid, and the signal or exit code), puts the tasks queued behind
-//!   it back at the front of the queue, and launches a replacement.
+//!   it back at the front of the queue, and launches a replacement. If none can be started and
+//!   no worker is left, the pool *breaks*: it closes itself, and pending and later calls fail
+//!   with [`Error::PoolBroken`] naming the cause.
+//! - **ownership**: a pool belongs to the process that created it; a forked copy refuses every
+//!   call with [`Error::ForeignProcess`] and its `Drop` does nothing.
 //! - **shutdown**: `close` refuses new work; `join` waits for the work, then sends each worker a
-//!   shutdown frame and reaps it; `terminate` drops queued work and SIGKILLs the workers. Every
+//!   shutdown frame and reaps it; `terminate` drops queued work and SIGKILLs the workers
+//!   (through pidfds; a worker leaves the table before it is reaped, so no reused pid is hit). Every
 //!   task's result is delivered or failed — a dropped job fails its chunk through the
 //!   [`ChunkSink`] — so nothing waits forever, and every child is reaped, so no zombie is left.
 
 use std::collections::VecDeque;
-use std::os::fd::OwnedFd;
+use std::mem::ManuallyDrop;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -30,9 +36,9 @@ use multiproc_core::{
 };
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::Pid;
+use nix::unistd::{getpid, Pid};
 
-use crate::child::ExitWatch;
+use crate::child::{pidfd_open, ExitWatch};
 use crate::payload::{encode_body, Body, Spare, SPARE_BYTES};
 use crate::trampoline::{decode, offset_of};
 use crate::wire::{FrameReader, FrameWriter, Header, Kind};
@@ -173,25 +179,99 @@ struct Queue {
     terminated: bool,
 }
 
+/// A live worker in the table that `terminate` signals: its pid, and a pidfd opened while it
+/// was known to be our unreaped child. A slot is emptied *before* its worker is reaped, and
+/// signals go through the pidfd, so `terminate` never signals a pid that was reaped (and
+/// perhaps reused by another process).
+struct Listed {
+    pid: Pid,
+    pidfd: Option<OwnedFd>,
+}
+
+impl Listed {
+    /// Lists `pid`, an unreaped child of ours.
+    fn new(pid: Pid) -> Listed {
+        Listed {
+            pid,
+            pidfd: pidfd_open(pid),
+        }
+    }
+
+    /// Sends SIGKILL to this worker and to nothing else.
+    fn kill(&self) {
+        match &self.pidfd {
+            Some(fd) => {
+                // SAFETY: pidfd_send_signal takes a descriptor we own (open for the call), a
+                // signal number, a null `siginfo` (allowed: the kernel fills one in) and no
+                // flags; it reads and writes no memory of ours.
+                let _ = unsafe {
+                    libc::syscall(
+                        libc::SYS_pidfd_send_signal,
+                        fd.as_raw_fd(),
+                        libc::SIGKILL,
+                        std::ptr::null::<libc::siginfo_t>(),
+                        0,
+                    )
+                };
+            }
+            // No pidfd (a kernel before 5.3, or out of descriptors): the pid is still ours,
+            // because slots are emptied before their worker is reaped and this runs under the
+            // table's lock.
+            None => {
+                let _ = kill(self.pid, Signal::SIGKILL);
+            }
+        }
+    }
+}
+
 struct Shared<L> {
     launcher: L,
     spare: Mutex<Spare>,
     init: Option<Initializer>,
     init_error: Mutex<Option<String>>,
+    /// Why the pool broke: it lost every worker and could not start one.
+    broken: Mutex<Option<String>>,
     counters: Counters,
     queue: Mutex<Queue>,
     work: Condvar,
     idle: Arc<Idle>,
-    pids: Mutex<Vec<Option<Pid>>>,
+    pids: Mutex<Vec<Option<Listed>>>,
     workers: usize,
+    /// Supervisors still serving a worker (or replacing one); the last to give up breaks the
+    /// pool.
+    supervising: AtomicUsize,
 }
 
 impl<L> Shared<L> {
     /// The error for work refused by a closed pool.
     fn refusal(&self) -> Error {
-        match &*lock(&self.init_error) {
-            Some(message) => Error::InitializerFailed(message.clone()),
+        if let Some(message) = &*lock(&self.init_error) {
+            return Error::InitializerFailed(message.clone());
+        }
+        match &*lock(&self.broken) {
+            Some(reason) => Error::PoolBroken(reason.clone()),
             None => Error::PoolClosed("the pool no longer accepts work"),
+        }
+    }
+
+    /// Empties worker slot `slot`; a worker must be unlisted before it is reaped.
+    fn unlist(&self, slot: usize) {
+        lock(&self.pids)[slot] = None;
+    }
+
+    /// No worker is left and none can be started: close the pool with
+    /// [`Error::PoolBroken`] for every pending and later call.
+    fn break_pool(&self, reason: String) {
+        lock(&self.broken).get_or_insert(reason.clone());
+        let queued = {
+            let mut q = lock(&self.queue);
+            q.closed = true;
+            q.stopping = true;
+            std::mem::take(&mut q.jobs)
+        };
+        self.work.notify_all();
+        for job in queued {
+            (job.on_done)(Err(Error::PoolBroken(reason.clone())));
         }
     }
 
@@ -212,16 +292,25 @@ impl<L> Shared<L> {
 }
 
 /// A supervised pool of worker processes, generic over how they are started.
+///
+/// A pool belongs to the process that created it. A forked child's copy (reached through a
+/// `static`, or moved into a forked closure) has none of its supervisor threads or workers:
+/// there every method fails at once with [`Error::ForeignProcess`] (or, where it cannot fail,
+/// does nothing), and dropping it does nothing.
 pub struct ProcessPool<L: Launcher> {
-    shared: Arc<Shared<L>>,
-    supervisors: Mutex<Vec<JoinHandle<()>>>,
+    owner: Pid,
+    /// Never dropped in a process other than `owner`: its queue may hold sinks and locks that
+    /// a thread of the owner held at the fork.
+    shared: ManuallyDrop<Arc<Shared<L>>>,
+    supervisors: ManuallyDrop<Mutex<Vec<JoinHandle<()>>>>,
 }
 
 impl<L: Launcher> std::fmt::Debug for ProcessPool<L> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProcessPool")
+            .field("owner", &self.owner)
             .field("workers", &self.shared.workers)
-            .field("pids", &*lock(&self.shared.pids))
+            .field("pids", &self.pids())
             .finish()
     }
 }
@@ -278,6 +367,7 @@ impl<L: Launcher> ProcessPool<L> {
             spare: Mutex::new(Spare::default()),
             init,
             init_error: Mutex::new(None),
+            broken: Mutex::new(None),
             counters: Counters::default(),
             queue: Mutex::new(Queue::default()),
             work: Condvar::new(),
@@ -285,8 +375,9 @@ impl<L: Launcher> ProcessPool<L> {
                 outstanding: Mutex::new(0),
                 zero: Condvar::new(),
             }),
-            pids: Mutex::new(started.iter().map(|w| Some(w.pid)).collect()),
+            pids: Mutex::new(started.iter().map(|w| Some(Listed::new(w.pid))).collect()),
             workers,
+            supervising: AtomicUsize::new(workers),
         });
         let mut supervisors = Vec::with_capacity(workers);
         for (slot, worker) in started.into_iter().enumerate() {
@@ -297,19 +388,39 @@ impl<L: Launcher> ProcessPool<L> {
             match spawned {
                 Ok(h) => supervisors.push(h),
                 Err(e) => {
-                    let pool = ProcessPool {
-                        shared,
-                        supervisors: Mutex::new(supervisors),
-                    };
+                    let pool = ProcessPool::assemble(shared, supervisors);
                     let _ = pool.terminate();
                     return Err(Error::Io(e));
                 }
             }
         }
-        Ok(ProcessPool {
-            shared,
-            supervisors: Mutex::new(supervisors),
-        })
+        Ok(ProcessPool::assemble(shared, supervisors))
+    }
+
+    fn assemble(shared: Arc<Shared<L>>, supervisors: Vec<JoinHandle<()>>) -> Self {
+        ProcessPool {
+            owner: getpid(),
+            shared: ManuallyDrop::new(shared),
+            supervisors: ManuallyDrop::new(Mutex::new(supervisors)),
+        }
+    }
+
+    /// Whether this is the process that created the pool.
+    fn at_home(&self) -> bool {
+        getpid() == self.owner
+    }
+
+    /// `Ok` in the process that created the pool; [`Error::ForeignProcess`] elsewhere.
+    fn check_home(&self) -> Result<()> {
+        if self.at_home() {
+            Ok(())
+        } else {
+            Err(Error::ForeignProcess {
+                what: "pool",
+                owner: self.owner.as_raw().unsigned_abs(),
+                current: getpid().as_raw().unsigned_abs(),
+            })
+        }
     }
 
     /// The number of workers.
@@ -317,9 +428,17 @@ impl<L: Launcher> ProcessPool<L> {
         self.shared.workers
     }
 
-    /// The current workers' process ids (a slot is `None` while its worker is replaced).
+    /// The current workers' process ids (a slot is `None` while its worker is replaced, or
+    /// after no replacement could be started). Empty in a process other than the pool's
+    /// creator, which has none of its workers.
     pub fn pids(&self) -> Vec<Option<Pid>> {
-        lock(&self.shared.pids).clone()
+        if !self.at_home() {
+            return Vec::new();
+        }
+        lock(&self.shared.pids)
+            .iter()
+            .map(|w| w.as_ref().map(|w| w.pid))
+            .collect()
     }
 
     /// What crossed this pool's sockets so far.
@@ -339,6 +458,7 @@ impl<L: Launcher> ProcessPool<L> {
         A: Payload,
         R: Payload,
     {
+        self.check_home()?;
         // Refuse early, before encoding anything; checked again when queueing, under the lock.
         if lock(&self.shared.queue).closed {
             return Err(self.shared.refusal());
@@ -393,14 +513,18 @@ impl<L: Launcher> ProcessPool<L> {
         Ok(())
     }
 
-    /// Refuses new work from now on.
+    /// Refuses new work from now on. Does nothing in a process other than the pool's creator.
     pub fn close(&self) {
-        lock(&self.shared.queue).closed = true;
+        if self.at_home() {
+            lock(&self.shared.queue).closed = true;
+        }
     }
 
     /// Waits for all submitted work, then stops and reaps the workers. Needs `close` (or
-    /// `terminate`) first.
+    /// `terminate`) first. On a pool that broke ([`Error::PoolBroken`]) it returns that error,
+    /// once everything is reaped.
     pub fn join(&self) -> Result<()> {
+        self.check_home()?;
         if !lock(&self.shared.queue).closed {
             return Err(Error::invalid(
                 "self",
@@ -423,11 +547,15 @@ impl<L: Launcher> ProcessPool<L> {
         for s in supervisors {
             let _ = s.join();
         }
-        Ok(())
+        match &*lock(&self.shared.broken) {
+            Some(reason) => Err(Error::PoolBroken(reason.clone())),
+            None => Ok(()),
+        }
     }
 
     /// Drops queued work (its results fail with [`Error::PoolClosed`]) and kills the workers.
     pub fn terminate(&self) -> Result<()> {
+        self.check_home()?;
         let dropped = {
             let mut q = lock(&self.shared.queue);
             q.closed = true;
@@ -437,8 +565,8 @@ impl<L: Launcher> ProcessPool<L> {
         };
         drop(dropped);
         self.shared.work.notify_all();
-        for pid in lock(&self.shared.pids).iter().flatten() {
-            let _ = kill(*pid, Signal::SIGKILL);
+        for worker in lock(&self.shared.pids).iter().flatten() {
+            worker.kill();
         }
         Ok(())
     }
@@ -511,8 +639,19 @@ macro_rules! forward_executor {
 
 impl<L: Launcher> Drop for ProcessPool<L> {
     fn drop(&mut self) {
+        if !self.at_home() {
+            // A forked copy: its threads and workers exist only in the creator. Touch nothing
+            // (a lock of the copy may have been held by a thread of the creator at the fork);
+            // the copy's memory is simply not freed.
+            return;
+        }
         self.close();
         let _ = self.join();
+        // SAFETY: both fields are dropped exactly once, here, and never used again.
+        unsafe {
+            ManuallyDrop::drop(&mut self.supervisors);
+            ManuallyDrop::drop(&mut self.shared);
+        }
     }
 }
 
@@ -526,28 +665,33 @@ enum End {
     InitFailed(String, VecDeque<Job>),
 }
 
-/// The supervisor of worker slot `slot`: serves it, and replaces it when it dies.
+/// The supervisor of worker slot `slot`: serves it, and replaces it when it dies. A worker is
+/// always unlisted (its slot emptied) before it is reaped, so `terminate` never signals a
+/// reaped pid.
 fn supervise<L: Launcher>(shared: &Shared<L>, slot: usize, mut worker: Worker) {
     loop {
         match serve(shared, &worker) {
             End::InitFailed(message, sent) => {
                 shared.initializer_failed(message, sent);
-                lock(&shared.pids)[slot] = None;
+                shared.unlist(slot);
                 drop(worker.stream);
+                note_reap(shared, worker.pid);
                 reap(worker.pid);
                 return;
             }
             End::Stop => {
                 let terminated = lock(&shared.queue).terminated;
-                lock(&shared.pids)[slot] = None;
+                shared.unlist(slot);
+                note_reap(shared, worker.pid);
                 stop_and_reap(worker, terminated);
                 return;
             }
             End::Broken(mut sent) => {
                 let pid = worker.pid;
                 drop(worker.stream);
+                shared.unlist(slot);
+                note_reap(shared, pid);
                 let cause = reap(pid);
-                lock(&shared.pids)[slot] = None;
                 let terminated = lock(&shared.queue).terminated;
                 if let Some(running) = sent.pop_front() {
                     if !terminated {
@@ -570,45 +714,57 @@ fn supervise<L: Launcher>(shared: &Shared<L>, slot: usize, mut worker: Worker) {
                 }
                 shared.work.notify_all();
                 match launch_replacement(shared) {
-                    Some(w) => {
-                        lock(&shared.pids)[slot] = Some(w.pid);
+                    Ok(w) => {
+                        lock(&shared.pids)[slot] = Some(Listed::new(w.pid));
                         worker = w;
                     }
-                    None => return,
+                    Err(None) => return, // the pool is stopping
+                    Err(Some(e)) => {
+                        // This slot stays empty; the pool carries on with the others. The last
+                        // supervisor to give up breaks it.
+                        if shared.supervising.fetch_sub(1, Ordering::AcqRel) == 1 {
+                            shared.break_pool(e.to_string());
+                        }
+                        return;
+                    }
                 }
             }
         }
     }
 }
 
-/// Starts a replacement worker, retrying a few times. If none can be started and no worker is
-/// left, the queued work is failed rather than left waiting.
-fn launch_replacement<L: Launcher>(shared: &Shared<L>) -> Option<Worker> {
+/// Records, in this crate's unit tests, whether a worker was still listed when it was reaped.
+#[cfg(test)]
+fn note_reap<L>(shared: &Shared<L>, pid: Pid) {
+    let listed = lock(&shared.pids).iter().flatten().any(|w| w.pid == pid);
+    lock(&tests::REAPED).push((pid, listed));
+}
+
+#[cfg(not(test))]
+fn note_reap<L>(_: &Shared<L>, _: Pid) {}
+
+/// Starts a replacement worker, retrying a few times. `Err(None)` if the pool is stopping;
+/// `Err(Some(e))` with the last launch error if no worker could be started.
+fn launch_replacement<L: Launcher>(shared: &Shared<L>) -> Result<Worker, Option<Error>> {
     let mut last_error = None;
     for attempt in 0..3 {
         if lock(&shared.queue).stopping {
-            return None;
+            return Err(None);
         }
         match shared
             .launcher
             .launch()
             .and_then(|w| shared.launcher.ready(&w).map(|()| w))
         {
-            Ok(w) => return Some(w),
+            Ok(w) => return Ok(w),
             Err(e) => last_error = Some(e),
         }
         std::thread::sleep(Duration::from_millis(10 << attempt));
     }
-    if lock(&shared.pids).iter().all(Option::is_none) {
-        let jobs = std::mem::take(&mut lock(&shared.queue).jobs);
-        let reason = last_error.map_or_else(String::new, |e| e.to_string());
-        for job in jobs {
-            (job.on_done)(Err(Error::Io(std::io::Error::other(format!(
-                "no worker could be started: {reason}"
-            )))));
-        }
+    if lock(&shared.queue).stopping {
+        return Err(None);
     }
-    None
+    Err(last_error)
 }
 
 /// Feeds the worker from the queue and delivers its replies until the pool stops or the
@@ -815,4 +971,92 @@ fn stop_and_reap(worker: Worker, kill_it: bool) {
     }
     drop(worker.stream);
     reap(worker.pid);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::net::UnixStream;
+    use std::process::Command;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use multiproc_core::{Error, Executor, ExitCause, Result};
+    use nix::unistd::Pid;
+
+    use super::{Launcher, ProcessPool, Worker};
+
+    /// Every worker reaped by a supervisor, and whether it was still listed then.
+    pub(super) static REAPED: Mutex<Vec<(Pid, bool)>> = Mutex::new(Vec::new());
+
+    /// Launches one stand-in worker (a `sleep` process, and a socket whose far end the test
+    /// holds), then fails with `EAGAIN`.
+    struct OneSleeper {
+        far_end: Mutex<Option<UnixStream>>,
+        launched: Mutex<bool>,
+    }
+
+    impl Launcher for OneSleeper {
+        fn launch(&self) -> Result<Worker> {
+            let mut launched = self.launched.lock().unwrap();
+            if *launched {
+                return Err(Error::Io(std::io::Error::from_raw_os_error(libc::EAGAIN)));
+            }
+            *launched = true;
+            let child = Command::new("sleep").arg("600").spawn()?;
+            let (ours, theirs) = UnixStream::pair()?;
+            *self.far_end.lock().unwrap() = Some(theirs);
+            Ok(Worker {
+                pid: Pid::from_raw(child.id() as i32),
+                stream: ours,
+            })
+        }
+    }
+
+    fn never_runs(x: u8) -> u8 {
+        x
+    }
+
+    /// The death of a worker that cannot be replaced: the worker is unlisted before it is
+    /// reaped (so `terminate` cannot signal its pid once it may be reused), its task fails
+    /// with its death, and the pool breaks with the launch error.
+    #[test]
+    fn a_dead_worker_is_unlisted_before_it_is_reaped() {
+        let pool = ProcessPool::new(
+            1,
+            OneSleeper {
+                far_end: Mutex::new(None),
+                launched: Mutex::new(false),
+            },
+        )
+        .unwrap();
+        let pid = pool.pids()[0].expect("listed");
+        let mut r = pool.apply_async(never_runs, 1).unwrap();
+        let mut queued = pool.apply_async(never_runs, 2).unwrap();
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+        drop(pool.shared.launcher.far_end.lock().unwrap().take());
+        match r.get_timeout(Duration::from_secs(30)) {
+            Err(Error::WorkerDied { pid: died, cause }) => {
+                assert_eq!(died, pid.as_raw() as u32);
+                assert_eq!(cause, ExitCause::Signal(libc::SIGKILL));
+            }
+            other => panic!("expected WorkerDied, got {other:?}"),
+        }
+        let broken = |e: &Error| matches!(e, Error::PoolBroken(m) if m.contains("os error 11"));
+        match queued.get_timeout(Duration::from_secs(30)) {
+            Err(e) => assert!(broken(&e), "the queued task got {e}"),
+            Ok(v) => panic!("a task ran without a worker: {v}"),
+        }
+        assert!(matches!(pool.apply_async(never_runs, 3), Err(e) if broken(&e)));
+        pool.close();
+        assert!(matches!(pool.join(), Err(e) if broken(&e)));
+        let reaped: Vec<bool> = REAPED
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _)| *p == pid)
+            .map(|(_, listed)| *listed)
+            .collect();
+        assert_eq!(reaped, vec![false], "reaped while listed");
+        assert!(pool.pids().iter().all(Option::is_none));
+    }
 }

@@ -1,14 +1,179 @@
 //! The failure suite for executors whose workers are processes (fork, spawn): a worker that
-//! dies fails only its task, within 100 ms, is replaced, and leaves no zombie. Each function
-//! takes a constructor `fn(workers) -> Result<E>` and panics on failure;
+//! dies fails only its task, within 100 ms, is replaced, and leaves no zombie; a pool that
+//! cannot replace any worker breaks with an error instead of hanging; a pool reached from a
+//! forked child refuses at once; a pool inside a worker works. Each function takes a
+//! constructor `fn(workers) -> Result<E>` and panics on failure;
 //! [`process_executor_conformance!`](crate::process_executor_conformance) turns the list into
 //! `#[test]`s.
+//!
+//! Tasks that must run at the same time, or wait while the test does something, meet the test
+//! at a [`Gate`]: a pair of sockets passed to them as arguments (so it reaches forked and
+//! spawned workers alike), never a sleep.
 
 use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+
 use crate::testing::executor::MakePool;
-use crate::{Error, Executor, ExitCause, Packed};
+use crate::{Error, Executor, ExitCause, Packed, Task};
+
+/// Every wait of this suite is bounded by this; passing it is a failure (a hang), not a
+/// tuning matter.
+pub const LIMIT: Duration = Duration::from_secs(30);
+
+/// A task's end of a gate: the task announces that it started (sending its worker's pid)
+/// and waits until the test lets it through. Made by [`GateControl::gate`].
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Gate {
+    #[serde(with = "crate::handoff::fd")]
+    started: OwnedFd,
+    #[serde(with = "crate::handoff::fd")]
+    go: OwnedFd,
+}
+
+impl Gate {
+    /// Announces this worker's pid to the test, then blocks until the test opens the gate
+    /// for one task.
+    pub fn pass(self) {
+        let mut started = UnixStream::from(self.started);
+        started
+            .write_all(&std::process::id().to_le_bytes())
+            .expect("announcing a started task");
+        let mut go = UnixStream::from(self.go);
+        let mut byte = [0u8; 1];
+        go.read_exact(&mut byte).expect("waiting at the gate");
+    }
+}
+
+/// The test's end of a gate.
+#[derive(Debug)]
+pub struct GateControl {
+    started: UnixStream,
+    started_theirs: UnixStream,
+    go: UnixStream,
+    go_theirs: UnixStream,
+}
+
+impl Default for GateControl {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl GateControl {
+    /// A closed gate.
+    pub fn new() -> GateControl {
+        let (started, started_theirs) = UnixStream::pair().expect("a socket pair");
+        let (go, go_theirs) = UnixStream::pair().expect("a socket pair");
+        started
+            .set_read_timeout(Some(LIMIT))
+            .expect("a read timeout");
+        GateControl {
+            started,
+            started_theirs,
+            go,
+            go_theirs,
+        }
+    }
+
+    /// A task's end (one per task).
+    pub fn gate(&self) -> Gate {
+        let dup = |s: &UnixStream| OwnedFd::from(s.try_clone().expect("dup"));
+        Gate {
+            started: dup(&self.started_theirs),
+            go: dup(&self.go_theirs),
+        }
+    }
+
+    /// Waits until `n` tasks have started and returns their workers' pids; panics after
+    /// [`LIMIT`].
+    pub fn wait_started(&self, n: usize) -> Vec<u32> {
+        (0..n)
+            .map(|i| {
+                let mut pid = [0u8; 4];
+                (&self.started).read_exact(&mut pid).unwrap_or_else(|e| {
+                    panic!("only {i} of {n} tasks started at the gate within {LIMIT:?}: {e}")
+                });
+                u32::from_le_bytes(pid)
+            })
+            .collect()
+    }
+
+    /// Lets `n` more tasks through.
+    pub fn open(&self, n: usize) {
+        (&self.go)
+            .write_all(&vec![b'g'; n])
+            .expect("opening the gate");
+    }
+}
+
+/// Passes `gate`, then returns its worker's pid.
+pub fn pid_at_gate(gate: Gate) -> u32 {
+    gate.pass();
+    std::process::id()
+}
+
+/// Runs `child` in a forked child of this process and returns its exit code; a child that
+/// has not ended within [`LIMIT`] is killed and reported as `Err`. `child` must not panic
+/// (its message would need stderr, which another thread may have held at the fork): it
+/// returns a code.
+fn in_forked_child(child: impl FnOnce() -> i32) -> Result<i32, String> {
+    // SAFETY: the child of a multithreaded process is a copy in which only this thread runs;
+    // it runs `child` (which, in this suite, only calls methods of a pool copy, allocates and
+    // returns) and leaves with `_exit`, never returning into code that ran before the fork.
+    // A lock another thread held at the fork could hang it: then the parent kills it below.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(format!("fork failed: {}", std::io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(101);
+        // SAFETY: `_exit` has no preconditions; it ends the child without running the
+        // parent's destructors or exit handlers.
+        unsafe { libc::_exit(code) };
+    }
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let mut status = 0;
+        // SAFETY: `status` is a valid place for the kernel to write to; `pid` is our child.
+        let rc = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if rc == pid {
+            return if libc::WIFEXITED(status) {
+                Ok(libc::WEXITSTATUS(status))
+            } else {
+                Err(format!("the child ended with wait status {status:#x}"))
+            };
+        }
+        if rc < 0 {
+            return Err(format!("waitpid: {}", std::io::Error::last_os_error()));
+        }
+        if Instant::now() >= deadline {
+            // SAFETY: kill and waitpid on our own unreaped child; no memory is touched.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            return Err(format!("the child hung (killed after {LIMIT:?})"));
+        }
+        // A watchdog's poll, not a synchronisation: the child's end is what we wait for.
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Runs `f` on a thread of its own and fails if it has not returned within [`LIMIT`] (the
+/// thread is then left behind, blocked, and the test fails instead of hanging).
+fn within_limit<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(LIMIT)
+        .unwrap_or_else(|e| panic!("{what} did not return within {LIMIT:?}: {e}"))
+}
 
 fn pool<E: Executor>(make: MakePool<E>, workers: usize) -> E {
     make(workers).unwrap_or_else(|e| panic!("creating a pool of {workers} failed: {e}"))
@@ -45,10 +210,8 @@ pub fn sleep_then(ms: u64) -> u64 {
     ms
 }
 
-/// The process id of the worker running it, after 1 ms of work: long enough that on a loaded
-/// machine one worker cannot drain a whole batch before its sibling has taken a task.
+/// The process id of the worker running it.
 pub fn worker_pid(_: u8) -> u32 {
-    std::thread::sleep(Duration::from_millis(1));
     std::process::id()
 }
 
@@ -77,12 +240,29 @@ fn is_child(pid: u32) -> bool {
         == Some(std::process::id())
 }
 
-/// The pids of a pool's workers, found by running enough one-item tasks.
+/// The pids of all a pool's workers, found by one task per worker that waits at a gate until
+/// every worker holds one — a worker busy with one of them cannot take another, so each runs
+/// in a different worker. Panics after [`LIMIT`] if fewer workers took them.
 fn worker_pids<E: Executor>(p: &E) -> BTreeSet<u32> {
-    let pids = p
-        .map_chunked(worker_pid, vec![0u8; 64 * p.processes()], 1)
+    let n = p.processes();
+    let gate = GateControl::new();
+    let gates: Vec<Gate> = (0..n).map(|_| gate.gate()).collect();
+    let mut pending = p
+        .map_async_chunked(pid_at_gate, gates, 1)
         .expect("pid tasks");
-    pids.into_iter().collect()
+    let started = gate.wait_started(n);
+    gate.open(n);
+    let pids: BTreeSet<u32> = pending
+        .get_timeout(LIMIT)
+        .expect("pid tasks")
+        .into_iter()
+        .collect();
+    assert_eq!(
+        pids,
+        started.into_iter().collect(),
+        "tasks reported other pids"
+    );
+    pids
 }
 
 /// A worker killed by SIGKILL, abort, a segfault or `exit(7)` mid-task fails that task with
@@ -160,8 +340,10 @@ pub fn no_zombies_after_drop_or_terminate<E: Executor>(make: MakePool<E>) {
 
     let p = pool(make, 2);
     let pids = worker_pids(&p);
-    let slow = p.apply_async(sleep_then, 5_000).unwrap();
-    std::thread::sleep(Duration::from_millis(50));
+    // A task that runs until its worker is killed: it waits at a gate nobody opens.
+    let gate = GateControl::new();
+    let slow = p.apply_async(pid_at_gate, gate.gate()).unwrap();
+    gate.wait_started(1);
     let t = Instant::now();
     p.terminate().unwrap();
     assert!(matches!(slow.get(), Err(Error::PoolClosed(_))));
@@ -178,11 +360,13 @@ pub fn no_zombies_after_drop_or_terminate<E: Executor>(make: MakePool<E>) {
     }
 }
 
-/// Many one-item tasks are spread over every worker, and none runs in the parent.
+/// As many one-item tasks as workers, each waiting until all have started, run in different
+/// workers at once (a pool that gave two to one worker would fail at the gate), and none
+/// runs in the parent.
 pub fn work_is_spread_over_all_workers<E: Executor>(make: MakePool<E>) {
-    let p = pool(make, 2);
+    let p = pool(make, 3);
     let pids = worker_pids(&p);
-    assert_eq!(pids.len(), 2, "one worker did everything: {pids:?}");
+    assert_eq!(pids.len(), 3, "tasks shared workers: {pids:?}");
     assert!(
         !pids.contains(&std::process::id()),
         "a task ran in the parent"
@@ -228,9 +412,10 @@ fn numbers(seed: u64, len: usize) -> Packed<u64> {
     )
 }
 
-/// [`checksum`], after 50 ms: tasks queued behind it at its worker wait unread.
-pub fn checksum_slowly(v: Packed<u64>) -> u64 {
-    std::thread::sleep(Duration::from_millis(50));
+/// [`checksum`] of `v`, after passing `gate`: tasks queued behind it at its worker wait
+/// unread until the test opens the gate.
+pub fn checksum_at_gate((v, gate): (Packed<u64>, Gate)) -> u64 {
+    gate.pass();
     checksum(v)
 }
 
@@ -240,6 +425,10 @@ pub fn checksum_slowly(v: Packed<u64>) -> u64 {
 /// reused before its task is answered would be overwritten under the worker), and when later
 /// maps reuse the buffers of answered ones (sizes vary, so a reused buffer holds a longer
 /// stale value than the next one).
+///
+/// Deterministic: the first map's tasks wait at a gate; the second map is encoded only after
+/// every worker has started one of them (so every task sent with them has been sent), and the
+/// gate opens only after that encoding.
 pub fn large_arguments_arrive_intact<E: Executor>(make: MakePool<E>) {
     let p = pool(make, 2);
     let round = |r: u64| {
@@ -251,18 +440,20 @@ pub fn large_arguments_arrive_intact<E: Executor>(make: MakePool<E>) {
     };
     let check =
         |mut pending: crate::AsyncResult<Vec<u64>>, expected: Vec<u64>, r: u64| match pending
-            .get_timeout(Duration::from_secs(30))
+            .get_timeout(LIMIT)
         {
             Ok(got) => assert_eq!(got, expected, "round {r}"),
             Err(e) => panic!("round {r}: {e}"),
         };
     let ((items0, expected0), (items1, expected1)) = (round(0), round(1));
-    let first = p.map_async_chunked(checksum_slowly, items0, 1).unwrap();
-    // The first tasks are sent (three pipelined to one worker) and being run; the next map
-    // is encoded meanwhile. (The pause only makes a reuse bug likely to show; correct code
-    // passes either way.)
-    std::thread::sleep(Duration::from_millis(15));
-    let second = p.map_async_chunked(checksum_slowly, items1, 1).unwrap();
+    let gate = GateControl::new();
+    let gated: Vec<(Packed<u64>, Gate)> = items0.into_iter().map(|v| (v, gate.gate())).collect();
+    let first = p.map_async_chunked(checksum_at_gate, gated, 1).unwrap();
+    // Each worker runs one task of the first map, and the tasks pipelined behind it were
+    // sent with it; none has been answered.
+    gate.wait_started(2);
+    let second = p.map_async_chunked(checksum, items1, 1).unwrap();
+    gate.open(6);
     check(first, expected0, 0);
     check(second, expected1, 1);
     for r in 2..4 {
@@ -299,12 +490,158 @@ pub fn large_arguments_behind_a_death_are_resent_whole<E: Executor>(make: MakePo
     assert_eq!(rest, expected);
 }
 
+/// What a forked child of the test finds when it uses its copy of the pool. Exit codes of the
+/// child in [`a_pool_used_from_a_forked_child_refuses_at_once`].
+fn use_a_foreign_copy<E: Executor>(p: &E) -> i32 {
+    let foreign = |r: crate::Result<()>| matches!(r, Err(Error::ForeignProcess { .. }));
+    if !foreign(p.apply_async(sleep_then, 0).map(drop)) {
+        return 10;
+    }
+    if !foreign(p.map(sleep_then, [0, 0]).map(drop)) {
+        return 11;
+    }
+    if !foreign(p.terminate()) {
+        return 12;
+    }
+    p.close();
+    if !foreign(p.join()) {
+        return 13;
+    }
+    let message = p.apply(sleep_then, 0).map(drop).unwrap_err().to_string();
+    if !message.contains(&std::process::id().to_string()) {
+        return 14;
+    }
+    // SAFETY: the child owns its copy of the pool; the parent's frame that owns `p` never
+    // runs again in this process (the child leaves with `_exit`), so this is the copy's only
+    // drop here.
+    drop(unsafe { std::ptr::read(p) });
+    0
+}
+
+/// A pool reached from a forked child of its creator (a `static`, a value captured by a
+/// forked closure) has none of its threads or workers there: every call fails at once with
+/// [`Error::ForeignProcess`] naming both processes, and dropping it does nothing — it
+/// neither hangs nor stops the creator's workers, whose pool carries on.
+pub fn a_pool_used_from_a_forked_child_refuses_at_once<E: Executor>(make: MakePool<E>) {
+    let p = pool(make, 2);
+    let before = worker_pids(&p);
+    match in_forked_child(|| use_a_foreign_copy(&p)) {
+        Ok(0) => {}
+        Ok(10) => panic!("apply_async in a forked child did not fail with ForeignProcess"),
+        Ok(11) => panic!("map in a forked child did not fail with ForeignProcess"),
+        Ok(12) => panic!("terminate in a forked child did not fail with ForeignProcess"),
+        Ok(13) => panic!("join in a forked child did not fail with ForeignProcess"),
+        Ok(14) => panic!("the error does not name the child's pid"),
+        other => panic!("the forked child: {other:?}"),
+    }
+    assert_eq!(
+        worker_pids(&p),
+        before,
+        "the child's copy touched the workers"
+    );
+    assert_eq!(p.map(sleep_then, [0, 0, 0]).unwrap(), vec![0, 0, 0]);
+}
+
+/// A pool created inside a worker of this pool (a nested pool, of the same backend) works:
+/// `nested(n)` creates one and maps squares over `0..n` (the macro defines it from the
+/// constructor). A hang fails after [`LIMIT`].
+pub fn a_pool_inside_a_worker_works<E: Executor>(
+    make: MakePool<E>,
+    nested: Task<u64, Result<Vec<u64>, String>>,
+) {
+    let p = pool(make, 2);
+    let mut pending = p.map_async_chunked(nested, [3, 5], 1).unwrap();
+    match pending.get_timeout(LIMIT) {
+        Ok(got) => assert_eq!(
+            got,
+            vec![Ok(vec![0, 1, 4]), Ok(vec![0, 1, 4, 9, 16])],
+            "nested pools"
+        ),
+        Err(e) => {
+            let _ = p.terminate();
+            panic!("a pool inside a worker: {e}");
+        }
+    }
+}
+
+/// `pids()` names each live worker once: the pids of tasks that run in every worker at once,
+/// before and after a worker is replaced, never this process.
+pub fn pids_name_the_live_workers<E: Executor>(
+    make: MakePool<E>,
+    pids: fn(&E) -> Vec<Option<u32>>,
+) {
+    let p = pool(make, 2);
+    let listed = |p: &E| -> BTreeSet<u32> {
+        let all = pids(p);
+        assert_eq!(all.len(), 2, "one slot per worker: {all:?}");
+        all.into_iter()
+            .map(|pid| pid.expect("every slot has a worker"))
+            .collect()
+    };
+    let first = listed(&p);
+    assert_eq!(first.len(), 2);
+    assert!(!first.contains(&std::process::id()));
+    assert_eq!(worker_pids(&p), first);
+    let dead = match p.apply(die, 1) {
+        Err(Error::WorkerDied { pid, .. }) => pid,
+        other => panic!("expected WorkerDied, got {other:?}"),
+    };
+    assert!(
+        first.contains(&dead),
+        "the dead worker {dead} was not listed"
+    );
+    // Both workers hold a task at once: the replacement has been listed before its first task.
+    let now = worker_pids(&p);
+    assert_eq!(listed(&p), now);
+    assert!(!now.contains(&dead));
+}
+
+/// A pool whose workers all die and cannot be replaced (`make_limited(n)` builds a pool of `n`
+/// whose launcher fails with `EAGAIN` after `n` launches, as `fork` does at the process limit)
+/// closes itself with [`Error::PoolBroken`] naming the cause: pending work fails with it,
+/// every later call returns it at once, and `join` and `Drop` return promptly.
+pub fn a_pool_that_cannot_replace_its_workers_breaks<E: Executor + 'static>(
+    make_limited: MakePool<E>,
+) {
+    let p = make_limited(2).expect("the first launches succeed");
+    for _ in 0..2 {
+        assert!(matches!(p.apply(die, 1), Err(Error::WorkerDied { .. })));
+    }
+    let broken = |e: &Error| matches!(e, Error::PoolBroken(m) if m.contains("os error 11"));
+    // The last replacement may still be failing: accepted work must then fail, not wait.
+    match p.apply_async(sleep_then, 0) {
+        Err(e) => assert!(broken(&e), "{e}"),
+        Ok(mut r) => match r.get_timeout(LIMIT) {
+            Err(e) => assert!(broken(&e), "queued work got {e}"),
+            Ok(v) => panic!("a task ran without workers: {v}"),
+        },
+    }
+    for _ in 0..2 {
+        let e = p.apply_async(sleep_then, 0).map(drop).unwrap_err();
+        assert!(broken(&e), "a later call got {e}");
+        let e = p.map(sleep_then, [1, 2]).unwrap_err();
+        assert!(broken(&e), "a later map got {e}");
+    }
+    let p = within_limit("join of a broken pool", move || {
+        p.close();
+        let joined = p.join();
+        assert!(matches!(&joined, Err(e) if broken(e)), "{joined:?}");
+        p
+    });
+    within_limit("drop of a broken pool", move || drop(p));
+}
+
 /// Runs the whole process-pool failure suite as `#[test]`s in a module named
 /// `process_executor_conformance`:
 ///
 /// ```ignore
 /// multiproc_core::process_executor_conformance!(multiproc_fork::ForkPool::new);
 /// ```
+///
+/// With `pids = f` (`fn(&Pool) -> Vec<Option<u32>>`, the pool's `pids()`) and
+/// `launch_limit = g` (a constructor whose pool can launch only as many workers as it is
+/// created with: [`a_pool_that_cannot_replace_its_workers_breaks`]) it also runs the checks
+/// that need them, in a module named `process_pool_conformance`.
 #[macro_export]
 macro_rules! process_executor_conformance {
     ($make:expr) => {
@@ -344,6 +681,39 @@ macro_rules! process_executor_conformance {
             #[test]
             fn work_is_spread_over_all_workers() {
                 suite::work_is_spread_over_all_workers($make)
+            }
+            #[test]
+            fn a_pool_used_from_a_forked_child_refuses_at_once() {
+                suite::a_pool_used_from_a_forked_child_refuses_at_once($make)
+            }
+
+            /// Creates a pool of this backend inside a worker and maps over it.
+            fn nested_pool(n: u64) -> ::std::result::Result<Vec<u64>, String> {
+                let inner = ($make)(2).map_err(|e| e.to_string())?;
+                $crate::Executor::map(&inner, $crate::testing::executor::square, 0..n)
+                    .map_err(|e| e.to_string())
+            }
+            #[test]
+            fn a_pool_inside_a_worker_works() {
+                suite::a_pool_inside_a_worker_works($make, nested_pool)
+            }
+        }
+    };
+    ($make:expr, pids = $pids:expr, launch_limit = $limited:expr $(,)?) => {
+        $crate::process_executor_conformance!($make);
+
+        mod process_pool_conformance {
+            #[allow(unused_imports)]
+            use super::*;
+            use $crate::testing::process as suite;
+
+            #[test]
+            fn pids_name_the_live_workers() {
+                suite::pids_name_the_live_workers($make, $pids)
+            }
+            #[test]
+            fn a_pool_that_cannot_replace_its_workers_breaks() {
+                suite::a_pool_that_cannot_replace_its_workers_breaks($limited)
             }
         }
     };
