@@ -199,7 +199,7 @@ impl Pool {
 /// Where [`IpcStats`](multiproc_process_stats::IpcStats) comes from in this build.
 mod multiproc_process_stats {
     #[cfg(feature = "fork")]
-    pub use multiproc_fork::IpcStats;
+    pub(super) use multiproc_fork::IpcStats;
     #[cfg(all(feature = "spawn", not(feature = "fork")))]
     pub use multiproc_spawn::IpcStats;
 }

@@ -244,9 +244,12 @@ fn fork_here(work: Work) -> Answer {
             if let Some(inherited) = st.forker.take() {
                 std::mem::forget(inherited);
             }
-            children.forget_all();
+            // SAFETY: this is the child of the fork above, taken while both guards were held,
+            // and nothing in it has started a process or opened a descriptor yet.
+            unsafe { children.forget_all() };
             drop(children);
-            bulk.close_inherited();
+            // SAFETY: as above.
+            unsafe { bulk.close_inherited() };
             drop(st);
             drop(stderr);
             drop(stdout);

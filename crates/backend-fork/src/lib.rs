@@ -37,7 +37,9 @@ mod process;
 
 pub use multiproc_core::{AsyncResult, Error, Executor, Inherited, Result};
 pub use multiproc_process::{IpcStats, ProcessHandle};
-pub use pool::{ForkLauncher, ForkPool};
+#[doc(hidden)]
+pub use pool::ForkLauncher;
+pub use pool::ForkPool;
 pub use process::Process;
 
 /// The backend's pool under the name every backend uses (`multiproc::fork::Pool`).

@@ -19,7 +19,9 @@ use crate::fork::fork_worker;
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ForkLauncher;
 
-impl Launcher for ForkLauncher {
+// SAFETY: `fork_worker` returns the pid of the child it has just forked (ours, unreaped,
+// known to nobody else) and the parent's end of the socket that child serves on.
+unsafe impl Launcher for ForkLauncher {
     fn launch(&self) -> Result<Worker> {
         let (pid, stream) = fork_worker()?;
         Ok(Worker { pid, stream })

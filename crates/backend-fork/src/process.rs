@@ -123,6 +123,7 @@ impl<'a> Process<'a> {
             target();
             0
         })?;
-        Ok(ProcessHandle::register(pid, name, self.daemon))
+        // SAFETY: `pid` is the child just forked above, unreaped, and handed to the handle.
+        Ok(unsafe { ProcessHandle::register(pid, name, self.daemon) })
     }
 }

@@ -71,6 +71,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod child;
+#[doc(hidden)]
 pub mod launch;
 mod pool;
 mod process;
@@ -78,7 +79,9 @@ mod process;
 pub use child::{check_init, init};
 pub use multiproc_core::{AsyncResult, Error, Executor, Result};
 pub use multiproc_process::{IpcStats, ProcessHandle};
-pub use pool::{SpawnLauncher, SpawnPool, READY_TIMEOUT};
+#[doc(hidden)]
+pub use pool::SpawnLauncher;
+pub use pool::{SpawnPool, READY_TIMEOUT};
 pub use process::Process;
 
 /// The backend's pool under the name every backend uses (`multiproc::spawn::Pool`).

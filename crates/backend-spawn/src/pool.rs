@@ -25,13 +25,15 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SpawnLauncher;
 
-impl Launcher for SpawnLauncher {
+// SAFETY: `spawn_child` returns the pid of the child it has just started (ours, unreaped,
+// known to nobody else) and the parent's end of the socket that is that child's stdin.
+unsafe impl Launcher for SpawnLauncher {
     fn launch(&self) -> Result<Worker> {
         let (pid, stream) = spawn_child(Role::Worker, "SpawnPool::new")?;
         Ok(Worker { pid, stream })
     }
 
-    fn ready(&self, worker: &Worker) -> Result<()> {
+    unsafe fn ready(&self, worker: &Worker) -> Result<()> {
         let mut byte = [0u8; 1];
         let result = worker
             .stream
@@ -44,7 +46,9 @@ impl Launcher for SpawnLauncher {
                 // It reached pool or process creation without `init` and said so; it cannot
                 // serve, and whatever its `main` does next is not ours to wait for.
                 let _ = kill(worker.pid, Signal::SIGKILL);
-                reap(worker.pid);
+                // SAFETY: our caller's contract: `worker` is our launched, unreaped child,
+                // in no pool, so only this launcher may signal and reap it.
+                unsafe { reap(worker.pid) };
                 Err(Error::InitNotCalled(format!(
                     "spawned worker {} ran main again and reached pool or process creation \
                      without having run init()",
@@ -53,11 +57,19 @@ impl Launcher for SpawnLauncher {
             }
             // The socket closed (a program that exits with the hello unread resets it): the
             // worker ended before `init` recognised it.
-            Ok(0) => Err(ended_before_init(worker)),
-            Err(e) if e.raw_os_error() == Some(libc::ECONNRESET) => Err(ended_before_init(worker)),
+            Ok(0) => {
+                // SAFETY: our caller's contract, passed on.
+                Err(unsafe { ended_before_init(worker) })
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ECONNRESET) => {
+                // SAFETY: our caller's contract, passed on.
+                Err(unsafe { ended_before_init(worker) })
+            }
             Ok(_) => {
                 let _ = kill(worker.pid, Signal::SIGKILL);
-                reap(worker.pid);
+                // SAFETY: our caller's contract: `worker` is our launched, unreaped child,
+                // in no pool, so only this launcher may signal and reap it.
+                unsafe { reap(worker.pid) };
                 Err(Error::Io(io::Error::other(format!(
                     "spawned worker {} broke the handshake (sent {:?})",
                     worker.pid, byte[0]
@@ -65,7 +77,9 @@ impl Launcher for SpawnLauncher {
             }
             Err(e) => {
                 let _ = kill(worker.pid, Signal::SIGKILL);
-                reap(worker.pid);
+                // SAFETY: our caller's contract: `worker` is our launched, unreaped child,
+                // in no pool, so only this launcher may signal and reap it.
+                unsafe { reap(worker.pid) };
                 Err(Error::Io(io::Error::new(
                     e.kind(),
                     format!(
@@ -81,8 +95,13 @@ impl Launcher for SpawnLauncher {
 /// The error for a worker whose socket closed before it was ready: it ended (reaped here)
 /// before `init` recognised it — `main` ran again and finished without calling `init`, or the
 /// program died before reaching it.
-fn ended_before_init(worker: &Worker) -> Error {
-    let cause = reap(worker.pid);
+///
+/// # Safety
+///
+/// As [`Launcher::ready`]'s: `worker` is a launched child of ours, unreaped, in no pool.
+unsafe fn ended_before_init(worker: &Worker) -> Error {
+    // SAFETY: this function's contract.
+    let cause = unsafe { reap(worker.pid) };
     Error::InitNotCalled(format!(
         "spawned worker {} {cause} before init() recognised it as a worker",
         worker.pid

@@ -91,7 +91,8 @@ impl Process {
         let (payload, fds) = self.encoded?;
         let name = self.name.unwrap_or_else(next_process_name);
         let (pid, stream) = spawn_child(Role::Process, "Process::start")?;
-        let handle = ProcessHandle::register(pid, name, self.daemon);
+        // SAFETY: `pid` is the child just started by `spawn_child`, unreaped, handed over.
+        let handle = unsafe { ProcessHandle::register(pid, name, self.daemon) };
         let mut writer = FrameWriter::new(stream);
         let header = Header {
             kind: Kind::Task,

@@ -22,7 +22,7 @@ use crate::Res;
 /// How a cell runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, ValueEnum)]
 #[serde(rename_all = "lowercase")]
-pub enum Backend {
+pub(crate) enum Backend {
     /// One thread, no pool: the baseline of the speedup column.
     Serial,
     /// Plain rayon in this process: the in-process baseline a Rust programmer would write.
@@ -37,10 +37,10 @@ pub enum Backend {
 
 impl Backend {
     /// The pool backends: the ones with a multiproc `Executor`.
-    pub const POOLS: [Backend; 3] = [Backend::Threads, Backend::Fork, Backend::Spawn];
+    pub(crate) const POOLS: [Backend; 3] = [Backend::Threads, Backend::Fork, Backend::Spawn];
 
     /// The name used in tables, JSON and by the Python script.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Backend::Serial => "serial",
             Backend::Rayon => "rayon",
@@ -52,7 +52,7 @@ impl Backend {
 
     /// Why this build cannot run the backend, if it cannot (every backend is built now; a
     /// backend added to the list before its crate exists says so here).
-    pub fn unavailable(self) -> Option<&'static str> {
+    pub(crate) fn unavailable(self) -> Option<&'static str> {
         None
     }
 }
@@ -66,7 +66,7 @@ impl fmt::Display for Backend {
 /// How a workload's data reaches the workers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, ValueEnum)]
 #[serde(rename_all = "lowercase")]
-pub enum Strategy {
+pub(crate) enum Strategy {
     /// No strategy: serial and rayon read the data where it is; start-up moves no data.
     Direct,
     /// Arguments and results are serde values: copied over the socket on process backends,
@@ -83,10 +83,10 @@ pub enum Strategy {
 
 impl Strategy {
     /// The strategies a user can select (`Direct` comes with the baselines).
-    pub const SELECTABLE: [Strategy; 3] = [Strategy::Copy, Strategy::Inherit, Strategy::Shm];
+    pub(crate) const SELECTABLE: [Strategy; 3] = [Strategy::Copy, Strategy::Inherit, Strategy::Shm];
 
     /// The name used in tables, JSON and by the Python script.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Strategy::Direct => "-",
             Strategy::Copy => "copy",
@@ -105,7 +105,7 @@ impl fmt::Display for Strategy {
 /// The executor inside a [`Pool`] (`Executor` has generic methods, so it cannot be a trait
 /// object).
 #[derive(Debug)]
-pub enum Exec {
+pub(crate) enum Exec {
     /// multiproc's threads backend.
     Threads(ThreadPool),
     /// multiproc's fork backend.
@@ -119,13 +119,13 @@ pub enum Exec {
 static IPC_BYTES: AtomicU64 = AtomicU64::new(0);
 
 /// The IPC bytes counted so far; a cell's bytes are the difference over one run.
-pub fn ipc_bytes() -> u64 {
+pub(crate) fn ipc_bytes() -> u64 {
     IPC_BYTES.load(Ordering::Relaxed)
 }
 
 /// A pool of one of the pool backends, so that a workload is written once for all of them.
 #[derive(Debug)]
-pub struct Pool {
+pub(crate) struct Pool {
     /// The executor.
     pub exec: Exec,
     accounted: AtomicU64,
@@ -136,14 +136,19 @@ fn no_init(_: ()) {}
 
 impl Pool {
     /// Starts a pool of `workers` on `backend`.
-    pub fn new(backend: Backend, workers: usize) -> Res<Pool> {
+    pub(crate) fn new(backend: Backend, workers: usize) -> Res<Pool> {
         Pool::with_init(backend, workers, no_init, &())
     }
 
     /// Starts a pool whose spawned workers each run `init(arg)` first (Python's
     /// `Pool(initializer=..., initargs=...)`): how a spawned worker gets what the others
     /// inherit. Threads and forked workers already see the parent's statics and skip it.
-    pub fn with_init<A>(backend: Backend, workers: usize, init: Task<A, ()>, arg: &A) -> Res<Pool>
+    pub(crate) fn with_init<A>(
+        backend: Backend,
+        workers: usize,
+        init: Task<A, ()>,
+        arg: &A,
+    ) -> Res<Pool>
     where
         A: Payload,
     {
@@ -161,7 +166,7 @@ impl Pool {
     }
 
     /// Adds the IPC bytes this pool moved since the last call to the global count.
-    pub fn account(&self) {
+    pub(crate) fn account(&self) {
         let stats = match &self.exec {
             Exec::Threads(_) => return,
             Exec::Fork(p) => p.ipc_stats(),
@@ -173,7 +178,7 @@ impl Pool {
     }
 
     /// Python's `close()` + `join()`: waits for the workers to finish and exit.
-    pub fn finish(self) -> Res<()> {
+    pub(crate) fn finish(self) -> Res<()> {
         self.account();
         crate::with_pool!(&self, p => {
             p.close();
@@ -205,7 +210,7 @@ static FIRED: AtomicU64 = AtomicU64::new(0);
 /// Starts the watchdog thread: while a run is past its deadline, it SIGKILLs every process
 /// below this one (a cell's pool workers: the bench has no other children while a cell runs),
 /// so that a stuck pool fails its tasks with `WorkerDied` instead of hanging the bench.
-pub fn start_watchdog() {
+pub(crate) fn start_watchdog() {
     std::thread::Builder::new()
         .name("bench-watchdog".into())
         .spawn(|| loop {
@@ -230,13 +235,13 @@ pub fn start_watchdog() {
 }
 
 /// Arms the watchdog for a run that must end within `limit`.
-pub fn arm(limit: Duration) {
+pub(crate) fn arm(limit: Duration) {
     FIRED.store(0, Ordering::Relaxed);
     *DEADLINE.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now() + limit);
 }
 
 /// Disarms it; returns whether it killed anything during the run.
-pub fn disarm() -> bool {
+pub(crate) fn disarm() -> bool {
     *DEADLINE.lock().unwrap_or_else(|p| p.into_inner()) = None;
     FIRED.load(Ordering::Relaxed) > 0
 }

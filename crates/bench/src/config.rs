@@ -6,7 +6,7 @@ use crate::backend::{Backend, Strategy};
 
 /// Everything a workload needs to know about this run.
 #[derive(Debug, Clone, Serialize)]
-pub struct Config {
+pub(crate) struct Config {
     /// Worker counts of the matrix (each cell runs at each count).
     pub workers: Vec<usize>,
     /// Extra worker counts for the speedup sweep of the chunked sum (`all` and `sum`).
@@ -49,12 +49,12 @@ pub struct Config {
 
 impl Config {
     /// Elements of f64 in `mb` MiB.
-    pub fn f64s(mb: usize) -> usize {
+    pub(crate) fn f64s(mb: usize) -> usize {
         mb * (1_048_576 / 8)
     }
 
     /// Checks the values that the workloads rely on.
-    pub fn check(&self) -> Result<(), String> {
+    pub(crate) fn check(&self) -> Result<(), String> {
         let positive = [
             ("--workers", self.workers.iter().copied().min().unwrap_or(0)),
             ("--reps", self.reps),

@@ -6,18 +6,18 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// One sample: seconds since the sampler started, and the tree's total PSS in bytes.
-pub type Point = (f64, u64);
+pub(crate) type Point = (f64, u64);
 
 /// A running sampler; [`stop`](Sampler::stop) ends it and returns what it saw.
 #[derive(Debug)]
-pub struct Sampler {
+pub(crate) struct Sampler {
     stop: mpsc::Sender<()>,
     thread: JoinHandle<Vec<Point>>,
 }
 
 impl Sampler {
     /// Samples now and then every `interval` until stopped.
-    pub fn start(interval: Duration) -> Sampler {
+    pub(crate) fn start(interval: Duration) -> Sampler {
         let (stop, stopped) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("pss-sampler".into())
@@ -40,7 +40,7 @@ impl Sampler {
     }
 
     /// Takes a last sample and returns the trace (empty if `/proc` could not be read).
-    pub fn stop(self) -> Vec<Point> {
+    pub(crate) fn stop(self) -> Vec<Point> {
         let _ = self.stop.send(());
         self.thread.join().unwrap_or_default()
     }
@@ -75,7 +75,7 @@ fn tree_pss() -> Option<u64> {
 }
 
 /// The largest sample of a trace.
-pub fn peak(trace: &[Point]) -> u64 {
+pub(crate) fn peak(trace: &[Point]) -> u64 {
     trace.iter().map(|&(_, b)| b).max().unwrap_or(0)
 }
 

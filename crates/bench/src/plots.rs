@@ -55,7 +55,7 @@ fn speedup_lines(report: &Report) -> BTreeMap<String, Vec<(f64, f64)>> {
 }
 
 /// The plots a report gets: `(file name, what it shows)`.
-pub fn planned(report: &Report) -> Vec<(String, String)> {
+pub(crate) fn planned(report: &Report) -> Vec<(String, String)> {
     let mut files = Vec::new();
     for w in workloads(report) {
         if report
@@ -91,7 +91,7 @@ pub fn planned(report: &Report) -> Vec<(String, String)> {
 }
 
 /// Writes every planned plot into `dir`.
-pub fn write_all(report: &Report, dir: &Path) -> Res<()> {
+pub(crate) fn write_all(report: &Report, dir: &Path) -> Res<()> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     for (file, _) in planned(report) {
         let path = dir.join(&file);

@@ -15,11 +15,11 @@ use crate::Res;
 const SCRIPT: &str = include_str!("../python/bench.py");
 
 /// How to get numpy, for the messages.
-pub const INSTALL: &str = "python3 -m pip install --user numpy";
+pub(crate) const INSTALL: &str = "python3 -m pip install --user numpy";
 
 /// One cell measured in Python.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PyCell {
+pub(crate) struct PyCell {
     /// The workload, as ours.
     pub workload: String,
     /// The variant, as ours.
@@ -44,7 +44,7 @@ pub struct PyCell {
 
 /// What the script prints.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PyRun {
+pub(crate) struct PyRun {
     /// `sys.version`, first word.
     pub python: String,
     /// `numpy.__version__`.
@@ -54,7 +54,7 @@ pub struct PyRun {
 }
 
 /// The interpreter's and numpy's versions, or why the Python side cannot run.
-pub fn probe(python: &str) -> Res<String> {
+pub(crate) fn probe(python: &str) -> Res<String> {
     let out = Command::new(python)
         .args([
             "-c",
@@ -75,7 +75,7 @@ pub fn probe(python: &str) -> Res<String> {
 /// Runs the script for `workloads` with the options of `cfg`, showing its progress lines on
 /// `bar`. The script is written into `report` (so that a spawned Python worker can import
 /// it, and so that the report says what ran).
-pub fn run(
+pub(crate) fn run(
     python: &str,
     cfg: &Config,
     workloads: &[&str],

@@ -16,7 +16,7 @@ use crate::Res;
 /// A cell with what is computed from the others: speedup over serial and the Python
 /// counterpart.
 #[derive(Debug, Clone, Serialize)]
-pub struct Row {
+pub(crate) struct Row {
     /// The cell.
     #[serde(flatten)]
     pub cell: Cell,
@@ -30,7 +30,7 @@ pub struct Row {
 
 /// The machine the numbers come from.
 #[derive(Debug, Clone, Serialize)]
-pub struct Machine {
+pub(crate) struct Machine {
     /// `model name` of `/proc/cpuinfo`.
     pub cpu: String,
     /// Cores available to this process.
@@ -65,7 +65,7 @@ impl Machine {
 
 /// Everything one run produced.
 #[derive(Debug, Clone, Serialize)]
-pub struct Report {
+pub(crate) struct Report {
     /// Where.
     pub machine: Machine,
     /// With which options.
@@ -84,7 +84,7 @@ pub struct Report {
 
 impl Report {
     /// Joins our cells with the serial baselines and Python's cells.
-    pub fn new(
+    pub(crate) fn new(
         cfg: &Config,
         cells: &[Cell],
         python: Result<(String, PyRun), String>,
@@ -139,7 +139,7 @@ impl Report {
     }
 
     /// Cells that failed (an error or a wrong result).
-    pub fn failures(&self) -> usize {
+    pub(crate) fn failures(&self) -> usize {
         self.rows
             .iter()
             .filter(|r| matches!(r.cell.outcome, Outcome::Failed { .. }))
@@ -147,7 +147,7 @@ impl Report {
     }
 
     /// The whole report as JSON.
-    pub fn json(&self) -> Res<String> {
+    pub(crate) fn json(&self) -> Res<String> {
         serde_json::to_string_pretty(self).map_err(|e| e.to_string())
     }
 
@@ -204,7 +204,7 @@ impl Report {
     }
 
     /// The table for the terminal.
-    pub fn table(&self) -> String {
+    pub(crate) fn table(&self) -> String {
         let mut s = self.header();
         let widths = [9, 22, 15, 3, 10, 10, 10, 2, 8, 14, 9, 16, 10, 9];
         let head = [
@@ -298,7 +298,7 @@ impl Report {
     }
 
     /// The markdown report.
-    pub fn markdown(&self) -> String {
+    pub(crate) fn markdown(&self) -> String {
         let mut s = String::from("# multiproc-bench report\n\n");
         let _ = writeln!(s, "```text\n{}```\n", self.header());
         if self.python.is_none() {
@@ -334,7 +334,7 @@ impl Report {
     }
 
     /// Writes `report.md` and `results.json` into `dir`.
-    pub fn write(&self, dir: &Path) -> Res<()> {
+    pub(crate) fn write(&self, dir: &Path) -> Res<()> {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let put = |name: &str, text: String| {
             let path = dir.join(name);
@@ -346,7 +346,7 @@ impl Report {
 }
 
 /// Seconds as µs, ms or s with three significant digits.
-pub fn time(secs: f64) -> String {
+pub(crate) fn time(secs: f64) -> String {
     if secs < 1e-3 {
         format!("{:.1} µs", secs * 1e6)
     } else if secs < 1.0 {

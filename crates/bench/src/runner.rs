@@ -15,7 +15,7 @@ use crate::Res;
 /// Which cell: a workload's variant, on one backend, with one data strategy and a worker
 /// count (`None` for serial, which has no workers).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-pub struct CellId {
+pub(crate) struct CellId {
     /// The workload (`sum`, `voxels`, ...).
     pub workload: &'static str,
     /// The variant within the workload (`index lists`, `map chunksize=1`, ...).
@@ -30,7 +30,7 @@ pub struct CellId {
 
 impl CellId {
     /// A cell id.
-    pub fn new(
+    pub(crate) fn new(
         workload: &'static str,
         variant: impl Into<String>,
         backend: Backend,
@@ -47,7 +47,7 @@ impl CellId {
     }
 
     /// `backend/strategy` as shown in the tables.
-    pub fn how(&self) -> String {
+    pub(crate) fn how(&self) -> String {
         match self.strategy {
             Strategy::Direct => self.backend.name().to_string(),
             s => format!("{}/{}", self.backend, s),
@@ -57,7 +57,7 @@ impl CellId {
 
 /// A unit cost derived from the median.
 #[derive(Debug, Clone, Copy, Serialize)]
-pub enum Rate {
+pub(crate) enum Rate {
     /// The median divided by this many tasks, shown in µs per task.
     PerTask(u64),
     /// This many bytes per median, shown in GB/s.
@@ -66,7 +66,7 @@ pub enum Rate {
 
 impl Rate {
     /// The value and its unit for a median of `median`.
-    pub fn show(self, median: Duration) -> (f64, &'static str) {
+    pub(crate) fn show(self, median: Duration) -> (f64, &'static str) {
         match self {
             Rate::PerTask(n) => (median.as_secs_f64() * 1e6 / n.max(1) as f64, "µs/task"),
             Rate::Throughput(b) => (b as f64 / median.as_secs_f64() / 1e9, "GB/s"),
@@ -76,21 +76,21 @@ impl Rate {
 
 /// What a cell declares about itself, beside its timings.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Spec {
+pub(crate) struct Spec {
     /// A unit cost to show beside the time.
     pub rate: Option<Rate>,
 }
 
 impl Spec {
     /// A cell with a unit cost.
-    pub fn rate(rate: Rate) -> Spec {
+    pub(crate) fn rate(rate: Rate) -> Spec {
         Spec { rate: Some(rate) }
     }
 }
 
 /// A measured cell.
 #[derive(Debug, Clone, Serialize)]
-pub struct Measurement {
+pub(crate) struct Measurement {
     /// Median of the timed runs, seconds.
     pub median_s: f64,
     /// Fastest timed run, seconds.
@@ -116,7 +116,7 @@ pub struct Measurement {
 
 impl Measurement {
     /// Peak PSS above what the tree held before the run, bytes.
-    pub fn extra_pss(&self) -> u64 {
+    pub(crate) fn extra_pss(&self) -> u64 {
         self.peak_pss.saturating_sub(self.base_pss)
     }
 }
@@ -124,7 +124,7 @@ impl Measurement {
 /// What became of a cell.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// It ran and its results were right.
     Measured(Measurement),
     /// The pairing makes no sense (or cannot run in this build), and why.
@@ -141,7 +141,7 @@ pub enum Outcome {
 
 /// One cell of the matrix.
 #[derive(Debug, Clone, Serialize)]
-pub struct Cell {
+pub(crate) struct Cell {
     /// Which cell.
     #[serde(flatten)]
     pub id: CellId,
@@ -152,7 +152,7 @@ pub struct Cell {
 
 impl Cell {
     /// The measurement, if the cell was measured.
-    pub fn measured(&self) -> Option<&Measurement> {
+    pub(crate) fn measured(&self) -> Option<&Measurement> {
         match &self.outcome {
             Outcome::Measured(m) => Some(m),
             _ => None,
@@ -162,7 +162,7 @@ impl Cell {
 
 /// Measures cells and collects them.
 #[derive(Debug)]
-pub struct Runner {
+pub(crate) struct Runner {
     /// The options of this run.
     pub cfg: Config,
     /// Every cell so far, in the order they ran.
@@ -173,7 +173,7 @@ pub struct Runner {
 impl Runner {
     /// A runner with a progress bar (on stderr, drawn only on a terminal) over `workloads`
     /// steps.
-    pub fn new(cfg: Config, workloads: u64) -> Runner {
+    pub(crate) fn new(cfg: Config, workloads: u64) -> Runner {
         let bar = ProgressBar::new(workloads);
         bar.set_style(
             ProgressStyle::with_template(
@@ -190,33 +190,33 @@ impl Runner {
     }
 
     /// The progress bar, for stages outside cells (preparing data, the Python run).
-    pub fn bar(&self) -> &ProgressBar {
+    pub(crate) fn bar(&self) -> &ProgressBar {
         &self.bar
     }
 
     /// Says what is being prepared.
-    pub fn status(&self, msg: impl Into<std::borrow::Cow<'static, str>>) {
+    pub(crate) fn status(&self, msg: impl Into<std::borrow::Cow<'static, str>>) {
         self.bar.set_message(msg);
     }
 
     /// One step of the bar is done.
-    pub fn step(&self) {
+    pub(crate) fn step(&self) {
         self.bar.inc(1);
     }
 
     /// Ends the bar.
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         self.bar.finish_and_clear();
     }
 
     /// Whether the options select this backend and strategy.
-    pub fn wants(&self, backend: Backend, strategy: Strategy) -> bool {
+    pub(crate) fn wants(&self, backend: Backend, strategy: Strategy) -> bool {
         self.cfg.backends.contains(&backend)
             && (strategy == Strategy::Direct || self.cfg.strategies.contains(&strategy))
     }
 
     /// Records a pairing that makes no sense, with the reason (if the options select it).
-    pub fn not_applicable(&mut self, id: CellId, reason: impl Into<String>) {
+    pub(crate) fn not_applicable(&mut self, id: CellId, reason: impl Into<String>) {
         if self.wants(id.backend, id.strategy) {
             self.cells.push(Cell {
                 id,
@@ -231,7 +231,7 @@ impl Runner {
     /// input, `body` is the timed run, `check` compares its result with the serial one.
     /// One warm-up run is sampled for memory; then up to `reps` timed runs (fewer if they
     /// would take longer than the cell budget, but at least three).
-    pub fn measure<S, T>(
+    pub(crate) fn measure<S, T>(
         &mut self,
         id: CellId,
         spec: Spec,

@@ -4,25 +4,25 @@ use std::time::Duration;
 
 /// The timings of one measured cell, sorted.
 #[derive(Debug, Clone)]
-pub struct Samples {
+pub(crate) struct Samples {
     times: Vec<Duration>,
 }
 
 impl Samples {
     /// The summary of `times` (at least one).
-    pub fn new(mut times: Vec<Duration>) -> Samples {
+    pub(crate) fn new(mut times: Vec<Duration>) -> Samples {
         assert!(!times.is_empty(), "a cell has at least one timed run");
         times.sort();
         Samples { times }
     }
 
     /// How many timed runs.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.times.len()
     }
 
     /// The median time.
-    pub fn median(&self) -> Duration {
+    pub(crate) fn median(&self) -> Duration {
         let n = self.times.len();
         if n % 2 == 1 {
             self.times[n / 2]
@@ -32,19 +32,19 @@ impl Samples {
     }
 
     /// The fastest run.
-    pub fn min(&self) -> Duration {
+    pub(crate) fn min(&self) -> Duration {
         self.times[0]
     }
 
     /// The slowest run.
-    pub fn max(&self) -> Duration {
+    pub(crate) fn max(&self) -> Duration {
         self.times[self.times.len() - 1]
     }
 }
 
 /// How many timed runs to make after a warm-up that took `warmup`: `reps`, unless that
 /// would take more than `budget`, and then as many as fit, but at least one.
-pub fn reps_for(warmup: Duration, reps: usize, budget: Duration) -> usize {
+pub(crate) fn reps_for(warmup: Duration, reps: usize, budget: Duration) -> usize {
     let reps = reps.max(1);
     if warmup.is_zero() {
         return reps;

@@ -70,7 +70,16 @@ impl BulkFds {
     /// In a forked child: closes the descriptors of the parent's bulk buffers, which the
     /// child inherited. The child's copies of those buffers are inert (their owner is
     /// another process), so nothing closes them again.
-    pub fn close_inherited(mut self) {
+    ///
+    /// # Safety
+    ///
+    /// Call it only in a child forked while this guard was held (taken with [`bulk_fds`]
+    /// before the `fork`), before anything else in the child opens a descriptor. The numbers
+    /// it closes belong to the parent's live buffers; in any other process, or later, they may
+    /// name descriptors that other owners hold (a file opened since, a buffer's mapping), and
+    /// closing those breaks that owner: the next file it opens gets the number, and writes
+    /// meant for one land in the other.
+    pub unsafe fn close_inherited(mut self) {
         for fd in std::mem::take(&mut *self.0) {
             let _ = nix::unistd::close(fd);
         }

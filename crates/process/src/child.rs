@@ -64,7 +64,14 @@ pub fn registry() -> MutexGuard<'static, Registry> {
 
 impl Registry {
     /// Forgets every child: for a forked child, whose registry is a copy of its parent's.
-    pub fn forget_all(&mut self) {
+    ///
+    /// # Safety
+    ///
+    /// Call it only in a child forked while this registry was locked ([`registry`] before
+    /// the `fork`), before anything else in the child starts a process. In the process that
+    /// started them, forgetting its children leaves them unreaped (zombies) and not waited for
+    /// or killed at exit, and lets a handle signal a pid that was reaped and reused meanwhile.
+    pub unsafe fn forget_all(&mut self) {
         self.children.clear();
     }
 }
@@ -213,7 +220,15 @@ impl ProcessHandle {
     /// Takes charge of a child that a backend has just started: it joins the registry (killed
     /// at exit if `daemon`, waited for otherwise), and the handle waits for, signals and reaps
     /// it.
-    pub fn register(pid: Pid, name: String, daemon: bool) -> ProcessHandle {
+    ///
+    /// # Safety
+    ///
+    /// `pid` must be a child of this process that the caller has just started, has not
+    /// reaped, and hands over: nothing else may wait for, reap or signal it afterwards. The
+    /// handle signals `pid` (`terminate`, `kill`, a daemon at exit) and reaps it; if the pid
+    /// were someone else's, or reaped elsewhere and reused, those signals would reach a
+    /// process this program does not own.
+    pub unsafe fn register(pid: Pid, name: String, daemon: bool) -> ProcessHandle {
         REGISTER_EXIT_HANDLER.call_once(|| {
             // SAFETY: `atexit` only records the function pointer. The handler is an
             // `extern "C" fn` without arguments that touches only statics living for the

@@ -63,7 +63,15 @@ pub struct Worker {
 }
 
 /// How a backend starts one worker.
-pub trait Launcher: Send + Sync + 'static {
+///
+/// # Safety
+///
+/// The pool signals (`SIGKILL` on `terminate`) and reaps the pid of every [`Worker`] that
+/// `launch` returns, so an implementation promises that the pid is a child of this process
+/// that it has just started, has not reaped, and hands over to the caller: nothing else
+/// waits for, reaps or signals it. And `stream` is connected to that child, which runs
+/// [`serve`](crate::serve) on the other end.
+pub unsafe trait Launcher: Send + Sync + 'static {
     /// Starts a worker connected to the returned stream. Called when the pool is created, and
     /// from a supervisor thread to replace a worker that died.
     fn launch(&self) -> Result<Worker>;
@@ -72,7 +80,12 @@ pub trait Launcher: Send + Sync + 'static {
     /// first and then waits for each, so that they start up in parallel. On `Err`, the
     /// launcher has already ended and reaped the worker. The default: ready at once (a forked
     /// worker serves from the moment it exists).
-    fn ready(&self, worker: &Worker) -> Result<()> {
+    ///
+    /// # Safety
+    ///
+    /// `worker` must have been returned by this launcher's [`launch`](Self::launch) and not
+    /// be handed to a pool yet: on failure, the launcher kills and reaps its pid.
+    unsafe fn ready(&self, worker: &Worker) -> Result<()> {
         let _ = worker;
         Ok(())
     }
@@ -350,7 +363,8 @@ impl<L: Launcher> ProcessPool<L> {
                 stop_and_reap(w, true);
                 continue;
             }
-            match launcher.ready(&w) {
+            // SAFETY: `w` was just returned by this launcher's `launch` and is not in a pool.
+            match unsafe { launcher.ready(&w) } {
                 Ok(()) => ready.push(w),
                 Err(e) => failure = Some(e),
             }
@@ -676,7 +690,9 @@ fn supervise<L: Launcher>(shared: &Shared<L>, slot: usize, mut worker: Worker) {
                 shared.unlist(slot);
                 drop(worker.stream);
                 note_reap(shared, worker.pid);
-                reap(worker.pid);
+                // SAFETY: the launcher handed this child to the pool (`Launcher`'s contract);
+                // only this supervisor reaps it, and it is unlisted, so nothing signals it.
+                unsafe { reap(worker.pid) };
                 return;
             }
             End::Stop => {
@@ -691,7 +707,8 @@ fn supervise<L: Launcher>(shared: &Shared<L>, slot: usize, mut worker: Worker) {
                 drop(worker.stream);
                 shared.unlist(slot);
                 note_reap(shared, pid);
-                let cause = reap(pid);
+                // SAFETY: as above: our child, unlisted, reaped only here.
+                let cause = unsafe { reap(pid) };
                 let terminated = lock(&shared.queue).terminated;
                 if let Some(running) = sent.pop_front() {
                     if !terminated {
@@ -754,7 +771,8 @@ fn launch_replacement<L: Launcher>(shared: &Shared<L>) -> Result<Worker, Option<
         match shared
             .launcher
             .launch()
-            .and_then(|w| shared.launcher.ready(&w).map(|()| w))
+            // SAFETY: `w` was just returned by this launcher's `launch` and is not in a pool.
+            .and_then(|w| unsafe { shared.launcher.ready(&w) }.map(|()| w))
         {
             Ok(w) => return Ok(w),
             Err(e) => last_error = Some(e),
@@ -918,7 +936,13 @@ fn send_body(
 /// Waits for a worker whose stream has closed and says how it ended. It is exiting; if it
 /// has not exited within a second (it closed the socket but lives on), it is killed. Also for
 /// a [`Launcher::ready`] that must reap a worker that died before it was ready.
-pub fn reap(pid: Pid) -> ExitCause {
+///
+/// # Safety
+///
+/// `pid` must be a child of this process that the caller owns and has not reaped, and that
+/// nothing else waits for or signals: after a second, `reap` sends it `SIGKILL`, which for a
+/// pid reaped elsewhere (and perhaps reused) would reach a process this program does not own.
+pub unsafe fn reap(pid: Pid) -> ExitCause {
     let deadline = Instant::now() + Duration::from_secs(1);
     // Exiting takes from microseconds to a few milliseconds (a large inherited address space
     // to tear down): wake the moment it has ended.
@@ -947,7 +971,9 @@ pub fn reap(pid: Pid) -> ExitCause {
     }
 }
 
-/// Asks a healthy worker to stop (or kills it, after `terminate`), then reaps it.
+/// Asks a healthy worker to stop (or kills it, after `terminate`), then reaps it. `worker`
+/// came from the pool's [`Launcher`] (so it is our child, handed over) and is no longer
+/// listed in a slot, so nothing else signals or reaps it.
 fn stop_and_reap(worker: Worker, kill_it: bool) {
     if kill_it {
         let _ = kill(worker.pid, Signal::SIGKILL);
@@ -966,11 +992,13 @@ fn stop_and_reap(worker: Worker, kill_it: bool) {
             let _ = kill(worker.pid, Signal::SIGKILL);
         }
         drop(writer);
-        reap(worker.pid);
+        // SAFETY: see this function's comment: our child, reaped only here.
+        unsafe { reap(worker.pid) };
         return;
     }
     drop(worker.stream);
-    reap(worker.pid);
+    // SAFETY: as above.
+    unsafe { reap(worker.pid) };
 }
 
 #[cfg(test)]
@@ -995,7 +1023,8 @@ mod tests {
         launched: Mutex<bool>,
     }
 
-    impl Launcher for OneSleeper {
+    // SAFETY: `launch` returns the `sleep` child it just started, and hands it over.
+    unsafe impl Launcher for OneSleeper {
         fn launch(&self) -> Result<Worker> {
             let mut launched = self.launched.lock().unwrap();
             if *launched {

@@ -25,7 +25,8 @@ impl<L> LaunchLimit<L> {
     }
 }
 
-impl<L: Launcher> Launcher for LaunchLimit<L> {
+// SAFETY: every worker comes from the inner launcher, whose contract is passed on unchanged.
+unsafe impl<L: Launcher> Launcher for LaunchLimit<L> {
     fn launch(&self) -> Result<Worker> {
         if self
             .left
@@ -37,7 +38,9 @@ impl<L: Launcher> Launcher for LaunchLimit<L> {
         self.inner.launch()
     }
 
-    fn ready(&self, worker: &Worker) -> Result<()> {
-        self.inner.ready(worker)
+    unsafe fn ready(&self, worker: &Worker) -> Result<()> {
+        // SAFETY: our caller's contract: `worker` came from `launch`, i.e. from the inner
+        // launcher, and is not in a pool.
+        unsafe { self.inner.ready(worker) }
     }
 }

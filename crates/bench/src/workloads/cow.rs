@@ -111,7 +111,7 @@ enum After {
 }
 
 /// Measures the matrix at every worker count, then frees the data.
-pub fn run(r: &mut Runner) -> Res<()> {
+pub(crate) fn run(r: &mut Runner) -> Res<()> {
     r.status("cow: creating the data");
     let pristine = random_f64s(crate::config::Config::f64s(r.cfg.cow_mb), 0xC0);
     let len = pristine.len();

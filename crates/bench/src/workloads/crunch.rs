@@ -174,7 +174,7 @@ fn same(got: &[u32], expected: &[u32]) -> Res<()> {
 }
 
 /// Measures the three variants on a pool of `--crunch-workers`.
-pub fn run(r: &mut Runner) -> Res<()> {
+pub(crate) fn run(r: &mut Runner) -> Res<()> {
     let inputs = Inputs::new(r.cfg.images, r.cfg.wait_scale);
     let workers = r.cfg.crunch_workers;
     // The results do not depend on the waits: compute the expected ones without them.

@@ -5,19 +5,19 @@
 //! Every timed run of a pool backend is what the tutorial's code does unless the workload
 //! says otherwise: create the pool, run the tasks, close and join it (`with mp.Pool(...)`).
 
-pub mod cow;
-pub mod crunch;
-pub mod overhead;
-pub mod payload;
-pub mod startup;
-pub mod sum;
-pub mod voxels;
+pub(crate) mod cow;
+pub(crate) mod crunch;
+pub(crate) mod overhead;
+pub(crate) mod payload;
+pub(crate) mod startup;
+pub(crate) mod sum;
+pub(crate) mod voxels;
 
 /// Sums `values` with eight independent accumulators, so that the adds vectorise and the loop
 /// runs at memory speed, as numpy's SIMD sum does (a plain `iter().sum()` is one dependency
 /// chain, about 1 ns per element here). Every strategy sums through [`Lanes`], so results
 /// are bit-identical across backends.
-pub fn chunk_sum(values: &[f64]) -> f64 {
+pub(crate) fn chunk_sum(values: &[f64]) -> f64 {
     let mut lanes = Lanes::default();
     lanes.add(values);
     lanes.total()
@@ -27,14 +27,14 @@ pub fn chunk_sum(values: &[f64]) -> f64 {
 /// multiple of 8 (all but the last) give exactly the result of one [`chunk_sum`] over their
 /// concatenation.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct Lanes {
+pub(crate) struct Lanes {
     lanes: [f64; 8],
     rest: f64,
 }
 
 impl Lanes {
     /// Adds a block.
-    pub fn add(&mut self, block: &[f64]) {
+    pub(crate) fn add(&mut self, block: &[f64]) {
         let mut exact = block.chunks_exact(8);
         for group in &mut exact {
             for (lane, v) in self.lanes.iter_mut().zip(group) {
@@ -45,20 +45,20 @@ impl Lanes {
     }
 
     /// The sum.
-    pub fn total(&self) -> f64 {
+    pub(crate) fn total(&self) -> f64 {
         self.lanes.iter().sum::<f64>() + self.rest
     }
 }
 
 /// Elements per block when a task streams a shared array through a local buffer.
-pub const BLOCK: usize = 64 * 1024;
+pub(crate) const BLOCK: usize = 64 * 1024;
 
 /// An empty vector with room for `len` values whose memory is advised to use transparent
 /// huge pages, as numpy does for large arrays (a first touch of fresh memory is slow here, and
 /// 2 MiB pages take 512 times fewer faults). It matters for fork: the kernel copies one
 /// page-table entry per page into each child, 128 000 of them for 500 MB of 4 KiB pages
 /// (about 5 ms per fork here) against 250 for 2 MiB pages.
-pub fn with_hugepages<T>(len: usize) -> Vec<T> {
+pub(crate) fn with_hugepages<T>(len: usize) -> Vec<T> {
     const HUGE: usize = 2 << 20;
     let v: Vec<T> = Vec::with_capacity(len);
     let start = v.as_ptr() as usize;
@@ -76,14 +76,14 @@ pub fn with_hugepages<T>(len: usize) -> Vec<T> {
 }
 
 /// A copy of `values` in huge-page memory: numpy's `a[i:j].copy()`.
-pub fn copy_of(values: &[f64]) -> Vec<f64> {
+pub(crate) fn copy_of(values: &[f64]) -> Vec<f64> {
     let mut v = with_hugepages(values.len());
     v.extend_from_slice(values);
     v
 }
 
 /// `len` pseudo-random values in [0, 1), the same for the same seed, in huge-page memory.
-pub fn random_f64s(len: usize, seed: u64) -> Vec<f64> {
+pub(crate) fn random_f64s(len: usize, seed: u64) -> Vec<f64> {
     use rand::{Rng, SeedableRng};
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut v = with_hugepages(len);
@@ -92,12 +92,12 @@ pub fn random_f64s(len: usize, seed: u64) -> Vec<f64> {
 }
 
 /// Why inheritance makes no sense on spawn.
-pub const SPAWN_INHERITS_NOTHING: &str =
+pub(crate) const SPAWN_INHERITS_NOTHING: &str =
     "a spawned worker is a fresh process: it inherits nothing from the parent";
 
 /// Compares two f64 results bit for bit (every strategy runs the same arithmetic in the same
 /// order).
-pub fn same_f64(what: &str, got: f64, expected: f64) -> crate::Res<()> {
+pub(crate) fn same_f64(what: &str, got: f64, expected: f64) -> crate::Res<()> {
     if got.to_bits() == expected.to_bits() {
         Ok(())
     } else {

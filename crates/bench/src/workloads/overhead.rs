@@ -32,7 +32,7 @@ fn same(got: &[u64], expected: &[u64]) -> Res<()> {
 }
 
 /// Measures the three variants at every worker count.
-pub fn run(r: &mut Runner) -> Res<()> {
+pub(crate) fn run(r: &mut Runner) -> Res<()> {
     let tasks = r.cfg.tasks as u64;
     let items: Vec<u64> = (0..tasks).collect();
     let expected: Vec<u64> = items.iter().copied().map(inc).collect();

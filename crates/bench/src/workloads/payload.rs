@@ -99,7 +99,7 @@ fn make_shm(len: usize) {
 const WORKLOAD: &str = "payload";
 
 /// Measures both variants at every worker count.
-pub fn run(r: &mut Runner) -> Res<()> {
+pub(crate) fn run(r: &mut Runner) -> Res<()> {
     let mb = r.cfg.payload_mb;
     let len = crate::config::Config::f64s(mb);
     r.status("payload: creating the data");

@@ -17,7 +17,7 @@ const WORKLOAD: &str = "startup";
 const VARIANT: &str = "create+task+close";
 
 /// Measures start-up at every worker count.
-pub fn run(r: &mut Runner) -> Res<()> {
+pub(crate) fn run(r: &mut Runner) -> Res<()> {
     for &workers in &r.cfg.workers.clone() {
         let expected: u64 = (0..workers as u64).map(inc).sum();
         let check = |&got: &u64| {

@@ -91,7 +91,7 @@ fn prepare(size_mb: usize, chunks: usize) -> Res<()> {
 
 /// Measures the matrix at every worker count of the options, then (if `sweep`) the
 /// parallel inherit and shm cells at the sweep's counts, for the speedup plot.
-pub fn run(r: &mut Runner, sweep: bool) -> Res<()> {
+pub(crate) fn run(r: &mut Runner, sweep: bool) -> Res<()> {
     r.status("sum: creating the data");
     prepare(r.cfg.size_mb, r.cfg.chunks)?;
     let d = data();

@@ -194,7 +194,7 @@ fn prepare(side: usize) -> Res<()> {
 }
 
 /// Measures both variants at every worker count.
-pub fn run(r: &mut Runner) -> Res<()> {
+pub(crate) fn run(r: &mut Runner) -> Res<()> {
     r.status("voxels: creating the image");
     prepare(r.cfg.voxel_side)?;
     let d = data();

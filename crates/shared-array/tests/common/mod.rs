@@ -20,11 +20,11 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
 /// How long `join` waits for a child before killing it and failing.
-pub const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A forked child running one closure.
 #[derive(Debug)]
-pub struct Child {
+pub(crate) struct Child {
     pub pid: Pid,
     panic_pipe: OwnedFd,
 }
@@ -38,7 +38,7 @@ pub struct Child {
 /// the child), and while the child runs, neither process may hold a reference into shared
 /// memory that the other writes (the contracts of the `unsafe` accessors of
 /// `multiproc_shared_array::RawArray`; its safe API needs nothing).
-pub unsafe fn fork_child<F: FnOnce()>(f: F) -> Child {
+pub(crate) unsafe fn fork_child<F: FnOnce()>(f: F) -> Child {
     let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
     // SAFETY: the caller upholds the contract above; the child below only runs `f` and
     // `_exit`s, never returning into the code that called us.
@@ -69,7 +69,7 @@ pub unsafe fn fork_child<F: FnOnce()>(f: F) -> Child {
 
 impl Child {
     /// Waits (at most [`JOIN_TIMEOUT`], then SIGKILL) and reports how the child ended.
-    pub fn wait(self) -> Result<(), String> {
+    pub(crate) fn wait(self) -> Result<(), String> {
         let start = Instant::now();
         loop {
             match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
@@ -109,7 +109,7 @@ impl Child {
 /// Runs the sync conformance suite with forked processes as workers and [`ShmBuffer`]s as the
 /// shared memory.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct ForkHarness;
+pub(crate) struct ForkHarness;
 
 impl Harness for ForkHarness {
     type Buffer = ShmBuffer;
@@ -136,7 +136,7 @@ impl Worker for Child {
 /// A minimal multiproc transport for the tests: a serde value encoded with postcard inside
 /// `collect_fds`, its bytes and descriptors sent as one `SCM_RIGHTS` message on a
 /// `SOCK_SEQPACKET` socket (which keeps message boundaries).
-pub mod transport {
+pub(crate) mod transport {
     use std::io::{IoSlice, IoSliceMut};
     use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 
@@ -147,7 +147,7 @@ pub mod transport {
     };
 
     /// Two connected ends.
-    pub fn pair() -> (OwnedFd, OwnedFd) {
+    pub(crate) fn pair() -> (OwnedFd, OwnedFd) {
         socketpair(
             AddressFamily::Unix,
             SockType::SeqPacket,
@@ -158,14 +158,14 @@ pub mod transport {
     }
 
     /// Encodes `value` and sends it with its descriptors.
-    pub fn send<T: serde::Serialize>(socket: impl AsFd, value: &T) {
+    pub(crate) fn send<T: serde::Serialize>(socket: impl AsFd, value: &T) {
         let (bytes, fds) = collect_fds(|| postcard::to_stdvec(value));
         let bytes = bytes.expect("encodable inside collect_fds");
         send_raw(socket, &bytes, &fds);
     }
 
     /// Sends `bytes` and `fds` as one message.
-    pub fn send_raw(socket: impl AsFd, bytes: &[u8], fds: &[OwnedFd]) {
+    pub(crate) fn send_raw(socket: impl AsFd, bytes: &[u8], fds: &[OwnedFd]) {
         let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
         let cmsg: Vec<ControlMessage<'_>> = if raw.is_empty() {
             Vec::new()
@@ -184,7 +184,7 @@ pub mod transport {
     }
 
     /// Receives one message and decodes it inside `provide_fds`.
-    pub fn recv<T: serde::de::DeserializeOwned>(socket: impl AsFd) -> postcard::Result<T> {
+    pub(crate) fn recv<T: serde::de::DeserializeOwned>(socket: impl AsFd) -> postcard::Result<T> {
         let mut buf = vec![0u8; 1 << 16];
         let mut space = nix::cmsg_space!([RawFd; 64]);
         let mut iov = [IoSliceMut::new(&mut buf)];
@@ -213,7 +213,7 @@ pub mod transport {
 /// multithreaded test process, every test's forked children (pool workers, lock holders)
 /// inherit every other test's arrays for as long as they live, so a first attempt can meet
 /// one of them; they all end within [`JOIN_TIMEOUT`].
-pub fn freeze_eventually<T: bytemuck::Pod>(
+pub(crate) fn freeze_eventually<T: bytemuck::Pod>(
     mut array: multiproc_shared_array::RawArray<T>,
 ) -> multiproc_shared_array::FrozenArray<T> {
     let start = Instant::now();
