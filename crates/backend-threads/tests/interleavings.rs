@@ -127,10 +127,11 @@ fn condition_hands_over_items_one_by_one() {
     let consumer = thread::spawn(move || {
         for expected in 1..=ROUNDS {
             let _g = c.lock();
-            // SAFETY: the predicate runs with the condition's lock held.
-            assert!(c
-                .wait_for(|| unsafe { s.get() } != 0, std::time::Duration::MAX)
-                .unwrap());
+            let full = || {
+                // SAFETY: wait_for calls the predicate with the condition's lock held.
+                unsafe { s.get() != 0 }
+            };
+            assert!(c.wait_for(full, std::time::Duration::MAX).unwrap());
             // SAFETY: under the condition's lock.
             unsafe {
                 assert_eq!(s.get(), expected);
@@ -142,10 +143,11 @@ fn condition_hands_over_items_one_by_one() {
     });
     for item in 1..=ROUNDS {
         let _g = cond.lock();
-        // SAFETY: the predicate runs with the condition's lock held.
-        assert!(cond
-            .wait_for(|| unsafe { slot.get() } == 0, std::time::Duration::MAX)
-            .unwrap());
+        let empty = || {
+            // SAFETY: wait_for calls the predicate with the condition's lock held.
+            unsafe { slot.get() == 0 }
+        };
+        assert!(cond.wait_for(empty, std::time::Duration::MAX).unwrap());
         // SAFETY: under the condition's lock.
         unsafe { *slot.0.get() = item };
         cond.notify(1).unwrap();
