@@ -65,9 +65,14 @@ fn a_daemon_thread_is_abandoned_at_exit() {
 #[test]
 fn a_forked_child_that_exits_does_not_wait_for_its_parents_threads() {
     if std::env::var(ROLE).as_deref() == Ok("child") {
-        let t = Thread::new(|| std::thread::sleep(Duration::from_millis(300)))
-            .start()
-            .unwrap();
+        // The non-daemon thread runs until the forked child has been reaped: a child whose
+        // exit waited for it (it does not exist there) would never end.
+        let (reaped, wait_reaped) = std::sync::mpsc::channel::<()>();
+        let t = Thread::new(move || {
+            let _ = wait_reaped.recv();
+        })
+        .start()
+        .unwrap();
         // SAFETY: the child only calls `exit`, which runs the inherited exit handlers — the
         // code under test — and nothing that could need a lock held by another thread.
         match unsafe { libc::fork() } {
@@ -76,15 +81,20 @@ fn a_forked_child_that_exits_does_not_wait_for_its_parents_threads() {
             pid => {
                 let mut status = 0;
                 let start = Instant::now();
+                // A "never hangs" bound, far above the milliseconds a child's exit takes.
                 // SAFETY: `pid` is our child; `status` is a valid out-pointer.
-                unsafe { libc::waitpid(pid, &mut status, 0) };
-                assert!(
-                    start.elapsed() < Duration::from_millis(250),
-                    "the child waited"
-                );
+                while unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == 0 {
+                    if start.elapsed() > Duration::from_secs(30) {
+                        // SAFETY: `pid` is our unreaped child, so the pid is still ours.
+                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                        panic!("the forked child waited for its parent's thread at exit");
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
                 println!("child exited at once");
             }
         }
+        reaped.send(()).unwrap();
         t.join().unwrap();
         return;
     }

@@ -220,6 +220,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "Miri does not emulate sockets passed through dup (ENOTSOCK)"
+    )]
     fn the_fd_adapter_round_trips_through_bytes_and_a_table() {
         #[derive(serde::Serialize, serde::Deserialize)]
         struct Carries {
@@ -249,6 +253,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "Miri does not emulate sockets passed through dup (ENOTSOCK)"
+    )]
     fn untaken_fds_are_closed() {
         use std::io::Read;
         let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();

@@ -643,6 +643,52 @@ mod tests {
         assert_eq!(imap.map(Result::unwrap).collect::<Vec<_>>(), vec![3, 2, 1]);
     }
 
+    /// Chunks delivered from several threads at once, in any order, each sink's last clone
+    /// dropped on whichever thread finishes last, while the consumer already waits: the
+    /// concurrency that every pool creates (run under Miri and ThreadSanitizer by `.ci/run`).
+    #[test]
+    fn concurrent_deliveries_from_many_threads() {
+        const CHUNKS: usize = 12;
+        const THREADS: usize = 3;
+        let (sink, result) = ChunkSink::collect(CHUNKS);
+        let (ordered_sink, ordered) = ChunkSink::imap(CHUNKS, true);
+        let (unordered_sink, unordered) = ChunkSink::imap(CHUNKS, false);
+        let (lossy_sink, lossy) = ChunkSink::<usize>::collect(CHUNKS);
+        let workers: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let sinks = (
+                    sink.clone(),
+                    ordered_sink.clone(),
+                    unordered_sink.clone(),
+                    lossy_sink.clone(),
+                );
+                std::thread::spawn(move || {
+                    // Thread t delivers chunks t, t + THREADS, ... from the last one down.
+                    for c in (t..CHUNKS).step_by(THREADS).rev() {
+                        sinks.0.deliver(c, Ok(vec![2 * c, 2 * c + 1]));
+                        sinks.1.deliver(c, Ok(vec![2 * c, 2 * c + 1]));
+                        sinks.2.deliver(c, Ok(vec![2 * c, 2 * c + 1]));
+                        sinks.0.deliver(c, Ok(vec![0])); // a second delivery is ignored
+                        if c != 0 {
+                            sinks.3.deliver(c, Ok(vec![c])); // chunk 0 is never delivered
+                        }
+                    }
+                })
+            })
+            .collect();
+        drop((sink, ordered_sink, unordered_sink, lossy_sink));
+        let all: Vec<usize> = (0..2 * CHUNKS).collect();
+        assert_eq!(result.get().unwrap(), all);
+        assert_eq!(ordered.map(Result::unwrap).collect::<Vec<_>>(), all);
+        let mut got: Vec<usize> = unordered.map(Result::unwrap).collect();
+        got.sort_unstable();
+        assert_eq!(got, all);
+        assert!(matches!(lossy.get(), Err(Error::PoolClosed(_))));
+        for w in workers {
+            w.join().unwrap();
+        }
+    }
+
     #[test]
     fn imap_next_timeout_resumes() {
         let (sink, mut imap) = ChunkSink::imap(1, true);

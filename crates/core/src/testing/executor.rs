@@ -3,9 +3,136 @@
 //! turns the whole list into `#[test]`s.
 
 use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::{Error, Executor, Result};
+
+/// A "never hangs" bound: how long a check waits for something that a correct pool does at
+/// once, before it fails. Far above what any check needs, so it is never machine-tuned.
+pub const NEVER_HANGS: Duration = Duration::from_secs(60);
+
+/// A directory through which a test and its tasks signal each other, whatever the backend:
+/// threads, forked and spawned workers all see the same files. Tasks get its
+/// [`path`](Self::path) in their argument and record events ([`gated`], [`counted`]); the
+/// test waits for them ([`wait_for`](Self::wait_for)), counts them, and opens the gate that
+/// [`gated`] tasks wait at. Removed on drop, which lets every gated task go: a check that
+/// fails with tasks still waiting does not also wait for them.
+#[derive(Debug)]
+pub struct Handshake {
+    dir: PathBuf,
+}
+
+impl Default for Handshake {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Handshake {
+    /// A new, empty directory under the system's temporary directory, its gate closed.
+    pub fn new() -> Handshake {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "multiproc-handshake-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("creating a handshake directory");
+        Handshake { dir }
+    }
+
+    /// The directory, for a task's argument.
+    pub fn path(&self) -> String {
+        self.dir
+            .to_str()
+            .expect("a UTF-8 temporary directory")
+            .to_owned()
+    }
+
+    /// How many times tasks have recorded `event` (`"started"`, `"ran"`).
+    pub fn count(&self, event: &str) -> usize {
+        std::fs::metadata(self.dir.join(event)).map_or(0, |m| m.len() as usize)
+    }
+
+    /// Waits (polling) until tasks have recorded `event` at least `n` times, failing after
+    /// [`NEVER_HANGS`].
+    pub fn wait_for(&self, event: &str, n: usize) {
+        let start = Instant::now();
+        while self.count(event) < n {
+            assert!(
+                start.elapsed() < NEVER_HANGS,
+                "timed out waiting for {n} tasks to record {event:?} (got {})",
+                self.count(event)
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Opens the gate: every [`gated`] task, waiting or to come, goes on.
+    pub fn open(&self) {
+        std::fs::write(self.dir.join("gate"), b"open").expect("opening the gate");
+    }
+}
+
+impl Drop for Handshake {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Appends one byte to the file `event` in `dir`: one record, atomic between processes.
+/// Records nothing once the directory is gone: the test that made it has ended.
+fn record(dir: &str, event: &str) {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(Path::new(dir).join(event));
+    match f {
+        Ok(mut f) => f.write_all(b"x").expect("recording a handshake event"),
+        Err(_) if !Path::new(dir).exists() => {}
+        Err(e) => panic!("opening a handshake file in {dir}: {e}"),
+    }
+}
+
+/// A task that records `"started"`, waits until the test [opens](Handshake::open) the gate of
+/// the [`Handshake`] at `dir` (or drops it), and returns `x`. It panics after [`NEVER_HANGS`] rather than
+/// wait for good.
+pub fn gated((dir, x): (String, u64)) -> u64 {
+    record(&dir, "started");
+    let gate = Path::new(&dir).join("gate");
+    let start = Instant::now();
+    // A removed directory counts as open: its test has ended (perhaps failed) and dropped
+    // the handshake, and must not wait for this task.
+    while !gate.exists() && Path::new(&dir).exists() {
+        assert!(start.elapsed() < NEVER_HANGS, "the gate never opened");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    x
+}
+
+/// A task that records `"ran"` in the [`Handshake`] at `dir` and returns `x`.
+pub fn counted((dir, x): (String, u64)) -> u64 {
+    record(&dir, "ran");
+    x
+}
+
+/// [`gated`] for `x == 0`, [`counted`] for every other `x`: the first item of a map waits
+/// while the others finish.
+pub fn first_waits(arg: (String, u64)) -> u64 {
+    if arg.1 == 0 {
+        gated(arg)
+    } else {
+        counted(arg)
+    }
+}
+
+fn args(hs: &Handshake, xs: impl IntoIterator<Item = u64>) -> Vec<(String, u64)> {
+    xs.into_iter().map(|x| (hs.path(), x)).collect()
+}
 
 /// How a suite gets a pool with a given number of workers.
 pub type MakePool<E> = fn(usize) -> Result<E>;
@@ -102,35 +229,36 @@ pub fn apply_and_apply_async<E: Executor>(make: MakePool<E>) {
     assert_eq!(got, (0..50).map(|x| x * x).collect::<Vec<_>>());
 }
 
-/// `get_timeout` gives up with `Timeout` on a slow task without losing it; `wait`, `ready`
-/// and `successful` report progress.
+/// `get_timeout` gives up with `Timeout` on a task that cannot finish yet without losing
+/// it; `wait`, `ready` and `successful` report progress. The tasks wait at a [`Handshake`]'s
+/// gate, so "not finished yet" is a fact, not a race against a sleep.
 pub fn get_timeout_wait_ready<E: Executor>(make: MakePool<E>) {
     let p = pool(make, 2);
-    let mut slow = p.apply_async(sleep_ms, 300).unwrap();
+    let hs = Handshake::new();
+    let mut slow = p.apply_async(gated, (hs.path(), 300)).unwrap();
     let t = Instant::now();
     assert!(matches!(
         slow.get_timeout(Duration::from_millis(20)),
         Err(Error::Timeout(_))
     ));
     assert!(
-        t.elapsed() < Duration::from_millis(290),
-        "get_timeout overslept"
+        t.elapsed() >= Duration::from_millis(20),
+        "get_timeout returned early"
     );
     assert!(!slow.ready());
     assert_eq!(slow.successful(), None);
     assert!(!slow.wait_timeout(Duration::from_millis(1)));
+    let m = p.map_async(gated, args(&hs, [10, 20, 30])).unwrap();
+    assert!(!m.ready(), "map_async ready before its tasks could finish");
+    assert!(!m.wait_timeout(Duration::from_millis(1)));
+    hs.open();
+    assert!(slow.wait_timeout(NEVER_HANGS), "the task never finished");
     slow.wait();
     assert!(slow.ready());
     assert_eq!(slow.successful(), Some(true));
-    assert_eq!(slow.get_timeout(Duration::from_secs(5)).unwrap(), 300);
-
-    let m = p.map_async(sleep_ms, [10, 20, 30]).unwrap();
-    let mut polls = 0;
-    while !m.ready() {
-        polls += 1;
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    assert!(polls > 0, "map_async returned before its tasks ran");
+    assert_eq!(slow.get_timeout(NEVER_HANGS).unwrap(), 300);
+    assert!(m.wait_timeout(NEVER_HANGS), "map_async never finished");
+    assert!(m.ready());
     assert_eq!(m.get().unwrap(), vec![10, 20, 30]);
 }
 
@@ -165,16 +293,37 @@ pub fn panic_fails_only_its_task<E: Executor>(make: MakePool<E>) {
     );
 }
 
-/// `imap` yields in input order, lazily; `imap_unordered` yields every result once.
+/// `imap` yields in input order — it holds back later results until the first is done —
+/// and `imap_unordered` yields each result as it is done, every result once. The first item
+/// waits at a [`Handshake`]'s gate until a later one has finished.
 pub fn imap_ordered_and_unordered<E: Executor>(make: MakePool<E>) {
     let p = pool(make, 2);
+    let n = 8;
+    let hs = Handshake::new();
+    let mut it = p.imap(first_waits, args(&hs, 0..n)).unwrap();
+    hs.wait_for("ran", 1); // a later item is done; the first one waits at the gate
+    assert!(
+        matches!(
+            it.next_timeout(Duration::from_millis(10)),
+            Some(Err(Error::Timeout(_)))
+        ),
+        "imap yielded before its first item was done"
+    );
+    hs.open();
+    let ordered: Vec<u64> = it.map(|r| r.unwrap()).collect();
+    assert_eq!(ordered, (0..n).collect::<Vec<_>>());
+
+    let hs = Handshake::new();
+    let mut it = p.imap_unordered(first_waits, args(&hs, 0..n)).unwrap();
+    match it.next_timeout(NEVER_HANGS) {
+        Some(Ok(x)) => assert_ne!(x, 0, "the first item cannot be done: its gate is closed"),
+        other => panic!("imap_unordered did not yield a finished result: {other:?}"),
+    }
+    hs.open();
+    let rest: Vec<u64> = it.map(|r| r.unwrap()).collect();
+    assert_eq!(rest.len() as u64, n - 1);
+
     let delays = vec![60, 10, 40, 0, 20];
-    let ordered: Vec<u64> = p
-        .imap(sleep_ms, delays.clone())
-        .unwrap()
-        .map(|r| r.unwrap())
-        .collect();
-    assert_eq!(ordered, delays);
     let unordered: BTreeSet<u64> = p
         .imap_unordered(sleep_ms, delays.clone())
         .unwrap()
@@ -187,13 +336,6 @@ pub fn imap_ordered_and_unordered<E: Executor>(make: MakePool<E>) {
         .map(|r| r.unwrap())
         .collect();
     assert_eq!(chunked, (0..100).map(|x| x * x).collect::<Vec<_>>());
-    let mut it = p.imap(sleep_ms, [200]).unwrap();
-    assert!(matches!(
-        it.next_timeout(Duration::from_millis(10)),
-        Some(Err(Error::Timeout(_)))
-    ));
-    assert_eq!(it.next().unwrap().unwrap(), 200);
-    assert!(it.next().is_none());
 }
 
 /// Empty input gives empty output from every method.
@@ -265,31 +407,59 @@ pub fn close_join_and_drop<E: Executor>(make: MakePool<E>) {
     assert_eq!(late.get().unwrap(), 50, "drop must finish submitted work");
 }
 
-/// `terminate` refuses new work and every outstanding result completes (with its value or an
-/// error) instead of hanging.
-pub fn terminate_never_hangs<E: Executor>(make: MakePool<E>) {
-    let p = pool(make, 2);
-    let mut pending: Vec<_> = (0..20)
-        .map(|_| p.apply_async(sleep_ms, 50).unwrap())
+/// `terminate` abandons queued work: with the only worker busy (its task waits at a
+/// [`Handshake`]'s gate), the `apply_async`, `map_async` and `imap` work queued behind it
+/// fails with [`Error::PoolClosed`] (an `imap`: at least once, then it ends) and never runs (the tasks count their runs in the
+/// handshake's files, which every backend's workers see). New work is refused, the busy task
+/// ends with its value (threads cannot be stopped) or an error, and nothing hangs.
+pub fn terminate_abandons_queued_work<E: Executor>(make: MakePool<E>) {
+    let p = pool(make, 1);
+    let hs = Handshake::new();
+    let mut busy = p.apply_async(gated, (hs.path(), 7)).unwrap();
+    hs.wait_for("started", 1); // the only worker is busy: what follows is queued
+    let mut queued: Vec<_> = args(&hs, 0..20)
+        .into_iter()
+        .map(|a| p.apply_async(counted, a).unwrap())
         .collect();
-    let m = p.map_async_chunked(sleep_ms, vec![50; 10], 1).unwrap();
-    std::thread::sleep(Duration::from_millis(20));
+    let mut mapped = p.map_async_chunked(counted, args(&hs, 0..10), 1).unwrap();
+    let imapped = p.imap(counted, args(&hs, 0..5)).unwrap();
     p.terminate().unwrap();
     assert!(matches!(
         p.apply_async(square, 1),
         Err(Error::PoolClosed(_))
     ));
-    for r in pending.iter_mut() {
-        match r.get_timeout(Duration::from_secs(10)) {
-            Ok(50) | Err(Error::PoolClosed(_)) | Err(Error::WorkerDied { .. }) => {}
-            other => panic!("unexpected outcome after terminate: {other:?}"),
+    hs.open(); // a worker thread cannot be killed: let the busy task end
+    for r in queued.iter_mut() {
+        match r.get_timeout(NEVER_HANGS) {
+            Err(Error::PoolClosed(_)) => {}
+            other => panic!("a task queued at terminate gave {other:?}, not PoolClosed"),
+        }
+    }
+    match mapped.get_timeout(NEVER_HANGS) {
+        Err(Error::PoolClosed(_)) => {}
+        other => panic!("a map_async queued at terminate gave {other:?}, not PoolClosed"),
+    }
+    // An imap yields PoolClosed for its lost chunks — one per chunk, or once for all of them
+    // when the pool went away (IMap's rule) — and then ends; never a value.
+    let mut imapped = imapped;
+    let mut failures = 0;
+    loop {
+        match imapped.next_timeout(NEVER_HANGS) {
+            None => break,
+            Some(Err(Error::PoolClosed(_))) => failures += 1,
+            other => panic!("an imap item queued at terminate gave {other:?}, not PoolClosed"),
         }
     }
     assert!(
-        m.wait_timeout(Duration::from_secs(10)),
-        "map_async hung after terminate"
+        failures >= 1,
+        "an imap queued at terminate ended without an error"
     );
+    match busy.get_timeout(NEVER_HANGS) {
+        Ok(7) | Err(Error::PoolClosed(_)) | Err(Error::WorkerDied { .. }) => {}
+        other => panic!("the busy task gave {other:?} after terminate"),
+    }
     p.join().unwrap();
+    assert_eq!(hs.count("ran"), 0, "work queued at terminate ran");
 }
 
 /// 100 000 tiny tasks, with the default chunk size and with chunksize 1.
@@ -360,8 +530,8 @@ macro_rules! executor_conformance {
                 suite::close_join_and_drop($make)
             }
             #[test]
-            fn terminate_never_hangs() {
-                suite::terminate_never_hangs($make)
+            fn terminate_abandons_queued_work() {
+                suite::terminate_abandons_queued_work($make)
             }
             #[test]
             fn many_tiny_tasks() {

@@ -15,6 +15,7 @@ pub mod process;
 pub mod sync;
 
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crate::buffer::{HeapBuffer, SharedBuffer};
 
@@ -58,12 +59,54 @@ impl Harness for ThreadHarness {
     }
 }
 
+/// How long [`ThreadWorker::join`] waits for its thread: a "never hangs" bound, far above
+/// what any check needs, so that a worker stuck on a lost wake-up fails its test instead of
+/// hanging the run.
+pub const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
+
 impl Worker for ThreadWorker {
+    /// Waits for the thread, at most [`JOIN_TIMEOUT`]; a thread still running then is left
+    /// behind (threads cannot be killed) and reported as a failure.
     fn join(self) -> Result<(), String> {
+        let start = Instant::now();
+        while !self.0.is_finished() {
+            if start.elapsed() > JOIN_TIMEOUT {
+                return Err(format!(
+                    "worker thread still running after {JOIN_TIMEOUT:?} (a lost wake-up?)"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
         self.0
             .join()
             .map_err(|p| crate::Error::from_panic(p).to_string())
     }
+}
+
+/// The kernel's id of the calling thread (for a single-threaded process, its pid): what
+/// [`asleep`] looks up, from this process or another.
+pub fn thread_id() -> u64 {
+    // SAFETY: gettid takes no arguments, touches no memory and cannot fail.
+    let tid = unsafe { libc::syscall(libc::SYS_gettid) };
+    tid as u64
+}
+
+/// Whether thread `tid` (of this process or any other) is asleep in the kernel right now
+/// (state `S` in `/proc/<tid>/stat`): the handshake that tells a check that a worker which
+/// published its [`thread_id`] just before a blocking call is blocked in it, so that what
+/// the check does next reaches a waiter that really waits. `false` once the thread is gone.
+///
+/// The suites assume that every blocking call of a primitive ends up sleeping in the kernel
+/// (a futex wait), as all of multiproc's do; one that only spun would never be seen asleep.
+pub fn asleep(tid: u64) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{tid}/stat")) else {
+        return false;
+    };
+    // "tid (comm) state ...": comm may contain spaces, so parse after the last ')'.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next());
+    state == Some("S")
 }
 
 /// Joins every worker, panicking with the first failure.

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{join_all, Harness};
+use super::{asleep, join_all, thread_id, Harness};
 use crate::buffer::SharedBuffer;
 use crate::sync::{Barrier, Condition, Event, Lock, RLock, Semaphore, SyncFamily};
 use crate::Error;
@@ -18,12 +18,13 @@ fn word<B: SharedBuffer>(b: &B, i: usize) -> &std::sync::atomic::AtomicU64 {
     &b.as_atomic_u64s()[i]
 }
 
-/// Waits (polling) until `cond` holds, failing the test after 10 s.
+/// Waits (polling) until `cond` holds — the other side of a handshake through shared memory —
+/// failing the test after 30 s, a "never hangs" bound far above what any check needs.
 pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
         assert!(
-            start.elapsed() < Duration::from_secs(10),
+            start.elapsed() < Duration::from_secs(30),
             "timed out waiting until {what}"
         );
         std::thread::sleep(Duration::from_millis(1));
@@ -130,36 +131,70 @@ pub fn rlock_reentry<F: SyncFamily, H: Harness>(h: &H) {
     assert!(!rlock.locked());
 }
 
-/// Event: wait blocks until set, wait_timeout reports the flag, clear resets it.
+/// Event: `wait` blocks until `set`, and `set` wakes every waiter; `wait_timeout` reports
+/// the flag; `clear` resets it.
+///
+/// Handshake: each waiter publishes its [`thread_id`] and then waits; the test sets the event
+/// only once every waiter is [`asleep`] in `wait` (or has returned from it, which it must
+/// not), and records that it did so before calling `set`. A `wait` that returns early fails
+/// its waiter's check; a `set` that wakes one waiter leaves the other to fail its join.
 pub fn event_set_clear_wait<F: SyncFamily, H: Harness>(h: &H) {
+    const WAITERS: usize = 2;
     let event = Arc::new(F::event().unwrap());
-    let mem = Arc::new(h.buffer(8));
+    // 0: set() called; 1: waiters returned; 2..: each waiter's thread id
+    let mem = Arc::new(h.buffer(8 * (2 + WAITERS)));
     assert!(!event.is_set());
     let t = Instant::now();
     assert!(!event.wait_timeout(Duration::from_millis(30)).unwrap());
-    assert!(t.elapsed() >= Duration::from_millis(25));
-    let (e, m) = (event.clone(), mem.clone());
-    let waiter = h.spawn(move || {
-        e.wait().unwrap();
-        word(&*m, 0).store(1, SeqCst);
+    assert!(
+        t.elapsed() >= Duration::from_millis(25),
+        "wait_timeout returned early"
+    );
+    let waiters: Vec<_> = (0..WAITERS)
+        .map(|i| {
+            let (e, m) = (event.clone(), mem.clone());
+            h.spawn(move || {
+                word(&*m, 2 + i).store(thread_id(), SeqCst);
+                e.wait().unwrap();
+                let set = word(&*m, 0).load(SeqCst);
+                word(&*m, 1).fetch_add(1, SeqCst);
+                assert_eq!(set, 1, "wait returned before set");
+            })
+        })
+        .collect();
+    eventually("every waiter sleeps in wait()", || {
+        word(&*mem, 1).load(SeqCst) > 0
+            || (0..WAITERS).all(|i| {
+                let tid = word(&*mem, 2 + i).load(SeqCst);
+                tid != 0 && asleep(tid)
+            })
     });
-    std::thread::sleep(Duration::from_millis(50));
-    assert_eq!(word(&*mem, 0).load(SeqCst), 0, "wait returned before set");
+    word(&*mem, 0).store(1, SeqCst);
     event.set().unwrap();
-    join_all([waiter]);
-    assert_eq!(word(&*mem, 0).load(SeqCst), 1);
+    join_all(waiters);
+    assert_eq!(word(&*mem, 1).load(SeqCst), WAITERS as u64);
     assert!(event.is_set());
     assert!(event.wait_timeout(Duration::ZERO).unwrap());
+    event.wait().unwrap(); // a set event does not block
     event.clear().unwrap();
     assert!(!event.is_set());
     assert!(!event.wait_timeout(Duration::from_millis(5)).unwrap());
 }
 
-/// Condition: notify(1) wakes exactly one of three waiters, notify_all the rest;
-/// wait_for sees the predicate; wait_timeout times out.
+/// Condition: notify(1) wakes exactly one of three waiters each time, notify_all the rest;
+/// wait_for waits until the predicate holds, across notifications that do not satisfy it;
+/// wait_timeout times out.
+///
+/// Handshakes use the condition's own lock: a waiter counts itself under the lock and then
+/// waits, which releases it, so once the test holds the lock and sees the count, the waiter
+/// is inside `wait`. The test stamps each notification with an epoch (under the lock), and a
+/// woken waiter records the epoch it woke in; every epoch must wake exactly one waiter, so a
+/// notify(1) that woke two leaves the last epoch with nobody to wake, whenever the extra
+/// waiter gets to run.
 pub fn condition_notify<F: SyncFamily, H: Harness>(h: &H) {
     let cond = Arc::new(F::condition().unwrap());
-    let mem = Arc::new(h.buffer(24)); // 0: waiting, 1: woken, 2: predicate flag
+    // 0: waiting, 1: woken, 2: epoch, 3..6: waiters woken in epoch 1, 2, 3
+    let mem = Arc::new(h.buffer(48));
     let waiters: Vec<_> = (0..3)
         .map(|_| {
             let (c, m) = (cond.clone(), mem.clone());
@@ -167,45 +202,76 @@ pub fn condition_notify<F: SyncFamily, H: Harness>(h: &H) {
                 let _g = c.lock().unwrap();
                 word(&*m, 0).fetch_add(1, SeqCst);
                 c.wait().unwrap();
+                let epoch = word(&*m, 2).load(SeqCst);
+                assert!((1..=3).contains(&epoch), "woken before any notify");
+                word(&*m, 2 + epoch as usize).fetch_add(1, SeqCst);
                 word(&*m, 1).fetch_add(1, SeqCst);
             })
         })
         .collect();
-    // All three have called wait once the count reaches 3 while we hold the lock.
     eventually("three waiters wait", || {
         let _g = cond.lock().unwrap();
         word(&*mem, 0).load(SeqCst) == 3
     });
-    {
-        let _g = cond.lock().unwrap();
-        cond.notify(1).unwrap();
-    }
-    eventually("one waiter wakes", || word(&*mem, 1).load(SeqCst) >= 1);
-    std::thread::sleep(Duration::from_millis(50));
-    assert_eq!(
-        word(&*mem, 1).load(SeqCst),
-        1,
-        "notify(1) woke more than one"
-    );
-    {
-        let _g = cond.lock().unwrap();
-        cond.notify_all().unwrap();
+    for epoch in 1..=3u64 {
+        {
+            let _g = cond.lock().unwrap();
+            word(&*mem, 2).store(epoch, SeqCst);
+            if epoch < 3 {
+                cond.notify(1).unwrap();
+            } else {
+                cond.notify_all().unwrap();
+            }
+        }
+        if epoch < 3 {
+            eventually("a notified waiter wakes", || {
+                word(&*mem, 1).load(SeqCst) >= epoch
+            });
+        }
     }
     join_all(waiters);
-    assert_eq!(word(&*mem, 1).load(SeqCst), 3);
+    let per_epoch: Vec<u64> = (3..6).map(|i| word(&*mem, i).load(SeqCst)).collect();
+    assert_eq!(
+        per_epoch,
+        [1, 1, 1],
+        "waiters woken by notify(1), notify(1), notify_all: notify(1) woke more than one"
+    );
 
+    // wait_for: the waiter counts each evaluation of its predicate (under the lock). The
+    // test first notifies with the predicate false — wait_for must wait again — and sets it
+    // only once the waiter is back in wait.
+    let mem = Arc::new(h.buffer(24)); // 0: predicate flag, 1: evaluations, 2: wait_for's result
     let (c, m) = (cond.clone(), mem.clone());
     let waiter = h.spawn(move || {
         let _g = c.lock().unwrap();
         let ok = c
-            .wait_for(|| word(&*m, 2).load(SeqCst) == 1, Duration::from_secs(10))
+            .wait_for(
+                || {
+                    word(&*m, 1).fetch_add(1, SeqCst);
+                    word(&*m, 0).load(SeqCst) == 1
+                },
+                Duration::from_secs(30),
+            )
             .unwrap();
-        assert!(ok, "wait_for timed out");
+        word(&*m, 2).store(1 + ok as u64, SeqCst);
+        assert!(ok, "wait_for returned false before its 30 s timeout");
+        assert_eq!(word(&*m, 0).load(SeqCst), 1, "wait_for returned early");
     });
-    std::thread::sleep(Duration::from_millis(20));
+    let waiting_after = |evaluations: u64| {
+        eventually("wait_for waits", || {
+            let _g = cond.lock().unwrap();
+            word(&*mem, 1).load(SeqCst) >= evaluations || word(&*mem, 2).load(SeqCst) != 0
+        })
+    };
+    waiting_after(1);
     {
         let _g = cond.lock().unwrap();
-        word(&*mem, 2).store(1, SeqCst);
+        cond.notify_all().unwrap(); // the predicate is still false
+    }
+    waiting_after(2);
+    {
+        let _g = cond.lock().unwrap();
+        word(&*mem, 0).store(1, SeqCst);
         cond.notify_all().unwrap();
     }
     join_all([waiter]);
@@ -213,8 +279,16 @@ pub fn condition_notify<F: SyncFamily, H: Harness>(h: &H) {
     let _g = cond.lock().unwrap();
     let t = Instant::now();
     assert!(!cond.wait_timeout(Duration::from_millis(30)).unwrap());
-    assert!(t.elapsed() >= Duration::from_millis(25));
+    assert!(
+        t.elapsed() >= Duration::from_millis(25),
+        "wait_timeout returned early"
+    );
+    let t = Instant::now();
     assert!(!cond.wait_for(|| false, Duration::from_millis(10)).unwrap());
+    assert!(
+        t.elapsed() >= Duration::from_millis(8),
+        "wait_for returned early"
+    );
 }
 
 /// Condition: waiting or notifying without holding its lock is `NotHeld`; its lock is
@@ -290,11 +364,32 @@ pub fn semaphore_counts<F: SyncFamily, H: Harness>(h: &H) {
         3,
         "an unbounded semaphore may exceed its initial value"
     );
+}
 
+/// Semaphore: one at 0 blocks `acquire` until a release, which wakes the sleeper.
+///
+/// Handshake as in [`event_set_clear_wait`]: the test releases only once the waiter sleeps in
+/// `acquire` (or has returned from it, which it must not), recording the release first.
+pub fn semaphore_zero_blocks_until_release<F: SyncFamily, H: Harness>(h: &H) {
     let zero = Arc::new(F::semaphore(0).unwrap());
-    let z = zero.clone();
-    let waiter = h.spawn(move || z.acquire().unwrap());
-    std::thread::sleep(Duration::from_millis(20));
+    assert!(!zero.try_acquire().unwrap());
+    let mem = Arc::new(h.buffer(24)); // 0: released, 1: acquired, 2: the waiter's thread id
+    let (z, m) = (zero.clone(), mem.clone());
+    let waiter = h.spawn(move || {
+        word(&*m, 2).store(thread_id(), SeqCst);
+        z.acquire().unwrap();
+        let released = word(&*m, 0).load(SeqCst);
+        word(&*m, 1).store(1, SeqCst);
+        assert_eq!(
+            released, 1,
+            "acquire on a zero semaphore returned before any release"
+        );
+    });
+    eventually("the waiter sleeps in acquire()", || {
+        let tid = word(&*mem, 2).load(SeqCst);
+        word(&*mem, 1).load(SeqCst) == 1 || (tid != 0 && asleep(tid))
+    });
+    word(&*mem, 0).store(1, SeqCst);
     zero.release(1).unwrap();
     join_all([waiter]);
     assert_eq!(zero.value(), 0);
@@ -422,6 +517,10 @@ macro_rules! sync_conformance {
             #[test]
             fn semaphore_counts() {
                 suite::semaphore_counts::<$family, _>(&$harness)
+            }
+            #[test]
+            fn semaphore_zero_blocks_until_release() {
+                suite::semaphore_zero_blocks_until_release::<$family, _>(&$harness)
             }
             #[test]
             fn bounded_semaphore_over_release() {
