@@ -58,6 +58,7 @@
 
 mod bulk;
 pub mod child;
+mod forward;
 mod payload;
 mod pool;
 #[doc(hidden)]
