@@ -43,8 +43,9 @@ use std::thread::JoinHandle;
 use multiproc_core::{check_workers, Batch, ChunkSink, Error, Executor, Payload, Result, Task};
 use nix::unistd::{getpid, Pid};
 
+use crate::codec::decode_fds;
 use crate::payload::{encode_body, Body, Spare};
-use crate::trampoline::{decode, offset_of};
+use crate::trampoline::offset_of;
 
 mod queue;
 mod reap;
@@ -343,7 +344,7 @@ impl<L: Launcher> ProcessPool<L> {
                     sink.deliver(
                         index,
                         reply.and_then(|(bytes, fds)| {
-                            decode::<Vec<R>>(bytes, fds).map_err(|e| {
+                            decode_fds::<Vec<R>>(bytes, fds).map_err(|e| {
                                 Error::Serialization(format!("decoding the results: {e}"))
                             })
                         }),
