@@ -11,6 +11,7 @@
 //! | what a worker runs | `serve` (hidden) |
 //! | dispatch, pipelining, supervision of dead workers, shutdown | [`ProcessPool`], [`Launcher`] |
 //! | a started child: wait, reap, signal, daemons at exit | [`ProcessHandle`] |
+//! | the long-lived thread that starts children (so `PR_SET_PDEATHSIG` fires with the process) | [`ServiceThread`] |
 //!
 //! A backend provides a [`Launcher`] (an `unsafe trait`: the pool signals and reaps the pids
 //! it returns) that starts one worker process serving on one end of a Unix socket;
@@ -64,6 +65,7 @@ pub mod codec;
 mod forward;
 mod payload;
 mod pool;
+mod service;
 #[doc(hidden)]
 pub mod testing;
 #[doc(hidden)]
@@ -75,6 +77,7 @@ mod worker;
 // The documented API: what a backend builds on.
 pub use child::{next_process_name, ProcessHandle};
 pub use pool::{Initializer, IpcStats, Launcher, ProcessPool, Worker};
+pub use service::ServiceThread;
 
 // Plumbing the fork and spawn backends call; hidden from the docs. What could break another
 // owner's descriptor or pid is `unsafe` with its contract (`BulkFds::close_inherited`,
