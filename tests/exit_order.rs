@@ -10,7 +10,6 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::OwnedFd;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 
@@ -42,7 +41,7 @@ fn program() {
         .start()
         .unwrap();
         let reader = Process::new(move || {
-            let mut pipe = File::from(OwnedFd::from(read_end));
+            let mut pipe = File::from(read_end);
             let mut rest = Vec::new();
             let _ = pipe.read_to_end(&mut rest);
             println!("N: the daemon is gone");
