@@ -7,12 +7,14 @@
 //! ## The forker thread
 //!
 //! Forks do not happen on the calling thread but on one dedicated, never-ending thread of the
-//! process (`multiproc-fork`), started on first use. The reason is `PR_SET_PDEATHSIG`: Linux
-//! sends the death signal when the *thread* that forked the child exits, not when the process
-//! does. A pool created inside a short-lived thread (a `cargo test` thread, tokio's
-//! `spawn_blocking`, a rayon task) would otherwise lose all its workers when that thread ends.
-//! The forker thread lives as long as the process, so a child gets SIGKILL exactly when the
-//! parent process dies.
+//! process (`multiproc-fork`), started on first use: a
+//! [`ServiceThread`](multiproc_process::ServiceThread), the pattern the spawn backend's
+//! launcher thread shares. The reason is `PR_SET_PDEATHSIG`: Linux sends the death signal
+//! when the *thread* that forked the child exits, not when the process does. A pool created
+//! inside a short-lived thread (a `cargo test` thread, tokio's `spawn_blocking`, a rayon task)
+//! would otherwise lose all its workers when that thread ends. The forker thread lives as long
+//! as the process, so a child gets SIGKILL exactly when the parent process dies. A forked
+//! child starts a forker thread of its own when it forks (its parent's is not in it).
 //!
 //! ## Why the child can run Rust code
 //!
@@ -26,8 +28,8 @@
 //!
 //! - `std::io::stdout()` and `std::io::stderr()` (flushed first, so that buffered output
 //!   is written once, by the parent, and not again by the child);
-//! - this crate's own state (the forker's channel) and the registry of children in
-//!   `multiproc-process`.
+//! - the registry of children in `multiproc-process` (the forker's own state needs no lock:
+//!   it is per process, behind an atomic pointer).
 //!
 //! No other thread holds a lock of ours across a fork: a pool worker's socket pair is made
 //! here, on the forker thread, just before its fork ([`fork_worker`]), rather than by a caller
@@ -48,11 +50,9 @@
 use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::{mpsc, Mutex, MutexGuard, PoisonError};
-use std::thread;
 
 use multiproc_core::{Error, Result};
-use multiproc_process::serve;
+use multiproc_process::{serve, ServiceThread};
 use nix::sys::signal::Signal;
 use nix::unistd::{getpid, getppid, ForkResult, Pid};
 
@@ -73,31 +73,8 @@ enum Work {
 /// thread, which every fork of the process waits for.
 type Answer = (Result<(Pid, Option<UnixStream>)>, Option<Job>);
 
-/// One fork, asked of the forker thread.
-struct Request {
-    work: Work,
-    reply: mpsc::SyncSender<Answer>,
-}
-
-/// The forker thread's channel, and which process it belongs to.
-struct Forker {
-    pid: Pid,
-    requests: mpsc::Sender<Request>,
-}
-
-/// This crate's process-wide state. The forker thread holds its lock across every fork (and
-/// the registry of children of `multiproc-process`), so a child never inherits either locked;
-/// in the child both are reset (the children and the forker thread are the parent's).
-struct ForkState {
-    forker: Option<Forker>,
-}
-
-static STATE: Mutex<ForkState> = Mutex::new(ForkState { forker: None });
-
-/// Locks this crate's process-wide state. Never print, fork or block while holding it.
-fn state() -> MutexGuard<'static, ForkState> {
-    STATE.lock().unwrap_or_else(PoisonError::into_inner)
-}
+/// The forker thread. The child runs on its stack: give it a main thread's size.
+static FORKER: ServiceThread = ServiceThread::with_stack_size("multiproc-fork", 8 << 20);
 
 /// Forks a child process that runs `child` and exits with the code it returns (1 if it
 /// panics). Returns the child's pid to the parent, which must reap it (`waitpid`).
@@ -126,9 +103,10 @@ fn state() -> MutexGuard<'static, ForkState> {
 pub(crate) fn fork_child<'a>(child: impl FnOnce() -> i32 + Send + 'a) -> Result<Pid> {
     let job: Box<dyn FnOnce() -> i32 + Send + 'a> = Box::new(child);
     // SAFETY: only the lifetime changes (same layout). The forker thread runs the box only in
-    // the child; in this process it hands it back through `answer` (or drops it, if the fork
-    // preparation unwinds) before it answers or drops `reply`, and this function waits for
-    // that answer and drops the box it gets back before returning — all within `'a`.
+    // the child; in this process it hands it back in its answer (or drops it, if the fork
+    // preparation unwinds) before it answers, and `ServiceThread::run` returns only after that
+    // answer, or after dropping the box on this thread when the forker cannot be reached.
+    // This function drops the box it gets back before returning — all within `'a`.
     let job: Job = unsafe { std::mem::transmute::<Box<dyn FnOnce() -> i32 + Send + 'a>, Job>(job) };
     let (result, leftover) = ask(Work::Run(job));
     drop(leftover);
@@ -147,68 +125,21 @@ pub(crate) fn fork_worker() -> Result<(Pid, UnixStream)> {
     Ok((pid, stream.expect("a worker fork returns its stream")))
 }
 
-/// Hands `work` to the forker thread and waits for its answer.
+/// Hands `work` to the forker thread and waits for its answer. If the forker thread cannot
+/// be started, `work` is dropped here, on the calling thread.
 fn ask(work: Work) -> Answer {
-    let (reply, answer) = mpsc::sync_channel(1);
-    let requests = match forker() {
-        Ok(requests) => requests,
-        Err(e) => return (Err(e), job_of(work)),
-    };
-    if let Err(mpsc::SendError(request)) = requests.send(Request { work, reply }) {
-        return (Err(forker_gone()), job_of(request.work));
-    }
-    answer.recv().unwrap_or_else(|_| (Err(forker_gone()), None))
-}
-
-fn job_of(work: Work) -> Option<Job> {
-    match work {
-        Work::Run(job) => Some(job),
-        Work::Worker => None,
-    }
-}
-
-fn forker_gone() -> Error {
-    Error::Io(io::Error::other("the multiproc-fork thread is gone"))
-}
-
-/// The forker thread's channel, starting the thread in this process if needed.
-fn forker() -> Result<mpsc::Sender<Request>> {
-    let me = getpid();
-    let mut st = state();
-    if let Some(forker) = st.forker.as_ref().filter(|f| f.pid == me) {
-        return Ok(forker.requests.clone());
-    }
-    let (requests, incoming) = mpsc::channel::<Request>();
-    thread::Builder::new()
-        .name("multiproc-fork".into())
-        // The child runs on this thread's stack: give it a main thread's size.
-        .stack_size(8 << 20)
-        .spawn(move || forker_loop(incoming))
-        .map_err(Error::Io)?;
-    if let Some(stale) = st.forker.replace(Forker {
-        pid: me,
-        requests: requests.clone(),
-    }) {
-        // A channel inherited from the parent: its other end does not exist here, and its
-        // internals may be mid-update by a thread that does not exist either. Never touch it.
-        std::mem::forget(stale);
-    }
-    Ok(requests)
-}
-
-fn forker_loop(incoming: mpsc::Receiver<Request>) {
-    while let Ok(Request { work, reply }) = incoming.recv() {
-        // `fork_here` runs the job in the child or hands it back; if it unwinds, the job is
-        // dropped during the unwinding — before `reply` is used or dropped either way.
-        let answer =
+    FORKER
+        .run(move || {
+            // `fork_here` runs the job in the child or hands it back; if it unwinds, the job
+            // is dropped during the unwinding — before this answer is sent either way.
             panic::catch_unwind(AssertUnwindSafe(|| fork_here(work))).unwrap_or_else(|_| {
                 (
                     Err(Error::Io(io::Error::other("fork preparation panicked"))),
                     None,
                 )
-            });
-        let _ = reply.send(answer);
-    }
+            })
+        })
+        .unwrap_or_else(|e| (Err(e), None))
 }
 
 /// Runs on the forker thread: prepare, fork, clean up in both processes.
@@ -221,13 +152,12 @@ fn fork_here(work: Work) -> Answer {
         },
     };
     let parent = getpid();
-    // Lock order: stdout, stderr, then our state. Nothing holds our state while printing, so
-    // a thread that prints while holding stdout's lock cannot deadlock with us.
+    // Lock order: stdout, stderr, then the registry. Nothing holds the registry while
+    // printing, so a thread that prints while holding stdout's lock cannot deadlock with us.
     let mut stdout = io::stdout().lock();
     let mut stderr = io::stderr().lock();
     let _ = stdout.flush();
     let _ = stderr.flush();
-    let mut st = state();
     let mut children = multiproc_process::registry();
     // No bulk buffer is made or dropped across the fork; the child closes their descriptors.
     let bulk = multiproc_process::bulk_fds();
@@ -241,16 +171,12 @@ fn fork_here(work: Work) -> Answer {
     // value. The parent continues normally.
     match unsafe { nix::unistd::fork() } {
         Ok(ForkResult::Child) => {
-            if let Some(inherited) = st.forker.take() {
-                std::mem::forget(inherited);
-            }
             // SAFETY: this is the child of the fork above, taken while both guards were held,
             // and nothing in it has started a process or opened a descriptor yet.
             unsafe { children.forget_all() };
             drop(children);
             // SAFETY: as above.
             unsafe { bulk.close_inherited() };
-            drop(st);
             drop(stderr);
             drop(stdout);
             let job = match (job, pair) {
@@ -270,7 +196,6 @@ fn fork_here(work: Work) -> Answer {
         Ok(ForkResult::Parent { child }) => {
             drop(bulk);
             drop(children);
-            drop(st);
             drop(stderr);
             drop(stdout);
             // Closed before the next fork, so no other child inherits the worker's end.
@@ -283,7 +208,6 @@ fn fork_here(work: Work) -> Answer {
         Err(errno) => {
             drop(bulk);
             drop(children);
-            drop(st);
             drop(stderr);
             drop(stdout);
             drop(pair);

@@ -39,8 +39,9 @@
 //!
 //! ## Dying with the parent
 //!
-//! Every child is started from one long-lived thread of the parent (`multiproc-spawn`),
-//! because Linux delivers `PR_SET_PDEATHSIG` when the *thread* that started the child ends.
+//! Every child is started from one long-lived thread of the parent (`multiproc-spawn`, a
+//! [`ServiceThread`], the pattern the fork backend's forker thread shares), because Linux
+//! delivers `PR_SET_PDEATHSIG` when the *thread* that started the child ends.
 //! The child sets `PR_SET_PDEATHSIG(SIGKILL)` in `init` and then checks that its parent is
 //! still the pid in [`ENV`]; if the parent died before that, it exits at once.
 
@@ -49,12 +50,10 @@ use std::io;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
-use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
-use std::sync::mpsc;
-use std::thread;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use multiproc_core::{Error, Result};
+use multiproc_process::ServiceThread;
 use nix::unistd::{getpid, Pid};
 
 /// The environment variable that names a process as a spawned worker:
@@ -193,70 +192,9 @@ pub const TEST_HOOK: &str = "__multiproc_spawn_worker";
 /// and with output going straight to the inherited stdout. Other programs' children get none.
 pub const TEST_ARGS: [&str; 4] = [TEST_HOOK, "--nocapture", "--test-threads=1", "--quiet"];
 
-type Job = Box<dyn FnOnce() + Send>;
-
-/// The spawner thread of the process that started it, reached through its job channel.
-struct Spawner {
-    pid: Pid,
-    jobs: mpsc::Sender<Job>,
-}
-
-/// This process's spawner: a leaked [`Spawner`] behind an atomic pointer, never a lock. A
-/// forked child inherits the pointer but not the thread, and must start its own; with a
-/// `Mutex` here, a child forked while another thread of its parent held it (starting the
-/// spawner, or cloning its channel) waited for that lock forever, which hung spawn pools
-/// created inside fork-pool workers.
-static SPAWNER: AtomicPtr<Spawner> = AtomicPtr::new(ptr::null_mut());
-
-/// This process's spawner, started on first use.
-fn spawner() -> Result<&'static Spawner> {
-    let me = getpid();
-    let seen = SPAWNER.load(Ordering::Acquire);
-    // SAFETY: every non-null pointer stored in `SPAWNER` comes from `Box::into_raw` below and
-    // is never freed, so it is valid for 'static.
-    if let Some(spawner) = unsafe { seen.as_ref() } {
-        if spawner.pid == me {
-            return Ok(spawner);
-        }
-        // Our parent's, inherited through fork: its thread does not exist here. Left alone.
-    }
-    let (jobs, rx) = mpsc::channel::<Job>();
-    thread::Builder::new()
-        .name("multiproc-spawn".into())
-        .spawn(move || {
-            while let Ok(job) = rx.recv() {
-                job();
-            }
-        })
-        .map_err(Error::Io)?;
-    let ours = Box::into_raw(Box::new(Spawner { pid: me, jobs }));
-    match SPAWNER.compare_exchange(seen, ours, Ordering::AcqRel, Ordering::Acquire) {
-        // SAFETY: `ours` was just made by `Box::into_raw` and, now published, is never freed.
-        Ok(_) => Ok(unsafe { &*ours }),
-        Err(theirs) => {
-            // Another thread of this process installed its spawner first (only this
-            // process's threads write this memory): use that one. Ours was never published;
-            // freeing it closes its channel, which ends its thread.
-            // SAFETY: `ours` came from `Box::into_raw` above and nobody else has seen it.
-            drop(unsafe { Box::from_raw(ours) });
-            // SAFETY: non-null (nothing stores null) and from `Box::into_raw`, never freed.
-            Ok(unsafe { &*theirs })
-        }
-    }
-}
-
-/// Runs `job` on the spawner thread and waits for it.
-fn on_spawner<R: Send + 'static>(job: impl FnOnce() -> R + Send + 'static) -> Result<R> {
-    let gone = || Error::Io(io::Error::other("the multiproc-spawn thread is gone"));
-    let (reply, answer) = mpsc::sync_channel(1);
-    spawner()?
-        .jobs
-        .send(Box::new(move || {
-            let _ = reply.send(job());
-        }))
-        .map_err(|_| gone())?;
-    answer.recv().map_err(|_| gone())
-}
+/// The launcher thread: every child of this process is started from it (see "Dying with the
+/// parent" above). A forked child starts its own.
+static SPAWNER: ServiceThread = ServiceThread::new("multiproc-spawn");
 
 /// Starts this program again as a child with `role`, connected to the returned stream.
 /// `creating` names what is being created, for the error of a worker that forgot `init`.
@@ -279,7 +217,7 @@ pub(crate) fn spawn_child(role: Role, creating: &str) -> Result<(Pid, UnixStream
     let argv0: OsString = std::env::args_os()
         .next()
         .unwrap_or_else(|| "multiproc".into());
-    let pid = on_spawner(move || -> io::Result<Pid> {
+    let pid = SPAWNER.run(move || -> io::Result<Pid> {
         let child = Command::new("/proc/self/exe")
             .arg0(argv0)
             .args(test_args)

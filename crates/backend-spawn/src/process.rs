@@ -3,7 +3,8 @@
 use std::fmt;
 
 use multiproc_core::{Error, Payload, Result, Task};
-use multiproc_process::trampoline::{encode, offset_of, Encoded};
+use multiproc_process::codec::{encode_fds as encode, Encoded};
+use multiproc_process::trampoline::offset_of;
 use multiproc_process::wire::{FrameWriter, Header, Kind};
 use multiproc_process::{next_process_name, ProcessHandle};
 

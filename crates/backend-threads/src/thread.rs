@@ -17,6 +17,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, Once, PoisonError};
 use std::thread::{self, JoinHandle, ThreadId};
 use std::time::Duration;
 
+use multiproc_core::exit::{at_exit, ExitStage};
 use multiproc_core::{Error, Result};
 
 fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -35,7 +36,8 @@ thread_local! {
     static IS_NON_DAEMON: Cell<bool> = const { Cell::new(false) };
 }
 
-extern "C" fn wait_for_non_daemon_threads() {
+/// The exit hook ([`ExitStage::Threads`]: before child processes are handled, as in Python).
+fn wait_for_non_daemon_threads() {
     // SAFETY: getpid takes no arguments and cannot fail.
     if unsafe { libc::getpid() } != COUNTING_PID.load(Ordering::Relaxed) {
         return; // a forked child: the counted threads are not here
@@ -54,12 +56,7 @@ fn register_exit_handler() {
     REGISTER_EXIT_HANDLER.call_once(|| {
         // SAFETY: getpid takes no arguments and cannot fail.
         COUNTING_PID.store(unsafe { libc::getpid() }, Ordering::Relaxed);
-        // SAFETY: `atexit` only records the function pointer; the handler is a plain
-        // `extern "C" fn` with no arguments that touches only statics which live for the
-        // whole program, and it does not unwind (its body cannot panic: poisoned locks are
-        // recovered).
-        let rc = unsafe { libc::atexit(wait_for_non_daemon_threads) };
-        debug_assert_eq!(rc, 0, "atexit registration failed");
+        at_exit(ExitStage::Threads, wait_for_non_daemon_threads);
     });
 }
 

@@ -57,6 +57,7 @@
 mod buffer;
 mod error;
 mod executor;
+pub mod exit;
 pub mod handoff;
 mod inherit;
 mod memory;

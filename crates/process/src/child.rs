@@ -11,16 +11,15 @@ use std::fmt;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, Once, OnceLock, PoisonError};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
+use multiproc_core::exit::{at_exit, ExitStage};
 use multiproc_core::{Error, ExitCause, Result};
 use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::{getpid, Pid};
-
-static REGISTER_EXIT_HANDLER: Once = Once::new();
 
 /// Numbers the default names `Process-1`, `Process-2`, ... as Python does.
 static STARTED: AtomicUsize = AtomicUsize::new(0);
@@ -229,13 +228,7 @@ impl ProcessHandle {
     /// were someone else's, or reaped elsewhere and reused, those signals would reach a
     /// process this program does not own.
     pub unsafe fn register(pid: Pid, name: String, daemon: bool) -> ProcessHandle {
-        REGISTER_EXIT_HANDLER.call_once(|| {
-            // SAFETY: `atexit` only records the function pointer. The handler is an
-            // `extern "C" fn` without arguments that touches only statics living for the
-            // whole program, and it cannot unwind (nothing in it panics).
-            let rc = unsafe { libc::atexit(at_exit) };
-            debug_assert_eq!(rc, 0, "atexit registration failed");
-        });
+        at_exit(ExitStage::Children, children_at_exit);
         let mut st = registry();
         st.children.push(ChildEntry {
             pid,
@@ -423,8 +416,9 @@ impl Drop for ProcessHandle {
 }
 
 /// Python's exit behaviour: kill daemon children, wait for the others. Runs in this process
-/// only for children it started (a forked child starts with an empty list).
-extern "C" fn at_exit() {
+/// only for children it started (a forked child starts with an empty list). The exit hook of
+/// [`ExitStage::Children`]: after non-daemon threads were waited for, as in Python.
+fn children_at_exit() {
     let st = registry();
     let daemons: Vec<Pid> = st
         .children

@@ -5,11 +5,13 @@
 //! | piece | module |
 //! |---|---|
 //! | how a task crosses: a code offset, not data | `trampoline` (hidden) |
+//! | the one codec (postcard, keeping serde's messages) of pools, pipes and queues | `codec` (hidden) |
 //! | the frames on the socket between pool and worker | `wire` (hidden) |
 //! | large frame bodies through shared memory instead (a sealed memfd per buffer) | `bulk` (internal) |
 //! | what a worker runs | `serve` (hidden) |
 //! | dispatch, pipelining, supervision of dead workers, shutdown | [`ProcessPool`], [`Launcher`] |
 //! | a started child: wait, reap, signal, daemons at exit | [`ProcessHandle`] |
+//! | the long-lived thread that starts children (so `PR_SET_PDEATHSIG` fires with the process) | [`ServiceThread`] |
 //!
 //! A backend provides a [`Launcher`] (an `unsafe trait`: the pool signals and reaps the pids
 //! it returns) that starts one worker process serving on one end of a Unix socket;
@@ -58,8 +60,12 @@
 
 mod bulk;
 pub mod child;
+#[doc(hidden)]
+pub mod codec;
+mod forward;
 mod payload;
 mod pool;
+mod service;
 #[doc(hidden)]
 pub mod testing;
 #[doc(hidden)]
@@ -71,6 +77,7 @@ mod worker;
 // The documented API: what a backend builds on.
 pub use child::{next_process_name, ProcessHandle};
 pub use pool::{Initializer, IpcStats, Launcher, ProcessPool, Worker};
+pub use service::ServiceThread;
 
 // Plumbing the fork and spawn backends call; hidden from the docs. What could break another
 // owner's descriptor or pid is `unsafe` with its contract (`BulkFds::close_inherited`,

@@ -129,7 +129,7 @@ impl Spare {
     }
 }
 
-/// Encodes `value` with postcard, collecting the descriptors it owns, into a spare buffer:
+/// Encodes `value` ([`crate::codec`]), collecting the descriptors it owns, into a spare buffer:
 /// a byte vector while it is small, a bulk buffer once it reaches [`BULK_MIN`] bytes.
 pub(crate) fn encode_body<T: serde::Serialize + ?Sized>(
     value: &T,
@@ -143,8 +143,7 @@ pub(crate) fn encode_body<T: serde::Serialize + ?Sized>(
         no_bulk: false,
         spare,
     };
-    let (encoded, fds) =
-        collect_fds(|| postcard::serialize_with_flavor::<T, BodyWriter<'_>, _>(value, writer));
+    let (encoded, fds) = collect_fds(|| crate::codec::encode_with(value, writer));
     match encoded {
         Ok(body) => Ok((body, fds)),
         Err(e) => Err(e.to_string()),

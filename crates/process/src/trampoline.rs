@@ -10,12 +10,9 @@
 
 use std::os::fd::OwnedFd;
 
-use multiproc_core::handoff::{collect_fds, provide_fds};
 use multiproc_core::{Error, Payload, Result, Task};
 
-/// Encoded bytes and the file descriptors that travel beside them (see
-/// [`multiproc_core::handoff`]).
-pub type Encoded = (Vec<u8>, Vec<OwnedFd>);
+use crate::codec::{decode_fds, encode_fds, Encoded};
 
 /// A chunk runner: the task's address, encoded arguments in, encoded results out (or a
 /// decode/encode error).
@@ -119,34 +116,10 @@ unsafe fn run_chunk<A: Payload, R: Payload>(
     // SAFETY: by this function's contract `func` is the address of an `fn(A) -> R`; a
     // function pointer has the size and representation of an address.
     let f = unsafe { std::mem::transmute::<usize, Task<A, R>>(func) };
-    let args: Vec<A> = decode(input, fds).map_err(|e| format!("decoding the arguments: {e}"))?;
+    let args: Vec<A> =
+        decode_fds(input, fds).map_err(|e| format!("decoding the arguments: {e}"))?;
     let results: Vec<R> = args.into_iter().map(f).collect();
-    encode(&results).map_err(|e| format!("encoding the results: {e}"))
-}
-
-/// Encodes `value` with postcard, collecting the descriptors it owns.
-pub fn encode<T: serde::Serialize + ?Sized>(
-    value: &T,
-) -> std::result::Result<Encoded, postcard::Error> {
-    encode_into(value, Vec::new())
-}
-
-/// [`encode`] into `buf` (cleared first), reusing its allocation.
-pub fn encode_into<T: serde::Serialize + ?Sized>(
-    value: &T,
-    mut buf: Vec<u8>,
-) -> std::result::Result<Encoded, postcard::Error> {
-    buf.clear();
-    let (bytes, fds) = collect_fds(|| postcard::to_extend(value, buf));
-    Ok((bytes?, fds))
-}
-
-/// Decodes a `T` from `bytes`, giving it the descriptors that came beside them.
-pub fn decode<T: serde::de::DeserializeOwned>(
-    bytes: &[u8],
-    fds: Vec<OwnedFd>,
-) -> std::result::Result<T, postcard::Error> {
-    provide_fds(fds, || postcard::from_bytes(bytes))
+    encode_fds(&results).map_err(|e| format!("encoding the results: {e}"))
 }
 
 #[cfg(test)]

@@ -1,0 +1,81 @@
+//! Reaping a pool's workers: [`reap`] waits for one that is exiting (and kills it if it
+//! lingers), [`stop_and_reap`] asks a healthy one to stop first.
+
+use std::time::{Duration, Instant};
+
+use multiproc_core::ExitCause;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use super::Worker;
+use crate::child::ExitWatch;
+use crate::wire::{FrameWriter, Header, Kind};
+
+/// Waits for a worker whose stream has closed and says how it ended. It is exiting; if it
+/// has not exited within a second (it closed the socket but lives on), it is killed. Also for
+/// a [`Launcher::ready`](super::Launcher::ready) that must reap a worker that died before it was ready.
+///
+/// # Safety
+///
+/// `pid` must be a child of this process that the caller owns and has not reaped, and that
+/// nothing else waits for or signals: after a second, `reap` sends it `SIGKILL`, which for a
+/// pid reaped elsewhere (and perhaps reused) would reach a process this program does not own.
+pub unsafe fn reap(pid: Pid) -> ExitCause {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    // Exiting takes from microseconds to a few milliseconds (a large inherited address space
+    // to tear down): wake the moment it has ended.
+    let mut watch = ExitWatch::open(pid);
+    loop {
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => return ExitCause::Code(code),
+            Ok(WaitStatus::Signaled(_, signal, _)) => return ExitCause::Signal(signal as i32),
+            Ok(_) if Instant::now() < deadline => {
+                // An error here (EINTR is retried inside) can only come from poll itself;
+                // the deadline still bounds the loop.
+                if watch.pause(Some(deadline - Instant::now())).is_err() {
+                    std::thread::sleep(Duration::from_micros(100));
+                }
+            }
+            Ok(_) => {
+                let _ = kill(pid, Signal::SIGKILL);
+                return match waitpid(pid, None) {
+                    Ok(WaitStatus::Exited(_, code)) => ExitCause::Code(code),
+                    _ => ExitCause::Signal(Signal::SIGKILL as i32),
+                };
+            }
+            // Already reaped (ECHILD): nothing more to learn.
+            Err(_) => return ExitCause::Code(-1),
+        }
+    }
+}
+
+/// Asks a healthy worker to stop (or kills it, after `terminate`), then reaps it. `worker`
+/// came from the pool's [`Launcher`](super::Launcher) (so it is our child, handed over) and is no longer
+/// listed in a slot, so nothing else signals or reaps it.
+pub(super) fn stop_and_reap(worker: Worker, kill_it: bool) {
+    if kill_it {
+        let _ = kill(worker.pid, Signal::SIGKILL);
+    } else {
+        let bye = Header {
+            kind: Kind::Shutdown,
+            id: 0,
+            call: 0,
+        };
+        let mut writer = FrameWriter::new(worker.stream);
+        if writer
+            .send(bye, &[], &[])
+            .and_then(|()| writer.flush())
+            .is_err()
+        {
+            let _ = kill(worker.pid, Signal::SIGKILL);
+        }
+        drop(writer);
+        // SAFETY: see this function's comment: our child, reaped only here.
+        unsafe { reap(worker.pid) };
+        return;
+    }
+    drop(worker.stream);
+    // SAFETY: as above.
+    unsafe { reap(worker.pid) };
+}

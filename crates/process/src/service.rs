@@ -1,0 +1,183 @@
+//! [`ServiceThread`]: run a closure on one long-lived thread of this process and get its
+//! result back.
+//!
+//! The fork backend forks its children, and the spawn backend starts its children, from such
+//! a thread (`multiproc-fork`, `multiproc-spawn`). The reason is `PR_SET_PDEATHSIG`: Linux
+//! sends a child its death signal when the *thread* that started it ends, not when the
+//! process does. A pool created inside a short-lived thread (a `cargo test` thread, tokio's
+//! `spawn_blocking`, a rayon task) would otherwise lose its workers when that thread ends. A
+//! service thread is started on first use and lives as long as the process, so a child gets
+//! its signal exactly when the parent process dies.
+//!
+//! ## Per process, without a lock
+//!
+//! A forked child inherits the parent's memory but none of its threads: the service thread's
+//! channel is there, its thread is not. So the state is kept per process: a leaked record of
+//! the thread's channel *and the pid that started it*, behind an atomic pointer. A call from a
+//! process whose pid differs (a forked child) starts a thread of its own and leaves the
+//! inherited record alone — it is never read beyond its pid, never freed. There is no lock: a
+//! child forked while another thread of its parent held one (starting the thread, or cloning
+//! its channel) would wait for that lock forever, which hung spawn pools created inside
+//! fork-pool workers.
+
+use std::io;
+use std::panic::{self, AssertUnwindSafe};
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::mpsc;
+use std::thread;
+
+use multiproc_core::{Error, Result};
+use nix::unistd::{getpid, Pid};
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The service thread of one process, reached through its job channel.
+struct Started {
+    pid: Pid,
+    jobs: mpsc::Sender<Job>,
+}
+
+/// A long-lived thread of this process, started on first use, that runs closures for its
+/// callers one at a time. Meant for a `static`.
+///
+/// A child started on it gets its `PR_SET_PDEATHSIG` when the process ends — Linux sends it
+/// when the *thread* that started the child ends, which would otherwise be whatever
+/// short-lived thread created the pool. The state is per process and lock-free: a forked
+/// child, which inherits the record but not the thread, starts a thread of its own on first
+/// use and never touches its parent's.
+///
+/// ```
+/// use multiproc_process::ServiceThread;
+///
+/// static STARTER: ServiceThread = ServiceThread::new("my-starter");
+///
+/// let on_it = STARTER.run(|| std::thread::current().name().map(String::from))?;
+/// assert_eq!(on_it.as_deref(), Some("my-starter"));
+/// # Ok::<(), multiproc_core::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct ServiceThread {
+    name: &'static str,
+    /// `None`: the platform's default.
+    stack_size: Option<usize>,
+    /// This process's thread: a leaked [`Started`], never freed. A forked child inherits its
+    /// parent's (another pid) and installs its own.
+    current: AtomicPtr<Started>,
+}
+
+impl ServiceThread {
+    /// A service thread named `name` (not started yet).
+    pub const fn new(name: &'static str) -> ServiceThread {
+        ServiceThread {
+            name,
+            stack_size: None,
+            current: AtomicPtr::new(ptr::null_mut()),
+        }
+    }
+
+    /// A service thread named `name` with a stack of `bytes` (for jobs that run deep code on
+    /// it, such as a forked child that runs on the forking thread's stack).
+    pub const fn with_stack_size(name: &'static str, bytes: usize) -> ServiceThread {
+        ServiceThread {
+            name,
+            stack_size: Some(bytes),
+            current: AtomicPtr::new(ptr::null_mut()),
+        }
+    }
+
+    /// This process's thread, started if needed.
+    fn started(&self) -> Result<&Started> {
+        let me = getpid();
+        let seen = self.current.load(Ordering::Acquire);
+        // SAFETY: every non-null pointer stored in `current` comes from `Box::into_raw` below
+        // and is never freed, so it is valid for as long as `self`.
+        if let Some(started) = unsafe { seen.as_ref() } {
+            if started.pid == me {
+                return Ok(started);
+            }
+            // Our parent's, inherited through fork: its thread does not exist here. Left
+            // alone.
+        }
+        let (jobs, incoming) = mpsc::channel::<Job>();
+        let mut builder = thread::Builder::new().name(self.name.into());
+        if let Some(bytes) = self.stack_size {
+            builder = builder.stack_size(bytes);
+        }
+        builder
+            .spawn(move || {
+                while let Ok(job) = incoming.recv() {
+                    job();
+                }
+            })
+            .map_err(Error::Io)?;
+        let ours = Box::into_raw(Box::new(Started { pid: me, jobs }));
+        match self
+            .current
+            .compare_exchange(seen, ours, Ordering::AcqRel, Ordering::Acquire)
+        {
+            // SAFETY: `ours` was just made by `Box::into_raw` and, now published, is never
+            // freed.
+            Ok(_) => Ok(unsafe { &*ours }),
+            Err(theirs) => {
+                // Another thread of this process installed its thread first (only this
+                // process's threads write this memory): use that one. Ours was never
+                // published; freeing it closes its channel, which ends its thread.
+                // SAFETY: `ours` came from `Box::into_raw` above and nobody else has seen it.
+                drop(unsafe { Box::from_raw(ours) });
+                // SAFETY: non-null (nothing stores null) and from `Box::into_raw`, never freed.
+                Ok(unsafe { &*theirs })
+            }
+        }
+    }
+
+    /// Runs `job` on this process's service thread (starting it if needed) and waits for its
+    /// result.
+    ///
+    /// `job` is consumed before this returns, whatever happens: run (and dropped) on the
+    /// service thread, or dropped on the calling thread if that thread cannot be started or
+    /// reached. A job that panics is dropped during the unwinding, on the service thread,
+    /// which carries on; the call then fails with [`Error::Io`], as it does when the thread
+    /// cannot be started.
+    pub fn run<R: Send + 'static>(&self, job: impl FnOnce() -> R + Send + 'static) -> Result<R> {
+        let name = self.name;
+        let gone = || Error::Io(io::Error::other(format!("the {name} thread is gone")));
+        let (reply, answer) = mpsc::sync_channel(1);
+        let job: Job = Box::new(move || {
+            let _ = reply.send(panic::catch_unwind(AssertUnwindSafe(job)));
+        });
+        if let Err(mpsc::SendError(job)) = self.started()?.jobs.send(job) {
+            drop(job);
+            return Err(gone());
+        }
+        match answer.recv() {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(_)) => Err(Error::Io(io::Error::other(format!(
+                "a job on the {name} thread panicked"
+            )))),
+            Err(_) => Err(gone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static ONE: ServiceThread = ServiceThread::new("multiproc-test-service");
+
+    #[test]
+    fn jobs_run_on_one_thread_that_outlives_its_callers_and_survives_a_panic() {
+        let first = std::thread::spawn(|| ONE.run(|| thread::current().id()).unwrap())
+            .join()
+            .unwrap();
+        let second = ONE.run(|| thread::current().id()).unwrap();
+        assert_eq!(first, second, "one thread, whoever asks");
+        assert_ne!(second, thread::current().id());
+        assert!(matches!(
+            ONE.run(|| panic!("boom")),
+            Err::<(), _>(Error::Io(_))
+        ));
+        assert_eq!(ONE.run(|| thread::current().id()).unwrap(), second);
+    }
+}
