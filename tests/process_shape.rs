@@ -39,7 +39,10 @@ macro_rules! exit_code_of {
 
 #[test]
 fn fork_process_takes_a_task_and_its_args() {
-    assert_eq!(exit_code_of!(multiproc::fork::Process, 1), Some(5 + 1 + MARK));
+    assert_eq!(
+        exit_code_of!(multiproc::fork::Process, 1),
+        Some(5 + 1 + MARK)
+    );
 }
 
 #[test]
