@@ -3,6 +3,10 @@
 //! Tutorial: "`threading`-equivalent API" — replace `threading.Thread` with
 //! `multiprocessing.Process`: the tick/tock task runs in a forked child process, and the
 //! parent polls `is_alive` exactly as it polled the thread in `threading_tick_tock`.
+//!
+//! `Process::new(target, args)` has the same shape on every backend: for a spawned child,
+//! change the `use` to `multiproc::spawn::Process` (feature `spawn`, and `multiproc::init()`
+//! first in `main`), or to `multiproc::Process` to follow the start method.
 
 use std::time::Duration;
 
@@ -22,7 +26,7 @@ fn long_running_task(niters: u32) {
 
 fn main() -> multiproc::Result<()> {
     println!("Parent process {}", std::process::id());
-    let p = Process::with_args(long_running_task, 8).start()?;
+    let p = Process::new(long_running_task, 8).start()?;
 
     while p.is_alive() {
         std::thread::sleep(Duration::from_millis(400));

@@ -8,6 +8,7 @@
 //! |---|---|---|
 //! | a thread | `threading.Thread` | [`Thread`] (`threads` feature) |
 //! | a lock, event, ... | `threading.Lock`, `Event`, ... | [`Lock`], [`RLock`], [`Event`], [`Condition`], [`Semaphore`], [`BoundedSemaphore`], [`Barrier`] |
+//! | a process | `multiprocessing.Process` | [`Process`] (fork or spawn, by [`set_start_method`]); `fork::Process`, `spawn::Process` — the same `Process::new(f, args)` on each; a started one is a [`ProcessHandle`] |
 //! | a pool | `multiprocessing.Pool` | [`Pool`] (fork or spawn, by [`set_start_method`]); `threads::Pool`, `fork::Pool`, `spawn::Pool` |
 //! | `if __name__ == "__main__":` | the guard spawned workers need | [`init()`] first in `main` |
 //! | `Queue`, `Pipe`, `JoinableQueue` | `multiprocessing.*` | `ipc::*` (feature `ipc`) |
@@ -17,8 +18,9 @@
 //! | a pending result | `AsyncResult` | [`AsyncResult`] |
 //! | an exception | `RuntimeError`, ... | [`Error`] |
 //!
-//! Each backend is a module with the same names (`Pool`, ...), so that switching backends is
-//! one line. The traits live in [`core`]; [`prelude`] imports them all.
+//! Each backend is a module with the same names (`Pool`, `Process`, ...) and shapes, so that
+//! switching backends is one line: `use multiproc::fork::Process;` to
+//! `use multiproc::spawn::Process;`, or [`set_start_method`] for [`Process`] and [`Pool`]. The traits live in [`core`]; [`prelude`] imports them all.
 //!
 //! ## Quick start
 //!
@@ -71,8 +73,16 @@ pub use multiproc_ipc as ipc;
 
 #[cfg(any(feature = "fork", feature = "spawn"))]
 mod start;
+/// A started child process, whichever backend started it: `pid`, `is_alive`, `join`,
+/// `exitcode`, `terminate`, `kill`.
+#[cfg(feature = "fork")]
+#[doc(inline)]
+pub use multiproc_fork::ProcessHandle;
+#[cfg(all(feature = "spawn", not(feature = "fork")))]
+#[doc(inline)]
+pub use multiproc_spawn::ProcessHandle;
 #[cfg(any(feature = "fork", feature = "spawn"))]
-pub use start::{get_start_method, set_start_method, Pool, StartMethod, START_METHOD_ENV};
+pub use start::{get_start_method, set_start_method, Pool, Process, StartMethod, START_METHOD_ENV};
 
 /// Recognises a spawned worker and runs it, never returning; returns at once in any other
 /// process. Call it first in `main`: everything before it runs again in every spawned worker.

@@ -1,6 +1,7 @@
-//! Python's start methods: one [`Pool`] type whose workers are forked or spawned, chosen by
-//! [`set_start_method`] (one line), by the `MULTIPROC_START_METHOD` environment variable, or
-//! per pool with [`Pool::with_start_method`].
+//! Python's start methods: one [`Pool`] type whose workers are forked or spawned, and one
+//! [`Process`] type whose child is, chosen by [`set_start_method`] (one line), by the
+//! `MULTIPROC_START_METHOD` environment variable, or per pool or process with
+//! [`Pool::with_start_method`] and [`Process::with_start_method`].
 //!
 //! ```
 //! use multiproc::prelude::*;
@@ -71,13 +72,13 @@ fn encode(m: StartMethod) -> u8 {
     }
 }
 
-/// Sets the start method of pools created by [`Pool::new`] from now on (Python's
-/// `multiprocessing.set_start_method`).
+/// Sets the start method of pools and processes created by [`Pool::new`] and
+/// [`Process::new`] from now on (Python's `multiprocessing.set_start_method`).
 pub fn set_start_method(method: StartMethod) {
     METHOD.store(encode(method), Ordering::Relaxed);
 }
 
-/// The start method [`Pool::new`] uses: the one set by [`set_start_method`], else the one
+/// The start method [`Pool::new`] and [`Process::new`] use: the one set by [`set_start_method`], else the one
 /// named by `MULTIPROC_START_METHOD`, else fork when the `fork` feature is on (Linux
 /// Python's default), else spawn. A bad `MULTIPROC_START_METHOD` is an error.
 pub fn get_start_method() -> Result<StartMethod> {
@@ -121,9 +122,11 @@ fn not_built(method: StartMethod) -> Error {
 /// The spawn backend's bootstrapping check, whatever the start method: a spawned worker whose
 /// `main` skipped [`init`](crate::init) gets [`Error::InitNotCalled`] (and its parent's pool
 /// creation fails at once) instead of forking or spawning workers of its own.
-fn check_init() -> Result<()> {
+fn check_init(creating: &str) -> Result<()> {
     #[cfg(feature = "spawn")]
-    multiproc_spawn::check_init("multiproc::Pool::new")?;
+    multiproc_spawn::check_init(creating)?;
+    #[cfg(not(feature = "spawn"))]
+    let _ = creating;
     Ok(())
 }
 
@@ -137,7 +140,7 @@ impl Pool {
     /// `workers` worker processes started by `method` (Python's
     /// `get_context(method).Pool(workers)`).
     pub fn with_start_method(workers: usize, method: StartMethod) -> Result<Pool> {
-        check_init()?;
+        check_init("multiproc::Pool::new")?;
         match method {
             #[cfg(feature = "fork")]
             StartMethod::Fork => Ok(Pool::Fork(multiproc_fork::ForkPool::new(workers)?)),
@@ -156,7 +159,7 @@ impl Pool {
         arg: &A,
     ) -> Result<Pool> {
         let method = get_start_method()?;
-        check_init()?;
+        check_init("multiproc::Pool::new")?;
         match method {
             #[cfg(feature = "fork")]
             StartMethod::Fork => Ok(Pool::Fork(multiproc_fork::ForkPool::with_initializer(
@@ -201,7 +204,7 @@ mod multiproc_process_stats {
     #[cfg(feature = "fork")]
     pub(super) use multiproc_fork::IpcStats;
     #[cfg(all(feature = "spawn", not(feature = "fork")))]
-    pub use multiproc_spawn::IpcStats;
+    pub(super) use multiproc_spawn::IpcStats;
 }
 
 macro_rules! delegate {
@@ -238,5 +241,136 @@ impl Executor for Pool {
 
     fn terminate(&self) -> Result<()> {
         delegate!(self, p => p.terminate())
+    }
+}
+
+/// A process that has not started yet, whose child starts by the chosen [`StartMethod`]
+/// (Python's `multiprocessing.Process(target=f, args=(...))`, which follows
+/// `set_start_method`). The same shape as `multiproc::fork::Process` and
+/// `multiproc::spawn::Process` — [`new`](Self::new) with a task and its arguments,
+/// [`name`](Self::name), [`daemon`](Self::daemon), [`start`](Self::start) giving a
+/// [`ProcessHandle`](crate::ProcessHandle) — so a program switches with one line, the `use` or
+/// [`set_start_method`]:
+///
+/// ```
+/// use multiproc::{Process, StartMethod}; // or multiproc::fork::Process, multiproc::spawn::Process
+///
+/// fn greet(name: String) {
+///     println!("hello, {name}");
+/// }
+///
+/// multiproc::init(); // first in main: a spawned child never returns from it
+/// multiproc::set_start_method(StartMethod::Spawn); // Python's mp.set_start_method("spawn")
+/// let p = Process::new(greet, "bob".to_string()).name("greeter").start()?;
+/// p.join()?;
+/// assert_eq!(p.exitcode(), Some(0));
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+///
+/// The start method is read when the process is made ([`new`](Self::new)), as [`Pool::new`]
+/// reads it; a bad `MULTIPROC_START_METHOD`, or a method this build lacks, is reported by
+/// [`start`](Self::start). The behaviour of the child is the backend's:
+/// [`fork::Process`](crate::fork::Process) (the child is a copy of this process; `args` is
+/// never encoded) or [`spawn::Process`](crate::spawn::Process) (the child is this program
+/// executed again; `args` is encoded and sent, shared objects as file descriptors). A target
+/// that captures is fork's alone: [`fork::Process::from_closure`](crate::fork::Process::from_closure).
+#[derive(Debug)]
+#[must_use = "a Process does nothing until `start` is called"]
+pub struct Process {
+    /// The backend's process, or why there is none (reported by `start`).
+    inner: Result<Unstarted>,
+}
+
+/// The backend's unstarted process.
+#[derive(Debug)]
+enum Unstarted {
+    #[cfg(feature = "fork")]
+    Fork(multiproc_fork::Process<'static>),
+    #[cfg(feature = "spawn")]
+    Spawn(multiproc_spawn::Process),
+}
+
+impl Process {
+    /// A process that will run `target(args)`, started by [`get_start_method`] (Python's
+    /// `Process(target=f, args=(...))`).
+    pub fn new<A: Payload>(target: Task<A, ()>, args: A) -> Process {
+        match get_start_method() {
+            Ok(method) => Process::with_start_method(target, args, method),
+            Err(e) => Process { inner: Err(e) },
+        }
+    }
+
+    /// A process that will run `target(args)`, started by `method` (Python's
+    /// `get_context(method).Process(target=f, args=(...))`).
+    pub fn with_start_method<A: Payload>(
+        target: Task<A, ()>,
+        args: A,
+        method: StartMethod,
+    ) -> Process {
+        let inner = match method {
+            #[cfg(feature = "fork")]
+            StartMethod::Fork => Ok(Unstarted::Fork(multiproc_fork::Process::new(target, args))),
+            #[cfg(feature = "spawn")]
+            StartMethod::Spawn => Ok(Unstarted::Spawn(multiproc_spawn::Process::new(
+                target, args,
+            ))),
+            #[allow(unreachable_patterns)]
+            other => {
+                let _ = (target, args);
+                Err(not_built(other))
+            }
+        };
+        Process { inner }
+    }
+
+    /// How the child will start, or `None` if [`start`](Self::start) will fail (a bad
+    /// `MULTIPROC_START_METHOD`, or a method this build lacks).
+    pub fn start_method(&self) -> Option<StartMethod> {
+        match self.inner.as_ref().ok()? {
+            #[cfg(feature = "fork")]
+            Unstarted::Fork(_) => Some(StartMethod::Fork),
+            #[cfg(feature = "spawn")]
+            Unstarted::Spawn(_) => Some(StartMethod::Spawn),
+        }
+    }
+
+    /// Sets the process's name (default `Process-N`, numbered in start order).
+    pub fn name(self, name: impl Into<String>) -> Self {
+        let inner = self.inner.map(|p| match p {
+            #[cfg(feature = "fork")]
+            Unstarted::Fork(p) => Unstarted::Fork(p.name(name)),
+            #[cfg(feature = "spawn")]
+            Unstarted::Spawn(p) => Unstarted::Spawn(p.name(name)),
+        });
+        Process { inner }
+    }
+
+    /// Marks the process as a daemon: it is killed when this process exits, instead of being
+    /// waited for.
+    pub fn daemon(self, daemon: bool) -> Self {
+        let inner = self.inner.map(|p| match p {
+            #[cfg(feature = "fork")]
+            Unstarted::Fork(p) => Unstarted::Fork(p.daemon(daemon)),
+            #[cfg(feature = "spawn")]
+            Unstarted::Spawn(p) => Unstarted::Spawn(p.daemon(daemon)),
+        });
+        Process { inner }
+    }
+
+    /// Starts the child, by fork or spawn. Fails with what made the process impossible (a bad
+    /// `MULTIPROC_START_METHOD`, a method this build lacks), with the backend's `start` errors
+    /// ([`Error::Serialization`] for arguments spawn could not encode, [`Error::Io`] if the
+    /// child could not be started), and with [`Error::InitNotCalled`] — whatever the start
+    /// method — in a spawned child whose `main` skipped [`init`](crate::init), instead of
+    /// starting a process of its own.
+    pub fn start(self) -> Result<crate::ProcessHandle> {
+        let inner = self.inner?;
+        check_init("multiproc::Process::start")?;
+        match inner {
+            #[cfg(feature = "fork")]
+            Unstarted::Fork(p) => p.start(),
+            #[cfg(feature = "spawn")]
+            Unstarted::Spawn(p) => p.start(),
+        }
     }
 }

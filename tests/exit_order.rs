@@ -31,7 +31,7 @@ fn program() {
         // `main` has returned (the sender is dropped then, at the latest).
         let _ = wait.recv();
         let (read_end, write_end) = nix::unistd::pipe().unwrap();
-        let daemon = Process::new(move || {
+        let daemon = Process::from_closure(move || {
             let _keep = write_end;
             loop {
                 std::thread::park();
@@ -40,7 +40,7 @@ fn program() {
         .daemon(true)
         .start()
         .unwrap();
-        let reader = Process::new(move || {
+        let reader = Process::from_closure(move || {
             let mut pipe = File::from(read_end);
             let mut rest = Vec::new();
             let _ = pipe.read_to_end(&mut rest);
@@ -57,7 +57,7 @@ fn program() {
     .unwrap();
     // A process started (and joined) after the thread: the children's exit hook is now
     // registered after the threads' one.
-    let early = Process::new(|| {}).start().unwrap();
+    let early = Process::from_closure(|| {}).start().unwrap();
     early.join().unwrap();
     drop(thread);
     drop(go);

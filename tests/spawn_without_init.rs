@@ -83,6 +83,15 @@ fn program(role: &str) {
         "process" => multiproc::spawn::Process::new(nothing, ())
             .start()
             .and_then(|p| p.join().map(|()| format!("exitcode {:?}", p.exitcode()))),
+        // The program spawns a Process; its child, running `main` again, starts a facade
+        // Process by *fork*, which the spawn backend never sees: the facade's own check
+        // refuses it.
+        "facade-process-fork" => if depth == 0 {
+            multiproc::spawn::Process::new(nothing, ()).start()
+        } else {
+            multiproc::Process::with_start_method(nothing, (), multiproc::StartMethod::Fork).start()
+        }
+        .and_then(|p| p.join().map(|()| format!("exitcode {:?}", p.exitcode()))),
         other => panic!("unknown role {other}"),
     };
     let ms = started.elapsed().as_secs_f64() * 1e3;
@@ -99,6 +108,8 @@ struct Scenario {
     /// Whether the program's own call is the one that must fail (a pool); a `Process` starts
     /// (Python's `start` does not wait for the child), and the child's refusal is on stderr.
     parent_fails: bool,
+    /// What the refusal (the parent's error, or the child's stderr) must say.
+    refusal: &'static str,
 }
 
 const SCENARIOS: &[Scenario] = &[
@@ -107,24 +118,35 @@ const SCENARIOS: &[Scenario] = &[
         args: &[],
         env: &[],
         parent_fails: true,
+        refusal: "init()",
     },
     Scenario {
         role: "facade-pool",
         args: &[],
         env: &[("MULTIPROC_START_METHOD", "spawn")],
         parent_fails: true,
+        refusal: "init()",
     },
     Scenario {
         role: "conditional",
         args: &["--make-pool"],
         env: &[],
         parent_fails: true,
+        refusal: "init()",
     },
     Scenario {
         role: "process",
         args: &[],
         env: &[],
         parent_fails: false,
+        refusal: "init()",
+    },
+    Scenario {
+        role: "facade-process-fork",
+        args: &[],
+        env: &[],
+        parent_fails: false,
+        refusal: "called multiproc::Process::start without having run init()",
     },
 ];
 
@@ -204,7 +226,7 @@ fn orchestrate() {
                 parts.next().unwrap_or(""),
             );
             if s.parent_fails {
-                if verdict != "err" || !message.contains("init()") {
+                if verdict != "err" || !message.contains(s.refusal) {
                     failures.push(format!(
                         "{what}: expected an error naming init(), got {line:?} (stderr: {stderr:?})"
                     ));
@@ -213,10 +235,11 @@ fn orchestrate() {
                     Some(ms) if ms < PROMPT.as_secs_f64() * 1e3 => slowest = slowest.max(ms),
                     _ => failures.push(format!("{what}: the error took {ms:?} ms")),
                 }
-            } else if !stderr.contains("init()") {
+            } else if !stderr.contains(s.refusal) {
                 failures.push(format!(
-                    "{what}: the child's refusal naming init() is not on stderr: {stderr:?} \
-                     (stdout: {stdout:?})"
+                    "{what}: the child's refusal ({:?}) is not on stderr: {stderr:?} \
+                     (stdout: {stdout:?})",
+                    s.refusal
                 ));
             }
         }

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use multiproc_core::Result;
+use multiproc_core::{Payload, Result, Task};
 use multiproc_process::{next_process_name, ProcessHandle};
 
 use crate::fork::fork_child;
@@ -12,28 +12,52 @@ use crate::fork::fork_child;
 /// A process that has not started yet: its target, name and daemon flag (Python's
 /// `multiprocessing.Process(target=..., args=..., name=..., daemon=...)`).
 ///
-/// A process is configured ([`Process::new`], [`Process::with_args`],
-/// [`name`](Process::name), [`daemon`](Process::daemon)), started
-/// ([`start`](Process::start)) and then observed through its [`ProcessHandle`]: `pid`,
-/// `is_alive`, `join`, `join_timeout`, `exitcode`, `terminate`, `kill`.
+/// A process is configured ([`Process::new`], [`name`](Process::name),
+/// [`daemon`](Process::daemon)), started ([`start`](Process::start)) and then observed
+/// through its [`ProcessHandle`]: `pid`, `is_alive`, `join`, `join_timeout`, `exitcode`,
+/// `terminate`, `kill`.
+///
+/// **One shape with the spawn backend.** [`Process::new`] takes a task (a `fn` item or
+/// non-capturing closure, [`Task`]) and its arguments, with the same bounds as
+/// `multiproc_spawn::Process::new` and `multiproc::Process::new`, so switching a program's
+/// processes between fork, spawn and the start method is one line:
+///
+/// ```
+/// use multiproc_fork::Process; // or multiproc_spawn::Process, or multiproc::Process
+///
+/// fn summer(numbers: Vec<u64>) {
+///     assert_eq!(numbers.iter().sum::<u64>(), 5050);
+/// }
+///
+/// let p = Process::new(summer, (1..=100).collect()).name("summer").start()?;
+/// p.join()?;
+/// assert_eq!(p.exitcode(), Some(0));
+/// # Ok::<(), multiproc_fork::Error>(())
+/// ```
+///
+/// **Fork's own strength: [`Process::from_closure`].** A forked child is a copy of this
+/// process, so it can run a closure that captures — or even borrows — anything, with no
+/// serialization:
 ///
 /// ```
 /// use multiproc_fork::Process;
 ///
 /// let numbers: Vec<u64> = (1..=100).collect(); // made before the fork: the child inherits it
-/// let p = Process::new(move || {
+/// let p = Process::from_closure(|| {
 ///     assert_eq!(numbers.iter().sum::<u64>(), 5050);
 /// })
-/// .name("summer")
 /// .start()?;
 /// p.join()?;
 /// assert_eq!(p.exitcode(), Some(0));
 /// # Ok::<(), multiproc_fork::Error>(())
 /// ```
 ///
-/// **The target runs in a forked copy of this process.** It may capture or even borrow
-/// anything (the child has its own copy of all memory as it was at the fork); what it changes
-/// stays in the child. It ends the child: returning is exit code 0, a panic is exit code 1
+/// A spawned child cannot do this: it is this program executed again, so what it runs must
+/// be code that exists in it (a function) and data that can be sent (serde), which is what
+/// `new`'s shape says. A program that uses `from_closure` is tied to the fork backend.
+///
+/// **The target runs in a forked copy of this process.** What it changes stays in the child.
+/// It ends the child: returning is exit code 0, a panic is exit code 1
 /// (the panic message is printed by the child), `std::process::exit(n)` is `n`, death by a
 /// signal is `-signal`, as in Python.
 ///
@@ -62,8 +86,9 @@ use crate::fork::fork_child;
 /// call [`start`](Self::start) while the *calling* thread holds `stdout().lock()` or
 /// `stderr().lock()` — the forking thread would wait for it forever.
 ///
-/// The lifetime lets the target borrow from the caller: the child gets its own copy of
-/// everything at the fork, and [`start`](Self::start) returns only after the fork.
+/// The lifetime lets a [`from_closure`](Self::from_closure) target borrow from the caller:
+/// the child gets its own copy of everything at the fork, and [`start`](Self::start) returns
+/// only after the fork. A process made by [`new`](Self::new) borrows nothing.
 #[must_use = "a Process does nothing until `start` is called"]
 pub struct Process<'a> {
     target: Box<dyn FnOnce() + Send + 'a>,
@@ -81,18 +106,27 @@ impl fmt::Debug for Process<'_> {
 }
 
 impl<'a> Process<'a> {
-    /// A process that will run `target` (Python's `Process(target=f)`).
-    pub fn new(target: impl FnOnce() + Send + 'a) -> Self {
+    /// A process that will run `target(args)` (Python's `Process(target=f, args=(...))`).
+    ///
+    /// The shape and bounds are those of `multiproc_spawn::Process::new` and
+    /// `multiproc::Process::new`. Fork itself needs no serialization — `args` reaches the
+    /// child as part of its copy of this process, never encoded — but `A: Payload` keeps the
+    /// one-line switch real: a program that compiles here compiles under spawn. For a target
+    /// that captures, see [`from_closure`](Self::from_closure).
+    pub fn new<A: Payload>(target: Task<A, ()>, args: A) -> Self {
+        Self::from_closure(move || target(args))
+    }
+
+    /// A process that will run a closure, which may capture or borrow anything: the forked
+    /// child has its own copy of this process's memory. Fork only — a spawned child cannot
+    /// receive a closure (see the type's documentation); [`new`](Self::new) is the shape every
+    /// backend shares.
+    pub fn from_closure(target: impl FnOnce() + Send + 'a) -> Self {
         Process {
             target: Box::new(target),
             name: None,
             daemon: false,
         }
-    }
-
-    /// A process that will run `target(args)` (Python's `Process(target=f, args=(...))`).
-    pub fn with_args<A: Send + 'a>(target: impl FnOnce(A) + Send + 'a, args: A) -> Self {
-        Self::new(move || target(args))
     }
 
     /// Sets the process's name (default `Process-N`, numbered in start order).

@@ -25,7 +25,7 @@ fn within_limit<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 's
 
 /// Starts a forked `Process` that exits with `code`, and returns the exit code it saw.
 fn process_in_worker(code: i32) -> Result<i32, String> {
-    let p = Process::new(move || std::process::exit(code))
+    let p = Process::from_closure(move || std::process::exit(code))
         .start()
         .map_err(|e| e.to_string())?;
     p.join_timeout(LIMIT).map_err(|e| e.to_string())?;
@@ -66,7 +66,7 @@ fn a_pool_moved_into_a_process_is_dropped_by_the_caller_not_the_forker() {
     // Moving the pool into a forked closure: the child's copy refuses, and the parent's copy
     // is dropped (close + join: it waits for the running task) by the thread that started.
     let mover = thread::spawn(move || {
-        let p = Process::new(move || {
+        let p = Process::from_closure(move || {
             let refused = matches!(pool.apply(square, 3), Err(Error::ForeignProcess { .. }));
             drop(pool); // does nothing here
             std::process::exit(if refused { 0 } else { 3 });
@@ -78,7 +78,9 @@ fn a_pool_moved_into_a_process_is_dropped_by_the_caller_not_the_forker() {
     });
     // Meanwhile every other fork of this process goes ahead.
     let code = within_limit("another fork while a moved pool drains", || {
-        let p = Process::new(|| std::process::exit(5)).start().unwrap();
+        let p = Process::from_closure(|| std::process::exit(5))
+            .start()
+            .unwrap();
         p.join_timeout(LIMIT).unwrap();
         p.exitcode()
     });
@@ -97,10 +99,12 @@ fn a_pool_moved_into_a_process_is_dropped_by_the_caller_not_the_forker() {
 fn a_handle_used_from_a_forked_child_refuses_and_leaves_the_child_alone() {
     let gate = GateControl::new();
     let theirs = gate.gate();
-    let sibling = Process::new(move || theirs.pass()).start().unwrap();
+    let sibling = Process::from_closure(move || theirs.pass())
+        .start()
+        .unwrap();
     gate.wait_started(1);
     let h = &sibling;
-    let user = Process::new(move || {
+    let user = Process::from_closure(move || {
         let foreign =
             |r: multiproc_core::Result<()>| matches!(r, Err(Error::ForeignProcess { .. }));
         let all = foreign(h.kill())

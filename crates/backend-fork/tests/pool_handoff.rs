@@ -149,7 +149,7 @@ fn a_forked_child_does_not_write_the_parents_argument_buffers() {
     let pool = ForkPool::new(1).unwrap();
     // A large argument leaves its buffer in the pool's spare list.
     assert_eq!(pool.apply(byte_sum, Packed(vec![0u8; MIB3])).unwrap(), 0);
-    let child = multiproc_fork::Process::new(|| {
+    let child = multiproc_fork::Process::from_closure(|| {
         std::thread::sleep(Duration::from_millis(100));
         // Encoded in the child (never run: the child has no supervisors).
         std::mem::forget(pool.apply_async(byte_sum, Packed(vec![2u8; MIB3])));
@@ -187,7 +187,7 @@ fn forked_children_close_the_parents_argument_buffers() {
         2 << 20
     );
     assert!(bulk_descriptors() >= 1, "the pool keeps a spare buffer");
-    let child = multiproc_fork::Process::new(|| {
+    let child = multiproc_fork::Process::from_closure(|| {
         if bulk_descriptors() != 0 {
             std::process::exit(3);
         }

@@ -44,7 +44,7 @@ impl Drop for KillOnDrop {
 
 #[test]
 fn returning_is_exit_code_zero() {
-    let p = Process::new(|| {}).start().unwrap();
+    let p = Process::from_closure(|| {}).start().unwrap();
     assert!(p.pid() > 0 && p.pid() != std::process::id());
     assert_eq!(join(&p), 0);
     assert_eq!(p.exit_cause(), Some(ExitCause::Code(0)));
@@ -57,7 +57,7 @@ fn returning_is_exit_code_zero() {
 
 #[test]
 fn a_panic_is_exit_code_one() {
-    let p = Process::new(|| panic!("deliberate panic in a child"))
+    let p = Process::from_closure(|| panic!("deliberate panic in a child"))
         .start()
         .unwrap();
     assert_eq!(join(&p), 1);
@@ -69,7 +69,7 @@ fn a_panic_is_exit_code_one() {
 
 #[test]
 fn process_exit_sets_the_exit_code() {
-    let p = Process::with_args(|code: i32| std::process::exit(code), 3)
+    let p = Process::new(|code: i32| std::process::exit(code), 3)
         .start()
         .unwrap();
     assert_eq!(join(&p), 3);
@@ -78,7 +78,7 @@ fn process_exit_sets_the_exit_code() {
 #[test]
 fn kill_is_minus_nine() {
     let p = KillOnDrop(
-        Process::new(|| std::thread::sleep(Duration::from_secs(30)))
+        Process::from_closure(|| std::thread::sleep(Duration::from_secs(30)))
             .daemon(true)
             .start()
             .unwrap(),
@@ -99,7 +99,7 @@ fn kill_is_minus_nine() {
 #[test]
 fn terminate_is_minus_fifteen() {
     let p = KillOnDrop(
-        Process::new(|| std::thread::sleep(Duration::from_secs(30)))
+        Process::from_closure(|| std::thread::sleep(Duration::from_secs(30)))
             .daemon(true)
             .start()
             .unwrap(),
@@ -111,7 +111,7 @@ fn terminate_is_minus_fifteen() {
 #[test]
 fn join_timeout_times_out_and_the_child_stays_joinable() {
     let p = KillOnDrop(
-        Process::new(|| std::thread::sleep(Duration::from_millis(500)))
+        Process::from_closure(|| std::thread::sleep(Duration::from_millis(500)))
             .daemon(true)
             .start()
             .unwrap(),
@@ -133,8 +133,8 @@ fn join_timeout_times_out_and_the_child_stays_joinable() {
 
 #[test]
 fn names_default_to_process_n() {
-    let a = Process::new(|| {}).start().unwrap();
-    let b = Process::new(|| {}).name("worker").start().unwrap();
+    let a = Process::from_closure(|| {}).start().unwrap();
+    let b = Process::from_closure(|| {}).name("worker").start().unwrap();
     assert!(a.name().starts_with("Process-"), "{}", a.name());
     assert!(a.name()["Process-".len()..].parse::<usize>().is_ok());
     assert_eq!(b.name(), "worker");
@@ -149,7 +149,7 @@ fn the_child_inherits_captured_and_borrowed_data() {
     let expected: u64 = data.iter().sum();
     // Moved in.
     let owned = data.clone();
-    let p = Process::new(move || {
+    let p = Process::from_closure(move || {
         if owned.iter().sum::<u64>() != expected {
             std::process::exit(7);
         }
@@ -159,7 +159,7 @@ fn the_child_inherits_captured_and_borrowed_data() {
     assert_eq!(join(&p), 0);
     // Borrowed: the child has its own copy of this stack frame.
     let mut local = data;
-    let p = Process::new(|| {
+    let p = Process::from_closure(|| {
         local[0] = 99; // changes the child's copy only (copy-on-write)
         if local.iter().sum::<u64>() != expected + 99 {
             std::process::exit(7);
@@ -176,7 +176,7 @@ fn a_child_forked_by_a_thread_outlives_that_thread() {
     // PR_SET_PDEATHSIG fires when the *thread* that forked exits; forks happen on the
     // crate's long-lived forker thread, so a short-lived starting thread does not matter.
     let p = std::thread::spawn(|| {
-        Process::new(|| std::thread::sleep(Duration::from_millis(300)))
+        Process::from_closure(|| std::thread::sleep(Duration::from_millis(300)))
             .daemon(true)
             .start()
             .unwrap()
@@ -195,7 +195,7 @@ fn a_child_forked_by_a_thread_outlives_that_thread() {
 #[test]
 fn one_thread_joins_while_another_kills() {
     let p = Arc::new(KillOnDrop(
-        Process::new(|| std::thread::sleep(Duration::from_secs(30)))
+        Process::from_closure(|| std::thread::sleep(Duration::from_secs(30)))
             .daemon(true)
             .start()
             .unwrap(),
@@ -232,7 +232,7 @@ fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
 
 #[test]
 fn a_dropped_handle_leaves_no_zombie() {
-    let p = Process::new(|| std::thread::sleep(Duration::from_millis(100)))
+    let p = Process::from_closure(|| std::thread::sleep(Duration::from_millis(100)))
         .start()
         .unwrap();
     let pid = p.pid();
@@ -241,7 +241,7 @@ fn a_dropped_handle_leaves_no_zombie() {
     // Ended; a zombie until reaped (another test's start may already have reaped it).
     assert!(matches!(proc_state(pid), Some('Z') | None));
     // Any later start (or drop) reaps it.
-    let q = Process::new(|| {}).start().unwrap();
+    let q = Process::from_closure(|| {}).start().unwrap();
     assert_eq!(join(&q), 0);
     assert_eq!(proc_state(pid), None, "the orphaned child was reaped");
 }
@@ -249,7 +249,11 @@ fn a_dropped_handle_leaves_no_zombie() {
 #[test]
 fn many_children_all_reaped() {
     let handles: Vec<_> = (0..16)
-        .map(|i| Process::new(move || std::process::exit(i)).start().unwrap())
+        .map(|i| {
+            Process::from_closure(move || std::process::exit(i))
+                .start()
+                .unwrap()
+        })
         .collect();
     for (i, p) in handles.iter().enumerate() {
         assert_eq!(join(p), i as i32);
@@ -276,7 +280,7 @@ fn forking_while_another_thread_holds_stdout_does_not_deadlock() {
     let children: Vec<_> = (0..20)
         .map(|i| {
             KillOnDrop(
-                Process::new(move || {
+                Process::from_closure(move || {
                     println!("child {i} prints"); // libtest may capture this one...
                     let _ = writeln!(std::io::stdout(), "child {i} writes"); // ...not this
                     eprintln!("child {i} prints to stderr");
@@ -302,7 +306,7 @@ fn a_child_touching_memory_grows_the_tree_pss() {
     let (mut done_rx, mut done_tx) = std::io::pipe().unwrap();
     let before = tree_pss(me).unwrap();
     let p = KillOnDrop(
-        Process::new(move || {
+        Process::from_closure(move || {
             let mut block = vec![0u8; SIZE];
             for page in block.chunks_mut(4096) {
                 page[0] = 1;
@@ -375,18 +379,18 @@ fn role_child_process() {
             // Buffered (no newline): must be flushed before the fork, or the child prints
             // it again when it flushes its copy of the buffer.
             print!("partial");
-            let p = Process::new(|| println!("child")).start().unwrap();
+            let p = Process::from_closure(|| println!("child")).start().unwrap();
             assert_eq!(join(&p), 0);
             println!();
         }
         Some("exit") => {
             // Returns right away; the process exit handler then kills the daemon and waits
             // for the other one.
-            let daemon = Process::new(|| std::thread::sleep(Duration::from_secs(60)))
+            let daemon = Process::from_closure(|| std::thread::sleep(Duration::from_secs(60)))
                 .daemon(true)
                 .start()
                 .unwrap();
-            let worker = Process::new(|| {
+            let worker = Process::from_closure(|| {
                 std::thread::sleep(Duration::from_millis(300));
                 println!("non-daemon finished");
             })
@@ -398,7 +402,7 @@ fn role_child_process() {
         }
         Some("orphan") => {
             // Prints the child's pid, then waits to be SIGKILLed by the test.
-            let p = Process::new(|| std::thread::sleep(Duration::from_secs(60)))
+            let p = Process::from_closure(|| std::thread::sleep(Duration::from_secs(60)))
                 .start()
                 .unwrap();
             println!("child={}", p.pid());

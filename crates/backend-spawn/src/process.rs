@@ -21,6 +21,14 @@ use crate::launch::{spawn_child, Role};
 /// `kill`. A panic in the target is exit code 1 (the child prints the message); death by a
 /// signal is `-signal`.
 ///
+/// **One shape with the fork backend.** `multiproc_fork::Process::new` and
+/// `multiproc::Process::new` (which follows the start method) take the same target and
+/// arguments, with the same bounds, and have the same builder methods and `start`: switching
+/// between them is one line. The fork backend also has `from_closure`, for a target that
+/// captures; there is none here, because a spawned child is this program executed again: it
+/// can run only code that exists in it (a function, named by its address in the program) on
+/// data sent to it (serde), not a closure's captured state living in this process's memory.
+///
 /// ```
 /// use multiproc_spawn::Process;
 ///

@@ -29,7 +29,9 @@ fn best(mut run: impl FnMut() -> f64) -> f64 {
 }
 
 fn fork(f: impl FnOnce() + Send) -> multiproc_fork::ProcessHandle {
-    multiproc_fork::Process::new(f).start().expect("fork")
+    multiproc_fork::Process::from_closure(f)
+        .start()
+        .expect("fork")
 }
 
 fn finish(p: multiproc_fork::ProcessHandle) {

@@ -17,7 +17,7 @@ fn main() -> multiproc_ipc::Result<()> {
     // open and it would never read an end of file. (The closure may borrow: the child gets
     // its own copy of the parent's memory at the fork.)
     let unused = &parent_end;
-    let child = Process::new(move || {
+    let child = Process::from_closure(move || {
         unused.close();
         // Requests until the parent closes its end.
         loop {
@@ -50,7 +50,7 @@ fn main() -> multiproc_ipc::Result<()> {
     // exists, so it can only get `y` through its argument pipe (its descriptor travels as
     // SCM_RIGHTS).
     let (to_second, second_end) = pipe(true)?;
-    let second = Process::new(move || {
+    let second = Process::from_closure(move || {
         unused.close(); // this child inherited `parent_end` too
         let passed: Connection = second_end.recv_timeout(TIMEOUT).expect("recv a Connection");
         let greeting: String = passed.recv_timeout(TIMEOUT).expect("recv on it");

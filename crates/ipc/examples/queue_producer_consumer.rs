@@ -28,7 +28,7 @@ fn main() -> multiproc_ipc::Result<()> {
     let producers = (0..2)
         .map(|p| {
             let work = work.clone();
-            Process::new(move || {
+            Process::from_closure(move || {
                 for i in 0..10 {
                     work.put(&format!("{p}_{i:02}.nii.gz")).expect("put");
                 }
@@ -41,7 +41,7 @@ fn main() -> multiproc_ipc::Result<()> {
     let consumers = (0..3)
         .map(|c| {
             let (work, results) = (work.clone(), results.clone());
-            Process::new(move || loop {
+            Process::from_closure(move || loop {
                 match work.get_timeout(TIMEOUT) {
                     Ok(name) => {
                         let r = crunch_image(&name);

@@ -27,7 +27,7 @@ impl Harness for ForkHarness {
     where
         A: Payload,
     {
-        multiproc_fork::Process::with_args(f, args)
+        multiproc_fork::Process::new(f, args)
             .start()
             .map(ForkWorker)
     }

@@ -40,7 +40,11 @@ fn process_dataset(
                 .expect("the slab lies within the output");
             println!("process {} squared slab {x} of {xlen}", std::process::id());
         };
-        children.push(Process::new(work).name(format!("slab-{x}")).start()?);
+        children.push(
+            Process::from_closure(work)
+                .name(format!("slab-{x}"))
+                .start()?,
+        );
     }
     for child in &children {
         child.join()?;

@@ -18,7 +18,7 @@ use multiproc_shared_array::{Array, FrozenArray, LocalArray, ProcessEvent, RawAr
 
 /// Runs `f` in a forked child (safe API) and fails the test if the child failed.
 fn in_child(f: impl FnOnce() + Send) {
-    let child = Process::new(f).start().expect("fork");
+    let child = Process::from_closure(f).start().expect("fork");
     child.join().expect("join");
     child.check().expect("the child succeeded");
 }
@@ -29,7 +29,7 @@ fn a_local_slice_captured_by_a_fork_is_the_childs_own_zeroed_memory() {
     let seen = Value::<u64>::new(u64::MAX).unwrap();
     let seen_ref = &seen;
     let slice: &mut [u64] = local.as_mut_slice();
-    let child = Process::new(move || {
+    let child = Process::from_closure(move || {
         // The parent's elements are 1..=1000; the child's copy of the reference sees zeros.
         seen_ref.set(slice.iter().sum()).unwrap();
         // Writes stay in the child (with a shared mapping this would race the parent's fill).
@@ -93,7 +93,7 @@ fn a_childs_own_local_array_is_protected_from_its_own_children() {
         // ... and a LocalArray made in the child is exclusive to the child in turn.
         let mut mine = LocalArray::<u64>::from_slice(&[9; 16]).unwrap();
         let mine_slice: &mut [u64] = &mut mine;
-        let grandchild = Process::new(move || {
+        let grandchild = Process::from_closure(move || {
             seen_ref.set(mine_slice.iter().sum()).unwrap();
             mine_slice.fill(1);
         })
@@ -174,7 +174,7 @@ fn freezing_waits_until_no_other_process_maps_the_array_writably() {
     let data = RawArray::<u64>::from_iter(0..512).unwrap();
     let go = ProcessEvent::new().unwrap();
     let (data_ref, go_ref) = (&data, &go);
-    let child = Process::new(move || {
+    let child = Process::from_closure(move || {
         // Holds the inherited writable mapping until told to exit.
         assert!(go_ref.wait_timeout(Duration::from_secs(20)).unwrap());
         assert_eq!(data_ref.load(511).unwrap(), 511);

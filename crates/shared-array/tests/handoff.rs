@@ -293,7 +293,7 @@ fn a_forked_child_that_receives_the_handles_shares_them_with_the_parent() {
         ProcessCondition,
         ProcessBarrier,
     );
-    let child = Process::new(move || {
+    let child = Process::from_closure(move || {
         let (raw, array, value, frozen, lock, rlock, event, sem, cond, barrier): Bundle =
             transport::recv(&child_end).expect("a decodable bundle");
         raw.write_range(0, &[1, 2, 3]).unwrap();
