@@ -693,7 +693,10 @@ impl Semaphore for ProcessSemaphore {
                 if new > b {
                     return Err(Error::invalid(
                         "n",
-                        format!("a bounded semaphore of {b} released above its initial value"),
+                        format!(
+                            "releasing {n} would take the bounded semaphore to {new}, above \
+                             its bound of {b}"
+                        ),
                     ));
                 }
             }
@@ -1294,6 +1297,14 @@ mod tests {
             Err(Error::InvalidArgument { name: "n", .. })
         ));
         assert_eq!(s.kind(), "ProcessSemaphore");
+        let b = ProcessSemaphore::bounded(1).unwrap();
+        match b.release(1) {
+            Err(Error::InvalidArgument { name: "n", reason }) => {
+                assert!(reason.contains("bound of 1"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(b.value(), 1);
         assert_eq!(
             ProcessSemaphore::bounded(1).unwrap().kind(),
             "ProcessBoundedSemaphore"
