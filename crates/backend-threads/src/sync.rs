@@ -168,7 +168,7 @@ impl Lock {
 
 /// Thread primitives cannot fail to acquire; this turns their trait `Result` back into the
 /// plain value the inherent API returns.
-fn infallible<T>(r: Result<T>) -> T {
+fn infallible<T, E: std::fmt::Display>(r: std::result::Result<T, E>) -> T {
     match r {
         Ok(v) => v,
         Err(e) => unreachable!("a thread-level acquire cannot fail: {e}"),

@@ -78,6 +78,7 @@ pub use memory::{
 pub use packed::Packed;
 pub use result::{AsyncResult, ChunkSink, Completer, IMap};
 pub use sync::{
-    Barrier, Condition, Event, Lock, LockGuard, RLock, Semaphore, SyncFamily, SyncPrimitive,
+    Barrier, Condition, Event, Lock, LockError, LockGuard, LockResult, RLock, Semaphore, SyncFamily,
+    SyncPrimitive,
 };
 pub use task::{assert_code_only, Payload, StarTask, Task};

@@ -37,7 +37,7 @@ use std::ops::{Deref, DerefMut, Range};
 use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 
 use bytemuck::Pod;
-use multiproc_core::{Error, Lock, Result, SharedBuffer};
+use multiproc_core::{Error, Lock, LockError, LockResult, Result, SharedBuffer};
 
 use crate::frozen::{FreezeError, FrozenArray};
 use crate::sync::ProcessRLock;
@@ -731,22 +731,75 @@ impl<T: Pod> Array<T> {
 
     /// Takes the lock and returns a guard giving access to (a private copy of) the elements.
     ///
-    /// Errors: [`Error::OwnerDied`] — a process died holding the lock; the caller holds it
-    /// (once, without a guard: call `lock` again for a guard, and release the extra hold with
-    /// `get_lock().release()`); the elements may be half-written. A second guard in a thread
-    /// that already has one is [`Error::InvalidArgument`] naming `self` (its copy would not
-    /// see the first guard's changes).
-    pub fn lock(&self) -> Result<ArrayGuard<'_, T>> {
-        self.lock.acquire()?;
-        self.guard()
+    /// Errors:
+    /// - [`LockError::OwnerDied`]`(guard)` — a process died holding the lock. The caller holds
+    ///   it now, *through the guard*, which it gets with the error: the elements may be
+    ///   half-written, so look at them (and repair them) through the guard; the lock is
+    ///   released when the guard drops, whatever the caller does. `?` into a
+    ///   [`multiproc_core::Error`] gives [`Error::OwnerDied`] and drops the guard (the lock is
+    ///   released).
+    /// - [`LockError::Other`]: a second guard in a thread that already has one is
+    ///   [`Error::InvalidArgument`] naming `self` (its copy would not see the first guard's
+    ///   changes).
+    ///
+    /// Recovering from a holder that died — here a forked child that exits holding the lock:
+    ///
+    /// ```
+    /// use multiproc_core::{Lock, LockError};
+    /// use multiproc_shared_array::Array;
+    ///
+    /// let a = Array::<u32>::from_slice(&[1, 2, 3])?;
+    /// // SAFETY: the child only takes the lock (atomics in shared memory) and `_exit`s.
+    /// match unsafe { nix::unistd::fork() }.expect("fork") {
+    ///     nix::unistd::ForkResult::Child => {
+    ///         a.get_lock().acquire().ok();
+    ///         // SAFETY: ends the child at once, holding the lock.
+    ///         unsafe { libc::_exit(0) }
+    ///     }
+    ///     nix::unistd::ForkResult::Parent { child } => {
+    ///         nix::sys::wait::waitpid(child, None).expect("waitpid");
+    ///     }
+    /// }
+    /// let mut guard = match a.lock() {
+    ///     Ok(guard) => guard,
+    ///     Err(LockError::OwnerDied(mut guard)) => {
+    ///         guard.fill(0); // the dead holder may have left them half-written
+    ///         guard
+    ///     }
+    ///     Err(other) => return Err(other.into()),
+    /// };
+    /// guard[0] = 7;
+    /// drop(guard); // written back and released: every process can take the lock again
+    /// assert_eq!(a.to_vec()?, [7, 0, 0]);
+    /// # Ok::<(), multiproc_core::Error>(())
+    /// ```
+    pub fn lock(&self) -> LockResult<ArrayGuard<'_, T>> {
+        match self.lock.acquire() {
+            Ok(()) => self.guard().map_err(LockError::Other),
+            Err(Error::OwnerDied) => match self.guard() {
+                Ok(guard) => Err(LockError::OwnerDied(guard)),
+                Err(e) => Err(LockError::Other(e)),
+            },
+            Err(e) => Err(LockError::Other(e)),
+        }
     }
 
     /// [`lock`](Self::lock) with a timeout: `Ok(None)` if the lock was not free in time.
-    pub fn lock_timeout(&self, timeout: std::time::Duration) -> Result<Option<ArrayGuard<'_, T>>> {
-        if !self.lock.acquire_timeout(timeout)? {
-            return Ok(None);
+    /// An owner that died is reported as by `lock`, with the guard.
+    #[allow(clippy::type_complexity)] // LockResult<Option<G>> would put the guard in an Option
+    pub fn lock_timeout(
+        &self,
+        timeout: std::time::Duration,
+    ) -> std::result::Result<Option<ArrayGuard<'_, T>>, LockError<ArrayGuard<'_, T>>> {
+        match self.lock.acquire_timeout(timeout) {
+            Ok(false) => Ok(None),
+            Ok(true) => self.guard().map(Some).map_err(LockError::Other),
+            Err(Error::OwnerDied) => match self.guard() {
+                Ok(guard) => Err(LockError::OwnerDied(guard)),
+                Err(e) => Err(LockError::Other(e)),
+            },
+            Err(e) => Err(LockError::Other(e)),
         }
-        self.guard().map(Some)
     }
 
     /// Pins the hold just acquired (one guard per thread), releasing it on failure.
@@ -769,8 +822,16 @@ impl<T: Pod> Array<T> {
     }
 
     /// Runs `f` holding the lock (pinned, like a guard, but without copying the elements).
+    ///
+    /// A holder that died: `f` does not run, the hold taken over is released again (so the
+    /// lock is free for everyone), and the result is [`Error::OwnerDied`].
     fn under_lock<R>(&self, f: impl FnOnce(&RawArray<T>) -> R) -> Result<R> {
-        self.lock.acquire()?;
+        if let Err(e) = self.lock.acquire() {
+            if matches!(e, Error::OwnerDied) {
+                let _ = self.lock.release();
+            }
+            return Err(e);
+        }
         self.pin()?;
         let r = f(&self.data);
         self.lock.unpin_release();
@@ -779,6 +840,11 @@ impl<T: Pod> Array<T> {
 
     /// Element `index`, under the lock. Out of bounds names `index`; a guard of this array
     /// held by the calling thread is an error naming `self` (read through the guard).
+    ///
+    /// [`Error::OwnerDied`]: a process died holding the lock; nothing was read, and the lock
+    /// is free again (a retry reads; [`lock`](Self::lock) hands over a guard to inspect or
+    /// repair the elements first). The same holds for [`set`](Self::set) (nothing written)
+    /// and [`to_vec`](Self::to_vec).
     pub fn get(&self, index: usize) -> Result<T> {
         self.under_lock(|data| data.load(index))?
     }
@@ -941,29 +1007,60 @@ impl<T: Pod> Value<T> {
         &self.lock
     }
 
-    /// The value, read under the lock. [`Error::OwnerDied`]: see [`lock`](Self::lock).
+    /// The value, read under the lock.
+    ///
+    /// [`Error::OwnerDied`]: a process died holding the lock; nothing was read and the lock
+    /// is free again (a retry reads; [`lock`](Self::lock) hands over a guard to inspect the
+    /// value first).
     pub fn get(&self) -> Result<T> {
         Ok(*self.lock()?)
     }
 
-    /// Sets the value under the lock.
+    /// Sets the value under the lock. [`Error::OwnerDied`]: as for [`get`](Self::get), and
+    /// nothing was written.
     pub fn set(&self, value: T) -> Result<()> {
         *self.lock()? = value;
         Ok(())
     }
 
     /// Takes the lock and returns a guard holding a copy of the value; the copy is written
-    /// back (atomically) and the lock released when the guard drops.
+    /// back (atomically, if it was borrowed mutably) and the lock released when the guard
+    /// drops.
     ///
-    /// [`Error::OwnerDied`]: a process died holding the lock; the caller holds it (release it
-    /// with `get_lock().release()`, or take a guard with `lock` again and release once more).
-    pub fn lock(&self) -> Result<ValueGuard<'_, T>> {
-        self.lock.acquire()?;
-        Ok(ValueGuard {
+    /// [`LockError::OwnerDied`]`(guard)`: a process died holding the lock; the caller holds it
+    /// now, through the guard it gets with the error, and the lock is released when that
+    /// guard drops — whether the caller recovers ([`LockError::recover`]) or propagates the
+    /// error with `?` (which gives [`Error::OwnerDied`]).
+    ///
+    /// ```
+    /// use multiproc_core::LockError;
+    /// use multiproc_shared_array::Value;
+    ///
+    /// let v = Value::new(1_u64)?;
+    /// // Whoever held the lock before may have died: accept the value as it is.
+    /// let mut g = v.lock().or_else(LockError::recover)?;
+    /// *g += 1;
+    /// drop(g);
+    /// assert_eq!(v.get()?, 2);
+    /// # Ok::<(), multiproc_core::Error>(())
+    /// ```
+    pub fn lock(&self) -> LockResult<ValueGuard<'_, T>> {
+        let died = match self.lock.acquire() {
+            Ok(()) => false,
+            Err(Error::OwnerDied) => true,
+            Err(e) => return Err(LockError::Other(e)),
+        };
+        let guard = ValueGuard {
             local: self.cell.load(0).expect("index 0 exists"),
             value: self,
+            dirty: false,
             _not_send: PhantomData,
-        })
+        };
+        if died {
+            Err(LockError::OwnerDied(guard))
+        } else {
+            Ok(guard)
+        }
     }
 }
 
@@ -972,6 +1069,7 @@ impl<T: Pod> Value<T> {
 pub struct ValueGuard<'a, T: Pod> {
     value: &'a Value<T>,
     local: T,
+    dirty: bool,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -990,13 +1088,16 @@ impl<T: Pod> Deref for ValueGuard<'_, T> {
 
 impl<T: Pod> DerefMut for ValueGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
+        self.dirty = true;
         &mut self.local
     }
 }
 
 impl<T: Pod> Drop for ValueGuard<'_, T> {
     fn drop(&mut self) {
-        let _ = self.value.cell.store(0, self.local);
+        if self.dirty {
+            let _ = self.value.cell.store(0, self.local);
+        }
         let _ = self.value.lock.release();
     }
 }
@@ -1243,7 +1344,7 @@ mod tests {
         g[0] = 1;
         assert!(matches!(
             a.lock(),
-            Err(Error::InvalidArgument { name: "self", .. })
+            Err(LockError::Other(Error::InvalidArgument { name: "self", .. }))
         ));
         assert!(matches!(a.get(0), Err(Error::InvalidArgument { .. })));
         // The lock is re-entrant for plain holds, but cannot be released under the guard.
