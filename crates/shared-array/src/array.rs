@@ -28,6 +28,13 @@
 //! The [`SharedBuffer`] byte API of [`ShmBuffer`] is atomic too. The process-shared locks are
 //! atomics in shared memory.
 //!
+//! Atomics are sound under races only when the racing accesses have the same size, so each
+//! region of shared memory is accessed in one [`AccessWidth`], recorded in the memory itself
+//! and fixed by its first typed view: a `RawArray<T>` uses its element's atomic unit (its
+//! alignment, at most 8 bytes), and viewing the same memory in another width — a
+//! `RawArray<u8>` of a `RawArray<u64>`'s buffer, the byte API on a `Value<u64>`'s cell or a
+//! lock's buffer — is refused with [`Error::InvalidArgument`].
+//!
 //! Deserialized handles (a spawned worker's arguments, see [`multiproc_core::handoff`]) are
 //! the same types under the same rules: a deserialized `RawArray` is, by construction, a second
 //! process's handle, and it offers exactly the atomic access above.
@@ -37,7 +44,7 @@ use std::ops::{Deref, DerefMut, Range};
 use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 
 use bytemuck::Pod;
-use multiproc_core::{Error, Lock, LockError, LockResult, Result, SharedBuffer};
+use multiproc_core::{AccessWidth, Error, Lock, LockError, LockResult, Result, SharedBuffer};
 
 use crate::frozen::{FreezeError, FrozenArray};
 use crate::sync::ProcessRLock;
@@ -166,6 +173,22 @@ fn unit_of<T>() -> usize {
     std::mem::align_of::<T>().min(8)
 }
 
+/// The [`AccessWidth`] of a `RawArray<T>`'s memory: that of its atomic unit.
+pub(crate) fn width_of<T>() -> AccessWidth {
+    AccessWidth::of_size(unit_of::<T>()).expect("alignments are powers of two")
+}
+
+/// Renames a width refusal (an error naming `buf`) to the caller's argument.
+fn rename_buf(e: Error, name: &'static str) -> Error {
+    match e {
+        Error::InvalidArgument {
+            name: "buf",
+            reason,
+        } => Error::InvalidArgument { name, reason },
+        e => e,
+    }
+}
+
 // ----------------------------------------------------------------------------------------------
 // RawArray
 // ----------------------------------------------------------------------------------------------
@@ -251,8 +274,10 @@ impl<T: Pod> RawArray<T> {
     /// cannot be mapped (naming `len`); `T` is zero-sized (naming `T`).
     pub fn zeros(len: usize) -> Result<Self> {
         let bytes = bytes_for::<T>(len, "len")?;
+        let buf = ShmBuffer::new(bytes)?;
+        buf.claim_width(width_of::<T>(), "buf")?;
         Ok(RawArray {
-            buf: ShmBuffer::new(bytes)?,
+            buf,
             len,
             _t: PhantomData,
         })
@@ -262,6 +287,7 @@ impl<T: Pod> RawArray<T> {
     pub fn from_slice(values: &[T]) -> Result<Self> {
         let bytes = bytes_for::<T>(values.len(), "values")?;
         let buf = ShmBuffer::new(bytes)?;
+        buf.claim_width(width_of::<T>(), "buf")?;
         // SAFETY: the mapping was created just now, in this call: no handle, reference or
         // other process can name it yet (a process forked meanwhile inherits the mapping but
         // has no way to reach it). It is valid for `values.len()` elements and page-aligned;
@@ -290,10 +316,14 @@ impl<T: Pod> RawArray<T> {
     }
 
     /// Views a buffer as `len` elements, typically one from [`recv_buffer`](crate::recv_buffer).
-    /// Safe: a `RawArray` only ever copies elements atomically, whoever else maps the memory.
+    /// Safe: a `RawArray` only ever copies elements atomically, whoever else maps the memory,
+    /// and always in the same size — its element's atomic unit (its alignment, at most 8
+    /// bytes), which this call fixes as the memory's [`AccessWidth`] if it is not fixed yet.
     ///
     /// Errors: `len` is 0 or its elements do not fit in the buffer (naming `len`); `T` is
-    /// zero-sized (naming `T`).
+    /// zero-sized (naming `T`); the memory is already accessed in another width — for example
+    /// it holds a `RawArray<u64>` and `T` is `u8` (mixed-size atomics on the same bytes are
+    /// undefined behaviour), or it holds a process-shared primitive — naming `buf`.
     pub fn from_buffer(buf: ShmBuffer, len: usize) -> Result<Self> {
         let bytes = bytes_for::<T>(len, "len")?;
         if bytes > buf.len() {
@@ -305,6 +335,7 @@ impl<T: Pod> RawArray<T> {
                 ),
             ));
         }
+        buf.claim_width(width_of::<T>(), "buf")?;
         Ok(RawArray {
             buf,
             len,
@@ -323,7 +354,8 @@ impl<T: Pod> RawArray<T> {
     }
 
     /// The shared memory (to [`send_buffer`](crate::send_buffer) it, or for atomic byte
-    /// access).
+    /// access when `T` is made of bytes: its [`AccessWidth`] is the array's, so the byte API
+    /// refuses the memory of wider elements).
     pub fn buffer(&self) -> &ShmBuffer {
         &self.buf
     }
@@ -599,9 +631,12 @@ pub(crate) fn view_mut_of<T, D: ndarray::Dimension>(
     ndarray::ArrayViewMut::from_shape(dim, data).map_err(|e| Error::invalid("shape", e.to_string()))
 }
 
-/// Internal constructor for the sibling types.
+/// Internal constructor for the sibling types: `buf` is a `LocalArray`'s memory, which no one
+/// else has accessed (so its width is not fixed yet, and this fixes it).
 pub(crate) fn raw_from_parts<T: Pod>(buf: ShmBuffer, len: usize) -> RawArray<T> {
     debug_assert!(len * std::mem::size_of::<T>() <= buf.len());
+    buf.claim_width(width_of::<T>(), "buf")
+        .expect("a LocalArray's memory was never accessed through another width");
     RawArray {
         buf,
         len,
@@ -693,11 +728,12 @@ impl<T: Pod> Array<T> {
     /// ([`recv_buffer`](crate::recv_buffer)): `data` holds `len` elements, `lock` the
     /// [`ProcessRLock`] (see [`into_parts`](Self::into_parts) and the `buffer()` methods).
     ///
-    /// Errors: `len` does not fit `data` (naming `len`); `lock` does not hold an RLock (naming
-    /// `buffer`).
+    /// Errors: `len` does not fit `data` (naming `len`); `data` is accessed in another width
+    /// than `T`'s (naming `data`, see [`RawArray::from_buffer`]); `lock` does not hold an
+    /// RLock (naming `buffer`).
     pub fn from_buffer(data: ShmBuffer, len: usize, lock: ShmBuffer) -> Result<Self> {
         Ok(Array {
-            data: RawArray::from_buffer(data, len)?,
+            data: RawArray::from_buffer(data, len).map_err(|e| rename_buf(e, "data"))?,
             lock: ProcessRLock::from_buffer(lock)?,
         })
     }
@@ -988,11 +1024,12 @@ impl<T: Pod> Value<T> {
     /// ([`recv_buffer`](crate::recv_buffer)): `cell` holds the value, `lock` the
     /// [`ProcessRLock`] (see [`into_parts`](Self::into_parts)).
     ///
-    /// Errors: `cell` is too small for a `T` (naming `len`); `lock` does not hold an RLock
+    /// Errors: `cell` is too small for a `T` (naming `len`) or accessed in another width than
+    /// `T`'s (naming `cell`, see [`RawArray::from_buffer`]); `lock` does not hold an RLock
     /// (naming `buffer`).
     pub fn from_buffer(cell: ShmBuffer, lock: ShmBuffer) -> Result<Self> {
         Ok(Value {
-            cell: RawArray::from_buffer(cell, 1)?,
+            cell: RawArray::from_buffer(cell, 1).map_err(|e| rename_buf(e, "cell"))?,
             lock: ProcessRLock::from_buffer(lock)?,
         })
     }
@@ -1111,7 +1148,10 @@ macro_rules! atomic_values {
                 // SAFETY: the cell is page-aligned, holds one initialised integer with the
                 // same size and bit validity as the atomic, lives as long as `self`, and is
                 // otherwise only accessed atomically (ValueGuard copies in and out with atomic
-                // word operations), so atomic access from any process is sound.
+                // word operations), so atomic access from any process is sound. Every access
+                // has this atomic's size: the cell's RawArray fixed the memory's AccessWidth
+                // to the integer's unit (its alignment, which equals its size for these
+                // integers), and views of any other width are refused, in every process.
                 unsafe { &*self.cell.as_ptr().cast::<$atomic>() }
             }
         }
@@ -1193,7 +1233,7 @@ impl<'de, T: Pod> serde::Deserialize<'de> for RawArray<T> {
         let (buf, len, elem) = <(ShmBuffer, u64, ElemType)>::deserialize(d)?;
         elem.check::<T>()
             .and_then(|()| RawArray::from_buffer(buf, wire_len(len)?))
-            .map_err(D::Error::custom)
+            .map_err(|e| D::Error::custom(rename_buf(e, "T")))
     }
 }
 
@@ -1282,10 +1322,17 @@ mod tests {
         let b = RawArray::<u32>::from_buffer(a.into_buffer(), 3).unwrap();
         assert_eq!(b.to_vec(), [1, 2, 3]);
         let buf = b.into_buffer();
-        let bytes = RawArray::<u8>::from_buffer(buf, 12).unwrap();
-        assert_eq!(bytes.load(4).unwrap(), 2);
+        // Same width (4-byte units): fine.
+        let floats = RawArray::<f32>::from_buffer(buf, 3).unwrap();
+        assert_eq!(floats.load(1).unwrap().to_bits(), 2);
+        // Another width: refused, naming the buffer.
+        let again = floats.buffer().try_clone().unwrap();
         assert!(matches!(
-            RawArray::<u64>::from_buffer(bytes.into_buffer(), 2),
+            RawArray::<u8>::from_buffer(again, 12),
+            Err(Error::InvalidArgument { name: "buf", .. })
+        ));
+        assert!(matches!(
+            RawArray::<u64>::from_buffer(floats.into_buffer(), 2),
             Err(Error::InvalidArgument { name: "len", .. })
         ));
     }
@@ -1344,7 +1391,10 @@ mod tests {
         g[0] = 1;
         assert!(matches!(
             a.lock(),
-            Err(LockError::Other(Error::InvalidArgument { name: "self", .. }))
+            Err(LockError::Other(Error::InvalidArgument {
+                name: "self",
+                ..
+            }))
         ));
         assert!(matches!(a.get(0), Err(Error::InvalidArgument { .. })));
         // The lock is re-entrant for plain holds, but cannot be released under the guard.
