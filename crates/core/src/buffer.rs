@@ -23,8 +23,12 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use crate::error::{Error, Result};
 
-/// The one size in which a shared region's bytes are accessed atomically (see the
-/// [module docs](self#one-access-width-per-region)).
+/// The one size in which a shared region's bytes are accessed atomically.
+///
+/// Atomics make races sound only between accesses of the *same size*: a 1-byte atomic store
+/// racing a 64-bit atomic on the same bytes is undefined behaviour by Rust's rules (Miri reports
+/// it). So a [`SharedBuffer`] is accessed in one width for its whole life: the first typed view
+/// fixes it ([`SharedBuffer::claim_width`]) and views of another width are refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum AccessWidth {

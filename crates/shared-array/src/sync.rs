@@ -8,8 +8,7 @@
 //! [`multiproc_core::handoff`]: a pool's argument, a `Pipe` message), or with
 //! [`send_buffer`](crate::send_buffer) / [`recv_buffer`](crate::recv_buffer) and the
 //! primitive's `from_buffer`. Their state is atomics only, of 32 and 64 bits at fixed offsets;
-//! the buffer's [`AccessWidth`](multiproc_core::AccessWidth) is
-//! [`Structured`](multiproc_core::AccessWidth::Structured) from creation on, so the generic byte
+//! the buffer's [`AccessWidth`] is [`Structured`](AccessWidth::Structured) from creation on, so the generic byte
 //! and word accessors of [`SharedBuffer`] refuse it (a byte write racing the lock word's 64-bit
 //! CAS would be undefined behaviour), and no typed array can be made of it. `from_buffer`
 //! accepts only such a buffer, and checks a magic number and kind to catch mix-ups.

@@ -124,3 +124,35 @@ fn the_width_is_shared_with_other_processes() {
     assert!(received.write_at(0, &[1]).is_err());
     assert!(RawArray::<u8>::from_buffer(received, 64).is_err());
 }
+
+/// The record is the last word of the memfd, not a place computed from the length a sender
+/// announces: a forged, shorter length still finds the same record (and never puts it inside
+/// the 64-bit array's data).
+#[test]
+fn a_forged_length_does_not_move_the_width_record() {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    use std::io::IoSlice;
+    use std::os::fd::AsRawFd;
+    let words = RawArray::<u64>::from_slice(&[u64::MAX; 8]).unwrap();
+    let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+    let mut msg = [0u8; 16];
+    msg[..8].copy_from_slice(b"mpshmbuf");
+    msg[8..].copy_from_slice(&12u64.to_le_bytes()); // the array has 64 bytes
+    let fds = [words.buffer().fd().as_raw_fd()];
+    sendmsg::<()>(
+        a.as_raw_fd(),
+        &[IoSlice::new(&msg)],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .unwrap();
+    let short = recv_buffer(&b).unwrap();
+    assert_eq!(short.len(), 12);
+    assert!(short.write_at(0, &[0]).is_err());
+    assert!(matches!(
+        RawArray::<u32>::from_buffer(short, 3),
+        Err(Error::InvalidArgument { name: "buf", .. })
+    ));
+    assert_eq!(words.to_vec(), [u64::MAX; 8]);
+}
