@@ -1,5 +1,5 @@
-//! A program that creates spawn pools or processes without calling `init()` first (issue 11,
-//! item 1). Without the bootstrapping check, every worker re-ran `main` and started its own
+//! A program that creates spawn pools or processes without calling `init()` first.
+//! Without the bootstrapping check, every worker re-ran `main` and started its own
 //! pool: a runaway, and when the pool was created on only some code path, the parent's error
 //! did not mention `init()`.
 //!

@@ -1,4 +1,4 @@
-//! The spawn handshake trusts nothing but its parent (issue 11, item 10): a stray
+//! The spawn handshake trusts nothing but its parent: a stray
 //! `MULTIPROC_SPAWN`, with or without junk on stdin, makes nobody a worker — `init()` returns
 //! and `main` runs; and the workers of a program that is not a test binary get no libtest
 //! arguments.
