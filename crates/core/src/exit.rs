@@ -131,6 +131,7 @@ mod tests {
 
     /// The only test of this binary that registers hooks: it reads the whole table.
     #[test]
+    #[cfg_attr(miri, ignore = "Miri does not emulate atexit")]
     fn hooks_run_stage_by_stage_whatever_order_they_were_registered_in() {
         at_exit(ExitStage::Children, children);
         at_exit(ExitStage::Children, panics);
