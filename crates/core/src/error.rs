@@ -1,6 +1,7 @@
 //! The one error type of multiproc.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The result type used throughout multiproc.
@@ -93,12 +94,60 @@ pub enum Error {
          multiproc_spawn::test_worker!() in a test binary"
     )]
     InitNotCalled(String),
-    /// A blocking call with a timeout gave up.
+    /// A blocking call with a timeout gave up: joining a thread or process, waiting on a
+    /// result, a lock, an event, a pipe. (A queue that stays empty or full is
+    /// [`Empty`](Error::Empty) or [`Full`](Error::Full) instead, as in Python.)
     #[error("timed out after {0:?}")]
     Timeout(Duration),
     /// The pool was closed or terminated, so it takes no more work or dropped this work.
     #[error("pool closed: {0}")]
     PoolClosed(&'static str),
+    /// `join` was called on a pool that is still running (Python: `ValueError: Pool is still
+    /// running`). Nothing was waited for; the pool is unchanged.
+    #[error(
+        "join() on a running pool: call close() (or terminate()) first, then join() waits for \
+         the submitted work"
+    )]
+    JoinBeforeClose,
+    /// A process pool lost its last worker and could not start a replacement, so the work
+    /// still queued cannot run; `cause` is why the last attempt to start one failed. The
+    /// pool takes no more work; drop it (or `terminate` it) and create a new one once the
+    /// cause (out of processes, memory or descriptors, say) is dealt with.
+    #[error("no worker could be started, so the queued work was dropped: {cause}")]
+    NoWorkers {
+        /// Why the last attempt to start a worker failed (shared by every task it failed).
+        cause: Arc<Error>,
+    },
+    /// The queue was closed (`multiproc_ipc::Queue::close`): a put on it, or a get once its
+    /// last item was taken (Python: `ValueError: Queue is closed`). The end a consumer loop
+    /// stops on.
+    #[error(
+        "the queue is closed: it takes no more items and its last item was taken (stop \
+         putting or getting)"
+    )]
+    QueueClosed,
+    /// The other end of a pipe is closed: every copy of it was closed or dropped, or its
+    /// process ended (Python: `EOFError` from `recv` once nothing is left, `BrokenPipeError`
+    /// from `send`). Nothing more will arrive or can be sent on this connection.
+    #[error(
+        "the other end of the pipe is closed (dropped, or its process ended): nothing more \
+         will arrive or can be sent on this connection"
+    )]
+    PipeClosed,
+    /// A get that may not wait (`get_nowait`), or may wait only so long (`get_timeout`), found
+    /// no item (Python: `queue.Empty`).
+    #[error(
+        "the queue is empty: no item arrived in time (get() waits for one; get_timeout() \
+         takes a longer timeout)"
+    )]
+    Empty,
+    /// A put that may not wait (`put_nowait`), or may wait only so long (`put_timeout`), found
+    /// no room (Python: `queue.Full`).
+    #[error(
+        "the queue is full: no room appeared in time (put() waits for it; or give the queue a \
+         larger maxsize or ring)"
+    )]
+    Full,
     /// An argument was out of range or inconsistent.
     #[error("invalid argument `{name}`: {reason}")]
     InvalidArgument {
