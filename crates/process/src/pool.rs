@@ -399,13 +399,10 @@ impl<L: Launcher> ProcessPool<L> {
     }
 
     /// Waits for all submitted work, then stops and reaps the workers. Needs `close` (or
-    /// `terminate`) first.
+    /// `terminate`) first: otherwise [`Error::JoinBeforeClose`].
     pub fn join(&self) -> Result<()> {
         if !lock(&self.shared.queue).closed {
-            return Err(Error::invalid(
-                "self",
-                "join() needs close() or terminate() first (the pool is still running)",
-            ));
+            return Err(Error::JoinBeforeClose);
         }
         {
             let n = lock(&self.shared.idle.outstanding);
@@ -601,11 +598,11 @@ fn launch_replacement<L: Launcher>(shared: &Shared<L>) -> Option<Worker> {
     }
     if lock(&shared.pids).iter().all(Option::is_none) {
         let jobs = std::mem::take(&mut lock(&shared.queue).jobs);
-        let reason = last_error.map_or_else(String::new, |e| e.to_string());
+        let cause = std::sync::Arc::new(last_error.unwrap_or(Error::PoolClosed("stopping")));
         for job in jobs {
-            (job.on_done)(Err(Error::Io(std::io::Error::other(format!(
-                "no worker could be started: {reason}"
-            )))));
+            (job.on_done)(Err(Error::NoWorkers {
+                cause: cause.clone(),
+            }));
         }
     }
     None
