@@ -109,11 +109,15 @@ pub enum Error {
          the submitted work"
     )]
     JoinBeforeClose,
-    /// A process pool lost its last worker and could not start a replacement, so the work
-    /// still queued cannot run; `cause` is why the last attempt to start one failed. The
-    /// pool takes no more work; drop it (or `terminate` it) and create a new one once the
-    /// cause (out of processes, memory or descriptors, say) is dealt with.
-    #[error("no worker could be started, so the queued work was dropped: {cause}")]
+    /// A pool has no worker and could not start one, so it cannot run work: a process pool
+    /// lost its last worker and failed to start a replacement (the work it had queued fails
+    /// with this), or a thread pool could not start its threads (from `new`). `cause` is why
+    /// the last attempt failed (out of processes, memory or descriptors, say). Terminate
+    /// the pool and create a new one once the cause is dealt with.
+    #[error(
+        "no worker could be started ({cause}): the pool cannot run work; create a new pool \
+         once that is dealt with"
+    )]
     NoWorkers {
         /// Why the last attempt to start a worker failed (shared by every task it failed).
         cause: Arc<Error>,
@@ -226,6 +230,21 @@ mod tests {
             e.to_string(),
             "invalid argument `chunksize`: must be at least 1"
         );
+    }
+
+    #[test]
+    fn named_conditions_say_what_happened_and_what_to_do() {
+        let cause = Arc::new(Error::Io(std::io::Error::other("fork: EAGAIN")));
+        let e = Error::NoWorkers { cause };
+        assert!(e.to_string().contains("fork: EAGAIN"), "{e}");
+        assert!(e.to_string().contains("create a new pool"), "{e}");
+        assert!(Error::JoinBeforeClose.to_string().contains("close()"));
+        assert!(Error::QueueClosed.to_string().contains("closed"));
+        assert!(Error::PipeClosed.to_string().contains("other end"));
+        assert!(Error::Empty.to_string().contains("get()"));
+        assert!(Error::Full.to_string().contains("put()"));
+        fn send_sync<T: Send + Sync + 'static>() {}
+        send_sync::<Error>();
     }
 
     #[test]
