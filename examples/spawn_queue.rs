@@ -13,8 +13,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use multiproc::ipc::{is_closed, JoinableQueue, Queue};
+use multiproc::ipc::{JoinableQueue, Queue};
 use multiproc::spawn::Process;
+use multiproc::Error;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -39,7 +40,7 @@ fn consumer((work, results): (JoinableQueue<String>, Queue<(String, usize, u32)>
                     .expect("put result");
                 work.task_done().expect("task_done");
             }
-            Err(e) if is_closed(&e) => break, // no more work
+            Err(Error::QueueClosed) => break, // no more work
             Err(e) => panic!("consumer: {e}"),
         }
     }

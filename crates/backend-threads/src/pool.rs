@@ -113,14 +113,17 @@ impl std::fmt::Debug for ThreadPool {
 
 impl ThreadPool {
     /// A pool of `workers` threads (Python's `Pool(processes=workers)`).
-    /// Zero is [`Error::InvalidArgument`] on `processes`.
+    /// Zero is [`Error::InvalidArgument`] on `processes`; threads that cannot be started
+    /// are [`Error::NoWorkers`].
     pub fn new(workers: usize) -> Result<Self> {
         let workers = check_workers(workers)?.get();
         let rayon = rayon::ThreadPoolBuilder::new()
             .num_threads(workers)
             .thread_name(|i| format!("multiproc-worker-{i}"))
             .build()
-            .map_err(|e| Error::Io(std::io::Error::other(e)))?;
+            .map_err(|e| Error::NoWorkers {
+                cause: std::sync::Arc::new(Error::Io(std::io::Error::other(e))),
+            })?;
         Ok(ThreadPool {
             owner: std::process::id(),
             rayon: ManuallyDrop::new(rayon),
@@ -302,10 +305,7 @@ impl Executor for ThreadPool {
         self.check_home()?;
         let s = self.shared.state();
         if !s.closed {
-            return Err(Error::invalid(
-                "self",
-                "join() needs close() or terminate() first (the pool is still running)",
-            ));
+            return Err(Error::JoinBeforeClose);
         }
         drop(
             self.shared

@@ -1,6 +1,7 @@
 //! The one error type of multiproc.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The result type used throughout multiproc.
@@ -93,17 +94,65 @@ pub enum Error {
          multiproc_spawn::test_worker!() in a test binary"
     )]
     InitNotCalled(String),
-    /// A blocking call with a timeout gave up.
+    /// A blocking call with a timeout gave up: joining a thread or process, waiting on a
+    /// result, a lock, an event, a pipe. (A queue that stays empty or full is
+    /// [`Empty`](Error::Empty) or [`Full`](Error::Full) instead, as in Python.)
     #[error("timed out after {0:?}")]
     Timeout(Duration),
     /// The pool was closed or terminated, so it takes no more work or dropped this work.
     #[error("pool closed: {0}")]
     PoolClosed(&'static str),
-    /// The pool lost every worker and could not start a replacement (Python's
-    /// `BrokenProcessPool`): it closed itself, and every pending and later call fails with
-    /// this error, which names the cause (e.g. `fork` failing with `EAGAIN`).
-    #[error("pool broken: it lost every worker and could not start a new one: {0}")]
-    PoolBroken(String),
+    /// `join` was called on a pool that is still running (Python: `ValueError: Pool is still
+    /// running`). Nothing was waited for; the pool is unchanged.
+    #[error(
+        "join() on a running pool: call close() (or terminate()) first, then join() waits for \
+         the submitted work"
+    )]
+    JoinBeforeClose,
+    /// A pool has no worker and could not start one, so it cannot run work (Python's
+    /// `BrokenProcessPool`): a process pool lost every worker and could not start a
+    /// replacement — it closed itself, and every pending and later call fails with this — or
+    /// a thread pool could not start its threads (from `new`). `cause` is why the last attempt
+    /// failed (`fork` out of processes with `EAGAIN`, out of memory or descriptors, say).
+    /// Create a new pool once the cause is dealt with.
+    #[error(
+        "no worker could be started ({cause}): the pool cannot run work; create a new pool \
+         once that is dealt with"
+    )]
+    NoWorkers {
+        /// Why the last attempt to start a worker failed (shared by every task it failed).
+        cause: Arc<Error>,
+    },
+    /// The queue was closed (`multiproc_ipc::Queue::close`): a put on it, or a get once its
+    /// last item was taken (Python: `ValueError: Queue is closed`). The end a consumer loop
+    /// stops on.
+    #[error(
+        "the queue is closed: it takes no more items and its last item was taken (stop \
+         putting or getting)"
+    )]
+    QueueClosed,
+    /// The other end of a pipe is closed: every copy of it was closed or dropped, or its
+    /// process ended (Python: `EOFError` from `recv` once nothing is left, `BrokenPipeError`
+    /// from `send`). Nothing more will arrive or can be sent on this connection.
+    #[error(
+        "the other end of the pipe is closed (dropped, or its process ended): nothing more \
+         will arrive or can be sent on this connection"
+    )]
+    PipeClosed,
+    /// A get that may not wait (`get_nowait`), or may wait only so long (`get_timeout`), found
+    /// no item (Python: `queue.Empty`).
+    #[error(
+        "the queue is empty: no item arrived in time (get() waits for one; get_timeout() \
+         takes a longer timeout)"
+    )]
+    Empty,
+    /// A put that may not wait (`put_nowait`), or may wait only so long (`put_timeout`), found
+    /// no room (Python: `queue.Full`).
+    #[error(
+        "the queue is full: no room appeared in time (put() waits for it; or give the queue a \
+         larger maxsize or ring)"
+    )]
+    Full,
     /// A pool or process handle was used in a process other than the one that created it —
     /// a forked child's copy, reached through a `static` or moved into a forked `Process`.
     /// That copy has none of its creator's threads or children, so it refuses every call and
@@ -202,6 +251,21 @@ mod tests {
             e.to_string(),
             "invalid argument `chunksize`: must be at least 1"
         );
+    }
+
+    #[test]
+    fn named_conditions_say_what_happened_and_what_to_do() {
+        let cause = Arc::new(Error::Io(std::io::Error::other("fork: EAGAIN")));
+        let e = Error::NoWorkers { cause };
+        assert!(e.to_string().contains("fork: EAGAIN"), "{e}");
+        assert!(e.to_string().contains("create a new pool"), "{e}");
+        assert!(Error::JoinBeforeClose.to_string().contains("close()"));
+        assert!(Error::QueueClosed.to_string().contains("closed"));
+        assert!(Error::PipeClosed.to_string().contains("other end"));
+        assert!(Error::Empty.to_string().contains("get()"));
+        assert!(Error::Full.to_string().contains("put()"));
+        fn send_sync<T: Send + Sync + 'static>() {}
+        send_sync::<Error>();
     }
 
     #[test]

@@ -147,7 +147,8 @@ pub trait Executor: Send + Sync {
     fn close(&self);
 
     /// Waits until all submitted work has finished. The pool must have been closed or
-    /// terminated first, as in Python; otherwise this is [`Error::InvalidArgument`].
+    /// terminated first, as in Python; otherwise this is [`Error::JoinBeforeClose`] and waits
+    /// for nothing.
     fn join(&self) -> Result<()>;
 
     /// Stops accepting work and abandons work not yet started, whose results fail with

@@ -1,93 +1,109 @@
-//! Timing of `Queue` and `Pipe` between processes (a plain timing binary, not criterion):
+//! `Queue` and `Pipe` between processes, with criterion:
 //!
 //! ```text
 //! cargo bench -p multiproc-ipc --bench queue
+//! cargo bench -p multiproc-ipc --bench queue -- --quick      # a few seconds
 //! ```
 //!
-//! - Queue put+get of a small value (a `u64`) between two processes, both ways of counting:
-//!   *streaming* (a producer puts N items, a forked consumer gets them; time per item), and
-//!   *ping-pong* (each side waits for the other's item before putting its own; one put+get is
-//!   half a round trip);
-//! - the wake-up path: put -> get latency when the getter has waited long enough to sleep
-//!   on the futex (median of 300);
-//! - the same, uncontended, in one thread (the floor: encoding, locks, ring);
-//! - Pipe (`Connection::send`/`recv`) round trip between two processes;
-//! - JoinableQueue put+get+task_done in one thread.
+//! - `queue between 2 processes/streaming`: a producer puts `u64`s, a forked consumer gets
+//!   them; time per item;
+//! - `queue between 2 processes/ping-pong`: each side waits for the other's item before
+//!   putting its own; time per round trip (two put+get pairs);
+//! - `queue wake-up/put to get, getter asleep`: from a put to the get that returns it, when
+//!   the getter has waited long enough to sleep on the futex (past its spin window);
+//! - `queue in one thread/*`: put+get (and put+get+task_done on a `JoinableQueue`) with no
+//!   other process: the floor (encoding, locks, ring);
+//! - `pipe between 2 processes/round trip`: `Connection::send`/`recv` of a `u64` there and
+//!   back (two messages).
 //!
-//! Every figure is the best of 5 runs. The target: a put+get of a small value between
-//! two processes in at most 5 µs.
+//! Each cross-process bench forks one partner for all of its samples; a sample tells the
+//! partner how many iterations it is, and is timed by `iter_custom` from a handshake on.
+//! The target: a put+get of a small value between two processes in at most 5 µs (half a
+//! ping-pong round trip, and a streaming item).
 
+use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use multiproc_ipc::{pipe, JoinableQueue, Queue};
+use criterion::{Criterion, SamplingMode, Throughput};
+use multiproc_fork::{Process, ProcessHandle};
+use multiproc_ipc::{pipe, Connection, JoinableQueue, Queue};
 
-const RUNS: usize = 5;
 const LONG: Duration = Duration::from_secs(60);
+/// The count that tells a partner to exit.
+const STOP: u64 = u64::MAX;
 
-fn best(mut run: impl FnMut() -> f64) -> f64 {
-    (0..RUNS).map(|_| run()).fold(f64::INFINITY, f64::min)
+fn fork<'a>(f: impl FnOnce() + Send + 'a) -> ProcessHandle {
+    Process::from_closure(f).start().expect("fork")
 }
 
-fn fork(f: impl FnOnce() + Send) -> multiproc_fork::ProcessHandle {
-    multiproc_fork::Process::from_closure(f)
-        .start()
-        .expect("fork")
-}
-
-fn finish(p: multiproc_fork::ProcessHandle) {
+fn finish(p: ProcessHandle) {
     p.join_timeout(LONG).expect("join");
-    p.check().expect("the child failed");
+    p.check().expect("the partner process failed");
 }
 
-/// ns per item: the parent puts `n` items, a forked child gets them.
-fn streaming(n: u64) -> f64 {
-    let q = Queue::<u64>::new(0).unwrap();
-    let ready = Queue::<u8>::new(0).unwrap();
-    let child = {
-        let (q, ready) = (q.clone(), ready.clone());
-        fork(move || {
-            ready.put(&1).unwrap();
+fn get<T: serde::de::DeserializeOwned>(q: &Queue<T>) -> T {
+    q.get_timeout(LONG).expect("get")
+}
+
+fn between_processes(c: &mut Criterion) {
+    let mut g = c.benchmark_group("queue between 2 processes");
+    g.throughput(Throughput::Elements(1));
+
+    // Streaming: the partner gets `n` items per sample, announced on `control`.
+    let (items, control, ready) = (
+        Queue::<u64>::new(0).unwrap(),
+        Queue::<u64>::new(0).unwrap(),
+        Queue::<u8>::new(0).unwrap(),
+    );
+    let partner = fork(|| loop {
+        let n = get(&control);
+        if n == STOP {
+            break;
+        }
+        ready.put(&1).unwrap();
+        for i in 0..n {
+            assert_eq!(get(&items), i);
+        }
+        ready.put(&2).unwrap();
+    });
+    g.bench_function("streaming (per item)", |b| {
+        b.iter_custom(|n| {
+            control.put(&n).unwrap();
+            get(&ready);
+            let t = Instant::now();
             for i in 0..n {
-                assert_eq!(q.get_timeout(LONG).unwrap(), i);
+                items.put(&i).unwrap();
             }
-            ready.put(&2).unwrap();
+            get(&ready);
+            t.elapsed()
         })
-    };
-    ready.get_timeout(LONG).unwrap();
-    let t = Instant::now();
-    for i in 0..n {
-        q.put(&i).unwrap();
-    }
-    ready.get_timeout(LONG).unwrap();
-    let ns = t.elapsed().as_nanos() as f64 / n as f64;
-    finish(child);
-    ns
-}
+    });
+    control.put(&STOP).unwrap();
+    finish(partner);
 
-/// ns per round trip: parent → child on one queue, child → parent on another.
-fn ping_pong(n: u64) -> f64 {
-    let ping = Queue::<u64>::new(0).unwrap();
-    let pong = Queue::<u64>::new(0).unwrap();
-    let child = {
-        let (ping, pong) = (ping.clone(), pong.clone());
-        fork(move || {
-            for _ in 0..=n {
-                let x = ping.get_timeout(LONG).unwrap();
-                pong.put(&x).unwrap();
+    // Ping-pong: the partner echoes every item; STOP ends it.
+    let (ping, pong) = (Queue::<u64>::new(0).unwrap(), Queue::<u64>::new(0).unwrap());
+    let partner = fork(|| loop {
+        let x = get(&ping);
+        pong.put(&x).unwrap();
+        if x == STOP {
+            break;
+        }
+    });
+    g.bench_function("ping-pong (per round trip)", |b| {
+        b.iter_custom(|n| {
+            let t = Instant::now();
+            for i in 0..n {
+                ping.put(&i).unwrap();
+                assert_eq!(get(&pong), i);
             }
+            t.elapsed()
         })
-    };
-    // One warm-up exchange: the child is running and both rings are mapped.
-    ping.put(&0).unwrap();
-    pong.get_timeout(LONG).unwrap();
-    let t = Instant::now();
-    for i in 0..n {
-        ping.put(&i).unwrap();
-        assert_eq!(pong.get_timeout(LONG).unwrap(), i);
-    }
-    let ns = t.elapsed().as_nanos() as f64 / n as f64;
-    finish(child);
-    ns
+    });
+    ping.put(&STOP).unwrap();
+    assert_eq!(get(&pong), STOP);
+    finish(partner);
+    g.finish();
 }
 
 fn mono_ns() -> u64 {
@@ -95,100 +111,109 @@ fn mono_ns() -> u64 {
     t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
 }
 
-/// Median ns from a put to the get that returns it, when the getter has been waiting long
-/// enough to be asleep on the futex (past its spin window): the wake-up path.
-fn wake_up_latency(n: usize) -> f64 {
-    let q = Queue::<u64>::new(0).unwrap();
-    let results = Queue::<Vec<u64>>::new(0).unwrap();
-    let child = {
-        let (q, results) = (q.clone(), results.clone());
-        fork(move || {
-            let mut lat: Vec<u64> = (0..n)
-                .map(|_| {
-                    let sent = q.get_timeout(LONG).unwrap();
-                    mono_ns() - sent
-                })
-                .collect();
-            lat.sort_unstable();
-            results.put(&lat).unwrap();
-        })
-    };
-    for _ in 0..n {
-        std::thread::sleep(Duration::from_millis(2));
-        q.put(&mono_ns()).unwrap();
-    }
-    let lat = results.get_timeout(LONG).unwrap();
-    finish(child);
-    lat[lat.len() / 2] as f64
-}
+/// How long the putter waits before each put, so that the getter has gone to sleep on the
+/// futex: 25 times its spin window.
+const LET_IT_SLEEP: Duration = Duration::from_micros(500);
 
-/// ns per round trip over a duplex Pipe.
-fn pipe_round_trip(n: u64) -> f64 {
-    let (here, there) = pipe(true).unwrap();
-    let child = fork(move || {
-        for _ in 0..=n {
-            let x: u64 = there.recv_timeout(LONG).unwrap();
-            there.send(&x).unwrap();
+fn wake_up(c: &mut Criterion) {
+    let mut g = c.benchmark_group("queue wake-up");
+    // Each iteration also waits LET_IT_SLEEP, which the measurement leaves out: criterion
+    // plans iteration counts from the measured time alone, so this group sets times (which
+    // the command line does not override) that keep it to a few hundred to a few thousand
+    // iterations, a few seconds at most.
+    g.sampling_mode(SamplingMode::Flat)
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(10))
+        .measurement_time(Duration::from_millis(100));
+    let (items, control, total) = (
+        Queue::<u64>::new(0).unwrap(),
+        Queue::<u64>::new(0).unwrap(),
+        Queue::<u64>::new(0).unwrap(),
+    );
+    // The partner gets `n` timestamps and sends back the sum of their latencies.
+    let partner = fork(|| loop {
+        let n = get(&control);
+        if n == STOP {
+            break;
         }
+        let sum: u64 = (0..n)
+            .map(|_| {
+                let sent = get(&items);
+                mono_ns() - sent
+            })
+            .sum();
+        total.put(&sum).unwrap();
     });
-    here.send(&0u64).unwrap();
-    here.recv_timeout::<u64>(LONG).unwrap();
-    let t = Instant::now();
-    for i in 0..n {
-        here.send(&i).unwrap();
-        assert_eq!(here.recv_timeout::<u64>(LONG).unwrap(), i);
-    }
-    let ns = t.elapsed().as_nanos() as f64 / n as f64;
-    finish(child);
-    ns
+    g.bench_function("put to get, getter asleep", |b| {
+        b.iter_custom(|n| {
+            control.put(&n).unwrap();
+            for _ in 0..n {
+                std::thread::sleep(LET_IT_SLEEP);
+                items.put(&mono_ns()).unwrap();
+            }
+            Duration::from_nanos(get(&total))
+        })
+    });
+    control.put(&STOP).unwrap();
+    finish(partner);
+    g.finish();
 }
 
-fn one_thread(n: u64) -> f64 {
+fn one_thread(c: &mut Criterion) {
+    let mut g = c.benchmark_group("queue in one thread");
     let q = Queue::<u64>::new(0).unwrap();
-    let t = Instant::now();
-    for i in 0..n {
-        q.put(&i).unwrap();
-        assert_eq!(q.get().unwrap(), i);
-    }
-    t.elapsed().as_nanos() as f64 / n as f64
-}
-
-fn joinable_one_thread(n: u64) -> f64 {
+    g.bench_function("Queue put+get", |b| {
+        b.iter(|| {
+            q.put(black_box(&7)).unwrap();
+            q.get().unwrap()
+        })
+    });
     let q = JoinableQueue::<u64>::new(0).unwrap();
-    let t = Instant::now();
-    for i in 0..n {
-        q.put(&i).unwrap();
-        assert_eq!(q.get().unwrap(), i);
-        q.task_done().unwrap();
-    }
-    t.elapsed().as_nanos() as f64 / n as f64
+    g.bench_function("JoinableQueue put+get+task_done", |b| {
+        b.iter(|| {
+            q.put(black_box(&7)).unwrap();
+            let x = q.get().unwrap();
+            q.task_done().unwrap();
+            x
+        })
+    });
+    g.finish();
 }
 
+fn pipes(c: &mut Criterion) {
+    let mut g = c.benchmark_group("pipe between 2 processes");
+    let (here, there) = pipe(true).unwrap();
+    let echo = |end: Connection| loop {
+        let x: u64 = end.recv_timeout(LONG).expect("recv");
+        end.send(&x).expect("send");
+        if x == STOP {
+            break;
+        }
+    };
+    let partner = fork(move || echo(there));
+    g.bench_function("round trip (2 messages)", |b| {
+        b.iter_custom(|n| {
+            let t = Instant::now();
+            for i in 0..n {
+                here.send(&i).unwrap();
+                assert_eq!(here.recv_timeout::<u64>(LONG).unwrap(), i);
+            }
+            t.elapsed()
+        })
+    });
+    here.send(&STOP).unwrap();
+    assert_eq!(here.recv_timeout::<u64>(LONG).unwrap(), STOP);
+    finish(partner);
+    g.finish();
+}
+
+// Written out instead of `criterion_group!`/`criterion_main!`, whose generated function has
+// no documentation (the workspace denies `missing_docs`).
 fn main() {
-    let stream = best(|| streaming(1_000_000));
-    println!("Queue<u64> put+get between 2 processes, streaming: {stream:.0} ns per item");
-    let rtt = best(|| ping_pong(100_000));
-    println!(
-        "Queue<u64> ping-pong between 2 processes: {rtt:.0} ns per round trip = {:.0} ns per put+get",
-        rtt / 2.0
-    );
-    let wake = wake_up_latency(300);
-    println!(
-        "Queue<u64> put -> get when the getter sleeps on the futex (wake-up path): {wake:.0} ns median"
-    );
-    let local = best(|| one_thread(1_000_000));
-    println!("Queue<u64> put+get in one thread (uncontended floor): {local:.0} ns");
-    let joinable = best(|| joinable_one_thread(1_000_000));
-    println!("JoinableQueue<u64> put+get+task_done in one thread: {joinable:.0} ns");
-    let prtt = best(|| pipe_round_trip(50_000));
-    println!(
-        "Pipe send+recv of a u64 between 2 processes: {prtt:.0} ns per round trip = {:.0} ns per message",
-        prtt / 2.0
-    );
-    let target = 5_000.0;
-    let worst = stream.max(rtt / 2.0);
-    println!(
-        "target: put+get between processes <= {target:.0} ns: {}",
-        if worst <= target { "met" } else { "NOT met" }
-    );
+    let mut c = Criterion::default().configure_from_args();
+    between_processes(&mut c);
+    wake_up(&mut c);
+    one_thread(&mut c);
+    pipes(&mut c);
+    c.final_summary();
 }

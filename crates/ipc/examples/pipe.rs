@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use multiproc_fork::Process;
-use multiproc_ipc::{is_closed, pipe, Connection};
+use multiproc_ipc::{pipe, Connection, Error};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -26,7 +26,7 @@ fn main() -> multiproc_ipc::Result<()> {
                     let mean = data.iter().sum::<f64>() / data.len() as f64;
                     child_end.send(&mean).expect("send");
                 }
-                Err(e) if is_closed(&e) => break,
+                Err(Error::PipeClosed) => break,
                 Err(e) => panic!("child: {e}"),
             }
         }

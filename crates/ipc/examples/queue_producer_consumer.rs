@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use multiproc_fork::Process;
-use multiproc_ipc::{is_closed, JoinableQueue, Queue};
+use multiproc_ipc::{Error, JoinableQueue, Queue};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -50,7 +50,7 @@ fn main() -> multiproc_ipc::Result<()> {
                             .expect("put result");
                         work.task_done().expect("task_done");
                     }
-                    Err(e) if is_closed(&e) => break, // no more work
+                    Err(Error::QueueClosed) => break, // no more work
                     Err(e) => panic!("consumer: {e}"),
                 }
             })

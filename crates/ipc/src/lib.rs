@@ -10,8 +10,9 @@
 //! | `conn.poll(timeout)` | [`Connection::poll`] | |
 //! | `Queue(maxsize)` | [`Queue`] (`put`/`get` with `_timeout` and `_nowait` forms, `qsize`, `empty`, `full`, `close`) | a ring in anonymous shared memory, two robust process-shared locks |
 //! | `JoinableQueue` | [`JoinableQueue`] (`task_done`, `join`, `join_timeout`) | the same ring, with a shared count of unfinished items |
-//! | `queue.Empty`, `queue.Full` | [`Error::Timeout`] | |
-//! | `EOFError`, `BrokenPipeError`, "Queue is closed" | [`Error::Io`]; test with [`is_closed`] | |
+//! | `queue.Empty`, `queue.Full` (`get`/`put` with a timeout, `_nowait`) | [`Error::Empty`], [`Error::Full`] | |
+//! | "Queue is closed" | [`Error::QueueClosed`] | |
+//! | `EOFError` (`recv`), `BrokenPipeError` (`send`): the other end is closed | [`Error::PipeClosed`] | |
 //!
 //! **Which to use.** A [`Queue`] is the fast path for small values between many producers
 //! and consumers: a put and a get are a few atomic operations on shared memory, with no
@@ -51,7 +52,7 @@
 //! loop {
 //!     match q.get_timeout(Duration::from_secs(10)) {
 //!         Ok(item) => got.push(item),
-//!         Err(e) if multiproc_ipc::is_closed(&e) => break,
+//!         Err(multiproc_ipc::Error::QueueClosed) => break,
 //!         Err(e) => return Err(e),
 //!     }
 //! }
@@ -83,13 +84,10 @@ pub use multiproc_core::{Error, Result};
 pub use pipe::{pipe, Connection};
 pub use queue::{JoinableQueue, Queue};
 
-/// Whether `error` means "the other side is gone / the queue is closed": a
-/// [`Connection`]'s peer closed (`UnexpectedEof` on receive, `BrokenPipe` on send) or a
-/// [`Queue`] was [`close`](Queue::close)d (`BrokenPipe`). These are the errors a consumer
-/// loop ends on.
+/// Whether `error` means "the other side is gone / the queue is closed":
+/// [`Error::PipeClosed`] (a [`Connection`]'s peer closed) or [`Error::QueueClosed`] (a
+/// [`Queue`] was [`close`](Queue::close)d). These are the errors a consumer loop ends on,
+/// whether it reads a queue or a pipe.
 pub fn is_closed(error: &Error) -> bool {
-    matches!(error, Error::Io(e) if matches!(
-        e.kind(),
-        std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::BrokenPipe
-    ))
+    matches!(error, Error::PipeClosed | Error::QueueClosed)
 }

@@ -70,8 +70,8 @@ struct WriteHalf {
 ///
 /// | Python | here |
 /// |---|---|
-/// | `EOFError` from `recv` (the other end is closed and nothing is left) | [`Error::Io`] of kind `UnexpectedEof` ([`is_closed`](crate::is_closed)) |
-/// | `BrokenPipeError` from `send` (the other end is closed) | [`Error::Io`] of kind `BrokenPipe` ([`is_closed`](crate::is_closed)) |
+/// | `EOFError` from `recv` (the other end is closed and nothing is left) | [`Error::PipeClosed`] ([`is_closed`](crate::is_closed)) |
+/// | `BrokenPipeError` (or `ConnectionResetError`) from `send` or `recv` (the other end is closed) | [`Error::PipeClosed`] |
 /// | `OSError: handle is closed` (after [`close`](Self::close)) | [`Error::Io`] of kind `NotConnected` |
 /// | unpicklable object | [`Error::Serialization`] |
 ///
@@ -96,7 +96,10 @@ struct WriteHalf {
 /// assert_eq!((n, xs), (9, vec![1.5, 2.5]));
 /// t.join().unwrap()?;
 /// // The other end is gone: recv is at its end of file.
-/// assert!(multiproc_ipc::is_closed(&parent.recv::<String>().unwrap_err()));
+/// assert!(matches!(
+///     parent.recv::<String>(),
+///     Err(multiproc_ipc::Error::PipeClosed)
+/// ));
 /// # Ok::<(), multiproc_core::Error>(())
 /// ```
 pub struct Connection {
@@ -129,11 +132,14 @@ fn handle_closed() -> Error {
     ))
 }
 
-fn eof() -> Error {
-    Error::Io(io::Error::new(
-        io::ErrorKind::UnexpectedEof,
-        "the other end of the pipe is closed",
-    ))
+/// Whether an error of the socket means that the other end is closed: end of file in the
+/// middle of a message (`UnexpectedEof`), a write to a closed end (`BrokenPipe`), or an end
+/// that closed with bytes unread, which Linux reports to the survivor as a reset.
+fn peer_closed(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::UnexpectedEof | io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+    )
 }
 
 fn is_timeout(e: &io::Error) -> bool {
@@ -198,6 +204,9 @@ impl Connection {
     /// Sends `value` (Python's `send(obj)`). Blocks only while the socket's buffer is full,
     /// i.e. while the other end does not read a large message; see
     /// [`send_timeout`](Self::send_timeout).
+    ///
+    /// Errors: the other end is closed ([`Error::PipeClosed`]); the value does not encode
+    /// ([`Error::Serialization`]).
     pub fn send<T: Serialize + ?Sized>(&self, value: &T) -> Result<()> {
         self.send_until(value, None)
     }
@@ -261,15 +270,15 @@ impl Connection {
                 half.broken = true;
                 Err(Error::Timeout(timeout.unwrap_or_default()))
             }
+            Err(e) if peer_closed(&e) => Err(Error::PipeClosed),
             Err(e) => Err(Error::Io(e)),
         }
     }
 
     /// Receives the next value, waiting for it (Python's `recv()`).
     ///
-    /// Errors: the other end is closed and nothing is left (`UnexpectedEof`, see
-    /// [`is_closed`](crate::is_closed)); the message does not decode as a `T`
-    /// ([`Error::Serialization`]; the message is consumed).
+    /// Errors: the other end is closed and nothing is left ([`Error::PipeClosed`]); the
+    /// message does not decode as a `T` ([`Error::Serialization`]; the message is consumed).
     pub fn recv<T: DeserializeOwned>(&self) -> Result<T> {
         self.recv_until(None)
     }
@@ -345,11 +354,12 @@ impl Connection {
                 }
                 decode(&half.payload, fds)
             }
-            Ok(None) => Err(eof()),
+            Ok(None) => Err(Error::PipeClosed),
             Err(e) if is_timeout(&e) => {
                 half.broken = true;
                 Err(Error::Timeout(timeout.unwrap_or_default()))
             }
+            Err(e) if peer_closed(&e) => Err(Error::PipeClosed),
             Err(e) => Err(Error::Io(e)),
         }
     }
@@ -506,12 +516,45 @@ mod tests {
                 "{e}"
             );
         }
-        assert!(crate::is_closed(&b.recv::<u8>().unwrap_err()));
+        let e = b.recv::<u8>().unwrap_err();
+        assert!(matches!(e, Error::PipeClosed), "recv: {e:?}");
         assert!(
             b.poll(Duration::ZERO).unwrap(),
             "end of file counts as ready"
         );
-        assert!(crate::is_closed(&b.send(&1u8).unwrap_err()));
+        let e = b.send(&1u8).unwrap_err();
+        assert!(matches!(e, Error::PipeClosed), "send: {e:?}");
+        assert!(crate::is_closed(&e));
+    }
+
+    #[test]
+    fn a_peer_that_closes_with_messages_unread_is_pipe_closed_both_ways() {
+        // Linux resets the connection when an end closes with bytes unread
+        // (ECONNRESET on the survivor's next call), which is the same event for the survivor.
+        let (a, b) = pipe(true).unwrap();
+        a.send(&1u8).unwrap();
+        drop(b);
+        let e = a.recv::<u8>().unwrap_err();
+        assert!(matches!(e, Error::PipeClosed), "recv: {e:?}");
+        let e = a.send(&2u8).unwrap_err();
+        assert!(matches!(e, Error::PipeClosed), "send: {e:?}");
+    }
+
+    #[test]
+    fn a_peer_that_ends_in_the_middle_of_a_message_is_pipe_closed() {
+        use std::io::Write;
+        let (raw, sock) = UnixStream::pair().unwrap();
+        let conn = Connection::from_stream(sock, true, true).unwrap();
+        // A frame header announcing 100 payload bytes, then 10 of them, then the end.
+        let mut frame = Vec::new();
+        frame.extend_from_slice(&100u64.to_le_bytes());
+        frame.push(Kind::Message as u8);
+        frame.extend_from_slice(&[0u8; 8 + 8 + 4]);
+        frame.extend_from_slice(&[1u8; 10]);
+        (&raw).write_all(&frame).unwrap();
+        drop(raw);
+        let e = conn.recv::<Vec<u8>>().unwrap_err();
+        assert!(matches!(e, Error::PipeClosed), "{e:?}");
     }
 
     #[test]

@@ -70,10 +70,16 @@ fn deadline_after(timeout: Duration) -> Option<Instant> {
 ///
 /// | Python | here |
 /// |---|---|
-/// | `queue.Empty` (get with timeout or `get_nowait`) | [`Error::Timeout`] |
-/// | `queue.Full` (put with timeout or `put_nowait`) | [`Error::Timeout`] |
-/// | `ValueError: Queue is closed` | [`Error::Io`] of kind `BrokenPipe` ([`is_closed`](crate::is_closed)) |
+/// | `queue.Empty` (`get` with a timeout, `get_nowait`) | [`Error::Empty`] |
+/// | `queue.Full` (`put` with a timeout, `put_nowait`) | [`Error::Full`] |
+/// | `ValueError: Queue is closed` | [`Error::QueueClosed`] ([`is_closed`](crate::is_closed)) |
 /// | unpicklable object | [`Error::Serialization`] |
+///
+/// As in Python, a `get_timeout` that runs out of time is [`Error::Empty`], not
+/// [`Error::Timeout`]: the two mean the same thing for a queue (no item came), and a consumer
+/// loop matches one variant for "nothing yet" whether it polls (`get_nowait`) or waits
+/// (`get_timeout`). The same holds for `put_timeout` and [`Error::Full`].
+/// [`JoinableQueue::join_timeout`], which is not about items, is [`Error::Timeout`].
 ///
 /// A blocking `put`/`get` whose lock was held by a process that died (SIGKILL while waiting
 /// in `get`, say) takes the lock over and goes on; the dead process's unfinished operation
@@ -87,7 +93,10 @@ fn deadline_after(timeout: Duration) -> Option<Instant> {
 /// q.put(&(1, "one".into()))?;
 /// q.put(&(2, "two".into()))?;
 /// assert!(q.full());
-/// assert!(q.put_timeout(&(3, "three".into()), Duration::from_millis(10)).is_err()); // Full
+/// assert!(matches!(
+///     q.put_timeout(&(3, "three".into()), Duration::from_millis(10)),
+///     Err(multiproc_ipc::Error::Full)
+/// ));
 ///
 /// let worker = {
 ///     let q = q.clone();
@@ -97,7 +106,7 @@ fn deadline_after(timeout: Duration) -> Option<Instant> {
 /// assert_eq!(q.qsize(), 1);
 /// q.close(); // no more puts; gets drain what is left
 /// assert_eq!(q.get()?.0, 2);
-/// assert!(multiproc_ipc::is_closed(&q.get().unwrap_err()));
+/// assert!(matches!(q.get(), Err(multiproc_ipc::Error::QueueClosed)));
 /// # Ok::<(), multiproc_core::Error>(())
 /// ```
 pub struct Queue<T> {
@@ -201,26 +210,26 @@ impl<T> Queue<T> {
 impl<T: Serialize> Queue<T> {
     /// Puts `item` at the end, waiting while the queue is full (Python's `put(obj)`).
     ///
-    /// Errors: the queue is closed ([`is_closed`](crate::is_closed)); the item does not
+    /// Errors: the queue is closed ([`Error::QueueClosed`]); the item does not
     /// encode, owns a file descriptor, or is larger than the ring
     /// ([`Error::Serialization`] / [`Error::InvalidArgument`]).
     pub fn put(&self, item: &T) -> Result<()> {
-        self.put_until(item, None, Duration::MAX)
+        self.put_until(item, None)
     }
 
-    /// Like [`put`](Self::put), but gives up after `timeout` with [`Error::Timeout`]
-    /// (Python's `put(obj, timeout=t)` raising `queue.Full`).
+    /// Like [`put`](Self::put), but gives up after `timeout` with [`Error::Full`] (Python's
+    /// `put(obj, timeout=t)` raising `queue.Full`).
     pub fn put_timeout(&self, item: &T, timeout: Duration) -> Result<()> {
-        self.put_until(item, deadline_after(timeout), timeout)
+        self.put_until(item, deadline_after(timeout))
     }
 
-    /// Puts `item` only if there is room now; otherwise [`Error::Timeout`] (Python's
+    /// Puts `item` only if there is room now; otherwise [`Error::Full`] (Python's
     /// `put_nowait` raising `queue.Full`).
     pub fn put_nowait(&self, item: &T) -> Result<()> {
-        self.put_until(item, Some(Instant::now()), Duration::ZERO)
+        self.put_until(item, Some(Instant::now()))
     }
 
-    fn put_until(&self, item: &T, deadline: Option<Instant>, timeout: Duration) -> Result<()> {
+    fn put_until(&self, item: &T, deadline: Option<Instant>) -> Result<()> {
         with_scratch(|buf| {
             let (encoded, fds) = collect_fds(|| codec::encode_into(item, std::mem::take(buf)));
             *buf = encoded?;
@@ -232,9 +241,7 @@ impl<T: Serialize> Queue<T> {
                     std::any::type_name::<T>()
                 )));
             }
-            self.ring
-                .put(buf, deadline)
-                .map_err(|e| e.into_error(timeout))
+            self.ring.put(buf, deadline).map_err(|e| e.into_error(true))
         })
     }
 }
@@ -242,29 +249,30 @@ impl<T: Serialize> Queue<T> {
 impl<T: DeserializeOwned> Queue<T> {
     /// Removes and returns the first item, waiting for one (Python's `get()`).
     ///
-    /// Errors: the queue is closed and empty ([`is_closed`](crate::is_closed)); the item does
-    /// not decode as a `T` ([`Error::Serialization`]; the item is consumed).
+    /// Errors: the queue is closed and empty ([`Error::QueueClosed`]); the item does not
+    /// decode as a `T` ([`Error::Serialization`]; the item is consumed).
     pub fn get(&self) -> Result<T> {
-        self.get_until(None, Duration::MAX)
+        self.get_until(None)
     }
 
-    /// Like [`get`](Self::get), but gives up after `timeout` with [`Error::Timeout`]
-    /// (Python's `get(timeout=t)` raising `queue.Empty`).
+    /// Like [`get`](Self::get), but gives up after `timeout` with [`Error::Empty`] (Python's
+    /// `get(timeout=t)` raising `queue.Empty`; see the [type docs](Self) on why not
+    /// [`Error::Timeout`]).
     pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
-        self.get_until(deadline_after(timeout), timeout)
+        self.get_until(deadline_after(timeout))
     }
 
-    /// Returns the first item if there is one now; otherwise [`Error::Timeout`] (Python's
+    /// Returns the first item if there is one now; otherwise [`Error::Empty`] (Python's
     /// `get_nowait` raising `queue.Empty`).
     pub fn get_nowait(&self) -> Result<T> {
-        self.get_until(Some(Instant::now()), Duration::ZERO)
+        self.get_until(Some(Instant::now()))
     }
 
-    fn get_until(&self, deadline: Option<Instant>, timeout: Duration) -> Result<T> {
+    fn get_until(&self, deadline: Option<Instant>) -> Result<T> {
         with_scratch(|buf| {
             self.ring
                 .get(buf, deadline)
-                .map_err(|e| e.into_error(timeout))?;
+                .map_err(|e| e.into_error(false))?;
             codec::decode(buf)
         })
     }

@@ -44,7 +44,7 @@
 
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use multiproc_core::{AccessWidth, Error, Lock, Result, SharedBuffer};
 use multiproc_shared_array::{ProcessLock, ShmBuffer};
@@ -122,14 +122,6 @@ pub(crate) fn record_bytes(len: usize) -> usize {
 pub(crate) enum Stop {
     TimedOut,
     Closed,
-}
-
-/// The error a closed queue gives (Python: `ValueError: Queue is closed`).
-pub(crate) fn closed_error() -> Error {
-    Error::Io(std::io::Error::new(
-        std::io::ErrorKind::BrokenPipe,
-        "the queue is closed",
-    ))
 }
 
 /// One queue's shared state: the ring and its two locks.
@@ -491,11 +483,13 @@ pub(crate) enum OpError {
 }
 
 impl OpError {
-    /// The user-facing error: a timeout names the caller's timeout.
-    pub(crate) fn into_error(self, timeout: Duration) -> Error {
+    /// The user-facing error of a put (`put`: true) or a get: Python's `queue.Full` or
+    /// `queue.Empty` when the wait ran out, `ValueError: Queue is closed` when it closed.
+    pub(crate) fn into_error(self, put: bool) -> Error {
         match self {
-            OpError::Stop(Stop::TimedOut) => Error::Timeout(timeout),
-            OpError::Stop(Stop::Closed) => closed_error(),
+            OpError::Stop(Stop::TimedOut) if put => Error::Full,
+            OpError::Stop(Stop::TimedOut) => Error::Empty,
+            OpError::Stop(Stop::Closed) => Error::QueueClosed,
             OpError::Fail(e) => e,
         }
     }

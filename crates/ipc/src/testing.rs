@@ -200,17 +200,20 @@ pub fn many_producers_many_consumers<H: Harness>(h: &H) {
 fn expect_empty(q: Queue<u64>) {
     let t = Instant::now();
     match q.get_timeout(Duration::from_millis(100)) {
-        Err(Error::Timeout(d)) => assert_eq!(d, Duration::from_millis(100)),
+        Err(Error::Empty) => {}
         other => panic!("get_timeout on an empty queue gave {other:?}"),
     }
     assert!(t.elapsed() >= Duration::from_millis(100), "returned early");
-    assert!(matches!(q.get_nowait(), Err(Error::Timeout(_))));
+    match q.get_nowait() {
+        Err(Error::Empty) => {}
+        other => panic!("get_nowait on an empty queue gave {other:?}"),
+    }
     assert!(q.empty());
     assert_eq!(q.qsize(), 0);
 }
 
-/// `get_timeout` on an empty queue waits the timeout and gives [`Error::Timeout`]
-/// (Python's `queue.Empty`); so does `get_nowait`, at once.
+/// `get_timeout` on an empty queue waits the timeout and gives [`Error::Empty`] (Python's
+/// `queue.Empty`); so does `get_nowait`, at once.
 pub fn get_timeout_on_empty_times_out<H: Harness>(h: &H) {
     let q = queue::<u64>(0, 1024);
     join(&start(h, expect_empty, q.clone()));
@@ -222,19 +225,22 @@ fn fill_then_block((q, ready): (Queue<u64>, Queue<u8>)) {
     q.put(&1).expect("put 1");
     assert!(q.full());
     let t = Instant::now();
-    assert!(matches!(
-        q.put_timeout(&9, Duration::from_millis(100)),
-        Err(Error::Timeout(_))
-    ));
+    match q.put_timeout(&9, Duration::from_millis(100)) {
+        Err(Error::Full) => {}
+        other => panic!("put_timeout on a full queue gave {other:?}"),
+    }
     assert!(t.elapsed() >= Duration::from_millis(100), "returned early");
-    assert!(matches!(q.put_nowait(&9), Err(Error::Timeout(_))));
+    match q.put_nowait(&9) {
+        Err(Error::Full) => {}
+        other => panic!("put_nowait on a full queue gave {other:?}"),
+    }
     ready.put(&1).expect("ready");
     q.put_timeout(&2, LONG)
         .expect("a blocked put goes through once there is room");
 }
 
-/// A put on a full bounded queue waits: with a timeout it gives [`Error::Timeout`]
-/// (Python's `queue.Full`), without one it completes when a get makes room.
+/// A put on a full bounded queue waits: with a timeout it gives [`Error::Full`] (Python's
+/// `queue.Full`), without one it completes when a get makes room.
 pub fn put_on_full_blocks_then_times_out<H: Harness>(h: &H) {
     let q = queue::<u64>(2, 1024);
     let ready = queue::<u8>(0, 1024);
@@ -253,12 +259,16 @@ pub fn put_on_full_blocks_then_times_out<H: Harness>(h: &H) {
 
 fn after_close(q: Queue<u64>) {
     assert!(q.is_closed());
-    assert!(is_closed(&q.put(&9).unwrap_err()), "put after close");
+    let e = q.put(&9).unwrap_err();
+    assert!(matches!(e, Error::QueueClosed), "put after close: {e:?}");
+    assert!(is_closed(&e));
     assert_eq!(q.get().expect("drain 1"), 1);
     assert_eq!(q.get().expect("drain 2"), 2);
     let t = Instant::now();
-    assert!(is_closed(&q.get_timeout(LONG).unwrap_err()));
-    assert!(is_closed(&q.get().unwrap_err()));
+    for e in [q.get_timeout(LONG).unwrap_err(), q.get().unwrap_err()] {
+        assert!(matches!(e, Error::QueueClosed), "get after close: {e:?}");
+        assert!(is_closed(&e));
+    }
     assert!(
         t.elapsed() < Duration::from_secs(5),
         "a get on a closed, empty queue waited"
@@ -270,7 +280,7 @@ fn blocked_get((q, ready): (Queue<u64>, Queue<u8>)) {
     let e = q
         .get_timeout(LONG)
         .expect_err("the queue was closed, not filled");
-    assert!(is_closed(&e), "{e}");
+    assert!(matches!(e, Error::QueueClosed), "{e:?}");
 }
 
 fn blocked_put((q, ready): (Queue<u64>, Queue<u8>)) {
@@ -279,7 +289,7 @@ fn blocked_put((q, ready): (Queue<u64>, Queue<u8>)) {
     let e = q
         .put_timeout(&1, LONG)
         .expect_err("the queue was closed, not emptied");
-    assert!(is_closed(&e), "{e}");
+    assert!(matches!(e, Error::QueueClosed), "{e:?}");
 }
 
 /// After `close` (seen by every process): puts fail, gets drain the remaining items and then
@@ -539,8 +549,8 @@ fn send_then_drop(end: Connection) {
 }
 
 /// Once the other end is dropped (and its process gone), `recv` drains what was sent and
-/// then fails with end of file ([`is_closed`]); `poll` reports the end as ready; `send`
-/// fails with a broken pipe.
+/// then fails with [`Error::PipeClosed`] (Python's `EOFError`); `poll` reports the end as
+/// ready; `send` fails with [`Error::PipeClosed`] too (Python's `BrokenPipeError`).
 pub fn pipe_eof_after_peer_dropped<H: Harness>(h: &H) {
     let (here, there) = pipe(true).expect("pipe");
     let w = start(h, send_then_drop, there);
@@ -548,9 +558,11 @@ pub fn pipe_eof_after_peer_dropped<H: Harness>(h: &H) {
     assert_eq!(here.recv_timeout::<u64>(LONG).expect("recv"), 1);
     assert!(here.poll(LONG).expect("poll"), "end of file is ready");
     let e = here.recv_timeout::<u64>(LONG).unwrap_err();
-    assert!(is_closed(&e), "{e}");
+    assert!(matches!(e, Error::PipeClosed), "recv: {e:?}");
+    assert!(is_closed(&e));
     let e = here.send(&2u64).unwrap_err();
-    assert!(is_closed(&e), "{e}");
+    assert!(matches!(e, Error::PipeClosed), "send: {e:?}");
+    assert!(is_closed(&e));
 }
 
 fn use_received_connection(end: Connection) {

@@ -13,7 +13,7 @@
 //!   [`Error::WorkerDied`] (its pid, and the signal or exit code), puts the tasks queued behind
 //!   it back at the front of the queue, and launches a replacement. If none can be started and
 //!   no worker is left, the pool *breaks*: it closes itself, and pending and later calls fail
-//!   with [`Error::PoolBroken`] naming the cause.
+//!   with [`Error::NoWorkers`] carrying the cause.
 //! - **ownership**: a pool belongs to the process that created it; a forked copy refuses every
 //!   call with [`Error::ForeignProcess`] and its `Drop` does nothing.
 //! - **shutdown**: `close` refuses new work; `join` waits for the work, then sends each worker a
@@ -382,15 +382,12 @@ impl<L: Launcher> ProcessPool<L> {
     }
 
     /// Waits for all submitted work, then stops and reaps the workers. Needs `close` (or
-    /// `terminate`) first. On a pool that broke ([`Error::PoolBroken`]) it returns that error,
-    /// once everything is reaped.
+    /// `terminate`) first, otherwise [`Error::JoinBeforeClose`]. On a pool that broke
+    /// ([`Error::NoWorkers`]) it returns that error, once everything is reaped.
     pub fn join(&self) -> Result<()> {
         self.check_home()?;
         if !lock(&self.shared.queue).closed {
-            return Err(Error::invalid(
-                "self",
-                "join() needs close() or terminate() first (the pool is still running)",
-            ));
+            return Err(Error::JoinBeforeClose);
         }
         {
             let n = lock(&self.shared.idle.outstanding);
@@ -409,7 +406,9 @@ impl<L: Launcher> ProcessPool<L> {
             let _ = s.join();
         }
         match &*lock(&self.shared.broken) {
-            Some(reason) => Err(Error::PoolBroken(reason.clone())),
+            Some(cause) => Err(Error::NoWorkers {
+                cause: cause.clone(),
+            }),
             None => Ok(()),
         }
     }

@@ -381,7 +381,7 @@ pub fn bad_arguments_are_errors<E: Executor>(make: MakePool<E>) {
 pub fn close_join_and_drop<E: Executor>(make: MakePool<E>) {
     let p = pool(make, 2);
     assert!(
-        matches!(p.join(), Err(Error::InvalidArgument { .. })),
+        matches!(p.join(), Err(Error::JoinBeforeClose)),
         "join on a running pool must be refused, as in Python"
     );
     let pending: Vec<_> = (0..6)

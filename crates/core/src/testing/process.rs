@@ -608,7 +608,7 @@ pub fn pids_name_the_live_workers<E: Executor>(
 
 /// A pool whose workers all die and cannot be replaced (`make_limited(n)` builds a pool of `n`
 /// whose launcher fails with `EAGAIN` after `n` launches, as `fork` does at the process limit)
-/// closes itself with [`Error::PoolBroken`] naming the cause: pending work fails with it,
+/// closes itself with [`Error::NoWorkers`] carrying the cause: pending work fails with it,
 /// every later call returns it at once, and `join` and `Drop` return promptly.
 pub fn a_pool_that_cannot_replace_its_workers_breaks<E: Executor + 'static>(
     make_limited: MakePool<E>,
@@ -617,7 +617,7 @@ pub fn a_pool_that_cannot_replace_its_workers_breaks<E: Executor + 'static>(
     for _ in 0..2 {
         assert!(matches!(p.apply(die, 1), Err(Error::WorkerDied { .. })));
     }
-    let broken = |e: &Error| matches!(e, Error::PoolBroken(m) if m.contains("os error 11"));
+    let broken = |e: &Error| matches!(e, Error::NoWorkers { cause } if cause.to_string().contains("os error 11"));
     // The last replacement may still be failing: accepted work must then fail, not wait.
     match p.apply_async(sleep_then, 0) {
         Err(e) => assert!(broken(&e), "{e}"),

@@ -75,7 +75,7 @@ pub(super) struct Shared<L> {
     pub(super) init: Option<Initializer>,
     pub(super) init_error: Mutex<Option<String>>,
     /// Why the pool broke: it lost every worker and could not start one.
-    pub(super) broken: Mutex<Option<String>>,
+    pub(super) broken: Mutex<Option<Arc<Error>>>,
     pub(super) counters: Counters,
     pub(super) queue: Mutex<Queue>,
     pub(super) work: Condvar,
@@ -94,7 +94,9 @@ impl<L> Shared<L> {
             return Error::InitializerFailed(message.clone());
         }
         match &*lock(&self.broken) {
-            Some(reason) => Error::PoolBroken(reason.clone()),
+            Some(cause) => Error::NoWorkers {
+                cause: cause.clone(),
+            },
             None => Error::PoolClosed("the pool no longer accepts work"),
         }
     }
@@ -105,10 +107,13 @@ impl<L> Shared<L> {
     }
 
     /// No worker is left and none can be started: close the pool with
-    /// [`Error::PoolBroken`] for every pending and later call.
-    pub(super) fn break_pool(&self, reason: String) {
-        lock(&self.broken).get_or_insert(reason.clone());
-        self.stop_failing(VecDeque::new(), || Error::PoolBroken(reason.clone()));
+    /// [`Error::NoWorkers`] (carrying `cause`, why the last launch failed) for every pending
+    /// and later call.
+    pub(super) fn break_pool(&self, cause: Error) {
+        let cause = lock(&self.broken).get_or_insert(Arc::new(cause)).clone();
+        self.stop_failing(VecDeque::new(), || Error::NoWorkers {
+            cause: cause.clone(),
+        });
     }
 
     /// The initializer failed in a worker: stop the pool and fail everything pending.

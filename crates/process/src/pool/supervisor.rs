@@ -91,7 +91,7 @@ pub(super) fn supervise<L: Launcher>(shared: &Shared<L>, slot: usize, mut worker
                         // This slot stays empty; the pool carries on with the others. The last
                         // supervisor to give up breaks it.
                         if shared.supervising.fetch_sub(1, Ordering::AcqRel) == 1 {
-                            shared.break_pool(e.to_string());
+                            shared.break_pool(e);
                         }
                         return;
                     }
@@ -353,7 +353,7 @@ mod tests {
             }
             other => panic!("expected WorkerDied, got {other:?}"),
         }
-        let broken = |e: &Error| matches!(e, Error::PoolBroken(m) if m.contains("os error 11"));
+        let broken = |e: &Error| matches!(e, Error::NoWorkers { cause } if cause.to_string().contains("os error 11"));
         match queued.get_timeout(Duration::from_secs(30)) {
             Err(e) => assert!(broken(&e), "the queued task got {e}"),
             Ok(v) => panic!("a task ran without a worker: {v}"),
