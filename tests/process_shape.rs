@@ -1,4 +1,4 @@
-//! One shape of `Process` (issue 12): `multiproc::fork::Process`, `multiproc::spawn::Process`
+//! One shape of `Process`: `multiproc::fork::Process`, `multiproc::spawn::Process`
 //! and `multiproc::Process` (under either start method) are built and started by the same
 //! code, so switching a program's processes from one to another is one line.
 //!

@@ -1,5 +1,5 @@
-//! A program that creates spawn pools or processes without calling `init()` first (issue 11,
-//! item 1). Without the bootstrapping check, every worker re-ran `main` and started its own
+//! A program that creates spawn pools or processes without calling `init()` first.
+//! Without the bootstrapping check, every worker re-ran `main` and started its own
 //! pool: a runaway, and when the pool was created on only some code path, the parent's error
 //! did not mention `init()`.
 //!
@@ -11,11 +11,11 @@
 
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use multiproc::prelude::*;
+use multiproc_core::testing::run_with_watchdog;
 
 const ROLE: &str = "WITHOUT_INIT_ROLE";
 const LOG: &str = "WITHOUT_INIT_LOG";
@@ -150,27 +150,6 @@ const SCENARIOS: &[Scenario] = &[
     },
 ];
 
-/// Runs `cmd`, killing it (and failing) if it has not ended within [`HANG`].
-fn run_with_watchdog(mut cmd: Command) -> Result<Output, String> {
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(HANG) {
-        Ok(out) => out.map_err(|e| e.to_string()),
-        Err(_) => {
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-            Err(format!("hung: still running after {HANG:?} (killed)"))
-        }
-    }
-}
-
 fn orchestrate() {
     let exe = std::env::current_exe().unwrap();
     let dir = std::env::temp_dir().join(format!("multiproc-without-init-{}", std::process::id()));
@@ -191,7 +170,7 @@ fn orchestrate() {
                 cmd.env(k, v);
             }
             let what = format!("{} run {run}", s.role);
-            let out = match run_with_watchdog(cmd) {
+            let out = match run_with_watchdog(cmd, HANG) {
                 Ok(out) => out,
                 Err(e) => {
                     failures.push(format!("{what}: {e}"));

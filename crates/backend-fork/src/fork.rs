@@ -39,7 +39,10 @@
 //!
 //! What remains is the classic hazard of forking a multithreaded process: if the child touches *another* lock that a
 //! different thread of the parent held when it forked (a user's `Mutex`, `std::env`'s lock
-//! during a concurrent `set_var`, the global rayon pool), the child deadlocks. That is a hang,
+//! during a concurrent `set_var`, the global rayon pool, and std's own runtime cleanup in
+//! `std::process::exit`, which takes a lock that thread creation and exit take too — a task
+//! that must end its worker early is safer with `libc::_exit` or a panic), the child
+//! deadlocks. That is a hang,
 //! not memory unsafety — every value the child can reach is either behind such a lock or was
 //! in a consistent state, exactly as if the other threads had been descheduled forever — and
 //! the parent can always [`kill`](crate::ProcessHandle::kill) the child.

@@ -1,4 +1,4 @@
-//! The spawn handshake trusts nothing but its parent (issue 11, item 10): a stray
+//! The spawn handshake trusts nothing but its parent: a stray
 //! `MULTIPROC_SPAWN`, with or without junk on stdin, makes nobody a worker — `init()` returns
 //! and `main` runs; and the workers of a program that is not a test binary get no libtest
 //! arguments.
@@ -10,10 +10,10 @@
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
-use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use multiproc_core::testing::run_with_watchdog;
 use multiproc_spawn::{Executor, SpawnPool};
 
 const ROLE: &str = "HANDSHAKE_ROLE";
@@ -138,7 +138,7 @@ fn run_forged(case: Forged) -> Result<(), String> {
             cmd.stdin(Stdio::null());
         }
     }
-    let out = run_with_watchdog(cmd)?;
+    let out = run_with_watchdog(cmd, HANG)?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let mut problems = Vec::new();
@@ -167,23 +167,6 @@ fn run_forged(case: Forged) -> Result<(), String> {
             case.what,
             problems.join("; ")
         ))
-    }
-}
-
-/// Runs `cmd`, killing it (and failing) if it has not ended within [`HANG`].
-fn run_with_watchdog(mut cmd: Command) -> Result<Output, String> {
-    let child = cmd.spawn().map_err(|e| e.to_string())?;
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(HANG) {
-        Ok(out) => out.map_err(|e| e.to_string()),
-        Err(_) => {
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-            Err(format!("hung: still running after {HANG:?} (killed)"))
-        }
     }
 }
 

@@ -1,4 +1,4 @@
-//! Nested pools, spawn half (issue 11): a spawn pool created inside a task of a spawn-pool
+//! Nested pools: a spawn pool created inside a task of a spawn-pool
 //! worker or of a fork-pool worker, and a spawn `Process` started inside either, works or
 //! fails at once — never hangs. Each outer task is awaited with a timeout, after which the
 //! outer pool is terminated and the test fails instead of hanging.

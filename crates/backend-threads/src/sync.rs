@@ -168,7 +168,7 @@ impl Lock {
 
 /// Thread primitives cannot fail to acquire; this turns their trait `Result` back into the
 /// plain value the inherent API returns.
-fn infallible<T>(r: Result<T>) -> T {
+fn infallible<T, E: std::fmt::Display>(r: std::result::Result<T, E>) -> T {
     match r {
         Ok(v) => v,
         Err(e) => unreachable!("a thread-level acquire cannot fail: {e}"),
@@ -567,9 +567,70 @@ pub struct Semaphore {
     available: Cond,
 }
 
-/// Python's `threading.BoundedSemaphore`: a [`Semaphore`] that refuses to be released above
-/// its initial value. Create one with [`Semaphore::bounded`].
-pub type BoundedSemaphore = Semaphore;
+/// Python's `threading.BoundedSemaphore`: a semaphore that refuses to be released above its
+/// initial value (an [`Error::InvalidArgument`] naming `n` whose message gives the bound; the
+/// counter is left unchanged).
+///
+/// ```
+/// use multiproc_threads::BoundedSemaphore;
+///
+/// let s = BoundedSemaphore::new(1);
+/// assert!(s.release(1).is_err()); // would make it 2: above its bound of 1
+/// assert_eq!(s.value(), 1);
+/// ```
+///
+/// It derefs to the [`Semaphore`] it wraps ([`Semaphore::bounded`] makes the same thing).
+#[derive(Debug)]
+pub struct BoundedSemaphore(Semaphore);
+
+impl BoundedSemaphore {
+    /// A bounded semaphore whose counter starts, and is capped, at `value`.
+    pub const fn new(value: usize) -> Self {
+        BoundedSemaphore(Semaphore::bounded(value))
+    }
+
+    /// The semaphore it wraps (always bounded).
+    pub fn as_semaphore(&self) -> &Semaphore {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for BoundedSemaphore {
+    type Target = Semaphore;
+    fn deref(&self) -> &Semaphore {
+        &self.0
+    }
+}
+
+impl From<BoundedSemaphore> for Semaphore {
+    fn from(b: BoundedSemaphore) -> Semaphore {
+        b.0
+    }
+}
+
+impl SyncPrimitive for BoundedSemaphore {
+    fn kind(&self) -> &'static str {
+        self.0.kind()
+    }
+}
+
+impl multiproc_core::Semaphore for BoundedSemaphore {
+    fn acquire(&self) -> Result<()> {
+        multiproc_core::Semaphore::acquire(&self.0)
+    }
+    fn acquire_timeout(&self, timeout: Duration) -> Result<bool> {
+        multiproc_core::Semaphore::acquire_timeout(&self.0, timeout)
+    }
+    fn release(&self, n: usize) -> Result<()> {
+        self.0.release(n)
+    }
+    fn value(&self) -> usize {
+        self.0.value()
+    }
+    fn is_bounded(&self) -> bool {
+        true
+    }
+}
 
 impl Semaphore {
     /// A semaphore whose counter starts at `value`.
@@ -624,7 +685,10 @@ impl Semaphore {
             if new > bound {
                 return Err(Error::invalid(
                     "n",
-                    format!("BoundedSemaphore released too many times ({new} > {bound})"),
+                    format!(
+                        "releasing {n} would take the BoundedSemaphore to {new}, above its \
+                         bound of {bound}"
+                    ),
                 ));
             }
         }

@@ -132,8 +132,12 @@ pub enum Error {
     /// (Python: `RuntimeError: release unlocked lock`).
     #[error("not held: {0}")]
     NotHeld(&'static str),
-    /// The process that held a process-shared lock died while holding it. The caller now holds
-    /// the lock; the data it protects may be inconsistent.
+    /// The process that held a process-shared lock died while holding it; the data it
+    /// protects may be inconsistent. From `acquire`, the caller now holds the lock (release
+    /// it); guard-returning calls hand over the guard instead
+    /// ([`LockError::OwnerDied`](crate::LockError::OwnerDied)), and this variant is what `?`
+    /// makes of that (dropping the guard releases the lock); one-call accessors such as the
+    /// shared arrays' `get`/`set` release the lock again before returning it.
     #[error("the owner of the lock died while holding it; the lock is now held by the caller")]
     OwnerDied,
     /// A barrier was aborted, reset while threads waited, or a wait on it timed out

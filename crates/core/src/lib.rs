@@ -68,7 +68,7 @@ mod task;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use buffer::{HeapBuffer, SharedBuffer};
+pub use buffer::{AccessWidth, HeapBuffer, SharedBuffer};
 pub use error::{signal_name, Error, ExitCause, Result};
 pub use executor::{
     check_chunksize, check_workers, default_chunksize, Batch, Executor, CHUNKS_PER_WORKER,
@@ -80,6 +80,7 @@ pub use memory::{
 pub use packed::Packed;
 pub use result::{AsyncResult, ChunkSink, Completer, IMap};
 pub use sync::{
-    Barrier, Condition, Event, Lock, LockGuard, RLock, Semaphore, SyncFamily, SyncPrimitive,
+    Barrier, Condition, Event, Lock, LockError, LockGuard, LockResult, RLock, Semaphore,
+    SyncFamily, SyncPrimitive,
 };
 pub use task::{assert_code_only, Payload, StarTask, Task};

@@ -39,22 +39,115 @@ pub trait Lock: SyncPrimitive {
     /// Whether the lock is held by anyone right now.
     fn locked(&self) -> bool;
     /// Acquires and returns a guard that releases on drop (`with lock:`).
-    fn lock(&self) -> Result<LockGuard<'_, Self>>
+    ///
+    /// A process-shared lock whose holder died gives [`LockError::OwnerDied`] *with the
+    /// guard*: the caller holds the lock through it, and dropping it (also by turning the
+    /// error into [`Error::OwnerDied`](crate::Error::OwnerDied) with `?`) releases the lock.
+    fn lock(&self) -> LockResult<LockGuard<'_, Self>>
     where
         Self: Sized,
     {
-        self.acquire()?;
-        Ok(LockGuard { lock: self })
+        match self.acquire() {
+            Ok(()) => Ok(LockGuard { lock: self }),
+            Err(crate::Error::OwnerDied) => Err(LockError::OwnerDied(LockGuard { lock: self })),
+            Err(e) => Err(LockError::Other(e)),
+        }
     }
     /// [`lock`](Lock::lock) with a timeout: `Ok(None)` if it could not be acquired in time.
-    fn lock_timeout(&self, timeout: Duration) -> Result<Option<LockGuard<'_, Self>>>
+    fn lock_timeout(
+        &self,
+        timeout: Duration,
+    ) -> std::result::Result<Option<LockGuard<'_, Self>>, LockError<LockGuard<'_, Self>>>
     where
         Self: Sized,
     {
-        // `then`, not `then_some`: a guard built for a lock we did not get would release it.
-        Ok(self
-            .acquire_timeout(timeout)?
-            .then(|| LockGuard { lock: self }))
+        match self.acquire_timeout(timeout) {
+            // `then`, not `then_some`: a guard built for a lock we did not get would release it.
+            Ok(got) => Ok(got.then(|| LockGuard { lock: self })),
+            Err(crate::Error::OwnerDied) => Err(LockError::OwnerDied(LockGuard { lock: self })),
+            Err(e) => Err(LockError::Other(e)),
+        }
+    }
+}
+
+/// What the guard-returning lock calls return: [`Lock::lock`], and the shared arrays' `lock`.
+pub type LockResult<G> = std::result::Result<G, LockError<G>>;
+
+/// Why a guard-returning lock call did not simply succeed.
+///
+/// As std's `PoisonError` does, the owner-died case hands the guard over: the caller holds
+/// the lock *through the guard*, so the lock is released when the caller is done with it,
+/// whatever the caller does — recover with [`into_guard`](Self::into_guard) /
+/// [`recover`](Self::recover), or propagate with `?` (the conversion into
+/// [`Error::OwnerDied`](crate::Error::OwnerDied) drops the guard, which releases the lock).
+#[non_exhaustive]
+pub enum LockError<G> {
+    /// The process that held the lock died while holding it. The caller holds the lock now,
+    /// through this guard; the data the lock protects may be inconsistent.
+    OwnerDied(G),
+    /// Any other failure; the caller holds nothing.
+    Other(crate::Error),
+}
+
+impl<G> LockError<G> {
+    /// The guard of an owner-died lock (the caller holds the lock through it); `None` for
+    /// other errors.
+    pub fn into_guard(self) -> Option<G> {
+        match self {
+            LockError::OwnerDied(g) => Some(g),
+            LockError::Other(_) => None,
+        }
+    }
+
+    /// Accepts an owner-died lock: `Ok(guard)`; any other error stays an error.
+    pub fn recover(self) -> Result<G> {
+        match self {
+            LockError::OwnerDied(g) => Ok(g),
+            LockError::Other(e) => Err(e),
+        }
+    }
+
+    /// Whether a process died holding the lock.
+    pub fn is_owner_died(&self) -> bool {
+        matches!(self, LockError::OwnerDied(_))
+    }
+}
+
+impl<G> std::fmt::Debug for LockError<G> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LockError::OwnerDied(_) => f.write_str("OwnerDied(..)"),
+            LockError::Other(e) => f.debug_tuple("Other").field(e).finish(),
+        }
+    }
+}
+
+impl<G> std::fmt::Display for LockError<G> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LockError::OwnerDied(_) => std::fmt::Display::fmt(&crate::Error::OwnerDied, f),
+            LockError::Other(e) => std::fmt::Display::fmt(e, f),
+        }
+    }
+}
+
+impl<G> std::error::Error for LockError<G> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            LockError::OwnerDied(_) => None,
+            LockError::Other(e) => e.source(),
+        }
+    }
+}
+
+/// `?` on a [`LockError`]: the guard (if any) is dropped, which releases the lock, and the
+/// error becomes [`Error::OwnerDied`](crate::Error::OwnerDied) or the other error.
+impl<G> From<LockError<G>> for crate::Error {
+    fn from(e: LockError<G>) -> Self {
+        match e {
+            LockError::OwnerDied(_) => crate::Error::OwnerDied,
+            LockError::Other(e) => e,
+        }
     }
 }
 

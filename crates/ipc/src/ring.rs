@@ -46,7 +46,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 use std::time::{Duration, Instant};
 
-use multiproc_core::{Error, Lock, Result, SharedBuffer};
+use multiproc_core::{AccessWidth, Error, Lock, Result, SharedBuffer};
 use multiproc_shared_array::{ProcessLock, ShmBuffer};
 
 use crate::futex;
@@ -208,6 +208,12 @@ impl Ring {
         joinable: bool,
     ) -> Result<Self> {
         let bad = |why: String| Error::invalid("queue", why);
+        // A queue's memory is 8-byte words from creation on; anything else (unused memory,
+        // bytes, a primitive's) is not a queue, and claiming it here would take it from its
+        // owner.
+        if !matches!(buf.access_width(), Ok(Some(AccessWidth::U64))) {
+            return Err(bad("the received memory does not hold a queue".into()));
+        }
         let w = buf.as_atomic_u64s();
         if w.len() < HEADER / 8 || w[W_MAGIC].load(Acquire) != MAGIC {
             return Err(bad("the received memory does not hold a queue".into()));

@@ -28,6 +28,13 @@
 //! The [`SharedBuffer`] byte API of [`ShmBuffer`] is atomic too. The process-shared locks are
 //! atomics in shared memory.
 //!
+//! Atomics are sound under races only when the racing accesses have the same size, so each
+//! region of shared memory is accessed in one [`AccessWidth`], recorded in the memory itself
+//! and fixed by its first typed view: a `RawArray<T>` uses its element's atomic unit (its
+//! alignment, at most 8 bytes), and viewing the same memory in another width — a
+//! `RawArray<u8>` of a `RawArray<u64>`'s buffer, the byte API on a `Value<u64>`'s cell or a
+//! lock's buffer — is refused with [`Error::InvalidArgument`].
+//!
 //! Deserialized handles (a spawned worker's arguments, see [`multiproc_core::handoff`]) are
 //! the same types under the same rules: a deserialized `RawArray` is, by construction, a second
 //! process's handle, and it offers exactly the atomic access above.
@@ -37,7 +44,7 @@ use std::ops::{Deref, DerefMut, Range};
 use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 
 use bytemuck::Pod;
-use multiproc_core::{Error, Lock, Result, SharedBuffer};
+use multiproc_core::{AccessWidth, Error, Lock, LockError, LockResult, Result, SharedBuffer};
 
 use crate::frozen::{FreezeError, FrozenArray};
 use crate::sync::ProcessRLock;
@@ -166,6 +173,22 @@ fn unit_of<T>() -> usize {
     std::mem::align_of::<T>().min(8)
 }
 
+/// The [`AccessWidth`] of a `RawArray<T>`'s memory: that of its atomic unit.
+pub(crate) fn width_of<T>() -> AccessWidth {
+    AccessWidth::of_size(unit_of::<T>()).expect("alignments are powers of two")
+}
+
+/// Renames a width refusal (an error naming `buf`) to the caller's argument.
+fn rename_buf(e: Error, name: &'static str) -> Error {
+    match e {
+        Error::InvalidArgument {
+            name: "buf",
+            reason,
+        } => Error::InvalidArgument { name, reason },
+        e => e,
+    }
+}
+
 // ----------------------------------------------------------------------------------------------
 // RawArray
 // ----------------------------------------------------------------------------------------------
@@ -251,8 +274,10 @@ impl<T: Pod> RawArray<T> {
     /// cannot be mapped (naming `len`); `T` is zero-sized (naming `T`).
     pub fn zeros(len: usize) -> Result<Self> {
         let bytes = bytes_for::<T>(len, "len")?;
+        let buf = ShmBuffer::new(bytes)?;
+        buf.claim_width(width_of::<T>(), "buf")?;
         Ok(RawArray {
-            buf: ShmBuffer::new(bytes)?,
+            buf,
             len,
             _t: PhantomData,
         })
@@ -262,6 +287,7 @@ impl<T: Pod> RawArray<T> {
     pub fn from_slice(values: &[T]) -> Result<Self> {
         let bytes = bytes_for::<T>(values.len(), "values")?;
         let buf = ShmBuffer::new(bytes)?;
+        buf.claim_width(width_of::<T>(), "buf")?;
         // SAFETY: the mapping was created just now, in this call: no handle, reference or
         // other process can name it yet (a process forked meanwhile inherits the mapping but
         // has no way to reach it). It is valid for `values.len()` elements and page-aligned;
@@ -290,10 +316,14 @@ impl<T: Pod> RawArray<T> {
     }
 
     /// Views a buffer as `len` elements, typically one from [`recv_buffer`](crate::recv_buffer).
-    /// Safe: a `RawArray` only ever copies elements atomically, whoever else maps the memory.
+    /// Safe: a `RawArray` only ever copies elements atomically, whoever else maps the memory,
+    /// and always in the same size — its element's atomic unit (its alignment, at most 8
+    /// bytes), which this call fixes as the memory's [`AccessWidth`] if it is not fixed yet.
     ///
     /// Errors: `len` is 0 or its elements do not fit in the buffer (naming `len`); `T` is
-    /// zero-sized (naming `T`).
+    /// zero-sized (naming `T`); the memory is already accessed in another width — for example
+    /// it holds a `RawArray<u64>` and `T` is `u8` (mixed-size atomics on the same bytes are
+    /// undefined behaviour), or it holds a process-shared primitive — naming `buf`.
     pub fn from_buffer(buf: ShmBuffer, len: usize) -> Result<Self> {
         let bytes = bytes_for::<T>(len, "len")?;
         if bytes > buf.len() {
@@ -305,6 +335,7 @@ impl<T: Pod> RawArray<T> {
                 ),
             ));
         }
+        buf.claim_width(width_of::<T>(), "buf")?;
         Ok(RawArray {
             buf,
             len,
@@ -323,7 +354,8 @@ impl<T: Pod> RawArray<T> {
     }
 
     /// The shared memory (to [`send_buffer`](crate::send_buffer) it, or for atomic byte
-    /// access).
+    /// access when `T` is made of bytes: its [`AccessWidth`] is the array's, so the byte API
+    /// refuses the memory of wider elements).
     pub fn buffer(&self) -> &ShmBuffer {
         &self.buf
     }
@@ -599,9 +631,12 @@ pub(crate) fn view_mut_of<T, D: ndarray::Dimension>(
     ndarray::ArrayViewMut::from_shape(dim, data).map_err(|e| Error::invalid("shape", e.to_string()))
 }
 
-/// Internal constructor for the sibling types.
+/// Internal constructor for the sibling types: `buf` is a `LocalArray`'s memory, which no one
+/// else has accessed (so its width is not fixed yet, and this fixes it).
 pub(crate) fn raw_from_parts<T: Pod>(buf: ShmBuffer, len: usize) -> RawArray<T> {
     debug_assert!(len * std::mem::size_of::<T>() <= buf.len());
+    buf.claim_width(width_of::<T>(), "buf")
+        .expect("a LocalArray's memory was never accessed through another width");
     RawArray {
         buf,
         len,
@@ -693,11 +728,12 @@ impl<T: Pod> Array<T> {
     /// ([`recv_buffer`](crate::recv_buffer)): `data` holds `len` elements, `lock` the
     /// [`ProcessRLock`] (see [`into_parts`](Self::into_parts) and the `buffer()` methods).
     ///
-    /// Errors: `len` does not fit `data` (naming `len`); `lock` does not hold an RLock (naming
-    /// `buffer`).
+    /// Errors: `len` does not fit `data` (naming `len`); `data` is accessed in another width
+    /// than `T`'s (naming `data`, see [`RawArray::from_buffer`]); `lock` does not hold an
+    /// RLock (naming `buffer`).
     pub fn from_buffer(data: ShmBuffer, len: usize, lock: ShmBuffer) -> Result<Self> {
         Ok(Array {
-            data: RawArray::from_buffer(data, len)?,
+            data: RawArray::from_buffer(data, len).map_err(|e| rename_buf(e, "data"))?,
             lock: ProcessRLock::from_buffer(lock)?,
         })
     }
@@ -731,22 +767,75 @@ impl<T: Pod> Array<T> {
 
     /// Takes the lock and returns a guard giving access to (a private copy of) the elements.
     ///
-    /// Errors: [`Error::OwnerDied`] — a process died holding the lock; the caller holds it
-    /// (once, without a guard: call `lock` again for a guard, and release the extra hold with
-    /// `get_lock().release()`); the elements may be half-written. A second guard in a thread
-    /// that already has one is [`Error::InvalidArgument`] naming `self` (its copy would not
-    /// see the first guard's changes).
-    pub fn lock(&self) -> Result<ArrayGuard<'_, T>> {
-        self.lock.acquire()?;
-        self.guard()
+    /// Errors:
+    /// - [`LockError::OwnerDied`]`(guard)` — a process died holding the lock. The caller holds
+    ///   it now, *through the guard*, which it gets with the error: the elements may be
+    ///   half-written, so look at them (and repair them) through the guard; the lock is
+    ///   released when the guard drops, whatever the caller does. `?` into a
+    ///   [`multiproc_core::Error`] gives [`Error::OwnerDied`] and drops the guard (the lock is
+    ///   released).
+    /// - [`LockError::Other`]: a second guard in a thread that already has one is
+    ///   [`Error::InvalidArgument`] naming `self` (its copy would not see the first guard's
+    ///   changes).
+    ///
+    /// Recovering from a holder that died — here a forked child that exits holding the lock:
+    ///
+    /// ```
+    /// use multiproc_core::{Lock, LockError};
+    /// use multiproc_shared_array::Array;
+    ///
+    /// let a = Array::<u32>::from_slice(&[1, 2, 3])?;
+    /// // SAFETY: the child only takes the lock (atomics in shared memory) and `_exit`s.
+    /// match unsafe { nix::unistd::fork() }.expect("fork") {
+    ///     nix::unistd::ForkResult::Child => {
+    ///         a.get_lock().acquire().ok();
+    ///         // SAFETY: ends the child at once, holding the lock.
+    ///         unsafe { libc::_exit(0) }
+    ///     }
+    ///     nix::unistd::ForkResult::Parent { child } => {
+    ///         nix::sys::wait::waitpid(child, None).expect("waitpid");
+    ///     }
+    /// }
+    /// let mut guard = match a.lock() {
+    ///     Ok(guard) => guard,
+    ///     Err(LockError::OwnerDied(mut guard)) => {
+    ///         guard.fill(0); // the dead holder may have left them half-written
+    ///         guard
+    ///     }
+    ///     Err(other) => return Err(other.into()),
+    /// };
+    /// guard[0] = 7;
+    /// drop(guard); // written back and released: every process can take the lock again
+    /// assert_eq!(a.to_vec()?, [7, 0, 0]);
+    /// # Ok::<(), multiproc_core::Error>(())
+    /// ```
+    pub fn lock(&self) -> LockResult<ArrayGuard<'_, T>> {
+        match self.lock.acquire() {
+            Ok(()) => self.guard().map_err(LockError::Other),
+            Err(Error::OwnerDied) => match self.guard() {
+                Ok(guard) => Err(LockError::OwnerDied(guard)),
+                Err(e) => Err(LockError::Other(e)),
+            },
+            Err(e) => Err(LockError::Other(e)),
+        }
     }
 
     /// [`lock`](Self::lock) with a timeout: `Ok(None)` if the lock was not free in time.
-    pub fn lock_timeout(&self, timeout: std::time::Duration) -> Result<Option<ArrayGuard<'_, T>>> {
-        if !self.lock.acquire_timeout(timeout)? {
-            return Ok(None);
+    /// An owner that died is reported as by `lock`, with the guard.
+    #[allow(clippy::type_complexity)] // LockResult<Option<G>> would put the guard in an Option
+    pub fn lock_timeout(
+        &self,
+        timeout: std::time::Duration,
+    ) -> std::result::Result<Option<ArrayGuard<'_, T>>, LockError<ArrayGuard<'_, T>>> {
+        match self.lock.acquire_timeout(timeout) {
+            Ok(false) => Ok(None),
+            Ok(true) => self.guard().map(Some).map_err(LockError::Other),
+            Err(Error::OwnerDied) => match self.guard() {
+                Ok(guard) => Err(LockError::OwnerDied(guard)),
+                Err(e) => Err(LockError::Other(e)),
+            },
+            Err(e) => Err(LockError::Other(e)),
         }
-        self.guard().map(Some)
     }
 
     /// Pins the hold just acquired (one guard per thread), releasing it on failure.
@@ -769,8 +858,16 @@ impl<T: Pod> Array<T> {
     }
 
     /// Runs `f` holding the lock (pinned, like a guard, but without copying the elements).
+    ///
+    /// A holder that died: `f` does not run, the hold taken over is released again (so the
+    /// lock is free for everyone), and the result is [`Error::OwnerDied`].
     fn under_lock<R>(&self, f: impl FnOnce(&RawArray<T>) -> R) -> Result<R> {
-        self.lock.acquire()?;
+        if let Err(e) = self.lock.acquire() {
+            if matches!(e, Error::OwnerDied) {
+                let _ = self.lock.release();
+            }
+            return Err(e);
+        }
         self.pin()?;
         let r = f(&self.data);
         self.lock.unpin_release();
@@ -779,6 +876,11 @@ impl<T: Pod> Array<T> {
 
     /// Element `index`, under the lock. Out of bounds names `index`; a guard of this array
     /// held by the calling thread is an error naming `self` (read through the guard).
+    ///
+    /// [`Error::OwnerDied`]: a process died holding the lock; nothing was read, and the lock
+    /// is free again (a retry reads; [`lock`](Self::lock) hands over a guard to inspect or
+    /// repair the elements first). The same holds for [`set`](Self::set) (nothing written)
+    /// and [`to_vec`](Self::to_vec).
     pub fn get(&self, index: usize) -> Result<T> {
         self.under_lock(|data| data.load(index))?
     }
@@ -922,11 +1024,12 @@ impl<T: Pod> Value<T> {
     /// ([`recv_buffer`](crate::recv_buffer)): `cell` holds the value, `lock` the
     /// [`ProcessRLock`] (see [`into_parts`](Self::into_parts)).
     ///
-    /// Errors: `cell` is too small for a `T` (naming `len`); `lock` does not hold an RLock
+    /// Errors: `cell` is too small for a `T` (naming `len`) or accessed in another width than
+    /// `T`'s (naming `cell`, see [`RawArray::from_buffer`]); `lock` does not hold an RLock
     /// (naming `buffer`).
     pub fn from_buffer(cell: ShmBuffer, lock: ShmBuffer) -> Result<Self> {
         Ok(Value {
-            cell: RawArray::from_buffer(cell, 1)?,
+            cell: RawArray::from_buffer(cell, 1).map_err(|e| rename_buf(e, "cell"))?,
             lock: ProcessRLock::from_buffer(lock)?,
         })
     }
@@ -941,29 +1044,60 @@ impl<T: Pod> Value<T> {
         &self.lock
     }
 
-    /// The value, read under the lock. [`Error::OwnerDied`]: see [`lock`](Self::lock).
+    /// The value, read under the lock.
+    ///
+    /// [`Error::OwnerDied`]: a process died holding the lock; nothing was read and the lock
+    /// is free again (a retry reads; [`lock`](Self::lock) hands over a guard to inspect the
+    /// value first).
     pub fn get(&self) -> Result<T> {
         Ok(*self.lock()?)
     }
 
-    /// Sets the value under the lock.
+    /// Sets the value under the lock. [`Error::OwnerDied`]: as for [`get`](Self::get), and
+    /// nothing was written.
     pub fn set(&self, value: T) -> Result<()> {
         *self.lock()? = value;
         Ok(())
     }
 
     /// Takes the lock and returns a guard holding a copy of the value; the copy is written
-    /// back (atomically) and the lock released when the guard drops.
+    /// back (atomically, if it was borrowed mutably) and the lock released when the guard
+    /// drops.
     ///
-    /// [`Error::OwnerDied`]: a process died holding the lock; the caller holds it (release it
-    /// with `get_lock().release()`, or take a guard with `lock` again and release once more).
-    pub fn lock(&self) -> Result<ValueGuard<'_, T>> {
-        self.lock.acquire()?;
-        Ok(ValueGuard {
+    /// [`LockError::OwnerDied`]`(guard)`: a process died holding the lock; the caller holds it
+    /// now, through the guard it gets with the error, and the lock is released when that
+    /// guard drops — whether the caller recovers ([`LockError::recover`]) or propagates the
+    /// error with `?` (which gives [`Error::OwnerDied`]).
+    ///
+    /// ```
+    /// use multiproc_core::LockError;
+    /// use multiproc_shared_array::Value;
+    ///
+    /// let v = Value::new(1_u64)?;
+    /// // Whoever held the lock before may have died: accept the value as it is.
+    /// let mut g = v.lock().or_else(LockError::recover)?;
+    /// *g += 1;
+    /// drop(g);
+    /// assert_eq!(v.get()?, 2);
+    /// # Ok::<(), multiproc_core::Error>(())
+    /// ```
+    pub fn lock(&self) -> LockResult<ValueGuard<'_, T>> {
+        let died = match self.lock.acquire() {
+            Ok(()) => false,
+            Err(Error::OwnerDied) => true,
+            Err(e) => return Err(LockError::Other(e)),
+        };
+        let guard = ValueGuard {
             local: self.cell.load(0).expect("index 0 exists"),
             value: self,
+            dirty: false,
             _not_send: PhantomData,
-        })
+        };
+        if died {
+            Err(LockError::OwnerDied(guard))
+        } else {
+            Ok(guard)
+        }
     }
 }
 
@@ -972,6 +1106,7 @@ impl<T: Pod> Value<T> {
 pub struct ValueGuard<'a, T: Pod> {
     value: &'a Value<T>,
     local: T,
+    dirty: bool,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -990,13 +1125,16 @@ impl<T: Pod> Deref for ValueGuard<'_, T> {
 
 impl<T: Pod> DerefMut for ValueGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
+        self.dirty = true;
         &mut self.local
     }
 }
 
 impl<T: Pod> Drop for ValueGuard<'_, T> {
     fn drop(&mut self) {
-        let _ = self.value.cell.store(0, self.local);
+        if self.dirty {
+            let _ = self.value.cell.store(0, self.local);
+        }
         let _ = self.value.lock.release();
     }
 }
@@ -1010,7 +1148,10 @@ macro_rules! atomic_values {
                 // SAFETY: the cell is page-aligned, holds one initialised integer with the
                 // same size and bit validity as the atomic, lives as long as `self`, and is
                 // otherwise only accessed atomically (ValueGuard copies in and out with atomic
-                // word operations), so atomic access from any process is sound.
+                // word operations), so atomic access from any process is sound. Every access
+                // has this atomic's size: the cell's RawArray fixed the memory's AccessWidth
+                // to the integer's unit (its alignment, which equals its size for these
+                // integers), and views of any other width are refused, in every process.
                 unsafe { &*self.cell.as_ptr().cast::<$atomic>() }
             }
         }
@@ -1092,7 +1233,7 @@ impl<'de, T: Pod> serde::Deserialize<'de> for RawArray<T> {
         let (buf, len, elem) = <(ShmBuffer, u64, ElemType)>::deserialize(d)?;
         elem.check::<T>()
             .and_then(|()| RawArray::from_buffer(buf, wire_len(len)?))
-            .map_err(D::Error::custom)
+            .map_err(|e| D::Error::custom(rename_buf(e, "T")))
     }
 }
 
@@ -1181,10 +1322,17 @@ mod tests {
         let b = RawArray::<u32>::from_buffer(a.into_buffer(), 3).unwrap();
         assert_eq!(b.to_vec(), [1, 2, 3]);
         let buf = b.into_buffer();
-        let bytes = RawArray::<u8>::from_buffer(buf, 12).unwrap();
-        assert_eq!(bytes.load(4).unwrap(), 2);
+        // Same width (4-byte units): fine.
+        let floats = RawArray::<f32>::from_buffer(buf, 3).unwrap();
+        assert_eq!(floats.load(1).unwrap().to_bits(), 2);
+        // Another width: refused, naming the buffer.
+        let again = floats.buffer().try_clone().unwrap();
         assert!(matches!(
-            RawArray::<u64>::from_buffer(bytes.into_buffer(), 2),
+            RawArray::<u8>::from_buffer(again, 12),
+            Err(Error::InvalidArgument { name: "buf", .. })
+        ));
+        assert!(matches!(
+            RawArray::<u64>::from_buffer(floats.into_buffer(), 2),
             Err(Error::InvalidArgument { name: "len", .. })
         ));
     }
@@ -1243,7 +1391,10 @@ mod tests {
         g[0] = 1;
         assert!(matches!(
             a.lock(),
-            Err(Error::InvalidArgument { name: "self", .. })
+            Err(LockError::Other(Error::InvalidArgument {
+                name: "self",
+                ..
+            }))
         ));
         assert!(matches!(a.get(0), Err(Error::InvalidArgument { .. })));
         // The lock is re-entrant for plain holds, but cannot be released under the guard.

@@ -5,6 +5,7 @@ use std::io::{IoSlice, IoSliceMut};
 use std::num::NonZeroUsize;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
+use std::sync::atomic::AtomicU32;
 
 use multiproc_core::{Error, Result, SharedBuffer};
 use nix::errno::Errno;
@@ -24,6 +25,17 @@ use nix::sys::stat::{fchmod, fstat, Mode};
 /// later mappings or writes fail (an error), never ones that pull memory from under a
 /// mapping.
 pub(crate) const SEALS: SealFlag = SealFlag::F_SEAL_SHRINK.union(SealFlag::F_SEAL_GROW);
+
+/// The bytes reserved at the end of every buffer's memfd for its
+/// [width record](SharedBuffer::width_word): the record is the last 8 bytes of the *file*
+/// (whose size the seals fix forever), so every handle of the memory, in every process, finds
+/// it at the same place whatever length it was told — never inside anyone's data.
+const RECORD: usize = 8;
+
+/// The bytes a memfd needs for `len` bytes of data and the width record (`None`: overflow).
+fn bytes_with_record(len: usize) -> Option<usize> {
+    len.checked_add(RECORD)
+}
 
 /// Marks the one message [`send_buffer`] writes.
 const WIRE_MAGIC: u64 = u64::from_le_bytes(*b"mpshmbuf");
@@ -47,7 +59,13 @@ const WIRE_MAGIC: u64 = u64::from_le_bytes(*b"mpshmbuf");
 /// is written (memfd files are `VM_NORESERVE`; nothing is pre-faulted).
 ///
 /// As a [`SharedBuffer`] it offers atomic access, sound whatever other processes do at the
-/// same time; the typed arrays in this crate build on it.
+/// same time; the typed arrays in this crate build on it. Its [`AccessWidth`] record (one
+/// access size per region: the first typed view fixes it, see
+/// [`SharedBuffer::claim_width`]) is the last word of the memfd, after the `len` bytes of
+/// data, so it is the same record in every process that maps the memory, however it got
+/// there.
+///
+/// [`AccessWidth`]: multiproc_core::AccessWidth
 pub struct ShmBuffer {
     ptr: NonNull<u8>,
     len: usize,
@@ -88,8 +106,8 @@ pub(crate) fn new_memfd(len: usize) -> Result<(OwnedFd, usize)> {
         ));
     }
     let page = page_size();
-    let map_len = len
-        .checked_next_multiple_of(page)
+    let map_len = bytes_with_record(len)
+        .and_then(|b| b.checked_next_multiple_of(page))
         .filter(|&m| m <= isize::MAX as usize)
         .ok_or_else(|| {
             Error::invalid(
@@ -128,6 +146,12 @@ impl ShmBuffer {
     }
 
     pub(crate) fn map(fd: OwnedFd, len: usize, map_len: usize) -> Result<Self> {
+        if !bytes_with_record(len).is_some_and(|b| b <= map_len) || map_len % RECORD != 0 {
+            return Err(Error::invalid(
+                "len",
+                format!("{len} bytes and the width record do not fit a mapping of {map_len}"),
+            ));
+        }
         let length = NonZeroUsize::new(map_len).ok_or_else(|| Error::invalid("len", "is 0"))?;
         // SAFETY: a fresh MAP_SHARED mapping at an address the kernel chooses cannot alias any
         // Rust object; the file is at least `map_len` bytes and sealed against shrinking, so
@@ -158,10 +182,22 @@ impl ShmBuffer {
     }
 
     /// Attaches to a received descriptor: checks that it is a writable memfd sealed against
-    /// shrinking and at least `len` bytes long (see [`check_memfd`]), and maps it. Errors
-    /// name `name`.
+    /// shrinking and long enough for `len` bytes and the width record (see [`check_memfd`]),
+    /// and maps it. Errors name `name`.
     fn from_fd(fd: OwnedFd, len: usize, name: &'static str) -> Result<Self> {
-        let size = check_memfd(fd.as_fd(), len, name)?;
+        if len == 0 {
+            return Err(Error::invalid(name, "a shared buffer has at least 1 byte"));
+        }
+        let need = bytes_with_record(len)
+            .ok_or_else(|| Error::invalid(name, format!("length {len} is too large")))?;
+        let size = check_memfd(fd.as_fd(), need, name)?;
+        if size.seals & SealFlag::F_SEAL_GROW.bits() == 0 || size.bytes % RECORD != 0 {
+            return Err(Error::invalid(
+                name,
+                "the memfd is not a multiproc buffer (its size must be sealed, and a multiple \
+                 of 8 bytes ending in the width record)",
+            ));
+        }
         if size.seals & FROZEN_SEALS != 0 {
             return Err(Error::invalid(
                 name,
@@ -224,7 +260,9 @@ impl Drop for ShmBuffer {
 // SAFETY: the mapping is page-aligned (so at least 8-aligned), readable and writable for
 // `map_len >= len` bytes, zero-filled at creation (a fresh memfd reads as zeros), stays mapped
 // at this address until drop, and is MAP_SHARED memory that tolerates concurrent atomic access
-// from any number of threads and processes.
+// from any number of threads and processes. The width word is in the memfd itself: its last 8
+// bytes (every handle maps the whole file, whose size the seals fix), after the data, so every
+// handle in every process shares it whatever length it was given.
 unsafe impl SharedBuffer for ShmBuffer {
     fn len(&self) -> usize {
         self.len
@@ -232,6 +270,21 @@ unsafe impl SharedBuffer for ShmBuffer {
 
     fn as_ptr(&self) -> *mut u8 {
         self.ptr.as_ptr()
+    }
+
+    fn width_word(&self) -> &AtomicU32 {
+        // SAFETY: `map` checked that the mapping (the whole file, whose size is a multiple of
+        // 8 and sealed) ends in the record after at least `len` bytes of data; its start is
+        // page-aligned, so the word is 8-aligned; the memfd cannot shrink, so it stays backed
+        // while mapped; it is zero until claimed, outside the data, and only ever accessed as
+        // this AtomicU32, at the same file offset by every process that maps the file.
+        unsafe {
+            &*self
+                .ptr
+                .as_ptr()
+                .add(self.map_len - RECORD)
+                .cast::<AtomicU32>()
+        }
     }
 }
 

@@ -19,6 +19,9 @@
 //!    in the child — before `fork` returns there — with a private, zero-filled mapping at the
 //!    same address. A reference the child inherited still points at valid, initialised
 //!    memory, but it is the child's own: the parent's exclusive slices cannot race with it.
+//!    The same handler puts an empty memfd of the child's own over each registered
+//!    *descriptor* number (`dup3`), so nothing in the child — `/proc/self/fd/N`, a raw-fd
+//!    `mmap` or `pread` — reaches the parent's memory either.
 //!    The list is changed only under a lock that the atfork prepare handler holds across the
 //!    fork, so a child never sees it half-updated, and a mapping is created and registered (or
 //!    deregistered and unmapped, or deregistered and handed to a [`RawArray`]) in one step
@@ -29,14 +32,16 @@
 //! should see it.
 //!
 //! What this does not cover: a fork that skips the `pthread_atfork` handlers (a raw `clone` or
-//! `SYS_fork` system call: `unsafe` code), and opening another process's descriptors through
-//! `/proc/<pid>/fd` (like `/proc/self/mem`, outside what Rust's guarantees can cover). A fork
+//! `SYS_fork` system call: `unsafe` code), and opening *another* process's descriptors through
+//! `/proc/<pid>/fd` (like `/proc/<pid>/mem`, outside what Rust's guarantees can cover). A fork
 //! from a signal handler that interrupted this module's short critical section on the same
 //! thread would wait forever for the lock (a hang, not unsoundness; forking in a signal
 //! handler is hazardous for the same reason in libc itself).
 //!
 //! Cost: each fork swaps every live `LocalArray`'s mapping in the child, about 1.4 µs per
-//! array on the development machine (`cargo bench -p multiproc-shared-array --bench arrays`).
+//! array on the development machine (`cargo bench -p multiproc-shared-array --bench arrays`,
+//! measured before the descriptors were replaced too: that adds one `memfd_create` per fork
+//! and one `dup3` per array).
 
 use std::cell::UnsafeCell;
 use std::marker::PhantomData;
@@ -72,11 +77,20 @@ fn pid_of(word: u64) -> u32 {
     word as u32
 }
 
-/// The ranges `(address, length)` of every live [`LocalArray`]'s mapping in this process.
+/// The ranges `(address, length)` of every live [`LocalArray`]'s mapping in this process, with
+/// the number of the memfd descriptor behind each.
 struct Registry {
     /// 0 when free; otherwise the holder's [`me`], plus [`FORKING`] when a fork holds it.
     lock: AtomicU64,
-    ranges: UnsafeCell<Vec<(usize, usize)>>,
+    ranges: UnsafeCell<Vec<Registered>>,
+}
+
+/// One live [`LocalArray`]: its mapping and its descriptor's number.
+#[derive(Clone, Copy)]
+struct Registered {
+    addr: usize,
+    len: usize,
+    fd: std::os::fd::RawFd,
 }
 
 // SAFETY: `ranges` is only accessed while `lock` is held (by `Held`, or by the fork handlers
@@ -164,20 +178,24 @@ impl Held {
         }
     }
 
-    fn ranges(&mut self) -> &mut Vec<(usize, usize)> {
+    fn ranges(&mut self) -> &mut Vec<Registered> {
         // SAFETY: the lock is held (by `self`, which is not Clone), so nothing else accesses
         // the list; the `&mut self` borrow makes this the only reference made through it.
         unsafe { &mut *REGISTRY.ranges.get() }
     }
 
     fn register(&mut self, buf: &ShmBuffer) {
-        self.ranges().push((buf.as_ptr() as usize, buf.map_len()));
+        self.ranges().push(Registered {
+            addr: buf.as_ptr() as usize,
+            len: buf.map_len(),
+            fd: std::os::fd::AsRawFd::as_raw_fd(&buf.fd()),
+        });
     }
 
     fn deregister(&mut self, buf: &ShmBuffer) {
         let addr = buf.as_ptr() as usize;
         let ranges = self.ranges();
-        if let Some(i) = ranges.iter().position(|&(a, _)| a == addr) {
+        if let Some(i) = ranges.iter().position(|r| r.addr == addr) {
             ranges.swap_remove(i);
         }
     }
@@ -223,7 +241,10 @@ extern "C" fn parent() {
 }
 
 /// `pthread_atfork` child handler: replaces every registered mapping with a private
-/// zero-filled one at the same address, then releases the lock.
+/// zero-filled one at the same address, and every registered descriptor with one of an empty
+/// memfd of the child's own (`dup3` over the same number, so the child's copy of the
+/// `LocalArray` still owns exactly that number, and closing it on drop closes nothing else),
+/// then releases the lock.
 extern "C" fn child() {
     let held = REGISTRY.lock.load(Acquire);
     if held & FORKING == 0 {
@@ -232,7 +253,10 @@ extern "C" fn child() {
     // SAFETY: the prepare handler took the lock in the parent before the fork, so the list is
     // consistent, and this child has one thread: nothing else accesses it.
     let ranges = unsafe { &*REGISTRY.ranges.get() };
-    for &(addr, len) in ranges.iter() {
+    if !ranges.is_empty() {
+        detach_descriptors(ranges);
+    }
+    for &Registered { addr, len, .. } in ranges.iter() {
         let (Some(addr), Some(len)) = (
             std::num::NonZeroUsize::new(addr),
             std::num::NonZeroUsize::new(len),
@@ -252,15 +276,44 @@ extern "C" fn child() {
             )
         };
         if placed.is_err() {
-            // Continuing would leave the child sharing memory the parent treats as its own.
-            let msg = b"multiproc-shared-array: cannot detach a LocalArray in a forked child\n";
-            // SAFETY: fd 2 is only borrowed for this one write.
-            let stderr = unsafe { std::os::fd::BorrowedFd::borrow_raw(2) };
-            let _ = nix::unistd::write(stderr, msg);
-            std::process::abort();
+            detach_failed();
         }
     }
     REGISTRY.lock.store(0, Release);
+}
+
+/// In a forked child: points every registered descriptor number at a fresh, empty memfd of the
+/// child's own, so that nothing in the child (`/proc/self/fd/N`, `mmap`/`pread` on the raw
+/// number) reaches the memory the parent holds as `&mut [T]`. Async-signal-safe: system calls
+/// only.
+fn detach_descriptors(ranges: &[Registered]) {
+    let Ok(spare) = nix::sys::memfd::memfd_create(
+        c"multiproc-local-detached",
+        nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC,
+    ) else {
+        detach_failed()
+    };
+    let empty = std::os::fd::AsRawFd::as_raw_fd(&spare);
+    for r in ranges {
+        // `dup3` atomically closes the inherited memfd at `r.fd` and puts the empty one there
+        // (close-on-exec, like the original). The number stays owned by the child's copy of
+        // the LocalArray's buffer — the only owner of it in this process — so no other
+        // descriptor is touched. (Closing it instead would let the number be reused while that
+        // copy still owns it.)
+        if nix::unistd::dup3(empty, r.fd, nix::fcntl::OFlag::O_CLOEXEC).is_err() {
+            detach_failed();
+        }
+    }
+    drop(spare); // the spare number; every registered number now refers to the empty memfd
+}
+
+/// Continuing would leave the child sharing memory the parent treats as its own: abort.
+fn detach_failed() -> ! {
+    let msg = b"multiproc-shared-array: cannot detach a LocalArray in a forked child\n";
+    // SAFETY: fd 2 is only borrowed for this one write.
+    let stderr = unsafe { std::os::fd::BorrowedFd::borrow_raw(2) };
+    let _ = nix::unistd::write(stderr, msg);
+    std::process::abort();
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -581,7 +634,7 @@ mod tests {
 
     fn registered(addr: usize) -> bool {
         let mut held = Held::acquire();
-        held.ranges().iter().any(|&(a, _)| a == addr)
+        held.ranges().iter().any(|r| r.addr == addr)
     }
 
     #[test]

@@ -7,8 +7,11 @@
 //! gets it as a serde value (every primitive is `Serialize + Deserialize` through
 //! [`multiproc_core::handoff`]: a pool's argument, a `Pipe` message), or with
 //! [`send_buffer`](crate::send_buffer) / [`recv_buffer`](crate::recv_buffer) and the
-//! primitive's `from_buffer`. Their state is atomics only, so attaching to any bytes is sound;
-//! `from_buffer` checks a magic number and kind to catch mix-ups.
+//! primitive's `from_buffer`. Their state is atomics only, of 32 and 64 bits at fixed offsets;
+//! the buffer's [`AccessWidth`] is [`Structured`](AccessWidth::Structured) from creation on, so the generic byte
+//! and word accessors of [`SharedBuffer`] refuse it (a byte write racing the lock word's 64-bit
+//! CAS would be undefined behaviour), and no typed array can be made of it. `from_buffer`
+//! accepts only such a buffer, and checks a magic number and kind to catch mix-ups.
 //!
 //! # The robust lock
 //!
@@ -35,8 +38,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::time::Duration;
 
 use multiproc_core::{
-    Barrier, Condition, Error, Event, Lock, RLock, Result, Semaphore, SharedBuffer, SyncFamily,
-    SyncPrimitive,
+    AccessWidth, Barrier, Condition, Error, Event, Lock, RLock, Result, Semaphore, SharedBuffer,
+    SyncFamily, SyncPrimitive,
 };
 
 use crate::os::{self, Deadline, Wake, WAITERS};
@@ -65,27 +68,52 @@ enum Kind {
 // Memory layout helpers
 // ----------------------------------------------------------------------------------------------
 
+// The layout views below are only made of buffers whose AccessWidth is Structured (fixed by
+// `create`, checked by `attach`): nothing but this module's code accesses their bytes, and it
+// accesses every location always in the same size — the header and the u32 fields as u32s,
+// the lock words and the u64 fields as u64s, at the fixed offsets below, which never overlap.
+
 fn u32s(buf: &ShmBuffer) -> &[AtomicU32] {
     // SAFETY: the mapping is page-aligned and valid for `len` bytes while `buf` lives;
     // AtomicU32 has u32's layout and allows shared concurrent access, and any bit pattern is a
-    // valid u32.
+    // valid u32. The buffer is Structured (see above): each location is accessed in one size.
     unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<AtomicU32>(), buf.len() / 4) }
 }
 
 fn u64s(buf: &ShmBuffer) -> &[AtomicU64] {
-    buf.as_atomic_u64s()
+    // SAFETY: as for `u32s`, with 8-byte words (the mapping is page-aligned).
+    unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<AtomicU64>(), buf.len() / 8) }
 }
 
-/// A new buffer of `len` bytes whose header says `kind`.
+/// A new buffer of `len` bytes, Structured, whose header says `kind`.
 fn create(kind: Kind, len: usize) -> Result<ShmBuffer> {
     let buf = ShmBuffer::new(len)?;
+    buf.claim_width(AccessWidth::Structured, "buffer")?;
     u32s(&buf)[1].store(kind as u32, Relaxed);
     u32s(&buf)[0].store(MAGIC, Release);
     Ok(buf)
 }
 
 /// Checks that a received buffer holds a primitive of `kind` and is at least `len` bytes.
+///
+/// Only a Structured buffer is read at all: any other width means that other views access
+/// the bytes in their own size (and a buffer whose width is not fixed never held a primitive,
+/// since `create` fixes it) — and claiming it here would take it from its owner.
 fn attach(buf: &ShmBuffer, kind: Kind, len: usize) -> Result<()> {
+    if !matches!(buf.access_width(), Ok(Some(AccessWidth::Structured))) {
+        return Err(Error::invalid(
+            "buffer",
+            format!(
+                "does not hold a process-shared {kind:?} (its memory is not a primitive's: \
+                 it is unused or accessed as {})",
+                match buf.access_width() {
+                    Ok(Some(w)) => format!("{w:?} units"),
+                    Ok(None) => "nothing yet".to_owned(),
+                    Err(_) => "an unknown width".to_owned(),
+                }
+            ),
+        ));
+    }
     if buf.len() < len
         || u32s(buf)[0].load(Acquire) != MAGIC
         || u32s(buf)[1].load(Relaxed) != kind as u32
@@ -313,7 +341,10 @@ impl ProcessLock {
         Ok(ProcessLock { buf })
     }
 
-    /// The shared memory holding the lock, to send to another process.
+    /// The shared memory holding the lock, to send to another process (or
+    /// [`try_clone`](ShmBuffer::try_clone) for [`from_buffer`](Self::from_buffer)). Its bytes are
+    /// the lock's alone: the [`SharedBuffer`] byte and word accessors refuse it
+    /// ([`AccessWidth::Structured`]).
     pub fn buffer(&self) -> &ShmBuffer {
         &self.buf
     }
@@ -398,7 +429,10 @@ impl ProcessRLock {
         Ok(ProcessRLock { buf })
     }
 
-    /// The shared memory holding the lock, to send to another process.
+    /// The shared memory holding the lock, to send to another process (or
+    /// [`try_clone`](ShmBuffer::try_clone) for [`from_buffer`](Self::from_buffer)). Its bytes are
+    /// the lock's alone: the [`SharedBuffer`] byte and word accessors refuse it
+    /// ([`AccessWidth::Structured`]).
     pub fn buffer(&self) -> &ShmBuffer {
         &self.buf
     }
@@ -506,7 +540,9 @@ impl ProcessEvent {
         Ok(ProcessEvent { buf })
     }
 
-    /// The shared memory holding the event, to send to another process.
+    /// The shared memory holding the event, to send to another process. Its bytes are the
+    /// event's alone: the [`SharedBuffer`] byte and word accessors refuse it
+    /// ([`AccessWidth::Structured`]).
     pub fn buffer(&self) -> &ShmBuffer {
         &self.buf
     }
@@ -624,7 +660,9 @@ impl ProcessSemaphore {
         Ok(ProcessSemaphore { buf })
     }
 
-    /// The shared memory holding the semaphore, to send to another process.
+    /// The shared memory holding the semaphore, to send to another process. Its bytes are the
+    /// semaphore's alone: the [`SharedBuffer`] byte and word accessors refuse it
+    /// ([`AccessWidth::Structured`]).
     pub fn buffer(&self) -> &ShmBuffer {
         &self.buf
     }
@@ -693,7 +731,10 @@ impl Semaphore for ProcessSemaphore {
                 if new > b {
                     return Err(Error::invalid(
                         "n",
-                        format!("a bounded semaphore of {b} released above its initial value"),
+                        format!(
+                            "releasing {n} would take the bounded semaphore to {new}, above \
+                             its bound of {b}"
+                        ),
                     ));
                 }
             }
@@ -796,7 +837,9 @@ impl ProcessCondition {
         Ok(ProcessCondition { buf, capacity })
     }
 
-    /// The shared memory holding the condition, to send to another process.
+    /// The shared memory holding the condition, to send to another process. Its bytes are the
+    /// condition's alone: the [`SharedBuffer`] byte and word accessors refuse it
+    /// ([`AccessWidth::Structured`]).
     pub fn buffer(&self) -> &ShmBuffer {
         &self.buf
     }
@@ -1000,7 +1043,9 @@ impl ProcessBarrier {
         Ok(ProcessBarrier { cond })
     }
 
-    /// The shared memory holding the barrier, to send to another process.
+    /// The shared memory holding the barrier, to send to another process. Its bytes are the
+    /// barrier's alone: the [`SharedBuffer`] byte and word accessors refuse it
+    /// ([`AccessWidth::Structured`]).
     pub fn buffer(&self) -> &ShmBuffer {
         self.cond.buffer()
     }
@@ -1294,6 +1339,14 @@ mod tests {
             Err(Error::InvalidArgument { name: "n", .. })
         ));
         assert_eq!(s.kind(), "ProcessSemaphore");
+        let b = ProcessSemaphore::bounded(1).unwrap();
+        match b.release(1) {
+            Err(Error::InvalidArgument { name: "n", reason }) => {
+                assert!(reason.contains("bound of 1"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(b.value(), 1);
         assert_eq!(
             ProcessSemaphore::bounded(1).unwrap().kind(),
             "ProcessBoundedSemaphore"

@@ -269,3 +269,55 @@ fn a_fork_pool_slices_frozen_statics_and_writes_shared_ones() {
     assert_eq!(OUTPUT.get().unwrap().to_vec(), expected);
     assert_eq!(sums.iter().sum::<f64>(), expected.iter().sum::<f64>());
 }
+
+/// The inode of the file mapped at `addr` (from `/proc/self/maps`).
+fn inode_mapped_at(addr: usize) -> u64 {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let line = maps
+        .lines()
+        .find(|l| {
+            let start = l.split('-').next().unwrap();
+            usize::from_str_radix(start, 16).unwrap() == addr
+        })
+        .expect("a mapping starts at the array");
+    line.split_whitespace().nth(4).unwrap().parse().unwrap()
+}
+
+/// The descriptors of this process that refer to the memfd with inode `ino`.
+fn fds_of_inode(ino: u64) -> Vec<i32> {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&fd| {
+            // A number closed meanwhile (read_dir's own) makes fstat fail, which is fine.
+            let st = nix::sys::stat::fstat(fd);
+            st.is_ok_and(|st| st.st_ino == ino && st.st_mode & libc::S_IFMT == libc::S_IFREG)
+        })
+        .collect()
+}
+
+/// Issue 11, item 8: a forked child must not be able to reach a `LocalArray`'s memory through
+/// an inherited descriptor (`/proc/self/fd/N`, or a raw-fd `mmap`/`pread`): no descriptor in
+/// the child refers to its memfd.
+#[test]
+fn a_forked_child_has_no_descriptor_of_a_local_array() {
+    let mut local = LocalArray::<u64>::from_iter(1..=1000).unwrap();
+    let ino = inode_mapped_at(local.as_ptr() as usize);
+    let in_parent = fds_of_inode(ino);
+    assert_eq!(in_parent.len(), 1, "the parent holds the memfd once");
+    let fd = in_parent[0];
+    let slice = local.as_mut_slice();
+    in_child(move || {
+        assert_eq!(slice.iter().sum::<u64>(), 0);
+        let open = fds_of_inode(ino);
+        assert!(
+            open.is_empty(),
+            "the child can reach the parent's LocalArray through descriptor(s) {open:?}"
+        );
+        let link = std::fs::read_link(format!("/proc/self/fd/{fd}"))
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        assert!(!link.contains("multiproc-shm"), "fd {fd} is {link}");
+    });
+    assert_eq!(local.iter().sum::<u64>(), 500_500);
+}

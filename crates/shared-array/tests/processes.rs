@@ -269,3 +269,107 @@ fn a_buffer_sent_over_a_socket_is_shared_with_the_other_process() {
     child.wait().unwrap();
     assert_eq!(a.to_vec(), vec![7, 1, 2, 3, 4, 5, 6, 7]);
 }
+
+/// Forks a child that takes `lock` and exits holding it, and reaps the child.
+fn die_holding<L: Lock>(lock: &L) {
+    // SAFETY: the child only takes the lock, in shared memory, and exits.
+    let child = unsafe {
+        fork_child(|| {
+            lock.acquire().unwrap();
+        })
+    };
+    child.wait().unwrap();
+}
+
+/// Whether another process can take `lock` within 10 s (and release it again).
+fn another_process_can_lock<L: Lock>(lock: &L) -> bool {
+    // SAFETY: the child only takes and releases the lock, in shared memory.
+    let child = unsafe {
+        fork_child(|| {
+            assert!(
+                lock.acquire_timeout(Duration::from_secs(10)).unwrap(),
+                "the lock stayed held after OwnerDied"
+            );
+            lock.release().unwrap();
+        })
+    };
+    child.wait().is_ok()
+}
+
+/// Issue 11, item 12: `Value::get` reports `OwnerDied` once and leaves no hold behind, so the
+/// natural retry works and every other process can still take the lock.
+#[test]
+fn owner_died_from_value_get_leaves_the_lock_usable_by_everyone() {
+    let v = Value::new(5_u64).unwrap();
+    die_holding(v.get_lock());
+    assert!(matches!(v.get(), Err(Error::OwnerDied)));
+    assert_eq!(v.get().unwrap(), 5, "the natural retry");
+    v.set(6).unwrap();
+    assert!(
+        another_process_can_lock(v.get_lock()),
+        "the lock is still held by the caller that got OwnerDied"
+    );
+    assert_eq!(v.get().unwrap(), 6);
+}
+
+/// The same for `Array`'s one-call accessors.
+#[test]
+fn owner_died_from_array_get_leaves_the_lock_usable_by_everyone() {
+    let a = Array::<u32>::from_slice(&[1, 2, 3]).unwrap();
+    die_holding(a.get_lock());
+    assert!(matches!(a.get(1), Err(Error::OwnerDied)));
+    assert_eq!(a.get(1).unwrap(), 2, "the natural retry");
+    assert!(
+        another_process_can_lock(a.get_lock()),
+        "the lock is still held by the caller that got OwnerDied"
+    );
+    die_holding(a.get_lock());
+    assert!(matches!(a.to_vec(), Err(Error::OwnerDied)));
+    assert!(another_process_can_lock(a.get_lock()));
+}
+
+/// A `ProcessLock` taken with `Lock::lock` (the guard form): an `OwnerDied` that the caller
+/// turns into an error with `?` releases the lock.
+#[test]
+fn owner_died_from_a_lock_guard_releases_when_dropped() {
+    let lock = ProcessLock::new().unwrap();
+    die_holding(&lock);
+    let with_question_mark = || -> multiproc_core::Result<()> {
+        let _held = lock.lock()?;
+        Ok(())
+    };
+    assert!(matches!(with_question_mark(), Err(Error::OwnerDied)));
+    assert!(
+        another_process_can_lock(&lock),
+        "the lock is still held by the caller that got OwnerDied"
+    );
+}
+
+/// `Array::lock`, `Array::lock_timeout` and `Value::lock` hand the caller the guard with
+/// `OwnerDied`: what it writes through the guard is kept, and dropping it frees the lock.
+#[test]
+fn owner_died_hands_over_the_guard() {
+    use multiproc_core::LockError;
+    let a = Array::<u32>::from_slice(&[1, 2, 3]).unwrap();
+    die_holding(a.get_lock());
+    match a.lock() {
+        Err(LockError::OwnerDied(mut g)) => g[0] = 10,
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+    assert!(another_process_can_lock(a.get_lock()));
+    assert_eq!(a.to_vec().unwrap(), [10, 2, 3]);
+    die_holding(a.get_lock());
+    match a.lock_timeout(Duration::from_secs(10)) {
+        Err(e) => assert!(e.is_owner_died(), "{e:?}"),
+        Ok(g) => panic!("{g:?}"),
+    }
+    assert!(another_process_can_lock(a.get_lock()));
+
+    let v = Value::new(1_u8).unwrap();
+    die_holding(v.get_lock());
+    let mut g = v.lock().unwrap_err().into_guard().expect("the guard");
+    *g += 1;
+    drop(g);
+    assert!(another_process_can_lock(v.get_lock()));
+    assert_eq!(v.get().unwrap(), 2);
+}

@@ -108,3 +108,32 @@ pub fn join_all<W: Worker>(workers: impl IntoIterator<Item = W>) {
     let failures: Vec<String> = workers.into_iter().filter_map(|w| w.join().err()).collect();
     assert!(failures.is_empty(), "worker(s) failed: {failures:?}");
 }
+
+/// Runs `cmd` to the end and returns its output (stdout and stderr captured), or kills it
+/// (`SIGKILL`) and returns an error if it is still running after `limit`: how a test runs a
+/// program that may hang without hanging itself.
+pub fn run_with_watchdog(
+    mut cmd: std::process::Command,
+    limit: Duration,
+) -> Result<std::process::Output, String> {
+    use std::process::Stdio;
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let pid = child.id() as libc::pid_t;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.map_err(|e| e.to_string()),
+        Err(_) => {
+            // SAFETY: `kill` only sends a signal. `pid` is our unreaped child: the thread
+            // above owns it and has not returned from waiting for it (it would have sent).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            Err(format!("hung: still running after {limit:?} (killed)"))
+        }
+    }
+}

@@ -187,7 +187,15 @@ pub fn die(how: u32) -> u32 {
             let _ = unsafe { signal(Signal::SIGSEGV, SigHandler::SigDfl) };
             let _ = raise(Signal::SIGSEGV);
         }
-        4 => std::process::exit(7),
+        // The C library's `exit` (atexit handlers, stdio flushed), not `std::process::exit`:
+        // std's exit also runs its runtime cleanup, which takes std-internal locks (the
+        // stack-overflow handler's thread table) that another thread of a multithreaded
+        // parent may have held at the fork — in a libtest binary that is likely enough to
+        // hang a worker now and then. What this checks is the pool's handling of a worker
+        // that exits; the std hazard is documented on the fork backend.
+        // SAFETY: `exit` runs the process's atexit handlers (multiproc's do nothing in a
+        // forked child) and never returns.
+        4 => unsafe { libc::exit(7) },
         _ => return how,
     }
     std::thread::sleep(Duration::from_secs(5));

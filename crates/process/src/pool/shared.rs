@@ -96,21 +96,18 @@ impl<L> Shared<L> {
     /// [`Error::PoolBroken`] for every pending and later call.
     pub(super) fn break_pool(&self, reason: String) {
         lock(&self.broken).get_or_insert(reason.clone());
-        let queued = {
-            let mut q = lock(&self.queue);
-            q.closed = true;
-            q.stopping = true;
-            std::mem::take(&mut q.jobs)
-        };
-        self.work.notify_all();
-        for job in queued {
-            (job.on_done)(Err(Error::PoolBroken(reason.clone())));
-        }
+        self.stop_failing(VecDeque::new(), || Error::PoolBroken(reason.clone()));
     }
 
     /// The initializer failed in a worker: stop the pool and fail everything pending.
     pub(super) fn initializer_failed(&self, message: String, sent: VecDeque<Job>) {
         lock(&self.init_error).get_or_insert(message.clone());
+        self.stop_failing(sent, || Error::InitializerFailed(message.clone()));
+    }
+
+    /// Closes and stops the pool, wakes every supervisor, and fails `sent` and every queued
+    /// job with `error()`.
+    fn stop_failing(&self, sent: VecDeque<Job>, error: impl Fn() -> Error) {
         let queued = {
             let mut q = lock(&self.queue);
             q.closed = true;
@@ -119,7 +116,7 @@ impl<L> Shared<L> {
         };
         self.work.notify_all();
         for job in sent.into_iter().chain(queued) {
-            (job.on_done)(Err(Error::InitializerFailed(message.clone())));
+            (job.on_done)(Err(error()));
         }
     }
 }
