@@ -29,6 +29,23 @@ pub unsafe fn at_exit(handler: Handler) -> io::Result<()> {
     }
 }
 
+/// The C library's `exit(code)`: runs the `atexit` handlers (last registered first) and
+/// flushes and closes the C library's streams, but not `std`'s runtime cleanup, which
+/// `std::process::exit` adds and which takes `std`-internal locks — in the child of a fork of a
+/// multithreaded process one of those may have been held at the fork by a thread that does
+/// not exist there, and `std::process::exit` would hang on it.
+///
+/// # Safety
+///
+/// No other thread may call `exit` at the same time (the C library's `exit` is not
+/// thread-safe; in a forked child only the forking thread exists), and every registered
+/// `atexit` handler must be fine to run now, in this process.
+pub unsafe fn exit_with_handlers(code: i32) -> ! {
+    // SAFETY: `exit` takes an integer and never returns; that no other thread exits at the
+    // same time and that the handlers may run is the caller's promise above.
+    unsafe { libc::exit(code) }
+}
+
 /// `_exit(code)`: ends the process at once, running no destructors, no `atexit` handlers and
 /// no flush of `std`'s buffers (flush stdout first if it matters). Async-signal-safe, so the
 /// way out of a forked child.

@@ -122,7 +122,7 @@ pub fn run_with_watchdog(
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| e.to_string())?;
-    let pid = child.id() as libc::pid_t;
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(child.wait_with_output());
@@ -130,9 +130,9 @@ pub fn run_with_watchdog(
     match rx.recv_timeout(limit) {
         Ok(out) => out.map_err(|e| e.to_string()),
         Err(_) => {
-            // SAFETY: `kill` only sends a signal. `pid` is our unreaped child: the thread
-            // above owns it and has not returned from waiting for it (it would have sent).
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            // `pid` is our unreaped child, so still its number: the thread above owns it and
+            // has not returned from waiting for it (it would have sent).
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
             Err(format!("hung: still running after {limit:?} (killed)"))
         }
     }

@@ -193,9 +193,10 @@ pub fn die(how: u32) -> u32 {
         // parent may have held at the fork — in a libtest binary that is likely enough to
         // hang a worker now and then. What this checks is the pool's handling of a worker
         // that exits; the std hazard is documented on the fork backend.
-        // SAFETY: `exit` runs the process's atexit handlers (multiproc's do nothing in a
-        // forked child) and never returns.
-        4 => unsafe { libc::exit(7) },
+        // SAFETY: a worker runs this on its only task thread, and no other thread of it
+        // exits; the process's atexit handlers (multiproc's do nothing in a forked child) may
+        // run.
+        4 => unsafe { multiproc_sys::exit::exit_with_handlers(7) },
         _ => return how,
     }
     std::thread::sleep(Duration::from_secs(5));
