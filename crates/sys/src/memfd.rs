@@ -24,6 +24,12 @@ pub fn create_sealable(name: &CStr) -> nix::Result<OwnedFd> {
     )
 }
 
+/// A new, empty memfd named `name`, close-on-exec, that refuses seals (a file nobody can
+/// freeze).
+pub fn create(name: &CStr) -> nix::Result<OwnedFd> {
+    memfd_create(name, MemFdCreateFlag::MFD_CLOEXEC)
+}
+
 /// Adds `seals` to the file (`F_ADD_SEALS`); seals are never removed. Fails with `EPERM` if
 /// the file is sealed against new seals (or was not created sealable), and with `EBUSY` for
 /// `F_SEAL_WRITE` while a writable shared mapping exists.
@@ -60,5 +66,7 @@ mod tests {
         assert!(add_seals(fd.as_fd(), SealFlag::F_SEAL_GROW).is_err());
         let plain = std::fs::File::open("/proc/self/stat").unwrap();
         assert!(seals(plain.as_fd()).is_err());
+        let unsealable = create(c"test").unwrap();
+        assert!(add_seals(unsealable.as_fd(), SealFlag::F_SEAL_SHRINK).is_err());
     }
 }
