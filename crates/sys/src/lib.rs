@@ -10,7 +10,7 @@
 //! | shared memory another process can map but not shrink or write | `memfd_create`, `F_ADD_SEALS`, `F_GET_SEALS` | [`memfd`] |
 //! | state, parent and start time of a process; memory counters | `/proc/<pid>/stat`, `/proc/<pid>/status`, `/proc/<pid>/smaps_rollup`, `/proc/meminfo` | [`procfs`] |
 //! | handlers around `fork` | `pthread_atfork` | [`atfork`] |
-//! | handlers at `exit`, and leaving without them | `atexit`, `_exit` | [`exit`] |
+//! | handlers at `exit`, and leaving with or without them | `atexit`, `exit`, `_exit` | [`exit`] |
 //! | the kernel's id of a thread | `gettid` | [`thread`] |
 //! | secrets | `getrandom` | [`random`] |
 //! | allocator and paging hints | `mallopt`, `madvise(MADV_HUGEPAGE)` | [`memory`] |

@@ -166,10 +166,16 @@ pub fn pss(pid: u32) -> io::Result<u64> {
     kb_field(&text, "Pss").ok_or_else(|| missing(&file, "Pss"))
 }
 
+/// A `Name:   1234 kB` line of `/proc/<pid>/status` (`VmRSS`, `RssShmem`, ...), in bytes;
+/// `None` if the file has no such line.
+pub fn status_field(pid: u32, name: &str) -> io::Result<Option<u64>> {
+    let text = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    Ok(kb_field(&text, name))
+}
+
 /// `VmRSS` of `/proc/<pid>/status`, in bytes; 0 for a zombie, which has no such line.
 pub fn vm_rss(pid: u32) -> io::Result<u64> {
-    let text = fs::read_to_string(format!("/proc/{pid}/status"))?;
-    Ok(kb_field(&text, "VmRSS").unwrap_or(0))
+    Ok(status_field(pid, "VmRSS")?.unwrap_or(0))
 }
 
 /// Whether a failed read of `/proc/<pid>/...` means that the process is gone (or was never
