@@ -241,6 +241,5 @@ fn run_child(parent: Pid, job: Job) -> ! {
 
 /// `_exit(code)`: ends the process at once, running no destructors and no `atexit` handlers.
 pub(crate) fn exit_now(code: i32) -> ! {
-    // SAFETY: `_exit` has no preconditions and is async-signal-safe; it never returns.
-    unsafe { libc::_exit(code) }
+    multiproc_sys::exit::exit_now(code)
 }

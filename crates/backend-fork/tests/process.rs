@@ -217,13 +217,9 @@ fn one_thread_joins_while_another_kills() {
 
 /// The state of a process from `/proc/PID/stat` (`None` once it is gone).
 fn proc_state(pid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .next()?
-        .chars()
-        .next()
+    multiproc_sys::procfs::stat(pid)
+        .ok()
+        .map(|s| char::from(s.state))
 }
 
 /// Waits until `pid` is gone or a zombie of someone else; bounded by [`LIMIT`].

@@ -129,21 +129,7 @@ impl Claim {
 /// 128 fresh random bits from the kernel (`getrandom`).
 fn fresh_secret() -> io::Result<[u8; SECRET_LEN]> {
     let mut secret = [0u8; SECRET_LEN];
-    let mut filled = 0;
-    while filled < SECRET_LEN {
-        let rest = &mut secret[filled..];
-        // SAFETY: `rest` is a live, writable buffer of `rest.len()` bytes for the whole call;
-        // getrandom writes at most that many bytes into it.
-        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(e);
-            }
-        } else {
-            filled += n as usize;
-        }
-    }
+    multiproc_sys::random::fill(&mut secret)?;
     Ok(secret)
 }
 

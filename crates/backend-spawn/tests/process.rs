@@ -120,9 +120,7 @@ fn a_child_dies_with_its_parent() {
     middle.join().unwrap();
     // The grandchild was re-parented and got SIGKILL; it disappears (reaped by init).
     let deadline = Instant::now() + Duration::from_secs(5);
-    while std::fs::read_to_string(format!("/proc/{grandchild}/stat"))
-        .is_ok_and(|s| !s.contains(") Z "))
-    {
+    while multiproc_sys::procfs::stat(grandchild as u32).is_ok_and(|s| !s.is_dead()) {
         assert!(
             Instant::now() < deadline,
             "the grandchild outlived its parent"

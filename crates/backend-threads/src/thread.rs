@@ -12,7 +12,7 @@
 
 use std::cell::Cell;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Once, PoisonError};
 use std::thread::{self, JoinHandle, ThreadId};
 use std::time::Duration;
@@ -30,7 +30,7 @@ static NON_DAEMON_DONE: Condvar = Condvar::new();
 static REGISTER_EXIT_HANDLER: Once = Once::new();
 /// The process whose threads `LIVE_NON_DAEMON` counts. A forked child inherits the count and
 /// the exit handler, but none of the threads: there the handler must not wait.
-static COUNTING_PID: AtomicI32 = AtomicI32::new(0);
+static COUNTING_PID: AtomicU32 = AtomicU32::new(0);
 
 thread_local! {
     static IS_NON_DAEMON: Cell<bool> = const { Cell::new(false) };
@@ -38,8 +38,7 @@ thread_local! {
 
 /// The exit hook ([`ExitStage::Threads`]: before child processes are handled, as in Python).
 fn wait_for_non_daemon_threads() {
-    // SAFETY: getpid takes no arguments and cannot fail.
-    if unsafe { libc::getpid() } != COUNTING_PID.load(Ordering::Relaxed) {
+    if std::process::id() != COUNTING_PID.load(Ordering::Relaxed) {
         return; // a forked child: the counted threads are not here
     }
     // A non-daemon thread that calls `exit` itself must not wait for itself.
@@ -54,8 +53,7 @@ fn wait_for_non_daemon_threads() {
 
 fn register_exit_handler() {
     REGISTER_EXIT_HANDLER.call_once(|| {
-        // SAFETY: getpid takes no arguments and cannot fail.
-        COUNTING_PID.store(unsafe { libc::getpid() }, Ordering::Relaxed);
+        COUNTING_PID.store(std::process::id(), Ordering::Relaxed);
         at_exit(ExitStage::Threads, wait_for_non_daemon_threads);
     });
 }
@@ -172,9 +170,7 @@ impl<R: Send + 'static> Thread<R> {
                 IS_NON_DAEMON.with(|c| c.set(true));
                 NonDaemonGuard
             });
-            // SAFETY: gettid takes no arguments, cannot fail, and only reads the calling
-            // thread's id.
-            *guard(&worker_state.native_id) = Some(unsafe { libc::gettid() });
+            *guard(&worker_state.native_id) = Some(multiproc_sys::thread::gettid());
             let result = panic::catch_unwind(AssertUnwindSafe(target)).map_err(Error::from_panic);
             *guard(&worker_state.outcome) = Outcome::Finished(result);
             worker_state.finished.notify_all();

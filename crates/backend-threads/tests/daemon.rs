@@ -5,6 +5,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use multiproc_threads::Thread;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{fork, ForkResult};
 
 const ROLE: &str = "MULTIPROC_DAEMON_TEST_ROLE";
 
@@ -75,18 +78,16 @@ fn a_forked_child_that_exits_does_not_wait_for_its_parents_threads() {
         .unwrap();
         // SAFETY: the child only calls `exit`, which runs the inherited exit handlers — the
         // code under test — and nothing that could need a lock held by another thread.
-        match unsafe { libc::fork() } {
-            0 => std::process::exit(0),
-            -1 => panic!("fork failed"),
-            pid => {
-                let mut status = 0;
+        match unsafe { fork() }.expect("fork failed") {
+            ForkResult::Child => std::process::exit(0),
+            ForkResult::Parent { child } => {
                 let start = Instant::now();
                 // A "never hangs" bound, far above the milliseconds a child's exit takes.
-                // SAFETY: `pid` is our child; `status` is a valid out-pointer.
-                while unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == 0 {
+                while waitpid(child, Some(WaitPidFlag::WNOHANG)).unwrap() == WaitStatus::StillAlive
+                {
                     if start.elapsed() > Duration::from_secs(30) {
-                        // SAFETY: `pid` is our unreaped child, so the pid is still ours.
-                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                        // `child` is our unreaped child, so the pid is still ours.
+                        let _ = kill(child, Signal::SIGKILL);
                         panic!("the forked child waited for its parent's thread at exit");
                     }
                     std::thread::sleep(Duration::from_millis(1));

@@ -6,6 +6,9 @@ use std::time::{Duration, Instant};
 
 use multiproc_core::Error;
 use multiproc_threads::{Executor, ThreadPool};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{fork, ForkResult};
 
 fn square(x: u64) -> u64 {
     x * x
@@ -40,35 +43,35 @@ fn a_thread_pool_used_from_a_forked_child_refuses_at_once() {
     // SAFETY: the child only calls methods of its copy of the pool (which, fixed, return at
     // once), allocates, and leaves with `_exit`; a lock another thread held at the fork can
     // only hang it, and the parent kills it after the deadline below.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| use_the_copy(&pool)))
-            .unwrap_or(101);
-        // SAFETY: `_exit` has no preconditions; it runs none of the parent's destructors.
-        unsafe { libc::_exit(code) };
-    }
+    let pid = match unsafe { fork() }.expect("fork failed") {
+        ForkResult::Child => {
+            let code =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| use_the_copy(&pool)))
+                    .unwrap_or(101);
+            // Runs none of the parent's destructors or exit handlers.
+            multiproc_sys::exit::exit_now(code)
+        }
+        ForkResult::Parent { child } => child,
+    };
     let deadline = Instant::now() + Duration::from_secs(30);
-    let mut status = 0;
-    loop {
-        // SAFETY: `status` is writable and `pid` is our unreaped child.
-        if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
-            break;
+    let status = loop {
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)).unwrap() {
+            WaitStatus::StillAlive => {}
+            status => break status,
         }
         if Instant::now() > deadline {
-            // SAFETY: signalling and reaping our own unreaped child.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                libc::waitpid(pid, &mut status, 0);
-            }
+            // Signalling and reaping our own unreaped child.
+            let _ = kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
             panic!("the forked child hung using the pool's copy");
         }
         // A watchdog's poll: the child's end is what we wait for.
         std::thread::sleep(Duration::from_millis(2));
-    }
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "the copy did not refuse every call (wait status {status:#x})"
+    };
+    assert_eq!(
+        status,
+        WaitStatus::Exited(pid, 0),
+        "the copy did not refuse every call"
     );
     assert_eq!(pool.map(square, 0..4).unwrap(), vec![0, 1, 4, 9]);
 }

@@ -3,7 +3,7 @@
 //! Python does two things at interpreter exit, in this order: `threading` waits for every
 //! non-daemon thread, then `multiprocessing` kills its daemon children and waits for the
 //! others. multiproc's backends do the same through hooks registered here, each for its
-//! [`ExitStage`]; one `libc::atexit` handler runs them stage by stage, whatever order they were
+//! [`ExitStage`]; one `atexit` handler (`multiproc_sys::exit::at_exit`) runs them stage by stage, whatever order they were
 //! registered in (the C library runs separate `atexit` handlers in reverse order of
 //! registration, which would let the first use of a backend decide what happens first).
 //!
@@ -82,11 +82,10 @@ pub fn at_exit(stage: ExitStage, hook: fn()) {
     }
     assert!(added, "more than {SLOTS} exit hooks for {stage:?}");
     REGISTER.call_once(|| {
-        // SAFETY: `atexit` only records the function pointer. The handler is an `extern "C"
-        // fn` without arguments that touches only statics living for the whole program, and
-        // it cannot unwind: every hook runs under `catch_unwind`.
-        let rc = unsafe { libc::atexit(run_hooks) };
-        debug_assert_eq!(rc, 0, "atexit registration failed");
+        // SAFETY: the handler touches only statics living for the whole program (`HOOKS` and
+        // the hooks' own), and it cannot unwind: every hook runs under `catch_unwind`.
+        let registered = unsafe { multiproc_sys::exit::at_exit(run_hooks) };
+        debug_assert!(registered.is_ok(), "atexit registration failed");
     });
 }
 

@@ -19,8 +19,8 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::fs;
-use std::io;
+
+use multiproc_sys::procfs;
 
 use crate::{Error, Result};
 
@@ -60,89 +60,36 @@ impl fmt::Display for SystemMemory {
     }
 }
 
-/// The value of a `Name:   1234 kB` line of a `/proc` file, in bytes.
-fn kb_field(text: &str, name: &str) -> Option<u64> {
-    text.lines().find_map(|line| {
-        let rest = line.strip_prefix(name)?.strip_prefix(':')?;
-        let kb: u64 = rest.trim().trim_end_matches("kB").trim().parse().ok()?;
-        Some(kb * 1024)
-    })
-}
-
-fn missing(file: &str, field: &str) -> Error {
-    Error::Io(io::Error::new(
-        io::ErrorKind::InvalidData,
-        format!("{file} has no `{field}` line"),
-    ))
-}
-
 /// The system's used and total memory, like the tutorial's `free --mega` helper; its
 /// `Display` is `used / total MB`.
 ///
 /// Read from `/proc/meminfo`: total is `MemTotal`, used is `MemTotal - MemAvailable`, as
 /// `free` computes it.
 pub fn memusage() -> Result<SystemMemory> {
-    let text = fs::read_to_string("/proc/meminfo")?;
-    Ok(SystemMemory {
-        total: kb_field(&text, "MemTotal").ok_or_else(|| missing("/proc/meminfo", "MemTotal"))?,
-        available: kb_field(&text, "MemAvailable")
-            .ok_or_else(|| missing("/proc/meminfo", "MemAvailable"))?,
-    })
-}
-
-/// Whether a failed read of `/proc/PID/...` means that the process is gone (or was never
-/// ours to read), rather than a real error.
-fn vanished(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied
-    ) || e.raw_os_error() == Some(3) // ESRCH: the process exited while being read
+    let (total, available) = procfs::meminfo()?;
+    Ok(SystemMemory { total, available })
 }
 
 /// The proportional set size of one process, in bytes (`Pss` of `/proc/PID/smaps_rollup`).
 ///
 /// Fails with [`Error::Io`] if the process does not exist (or is not ours to inspect).
 pub fn pss_bytes(pid: u32) -> Result<u64> {
-    let file = format!("/proc/{pid}/smaps_rollup");
-    let text = fs::read_to_string(&file)?;
-    if text.is_empty() {
-        // A zombie (or a kernel thread): no memory left to count.
-        return Ok(0);
-    }
-    kb_field(&text, "Pss").ok_or_else(|| missing(&file, "Pss"))
+    Ok(procfs::pss(pid)?)
 }
 
 /// The resident set size of one process, in bytes (`VmRSS` of `/proc/PID/status`). Counts
 /// shared pages in full; see [`tree_pss`] for why PSS is the better total.
 pub fn rss_bytes(pid: u32) -> Result<u64> {
-    let file = format!("/proc/{pid}/status");
-    let text = fs::read_to_string(&file)?;
-    // A zombie has no VmRSS line.
-    Ok(kb_field(&text, "VmRSS").unwrap_or(0))
+    Ok(procfs::vm_rss(pid)?)
 }
 
 /// The parent of every process currently visible in `/proc`.
 fn parents() -> Result<HashMap<u32, u32>> {
     let mut parents = HashMap::new();
-    for entry in fs::read_dir("/proc")? {
-        let Ok(entry) = entry else { continue };
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
-            continue; // exited meanwhile
-        };
-        // "pid (comm) state ppid ...": comm may contain spaces and parentheses.
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<u32>().ok());
-        if let Some(ppid) = ppid {
-            parents.insert(pid, ppid);
+    for pid in procfs::pids()? {
+        // A process that exited meanwhile is left out.
+        if let Ok(stat) = procfs::stat(pid) {
+            parents.insert(pid, stat.ppid);
         }
     }
     Ok(parents)
@@ -183,7 +130,7 @@ pub fn tree_pss(root: u32) -> Result<u64> {
     for &pid in &tree[1..] {
         match pss_bytes(pid) {
             Ok(pss) => total += pss,
-            Err(Error::Io(e)) if vanished(&e) => {}
+            Err(Error::Io(e)) if procfs::vanished(&e) => {}
             Err(e) => return Err(e),
         }
     }
@@ -220,14 +167,6 @@ mod tests {
             available: 22_766_000_000,
         };
         assert_eq!(m.to_string(), "1234 / 24000 MB");
-    }
-
-    #[test]
-    fn kb_fields_parse_exact_names() {
-        let text = "Rss:   10 kB\nPss_Anon:  3 kB\nPss:   7 kB\n";
-        assert_eq!(kb_field(text, "Pss"), Some(7 * 1024));
-        assert_eq!(kb_field(text, "Rss"), Some(10 * 1024));
-        assert_eq!(kb_field(text, "Swap"), None);
     }
 
     #[test]

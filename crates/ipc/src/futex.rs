@@ -1,6 +1,6 @@
-//! Shared (not `FUTEX_PRIVATE`) futex wait and wake on the low half of a 64-bit word that
-//! lives in memory mapped by several processes, and the "someone sleeps" flag protocol that
-//! keeps wake-ups off the fast path.
+//! The "someone sleeps" flag protocol that keeps wake-ups off the fast path, over shared
+//! futexes on the low half of 64-bit words in memory mapped by several processes (the
+//! futex calls themselves are `multiproc_sys::futex`).
 //!
 //! A waiter sets the flag word (SeqCst), re-checks the condition, and sleeps only if the
 //! watched word still holds the value it saw; a waker changes the watched word (SeqCst), then
@@ -14,52 +14,10 @@ use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 
+use multiproc_sys::futex::Futex;
+
 /// The longest single sleep: after it the waiter re-checks its condition whatever happened.
 pub(crate) const SLICE: Duration = Duration::from_millis(50);
-
-/// The futex half of a 64-bit word: its low 32 bits.
-fn low_half(word: &AtomicU64) -> *const u32 {
-    let p = word.as_ptr().cast::<u32>();
-    #[cfg(target_endian = "big")]
-    // SAFETY: the word is 8 bytes; its low half is the second u32 on big-endian targets.
-    let p = unsafe { p.add(1) };
-    p
-}
-
-/// Sleeps while the low half of `word` equals `expected`, at most `timeout` (and at most
-/// [`SLICE`]). Returns on a wake-up, a signal, a changed word, or the timeout alike: the
-/// caller re-checks its condition.
-fn wait(word: &AtomicU64, expected: u32, timeout: Duration) {
-    let timeout = timeout.min(SLICE);
-    let ts = libc::timespec {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_nsec: timeout.subsec_nanos() as libc::c_long,
-    };
-    // SAFETY: FUTEX_WAIT reads the u32 at `low_half(word)`, which is inside the live atomic
-    // `word` (borrowed for the whole call), and the relative timeout on this stack frame. The
-    // kernel writes through neither pointer. The word is in MAP_SHARED memory, so the
-    // non-private futex is the right key for every process mapping it.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            low_half(word),
-            libc::FUTEX_WAIT,
-            expected,
-            &ts as *const libc::timespec,
-            std::ptr::null::<u32>(),
-            0u32,
-        );
-    }
-}
-
-/// Wakes every sleeper on `word`.
-fn wake_all(word: &AtomicU64) {
-    // SAFETY: FUTEX_WAKE uses the address only as a key; it points into the live atomic
-    // `word`. No memory is read or written through it by the kernel beyond validation.
-    unsafe {
-        libc::syscall(libc::SYS_futex, low_half(word), libc::FUTEX_WAKE, i32::MAX);
-    }
-}
 
 /// How long a waiter polls the watched word before it sleeps. A partner process on another
 /// core usually answers within this window, and then a put+get between processes costs a
@@ -118,7 +76,8 @@ pub(crate) fn wait_until(
             }
             continue;
         }
-        wait(word, seen as u32, timeout);
+        // Relative and cut to a slice: the loop re-checks `ready` and the deadline anyway.
+        Futex::low_half(word).wait(seen as u32, timeout.min(SLICE));
         seen = word.load(SeqCst);
         if ready(seen) {
             return true;
@@ -132,7 +91,7 @@ pub(crate) fn wait_until(
 pub(crate) fn notify(word: &AtomicU64, flag: &AtomicU64) {
     if flag.load(SeqCst) != 0 {
         flag.store(0, SeqCst);
-        wake_all(word);
+        Futex::low_half(word).wake_all();
     }
 }
 
@@ -140,7 +99,7 @@ pub(crate) fn notify(word: &AtomicU64, flag: &AtomicU64) {
 /// which change `word` too).
 pub(crate) fn notify_all(word: &AtomicU64, flag: &AtomicU64) {
     flag.store(0, SeqCst);
-    wake_all(word);
+    Futex::low_half(word).wake_all();
 }
 
 #[cfg(test)]

@@ -31,8 +31,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use nix::fcntl::{fcntl, FcntlArg, SealFlag};
-use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
+use multiproc_sys::memfd::{self, SealFlag};
 use nix::sys::mman::{madvise, mmap, mremap, munmap, MRemapFlags, MapFlags, MmapAdvise, ProtFlags};
 use nix::unistd::{getpid, Pid};
 
@@ -129,11 +128,7 @@ impl BulkBuf {
     /// An empty buffer with room for at least `capacity` bytes.
     pub(crate) fn with_capacity(capacity: usize) -> io::Result<BulkBuf> {
         let cap = round_up(capacity.max(PAGE))?;
-        let fd = memfd_create(
-            c"multiproc-bulk",
-            MemFdCreateFlag::MFD_CLOEXEC | MemFdCreateFlag::MFD_ALLOW_SEALING,
-        )
-        .map_err(os)?;
+        let fd = memfd::create_sealable(c"multiproc-bulk").map_err(os)?;
         nix::unistd::ftruncate(&fd, file_len(cap)?).map_err(os)?;
         // SAFETY: a fresh shared mapping of `cap` bytes of our own memfd, which is `cap` bytes
         // long: no existing memory is affected, and every mapped byte is backed by the file.
@@ -157,7 +152,7 @@ impl BulkBuf {
         };
         buf.dont_fork()?;
         // Our mapping exists: from now on, nothing else may write or shrink the file.
-        fcntl(fd.as_raw_fd(), FcntlArg::F_ADD_SEALS(SEALS)).map_err(os)?;
+        memfd::add_seals(fd.as_fd(), SEALS).map_err(os)?;
         live().insert(fd.as_raw_fd());
         buf.fd = Some(fd);
         Ok(buf)
@@ -314,8 +309,7 @@ impl BulkView {
     /// after the frame that carried it was answered — so a caller must only map descriptors
     /// from a peer that follows that protocol.
     pub(crate) unsafe fn map(fd: OwnedFd, len: usize) -> io::Result<BulkView> {
-        let seals = fcntl(fd.as_raw_fd(), FcntlArg::F_GET_SEALS).map_err(os)?;
-        if !SealFlag::from_bits_truncate(seals).contains(SEALS) {
+        if !memfd::seals(fd.as_fd()).map_err(os)?.contains(SEALS) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "a bulk body arrived in a file that is not sealed against writing and shrinking",
@@ -324,14 +318,11 @@ impl BulkView {
         let Some(size) = NonZeroUsize::new(len) else {
             return Ok(BulkView { map: None, len: 0 });
         };
-        let st = nix::sys::stat::fstat(std::os::fd::AsRawFd::as_raw_fd(&fd)).map_err(os)?;
-        if u64::try_from(st.st_size).unwrap_or(0) < len as u64 {
+        let file_size = memfd::size(fd.as_fd()).map_err(os)?;
+        if file_size < len as u64 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!(
-                    "a bulk body of {len} bytes arrived in a file of {} bytes",
-                    st.st_size
-                ),
+                format!("a bulk body of {len} bytes arrived in a file of {file_size} bytes"),
             ));
         }
         // SAFETY: a fresh read-only mapping of `len` bytes of a file at least that long:
@@ -427,7 +418,9 @@ mod tests {
         b.extend_from_slice(&[2; 3 * PAGE]).unwrap();
         assert_eq!(b.as_slice().len(), 100 + 3 * PAGE);
         // An unsealed file is refused by a receiver.
-        let plain = memfd_create(c"plain", MemFdCreateFlag::MFD_CLOEXEC).unwrap();
+        let plain =
+            nix::sys::memfd::memfd_create(c"plain", nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC)
+                .unwrap();
         nix::unistd::ftruncate(&plain, PAGE as libc::off_t).unwrap();
         // SAFETY: refused before mapping.
         assert!(unsafe { BulkView::map(plain, 10) }.is_err());

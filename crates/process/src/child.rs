@@ -9,13 +9,13 @@
 
 use std::fmt;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use multiproc_core::exit::{at_exit, ExitStage};
 use multiproc_core::{Error, ExitCause, Result};
+use multiproc_sys::pidfd::PidFd;
 use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
@@ -151,20 +151,10 @@ fn sweep_orphans(st: &mut Registry) {
     }
 }
 
-/// `pidfd_open(pid)`: a descriptor that becomes readable when the process ends.
-pub(crate) fn pidfd_open(pid: Pid) -> Option<OwnedFd> {
-    // SAFETY: the raw syscall takes two integers and returns a new descriptor or -1; it reads
-    // and writes no memory of ours.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
-    let fd = i32::try_from(fd).ok().filter(|fd| *fd >= 0)?;
-    // SAFETY: `fd` was just returned by pidfd_open, so it is open and owned by nobody else.
-    Some(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
 /// Waits for a child process to end, without reaping it: on its pidfd where the kernel has
 /// them (woken the moment the child ends), otherwise by sleeping with a backoff.
 pub(crate) struct ExitWatch {
-    pidfd: Option<OwnedFd>,
+    pidfd: Option<PidFd>,
     backoff: Duration,
 }
 
@@ -172,10 +162,10 @@ impl ExitWatch {
     /// Watches `pid`, which must be an unreaped child of ours (so that the pidfd names it, and
     /// not a later process that reused its number).
     pub(crate) fn open(pid: Pid) -> ExitWatch {
-        ExitWatch::new(pidfd_open(pid))
+        ExitWatch::new(PidFd::open(pid).ok())
     }
 
-    fn new(pidfd: Option<OwnedFd>) -> ExitWatch {
+    fn new(pidfd: Option<PidFd>) -> ExitWatch {
         ExitWatch {
             pidfd,
             backoff: Duration::from_micros(20),
@@ -187,22 +177,7 @@ impl ExitWatch {
     pub(crate) fn pause(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         match &self.pidfd {
             Some(fd) => {
-                let ms = timeout.map(|r| r.as_nanos().div_ceil(1_000_000));
-                let ms = ms.map_or(-1, |ms| i32::try_from(ms).unwrap_or(i32::MAX));
-                let mut pfd = libc::pollfd {
-                    fd: fd.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                };
-                // SAFETY: `pfd` is one valid, initialised pollfd that outlives the call, and
-                // `fd` stays open for its duration.
-                let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
-                if rc < 0 {
-                    let errno = Errno::last();
-                    if errno != Errno::EINTR {
-                        return Err(io::Error::from(errno));
-                    }
-                }
+                fd.wait_timeout(timeout)?;
             }
             // No pidfd (a kernel before 5.3, or out of descriptors): sleep with a backoff.
             None => {
@@ -348,7 +323,7 @@ impl ProcessHandle {
             if self.status.get().is_some() {
                 return Ok(());
             }
-            let fd = pidfd_open(self.pid);
+            let fd = PidFd::open(self.pid).ok();
             drop(st);
             fd
         };

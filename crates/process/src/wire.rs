@@ -18,10 +18,11 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, IoSliceMut};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 
 use multiproc_core::handoff::MAX_FDS;
+use multiproc_sys::socket::recv_into_spare;
 
 use crate::bulk::{BulkBuf, BulkView};
 use nix::errno::Errno;
@@ -380,31 +381,7 @@ impl FrameReader {
     /// (reserved by the caller), without zero-filling it first. A body carries no descriptors
     /// (they travel with the header), so a plain `recv` is enough.
     fn recv_body(&mut self, payload: &mut Vec<u8>, max: usize) -> io::Result<usize> {
-        let spare = &mut payload.spare_capacity_mut()[..max];
-        loop {
-            // SAFETY: `spare` is `max` bytes of `payload`'s allocated, unused capacity, valid
-            // for writes; `recv` writes at most `spare.len()` bytes there and returns how many.
-            let n = unsafe {
-                libc::recv(
-                    self.sock.as_raw_fd(),
-                    spare.as_mut_ptr().cast(),
-                    spare.len(),
-                    libc::MSG_WAITALL,
-                )
-            };
-            if n < 0 {
-                let errno = Errno::last();
-                if errno == Errno::EINTR {
-                    continue;
-                }
-                return Err(errno.into());
-            }
-            let n = n as usize;
-            // SAFETY: `recv` initialised the first `n` bytes of the spare capacity, which
-            // directly follow the initialised part.
-            unsafe { payload.set_len(payload.len() + n) };
-            return Ok(n);
-        }
+        recv_into_spare(self.sock.as_fd(), payload, max)
     }
 
     /// Refills the (drained) buffer; returns the bytes read, 0 at the end of the stream.

@@ -3,6 +3,8 @@
 use std::os::unix::net::UnixStream;
 use std::panic::{self, AssertUnwindSafe};
 
+use multiproc_sys::memory::{mallopt, MallocParam};
+
 use crate::trampoline;
 use crate::wire::{FrameReader, FrameWriter, Header, Kind};
 
@@ -89,14 +91,9 @@ pub unsafe fn serve(stream: UnixStream) -> i32 {
 /// at 0.4–1.7 GB/s against 12 GB/s for a warm copy. A worker process only runs tasks, so it
 /// serves large allocations from its heap and keeps freed memory for the next task instead.
 fn keep_large_allocations() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes glibc's allocation policy; it is called before this
-    // process's worker loop allocates, and no other thread of a worker allocates concurrently
-    // in a way that depends on the policy (it is a hint, read under malloc's own lock).
-    unsafe {
-        libc::mallopt(libc::M_MMAP_MAX, 0);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
-    }
+    // Hints: where the C library is not glibc they are refused, and nothing changes.
+    let _ = mallopt(MallocParam::MmapMax, 0);
+    let _ = mallopt(MallocParam::TrimThreshold, 1 << 30);
 }
 
 fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {

@@ -158,8 +158,8 @@ fn fork_wait() {
     // SAFETY: the bench process has one thread when it forks (criterion without its rayon
     // feature measures on the calling thread), and the child only `_exit`s.
     match unsafe { fork() }.unwrap() {
-        // SAFETY: leave at once, without running anything of the parent's.
-        ForkResult::Child => unsafe { libc::_exit(0) },
+        // Leave at once, without running anything of the parent's.
+        ForkResult::Child => multiproc_sys::exit::exit_now(0),
         ForkResult::Parent { child } => {
             waitpid(child, None).unwrap();
         }

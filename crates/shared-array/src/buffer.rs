@@ -8,12 +8,11 @@ use std::ptr::NonNull;
 use std::sync::atomic::AtomicU32;
 
 use multiproc_core::{Error, Result, SharedBuffer};
+use multiproc_sys::memfd::{self, SealFlag};
 use nix::errno::Errno;
-use nix::fcntl::{fcntl, FcntlArg, SealFlag};
-use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
 use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
 use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
-use nix::sys::stat::{fchmod, fstat, Mode};
+use nix::sys::stat::{fchmod, Mode};
 
 /// The seals every buffer carries: its size can never change, so no process holding the
 /// descriptor can truncate the file under another process's mapping (which would turn
@@ -115,11 +114,7 @@ pub(crate) fn new_memfd(len: usize) -> Result<(OwnedFd, usize)> {
                 format!("{len} bytes is larger than any mapping can be (isize::MAX)"),
             )
         })?;
-    let fd = memfd_create(
-        c"multiproc-shm",
-        MemFdCreateFlag::MFD_CLOEXEC | MemFdCreateFlag::MFD_ALLOW_SEALING,
-    )
-    .map_err(io)?;
+    let fd = memfd::create_sealable(c"multiproc-shm").map_err(io)?;
     fchmod(fd.as_raw_fd(), Mode::S_IRUSR | Mode::S_IWUSR).map_err(io)?;
     let size = libc::off_t::try_from(map_len)
         .map_err(|_| Error::invalid("len", format!("{len} bytes does not fit off_t")))?;
@@ -130,7 +125,7 @@ pub(crate) fn new_memfd(len: usize) -> Result<(OwnedFd, usize)> {
         ),
         e => io(e),
     })?;
-    fcntl(fd.as_raw_fd(), FcntlArg::F_ADD_SEALS(SEALS)).map_err(io)?;
+    memfd::add_seals(fd.as_fd(), SEALS).map_err(io)?;
     Ok((fd, map_len))
 }
 
@@ -313,20 +308,20 @@ pub(crate) fn check_memfd(fd: BorrowedFd<'_>, len: usize, name: &'static str) ->
     if len == 0 {
         return Err(Error::invalid(name, "a shared buffer has at least 1 byte"));
     }
-    let seals = fcntl(fd.as_raw_fd(), FcntlArg::F_GET_SEALS).map_err(|e| {
+    let seals = memfd::seals(fd).map_err(|e| {
         Error::invalid(
             name,
             format!("the descriptor is not a sealable memfd (F_GET_SEALS: {e})"),
         )
     })?;
+    let seals = seals.bits();
     if seals & SealFlag::F_SEAL_SHRINK.bits() == 0 {
         return Err(Error::invalid(
             name,
             "the memfd is not sealed against shrinking; mapping it could SIGBUS",
         ));
     }
-    let st = fstat(fd.as_raw_fd()).map_err(io)?;
-    let bytes = usize::try_from(st.st_size).unwrap_or(0);
+    let bytes = usize::try_from(memfd::size(fd).map_err(io)?).unwrap_or(0);
     if bytes < len {
         return Err(Error::invalid(
             name,
@@ -501,10 +496,9 @@ mod tests {
         assert_eq!(b.len(), 10_000);
         assert_eq!(b.as_ptr() as usize % page_size(), 0);
         assert!(b.as_atomic_bytes().iter().all(|x| x.load(Relaxed) == 0));
-        let st = fstat(b.fd().as_raw_fd()).unwrap();
+        let st = nix::sys::stat::fstat(b.fd().as_raw_fd()).unwrap();
         assert_eq!(st.st_mode & 0o777, 0o600);
-        let seals = fcntl(b.fd().as_raw_fd(), FcntlArg::F_GET_SEALS).unwrap();
-        assert_eq!(seals & SEALS.bits(), SEALS.bits());
+        assert!(memfd::seals(b.fd()).unwrap().contains(SEALS));
     }
 
     use std::sync::atomic::Ordering::Relaxed;

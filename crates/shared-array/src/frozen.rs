@@ -4,13 +4,13 @@
 use std::marker::PhantomData;
 use std::num::NonZeroUsize;
 use std::ops::Deref;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 
 use bytemuck::Pod;
 use multiproc_core::{Error, Result};
+use multiproc_sys::memfd::{self, SealFlag};
 use nix::errno::Errno;
-use nix::fcntl::{fcntl, FcntlArg, SealFlag};
 use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
 
 use crate::array::bytes_for;
@@ -100,11 +100,7 @@ impl<T: Pod> FrozenArray<T> {
             }
         }
         // No mapping exists, so the kernel grants the write seal at once.
-        fcntl(
-            fd.as_raw_fd(),
-            FcntlArg::F_ADD_SEALS(SealFlag::F_SEAL_WRITE | SealFlag::F_SEAL_SEAL),
-        )
-        .map_err(io)?;
+        memfd::add_seals(fd.as_fd(), SealFlag::F_SEAL_WRITE | SealFlag::F_SEAL_SEAL).map_err(io)?;
         Self::map(fd, values.len(), map_len)
     }
 
@@ -118,10 +114,7 @@ impl<T: Pod> FrozenArray<T> {
     /// read-only. On failure, gives back the buffer (mapped again, writable) when it can.
     pub(crate) fn seal(buf: ShmBuffer, len: usize) -> std::result::Result<Self, SealFailure> {
         let (fd, blen, map_len) = buf.into_fd();
-        let sealed = fcntl(
-            fd.as_raw_fd(),
-            FcntlArg::F_ADD_SEALS(SealFlag::F_SEAL_WRITE | SealFlag::F_SEAL_SEAL),
-        );
+        let sealed = memfd::add_seals(fd.as_fd(), SealFlag::F_SEAL_WRITE | SealFlag::F_SEAL_SEAL);
         if let Err(e) = sealed {
             let busy = e == Errno::EBUSY;
             let error = if busy {

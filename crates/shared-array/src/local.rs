@@ -69,7 +69,7 @@ const FORKING: u64 = 1 << 63;
 /// The lock word of the holder: `pid | tid << 32` of the calling thread (never 0).
 fn me() -> u64 {
     let pid = nix::unistd::getpid().as_raw() as u32;
-    let tid = nix::unistd::gettid().as_raw() as u32;
+    let tid = multiproc_sys::thread::gettid() as u32;
     u64::from(pid) | u64::from(tid) << 32
 }
 
@@ -131,16 +131,17 @@ fn ensure_handlers() -> Result<()> {
             .compare_exchange(state, pid, Acquire, Relaxed)
             .is_ok()
         {
-            // SAFETY: registers three `extern "C"` functions without arguments that cannot
-            // unwind (they only use atomics, the registry under its lock, and raw system calls
-            // that are async-signal-safe), valid for the whole life of the program.
-            let rc = unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
-            if rc != 0 {
+            // SAFETY: the three handlers are `extern "C"` functions that cannot unwind and
+            // live for the whole program; they only use atomics, the registry under its lock
+            // (taken by `prepare` in the forking thread itself, so the child's copy is never
+            // held by a thread that is gone) and raw system calls that are async-signal-safe.
+            let registered = unsafe {
+                multiproc_sys::atfork::register(Some(prepare), Some(parent), Some(child))
+            };
+            if let Err(e) = registered {
                 // ENOMEM: without the handlers a LocalArray would not be fork-proof.
                 HANDLERS.store(0, Release);
-                return Err(multiproc_core::Error::Io(
-                    std::io::Error::from_raw_os_error(rc),
-                ));
+                return Err(multiproc_core::Error::Io(e));
             }
             HANDLERS.store(u32::MAX, Release);
             return Ok(());
@@ -287,10 +288,7 @@ extern "C" fn child() {
 /// number) reaches the memory the parent holds as `&mut [T]`. Async-signal-safe: system calls
 /// only.
 fn detach_descriptors(ranges: &[Registered]) {
-    let Ok(spare) = nix::sys::memfd::memfd_create(
-        c"multiproc-local-detached",
-        nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC,
-    ) else {
+    let Ok(spare) = multiproc_sys::memfd::create(c"multiproc-local-detached") else {
         detach_failed()
     };
     let empty = std::os::fd::AsRawFd::as_raw_fd(&spare);

@@ -1,28 +1,22 @@
-//! The thin OS layer under the primitives: the monotonic clock and deadlines, shared futexes,
-//! and the identity and liveness of the processes that hold locks.
+//! What the primitives need from the OS, on top of `multiproc_sys`: monotonic deadlines for
+//! the absolute futex waits, and the identity and liveness of the processes that hold locks.
+//! The system calls themselves (futex, `/proc/<pid>/stat`, `pthread_atfork`, `gettid`) are
+//! `multiproc_sys`'s.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::time::Duration;
 
+use multiproc_sys::procfs;
 use nix::errno::Errno;
-use nix::time::{clock_gettime, ClockId};
 
 // ----------------------------------------------------------------------------------------------
 // Clock and deadlines
 // ----------------------------------------------------------------------------------------------
 
-/// Now on `CLOCK_MONOTONIC`, as the time since its epoch (boot).
-pub(crate) fn mono_now() -> Duration {
-    // CLOCK_MONOTONIC cannot fail on Linux with a valid clock id; a zero fallback would only
-    // make deadlines expire early, never hang.
-    let ts = clock_gettime(ClockId::CLOCK_MONOTONIC)
-        .unwrap_or_else(|_| nix::sys::time::TimeSpec::new(0, 0));
-    Duration::new(
-        ts.tv_sec().max(0) as u64,
-        ts.tv_nsec().clamp(0, 999_999_999) as u32,
-    )
-}
+/// Now on `CLOCK_MONOTONIC`, as the time since its epoch (boot): the clock of
+/// `Futex::wait_until`.
+pub(crate) use multiproc_sys::futex::monotonic_now as mono_now;
 
 /// An absolute point on `CLOCK_MONOTONIC`, or `None` for "never" (no timeout, or a timeout
 /// so long that the deadline overflows).
@@ -36,82 +30,6 @@ pub(crate) fn deadline_after(timeout: Duration) -> Deadline {
 /// Whether `deadline` has passed at `now`.
 pub(crate) fn expired(deadline: Deadline, now: Duration) -> bool {
     deadline.is_some_and(|d| now >= d)
-}
-
-/// A normalised `timespec` (`0 <= tv_nsec < 1e9`) for an absolute monotonic time. Seconds that
-/// do not fit `time_t` saturate (a deadline some 292 billion years away).
-pub(crate) fn timespec(t: Duration) -> libc::timespec {
-    libc::timespec {
-        tv_sec: libc::time_t::try_from(t.as_secs()).unwrap_or(libc::time_t::MAX),
-        // subsec_nanos is always below 1e9: the timespec is normalised by construction.
-        tv_nsec: t.subsec_nanos() as libc::c_long,
-    }
-}
-
-// ----------------------------------------------------------------------------------------------
-// Futexes (shared, not FUTEX_PRIVATE: the words live in memory mapped by several processes)
-// ----------------------------------------------------------------------------------------------
-
-/// How a futex wait ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Wake {
-    /// Woken by a `futex_wake`, a signal, or because the word no longer held the expected
-    /// value: the caller re-checks its condition.
-    Retry,
-    /// The absolute deadline passed.
-    TimedOut,
-}
-
-/// Sleeps while `*word == expected`, until woken or until the absolute monotonic `until`.
-pub(crate) fn futex_wait(word: *const u32, expected: u32, until: Deadline) -> Wake {
-    let ts = until.map(timespec);
-    let ts_ptr = ts
-        .as_ref()
-        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-    // SAFETY: FUTEX_WAIT_BITSET reads the u32 at `word` (callers pass the address of a live
-    // atomic in a mapping that outlives the call) and the timespec, which lives on this stack
-    // frame; without FUTEX_CLOCK_REALTIME the absolute timeout is on CLOCK_MONOTONIC. The
-    // kernel writes nothing through either pointer.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word,
-            libc::FUTEX_WAIT_BITSET,
-            expected,
-            ts_ptr,
-            std::ptr::null::<u32>(),
-            libc::FUTEX_BITSET_MATCH_ANY,
-        )
-    };
-    if r == -1 && Errno::last() == Errno::ETIMEDOUT {
-        Wake::TimedOut
-    } else {
-        Wake::Retry
-    }
-}
-
-/// Wakes up to `n` sleepers on `word`.
-pub(crate) fn futex_wake(word: *const u32, n: usize) {
-    let n = i32::try_from(n).unwrap_or(i32::MAX);
-    // SAFETY: FUTEX_WAKE only uses the address as a key (it does not dereference user memory
-    // beyond validating the address); `word` points into a live mapping.
-    unsafe {
-        libc::syscall(libc::SYS_futex, word, libc::FUTEX_WAKE, n);
-    }
-}
-
-/// The futex half of a 64-bit lock word: its low 32 bits.
-pub(crate) fn low_half(word: &AtomicU64) -> *const u32 {
-    let p = word.as_ptr().cast::<u32>();
-    #[cfg(target_endian = "big")]
-    // SAFETY: the word is 8 bytes; its low half is the second u32 on big-endian targets.
-    let p = unsafe { p.add(1) };
-    p
-}
-
-/// The address of an `AtomicU32`, for the futex calls.
-pub(crate) fn addr(word: &AtomicU32) -> *const u32 {
-    word.as_ptr()
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -158,15 +76,21 @@ extern "C" fn forget_process_identity() {
 #[cold]
 fn init_process() -> u64 {
     if ATFORK.compare_exchange(0, 1, SeqCst, SeqCst).is_ok() {
-        // SAFETY: registers a handler that only stores to an atomic, which is async-signal
-        // safe and therefore fine in a child of a multithreaded fork.
-        unsafe {
-            libc::pthread_atfork(None, None, Some(forget_process_identity));
+        // SAFETY: the child handler only stores to an atomic, which is async-signal-safe and
+        // therefore fine in a child of a multithreaded fork; it cannot unwind and lives for
+        // the whole program.
+        let registered =
+            unsafe { multiproc_sys::atfork::register(None, None, Some(forget_process_identity)) };
+        if registered.is_ok() {
+            ATFORK.store(2, SeqCst);
+        } else {
+            // Out of memory: never cache, compute the identity afresh on each call (as in a
+            // child forked during registration). Slower, never wrong.
+            ATFORK.store(0, SeqCst);
         }
-        ATFORK.store(2, SeqCst);
     }
     let pid = nix::unistd::getpid().as_raw() as u32;
-    let tag = proc_stat(pid).map_or(0, |(_, start)| start & TAG_MASK);
+    let tag = procfs::stat(pid).map_or(0, |st| st.start_time & TAG_MASK);
     let packed = u64::from(pid) | tag << 32;
     // Cache only once the handler that forgets the cache in a forked child is in place. While
     // another thread registers it (or in a child forked meanwhile, where it never finishes)
@@ -195,7 +119,7 @@ pub(crate) fn me() -> u64 {
         if cached_pid == pid {
             tid
         } else {
-            let tid = nix::unistd::gettid().as_raw() as u32;
+            let tid = multiproc_sys::thread::gettid() as u32;
             c.set((pid, tid));
             tid
         }
@@ -228,11 +152,10 @@ pub(crate) fn holder_alive(word: u64) -> bool {
     if pid == process().0 {
         return true; // we are running, so the holder's process is too
     }
-    match proc_stat(pid) {
-        Ok((state, start)) => {
-            let zombie = matches!(state, b'Z' | b'X' | b'x');
-            let recycled = tag != 0 && start & TAG_MASK != tag;
-            !zombie && !recycled
+    match procfs::stat(pid) {
+        Ok(st) => {
+            let recycled = tag != 0 && st.start_time & TAG_MASK != tag;
+            !st.is_dead() && !recycled
         }
         // /proc may hide other processes (hidepid) or be absent: ask the kernel directly.
         Err(_) => !matches!(
@@ -242,90 +165,12 @@ pub(crate) fn holder_alive(word: u64) -> bool {
     }
 }
 
-/// `(state, starttime)` from `/proc/<pid>/stat`, reading into stack buffers only (this runs in
-/// forked children of multithreaded processes).
-fn proc_stat(pid: u32) -> Result<(u8, u64), Errno> {
-    let mut path = [0u8; 32];
-    let mut n = 0;
-    for &b in b"/proc/" {
-        path[n] = b;
-        n += 1;
-    }
-    let mut digits = [0u8; 10];
-    let (mut d, mut v) = (0, pid);
-    loop {
-        digits[d] = b'0' + (v % 10) as u8;
-        d += 1;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    while d > 0 {
-        d -= 1;
-        path[n] = digits[d];
-        n += 1;
-    }
-    for &b in b"/stat" {
-        path[n] = b;
-        n += 1;
-    }
-    let fd = nix::fcntl::open(
-        &path[..n],
-        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )?;
-    // SAFETY: `open` just returned this descriptor and nothing else owns it.
-    let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-    let mut buf = [0u8; 1024];
-    let mut len = 0;
-    loop {
-        match nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(&fd), &mut buf[len..]) {
-            Ok(0) => break,
-            Ok(k) => {
-                len += k;
-                if len == buf.len() {
-                    break;
-                }
-            }
-            Err(Errno::EINTR) => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    parse_stat(&buf[..len]).ok_or(Errno::EINVAL)
-}
-
-/// Parses state (field 3) and starttime (field 22) out of a `/proc/<pid>/stat` line. The
-/// command name (field 2) may contain spaces and parentheses, so fields are counted from
-/// the last `)`.
-fn parse_stat(stat: &[u8]) -> Option<(u8, u64)> {
-    let close = stat.iter().rposition(|&b| b == b')')?;
-    let mut fields = stat[close + 1..]
-        .split(|&b| b == b' ')
-        .filter(|f| !f.is_empty());
-    let state = *fields.next()?.first()?;
-    let start = fields.nth(18)?; // fields 4..=21 skipped: field 22 is the 19th after state
-    let mut v: u64 = 0;
-    for &b in start {
-        if !b.is_ascii_digit() {
-            break;
-        }
-        v = v.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
-    }
-    Some((state, v))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn timespecs_are_normalised() {
-        let ts = timespec(Duration::new(5, 999_999_999) + Duration::from_nanos(2));
-        assert_eq!((ts.tv_sec, ts.tv_nsec), (6, 1));
-        let ts = timespec(Duration::MAX);
-        assert!(ts.tv_nsec < 1_000_000_000);
-        assert_eq!(ts.tv_sec, libc::time_t::MAX);
+    fn deadlines_expire() {
         assert_eq!(deadline_after(Duration::MAX), None);
         let d = deadline_after(Duration::from_millis(10));
         assert!(!expired(d, mono_now()));
@@ -345,21 +190,11 @@ mod tests {
     }
 
     #[test]
-    fn stat_lines_parse_even_with_odd_names() {
-        let line = b"123 (a) b) c) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 424242 99 0\n";
-        assert_eq!(parse_stat(line), Some((b'S', 424_242)));
-        let mine = proc_stat(std::process::id()).unwrap();
-        assert!(matches!(mine.0, b'R' | b'S'));
-        assert!(mine.1 > 0);
-        assert!(parse_stat(b"garbage").is_none());
-    }
-
-    #[test]
     fn dead_and_recycled_pids_are_not_alive() {
         // pid 0 never holds a lock.
         assert!(!holder_alive(pack(0, 1, 0)));
         // pid 1 runs, but not with this start-time tag unless by a 2^-19 coincidence.
-        let (_, start) = proc_stat(1).unwrap();
+        let start = procfs::stat(1).unwrap().start_time;
         let tag = (start + 1) & TAG_MASK;
         assert!(!holder_alive(pack(1, 1, if tag == 0 { 1 } else { tag })));
         assert!(holder_alive(pack(1, 1, start & TAG_MASK)));

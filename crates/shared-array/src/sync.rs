@@ -41,8 +41,9 @@ use multiproc_core::{
     AccessWidth, Barrier, Condition, Error, Event, Lock, RLock, Result, Semaphore, SharedBuffer,
     SyncFamily, SyncPrimitive,
 };
+use multiproc_sys::futex::{Futex, Wake};
 
-use crate::os::{self, Deadline, Wake, WAITERS};
+use crate::os::{self, Deadline, WAITERS};
 use crate::ShmBuffer;
 
 /// How long a waiter sleeps before checking whether the holder is still alive.
@@ -204,7 +205,7 @@ fn raw_lock_slow(word: &AtomicU64, me: u64, deadline: Deadline) -> Acquired {
             Some(d) => d.min(check_at),
             None => check_at,
         };
-        os::futex_wait(os::low_half(word), (cur | WAITERS) as u32, Some(until));
+        Futex::low_half(word).wait_until((cur | WAITERS) as u32, Some(until));
         slept = true;
         now = os::mono_now();
     }
@@ -215,7 +216,7 @@ fn raw_lock_slow(word: &AtomicU64, me: u64, deadline: Deadline) -> Acquired {
 fn raw_unlock(word: &AtomicU64) -> bool {
     let old = word.swap(0, Release);
     if old & WAITERS != 0 {
-        os::futex_wake(os::low_half(word), 1);
+        Futex::low_half(word).wake(1);
     }
     old != 0
 }
@@ -558,7 +559,7 @@ impl ProcessEvent {
             return true;
         }
         loop {
-            let r = os::futex_wait(os::addr(w), seen, deadline);
+            let r = Futex::new(w).wait_until(seen, deadline);
             let now = w.load(Acquire);
             if now & 1 == 1 || now >> 1 != seen >> 1 {
                 return true;
@@ -585,7 +586,7 @@ impl Event for ProcessEvent {
             })
             .is_ok();
         if changed {
-            os::futex_wake(os::addr(w), usize::MAX);
+            Futex::new(w).wake(usize::MAX);
         }
         Ok(())
     }
@@ -689,7 +690,7 @@ impl ProcessSemaphore {
             }
             let sleepers = self.w(SEM_SLEEPERS);
             sleepers.fetch_add(1, SeqCst);
-            os::futex_wait(os::addr(count), 0, deadline);
+            Futex::new(count).wait_until(0, deadline);
             sleepers.fetch_sub(1, SeqCst);
         }
     }
@@ -744,7 +745,7 @@ impl Semaphore for ProcessSemaphore {
             }
         }
         if self.w(SEM_SLEEPERS).load(SeqCst) > 0 {
-            os::futex_wake(os::addr(count), n);
+            Futex::new(count).wake(n);
         }
         Ok(())
     }
@@ -919,7 +920,7 @@ impl ProcessCondition {
             if state.load(Acquire) != WAITING {
                 break;
             }
-            if os::futex_wait(os::addr(state), WAITING, deadline) == Wake::TimedOut
+            if Futex::new(state).wait_until(WAITING, deadline) == Wake::TimedOut
                 || os::expired(deadline, os::mono_now())
             {
                 break;
@@ -942,7 +943,7 @@ impl ProcessCondition {
         for &(_, i) in waiting.iter().take(n) {
             let state = self.slot(i).0;
             state.store(NOTIFIED, Release);
-            os::futex_wake(os::addr(state), 1);
+            Futex::new(state).wake(1);
         }
         Ok(())
     }

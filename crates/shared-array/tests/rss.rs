@@ -9,12 +9,11 @@ fn rss_shmem_kib() -> u64 {
 }
 
 fn status_kib(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .unwrap_or_else(|| panic!("{field} in /proc/self/status"));
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    let field = field.trim_end_matches(':');
+    multiproc_sys::procfs::status_field(std::process::id(), field)
+        .unwrap()
+        .unwrap_or_else(|| panic!("{field} in /proc/self/status"))
+        / 1024
 }
 
 #[test]

@@ -59,19 +59,9 @@ pub(crate) const BLOCK: usize = 64 * 1024;
 /// page-table entry per page into each child, 128 000 of them for 500 MB of 4 KiB pages
 /// (about 5 ms per fork here) against 250 for 2 MiB pages.
 pub(crate) fn with_hugepages<T>(len: usize) -> Vec<T> {
-    const HUGE: usize = 2 << 20;
-    let v: Vec<T> = Vec::with_capacity(len);
-    let start = v.as_ptr() as usize;
-    let first = start.next_multiple_of(HUGE);
-    let end = (start + len * std::mem::size_of::<T>()) / HUGE * HUGE;
-    if end > first {
-        // SAFETY: [first, end) lies inside the vector's allocation and is page-aligned;
-        // MADV_HUGEPAGE only changes how the kernel backs the range, never its contents, and
-        // the allocation outlives the call. A failure (THP unavailable) changes nothing.
-        unsafe {
-            libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_HUGEPAGE);
-        }
-    }
+    let mut v: Vec<T> = Vec::with_capacity(len);
+    // A failure (no whole huge page inside, THP unavailable) changes nothing.
+    let _ = multiproc_sys::memory::advise_hugepages(&mut v.spare_capacity_mut()[..len]);
     v
 }
 

@@ -86,9 +86,7 @@ impl Worker for ThreadWorker {
 /// The kernel's id of the calling thread (for a single-threaded process, its pid): what
 /// [`asleep`] looks up, from this process or another.
 pub fn thread_id() -> u64 {
-    // SAFETY: gettid takes no arguments, touches no memory and cannot fail.
-    let tid = unsafe { libc::syscall(libc::SYS_gettid) };
-    tid as u64
+    multiproc_sys::thread::gettid() as u64
 }
 
 /// Whether thread `tid` (of this process or any other) is asleep in the kernel right now
@@ -99,14 +97,10 @@ pub fn thread_id() -> u64 {
 /// The suites assume that every blocking call of a primitive ends up sleeping in the kernel
 /// (a futex wait), as all of multiproc's do; one that only spun would never be seen asleep.
 pub fn asleep(tid: u64) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{tid}/stat")) else {
-        return false;
-    };
-    // "tid (comm) state ...": comm may contain spaces, so parse after the last ')'.
-    let state = stat
-        .rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().next());
-    state == Some("S")
+    u32::try_from(tid)
+        .ok()
+        .and_then(|tid| multiproc_sys::procfs::stat(tid).ok())
+        .is_some_and(|stat| stat.state == b'S')
 }
 
 /// Joins every worker, panicking with the first failure.
@@ -128,7 +122,7 @@ pub fn run_with_watchdog(
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| e.to_string())?;
-    let pid = child.id() as libc::pid_t;
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(child.wait_with_output());
@@ -136,9 +130,9 @@ pub fn run_with_watchdog(
     match rx.recv_timeout(limit) {
         Ok(out) => out.map_err(|e| e.to_string()),
         Err(_) => {
-            // SAFETY: `kill` only sends a signal. `pid` is our unreaped child: the thread
-            // above owns it and has not returned from waiting for it (it would have sent).
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            // `pid` is our unreaped child, so still its number: the thread above owns it and
+            // has not returned from waiting for it (it would have sent).
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
             Err(format!("hung: still running after {limit:?} (killed)"))
         }
     }

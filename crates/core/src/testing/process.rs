@@ -16,6 +16,11 @@ use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
+use multiproc_sys::exit::exit_now;
+use multiproc_sys::procfs;
+use nix::sys::signal::{kill, raise, signal, SigHandler, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{fork, ForkResult};
 use serde::{Deserialize, Serialize};
 
 use crate::testing::executor::MakePool;
@@ -126,37 +131,25 @@ fn in_forked_child(child: impl FnOnce() -> i32) -> Result<i32, String> {
     // it runs `child` (which, in this suite, only calls methods of a pool copy, allocates and
     // returns) and leaves with `_exit`, never returning into code that ran before the fork.
     // A lock another thread held at the fork could hang it: then the parent kills it below.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(format!("fork failed: {}", std::io::Error::last_os_error()));
-    }
-    if pid == 0 {
-        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(101);
-        // SAFETY: `_exit` has no preconditions; it ends the child without running the
-        // parent's destructors or exit handlers.
-        unsafe { libc::_exit(code) };
-    }
+    let pid = match unsafe { fork() } {
+        Err(e) => return Err(format!("fork failed: {e}")),
+        Ok(ForkResult::Child) => {
+            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).unwrap_or(101);
+            exit_now(code)
+        }
+        Ok(ForkResult::Parent { child }) => child,
+    };
     let deadline = Instant::now() + LIMIT;
     loop {
-        let mut status = 0;
-        // SAFETY: `status` is a valid place for the kernel to write to; `pid` is our child.
-        let rc = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if rc == pid {
-            return if libc::WIFEXITED(status) {
-                Ok(libc::WEXITSTATUS(status))
-            } else {
-                Err(format!("the child ended with wait status {status:#x}"))
-            };
-        }
-        if rc < 0 {
-            return Err(format!("waitpid: {}", std::io::Error::last_os_error()));
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => {}
+            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
+            Ok(status) => return Err(format!("the child ended with {status:?}")),
+            Err(e) => return Err(format!("waitpid: {e}")),
         }
         if Instant::now() >= deadline {
-            // SAFETY: kill and waitpid on our own unreaped child; no memory is touched.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                libc::waitpid(pid, &mut status, 0);
-            }
+            let _ = kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
             return Err(format!("the child hung (killed after {LIMIT:?})"));
         }
         // A watchdog's poll, not a synchronisation: the child's end is what we wait for.
@@ -183,19 +176,16 @@ fn pool<E: Executor>(make: MakePool<E>, workers: usize) -> E {
 /// 4: `exit(7)` — and returns any other `how` unchanged.
 pub fn die(how: u32) -> u32 {
     match how {
-        // SAFETY: raise() only sends a signal to the calling thread; it touches no memory.
-        1 => unsafe {
-            libc::raise(libc::SIGKILL);
-        },
+        1 => {
+            let _ = raise(Signal::SIGKILL);
+        }
         2 => std::process::abort(),
         3 => {
             // Rust's own SIGSEGV handler (stack-overflow detection) re-raises only for real
             // faults; put the default action back so a raised SIGSEGV kills the process.
-            // SAFETY: installing SIG_DFL for SIGSEGV and raising it touch no memory of ours.
-            unsafe {
-                libc::signal(libc::SIGSEGV, libc::SIG_DFL);
-                libc::raise(libc::SIGSEGV);
-            }
+            // SAFETY: SIG_DFL is not a handler of ours, so no code runs in signal context.
+            let _ = unsafe { signal(Signal::SIGSEGV, SigHandler::SigDfl) };
+            let _ = raise(Signal::SIGSEGV);
         }
         // The C library's `exit` (atexit handlers, stdio flushed), not `std::process::exit`:
         // std's exit also runs its runtime cleanup, which takes std-internal locks (the
@@ -203,9 +193,10 @@ pub fn die(how: u32) -> u32 {
         // parent may have held at the fork — in a libtest binary that is likely enough to
         // hang a worker now and then. What this checks is the pool's handling of a worker
         // that exits; the std hazard is documented on the fork backend.
-        // SAFETY: `exit` runs the process's atexit handlers (multiproc's do nothing in a
-        // forked child) and never returns.
-        4 => unsafe { libc::exit(7) },
+        // SAFETY: a worker runs this on its only task thread, and no other thread of it
+        // exits; the process's atexit handlers (multiproc's do nothing in a forked child) may
+        // run.
+        4 => unsafe { multiproc_sys::exit::exit_with_handlers(7) },
         _ => return how,
     }
     std::thread::sleep(Duration::from_secs(5));
@@ -225,27 +216,13 @@ pub fn worker_pid(_: u8) -> u32 {
 
 /// Whether `pid` is a zombie child of this process (ended, not reaped).
 fn is_zombie_child(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false; // gone: reaped
-    };
-    // "pid (comm) state ppid ...": comm may contain spaces, so parse after the last ')'.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let mut fields = rest.split_whitespace();
-    let state = fields.next();
-    let ppid = fields.next().and_then(|p| p.parse::<u32>().ok());
-    state == Some("Z") && ppid == Some(std::process::id())
+    // Gone: reaped.
+    procfs::stat(pid).is_ok_and(|s| s.state == b'Z' && s.ppid == std::process::id())
 }
 
 /// Whether `pid` is still a live child of this process.
 fn is_child(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    rest.split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse::<u32>().ok())
-        == Some(std::process::id())
+    procfs::stat(pid).is_ok_and(|s| s.ppid == std::process::id())
 }
 
 /// The pids of all a pool's workers, found by one task per worker that waits at a gate until
@@ -278,9 +255,9 @@ fn worker_pids<E: Executor>(p: &E) -> BTreeSet<u32> {
 pub fn a_dying_worker_fails_only_its_task<E: Executor>(make: MakePool<E>) {
     let p = pool(make, 2);
     for (how, expected) in [
-        (1, ExitCause::Signal(libc::SIGKILL)),
-        (2, ExitCause::Signal(libc::SIGABRT)),
-        (3, ExitCause::Signal(libc::SIGSEGV)),
+        (1, ExitCause::Signal(Signal::SIGKILL as i32)),
+        (2, ExitCause::Signal(Signal::SIGABRT as i32)),
+        (3, ExitCause::Signal(Signal::SIGSEGV as i32)),
         (4, ExitCause::Code(7)),
     ] {
         match p.apply(die, how) {
@@ -304,7 +281,7 @@ pub fn the_rest_of_a_map_completes<E: Executor>(make: MakePool<E>) {
     for (item, r) in items.iter().zip(&results) {
         match (item, r) {
             (1, Err(Error::WorkerDied { cause, .. })) => {
-                assert_eq!(*cause, ExitCause::Signal(libc::SIGKILL))
+                assert_eq!(*cause, ExitCause::Signal(Signal::SIGKILL as i32))
             }
             (1, other) => panic!("the killed task gave {other:?}"),
             (n, Ok(v)) => assert_eq!(n, v),

@@ -3,17 +3,16 @@
 //! [`IpcStats`](super::IpcStats), and how the pool stops (closed, broken, initializer failed).
 
 use std::collections::VecDeque;
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, Condvar, Mutex};
 
 use multiproc_core::Error;
+use multiproc_sys::pidfd::PidFd;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use super::queue::{Idle, Job, Queue};
 use super::{lock, Initializer};
-use crate::child::pidfd_open;
 use crate::payload::Spare;
 
 #[derive(Default)]
@@ -30,7 +29,7 @@ pub(super) struct Counters {
 /// perhaps reused by another process).
 pub(super) struct Listed {
     pub(super) pid: Pid,
-    pub(super) pidfd: Option<OwnedFd>,
+    pub(super) pidfd: Option<PidFd>,
 }
 
 impl Listed {
@@ -38,7 +37,7 @@ impl Listed {
     pub(super) fn new(pid: Pid) -> Listed {
         Listed {
             pid,
-            pidfd: pidfd_open(pid),
+            pidfd: PidFd::open(pid).ok(),
         }
     }
 
@@ -46,18 +45,7 @@ impl Listed {
     pub(super) fn kill(&self) {
         match &self.pidfd {
             Some(fd) => {
-                // SAFETY: pidfd_send_signal takes a descriptor we own (open for the call), a
-                // signal number, a null `siginfo` (allowed: the kernel fills one in) and no
-                // flags; it reads and writes no memory of ours.
-                let _ = unsafe {
-                    libc::syscall(
-                        libc::SYS_pidfd_send_signal,
-                        fd.as_raw_fd(),
-                        libc::SIGKILL,
-                        std::ptr::null::<libc::siginfo_t>(),
-                        0,
-                    )
-                };
+                let _ = fd.send_signal(Signal::SIGKILL);
             }
             // No pidfd (a kernel before 5.3, or out of descriptors): the pid is still ours,
             // because slots are emptied before their worker is reaped and this runs under the

@@ -53,9 +53,9 @@ pub(crate) unsafe fn fork_child<F: FnOnce()>(f: F) -> Child {
                     1
                 }
             };
-            // SAFETY: _exit ends the process at once without running anything else, which is
-            // what a child of a multithreaded fork must do.
-            unsafe { libc::_exit(code) }
+            // `_exit` ends the process at once without running anything else, which is what a
+            // child of a multithreaded fork must do.
+            multiproc_sys::exit::exit_now(code)
         }
         ForkResult::Parent { child } => {
             drop(write);
