@@ -4,7 +4,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use multiproc_core::{Error, Result, SyncPrimitive};
+use multiproc_core::{Result, SyncPrimitive};
 
 use super::condvar::{guard, wait_while, Cond};
 
@@ -29,6 +29,8 @@ pub struct Semaphore {
 /// ```
 ///
 /// It derefs to the [`Semaphore`] it wraps ([`Semaphore::bounded`] makes the same thing).
+///
+/// [`Error::InvalidArgument`]: multiproc_core::Error::InvalidArgument
 #[derive(Debug)]
 pub struct BoundedSemaphore(Semaphore);
 
@@ -123,24 +125,14 @@ impl Semaphore {
         self.acquire_for(Some(Duration::ZERO))
     }
 
-    /// Increments the counter by `n`. A bounded semaphore refuses (and changes nothing) if
-    /// that would exceed its initial value: [`Error::InvalidArgument`] on `n`.
+    /// Increments the counter by `n`. [`Error::InvalidArgument`] on `n`, changing nothing, if
+    /// `n` is 0 or a bounded semaphore would exceed its initial value (the checks of
+    /// [`checked_release`](multiproc_core::sync::checked_release), shared by both families).
+    ///
+    /// [`Error::InvalidArgument`]: multiproc_core::Error::InvalidArgument
     pub fn release(&self, n: usize) -> Result<()> {
         let mut v = guard(&self.value);
-        let new = v
-            .checked_add(n)
-            .ok_or_else(|| Error::invalid("n", "the semaphore's counter would overflow"))?;
-        if let Some(bound) = self.bound {
-            if new > bound {
-                return Err(Error::invalid(
-                    "n",
-                    format!(
-                        "releasing {n} would take the BoundedSemaphore to {new}, above its \
-                         bound of {bound}"
-                    ),
-                ));
-            }
-        }
+        let new = multiproc_core::sync::checked_release(*v, n, usize::MAX, self.bound)?;
         *v = new;
         drop(v);
         for _ in 0..n.min(usize::from(u16::MAX)) {
