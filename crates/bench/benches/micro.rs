@@ -2,8 +2,11 @@
 //!
 //! - `dispatch/*`: one `apply` round trip of a trivial task on each backend (a pool made
 //!   beforehand), against a call inside a rayon pool;
-//! - `lock/*`: an uncontended acquire + release of the threads backend's `Lock`, of the
-//!   process-shared `ProcessLock`, and of `std::sync::Mutex` for reference;
+//! - `lock/*`: an uncontended acquire + release of each family's `Lock` and `RLock` (the
+//!   threads backend's and the process-shared one), and of `std::sync::Mutex` for reference;
+//!   `set` + `is_set` (an event already set) and `set` + `clear` (a real change each time) of
+//!   each `Event`, `acquire` + `release` of each `Semaphore`, and making (and dropping) a
+//!   `Lock` of each family;
 //! - `create/*`: making (and dropping) a 1 MiB shared array, and a private `Vec` for
 //!   reference;
 //! - `queue/*`: `put` + `get` of one item on a `multiproc_ipc::Queue` in one thread.
@@ -15,12 +18,14 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::Criterion;
-use multiproc_core::{Executor, Lock as _};
+use multiproc_core::{Event as _, Executor, Lock as _, Semaphore as _};
 use multiproc_fork::ForkPool;
 use multiproc_ipc::Queue;
-use multiproc_shared_array::{FrozenArray, LocalArray, ProcessLock, RawArray};
+use multiproc_shared_array::{
+    FrozenArray, LocalArray, ProcessEvent, ProcessLock, ProcessRLock, ProcessSemaphore, RawArray,
+};
 use multiproc_spawn::SpawnPool;
-use multiproc_threads::{Lock, ThreadPool};
+use multiproc_threads::{Event, Lock, RLock, Semaphore, ThreadPool};
 
 /// The trivial task.
 fn inc(x: u64) -> u64 {
@@ -80,6 +85,66 @@ fn locks(c: &mut Criterion) {
     let mutex = std::sync::Mutex::new(0u64);
     g.bench_function("std Mutex lock+unlock", |b| {
         b.iter(|| *black_box(&mutex).lock().expect("not poisoned") += 1)
+    });
+    let thread_rlock = RLock::new();
+    g.bench_function("threads RLock acquire+release", |b| {
+        b.iter(|| {
+            thread_rlock.acquire();
+            thread_rlock.release().expect("held")
+        })
+    });
+    let process_rlock = ProcessRLock::new().expect("process rlock");
+    g.bench_function("ProcessRLock acquire+release", |b| {
+        b.iter(|| {
+            process_rlock.acquire().expect("acquire");
+            process_rlock.release().expect("held")
+        })
+    });
+    let thread_event = Event::new();
+    g.bench_function("threads Event set+is_set", |b| {
+        b.iter(|| {
+            thread_event.set();
+            black_box(thread_event.is_set())
+        })
+    });
+    let process_event = ProcessEvent::new().expect("process event");
+    g.bench_function("ProcessEvent set+is_set", |b| {
+        b.iter(|| {
+            process_event.set().expect("set");
+            black_box(process_event.is_set())
+        })
+    });
+    g.bench_function("threads Event set+clear", |b| {
+        b.iter(|| {
+            thread_event.set();
+            thread_event.clear()
+        })
+    });
+    g.bench_function("ProcessEvent set+clear", |b| {
+        b.iter(|| {
+            process_event.set().expect("set");
+            process_event.clear().expect("clear")
+        })
+    });
+    let thread_sem = Semaphore::new(1);
+    g.bench_function("threads Semaphore acquire+release", |b| {
+        b.iter(|| {
+            thread_sem.acquire();
+            thread_sem.release(1).expect("unbounded")
+        })
+    });
+    let process_sem = ProcessSemaphore::new(1).expect("process semaphore");
+    g.bench_function("ProcessSemaphore acquire+release", |b| {
+        b.iter(|| {
+            process_sem.acquire().expect("acquire");
+            process_sem.release(1).expect("unbounded")
+        })
+    });
+    g.bench_function("threads Lock new+drop", |b| {
+        b.iter(|| black_box(Lock::new()))
+    });
+    g.bench_function("ProcessLock new+drop", |b| {
+        b.iter(|| black_box(ProcessLock::new().expect("process lock")))
     });
     g.finish();
 }

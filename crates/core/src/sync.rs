@@ -257,6 +257,49 @@ pub trait Semaphore: SyncPrimitive {
     fn is_bounded(&self) -> bool;
 }
 
+/// The counter that [`Semaphore::release`]`(n)` leads to from `value`, checked as every
+/// implementation checks it, so that both families refuse the same releases in the same words.
+/// Each of these is an [`Error::InvalidArgument`](crate::Error::InvalidArgument) naming `n`, after which the caller changes
+/// nothing:
+///
+/// - `n == 0` (Python: `ValueError('n must be one or more')`);
+/// - a counter above `limit`, the implementation's largest;
+/// - with a `bound` (a bounded semaphore), a counter above it.
+///
+/// ```
+/// use multiproc_core::sync::checked_release;
+///
+/// assert_eq!(checked_release(1, 2, usize::MAX, None)?, 3);
+/// assert!(checked_release(1, 0, usize::MAX, None).is_err()); // n of 0
+/// assert!(checked_release(1, 1, usize::MAX, Some(1)).is_err()); // above the bound
+/// assert!(checked_release(u32::MAX as usize, 1, u32::MAX as usize, None).is_err()); // limit
+/// # Ok::<(), multiproc_core::Error>(())
+/// ```
+pub fn checked_release(
+    value: usize,
+    n: usize,
+    limit: usize,
+    bound: Option<usize>,
+) -> Result<usize> {
+    if n == 0 {
+        return Err(crate::Error::invalid("n", "must be at least 1"));
+    }
+    let new = value
+        .checked_add(n)
+        .filter(|&new| new <= limit)
+        .ok_or_else(|| crate::Error::invalid("n", format!("the counter would exceed {limit}")))?;
+    match bound {
+        Some(bound) if new > bound => Err(crate::Error::invalid(
+            "n",
+            format!(
+                "releasing {n} would take the bounded semaphore to {new}, above its bound of \
+                 {bound}"
+            ),
+        )),
+        _ => Ok(new),
+    }
+}
+
 /// A barrier for a fixed number of parties (Python's `Barrier`).
 pub trait Barrier: SyncPrimitive {
     /// Waits until `parties` callers are waiting, then releases them all. Returns a distinct

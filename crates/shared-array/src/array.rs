@@ -1101,6 +1101,13 @@ impl<T: Pod> Value<T> {
     }
 }
 
+impl<T: Pod> Value<T> {
+    /// The one-element array holding the value (for [`try_clone`](Value::try_clone)).
+    pub(crate) fn cell(&self) -> &RawArray<T> {
+        &self.cell
+    }
+}
+
 /// A locked [`Value`]: derefs to a local copy, written back on drop. Not `Send`.
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct ValueGuard<'a, T: Pod> {

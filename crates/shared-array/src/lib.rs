@@ -49,6 +49,7 @@
 
 pub mod array;
 mod buffer;
+mod clone;
 pub mod frozen;
 pub mod local;
 mod os;

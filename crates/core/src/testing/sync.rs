@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::{asleep, join_all, thread_id, Harness};
 use crate::buffer::SharedBuffer;
-use crate::sync::{Barrier, Condition, Event, Lock, RLock, Semaphore, SyncFamily};
+use crate::sync::{Barrier, Condition, Event, Lock, RLock, Semaphore, SyncFamily, SyncPrimitive};
 use crate::Error;
 
 fn word<B: SharedBuffer>(b: &B, i: usize) -> &std::sync::atomic::AtomicU64 {
@@ -408,6 +408,22 @@ pub fn bounded_semaphore_over_release<F: SyncFamily, H: Harness>(_h: &H) {
     assert_eq!(sem.value(), 1);
 }
 
+/// Semaphore: `release(0)` is an error naming `n` that changes nothing, bounded or not
+/// (Python: `ValueError('n must be one or more')`).
+pub fn semaphore_release_of_nothing_is_refused<F: SyncFamily, H: Harness>(_h: &H) {
+    for sem in [F::semaphore(1).unwrap(), F::bounded_semaphore(1).unwrap()] {
+        assert!(
+            matches!(
+                sem.release(0),
+                Err(Error::InvalidArgument { name: "n", .. })
+            ),
+            "release(0) of a {} was accepted",
+            sem.kind()
+        );
+        assert_eq!(sem.value(), 1);
+    }
+}
+
 /// Barrier: releases all parties together with distinct indices, and can be used again.
 pub fn barrier_releases_all_parties<F: SyncFamily, H: Harness>(h: &H) {
     let barrier = Arc::new(F::barrier(3).unwrap());
@@ -525,6 +541,10 @@ macro_rules! sync_conformance {
             #[test]
             fn bounded_semaphore_over_release() {
                 suite::bounded_semaphore_over_release::<$family, _>(&$harness)
+            }
+            #[test]
+            fn semaphore_release_of_nothing_is_refused() {
+                suite::semaphore_release_of_nothing_is_refused::<$family, _>(&$harness)
             }
             #[test]
             fn barrier_releases_all_parties() {

@@ -1,0 +1,147 @@
+//! Unit tests of the result types, fed as a backend feeds them.
+
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use super::*;
+use crate::error::Error;
+
+#[test]
+fn collect_assembles_chunks_in_order() {
+    let (sink, result) = ChunkSink::collect(3);
+    sink.deliver(2, Ok(vec![5, 6]));
+    sink.deliver(0, Ok(vec![1, 2]));
+    assert!(!result.ready());
+    sink.deliver(1, Ok(vec![3, 4]));
+    assert_eq!(result.get().unwrap(), vec![1, 2, 3, 4, 5, 6]);
+}
+
+#[test]
+fn dropped_sink_fails_instead_of_hanging() {
+    let (sink, result) = ChunkSink::<u8>::collect(2);
+    sink.deliver(0, Ok(vec![1]));
+    drop(sink);
+    assert!(matches!(result.get(), Err(Error::PoolClosed(_))));
+
+    let (sink, mut imap) = ChunkSink::<u8>::imap(2, true);
+    sink.deliver(0, Ok(vec![1]));
+    drop(sink);
+    assert_eq!(imap.next().unwrap().unwrap(), 1);
+    assert!(matches!(imap.next(), Some(Err(Error::PoolClosed(_)))));
+    assert!(imap.next().is_none());
+}
+
+#[test]
+fn whole_delivery_completes_map_and_splits_for_imap() {
+    let (sink, result) = ChunkSink::collect(3);
+    assert!(sink.wants_whole());
+    sink.deliver_whole(Ok(vec![1, 2, 3, 4, 5]), NonZeroUsize::new(2).unwrap());
+    assert_eq!(result.get().unwrap(), vec![1, 2, 3, 4, 5]);
+
+    let (sink, imap) = ChunkSink::imap(3, true);
+    assert!(!sink.wants_whole());
+    sink.deliver_whole(Ok(vec![1, 2, 3, 4, 5]), NonZeroUsize::new(2).unwrap());
+    drop(sink);
+    assert_eq!(
+        imap.map(Result::unwrap).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5]
+    );
+
+    let (sink, result) = ChunkSink::<u8>::single();
+    sink.deliver_whole(Err(Error::Timeout(Duration::ZERO)), NonZeroUsize::MIN);
+    assert!(matches!(result.get(), Err(Error::Timeout(_))));
+}
+
+#[test]
+fn get_timeout_then_get() {
+    let (completer, mut result) = AsyncResult::<u32>::pending();
+    assert!(matches!(
+        result.get_timeout(Duration::from_millis(10)),
+        Err(Error::Timeout(_))
+    ));
+    assert_eq!(result.successful(), None);
+    completer.complete(Ok(7));
+    assert_eq!(result.successful(), Some(true));
+    assert_eq!(result.get_timeout(Duration::from_millis(10)).unwrap(), 7);
+    assert!(matches!(
+        result.get_timeout(Duration::ZERO),
+        Err(Error::ResultTaken)
+    ));
+    assert_eq!(result.successful(), Some(true));
+}
+
+#[test]
+fn imap_ordered_reorders_and_unordered_does_not() {
+    let (sink, imap) = ChunkSink::imap(3, true);
+    sink.deliver(2, Ok(vec![3]));
+    sink.deliver(1, Ok(vec![2]));
+    sink.deliver(0, Ok(vec![1]));
+    assert_eq!(imap.map(Result::unwrap).collect::<Vec<_>>(), vec![1, 2, 3]);
+
+    let (sink, imap) = ChunkSink::imap(3, false);
+    sink.deliver(2, Ok(vec![3]));
+    sink.deliver(1, Ok(vec![2]));
+    sink.deliver(0, Ok(vec![1]));
+    assert_eq!(imap.map(Result::unwrap).collect::<Vec<_>>(), vec![3, 2, 1]);
+}
+
+/// Chunks delivered from several threads at once, in any order, each sink's last clone
+/// dropped on whichever thread finishes last, while the consumer already waits: the
+/// concurrency that every pool creates (run under Miri and ThreadSanitizer by `.ci/run`).
+#[test]
+fn concurrent_deliveries_from_many_threads() {
+    const CHUNKS: usize = 12;
+    const THREADS: usize = 3;
+    let (sink, result) = ChunkSink::collect(CHUNKS);
+    let (ordered_sink, ordered) = ChunkSink::imap(CHUNKS, true);
+    let (unordered_sink, unordered) = ChunkSink::imap(CHUNKS, false);
+    let (lossy_sink, lossy) = ChunkSink::<usize>::collect(CHUNKS);
+    let workers: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let sinks = (
+                sink.clone(),
+                ordered_sink.clone(),
+                unordered_sink.clone(),
+                lossy_sink.clone(),
+            );
+            std::thread::spawn(move || {
+                // Thread t delivers chunks t, t + THREADS, ... from the last one down.
+                for c in (t..CHUNKS).step_by(THREADS).rev() {
+                    sinks.0.deliver(c, Ok(vec![2 * c, 2 * c + 1]));
+                    sinks.1.deliver(c, Ok(vec![2 * c, 2 * c + 1]));
+                    sinks.2.deliver(c, Ok(vec![2 * c, 2 * c + 1]));
+                    sinks.0.deliver(c, Ok(vec![0])); // a second delivery is ignored
+                    if c != 0 {
+                        sinks.3.deliver(c, Ok(vec![c])); // chunk 0 is never delivered
+                    }
+                }
+            })
+        })
+        .collect();
+    drop((sink, ordered_sink, unordered_sink, lossy_sink));
+    let all: Vec<usize> = (0..2 * CHUNKS).collect();
+    assert_eq!(result.get().unwrap(), all);
+    assert_eq!(ordered.map(Result::unwrap).collect::<Vec<_>>(), all);
+    let mut got: Vec<usize> = unordered.map(Result::unwrap).collect();
+    got.sort_unstable();
+    assert_eq!(got, all);
+    assert!(matches!(lossy.get(), Err(Error::PoolClosed(_))));
+    for w in workers {
+        w.join().unwrap();
+    }
+}
+
+#[test]
+fn imap_next_timeout_resumes() {
+    let (sink, mut imap) = ChunkSink::imap(1, true);
+    assert!(matches!(
+        imap.next_timeout(Duration::from_millis(5)),
+        Some(Err(Error::Timeout(_)))
+    ));
+    sink.deliver(0, Ok(vec![9]));
+    assert_eq!(
+        imap.next_timeout(Duration::from_secs(5)).unwrap().unwrap(),
+        9
+    );
+    assert!(imap.next_timeout(Duration::from_secs(5)).is_none());
+}
