@@ -10,9 +10,7 @@ use mpi::traits::Root;
 
 use multiproc_core::{Error, Result};
 
-use crate::protocol::{
-    take_reply, Reply, Work, WorkTrailer, TAG_CANCEL, TAG_REPLY, TAG_WORK,
-};
+use crate::protocol::{take_reply, Reply, Work, WorkTrailer, TAG_CANCEL, TAG_REPLY, TAG_WORK};
 use crate::raw::{Backoff, Outbox};
 
 /// Hands a chunk's outcome (its encoded results) to whoever waits for it.
@@ -49,7 +47,10 @@ pub(crate) enum Cmd {
     /// Fail queued work, ask the ranks to skip what they have not started.
     Terminate { pool: u64, reply: Sender<()> },
     /// Reply once the (closed) pool has no work left; its ranks are then free.
-    Join { pool: u64, reply: Sender<Result<()>> },
+    Join {
+        pool: u64,
+        reply: Sender<Result<()>>,
+    },
     /// Shut every worker rank down and end the loop (MPI is finalised after it).
     Finalize,
 }
@@ -140,7 +141,10 @@ impl<'w> Dispatcher<'w> {
                 self.handle(cmd);
                 progressed = true;
             }
-            while let Some(m) = self.world.any_process().immediate_matched_probe_with_tag(TAG_REPLY)
+            while let Some(m) = self
+                .world
+                .any_process()
+                .immediate_matched_probe_with_tag(TAG_REPLY)
             {
                 let (mut frame, status) = m.matched_receive_vec::<u8>();
                 self.reply(status.source_rank(), &mut frame);
@@ -280,7 +284,9 @@ impl<'w> Dispatcher<'w> {
                     // Every worker rank is in this pool and free, so each reaches the
                     // broadcast as soon as it reads the frame above.
                     let mut payload = init.payload;
-                    self.world.process_at_rank(0).broadcast_into(&mut payload[..]);
+                    self.world
+                        .process_at_rank(0)
+                        .broadcast_into(&mut payload[..]);
                 }
             }
         }
@@ -440,7 +446,9 @@ impl<'w> Dispatcher<'w> {
             }
             let idle = p.queue.is_empty()
                 && p.init_pending == 0
-                && p.ranks.iter().all(|&r| self.ranks[r as usize].in_flight == 0);
+                && p.ranks
+                    .iter()
+                    .all(|&r| self.ranks[r as usize].in_flight == 0);
             if p.closed && idle && (!p.joiners.is_empty() || self.finalizing) {
                 for j in p.joiners.drain(..) {
                     let _ = j.send(Ok(()));

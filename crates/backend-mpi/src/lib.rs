@@ -325,9 +325,8 @@ impl Executor for Pool {
                 sink.deliver(
                     index,
                     outcome.and_then(|bytes| {
-                        decode::<Vec<R>>(bytes, Vec::new()).map_err(|e| {
-                            Error::Serialization(format!("decoding the results: {e}"))
-                        })
+                        decode::<Vec<R>>(bytes, Vec::new())
+                            .map_err(|e| Error::Serialization(format!("decoding the results: {e}")))
                     }),
                 );
             });
@@ -337,7 +336,10 @@ impl Executor for Pool {
                 deliver,
             });
         }
-        send(Cmd::Submit { pool: self.id, jobs })
+        send(Cmd::Submit {
+            pool: self.id,
+            jobs,
+        })
     }
 
     fn close(&self) {

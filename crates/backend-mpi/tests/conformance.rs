@@ -20,12 +20,21 @@ fn main() {
         ("starmap_unpacks_tuples", suite::starmap_unpacks_tuples),
         ("apply_and_apply_async", suite::apply_and_apply_async),
         ("get_timeout_wait_ready", suite::get_timeout_wait_ready),
-        ("panic_fails_only_its_task", suite::panic_fails_only_its_task),
-        ("imap_ordered_and_unordered", suite::imap_ordered_and_unordered),
+        (
+            "panic_fails_only_its_task",
+            suite::panic_fails_only_its_task,
+        ),
+        (
+            "imap_ordered_and_unordered",
+            suite::imap_ordered_and_unordered,
+        ),
         ("empty_input", suite::empty_input),
         ("bad_arguments_are_errors", suite::bad_arguments_are_errors),
         ("close_join_and_drop", suite::close_join_and_drop),
-        ("terminate_abandons_queued_work", suite::terminate_abandons_queued_work),
+        (
+            "terminate_abandons_queued_work",
+            suite::terminate_abandons_queued_work,
+        ),
         ("many_tiny_tasks", suite::many_tiny_tasks),
     ];
     let filter: Vec<String> = std::env::args().skip(1).collect();
@@ -36,7 +45,10 @@ fn main() {
         }
         let t = std::time::Instant::now();
         check(make);
-        println!("test executor_conformance::{name} ... ok ({:.2?})", t.elapsed());
+        println!(
+            "test executor_conformance::{name} ... ok ({:.2?})",
+            t.elapsed()
+        );
         ran += 1;
     }
     println!("executor conformance on {workers} MPI worker ranks: {ran} checks passed");
