@@ -3,7 +3,7 @@
 //! The MPI backend of [multiproc](https://docs.rs/multiproc): a [`Pool`] whose workers are the
 //! ranks of an MPI job, for the day the workload moves from one machine to a cluster. The
 //! same `fn` tasks, the same `map`/`starmap`/`apply_async`/`imap` (the
-//! [`Executor`](multiproc_core::Executor) trait), on a different backend.
+//! `Executor` trait), on a different backend.
 //!
 //! **Static launch, mpi4py.futures style.** The program is started by `mpirun -n N` (or
 //! Slurm's `srun -n N`): N copies of the same binary. [`init()`] first in `main` initialises

@@ -15,7 +15,8 @@ fn main() {
         "run under `mpirun -n 3` (or more): the suite needs 2 worker ranks, got {workers}"
     );
     let make: suite::MakePool<Pool> = Pool::new;
-    let checks: &[(&str, fn(suite::MakePool<Pool>))] = &[
+    type Check = fn(suite::MakePool<Pool>);
+    let checks: &[(&str, Check)] = &[
         ("map_preserves_order", suite::map_preserves_order),
         ("starmap_unpacks_tuples", suite::starmap_unpacks_tuples),
         ("apply_and_apply_async", suite::apply_and_apply_async),
