@@ -5,7 +5,8 @@
 //!   the same on a fork pool with as many workers. Prints the per-task cost of each (best of
 //!   5 runs) and the MPI throughput (the rank sweep runs this at N = 2..16).
 //! - `mpi_bench sum [--mb 500]`: the tutorial's chunked sum, 13 chunks: MPI broadcast once
-//!   (initializer) + map, beside fork/inherit (an `Inherited` static set before the pool)
+//!   (initializer) + map and MPI shared windows (one copy per node, read in place), beside
+//!   fork/inherit (an `Inherited` static set before the pool)
 //!   and spawn/shm (a sealed shared-memory array whose descriptor each worker gets through
 //!   the initializer). Each timing is pool creation + map + close + join, best of 3.
 
@@ -77,6 +78,12 @@ fn sum_inherited((o, n): (usize, usize)) -> f64 {
     d[o..(o + n).min(d.len())].iter().sum()
 }
 
+/// The MPI side again, read in place in the node's shared window.
+fn sum_window((o, n): (usize, usize)) -> f64 {
+    let d = multiproc_mpi::shared::<f64>().expect("a shared pool");
+    d[o..(o + n).min(d.len())].iter().sum()
+}
+
 /// The spawn side: shared memory, its descriptor sent once per worker.
 static SHM: OnceLock<FrozenArray<f64>> = OnceLock::new();
 fn attach(a: FrozenArray<f64>) {
@@ -99,7 +106,10 @@ fn sum(workers: usize) -> multiproc_core::Result<()> {
         })
         .collect();
     let nelems = data.len() / 12;
-    let chunks: Vec<(usize, usize)> = (0..data.len()).step_by(nelems).map(|o| (o, nelems)).collect();
+    let chunks: Vec<(usize, usize)> = (0..data.len())
+        .step_by(nelems)
+        .map(|o| (o, nelems))
+        .collect();
     let expected: f64 = chunks.iter().map(|&c| sum_inherited_of(&data, c)).sum();
     let shm = FrozenArray::from_slice(&data).expect("shared memory");
     let packed = Packed::from(data.clone());
@@ -110,6 +120,14 @@ fn sum(workers: usize) -> multiproc_core::Result<()> {
         let t = Instant::now();
         let p = multiproc_mpi::Pool::with_initializer(workers, load, &packed).expect("pool");
         check(p.map(sum_bcast, chunks.clone()).expect("map"));
+        p.close();
+        p.join().expect("join");
+        t.elapsed()
+    });
+    let window = best(3, || {
+        let t = Instant::now();
+        let p = multiproc_mpi::Pool::with_shared(workers, DATA.get().expect("set")).expect("pool");
+        check(p.map(sum_window, chunks.clone()).expect("map"));
         p.close();
         p.join().expect("join");
         t.elapsed()
@@ -131,10 +149,11 @@ fn sum(workers: usize) -> multiproc_core::Result<()> {
         t.elapsed()
     });
     println!(
-        "sum: {mb} MB, {} chunks, {workers} workers: mpi/bcast {:.3} s, fork/inherit {:.3} s, \
-         spawn/shm {:.3} s",
+        "sum: {mb} MB, {} chunks, {workers} workers: mpi/bcast {:.3} s, mpi/shared-window \
+         {:.3} s, fork/inherit {:.3} s, spawn/shm {:.3} s",
         chunks.len(),
         mpi.as_secs_f64(),
+        window.as_secs_f64(),
         fork.as_secs_f64(),
         spawn.as_secs_f64()
     );

@@ -12,6 +12,7 @@ use multiproc_core::{Error, Result};
 
 use crate::protocol::{take_reply, Reply, Work, WorkTrailer, TAG_CANCEL, TAG_REPLY, TAG_WORK};
 use crate::raw::{Backoff, Outbox};
+use crate::shared::{self, Comms};
 
 /// Hands a chunk's outcome (its encoded results) to whoever waits for it.
 pub(crate) type Deliver = Box<dyn FnOnce(Result<&[u8]>) + Send>;
@@ -32,12 +33,24 @@ pub(crate) struct InitSpec {
     pub(crate) payload: Vec<u8>,
 }
 
+/// Data to publish in the nodes' shared windows: the creating thread's slice, which it does
+/// not touch while it waits for the dispatcher's reply.
+pub(crate) struct SharedSrc {
+    pub(crate) ptr: *const u8,
+    pub(crate) len: usize,
+}
+
+// SAFETY: the pointer is only read, by the dispatcher, while the thread that owns the slice
+// is blocked waiting for the reply to the command that carries it (`Pool::with_shared`).
+unsafe impl Send for SharedSrc {}
+
 /// What pools ask of the dispatcher.
 pub(crate) enum Cmd {
     /// Claim `workers` free ranks, run the initializer on each, reply with the pool's id.
     NewPool {
         workers: usize,
         init: Option<InitSpec>,
+        shared: Option<SharedSrc>,
         reply: Sender<Result<u64>>,
     },
     /// Queue these chunks.
@@ -101,6 +114,7 @@ struct InFlight {
 
 pub(crate) struct Dispatcher<'w> {
     world: &'w SimpleCommunicator,
+    comms: &'w Comms,
     ranks: Vec<RankState>,
     pools: HashMap<u64, PoolState>,
     in_flight: HashMap<u64, InFlight>,
@@ -115,12 +129,13 @@ fn closed_err(why: &'static str) -> Error {
 }
 
 impl<'w> Dispatcher<'w> {
-    pub(crate) fn new(world: &'w SimpleCommunicator) -> Self {
+    pub(crate) fn new(world: &'w SimpleCommunicator, comms: &'w Comms) -> Self {
         let size = world.size() as usize;
         let mut ranks: Vec<RankState> = (0..size).map(|_| RankState::default()).collect();
         ranks[0].gone = true; // rank 0 is us, never a worker
         Dispatcher {
             world,
+            comms,
             ranks,
             pools: HashMap::new(),
             in_flight: HashMap::new(),
@@ -188,8 +203,9 @@ impl<'w> Dispatcher<'w> {
             Cmd::NewPool {
                 workers,
                 init,
+                shared,
                 reply,
-            } => self.new_pool(workers, init, reply),
+            } => self.new_pool(workers, init, shared, reply),
             Cmd::Submit { pool, jobs } => match self.pools.get_mut(&pool) {
                 Some(p) if !p.closed => p.queue.extend(jobs),
                 _ => {
@@ -223,7 +239,13 @@ impl<'w> Dispatcher<'w> {
         }
     }
 
-    fn new_pool(&mut self, workers: usize, init: Option<InitSpec>, reply: Sender<Result<u64>>) {
+    fn new_pool(
+        &mut self,
+        workers: usize,
+        init: Option<InitSpec>,
+        shared: Option<SharedSrc>,
+        reply: Sender<Result<u64>>,
+    ) {
         if self.finalizing {
             let _ = reply.send(Err(closed_err("MPI was finalised")));
             return;
@@ -247,6 +269,16 @@ impl<'w> Dispatcher<'w> {
             )));
             return;
         }
+        if shared.is_some() && workers != all {
+            let _ = reply.send(Err(Error::invalid(
+                "workers",
+                format!(
+                    "a pool with shared data needs every worker rank ({all}): allocating the \
+                     nodes' shared windows is collective over every rank"
+                ),
+            )));
+            return;
+        }
         let id = self.next_pool;
         self.next_pool += 1;
         let mut pool = PoolState {
@@ -255,6 +287,29 @@ impl<'w> Dispatcher<'w> {
         };
         for &r in &free {
             self.ranks[r as usize].pool = Some(id);
+        }
+        if let Some(src) = shared {
+            pool.creating = Some(reply);
+            pool.init_pending = free.len();
+            for &r in &free {
+                self.ranks[r as usize].init_pending = true;
+                let mut frame = Vec::with_capacity(32);
+                WorkTrailer {
+                    pool: id,
+                    id: src.len as u64,
+                    call: 0,
+                    kind: Work::Shared,
+                }
+                .append_to(&mut frame);
+                self.outbox.send(r, TAG_WORK, frame);
+            }
+            // SAFETY: `SharedSrc`'s contract: the creating thread's slice of `len` bytes,
+            // unchanged and alive until that thread gets its reply, sent after this.
+            let bytes = unsafe { std::slice::from_raw_parts(src.ptr, src.len) };
+            // Every rank is free and reads the frame above at once, then joins in.
+            shared::publish(self.comms, src.len, Some(bytes));
+            self.pools.insert(id, pool);
+            return;
         }
         match init {
             None => {

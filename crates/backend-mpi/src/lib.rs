@@ -52,6 +52,7 @@
 mod dispatch;
 mod protocol;
 mod raw;
+mod shared;
 mod worker;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -67,7 +68,7 @@ use multiproc_core::handoff::collect_fds;
 use multiproc_core::{check_workers, Batch, ChunkSink, Error, Executor, Payload, Result, Task};
 use multiproc_process::trampoline::{decode, offset_of};
 
-use crate::dispatch::{Cmd, Deliver, Dispatcher, InitSpec, Job};
+use crate::dispatch::{Cmd, Deliver, Dispatcher, InitSpec, Job, SharedSrc};
 
 pub use dispatch::{BCAST_MIN, PIPELINE_BYTES, PIPELINE_DEPTH};
 
@@ -122,6 +123,29 @@ pub fn finalize() {
     }
 }
 
+/// In a task of a pool made by [`Pool::with_shared`]: that pool's data, read in place in
+/// this node's shared window (the latest such pool this rank served). On rank 0, and on a
+/// rank that has served no such pool, an [`Error::InvalidArgument`]; also if the data's
+/// length or alignment does not fit `T`.
+///
+/// The memory stays mapped until the rank's MPI is finalised, when the worker rank exits:
+/// a thread that a task leaves running must not read it after that.
+pub fn shared<T: bytemuck::Pod>() -> Result<&'static [T]> {
+    let bytes: &'static [u8] = *shared::CURRENT.lock().unwrap_or_else(|e| e.into_inner());
+    if bytes.is_empty() {
+        return Err(Error::invalid(
+            "shared",
+            "no shared data here: call it in a task of a pool made by Pool::with_shared",
+        ));
+    }
+    bytemuck::try_cast_slice(bytes).map_err(|e| {
+        Error::invalid(
+            "shared",
+            format!("the shared data does not fit the asked type: {e}"),
+        )
+    })
+}
+
 extern "C" fn finalize_at_exit() {
     finalize();
 }
@@ -174,16 +198,19 @@ fn start() -> Runtime {
                 );
                 world.abort(71);
             }
+            let comms = shared::Comms::new(&world);
             let _ = ready_tx.send((rank, size));
             if rank == 0 {
-                Dispatcher::new(&world).run(rx);
+                Dispatcher::new(&world, &comms).run(rx);
             } else {
                 drop(rx);
                 // SAFETY: rank 0 runs this same image (checked by the fingerprint above)
                 // and sends only frames made by this crate.
-                unsafe { worker::serve(&world) };
+                unsafe { worker::serve(&world, &comms) };
             }
-            // Every worker has said goodbye (rank 0) or was told to leave (a worker).
+            // Every worker has said goodbye (rank 0) or was told to leave (a worker). Our
+            // communicators are freed before MPI is finalised.
+            drop(comms);
             drop(universe);
         })
         .expect("starting the MPI thread");
@@ -241,7 +268,7 @@ impl Pool {
     /// [`Error::InvalidArgument`] if fewer are free. Initialises MPI if [`init`] has not run
     /// (then a worker rank becomes a worker here instead, having run `main` up to this point).
     pub fn new(workers: usize) -> Result<Self> {
-        Self::create(workers, None)
+        Self::create(workers, None, None)
     }
 
     /// Like [`new`](Self::new), and every worker rank runs `initializer(arg)` once before its
@@ -256,15 +283,37 @@ impl Pool {
     ) -> Result<Self> {
         let call = offset_of(initializer)?;
         let payload = encode(std::slice::from_ref(arg), "the initializer's argument")?;
-        Self::create(workers, Some(InitSpec { call, payload }))
+        Self::create(workers, Some(InitSpec { call, payload }), None)
     }
 
-    fn create(workers: usize, init: Option<InitSpec>) -> Result<Self> {
+    /// A pool of every worker rank whose tasks read `data` in place through [`shared`]: one
+    /// copy per node, in an MPI-3 shared-memory window (`MPI_Win_allocate_shared`) that
+    /// every rank of the node maps. Rank 0 copies `data` into its node's window once; the
+    /// other nodes' leaders receive it by broadcast among the nodes' leaders. So on one
+    /// machine the data is never sent at all, and a cluster moves it once per node, not once
+    /// per rank.
+    ///
+    /// `workers` must be [`worker_ranks()`] (window allocation is collective over every
+    /// rank), all free. The windows are not freed before the job ends: make one such pool
+    /// per dataset, not one per map.
+    pub fn with_shared<T: bytemuck::Pod>(workers: usize, data: &[T]) -> Result<Self> {
+        let bytes: &[u8] = bytemuck::cast_slice(data);
+        let src = SharedSrc {
+            ptr: bytes.as_ptr(),
+            len: bytes.len(),
+        };
+        // `data` stays borrowed, unchanged, until `create` has its reply (SharedSrc's
+        // contract).
+        Self::create(workers, None, Some(src))
+    }
+
+    fn create(workers: usize, init: Option<InitSpec>, shared: Option<SharedSrc>) -> Result<Self> {
         let workers = check_workers(workers)?.get();
         let (reply, answer) = channel();
         send(Cmd::NewPool {
             workers,
             init,
+            shared,
             reply,
         })?;
         let id = answer

@@ -21,6 +21,9 @@ pub(crate) enum Work {
     InitBcast = 3,
     /// Reply [`Reply::Bye`] and leave the worker loop.
     Shutdown = 4,
+    /// Take part in publishing `id` bytes in the nodes' shared windows, then reply
+    /// [`Reply::InitOk`].
+    Shared = 5,
 }
 
 /// What a worker replies.
@@ -50,6 +53,7 @@ impl Work {
             2 => Work::Init,
             3 => Work::InitBcast,
             4 => Work::Shutdown,
+            5 => Work::Shared,
             _ => return None,
         })
     }

@@ -12,6 +12,7 @@ use multiproc_process::trampoline;
 
 use crate::protocol::{append_reply, Reply, Work, WorkTrailer, TAG_CANCEL, TAG_REPLY, TAG_WORK};
 use crate::raw::Backoff;
+use crate::shared::{self, Comms};
 
 /// Serves frames from rank 0 until a shutdown frame. Each task runs under `catch_unwind`: a
 /// panic fails only that task. Anything that kills the process kills the MPI job (Open MPI
@@ -21,7 +22,7 @@ use crate::raw::Backoff;
 ///
 /// Rank 0 must run this same binary image and send only frames made by this crate (its
 /// `call` words come from `offset_of` there). `init` checks the image's fingerprint at start.
-pub(crate) unsafe fn serve(world: &SimpleCommunicator) {
+pub(crate) unsafe fn serve(world: &SimpleCommunicator, comms: &Comms) {
     let root = world.process_at_rank(0);
     let mut cancelled: HashSet<u64> = HashSet::new();
     let mut backoff = Backoff::default();
@@ -71,6 +72,11 @@ pub(crate) unsafe fn serve(world: &SimpleCommunicator) {
                         }
                     }
                 }
+            }
+            Work::Shared => {
+                let bytes = shared::publish(comms, t.id as usize, None);
+                *shared::CURRENT.lock().unwrap_or_else(|e| e.into_inner()) = bytes;
+                (t.pool, Reply::InitOk)
             }
             Work::Init | Work::InitBcast => {
                 if t.kind == Work::InitBcast {

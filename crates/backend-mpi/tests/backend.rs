@@ -134,6 +134,56 @@ fn main() {
         }
     });
 
+    check("shared_windows_are_read_in_place", || {
+        fn sum_shared((start, len): (usize, usize)) -> u64 {
+            multiproc_mpi::shared::<u64>().unwrap()[start..start + len]
+                .iter()
+                .sum()
+        }
+        fn shared_len(_: u8) -> usize {
+            multiproc_mpi::shared::<u64>().unwrap().len()
+        }
+        fn as_u128(_: u8) -> String {
+            match multiproc_mpi::shared::<[u64; 3]>() {
+                Ok(_) => "fits".into(),
+                Err(e) => e.to_string(),
+            }
+        }
+        assert!(
+            multiproc_mpi::shared::<u64>().is_err(),
+            "rank 0 has no shared data"
+        );
+        let n = 1_000_003usize;
+        let data: Vec<u64> = (0..n as u64).map(|x| x * 3).collect();
+        match Pool::with_shared(1, &data) {
+            Err(Error::InvalidArgument { .. }) => {}
+            other => panic!("a shared pool of some ranks only: {other:?}"),
+        }
+        let pool = Pool::with_shared(workers, &data).unwrap();
+        let chunks: Vec<(usize, usize)> = (0..n)
+            .step_by(10_000)
+            .map(|s| (s, 10_000.min(n - s)))
+            .collect();
+        let sum: u64 = pool
+            .map_chunked(sum_shared, chunks, 1)
+            .unwrap()
+            .iter()
+            .sum();
+        assert_eq!(sum, data.iter().sum::<u64>());
+        let lens = pool
+            .map_chunked(shared_len, vec![0; 4 * workers], 1)
+            .unwrap();
+        assert!(lens.iter().all(|&l| l == n), "{lens:?}");
+        let misfit = pool.apply(as_u128, 0).unwrap();
+        assert!(misfit.contains("does not fit"), "{misfit}");
+        drop(pool);
+        let other = Pool::with_shared(workers, &[5u64; 7]).unwrap();
+        assert_eq!(
+            other.map_chunked(sum_shared, vec![(0, 7); 4], 1).unwrap(),
+            vec![35; 4]
+        );
+    });
+
     check("finalize_ends_the_pools", || {
         let pool = Pool::new(workers).unwrap();
         assert_eq!(pool.map(rank_of, 0..4).unwrap().len(), 4);
