@@ -30,7 +30,7 @@ impl Comms {
             .filter(|&k| k > 0);
         let node = match per_node {
             Some(k) => world
-                .split_by_color_with_key(Color::with_value(world.rank() / k), world.rank().into())
+                .split_by_color_with_key(Color::with_value(world.rank() / k), world.rank())
                 .expect("every rank has a color"),
             None => world.split_shared(world.rank()),
         };
@@ -39,7 +39,7 @@ impl Comms {
         } else {
             Color::undefined()
         };
-        let leaders = world.split_by_color_with_key(color, world.rank().into());
+        let leaders = world.split_by_color_with_key(color, world.rank());
         Comms { node, leaders }
     }
 }
