@@ -40,7 +40,9 @@
 //!
 //! **Data.** Arguments and results are copied (per task). Data every task needs goes once per
 //! worker through the pool's initializer ([`Pool::with_initializer`]): by `MPI_Bcast` when the
-//! pool has every worker rank and the argument is large, else one message per rank. Values
+//! pool has every worker rank and the argument is large, else one message per rank. Data
+//! that every rank of a node can read in place goes once per node into an MPI-3
+//! shared-memory window ([`Pool::with_shared`], read with [`shared`]). Values
 //! holding file descriptors (shared arrays, queues, pipes) cannot cross between ranks: they
 //! are refused with [`Error::Serialization`].
 //!
