@@ -184,6 +184,21 @@ fn main() {
         );
     });
 
+    check("a_spawn_pool_inside_a_task_works", || {
+        fn double(x: u64) -> u64 {
+            2 * x
+        }
+        fn spawn_and_sum(n: u64) -> u64 {
+            let pool = multiproc_spawn::SpawnPool::new(2).expect("a spawn pool on a worker rank");
+            pool.map(double, 0..n).expect("map").iter().sum()
+        }
+        let pool = Pool::new(workers).unwrap();
+        assert_eq!(
+            pool.map_chunked(spawn_and_sum, vec![10, 100], 1).unwrap(),
+            vec![90, 9900]
+        );
+    });
+
     check("finalize_ends_the_pools", || {
         let pool = Pool::new(workers).unwrap();
         assert_eq!(pool.map(rank_of, 0..4).unwrap().len(), 4);
