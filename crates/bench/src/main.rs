@@ -9,6 +9,7 @@
 //! cargo run --release -p multiproc-bench -- sum --size-mb 500 --chunks 12 --workers 1,2,4
 //! cargo run --release -p multiproc-bench -- overhead --tasks 100000 --backends rayon,fork
 //! cargo run --release -p multiproc-bench -- all --quick --no-python     # a smoke test
+//! cargo run --release -p multiproc-bench -- mpi     # the MPI cells only (needs Open MPI)
 //! ```
 //!
 //! Each cell gets a warm-up run (sampled for memory: the sum of PSS over the process tree),
@@ -19,6 +20,7 @@
 mod backend;
 mod config;
 mod memory;
+mod mpi;
 mod plots;
 mod python;
 mod report;
@@ -110,8 +112,12 @@ enum Command {
     Payload(Opts),
     /// Copy-on-write: writing inherited data.
     Cow(Opts),
-    /// Every workload, then the speedup sweep, then Python.
+    /// Every workload, then the speedup sweep, then Python, then the MPI cells when MPI is
+    /// installed.
     All(Opts),
+    /// The MPI cells only: the MPI backend beside fork and spawn, under `mpirun -n 3` (needs
+    /// Open MPI; says how to install it when it is missing).
+    Mpi(Opts),
 }
 
 /// The options every subcommand takes.
@@ -194,6 +200,9 @@ struct Opts {
     /// Do not run the Python side.
     #[arg(long)]
     no_python: bool,
+    /// Do not run the MPI cells (`all`).
+    #[arg(long)]
+    no_mpi: bool,
     /// The Python interpreter (needs numpy).
     #[arg(long, default_value = "python3")]
     python: String,
@@ -245,6 +254,7 @@ impl Opts {
 }
 
 fn run(cli: Cli) -> Res<bool> {
+    let all = matches!(cli.command, Command::All(_));
     let (workloads, opts) = match cli.command {
         Command::Sum(o) => (vec![Workload::Sum], o),
         Command::Voxels(o) => (vec![Workload::Voxels], o),
@@ -254,6 +264,7 @@ fn run(cli: Cli) -> Res<bool> {
         Command::Payload(o) => (vec![Workload::Payload], o),
         Command::Cow(o) => (vec![Workload::Cow], o),
         Command::All(o) => (Workload::ALL.to_vec(), o),
+        Command::Mpi(o) => return run_mpi(&o.config(), &o.report).map(|()| true),
     };
     let cfg = opts.config();
     cfg.check()?;
@@ -311,7 +322,27 @@ fn run(cli: Cli) -> Res<bool> {
         rust_and_python.as_secs_f64(),
         opts.report.display()
     );
+    if all && !opts.no_mpi {
+        run_mpi(&cfg, &opts.report)?;
+    }
     Ok(report.failures() == 0)
+}
+
+/// The MPI cells (see `mpi.rs`): printed, and written to `mpi.txt` in the report folder.
+fn run_mpi(cfg: &Config, report: &std::path::Path) -> Res<()> {
+    match mpi::run(cfg)? {
+        None => eprintln!("multiproc-bench: {}", mpi::INSTALL),
+        Some(lines) => {
+            println!("\nMPI backend, same runs as fork and spawn (crates/backend-mpi):");
+            for l in &lines {
+                println!("  {l}");
+            }
+            std::fs::create_dir_all(report).map_err(|e| e.to_string())?;
+            std::fs::write(report.join("mpi.txt"), lines.join("\n") + "\n")
+                .map_err(|e| format!("writing mpi.txt: {e}"))?;
+        }
+    }
+    Ok(())
 }
 
 fn main() {
