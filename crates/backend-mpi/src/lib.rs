@@ -66,9 +66,9 @@ use mpi::topology::Communicator;
 use mpi::traits::Root;
 use mpi::Threading;
 
-use multiproc_core::handoff::collect_fds;
 use multiproc_core::{check_workers, Batch, ChunkSink, Error, Executor, Payload, Result, Task};
-use multiproc_process::trampoline::{decode, offset_of};
+use multiproc_process::codec::{decode_fds, encode_fds};
+use multiproc_process::trampoline::offset_of;
 
 use crate::dispatch::{Cmd, Deliver, Dispatcher, InitSpec, Job, SharedSrc};
 
@@ -344,10 +344,10 @@ impl Pool {
     }
 }
 
-/// Encodes `value` with postcard; a value holding descriptors is refused.
+/// Encodes `value` with the pools' codec; a value holding descriptors is refused.
 fn encode<T: serde::Serialize + ?Sized>(value: &T, what: &str) -> Result<Vec<u8>> {
-    let (bytes, fds) = collect_fds(|| postcard::to_stdvec(value));
-    let bytes = bytes.map_err(|e| Error::Serialization(format!("encoding {what}: {e}")))?;
+    let (bytes, fds) =
+        encode_fds(value).map_err(|e| Error::Serialization(format!("encoding {what}: {e}")))?;
     if !fds.is_empty() {
         return Err(Error::Serialization(format!(
             "{what} holds a file descriptor (a shared array, queue, lock or pipe end), which \
@@ -387,7 +387,7 @@ impl Executor for Pool {
                 sink.deliver(
                     index,
                     outcome.and_then(|bytes| {
-                        decode::<Vec<R>>(bytes, Vec::new())
+                        decode_fds::<Vec<R>>(bytes, Vec::new())
                             .map_err(|e| Error::Serialization(format!("decoding the results: {e}")))
                     }),
                 );
@@ -413,10 +413,7 @@ impl Executor for Pool {
     fn join(&self) -> Result<()> {
         self.check_owner()?;
         if !self.closed.load(Ordering::Acquire) {
-            return Err(Error::invalid(
-                "join",
-                "the pool must be closed or terminated first, as in Python",
-            ));
+            return Err(Error::JoinBeforeClose);
         }
         let (reply, answer) = channel();
         if send(Cmd::Join {
