@@ -90,13 +90,16 @@ fn stdin_carries_hello(claim: &Claim) -> bool {
     }
 }
 
-/// The bootstrapping check (Python's `_check_not_importing_main`): called before a pool or a
-/// process is created. In a process whose [`ENV`] names its parent but that did not become
-/// a worker in [`init`] — `init` was not called, so `main` is running again in a worker — it
-/// tells the parent (one byte, `I`, on the parent's socket: the parent's pool creation then
-/// fails at once with [`Error::InitNotCalled`] and kills this process) and refuses, instead
-/// of starting workers of its own (the runaway). Everywhere else it returns `Ok`.
-pub(crate) fn refuse_in_a_worker_without_init(creating: &str) -> Result<()> {
+/// The bootstrapping check (Python's `_check_not_importing_main`), made before a pool or a
+/// process is created: [`SpawnPool`](crate::SpawnPool) and [`Process`](crate::Process) make
+/// it, and so does the `multiproc` facade's `Pool` and `Process` whatever their start
+/// method. In a process whose [`ENV`] names its parent but that did not become a worker in
+/// [`init`] — `init` was not called, so `main` is running again in a worker — it tells the
+/// parent (one byte, `I`, on the parent's socket: the parent's pool creation then fails at
+/// once with [`Error::InitNotCalled`] and kills this process) and returns that error,
+/// instead of letting the worker start workers of its own (the runaway). Everywhere else it
+/// returns `Ok`. `creating` names what was being created, for the message.
+pub fn check_init(creating: &str) -> Result<()> {
     let Some(claim) = Claim::from_env() else {
         return Ok(());
     };
@@ -134,14 +137,6 @@ pub(crate) fn refuse_in_a_worker_without_init(creating: &str) -> Result<()> {
         let _ = nix::unistd::write(std::io::stdin(), b"I");
     }
     Err(error)
-}
-
-/// Checks that this process is not a spawned worker that skipped [`init`] — the check that
-/// [`SpawnPool`](crate::SpawnPool) and [`Process`](crate::Process) creation make — for a
-/// pool created by other means (the `multiproc` facade's `Pool`, whatever its start method).
-/// Returns [`Error::InitNotCalled`] in such a worker, after telling its parent.
-pub fn check_init(creating: &str) -> Result<()> {
-    refuse_in_a_worker_without_init(creating)
 }
 
 /// Consumes the parent's hello (see `launch::send_hello`) and makes the descriptor it

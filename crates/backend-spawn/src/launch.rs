@@ -183,9 +183,9 @@ pub const TEST_ARGS: [&str; 4] = [TEST_HOOK, "--nocapture", "--test-threads=1", 
 static SPAWNER: ServiceThread = ServiceThread::new("multiproc-spawn");
 
 /// Starts this program again as a child with `role`, connected to the returned stream.
-/// `creating` names what is being created, for the error of a worker that forgot `init`.
-pub(crate) fn spawn_child(role: Role, creating: &str) -> Result<(Pid, UnixStream)> {
-    crate::child::refuse_in_a_worker_without_init(creating)?;
+/// Callers make the bootstrapping check first ([`check_init`](crate::check_init)): a worker
+/// that forgot `init` must not start children of its own.
+pub(crate) fn spawn_child(role: Role) -> Result<(Pid, UnixStream)> {
     let claim = Claim {
         role,
         parent: getpid(),

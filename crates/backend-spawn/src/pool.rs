@@ -15,6 +15,7 @@ use multiproc_process::{reap, Initializer, IpcStats, Launcher, ProcessPool, Work
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use crate::child::check_init;
 use crate::launch::{spawn_child, Role};
 
 /// How long a new worker may take to reach [`init`](crate::init) before the pool gives up on
@@ -29,7 +30,8 @@ pub struct SpawnLauncher;
 // known to nobody else) and the parent's end of the socket that is that child's stdin.
 unsafe impl Launcher for SpawnLauncher {
     fn launch(&self) -> Result<Worker> {
-        let (pid, stream) = spawn_child(Role::Worker, "SpawnPool::new")?;
+        check_init("SpawnPool::new")?;
+        let (pid, stream) = spawn_child(Role::Worker)?;
         Ok(Worker { pid, stream })
     }
 

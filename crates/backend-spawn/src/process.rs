@@ -8,6 +8,7 @@ use multiproc_process::trampoline::offset_of;
 use multiproc_process::wire::{FrameWriter, Header, Kind};
 use multiproc_process::{next_process_name, ProcessHandle};
 
+use crate::child::check_init;
 use crate::launch::{spawn_child, Role};
 
 /// A process that has not started yet: a target function, its arguments, a name and a daemon
@@ -99,7 +100,8 @@ impl Process {
         let call = self.call?;
         let (payload, fds) = self.encoded?;
         let name = self.name.unwrap_or_else(next_process_name);
-        let (pid, stream) = spawn_child(Role::Process, "Process::start")?;
+        check_init("Process::start")?;
+        let (pid, stream) = spawn_child(Role::Process)?;
         // SAFETY: `pid` is the child just started by `spawn_child`, unreaped, handed over.
         let handle = unsafe { ProcessHandle::register(pid, name, self.daemon) };
         let mut writer = FrameWriter::new(stream);
