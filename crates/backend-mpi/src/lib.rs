@@ -66,7 +66,9 @@ use mpi::topology::Communicator;
 use mpi::traits::Root;
 use mpi::Threading;
 
-use multiproc_core::{check_workers, Batch, ChunkSink, Error, Executor, Payload, Result, Task};
+use multiproc_core::{
+    check_workers, Batch, ChunkSink, Error, Executor, Home, Payload, Result, Task,
+};
 use multiproc_process::codec::{decode_fds, encode_fds};
 use multiproc_process::trampoline::offset_of;
 
@@ -262,7 +264,7 @@ pub struct Pool {
     workers: usize,
     closed: AtomicBool,
     joined: AtomicBool,
-    owner: u32,
+    home: Home,
 }
 
 impl Pool {
@@ -326,21 +328,12 @@ impl Pool {
             workers,
             closed: AtomicBool::new(false),
             joined: AtomicBool::new(false),
-            owner: std::process::id(),
+            home: Home::here("pool"),
         })
     }
 
     fn check_owner(&self) -> Result<()> {
-        let current = std::process::id();
-        if current == self.owner {
-            Ok(())
-        } else {
-            Err(Error::ForeignProcess {
-                what: "pool",
-                owner: self.owner,
-                current,
-            })
-        }
+        self.home.check()
     }
 }
 

@@ -12,7 +12,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use multiproc_core::{
     check_chunksize, check_workers, default_chunksize, AsyncResult, Batch, ChunkSink, Error,
-    Executor, Payload, Result, Task,
+    Executor, Home, Payload, Result, Task,
 };
 use rayon::prelude::*;
 
@@ -90,7 +90,7 @@ impl Drop for Outstanding {
 /// ```
 pub struct ThreadPool {
     /// The process that created the pool; its threads exist only there.
-    owner: u32,
+    home: Home,
     /// Neither field is dropped in another process (see `Drop`).
     rayon: ManuallyDrop<rayon::ThreadPool>,
     shared: ManuallyDrop<Arc<Shared>>,
@@ -100,8 +100,7 @@ pub struct ThreadPool {
 impl std::fmt::Debug for ThreadPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut d = f.debug_struct("ThreadPool");
-        d.field("owner", &self.owner)
-            .field("workers", &self.workers);
+        d.field("home", &self.home).field("workers", &self.workers);
         if self.check_home().is_ok() {
             let s = self.shared.state();
             d.field("closed", &s.closed)
@@ -125,7 +124,7 @@ impl ThreadPool {
                 cause: std::sync::Arc::new(Error::Io(std::io::Error::other(e))),
             })?;
         Ok(ThreadPool {
-            owner: std::process::id(),
+            home: Home::here("pool"),
             rayon: ManuallyDrop::new(rayon),
             shared: ManuallyDrop::new(Arc::new(Shared {
                 state: Mutex::new(State::default()),
@@ -138,16 +137,7 @@ impl ThreadPool {
 
     /// `Ok` in the process that created the pool; [`Error::ForeignProcess`] elsewhere.
     fn check_home(&self) -> Result<()> {
-        let current = std::process::id();
-        if current == self.owner {
-            Ok(())
-        } else {
-            Err(Error::ForeignProcess {
-                what: "pool",
-                owner: self.owner,
-                current,
-            })
-        }
+        self.home.check()
     }
 
     /// A pool with one worker per available core (Python's `Pool()`).

@@ -59,6 +59,7 @@ mod error;
 mod executor;
 pub mod exit;
 pub mod handoff;
+mod home;
 mod inherit;
 mod memory;
 mod packed;
@@ -73,6 +74,7 @@ pub use error::{signal_name, Error, ExitCause, Result};
 pub use executor::{
     check_chunksize, check_workers, default_chunksize, Batch, Executor, CHUNKS_PER_WORKER,
 };
+pub use home::Home;
 pub use inherit::Inherited;
 pub use memory::{
     memusage, process_tree, pss_bytes, rss_bytes, self_tree_pss, tree_pss, SystemMemory,

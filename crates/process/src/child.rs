@@ -14,12 +14,12 @@ use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use multiproc_core::exit::{at_exit, ExitStage};
-use multiproc_core::{Error, ExitCause, Result};
+use multiproc_core::{Error, ExitCause, Home, Result};
 use multiproc_sys::pidfd::PidFd;
 use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
-use nix::unistd::{getpid, Pid};
+use nix::unistd::Pid;
 
 /// Numbers the default names `Process-1`, `Process-2`, ... as Python does.
 static STARTED: AtomicUsize = AtomicUsize::new(0);
@@ -90,7 +90,7 @@ impl Registry {
 pub struct ProcessHandle {
     pid: Pid,
     /// The process that started the child (its parent).
-    owner: Pid,
+    home: Home,
     name: String,
     daemon: bool,
     /// Set once, under the state lock, when the child has been reaped.
@@ -214,7 +214,7 @@ impl ProcessHandle {
         drop(st);
         ProcessHandle {
             pid,
-            owner: getpid(),
+            home: Home::here("process handle"),
             name,
             daemon,
             status: OnceLock::new(),
@@ -239,16 +239,7 @@ impl ProcessHandle {
 
     /// `Ok` in the process that started the child; [`Error::ForeignProcess`] elsewhere.
     fn check_home(&self) -> Result<()> {
-        let current = getpid();
-        if current == self.owner {
-            Ok(())
-        } else {
-            Err(Error::ForeignProcess {
-                what: "process handle",
-                owner: self.owner.as_raw().unsigned_abs(),
-                current: current.as_raw().unsigned_abs(),
-            })
-        }
+        self.home.check()
     }
 
     /// Checks (without blocking) whether the child has ended; reaps it if so.
@@ -377,7 +368,7 @@ impl ProcessHandle {
 
 impl Drop for ProcessHandle {
     fn drop(&mut self) {
-        if self.status.get().is_some() || getpid() != self.owner {
+        if self.status.get().is_some() || !self.home.is_here() {
             return;
         }
         let mut st = registry();

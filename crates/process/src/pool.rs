@@ -40,8 +40,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
-use multiproc_core::{check_workers, Batch, ChunkSink, Error, Executor, Payload, Result, Task};
-use nix::unistd::{getpid, Pid};
+use multiproc_core::{
+    check_workers, Batch, ChunkSink, Error, Executor, Home, Payload, Result, Task,
+};
+use nix::unistd::Pid;
 
 use crate::codec::decode_fds;
 use crate::payload::{encode_body, Body, Spare};
@@ -158,8 +160,8 @@ pub struct IpcStats {
 /// there every method fails at once with [`Error::ForeignProcess`] (or, where it cannot fail,
 /// does nothing), and dropping it does nothing.
 pub struct ProcessPool<L: Launcher> {
-    owner: Pid,
-    /// Never dropped in a process other than `owner`: its queue may hold sinks and locks that
+    home: Home,
+    /// Never dropped in a process other than `home`: its queue may hold sinks and locks that
     /// a thread of the owner held at the fork.
     shared: ManuallyDrop<Arc<Shared<L>>>,
     supervisors: ManuallyDrop<Mutex<Vec<JoinHandle<()>>>>,
@@ -168,7 +170,7 @@ pub struct ProcessPool<L: Launcher> {
 impl<L: Launcher> std::fmt::Debug for ProcessPool<L> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProcessPool")
-            .field("owner", &self.owner)
+            .field("home", &self.home)
             .field("workers", &self.shared.workers)
             .field("pids", &self.pids())
             .finish()
@@ -260,7 +262,7 @@ impl<L: Launcher> ProcessPool<L> {
 
     fn assemble(shared: Arc<Shared<L>>, supervisors: Vec<JoinHandle<()>>) -> Self {
         ProcessPool {
-            owner: getpid(),
+            home: Home::here("pool"),
             shared: ManuallyDrop::new(shared),
             supervisors: ManuallyDrop::new(Mutex::new(supervisors)),
         }
@@ -268,20 +270,12 @@ impl<L: Launcher> ProcessPool<L> {
 
     /// Whether this is the process that created the pool.
     fn at_home(&self) -> bool {
-        getpid() == self.owner
+        self.home.is_here()
     }
 
     /// `Ok` in the process that created the pool; [`Error::ForeignProcess`] elsewhere.
     fn check_home(&self) -> Result<()> {
-        if self.at_home() {
-            Ok(())
-        } else {
-            Err(Error::ForeignProcess {
-                what: "pool",
-                owner: self.owner.as_raw().unsigned_abs(),
-                current: getpid().as_raw().unsigned_abs(),
-            })
-        }
+        self.home.check()
     }
 
     /// The number of workers.
