@@ -1,5 +1,5 @@
 //! Atomic element copies into and out of shared memory, in the array's atomic unit (its
-//! [`AccessWidth`]): what makes every safe access of a [`RawArray`] sound.
+//! [`AccessWidth`]): what makes every safe access of a [`RawArray`](super::RawArray) sound.
 
 use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 

@@ -89,8 +89,8 @@ impl ProcessCondition {
     }
 
     /// The shared memory holding the condition, to send to another process. Its bytes are the
-    /// condition's alone: the [`SharedBuffer`](multiproc_core::SharedBuffer) byte and word
-    /// accessors refuse it ([`AccessWidth::Structured`](multiproc_core::AccessWidth::Structured)).
+    /// condition's alone: the [`SharedBuffer`] byte and word accessors refuse it
+    /// ([`AccessWidth::Structured`](multiproc_core::AccessWidth::Structured)).
     pub fn buffer(&self) -> &ShmBuffer {
         &self.buf
     }
