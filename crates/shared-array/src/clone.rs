@@ -1,16 +1,18 @@
-//! Second handles to the same shared memory: `try_clone` for [`Value`], [`Array`] and every
-//! process-shared primitive ([`RawArray::try_clone`](crate::RawArray::try_clone) is the model).
+//! Second handles to the same shared memory: `try_clone` for [`Value`] and [`Array`] here, and
+//! for every process-shared primitive in `sync::family`, beside their serde impls
+//! ([`RawArray::try_clone`](crate::RawArray::try_clone) is the model).
 //!
 //! # Why `try_clone` and not `Clone`
 //!
-//! Each handle owns its mapping and its descriptor (a [`ShmBuffer`]) outright; there is no
-//! reference count between handles. A second handle is therefore a second descriptor (`dup`)
-//! and a second mapping (`mmap`) of the same memfd: two system calls that can fail (`EMFILE`
-//! when the process is out of descriptors, `ENOMEM` when it is out of address space), and
+//! Each handle owns its mapping and its descriptor (a [`ShmBuffer`](crate::ShmBuffer)) outright;
+//! there is no reference count between handles. A second handle is therefore a second descriptor
+//! (`dup`) and a second mapping (`mmap`) of the same memfd: two system calls that can fail
+//! (`EMFILE` when the process is out of descriptors, `ENOMEM` when it is out of address space), and
 //! they fail exactly when a program fans one object out to many workers. std calls such a copy
 //! `try_clone` (`File`, `UnixStream`, `OwnedFd`), and this crate already did too
-//! ([`ShmBuffer::try_clone`], [`RawArray::try_clone`](crate::RawArray::try_clone)). A `Clone`
-//! would have to panic in that case.
+//! ([`ShmBuffer::try_clone`](crate::ShmBuffer::try_clone),
+//! [`RawArray::try_clone`](crate::RawArray::try_clone)). A `Clone` would have to panic in that
+//! case.
 //!
 //! An infallible `Clone` would need an `Arc` of the mapping inside every handle. That changes
 //! the representation of nine types, and the by-value exits (`into_buffer`, `into_parts`,
@@ -28,16 +30,13 @@
 use bytemuck::Pod;
 use multiproc_core::Result;
 
-use crate::{
-    Array, ProcessBarrier, ProcessCondition, ProcessEvent, ProcessLock, ProcessRLock,
-    ProcessSemaphore, ShmBuffer, Value,
-};
+use crate::{Array, Value};
 
 impl<T: Pod> Value<T> {
-    /// A second handle to the same value and the same lock (both descriptors duplicated and
-    /// mapped again), for example one per spawned `Process`: a write through either is seen
-    /// through both, and each stays valid when the other is dropped. Not `Clone`, because a
-    /// duplicate descriptor and mapping can fail to be had (as for [`RawArray::try_clone`](crate::RawArray::try_clone));
+    /// A second handle to the same value and the same lock (both descriptors duplicated and mapped
+    /// again), for example one per spawned `Process`: a write through either is seen through both,
+    /// and each stays valid when the other is dropped. Not `Clone`, because a duplicate descriptor
+    /// and mapping can fail to be had (as for [`RawArray::try_clone`](crate::RawArray::try_clone));
     /// within one process, an `Arc<Value<T>>` is the cheaper, infallible share.
     ///
     /// ```
@@ -69,32 +68,3 @@ impl<T: Pod> Array<T> {
         ))
     }
 }
-
-/// `try_clone` for the primitives, which are all their buffer: attach to a duplicate of it.
-macro_rules! try_clone_via_buffer {
-    ($($t:ident),* $(,)?) => {$(
-        impl $t {
-            /// A second handle to the same primitive (its descriptor duplicated and mapped
-            /// again): the same state whichever handle is used — a hold taken through one
-            /// blocks the other, and outlives the handle it was taken through. Not `Clone`,
-            /// because a duplicate descriptor and mapping can fail to be had (as for
-            /// [`ShmBuffer::try_clone`]); within one process an `Arc` is the cheaper,
-            /// infallible share.
-            ///
-            /// Errors: out of descriptors or address space
-            /// ([`Error::Io`](multiproc_core::Error::Io)).
-            pub fn try_clone(&self) -> Result<Self> {
-                $t::from_buffer(ShmBuffer::try_clone(self.buffer())?)
-            }
-        }
-    )*};
-}
-
-try_clone_via_buffer!(
-    ProcessLock,
-    ProcessRLock,
-    ProcessEvent,
-    ProcessCondition,
-    ProcessSemaphore,
-    ProcessBarrier,
-);

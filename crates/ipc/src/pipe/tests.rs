@@ -1,0 +1,136 @@
+use std::io;
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use multiproc_core::Error;
+use multiproc_process::wire::Kind;
+
+use crate::codec;
+
+use super::*;
+
+#[test]
+fn one_way_ends_refuse_the_other_direction() {
+    let (r, w) = pipe(false).unwrap();
+    assert!((r.readable(), r.writable(), w.readable(), w.writable()) == (true, false, false, true));
+    assert!(matches!(
+        r.send(&1u8),
+        Err(Error::InvalidArgument { name: "self", .. })
+    ));
+    assert!(matches!(
+        w.recv::<u8>(),
+        Err(Error::InvalidArgument { name: "self", .. })
+    ));
+    assert!(w.poll(Duration::ZERO).is_err());
+    w.send(&5u8).unwrap();
+    assert_eq!(r.recv::<u8>().unwrap(), 5);
+}
+
+#[test]
+fn closed_ends_say_so() {
+    let (a, b) = pipe(true).unwrap();
+    a.close();
+    assert!(a.closed());
+    for e in [a.send(&1u8).unwrap_err(), a.recv::<u8>().unwrap_err()] {
+        assert!(
+            matches!(e, Error::Io(ref io) if io.kind() == io::ErrorKind::NotConnected),
+            "{e}"
+        );
+    }
+    let e = b.recv::<u8>().unwrap_err();
+    assert!(matches!(e, Error::PipeClosed), "recv: {e:?}");
+    assert!(
+        b.poll(Duration::ZERO).unwrap(),
+        "end of file counts as ready"
+    );
+    let e = b.send(&1u8).unwrap_err();
+    assert!(matches!(e, Error::PipeClosed), "send: {e:?}");
+    assert!(crate::is_closed(&e));
+}
+
+#[test]
+fn a_peer_that_closes_with_messages_unread_is_pipe_closed_both_ways() {
+    // Linux resets the connection when an end closes with bytes unread
+    // (ECONNRESET on the survivor's next call), which is the same event for the survivor.
+    let (a, b) = pipe(true).unwrap();
+    a.send(&1u8).unwrap();
+    drop(b);
+    let e = a.recv::<u8>().unwrap_err();
+    assert!(matches!(e, Error::PipeClosed), "recv: {e:?}");
+    let e = a.send(&2u8).unwrap_err();
+    assert!(matches!(e, Error::PipeClosed), "send: {e:?}");
+}
+
+#[test]
+fn a_peer_that_ends_in_the_middle_of_a_message_is_pipe_closed() {
+    use std::io::Write;
+    let (raw, sock) = UnixStream::pair().unwrap();
+    let conn = Connection::from_stream(sock, true, true).unwrap();
+    // A frame header announcing 100 payload bytes, then 10 of them, then the end.
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&100u64.to_le_bytes());
+    frame.push(Kind::Message as u8);
+    frame.extend_from_slice(&[0u8; 8 + 8 + 4]);
+    frame.extend_from_slice(&[1u8; 10]);
+    (&raw).write_all(&frame).unwrap();
+    drop(raw);
+    let e = conn.recv::<Vec<u8>>().unwrap_err();
+    assert!(matches!(e, Error::PipeClosed), "{e:?}");
+}
+
+#[test]
+fn a_wrong_type_is_a_serialization_error_and_the_stream_goes_on() {
+    let (a, b) = pipe(true).unwrap();
+    a.send(&"text").unwrap();
+    a.send(&7u32).unwrap();
+    assert!(matches!(b.recv::<Vec<f64>>(), Err(Error::Serialization(_))));
+    assert_eq!(b.recv::<u32>().unwrap(), 7);
+    a.send_bytes(b"raw").unwrap();
+    assert_eq!(b.recv_bytes().unwrap(), b"raw");
+}
+
+#[test]
+fn outside_a_transport_a_connection_does_not_serialize() {
+    let (a, _b) = pipe(true).unwrap();
+    let e = codec::encode_into(&a, Vec::new()).unwrap_err();
+    assert!(e.to_string().contains("file descriptor"), "{e}");
+}
+#[test]
+fn a_timeout_in_the_middle_of_a_message_breaks_that_direction_only() {
+    use std::io::Write;
+    let (raw, sock) = UnixStream::pair().unwrap();
+    let conn = Connection::from_stream(sock, true, true).unwrap();
+    // A frame header announcing 100 payload bytes (len, kind Message, id, call, nfds),
+    // followed by only 10 of them.
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&100u64.to_le_bytes());
+    frame.push(Kind::Message as u8);
+    frame.extend_from_slice(&[0u8; 8 + 8 + 4]);
+    frame.extend_from_slice(&[1u8; 10]);
+    (&raw).write_all(&frame).unwrap();
+    let t = Instant::now();
+    assert!(matches!(
+        conn.recv_timeout::<Vec<u8>>(Duration::from_millis(50)),
+        Err(Error::Timeout(_))
+    ));
+    assert!(t.elapsed() < Duration::from_secs(5));
+    let e = conn.recv::<Vec<u8>>().unwrap_err();
+    assert!(e.to_string().contains("no longer receive"), "{e}");
+    // Sending still works.
+    conn.send(&1u8).unwrap();
+}
+
+#[test]
+fn a_send_that_cannot_finish_times_out() {
+    let (a, _b) = pipe(true).unwrap();
+    let big = vec![7u8; 8 << 20]; // far more than a socket buffer; nobody reads
+    let t = Instant::now();
+    assert!(matches!(
+        a.send_timeout(&big, Duration::from_millis(100)),
+        Err(Error::Timeout(_))
+    ));
+    assert!(t.elapsed() < Duration::from_secs(5));
+    let e = a.send(&1u8).unwrap_err();
+    assert!(e.to_string().contains("no longer send"), "{e}");
+    assert!(a.poll(Duration::ZERO).is_ok(), "receiving is unaffected");
+}
