@@ -4,6 +4,7 @@ use std::sync::atomic::AtomicU32;
 use std::sync::atomic::Ordering::{Relaxed, Release, SeqCst};
 use std::time::Duration;
 
+use multiproc_core::sync::checked_release;
 use multiproc_core::{Error, Result, Semaphore, SyncPrimitive};
 use multiproc_sys::futex::Futex;
 
@@ -115,28 +116,14 @@ impl Semaphore for ProcessSemaphore {
     }
 
     fn release(&self, n: usize) -> Result<()> {
-        if n == 0 {
-            return Err(Error::invalid("n", "must be at least 1"));
-        }
-        let n32 = u32::try_from(n).map_err(|_| Error::invalid("n", "above u32::MAX"))?;
-        let bound = self.is_bounded().then(|| self.w(SEM_BOUND).load(Relaxed));
+        let bound = self
+            .is_bounded()
+            .then(|| self.w(SEM_BOUND).load(Relaxed) as usize);
         let count = self.w(SEM_COUNT);
         let mut c = count.load(SeqCst);
         loop {
-            let new = c
-                .checked_add(n32)
-                .ok_or_else(|| Error::invalid("n", "the counter would exceed u32::MAX"))?;
-            if let Some(b) = bound {
-                if new > b {
-                    return Err(Error::invalid(
-                        "n",
-                        format!(
-                            "releasing {n} would take the bounded semaphore to {new}, above \
-                             its bound of {b}"
-                        ),
-                    ));
-                }
-            }
+            // The one release check of both families (n, the counter's range, the bound).
+            let new = checked_release(c as usize, n, u32::MAX as usize, bound)? as u32;
             match count.compare_exchange_weak(c, new, SeqCst, SeqCst) {
                 Ok(_) => break,
                 Err(actual) => c = actual,
