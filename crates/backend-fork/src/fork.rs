@@ -1,8 +1,8 @@
-//! Forking a child from a process that may have other threads: [`fork_child`].
+//! Forking a child from a process that may have other threads: [`fork_child`] (a
+//! [`Process`](crate::Process)) and [`fork_worker`] (a pool's worker).
 //!
-//! Every fork of this crate ([`Process`](crate::Process) and the pool's workers) goes through
-//! [`fork_child`], so the "prepare, fork, clean up" sequence that keeps a child of a
-//! multithreaded parent usable exists once.
+//! Both go through `fork_here`, so the "prepare, fork, clean up" sequence that keeps a child
+//! of a multithreaded parent usable exists once.
 //!
 //! ## The forker thread
 //!
@@ -161,7 +161,7 @@ fn fork_here(work: Work) -> Answer {
     let mut stderr = io::stderr().lock();
     let _ = stdout.flush();
     let _ = stderr.flush();
-    let mut children = multiproc_process::registry();
+    let children = multiproc_process::registry();
     // No bulk buffer is made or dropped across the fork; the child closes their descriptors.
     let bulk = multiproc_process::bulk_fds();
     // SAFETY: `fork` is unsafe because the child of a multithreaded process is a copy in which
@@ -174,11 +174,10 @@ fn fork_here(work: Work) -> Answer {
     // value. The parent continues normally.
     match unsafe { nix::unistd::fork() } {
         Ok(ForkResult::Child) => {
-            // SAFETY: this is the child of the fork above, taken while both guards were held,
-            // and nothing in it has started a process or opened a descriptor yet.
-            unsafe { children.forget_all() };
+            // The registry's entries are the parent's: its next access here drops them.
             drop(children);
-            // SAFETY: as above.
+            // SAFETY: this is the child of the fork above, taken while the guard was held,
+            // and nothing in it has opened a descriptor yet.
             unsafe { bulk.close_inherited() };
             drop(stderr);
             drop(stdout);
@@ -192,7 +191,7 @@ fn fork_here(work: Work) -> Answer {
                     // this same image, and is the only holder of that end.
                     Box::new(move || unsafe { serve(theirs) })
                 }
-                (None, None) => exit_now(1),
+                (None, None) => multiproc_sys::exit::exit_now(1),
             };
             run_child(parent, job)
         }
@@ -224,7 +223,7 @@ fn run_child(parent: Pid, job: Job) -> ! {
     // Die with the parent: SIGKILL when the forker thread ends, i.e. when the parent process
     // exits. If the parent died before the line above took effect, we have been re-parented.
     if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err() || getppid() != parent {
-        exit_now(1);
+        multiproc_sys::exit::exit_now(1);
     }
     let code = match panic::catch_unwind(AssertUnwindSafe(job)) {
         Ok(code) => code,
@@ -236,10 +235,5 @@ fn run_child(parent: Pid, job: Job) -> ! {
     };
     // `print!` without a newline stays in stdout's buffer; `_exit` would lose it.
     let _ = io::stdout().flush();
-    exit_now(code)
-}
-
-/// `_exit(code)`: ends the process at once, running no destructors and no `atexit` handlers.
-pub(crate) fn exit_now(code: i32) -> ! {
     multiproc_sys::exit::exit_now(code)
 }

@@ -460,3 +460,44 @@ fn children_die_with_their_parent() {
         matches!(proc_state(child), None | Some('Z'))
     });
 }
+
+/// A child made by a fork that is not the fork backend's (the user's own `fork`, a C
+/// library's) and that exits normally runs the exit hooks it inherited. Those must leave the
+/// parent's children alone: the registry it inherited is the parent's, not its own. Before
+/// the registry knew its process, such a child SIGKILLed the parent's daemon children.
+#[test]
+fn a_child_of_a_foreign_fork_leaves_the_parents_daemons_alone() {
+    // A daemon child of ours that waits on a pipe we never write.
+    let (keep_r, keep_w) = nix::unistd::pipe().unwrap();
+    let daemon = KillOnDrop(
+        Process::from_closure(move || {
+            let mut byte = [0u8; 1];
+            let _ = nix::unistd::read(keep_r.as_raw_fd(), &mut byte);
+        })
+        .daemon(true)
+        .start()
+        .unwrap(),
+    );
+    // SAFETY: the child only calls the C library's `exit` (below) and ends.
+    match unsafe { nix::unistd::fork() }.unwrap() {
+        nix::unistd::ForkResult::Child => {
+            // SAFETY: runs the atexit handlers this process registered (multiproc's exit
+            // hooks among them) and ends it; no other thread runs in the child, so nothing
+            // else calls `exit` at the same time.
+            unsafe { multiproc_sys::exit::exit_with_handlers(0) }
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            let status = nix::sys::wait::waitpid(child, None).unwrap();
+            assert!(
+                matches!(status, nix::sys::wait::WaitStatus::Exited(_, 0)),
+                "{status:?}"
+            );
+        }
+    }
+    assert!(
+        daemon.0.is_alive(),
+        "the foreign fork's exit killed its parent's daemon child"
+    );
+    nix::unistd::write(&keep_w, b"x").unwrap();
+    assert_eq!(join(&daemon.0), 0);
+}

@@ -66,6 +66,7 @@ use mpi::topology::Communicator;
 use mpi::traits::Root;
 use mpi::Threading;
 
+use multiproc_core::exit::ExitStage;
 use multiproc_core::{
     check_workers, Batch, ChunkSink, Error, Executor, Home, Payload, Result, Task,
 };
@@ -150,7 +151,7 @@ pub fn shared<T: bytemuck::Pod>() -> Result<&'static [T]> {
     })
 }
 
-extern "C" fn finalize_at_exit() {
+fn finalize_at_exit() {
     finalize();
 }
 
@@ -169,10 +170,7 @@ fn fingerprint() -> [u64; 2] {
 /// sleep by default, so the backoff's 5 µs naps would last 55 µs, long enough for pipelined
 /// trivial tasks to run out while the dispatcher dozes. 1 µs of slack instead.
 fn precise_sleeps() {
-    // SAFETY: PR_SET_TIMERSLACK takes an integer argument and touches no memory of ours.
-    unsafe {
-        libc::prctl(libc::PR_SET_TIMERSLACK, 1000 as libc::c_ulong, 0, 0, 0);
-    }
+    multiproc_sys::thread::set_timer_slack_ns(1000);
 }
 
 fn start() -> Runtime {
@@ -227,11 +225,8 @@ fn start() -> Runtime {
         let code = if thread.join().is_ok() { 0 } else { 70 };
         std::process::exit(code);
     }
-    // SAFETY: atexit registers a plain `extern "C" fn()` with no captured state; it is called
-    // at most once, by `exit`, while this process's threads still exist.
-    unsafe {
-        libc::atexit(finalize_at_exit);
-    }
+    // Last at exit, after the pools' threads and children are done with MPI.
+    multiproc_core::exit::at_exit(ExitStage::Runtime, finalize_at_exit);
     Runtime {
         tx: Mutex::new(Some(tx)),
         size: size as usize,

@@ -1,6 +1,7 @@
 //! [`Process`]: Python's `multiprocessing.Process` with the spawn start method.
 
 use std::fmt;
+use std::io::ErrorKind;
 
 use multiproc_core::{Error, Payload, Result, Task};
 use multiproc_process::codec::{encode_fds as encode, Encoded};
@@ -10,6 +11,7 @@ use multiproc_process::{next_process_name, ProcessHandle};
 
 use crate::child::check_init;
 use crate::launch::{spawn_child, Role};
+use crate::pool::READY_TIMEOUT;
 
 /// A process that has not started yet: a target function, its arguments, a name and a daemon
 /// flag (Python's `Process(target=f, args=(...))` under the spawn context).
@@ -95,7 +97,9 @@ impl Process {
     /// Starts the child and sends it its target. Fails with [`Error::Serialization`] if the
     /// arguments could not be encoded, [`Error::Io`] if the child could not be started, and
     /// [`Error::InitNotCalled`] in a spawned worker whose `main` did not call
-    /// [`init`](crate::init) (instead of starting a process that would run `main` again).
+    /// [`init`](crate::init) (instead of starting a process that would run `main` again), and
+    /// [`Error::Io`] (the child killed) if the child does not read its target within
+    /// [`READY_TIMEOUT`] — a program whose `main` runs long before `init`.
     pub fn start(self) -> Result<ProcessHandle> {
         let call = self.call?;
         let (payload, fds) = self.encoded?;
@@ -104,6 +108,9 @@ impl Process {
         let (pid, stream) = spawn_child(Role::Process)?;
         // SAFETY: `pid` is the child just started by `spawn_child`, unreaped, handed over.
         let handle = unsafe { ProcessHandle::register(pid, name, self.daemon) };
+        // A child that never reaches `init` never reads: a target larger than the socket's
+        // buffer would block this call for as long as the child's `main` runs.
+        let _ = stream.set_write_timeout(Some(READY_TIMEOUT));
         let mut writer = FrameWriter::new(stream);
         let header = Header {
             kind: Kind::Task,
@@ -112,9 +119,23 @@ impl Process {
         };
         // If the child died before reading its target, the write fails; its exit code says
         // why (for example a program that does not call `init`).
-        let _ = writer
+        match writer
             .send(header, &payload, &fds)
-            .and_then(|()| writer.flush());
-        Ok(handle)
+            .and_then(|()| writer.flush())
+        {
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                let _ = handle.kill();
+                let _ = handle.join_timeout(READY_TIMEOUT);
+                Err(Error::Io(std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "spawned process {} did not read its target within {READY_TIMEOUT:?} \
+                         (does its main call init() first?); killed",
+                        handle.pid()
+                    ),
+                )))
+            }
+            _ => Ok(handle),
+        }
     }
 }

@@ -117,11 +117,20 @@ fn a_large_context_is_mapped_by_every_worker_replacements_included() {
         pool.apply(big_context_sum, usize::MAX),
         Err(Error::WorkerDied { .. })
     ));
+    // The replacement's supervisor sends it the initializer as soon as it has started it,
+    // whether or not a task reaches it (the other worker may take them all): wait for that.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while pool.ipc_stats().bytes_shared < 3 * 4_000_000 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the replacement never got the initializer's buffer"
+        );
+        std::thread::yield_now();
+    }
     assert_eq!(
         pool.map_chunked(big_context_sum, offsets, 1).unwrap(),
         expected
     );
-    assert!(pool.ipc_stats().bytes_shared >= 3 * 4_000_000);
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]

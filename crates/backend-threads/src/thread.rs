@@ -13,7 +13,7 @@
 use std::cell::Cell;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Once, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle, ThreadId};
 use std::time::Duration;
 
@@ -27,7 +27,6 @@ fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Live non-daemon threads, and the exit handler that waits for them.
 static LIVE_NON_DAEMON: Mutex<usize> = Mutex::new(0);
 static NON_DAEMON_DONE: Condvar = Condvar::new();
-static REGISTER_EXIT_HANDLER: Once = Once::new();
 /// The process whose threads `LIVE_NON_DAEMON` counts. A forked child inherits the count and
 /// the exit handler, but none of the threads: there the handler must not wait.
 static COUNTING_PID: AtomicU32 = AtomicU32::new(0);
@@ -52,10 +51,15 @@ fn wait_for_non_daemon_threads() {
 }
 
 fn register_exit_handler() {
-    REGISTER_EXIT_HANDLER.call_once(|| {
-        COUNTING_PID.store(std::process::id(), Ordering::Relaxed);
+    // The first call of the process claims the count; no `Once`, whose copy a fork during
+    // `call_once` would leave "running" for ever in the child. A child inherits a non-zero
+    // pid, its parent's, and its hook then does nothing (see above).
+    if COUNTING_PID
+        .compare_exchange(0, std::process::id(), Ordering::AcqRel, Ordering::Acquire)
+        .is_ok()
+    {
         at_exit(ExitStage::Threads, wait_for_non_daemon_threads);
-    });
+    }
 }
 
 /// Marks one non-daemon thread as finished when dropped (also when it unwinds).

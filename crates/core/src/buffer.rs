@@ -117,7 +117,14 @@ pub unsafe trait SharedBuffer: Send + Sync {
 
     /// The word recording the region's [`AccessWidth`] (0: not fixed yet). Use
     /// [`access_width`](Self::access_width) and [`claim_width`](Self::claim_width).
-    fn width_word(&self) -> &AtomicU32;
+    ///
+    /// # Safety
+    ///
+    /// The caller only loads the word, or sets it from 0 with a compare-and-swap to the code
+    /// of one [`AccessWidth`] (what `claim_width` does). Any other write — zeroing it, or
+    /// storing another width — would let views of two widths race on the same bytes, which is
+    /// undefined behaviour.
+    unsafe fn width_word(&self) -> &AtomicU32;
 
     /// Whether the region has no bytes.
     fn is_empty(&self) -> bool {
@@ -127,7 +134,8 @@ pub unsafe trait SharedBuffer: Send + Sync {
     /// The width the region's bytes are accessed in, if one was fixed. `Err` for a word that
     /// holds no width (memory from an untrusted sender): every access is refused then.
     fn access_width(&self) -> Result<Option<AccessWidth>> {
-        match self.width_word().load(Ordering::Acquire) {
+        // SAFETY: a load.
+        match unsafe { self.width_word() }.load(Ordering::Acquire) {
             0 => Ok(None),
             code => AccessWidth::from_code(code).map(Some).ok_or_else(|| {
                 Error::invalid(
@@ -144,7 +152,8 @@ pub unsafe trait SharedBuffer: Send + Sync {
     /// [`Error::InvalidArgument`] naming `name`, saying which width it has — accessing it in
     /// another size would race with those accesses, which is undefined behaviour.
     fn claim_width(&self, width: AccessWidth, name: &'static str) -> Result<()> {
-        let word = self.width_word();
+        // SAFETY: only a compare-and-swap from 0 to one width's code, below.
+        let word = unsafe { self.width_word() };
         let code = width.code();
         let current = match word.load(Ordering::Acquire) {
             0 => match word.compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire) {
@@ -301,7 +310,7 @@ unsafe impl SharedBuffer for HeapBuffer {
         self.words.as_ptr().cast_mut().cast()
     }
 
-    fn width_word(&self) -> &AtomicU32 {
+    unsafe fn width_word(&self) -> &AtomicU32 {
         &self.width
     }
 }
@@ -344,7 +353,9 @@ mod tests {
         assert!(b.try_as_atomic_u64s().is_err());
         assert!(b.try_as_atomic_bytes().is_err());
         assert!(std::panic::catch_unwind(|| b.as_atomic_u64s().len()).is_err());
-        b.width_word().store(12345, Ordering::Relaxed);
+        // A record corrupted from outside (a forged handoff): refused, never trusted.
+        // SAFETY: breaks the contract on purpose; no view of `b` exists to race with.
+        unsafe { b.width_word() }.store(12345, Ordering::Relaxed);
         assert!(b.access_width().is_err());
         assert!(b.claim_width(AccessWidth::U32, "buf").is_err());
     }

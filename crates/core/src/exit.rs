@@ -12,8 +12,7 @@
 //! registered hooks: each hook does nothing for state that belongs to its parent.
 
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Once;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// When a hook runs at exit, relative to the others: every hook of a stage runs before any
 /// hook of a later one.
@@ -25,19 +24,26 @@ pub enum ExitStage {
     /// Child processes: killing the daemons, waiting for the others (Python's
     /// `multiprocessing` exit function).
     Children,
+    /// Last: shutting down a runtime that the earlier stages may still use (the MPI
+    /// backend's `MPI_Finalize`).
+    Runtime,
 }
 
 impl ExitStage {
     /// Every stage, in the order they run.
-    const ALL: [ExitStage; 2] = [ExitStage::Threads, ExitStage::Children];
+    const ALL: [ExitStage; STAGES] = [ExitStage::Threads, ExitStage::Children, ExitStage::Runtime];
 
     fn index(self) -> usize {
         match self {
             ExitStage::Threads => 0,
             ExitStage::Children => 1,
+            ExitStage::Runtime => 2,
         }
     }
 }
+
+/// The number of stages.
+const STAGES: usize = 3;
 
 /// The most hooks per stage.
 const SLOTS: usize = 8;
@@ -45,15 +51,48 @@ const SLOTS: usize = 8;
 /// The hooks of each stage, as `fn()` addresses (0: a free slot). Lock-free, so that neither
 /// registering nor exiting can wait for a lock that a thread held when this process was forked
 /// (a forked child inherits the table but not the threads).
-static HOOKS: [[AtomicUsize; SLOTS]; 2] = {
+static HOOKS: [[AtomicUsize; SLOTS]; STAGES] = {
     #[allow(clippy::declare_interior_mutable_const)] // each use makes a fresh atomic
     const FREE: AtomicUsize = AtomicUsize::new(0);
     #[allow(clippy::declare_interior_mutable_const)]
     const STAGE: [AtomicUsize; SLOTS] = [FREE; SLOTS];
-    [STAGE; 2]
+    [STAGE; STAGES]
 };
 
-static REGISTER: Once = Once::new();
+/// Whether the C handler is registered: `pid << 2 | state`, state 0 (not yet), 1 (the
+/// process `pid` is registering it) or 2 (registered; a forked child inherits the
+/// registration, so "done" holds in children too). No `Once`: a fork while another thread
+/// is inside `call_once` would leave the child's copy "running" for ever, and its first
+/// `at_exit` blocked. A child that inherited "registering" from a thread that does not exist
+/// in it takes over (at worst the handler is registered twice; running the hooks twice is
+/// harmless: each is idempotent).
+static REGISTRATION: AtomicU64 = AtomicU64::new(0);
+
+/// Registers [`run_hooks`] with the C library once per process, never waiting.
+fn register_handler() {
+    let me = u64::from(std::process::id());
+    loop {
+        let current = REGISTRATION.load(Ordering::Acquire);
+        let (by, state) = (current >> 2, current & 3);
+        if state == 2 || (state == 1 && by == me) {
+            // Registered, or being registered by another thread of this process: the hook
+            // is in the table already, and that thread finishes the registration.
+            return;
+        }
+        if REGISTRATION
+            .compare_exchange(current, me << 2 | 1, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            // SAFETY: the handler touches only statics living for the whole program (`HOOKS`
+            // and the hooks' own), and it cannot unwind: every hook runs under
+            // `catch_unwind`.
+            let registered = unsafe { multiproc_sys::exit::at_exit(run_hooks) };
+            debug_assert!(registered.is_ok(), "atexit registration failed");
+            REGISTRATION.store(me << 2 | 2, Ordering::Release);
+            return;
+        }
+    }
+}
 
 /// Runs `hook` when the process exits, in `stage` (see the [module documentation](self)).
 /// Registering the same hook for the same stage again does nothing; hooks of one stage run in
@@ -81,12 +120,7 @@ pub fn at_exit(stage: ExitStage, hook: fn()) {
         }
     }
     assert!(added, "more than {SLOTS} exit hooks for {stage:?}");
-    REGISTER.call_once(|| {
-        // SAFETY: the handler touches only statics living for the whole program (`HOOKS` and
-        // the hooks' own), and it cannot unwind: every hook runs under `catch_unwind`.
-        let registered = unsafe { multiproc_sys::exit::at_exit(run_hooks) };
-        debug_assert!(registered.is_ok(), "atexit registration failed");
-    });
+    register_handler();
 }
 
 extern "C" fn run_hooks() {

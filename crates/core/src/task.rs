@@ -77,6 +77,10 @@ pub type Task<A, R> = fn(A) -> R;
 /// closure"); one that captures only `Copy` values is refused when the crate is built (see
 /// [`assert_code_only`]). This is the one place where the check waits for the build.
 ///
+/// A closure that captures only zero-sized `Copy` values is zero-sized too, and its captures
+/// are recreated wherever it runs, a worker process included: do not capture a zero-sized
+/// "token" whose existence vouches for something in this process.
+///
 /// ```compile_fail,E0277
 /// # use multiproc_core::{Batch, ChunkSink, Executor, Payload, Result, Task};
 /// # struct Inline;
@@ -167,9 +171,13 @@ fn call_star<F: StarTask<T>, T>(args: T) -> F::Output {
     assert_code_only::<F>();
     // SAFETY: `F` is zero-sized (asserted at compile time above), so it has no bytes to
     // initialise and the empty bit pattern is its value. It is inhabited: `star_task` held a
-    // value of it. And it carries no invariant a library could rely on: on stable Rust only
-    // `fn` items, function pointers and closures implement `Fn`, a function pointer is not
-    // zero-sized, and a zero-sized closure captured nothing.
+    // value of it. On stable Rust only `fn` items, function pointers and closures implement
+    // `Fn`, and a function pointer is not zero-sized; so `F` is a `fn` item or a closure that
+    // captured nothing or only zero-sized values, and it is `Copy` (`StarTask` requires it),
+    // so those values are `Copy` too: making one more `F` is what copying the one that
+    // `star_task` held does. The assumption this rests on, stated in `StarTask`'s docs: a
+    // zero-sized value whose existence vouches for something in *this* process (a "token")
+    // is not captured by a star task, since in a worker process it stands for its copy there.
     let f = unsafe { std::mem::zeroed::<F>() };
     f.call_star(args)
 }

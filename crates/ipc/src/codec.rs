@@ -6,16 +6,6 @@ use multiproc_process::codec::{self, CodecError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-/// A serde serialization error carrying `message`: the codec keeps it, so the user sees why.
-pub(crate) fn custom<E: serde::ser::Error>(message: String) -> E {
-    E::custom(message)
-}
-
-/// A serde deserialization error carrying `message` (see [`custom`]).
-pub(crate) fn custom_de<E: serde::de::Error>(message: String) -> E {
-    E::custom(message)
-}
-
 /// Appends the encoding of `value` to `buf` (cleared first) and returns it.
 pub(crate) fn encode_into<T: Serialize + ?Sized>(value: &T, buf: Vec<u8>) -> Result<Vec<u8>> {
     codec::encode_into(value, buf).map_err(|e| {

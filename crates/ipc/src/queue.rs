@@ -412,7 +412,6 @@ mod wire {
     use multiproc_shared_array::{ProcessLock, ShmBuffer};
     use serde::{Deserialize, Serialize};
 
-    use crate::codec;
     use crate::ring::Ring;
 
     pub(super) fn serialize<S: serde::Serializer>(
@@ -421,10 +420,9 @@ mod wire {
         s: S,
     ) -> std::result::Result<S::Ok, S::Error> {
         if !multiproc_core::handoff::collecting() {
-            return Err(codec::custom(
+            return Err(serde::ser::Error::custom(
                 "a Queue lives in shared memory: it can only be sent over a Pipe or passed to \
-                 a process by multiproc, not serialized to bytes alone"
-                    .into(),
+                 a process by multiproc, not serialized to bytes alone",
             ));
         }
         let (buf, put_lock, get_lock) = ring.parts();
@@ -438,12 +436,12 @@ mod wire {
         let (sent_joinable, buf, put_lock, get_lock) =
             <(bool, ShmBuffer, ProcessLock, ProcessLock)>::deserialize(d)?;
         if sent_joinable != joinable {
-            return Err(codec::custom_de(
-                "a Queue and a JoinableQueue are not interchangeable".into(),
+            return Err(serde::de::Error::custom(
+                "a Queue and a JoinableQueue are not interchangeable",
             ));
         }
         Ring::attach(buf, put_lock, get_lock, joinable)
-            .map_err(|e| codec::custom_de(format!("cannot attach a received Queue: {e}")))
+            .map_err(|e| serde::de::Error::custom(format!("cannot attach a received Queue: {e}")))
     }
 }
 

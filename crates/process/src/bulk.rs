@@ -128,6 +128,12 @@ impl BulkBuf {
     /// An empty buffer with room for at least `capacity` bytes.
     pub(crate) fn with_capacity(capacity: usize) -> io::Result<BulkBuf> {
         let cap = round_up(capacity.max(PAGE))?;
+        // Held from before the descriptor exists until it is registered: the fork backend
+        // forks under this lock, so a child inherits the descriptor only when it is
+        // registered (and closes it), and never a mapping that is not yet `MADV_DONTFORK`
+        // and sealed. (On an error below, `buf` has no descriptor yet, so its `Drop` does not
+        // take this lock again.)
+        let mut registry = live();
         let fd = memfd::create_sealable(c"multiproc-bulk").map_err(os)?;
         nix::unistd::ftruncate(&fd, file_len(cap)?).map_err(os)?;
         // SAFETY: a fresh shared mapping of `cap` bytes of our own memfd, which is `cap` bytes
@@ -153,7 +159,7 @@ impl BulkBuf {
         buf.dont_fork()?;
         // Our mapping exists: from now on, nothing else may write or shrink the file.
         memfd::add_seals(fd.as_fd(), SEALS).map_err(os)?;
-        live().insert(fd.as_raw_fd());
+        registry.insert(fd.as_raw_fd());
         buf.fd = Some(fd);
         Ok(buf)
     }

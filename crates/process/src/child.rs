@@ -44,35 +44,36 @@ struct ChildEntry {
 ///
 /// Its lock is also what makes signalling safe: a pid is only signalled under it while not
 /// marked as reaped, and only reaped under it, so a signal never reaches a recycled pid. A
-/// backend that forks must hold it across the fork ([`registry`]) and call
-/// [`Registry::forget_all`] in the child, whose children these are not.
+/// backend that forks holds it across the fork ([`registry`]), so a child never inherits it
+/// locked by another thread.
+///
+/// The registry belongs to the process that filled it: a forked copy (whoever forked — the
+/// fork backend, the user's own `fork`, a C library) finds entries recorded by another
+/// process and drops them at its first access, so a child never signals, reaps or waits at
+/// exit for its parent's children.
 #[derive(Debug)]
 pub struct Registry {
+    /// The process whose children these are (0: none recorded yet).
+    home: u32,
     children: Vec<ChildEntry>,
 }
 
 static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
+    home: 0,
     children: Vec::new(),
 });
 
 /// Locks the registry of children. Never print, fork (except as described on [`Registry`]) or
 /// block while holding it.
 pub fn registry() -> MutexGuard<'static, Registry> {
-    REGISTRY.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-impl Registry {
-    /// Forgets every child: for a forked child, whose registry is a copy of its parent's.
-    ///
-    /// # Safety
-    ///
-    /// Call it only in a child forked while this registry was locked ([`registry`] before
-    /// the `fork`), before anything else in the child starts a process. In the process that
-    /// started them, forgetting its children leaves them unreaped (zombies) and not waited for
-    /// or killed at exit, and lets a handle signal a pid that was reaped and reused meanwhile.
-    pub unsafe fn forget_all(&mut self) {
-        self.children.clear();
+    let mut st = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
+    let here = std::process::id();
+    if st.home != here {
+        // A copy inherited through a fork: these children are another process's.
+        st.children.clear();
+        st.home = here;
     }
+    st
 }
 
 /// A started child process (Python's `Process` after `start()`).

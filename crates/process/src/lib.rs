@@ -36,11 +36,6 @@
 //! multiproc_process::reap(nix::unistd::Pid::from_raw(1));
 //! ```
 //!
-//! ```compile_fail,E0133
-//! // Would forget this process's children: zombies, and no wait or kill at exit.
-//! multiproc_process::registry().forget_all();
-//! ```
-//!
 //! ```compile_fail,E0200
 //! // A launcher hands the pool pids to signal and reap: implementing one is a promise.
 //! struct AnyPid;
@@ -81,7 +76,7 @@ pub use service::ServiceThread;
 
 // Plumbing the fork and spawn backends call; hidden from the docs. What could break another
 // owner's descriptor or pid is `unsafe` with its contract (`BulkFds::close_inherited`,
-// `Registry::forget_all`, `reap`, `ProcessHandle::register`, `Launcher`), and what runs code
+// `reap`, `ProcessHandle::register`, `Launcher`), and what runs code
 // at a received address is `unsafe` too (`serve`, `trampoline::resolve`).
 #[doc(hidden)]
 pub use bulk::{bulk_fds, BulkFds};

@@ -242,6 +242,7 @@ impl<L: Launcher> ProcessPool<L> {
             workers,
             supervising: AtomicUsize::new(workers),
         });
+        let pids: Vec<Pid> = started.iter().map(|w| w.pid).collect();
         let mut supervisors = Vec::with_capacity(workers);
         for (slot, worker) in started.into_iter().enumerate() {
             let for_thread = shared.clone();
@@ -251,8 +252,17 @@ impl<L: Launcher> ProcessPool<L> {
             match spawned {
                 Ok(h) => supervisors.push(h),
                 Err(e) => {
-                    let pool = ProcessPool::assemble(shared, supervisors);
+                    let pool = ProcessPool::assemble(shared.clone(), supervisors);
+                    // Kills every listed worker; the supervisors started so far reap theirs.
                     let _ = pool.terminate();
+                    // The workers from this slot on have no supervisor: unlisted and reaped
+                    // here, so none is left a zombie.
+                    for (slot, &pid) in pids.iter().enumerate().skip(slot) {
+                        shared.unlist(slot);
+                        // SAFETY: a child of ours from the launcher (its contract), killed by
+                        // `terminate` above, which no supervisor watches: reaped only here.
+                        unsafe { reap(pid) };
+                    }
                     return Err(Error::Io(e));
                 }
             }

@@ -267,7 +267,7 @@ unsafe impl SharedBuffer for ShmBuffer {
         self.ptr.as_ptr()
     }
 
-    fn width_word(&self) -> &AtomicU32 {
+    unsafe fn width_word(&self) -> &AtomicU32 {
         // SAFETY: `map` checked that the mapping (the whole file, whose size is a multiple of
         // 8 and sealed) ends in the record after at least `len` bytes of data; its start is
         // page-aligned, so the word is 8-aligned; the memfd cannot shrink, so it stays backed

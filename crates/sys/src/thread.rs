@@ -7,6 +7,13 @@ pub fn gettid() -> i32 {
     nix::unistd::gettid().as_raw()
 }
 
+/// Sets the calling thread's timer slack (`PR_SET_TIMERSLACK`) to `ns` nanoseconds: how much
+/// later than asked the kernel may end its sleeps (50 µs by default, which makes short naps
+/// long). Best effort: an error leaves the default.
+pub fn set_timer_slack_ns(ns: u64) {
+    let _ = nix::sys::prctl::set_timerslack(ns);
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -7,7 +7,6 @@ use std::os::unix::net::UnixStream;
 use serde::{Deserialize, Serialize};
 
 use super::{lock, Connection};
-use crate::codec;
 
 /// What a `Connection` is on the wire: its direction and its socket, which travels as a
 /// descriptor (see [`multiproc_core::handoff`]).
@@ -35,22 +34,22 @@ struct WireOwned {
 impl Serialize for Connection {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         if !multiproc_core::handoff::collecting() {
-            return Err(codec::custom(
+            return Err(serde::ser::Error::custom(
                 "a Connection owns a file descriptor: it can only be sent over a Pipe or passed \
-                 to a process by multiproc, not serialized to bytes alone"
-                    .into(),
+                 to a process by multiproc, not serialized to bytes alone",
             ));
         }
         let reader = lock(&self.reader);
         let writer = lock(&self.writer);
         let (Some(r), Some(w)) = (reader.as_ref(), writer.as_ref()) else {
-            return Err(codec::custom("a closed Connection cannot be sent".into()));
+            return Err(serde::ser::Error::custom(
+                "a closed Connection cannot be sent",
+            ));
         };
         if r.frames.has_buffered() || r.broken || w.broken {
-            return Err(codec::custom(
+            return Err(serde::ser::Error::custom(
                 "this Connection has received bytes it has not handed out yet (or a timeout \
-                 broke it); only a Connection with nothing pending can be sent"
-                    .into(),
+                 broke it); only a Connection with nothing pending can be sent",
             ));
         }
         WireRef {
@@ -66,7 +65,8 @@ impl<'de> Deserialize<'de> for Connection {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let w = WireOwned::deserialize(d)?;
         let sock = UnixStream::from(w.sock);
-        Connection::from_stream(sock, w.readable, w.writable)
-            .map_err(|e| codec::custom_de(format!("cannot attach a received Connection: {e}")))
+        Connection::from_stream(sock, w.readable, w.writable).map_err(|e| {
+            serde::de::Error::custom(format!("cannot attach a received Connection: {e}"))
+        })
     }
 }
