@@ -24,7 +24,7 @@ impl Home {
     /// error of a copy used elsewhere.
     pub fn here(what: &'static str) -> Home {
         Home {
-            pid: std::process::id(),
+            pid: multiproc_sys::process::current_pid(),
             what,
         }
     }
@@ -36,12 +36,12 @@ impl Home {
 
     /// Whether this is the creating process.
     pub fn is_here(&self) -> bool {
-        std::process::id() == self.pid
+        multiproc_sys::process::current_pid() == self.pid
     }
 
     /// `Ok` in the creating process; [`Error::ForeignProcess`] in any other.
     pub fn check(&self) -> Result<()> {
-        let current = std::process::id();
+        let current = multiproc_sys::process::current_pid();
         if current == self.pid {
             Ok(())
         } else {

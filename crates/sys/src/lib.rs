@@ -11,6 +11,7 @@
 //! | state, parent and start time of a process; memory counters | `/proc/<pid>/stat`, `/proc/<pid>/status`, `/proc/<pid>/smaps_rollup`, `/proc/meminfo` | [`procfs`] |
 //! | handlers around `fork` | `pthread_atfork` | [`atfork`] |
 //! | handlers at `exit`, and leaving with or without them | `atexit`, `exit`, `_exit` | [`exit`] |
+//! | this process's id, cached across calls and cleared in forked children | `getpid`, `pthread_atfork` | [`process`] |
 //! | the kernel's id of a thread | `gettid` | [`thread`] |
 //! | secrets | `getrandom` | [`random`] |
 //! | allocator and paging hints | `mallopt`, `madvise(MADV_HUGEPAGE)` | [`memory`] |
@@ -35,6 +36,7 @@ pub mod futex;
 pub mod memfd;
 pub mod memory;
 pub mod pidfd;
+pub mod process;
 pub mod procfs;
 pub mod random;
 pub mod socket;

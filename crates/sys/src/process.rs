@@ -1,0 +1,78 @@
+//! This process's id, without a system call each time.
+
+#[cfg(not(miri))]
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+/// The cached id (0: not known yet in this process).
+#[cfg(not(miri))]
+static PID: AtomicU32 = AtomicU32::new(0);
+/// Whether [`forget`] is registered to run in every child of `fork`.
+#[cfg(not(miri))]
+static FORGET_IN_CHILDREN: AtomicBool = AtomicBool::new(false);
+
+/// Run by `fork` in the child: the cached id is the parent's.
+#[cfg(not(miri))]
+extern "C" fn forget() {
+    PID.store(0, Ordering::Relaxed);
+}
+
+/// This process's id, as [`std::process::id`] gives it, but from a cache after the first call
+/// (`getpid` is a system call: about 0.1 µs here, on every pool `submit` that checks it runs
+/// in its creating process). A `pthread_atfork` child handler clears the cache in every child
+/// of `fork` (`nix::unistd::fork`, `libc::fork`, the fork backend), so a child asks the kernel
+/// again. A child made by a raw `clone` system call, which runs no atfork handlers, would
+/// read its parent's id: do not use multiproc in such a child (exec first).
+pub fn current_pid() -> u32 {
+    #[cfg(miri)]
+    {
+        std::process::id()
+    }
+    #[cfg(not(miri))]
+    {
+        let cached = PID.load(Ordering::Relaxed);
+        if cached != 0 {
+            return cached;
+        }
+        // Registered before the first id is cached, so a fork after that clears the child's.
+        if !FORGET_IN_CHILDREN.swap(true, Ordering::AcqRel) {
+            // SAFETY: `forget` only stores to an atomic (async-signal-safe), cannot unwind, and
+            // is part of this executable for its whole life.
+            let registered = unsafe { crate::atfork::register(None, None, Some(forget)) };
+            if registered.is_err() {
+                // Out of memory: never cache, always ask the kernel.
+                FORGET_IN_CHILDREN.store(false, Ordering::Release);
+                return std::process::id();
+            }
+        }
+        let pid = std::process::id();
+        PID.store(pid, Ordering::Relaxed);
+        pid
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::current_pid;
+
+    #[test]
+    fn the_cached_id_is_this_process_s_and_a_forked_child_s_is_its_own() {
+        assert_eq!(current_pid(), std::process::id());
+        assert_eq!(current_pid(), std::process::id());
+        // SAFETY: the child only compares two ids (an atomic load and `getpid`) and leaves
+        // with `_exit`, touching no lock another thread may hold.
+        match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => {
+                let ok = current_pid() == std::process::id();
+                crate::exit::exit_now(if ok { 0 } else { 1 })
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                let status = nix::sys::wait::waitpid(child, None).unwrap();
+                assert_eq!(
+                    status,
+                    nix::sys::wait::WaitStatus::Exited(child, 0),
+                    "the child read its parent's id"
+                );
+            }
+        }
+    }
+}
