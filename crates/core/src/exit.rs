@@ -12,7 +12,9 @@
 //! registered hooks: each hook does nothing for state that belongs to its parent.
 
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use multiproc_sys::once::PerProcess;
 
 /// When a hook runs at exit, relative to the others: every hook of a stage runs before any
 /// hook of a later one.
@@ -59,39 +61,22 @@ static HOOKS: [[AtomicUsize; SLOTS]; STAGES] = {
     [STAGE; STAGES]
 };
 
-/// Whether the C handler is registered: `pid << 2 | state`, state 0 (not yet), 1 (the
-/// process `pid` is registering it) or 2 (registered; a forked child inherits the
-/// registration, so "done" holds in children too). No `Once`: a fork while another thread
-/// is inside `call_once` would leave the child's copy "running" for ever, and its first
-/// `at_exit` blocked. A child that inherited "registering" from a thread that does not exist
-/// in it takes over (at worst the handler is registered twice; running the hooks twice is
-/// harmless: each is idempotent).
-static REGISTRATION: AtomicU64 = AtomicU64::new(0);
+/// Whether the C handler is registered (once per process: a forked child inherits it). Not a
+/// `std::sync::Once`, which a fork during `call_once` would leave "running" for ever in the
+/// child, blocking its first `at_exit` (see [`PerProcess`]).
+static REGISTRATION: PerProcess = PerProcess::new();
 
-/// Registers [`run_hooks`] with the C library once per process, never waiting.
+/// Registers [`run_hooks`] with the C library once per process, never waiting. Running the
+/// hooks twice (a child that took over a registration its parent was making) is harmless:
+/// each hook is idempotent.
 fn register_handler() {
-    let me = u64::from(std::process::id());
-    loop {
-        let current = REGISTRATION.load(Ordering::Acquire);
-        let (by, state) = (current >> 2, current & 3);
-        if state == 2 || (state == 1 && by == me) {
-            // Registered, or being registered by another thread of this process: the hook
-            // is in the table already, and that thread finishes the registration.
-            return;
-        }
-        if REGISTRATION
-            .compare_exchange(current, me << 2 | 1, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
-            // SAFETY: the handler touches only statics living for the whole program (`HOOKS`
-            // and the hooks' own), and it cannot unwind: every hook runs under
-            // `catch_unwind`.
-            let registered = unsafe { multiproc_sys::exit::at_exit(run_hooks) };
-            debug_assert!(registered.is_ok(), "atexit registration failed");
-            REGISTRATION.store(me << 2 | 2, Ordering::Release);
-            return;
-        }
-    }
+    REGISTRATION.ensure(|| {
+        // SAFETY: the handler touches only statics living for the whole program (`HOOKS` and
+        // the hooks' own), and it cannot unwind: every hook runs under `catch_unwind`.
+        let registered = unsafe { multiproc_sys::exit::at_exit(run_hooks) };
+        debug_assert!(registered.is_ok(), "atexit registration failed");
+        registered.is_ok()
+    });
 }
 
 /// Runs `hook` when the process exits, in `stage` (see the [module documentation](self)).

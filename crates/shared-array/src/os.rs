@@ -4,9 +4,10 @@
 //! `multiproc_sys`'s.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use multiproc_sys::once::PerProcess;
 use multiproc_sys::procfs;
 use nix::errno::Errno;
 
@@ -58,10 +59,9 @@ const TAG_MASK: u64 = (1 << TAG_BITS) - 1;
 /// This process, packed as `pid | tag << 32`; 0 until first computed and again after a fork
 /// (reset by the `pthread_atfork` child handler).
 static PROCESS: AtomicU64 = AtomicU64::new(0);
-/// Registration of the atfork handler: 0 none, 1 under way, 2 done. Deliberately not a
-/// `std::sync::Once`: a `Once` that another thread is running when this thread forks stays
-/// "running" forever in the child, and the child would block on it.
-static ATFORK: AtomicU32 = AtomicU32::new(0);
+/// Registration of the atfork handler, once per process (not a `std::sync::Once`, which a
+/// fork could leave "running" for ever in the child: see [`PerProcess`]).
+static ATFORK: PerProcess = PerProcess::new();
 
 thread_local! {
     /// (pid the cache was made in, tid of this thread).
@@ -75,27 +75,20 @@ extern "C" fn forget_process_identity() {
 
 #[cold]
 fn init_process() -> u64 {
-    if ATFORK.compare_exchange(0, 1, SeqCst, SeqCst).is_ok() {
+    let handler_in_place = ATFORK.ensure(|| {
         // SAFETY: the child handler only stores to an atomic, which is async-signal-safe and
         // therefore fine in a child of a multithreaded fork; it cannot unwind and lives for
         // the whole program.
-        let registered =
-            unsafe { multiproc_sys::atfork::register(None, None, Some(forget_process_identity)) };
-        if registered.is_ok() {
-            ATFORK.store(2, SeqCst);
-        } else {
-            // Out of memory: never cache, compute the identity afresh on each call (as in a
-            // child forked during registration). Slower, never wrong.
-            ATFORK.store(0, SeqCst);
-        }
-    }
+        unsafe { multiproc_sys::atfork::register(None, None, Some(forget_process_identity)) }
+            .is_ok()
+    });
     let pid = nix::unistd::getpid().as_raw() as u32;
     let tag = procfs::stat(pid).map_or(0, |st| st.start_time & TAG_MASK);
     let packed = u64::from(pid) | tag << 32;
     // Cache only once the handler that forgets the cache in a forked child is in place. While
-    // another thread registers it (or in a child forked meanwhile, where it never finishes)
-    // the identity is computed afresh on each call: slower, never wrong.
-    if ATFORK.load(SeqCst) == 2 {
+    // another thread registers it (or out of memory) the identity is computed afresh on each
+    // call: slower, never wrong.
+    if handler_in_place {
         PROCESS.store(packed, Relaxed);
     }
     packed

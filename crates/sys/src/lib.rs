@@ -10,6 +10,7 @@
 //! | shared memory another process can map but not shrink or write | `memfd_create`, `F_ADD_SEALS`, `F_GET_SEALS` | [`memfd`] |
 //! | state, parent and start time of a process; memory counters | `/proc/<pid>/stat`, `/proc/<pid>/status`, `/proc/<pid>/smaps_rollup`, `/proc/meminfo` | [`procfs`] |
 //! | handlers around `fork` | `pthread_atfork` | [`atfork`] |
+//! | registering such a handler once per process, which a `fork` cannot wedge | atomics | [`once`] |
 //! | handlers at `exit`, and leaving with or without them | `atexit`, `exit`, `_exit` | [`exit`] |
 //! | this process's id, cached across calls and cleared in forked children | `getpid`, `pthread_atfork` | [`process`] |
 //! | the kernel's id of a thread | `gettid` | [`thread`] |
@@ -35,6 +36,7 @@ pub mod exit;
 pub mod futex;
 pub mod memfd;
 pub mod memory;
+pub mod once;
 pub mod pidfd;
 pub mod process;
 pub mod procfs;

@@ -1,14 +1,17 @@
 //! This process's id, without a system call each time.
 
 #[cfg(not(miri))]
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+#[cfg(not(miri))]
+use crate::once::PerProcess;
 
 /// The cached id (0: not known yet in this process).
 #[cfg(not(miri))]
 static PID: AtomicU32 = AtomicU32::new(0);
 /// Whether [`forget`] is registered to run in every child of `fork`.
 #[cfg(not(miri))]
-static FORGET_IN_CHILDREN: AtomicBool = AtomicBool::new(false);
+static FORGET_IN_CHILDREN: PerProcess = PerProcess::new();
 
 /// Run by `fork` in the child: the cached id is the parent's.
 #[cfg(not(miri))]
@@ -33,19 +36,17 @@ pub fn current_pid() -> u32 {
         if cached != 0 {
             return cached;
         }
-        // Registered before the first id is cached, so a fork after that clears the child's.
-        if !FORGET_IN_CHILDREN.swap(true, Ordering::AcqRel) {
-            // SAFETY: `forget` only stores to an atomic (async-signal-safe), cannot unwind, and
-            // is part of this executable for its whole life.
-            let registered = unsafe { crate::atfork::register(None, None, Some(forget)) };
-            if registered.is_err() {
-                // Out of memory: never cache, always ask the kernel.
-                FORGET_IN_CHILDREN.store(false, Ordering::Release);
-                return std::process::id();
-            }
-        }
         let pid = std::process::id();
-        PID.store(pid, Ordering::Relaxed);
+        // Cached only once the handler that clears the cache in a forked child is in place
+        // (until then — another thread registering it, or out of memory — ask each time).
+        let forgotten_in_children = FORGET_IN_CHILDREN.ensure(|| {
+            // SAFETY: `forget` only stores to an atomic (async-signal-safe), cannot unwind,
+            // and is part of this executable for its whole life.
+            unsafe { crate::atfork::register(None, None, Some(forget)) }.is_ok()
+        });
+        if forgotten_in_children {
+            PID.store(pid, Ordering::Relaxed);
+        }
         pid
     }
 }

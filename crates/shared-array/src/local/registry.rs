@@ -3,11 +3,10 @@
 //! (see [the module docs](super#why-its-slices-are-sound-although-it-lives-in-map_shared-memory)).
 
 use std::cell::UnsafeCell;
-use std::sync::atomic::{
-    AtomicU32, AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release,
-};
+use std::sync::atomic::{AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
 
 use multiproc_core::{Result, SharedBuffer};
+use multiproc_sys::once::PerProcess;
 use nix::sys::mman::{mmap_anonymous, MapFlags, ProtFlags};
 
 use crate::ShmBuffer;
@@ -18,7 +17,7 @@ const FORKING: u64 = 1 << 63;
 
 /// The lock word of the holder: `pid | tid << 32` of the calling thread (never 0).
 fn me() -> u64 {
-    let pid = nix::unistd::getpid().as_raw() as u32;
+    let pid = multiproc_sys::process::current_pid();
     let tid = multiproc_sys::thread::gettid() as u32;
     u64::from(pid) | u64::from(tid) << 32
 }
@@ -52,50 +51,46 @@ static REGISTRY: Registry = Registry {
     ranges: UnsafeCell::new(Vec::new()),
 };
 
-/// Whether this process's fork handlers are installed: 0 no, `u32::MAX` yes, otherwise the pid
-/// of the process in which a thread is installing them. Deliberately not a `std::sync::Once`:
-/// a `Once` that another thread runs when this thread forks stays "running" forever in the
-/// child.
-static HANDLERS: AtomicU32 = AtomicU32::new(0);
+/// Whether this process's fork handlers are installed (once per process; not a
+/// `std::sync::Once`, which a fork could leave "running" for ever in the child: see
+/// [`PerProcess`]).
+static HANDLERS: PerProcess = PerProcess::new();
 
 /// Installs the fork handlers once per process (before the first range is registered).
 ///
-/// A child forked while a thread of its parent was installing them finds a stale pid here and
-/// installs them again; the handlers may then run twice per fork, which they tolerate.
+/// A child forked while a thread of its parent was installing them installs them again; the
+/// handlers may then run twice per fork, which they tolerate.
 ///
 /// Errors: `pthread_atfork` failed (out of memory) — [`Error::Io`](multiproc_core::Error::Io).
 pub(super) fn ensure_handlers() -> Result<()> {
-    let pid = nix::unistd::getpid().as_raw() as u32;
     loop {
-        let state = HANDLERS.load(Acquire);
-        if state == u32::MAX {
-            return Ok(());
-        }
-        if state == pid {
-            // Another thread of this process is installing them.
-            std::hint::spin_loop();
-            std::thread::yield_now();
-            continue;
-        }
-        if HANDLERS
-            .compare_exchange(state, pid, Acquire, Relaxed)
-            .is_ok()
-        {
+        let mut failed = None;
+        let installed = HANDLERS.ensure(|| {
             // SAFETY: the three handlers are `extern "C"` functions that cannot unwind and
             // live for the whole program; they only use atomics, the registry under its lock
             // (taken by `prepare` in the forking thread itself, so the child's copy is never
             // held by a thread that is gone) and raw system calls that are async-signal-safe.
-            let registered = unsafe {
+            match unsafe {
                 multiproc_sys::atfork::register(Some(prepare), Some(parent), Some(child))
-            };
-            if let Err(e) = registered {
-                // ENOMEM: without the handlers a LocalArray would not be fork-proof.
-                HANDLERS.store(0, Release);
-                return Err(multiproc_core::Error::Io(e));
+            } {
+                Ok(()) => true,
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
             }
-            HANDLERS.store(u32::MAX, Release);
+        });
+        if installed {
             return Ok(());
         }
+        if let Some(e) = failed {
+            // ENOMEM: without the handlers a LocalArray would not be fork-proof.
+            return Err(multiproc_core::Error::Io(e));
+        }
+        // Another thread of this process is installing them: they are needed before the
+        // first range is registered, so wait for it (it takes microseconds).
+        std::hint::spin_loop();
+        std::thread::yield_now();
     }
 }
 
