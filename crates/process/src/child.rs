@@ -110,7 +110,7 @@ impl fmt::Debug for ProcessHandle {
 }
 
 /// Translates a `waitpid`/`waitid` status; `None` while the child runs (or only stopped).
-fn ended(status: WaitStatus) -> Option<ExitCause> {
+pub(crate) fn ended(status: WaitStatus) -> Option<ExitCause> {
     match status {
         WaitStatus::Exited(_, code) => Some(ExitCause::Code(code)),
         WaitStatus::Signaled(_, signal, _) => Some(ExitCause::Signal(signal as i32)),

@@ -5,11 +5,11 @@ use std::time::{Duration, Instant};
 
 use multiproc_core::ExitCause;
 use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
 
 use super::Worker;
-use crate::child::ExitWatch;
+use crate::child::{ended, ExitWatch};
 use crate::wire::{FrameWriter, Header, Kind};
 
 /// Waits for a worker whose stream has closed and says how it ended. It is exiting; if it
@@ -27,25 +27,25 @@ pub unsafe fn reap(pid: Pid) -> ExitCause {
     // to tear down): wake the moment it has ended.
     let mut watch = ExitWatch::open(pid);
     loop {
-        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(_, code)) => return ExitCause::Code(code),
-            Ok(WaitStatus::Signaled(_, signal, _)) => return ExitCause::Signal(signal as i32),
-            Ok(_) if Instant::now() < deadline => {
-                // An error here (EINTR is retried inside) can only come from poll itself;
-                // the deadline still bounds the loop.
-                if watch.pause(Some(deadline - Instant::now())).is_err() {
-                    std::thread::sleep(Duration::from_micros(100));
-                }
-            }
-            Ok(_) => {
-                let _ = kill(pid, Signal::SIGKILL);
-                return match waitpid(pid, None) {
-                    Ok(WaitStatus::Exited(_, code)) => ExitCause::Code(code),
-                    _ => ExitCause::Signal(Signal::SIGKILL as i32),
-                };
-            }
+        let status = match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(status) => status,
             // Already reaped (ECHILD): nothing more to learn.
             Err(_) => return ExitCause::Code(-1),
+        };
+        if let Some(cause) = ended(status) {
+            return cause;
+        }
+        if Instant::now() >= deadline {
+            let _ = kill(pid, Signal::SIGKILL);
+            return waitpid(pid, None)
+                .ok()
+                .and_then(ended)
+                .unwrap_or(ExitCause::Signal(Signal::SIGKILL as i32));
+        }
+        // An error here (EINTR is retried inside) can only come from poll itself; the
+        // deadline still bounds the loop.
+        if watch.pause(Some(deadline - Instant::now())).is_err() {
+            std::thread::sleep(Duration::from_micros(100));
         }
     }
 }
