@@ -55,12 +55,14 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod buffer;
+mod cancel;
 mod error;
 mod executor;
 pub mod exit;
 pub mod handoff;
 mod inherit;
 mod memory;
+mod options;
 mod packed;
 mod result;
 pub mod sync;
@@ -69,6 +71,7 @@ mod task;
 pub mod testing;
 
 pub use buffer::{AccessWidth, HeapBuffer, SharedBuffer};
+pub use cancel::CancelToken;
 pub use error::{signal_name, Error, ExitCause, Result};
 pub use executor::{
     check_chunksize, check_workers, default_chunksize, Batch, Executor, CHUNKS_PER_WORKER,
@@ -77,6 +80,7 @@ pub use inherit::Inherited;
 pub use memory::{
     memusage, process_tree, pss_bytes, rss_bytes, self_tree_pss, tree_pss, SystemMemory,
 };
+pub use options::{cpu_count, PoolOptions};
 pub use packed::Packed;
 pub use result::{AsyncResult, ChunkSink, Completer, IMap};
 pub use sync::{

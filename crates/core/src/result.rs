@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::cancel::CancelToken;
 use crate::error::{Error, Result};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -51,6 +52,8 @@ impl<T> Slot<T> {
 /// `get` blocks until the value arrives; every blocking call has a `_timeout` form.
 pub struct AsyncResult<T> {
     slot: Arc<Slot<T>>,
+    /// Set when the result came from an executor (`cancel` then stops the work too).
+    cancel: Option<Arc<CancelToken>>,
 }
 
 impl<T> std::fmt::Debug for AsyncResult<T> {
@@ -73,7 +76,7 @@ impl<T> AsyncResult<T> {
             Completer {
                 slot: Some(slot.clone()),
             },
-            AsyncResult { slot },
+            AsyncResult { slot, cancel: None },
         )
     }
 
@@ -156,6 +159,29 @@ impl<T> AsyncResult<T> {
         }
     }
 
+    /// Cancels the task: one that has not started never runs; a process pool kills and
+    /// replaces the worker of one that is running (a thread cannot be stopped: the threads
+    /// pool lets it finish and drops its result). From now on [`get`](Self::get) returns
+    /// [`Error::Cancelled`]. Returns `false`, doing nothing, if the task had finished already.
+    ///
+    /// ```
+    /// # use multiproc_core::{AsyncResult, Error};
+    /// # let (_completer, pending) = AsyncResult::<u8>::pending();
+    /// // pending = pool.apply_async(slow, arg)?;
+    /// assert!(pending.cancel());
+    /// assert!(matches!(pending.get(), Err(Error::Cancelled)));
+    /// ```
+    pub fn cancel(&self) -> bool {
+        if !self.slot.is_pending() {
+            return false;
+        }
+        self.slot.complete(Err(Error::Cancelled));
+        if let Some(token) = &self.cancel {
+            token.cancel();
+        }
+        true
+    }
+
     /// Blocks until the task has finished and returns its value, or the error that
     /// ended it (a panic, a dead worker, a closed pool).
     pub fn get(self) -> Result<T> {
@@ -224,12 +250,14 @@ trait ChunkTarget<R>: Send + Sync {
 /// terminated (or loses a job) cannot leave a caller waiting forever.
 pub struct ChunkSink<R> {
     target: Arc<dyn ChunkTarget<R>>,
+    cancel: Arc<CancelToken>,
 }
 
 impl<R> Clone for ChunkSink<R> {
     fn clone(&self) -> Self {
         ChunkSink {
             target: self.target.clone(),
+            cancel: self.cancel.clone(),
         }
     }
 }
@@ -238,6 +266,12 @@ impl<R: Send + 'static> ChunkSink<R> {
     /// Hands over the outcome of chunk `index` (0-based, in submission order).
     pub fn deliver(&self, index: usize, outcome: Result<Vec<R>>) {
         self.target.deliver(index, outcome)
+    }
+
+    /// The submission's cancellation: check it before starting a chunk, and register what
+    /// stops running chunks with [`CancelToken::on_cancel`].
+    pub fn cancel_token(&self) -> &Arc<CancelToken> {
+        &self.cancel
     }
 
     /// Whether this sink only wants the assembled result (it feeds `map` or `apply`, not
@@ -277,12 +311,15 @@ impl<R: Send + 'static> ChunkSink<R> {
     /// The first error (in chunk order) wins, as in Python, where `map` raises the
     /// exception of the first failed task.
     pub fn collect(n_chunks: usize) -> (ChunkSink<R>, AsyncResult<Vec<R>>) {
-        let (completer, result) = AsyncResult::pending();
+        let (completer, mut result) = AsyncResult::pending();
+        let cancel = Arc::new(CancelToken::default());
+        result.cancel = Some(cancel.clone());
         if n_chunks == 0 {
             completer.complete(Ok(Vec::new()));
             return (
                 ChunkSink {
                     target: Arc::new(Discard),
+                    cancel,
                 },
                 result,
             );
@@ -295,6 +332,7 @@ impl<R: Send + 'static> ChunkSink<R> {
         (
             ChunkSink {
                 target: Arc::new(target),
+                cancel,
             },
             result,
         )
@@ -302,12 +340,15 @@ impl<R: Send + 'static> ChunkSink<R> {
 
     /// A sink for a single task: chunk 0 holds exactly one value.
     pub fn single() -> (ChunkSink<R>, AsyncResult<R>) {
-        let (completer, result) = AsyncResult::pending();
+        let (completer, mut result) = AsyncResult::pending();
+        let cancel = Arc::new(CancelToken::default());
+        result.cancel = Some(cancel.clone());
         (
             ChunkSink {
                 target: Arc::new(Single {
                     completer: Mutex::new(Some(completer)),
                 }),
+                cancel,
             },
             result,
         )
@@ -316,11 +357,14 @@ impl<R: Send + 'static> ChunkSink<R> {
     /// A sink feeding an [`IMap`] iterator, ordered or in completion order.
     pub fn imap(n_chunks: usize, ordered: bool) -> (ChunkSink<R>, IMap<R>) {
         let (tx, rx) = mpsc::channel();
+        let cancel = Arc::new(CancelToken::default());
         (
             ChunkSink {
                 target: Arc::new(Channel { tx }),
+                cancel: cancel.clone(),
             },
             IMap {
+                cancel,
                 rx,
                 ordered,
                 n_chunks,
@@ -441,8 +485,11 @@ impl<R: Send> ChunkTarget<R> for Channel<R> {
 ///
 /// Each item is the result of one task. A chunk that failed yields a single `Err` in place
 /// of its items. If the pool goes away before delivering everything, the iterator yields
-/// [`Error::PoolClosed`] once and ends — it never blocks forever.
+/// [`Error::PoolClosed`] once and ends — it never blocks forever. Dropping it before its end
+/// cancels the rest: chunks not started never run, and a process pool kills (and replaces)
+/// the workers running its chunks.
 pub struct IMap<R> {
+    cancel: Arc<CancelToken>,
     rx: mpsc::Receiver<(usize, Result<Vec<R>>)>,
     ordered: bool,
     n_chunks: usize,
@@ -545,6 +592,14 @@ impl<R> IMap<R> {
             Step::Item(r) => Some(r),
             Step::Finished => None,
             Step::TimedOut => Some(Err(Error::Timeout(timeout))),
+        }
+    }
+}
+
+impl<R> Drop for IMap<R> {
+    fn drop(&mut self) {
+        if !self.finished() {
+            self.cancel.cancel();
         }
     }
 }

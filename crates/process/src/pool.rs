@@ -40,7 +40,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
-use multiproc_core::{check_workers, Batch, ChunkSink, Error, Executor, Payload, Result, Task};
+use multiproc_core::{
+    check_workers, Batch, ChunkSink, Error, Executor, Payload, PoolOptions, Result, Task,
+};
 use nix::unistd::{getpid, Pid};
 
 use crate::codec::decode_fds;
@@ -190,7 +192,27 @@ impl<L: Launcher> ProcessPool<L> {
         launcher: L,
         init: Option<Initializer>,
     ) -> Result<Self> {
-        let workers = check_workers(workers)?.get();
+        let options = PoolOptions {
+            processes: Some(workers),
+            ..PoolOptions::default()
+        };
+        Self::with_options(launcher, init, options)
+    }
+
+    /// [`with_initializer`](Self::with_initializer), with the builder's [`PoolOptions`]
+    /// (worker count, `task_timeout`, `max_tasks_per_child`, `retries`).
+    pub fn with_options(
+        launcher: L,
+        init: Option<Initializer>,
+        options: PoolOptions,
+    ) -> Result<Self> {
+        if options.task_timeout == Some(std::time::Duration::ZERO) {
+            return Err(Error::invalid(
+                "task_timeout",
+                "must be longer than zero (no task can finish in no time)",
+            ));
+        }
+        let workers = check_workers(options.workers())?.get();
         let mut started = Vec::with_capacity(workers);
         for _ in 0..workers {
             match launcher.launch() {
@@ -239,6 +261,9 @@ impl<L: Launcher> ProcessPool<L> {
             pids: Mutex::new(started.iter().map(|w| Some(Listed::new(w.pid))).collect()),
             workers,
             supervising: AtomicUsize::new(workers),
+            running: (0..workers).map(|_| AtomicUsize::new(0)).collect(),
+            killed_for: (0..workers).map(|_| AtomicUsize::new(0)).collect(),
+            options,
         });
         let mut supervisors = Vec::with_capacity(workers);
         for (slot, worker) in started.into_iter().enumerate() {
@@ -325,6 +350,14 @@ impl<L: Launcher> ProcessPool<L> {
             return Err(self.shared.refusal());
         }
         let call = offset_of(f)?;
+        let cancel = sink.cancel_token().clone();
+        let weak = Arc::downgrade(&*self.shared);
+        let id = cancel.id();
+        cancel.on_cancel(move || {
+            if let Some(shared) = weak.upgrade() {
+                shared.cancel(id);
+            }
+        });
         let mut jobs = Vec::with_capacity(batch.n_chunks());
         let mut payloads = Vec::with_capacity(batch.n_chunks());
         for (_, chunk) in batch.into_chunks() {
@@ -351,6 +384,8 @@ impl<L: Launcher> ProcessPool<L> {
                     )
                 }),
                 _ticket: Ticket(self.shared.idle.clone()),
+                cancel: cancel.clone(),
+                history: Vec::new(),
             });
         }
         let mut q = lock(&self.shared.queue);

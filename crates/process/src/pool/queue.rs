@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Condvar, Mutex};
 
-use multiproc_core::Result;
+use multiproc_core::{CancelToken, Result};
 
 use super::lock;
 use crate::payload::Body;
@@ -24,12 +24,21 @@ pub(super) struct Job {
     pub(super) fds: Vec<OwnedFd>,
     pub(super) on_done: OnDone,
     pub(super) _ticket: Ticket,
+    /// Its submission's cancellation.
+    pub(super) cancel: Arc<CancelToken>,
+    /// Why each earlier attempt ended (with `retries`): its workers died.
+    pub(super) history: Vec<String>,
 }
 
 impl Job {
     /// The bytes its frame puts on the socket (see [`Body::socket_len`]).
     pub(super) fn socket_len(&self) -> usize {
         self.payload.socket_len(self.fds.len())
+    }
+
+    /// Its submission's identity (see [`CancelToken::id`]).
+    pub(super) fn submission(&self) -> usize {
+        self.cancel.id()
     }
 }
 

@@ -4,10 +4,10 @@
 
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
-use multiproc_core::Error;
+use multiproc_core::{Error, PoolOptions};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -85,6 +85,14 @@ pub(super) struct Shared<L> {
     /// Supervisors still serving a worker (or replacing one); the last to give up breaks the
     /// pool.
     pub(super) supervising: AtomicUsize,
+    /// Per slot, the submission (its [`Job::submission`]) of the task its worker is running,
+    /// 0 when none: what [`cancel`](Self::cancel) looks for.
+    pub(super) running: Box<[AtomicUsize]>,
+    /// Per slot, the submission that [`kill_running`](Self::kill_running) killed the worker
+    /// for (0: none): a worker that had moved on to another task by then fails nothing, its
+    /// task goes back to the queue.
+    pub(super) killed_for: Box<[AtomicUsize]>,
+    pub(super) options: PoolOptions,
 }
 
 impl<L> Shared<L> {
@@ -96,6 +104,50 @@ impl<L> Shared<L> {
         match &*lock(&self.broken) {
             Some(reason) => Error::PoolBroken(reason.clone()),
             None => Error::PoolClosed("the pool no longer accepts work"),
+        }
+    }
+
+    /// Cancels submission `id`: drops its queued jobs (their results are already failed
+    /// with `Cancelled` or unwanted) and kills the workers running one of its tasks (their
+    /// supervisors replace them). The supervisors publish a task in `running` before they
+    /// check its token, and this runs after the token is set, so a task is either dropped by
+    /// its supervisor or found here.
+    pub(super) fn cancel(&self, id: usize) {
+        let dropped: VecDeque<Job> = {
+            let mut q = lock(&self.queue);
+            if q.jobs.iter().all(|j| j.submission() != id) {
+                VecDeque::new()
+            } else {
+                let (gone, keep) = std::mem::take(&mut q.jobs)
+                    .into_iter()
+                    .partition(|j| j.submission() == id);
+                q.jobs = keep;
+                gone
+            }
+        };
+        for job in dropped {
+            (job.on_done)(Err(Error::Cancelled));
+        }
+        self.kill_running(id);
+    }
+
+    /// Kills every worker whose running task belongs to submission `id`.
+    pub(super) fn kill_running(&self, id: usize) {
+        let pids = lock(&self.pids);
+        for (slot, running) in self.running.iter().enumerate() {
+            if running.load(Ordering::SeqCst) == id {
+                if let Some(worker) = &pids[slot] {
+                    self.killed_for[slot].store(id, Ordering::SeqCst);
+                    worker.kill();
+                }
+            }
+        }
+    }
+
+    /// Kills the worker in slot `slot` (a task of its ran out of time, or was cancelled).
+    pub(super) fn kill_slot(&self, slot: usize) {
+        if let Some(worker) = &lock(&self.pids)[slot] {
+            worker.kill();
         }
     }
 

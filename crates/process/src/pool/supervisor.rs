@@ -4,10 +4,10 @@
 //! replacement, breaking the pool when none can be started).
 
 use std::collections::VecDeque;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::Ordering;
 use std::sync::PoisonError;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use multiproc_core::{Error, Result};
 use nix::unistd::Pid;
@@ -24,18 +24,33 @@ use crate::worker::INIT_ID;
 enum End {
     /// The pool is stopping; the worker is healthy.
     Stop,
-    /// The stream broke: the worker died. These jobs were sent to it, oldest first.
-    Broken(VecDeque<Job>),
+    /// The stream broke: the worker died. These jobs were sent to it, oldest first; and
+    /// whether its supervisor killed it.
+    Broken(VecDeque<Job>, Option<Killed>),
     /// The worker reported that the initializer failed (and exits); these jobs were sent.
     InitFailed(String, VecDeque<Job>),
+    /// The worker ran its `max_tasks_per_child` tasks and answered them all: replace it.
+    Recycle,
+}
+
+/// Why a supervisor killed its worker, as it concerns the oldest unanswered task.
+#[derive(Clone, Copy)]
+enum Killed {
+    /// That task ran past the pool's `task_timeout`.
+    TimedOut(Duration),
+    /// Another task ran out of time, but answered just before the kill: this one is
+    /// innocent and goes back to the queue.
+    Innocent,
 }
 
 /// The supervisor of worker slot `slot`: serves it, and replaces it when it dies. A worker is
 /// always unlisted (its slot emptied) before it is reaped, so `terminate` never signals a
 /// reaped pid.
 pub(super) fn supervise<L: Launcher>(shared: &Shared<L>, slot: usize, mut worker: Worker) {
+    // A task whose worker died, to run again first on the replacement (`retries`).
+    let mut first: Option<Job> = None;
     loop {
-        match serve(shared, &worker) {
+        match serve(shared, slot, &worker, first.take()) {
             End::InitFailed(message, sent) => {
                 shared.initializer_failed(message, sent);
                 shared.unlist(slot);
@@ -53,7 +68,12 @@ pub(super) fn supervise<L: Launcher>(shared: &Shared<L>, slot: usize, mut worker
                 stop_and_reap(worker, terminated);
                 return;
             }
-            End::Broken(mut sent) => {
+            End::Recycle => {
+                shared.unlist(slot);
+                note_reap(shared, worker.pid);
+                stop_and_reap(worker, false);
+            }
+            End::Broken(mut sent, killed) => {
                 let pid = worker.pid;
                 drop(worker.stream);
                 shared.unlist(slot);
@@ -61,12 +81,30 @@ pub(super) fn supervise<L: Launcher>(shared: &Shared<L>, slot: usize, mut worker
                 // SAFETY: as above: our child, unlisted, reaped only here.
                 let cause = unsafe { reap(pid) };
                 let terminated = lock(&shared.queue).terminated;
+                let killed_for = shared.killed_for[slot].swap(0, Ordering::SeqCst);
                 if let Some(running) = sent.pop_front() {
-                    if !terminated {
-                        (running.on_done)(Err(Error::WorkerDied {
-                            pid: pid.as_raw() as u32,
-                            cause,
-                        }));
+                    if terminated {
+                        drop(running); // fails with PoolClosed
+                    } else if running.cancel.is_cancelled() {
+                        (running.on_done)(Err(Error::Cancelled));
+                    } else if matches!(killed, Some(Killed::Innocent))
+                        || (killed.is_none() && killed_for != 0)
+                    {
+                        // Killed for another task (its timeout, its cancel) that answered
+                        // just before: this one has not failed.
+                        sent.push_front(running);
+                    } else {
+                        let error = match killed {
+                            Some(Killed::TimedOut(limit)) => Error::TaskTimedOut {
+                                limit,
+                                pid: pid.as_raw() as u32,
+                            },
+                            _ => Error::WorkerDied {
+                                pid: pid.as_raw() as u32,
+                                cause,
+                            },
+                        };
+                        first = retry_or_fail(shared, running, error);
                     }
                 }
                 {
@@ -74,6 +112,7 @@ pub(super) fn supervise<L: Launcher>(shared: &Shared<L>, slot: usize, mut worker
                     if q.terminated {
                         drop(q);
                         drop(sent); // fail with PoolClosed
+                        drop(first);
                         return;
                     }
                     while let Some(job) = sent.pop_back() {
@@ -81,24 +120,50 @@ pub(super) fn supervise<L: Launcher>(shared: &Shared<L>, slot: usize, mut worker
                     }
                 }
                 shared.work.notify_all();
-                match launch_replacement(shared) {
-                    Ok(w) => {
-                        lock(&shared.pids)[slot] = Some(Listed::new(w.pid));
-                        worker = w;
-                    }
-                    Err(None) => return, // the pool is stopping
-                    Err(Some(e)) => {
-                        // This slot stays empty; the pool carries on with the others. The last
-                        // supervisor to give up breaks it.
-                        if shared.supervising.fetch_sub(1, Ordering::AcqRel) == 1 {
-                            shared.break_pool(e.to_string());
-                        }
-                        return;
-                    }
+            }
+        }
+        match launch_replacement(shared) {
+            Ok(w) => {
+                lock(&shared.pids)[slot] = Some(Listed::new(w.pid));
+                worker = w;
+            }
+            Err(None) => return, // the pool is stopping
+            Err(Some(e)) => {
+                if let Some(job) = first.take() {
+                    // Another worker will run it.
+                    lock(&shared.queue).jobs.push_front(job);
+                    shared.work.notify_all();
                 }
+                // This slot stays empty; the pool carries on with the others. The last
+                // supervisor to give up breaks it.
+                if shared.supervising.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    shared.break_pool(e.to_string());
+                }
+                return;
             }
         }
     }
+}
+
+/// A task whose worker died with `error`: returned to run again on a fresh worker if it has
+/// retries left (`retries`), failed otherwise (after a retry, with every attempt's cause).
+fn retry_or_fail<L>(shared: &Shared<L>, mut job: Job, error: Error) -> Option<Job> {
+    if (job.history.len() as u64) < u64::from(shared.options.retries) {
+        job.history.push(error.to_string());
+        return Some(job);
+    }
+    if job.history.is_empty() {
+        (job.on_done)(Err(error));
+    } else {
+        let mut history = std::mem::take(&mut job.history);
+        history.push(error.to_string());
+        (job.on_done)(Err(Error::AttemptsExhausted {
+            attempts: history.len() as u32,
+            history,
+            last: Box::new(error),
+        }));
+    }
+    None
 }
 
 /// Records, in this crate's unit tests, whether a worker was still listed when it was reaped.
@@ -137,11 +202,16 @@ fn launch_replacement<L: Launcher>(shared: &Shared<L>) -> Result<Worker, Option<
 }
 
 /// Feeds the worker from the queue and delivers its replies until the pool stops or the
-/// worker's stream breaks. A worker's session starts with the pool's initializer, if any.
-fn serve<L: Launcher>(shared: &Shared<L>, worker: &Worker) -> End {
+/// worker's stream breaks. A worker's session starts with the pool's initializer, if any,
+/// then `first` (a task to retry), if any. With `task_timeout`, a task that runs too long has
+/// its worker killed; with `max_tasks_per_child`, the session ends after that many tasks.
+fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: Option<Job>) -> End {
+    shared.running[slot].store(0, Ordering::SeqCst);
     let (Ok(read_half), Ok(write_half)) = (worker.stream.try_clone(), worker.stream.try_clone())
     else {
-        return End::Broken(VecDeque::new());
+        let mut sent = VecDeque::new();
+        sent.extend(first);
+        return End::Broken(sent, None);
     };
     let mut reader = FrameReader::new(read_half);
     let mut writer = FrameWriter::new(write_half);
@@ -153,23 +223,53 @@ fn serve<L: Launcher>(shared: &Shared<L>, worker: &Worker) -> End {
             call: init.call,
         };
         if send_body(&mut writer, header, &init.payload, &init.fds, counters).is_err() {
-            return End::Broken(VecDeque::new());
+            let mut sent = VecDeque::new();
+            sent.extend(first);
+            return End::Broken(sent, None);
         }
     }
+    let timeout = shared.options.task_timeout;
+    let max_tasks = shared.options.max_tasks_per_child.map(|n| n.get());
+    let mut first = first;
+    // Tasks this worker was given, for `max_tasks_per_child`.
+    let mut taken = 0usize;
+    // The task at the head of `sent` (the one the worker runs): its wire id, its
+    // submission as published in `shared.running`, and since when it runs.
+    let mut head_id = u64::MAX;
+    let mut published = 0usize;
+    let mut head_since = Instant::now();
+    // Set once this supervisor has killed its worker: for which task, and why.
+    let mut killed: Option<(u64, Duration)> = None;
+    let mut cancelled = Vec::new();
     let mut sent: VecDeque<(u64, Job)> = VecDeque::new();
     let mut next_id = 0u64;
     let mut payload = Vec::new();
-    let broken =
-        |sent: VecDeque<(u64, Job)>| End::Broken(sent.into_iter().map(|(_, j)| j).collect());
+    let broken = |sent: VecDeque<(u64, Job)>, killed: Option<(u64, Duration)>| {
+        let why = killed.map(|(id, limit)| match sent.front() {
+            Some((head, _)) if *head == id => Killed::TimedOut(limit),
+            _ => Killed::Innocent,
+        });
+        End::Broken(sent.into_iter().map(|(_, j)| j).collect(), why)
+    };
     // Once a write fails the worker is dying, but replies it sent before may still be in the
     // socket: read them all before blaming the oldest unanswered task for the death.
     let mut write_broken = false;
     loop {
-        let mut batch = Vec::new();
+        if max_tasks.is_some_and(|max| taken >= max) && sent.is_empty() && !write_broken {
+            return End::Recycle;
+        }
+        let mut batch: Vec<Job> = first.take().into_iter().collect();
         if !write_broken {
+            if sent.is_empty() && published != 0 {
+                published = 0;
+                shared.running[slot].store(0, Ordering::SeqCst);
+            }
             let mut q = lock(&shared.queue);
             loop {
                 let in_flight = sent.len() + batch.len();
+                if max_tasks.is_some_and(|max| taken + batch.len() >= max) {
+                    break;
+                }
                 let plenty = q.jobs.len() >= 2 * shared.workers;
                 if in_flight >= PIPELINE_DEPTH || (in_flight >= 1 && !plenty) {
                     break;
@@ -185,7 +285,11 @@ fn serve<L: Launcher>(shared: &Shared<L>, worker: &Worker) -> End {
                     break;
                 }
                 if let Some(job) = q.jobs.pop_front() {
-                    batch.push(job);
+                    if job.cancel.is_cancelled() {
+                        cancelled.push(job);
+                    } else {
+                        batch.push(job);
+                    }
                 } else if in_flight > 0 {
                     break;
                 } else if q.stopping {
@@ -195,6 +299,10 @@ fn serve<L: Launcher>(shared: &Shared<L>, worker: &Worker) -> End {
                 }
             }
         }
+        for job in cancelled.drain(..) {
+            (job.on_done)(Err(Error::Cancelled));
+        }
+        taken += batch.len();
         for job in batch {
             if !write_broken {
                 let header = Header {
@@ -213,20 +321,45 @@ fn serve<L: Launcher>(shared: &Shared<L>, worker: &Worker) -> End {
         if !write_broken && writer.flush().is_err() {
             write_broken = true;
         }
-        if sent.is_empty() {
+        let Some((id, job)) = sent.front() else {
             // Only after a failed write: nothing left to read a reply for.
-            return broken(sent);
+            return broken(sent, killed);
+        };
+        if *id != head_id {
+            // A new task at the head: the worker runs it now (it answers in order). Publish
+            // it for `cancel` before checking its token (see `Shared::cancel`).
+            head_id = *id;
+            let submission = job.submission();
+            if submission != published {
+                published = submission;
+                shared.running[slot].store(submission, Ordering::SeqCst);
+            }
+            if job.cancel.is_cancelled() && killed.is_none() {
+                shared.kill_slot(slot);
+            }
+            if timeout.is_some() {
+                head_since = Instant::now();
+            }
+        }
+        if let Some(limit) = timeout {
+            if killed.is_none()
+                && !reader.has_buffered()
+                && !readable_by(&worker.stream, head_since + limit)
+            {
+                shared.kill_slot(slot);
+                killed = Some((head_id, limit));
+            }
         }
         let (header, fds) = match reader.recv(&mut payload) {
             Ok(Some(frame)) => frame,
-            _ => return broken(sent),
+            _ => return broken(sent, killed),
         };
         if header.id == INIT_ID {
             let message = String::from_utf8_lossy(&payload).into_owned();
             return End::InitFailed(message, sent.into_iter().map(|(_, j)| j).collect());
         }
         if sent.front().map_or(true, |(id, _)| *id != header.id) {
-            return broken(sent);
+            return broken(sent, killed);
         }
         let (_, mut job) = sent.pop_front().expect("checked above");
         // The worker has answered: it no longer reads the job's buffer.
@@ -247,13 +380,41 @@ fn serve<L: Launcher>(shared: &Shared<L>, worker: &Worker) -> End {
             )),
             Kind::Task | Kind::Shutdown | Kind::Init | Kind::Message => {
                 sent.push_front((header.id, job));
-                return broken(sent);
+                return broken(sent, killed);
             }
         };
         (job.on_done)(outcome);
         if payload.capacity() > SPARE_BYTES {
             // Kept for the next reply, but not a huge one for the rest of the session.
             payload = Vec::new();
+        }
+    }
+}
+
+/// Waits until `stream` has something to read (or has ended) or `deadline` passes; returns
+/// whether it became readable.
+fn readable_by(stream: &std::os::unix::net::UnixStream, deadline: Instant) -> bool {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        // Rounded up to a whole millisecond: never wake before the deadline.
+        let ms = i32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i32::MAX);
+        let mut pfd = libc::pollfd {
+            fd: stream.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: `pfd` is one valid, initialised pollfd that outlives the call, and the
+        // descriptor is open (borrowed from `stream`) for its duration.
+        let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if rc > 0 {
+            return true;
+        }
+        if rc < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            // Let the read report the problem.
+            return true;
         }
     }
 }
