@@ -832,7 +832,11 @@ pub fn max_tasks_per_child_replaces_workers<E: Executor>(make: MakeWith<E>) {
             ..PoolOptions::default()
         },
     );
-    let pids = p.map_chunked(worker_pid, 0..6, 1).unwrap();
+    let pids = p
+        .map_async_chunked(worker_pid, 0..6, 1)
+        .unwrap()
+        .get_timeout(LIMIT)
+        .expect("tasks on recycled workers");
     let distinct: BTreeSet<u32> = pids.iter().copied().collect();
     assert_eq!(distinct.len(), 6, "{pids:?}");
     // No options: `cpu_count` workers, and the plain pool's behaviour.
