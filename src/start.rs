@@ -322,6 +322,13 @@ impl PoolBuilder {
         self
     }
 
+    /// A worker whose resident memory is above `bytes` after a task is replaced; a task
+    /// that drives it over while running fails with [`Error::MemoryLimit`].
+    pub fn memory_limit(mut self, bytes: u64) -> Self {
+        self.inner = self.inner.memory_limit(bytes);
+        self
+    }
+
     /// Sets every option at once (keeps the start method and the initializer).
     pub fn options(mut self, options: multiproc_core::PoolOptions) -> Self {
         self.inner = self.inner.options(options);

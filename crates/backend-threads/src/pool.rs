@@ -95,6 +95,17 @@ impl ThreadPoolBuilder {
         self
     }
 
+    /// Refused by `build`: threads share one process, whose memory no thread owns.
+    pub fn memory_limit(mut self, bytes: u64) -> Self {
+        let _ = bytes;
+        self.refused.get_or_insert(Error::invalid(
+            "memory_limit",
+            "threads share one process's memory, so no thread can be measured or replaced \
+             to give it back: use a process pool (multiproc::fork::Pool, multiproc::spawn::Pool)",
+        ));
+        self
+    }
+
     /// Accepted for the same code on every backend, and without effect: a thread never dies
     /// under its task (a panic is caught, and a panic is never retried).
     pub fn retries(mut self, n: u32) -> Self {
@@ -109,6 +120,9 @@ impl ThreadPoolBuilder {
         }
         if let Some(n) = options.max_tasks_per_child {
             self = self.max_tasks_per_child(n.get());
+        }
+        if let Some(bytes) = options.memory_limit {
+            self = self.memory_limit(bytes);
         }
         self.options = options;
         self

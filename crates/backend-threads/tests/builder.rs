@@ -52,6 +52,13 @@ fn killing_options_are_refused_with_the_reason() {
         }) => assert!(reason.contains("process pool"), "{reason}"),
         other => panic!("max_tasks_per_child accepted: {other:?}"),
     }
+    match ThreadPool::builder().memory_limit(1 << 30).build() {
+        Err(Error::InvalidArgument {
+            name: "memory_limit",
+            reason,
+        }) => assert!(reason.contains("process pool"), "{reason}"),
+        other => panic!("memory_limit accepted: {other:?}"),
+    }
     assert!(ThreadPool::builder().retries(2).build().is_ok());
 }
 

@@ -27,6 +27,10 @@ pub struct PoolOptions {
     /// Run a task whose worker died (signal, exit, timeout) again on a fresh worker, up to
     /// this many times.
     pub retries: u32,
+    /// A worker's resident memory (RSS, `VmRSS` of `/proc/PID/status`), in bytes, above
+    /// which it is replaced after its task; a task that drives it over while running fails
+    /// with [`Error::MemoryLimit`](crate::Error::MemoryLimit).
+    pub memory_limit: Option<u64>,
 }
 
 impl PoolOptions {
@@ -37,6 +41,9 @@ impl PoolOptions {
 
     /// Whether every option that changes how tasks run is off (the pool's plain path).
     pub fn is_plain(&self) -> bool {
-        self.max_tasks_per_child.is_none() && self.task_timeout.is_none() && self.retries == 0
+        self.max_tasks_per_child.is_none()
+            && self.task_timeout.is_none()
+            && self.retries == 0
+            && self.memory_limit.is_none()
     }
 }

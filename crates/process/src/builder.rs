@@ -27,6 +27,7 @@ pub trait FromOptions: Sized {
 /// | [`max_tasks_per_child`](Self::max_tasks_per_child) | `maxtasksperchild` | a worker is replaced after that many tasks |
 /// | [`task_timeout`](Self::task_timeout) | (pebble's `timeout`) | a task running longer kills its worker: [`Error::TaskTimedOut`] |
 /// | [`retries`](Self::retries) | — | a task whose worker died runs again on a fresh worker |
+/// | [`memory_limit`](Self::memory_limit) | (loky's memory-leak restart) | a worker over the limit is replaced; a task that drives it over fails: [`Error::MemoryLimit`] |
 pub struct Builder<P> {
     options: PoolOptions,
     init: Option<Initializer>,
@@ -111,6 +112,20 @@ impl<P: FromOptions> Builder<P> {
     /// [`Error::AttemptsExhausted`]: how many attempts, and why each ended.
     pub fn retries(mut self, n: u32) -> Self {
         self.options.retries = n;
+        self
+    }
+
+    /// Replaces a worker whose resident memory (RSS) is above `bytes` after a task (loky's
+    /// restart on memory growth); a task that drives its worker over `bytes` while it runs
+    /// (sampled by its supervisor every 10 ms from `/proc`) kills the worker and fails with
+    /// [`Error::MemoryLimit`] (the limit and the size seen), just that task. A forked
+    /// worker's RSS counts the pages it shares with the parent. Zero is refused by `build`.
+    pub fn memory_limit(mut self, bytes: u64) -> Self {
+        if bytes == 0 {
+            self.fail(Error::invalid("memory_limit", "must be more than 0 bytes"));
+        } else {
+            self.options.memory_limit = Some(bytes);
+        }
         self
     }
 

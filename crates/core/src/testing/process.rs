@@ -822,6 +822,48 @@ pub fn a_timeout_then_a_retry_succeeds<E: Executor>(make: MakeWith<E>) {
     ));
 }
 
+/// Allocates and touches `mib` MiB, then waits at `gate` (for ever, in the suite: its
+/// worker is killed).
+pub fn grow_at_gate((mib, gate): (usize, Gate)) -> usize {
+    let block = vec![1u8; mib << 20];
+    std::hint::black_box(&block);
+    gate.pass();
+    block.len()
+}
+
+/// `memory_limit`: a task that drives its worker over the limit while it runs fails with
+/// `MemoryLimit` (the limit, the size seen, the pid), just that task; the tasks on the other
+/// worker complete meanwhile; the worker is replaced and the pool goes on.
+pub fn memory_limit_fails_only_the_task_that_crosses_it<E: Executor>(make: MakeWith<E>) {
+    const LIMIT_MIB: u64 = 768;
+    let p = pool_with(
+        make,
+        PoolOptions {
+            processes: Some(2),
+            memory_limit: Some(LIMIT_MIB << 20),
+            ..PoolOptions::default()
+        },
+    );
+    let before = worker_pids(&p);
+    let gate = GateControl::new();
+    let mut big = p.apply_async(grow_at_gate, (1536, gate.gate())).unwrap();
+    assert_eq!(p.map(die, [0, 5, 6, 8]).unwrap(), vec![0, 5, 6, 8]);
+    match big.get_timeout(LIMIT) {
+        Err(Error::MemoryLimit {
+            limit,
+            observed,
+            pid,
+        }) => {
+            assert_eq!(limit, LIMIT_MIB << 20);
+            assert!(observed > limit, "{observed} <= {limit}");
+            assert!(before.contains(&pid), "{pid} is not one of {before:?}");
+        }
+        other => panic!("expected MemoryLimit, got {other:?}"),
+    }
+    assert_eq!(p.map(die, [0, 5]).unwrap(), vec![0, 5]);
+    assert_eq!(worker_pids(&p).len(), 2);
+}
+
 /// `max_tasks_per_child(1)`: every task runs in a fresh worker.
 pub fn max_tasks_per_child_replaces_workers<E: Executor>(make: MakeWith<E>) {
     let p = pool_with(
@@ -937,6 +979,10 @@ macro_rules! process_executor_conformance {
             #[test]
             fn a_timeout_then_a_retry_succeeds() {
                 suite::a_timeout_then_a_retry_succeeds($with)
+            }
+            #[test]
+            fn memory_limit_fails_only_the_task_that_crosses_it() {
+                suite::memory_limit_fails_only_the_task_that_crosses_it($with)
             }
             #[test]
             fn max_tasks_per_child_replaces_workers() {

@@ -38,6 +38,8 @@ enum End {
 enum Killed {
     /// That task ran past the pool's `task_timeout`.
     TimedOut(Duration),
+    /// That task drove the worker over the pool's `memory_limit`: `(limit, observed)`.
+    Memory(u64, u64),
     /// Another task ran out of time, but answered just before the kill: this one is
     /// innocent and goes back to the queue.
     Innocent,
@@ -97,6 +99,11 @@ pub(super) fn supervise<L: Launcher>(shared: &Shared<L>, slot: usize, mut worker
                         let error = match killed {
                             Some(Killed::TimedOut(limit)) => Error::TaskTimedOut {
                                 limit,
+                                pid: pid.as_raw() as u32,
+                            },
+                            Some(Killed::Memory(limit, observed)) => Error::MemoryLimit {
+                                limit,
+                                observed,
                                 pid: pid.as_raw() as u32,
                             },
                             _ => Error::WorkerDied {
@@ -229,7 +236,10 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
         }
     }
     let timeout = shared.options.task_timeout;
+    let memory_limit = shared.options.memory_limit;
     let max_tasks = shared.options.max_tasks_per_child.map(|n| n.get());
+    // Set when the worker was over `memory_limit` after a task: it takes no more.
+    let mut over_memory = false;
     let mut first = first;
     // Tasks this worker was given, for `max_tasks_per_child`.
     let mut taken = 0usize;
@@ -239,14 +249,14 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
     let mut published = 0usize;
     let mut head_since = Instant::now();
     // Set once this supervisor has killed its worker: for which task, and why.
-    let mut killed: Option<(u64, Duration)> = None;
+    let mut killed: Option<(u64, Killed)> = None;
     let mut cancelled = Vec::new();
     let mut sent: VecDeque<(u64, Job)> = VecDeque::new();
     let mut next_id = 0u64;
     let mut payload = Vec::new();
-    let broken = |sent: VecDeque<(u64, Job)>, killed: Option<(u64, Duration)>| {
-        let why = killed.map(|(id, limit)| match sent.front() {
-            Some((head, _)) if *head == id => Killed::TimedOut(limit),
+    let broken = |sent: VecDeque<(u64, Job)>, killed: Option<(u64, Killed)>| {
+        let why = killed.map(|(id, why)| match sent.front() {
+            Some((head, _)) if *head == id => why,
             _ => Killed::Innocent,
         });
         End::Broken(sent.into_iter().map(|(_, j)| j).collect(), why)
@@ -255,7 +265,10 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
     // socket: read them all before blaming the oldest unanswered task for the death.
     let mut write_broken = false;
     loop {
-        if max_tasks.is_some_and(|max| taken >= max) && sent.is_empty() && !write_broken {
+        if (over_memory || max_tasks.is_some_and(|max| taken >= max))
+            && sent.is_empty()
+            && !write_broken
+        {
             return End::Recycle;
         }
         let mut batch: Vec<Job> = first.take().into_iter().collect();
@@ -267,7 +280,7 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
             let mut q = lock(&shared.queue);
             loop {
                 let in_flight = sent.len() + batch.len();
-                if max_tasks.is_some_and(|max| taken + batch.len() >= max) {
+                if over_memory || max_tasks.is_some_and(|max| taken + batch.len() >= max) {
                     break;
                 }
                 let plenty = q.jobs.len() >= 2 * shared.workers;
@@ -341,13 +354,19 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
                 head_since = Instant::now();
             }
         }
-        if let Some(limit) = timeout {
-            if killed.is_none()
-                && !reader.has_buffered()
-                && !readable_by(&worker.stream, head_since + limit)
-            {
+        if (timeout.is_some() || memory_limit.is_some())
+            && killed.is_none()
+            && !reader.has_buffered()
+        {
+            if let Some(why) = watch(
+                &worker.stream,
+                worker.pid,
+                head_since,
+                timeout,
+                memory_limit,
+            ) {
                 shared.kill_slot(slot);
-                killed = Some((head_id, limit));
+                killed = Some((head_id, why));
             }
         }
         let (header, fds) = match reader.recv(&mut payload) {
@@ -384,9 +403,54 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
             }
         };
         (job.on_done)(outcome);
+        if let Some(limit) = memory_limit {
+            over_memory = rss_of(worker.pid) > limit;
+        }
         if payload.capacity() > SPARE_BYTES {
             // Kept for the next reply, but not a huge one for the rest of the session.
             payload = Vec::new();
+        }
+    }
+}
+
+/// How often a supervisor samples its worker's memory while a task runs (`memory_limit`).
+const MEMORY_SAMPLE: Duration = Duration::from_millis(10);
+
+/// The resident memory of worker `pid`, in bytes (0 if it cannot be read: it is exiting).
+fn rss_of(pid: nix::unistd::Pid) -> u64 {
+    multiproc_core::rss_bytes(pid.as_raw().unsigned_abs()).unwrap_or(0)
+}
+
+/// Waits for the worker's reply while watching the task that runs since `since`: `Some` with
+/// the reason if it must be killed (past `timeout`, or over `memory_limit`), `None` once
+/// the stream is readable.
+fn watch(
+    stream: &std::os::unix::net::UnixStream,
+    pid: nix::unistd::Pid,
+    since: Instant,
+    timeout: Option<Duration>,
+    memory_limit: Option<u64>,
+) -> Option<Killed> {
+    let deadline = timeout.map(|limit| since + limit);
+    loop {
+        let wake = match (deadline, memory_limit) {
+            (Some(d), Some(_)) => d.min(Instant::now() + MEMORY_SAMPLE),
+            (Some(d), None) => d,
+            (None, _) => Instant::now() + MEMORY_SAMPLE,
+        };
+        if readable_by(stream, wake) {
+            return None;
+        }
+        if let (Some(d), Some(limit)) = (deadline, timeout) {
+            if Instant::now() >= d {
+                return Some(Killed::TimedOut(limit));
+            }
+        }
+        if let Some(limit) = memory_limit {
+            let observed = rss_of(pid);
+            if observed > limit {
+                return Some(Killed::Memory(limit, observed));
+            }
         }
     }
 }
