@@ -181,7 +181,7 @@ pub trait Executor: Send + Sync {
     /// # impl Executor for Inline {
     /// #   fn processes(&self) -> usize { 1 }
     /// #   fn submit<A: Payload, R: Payload>(&self, f: Task<A, R>, b: Batch<A>, s: ChunkSink<R>) -> Result<()> {
-    /// #     for (i, c) in b.into_chunks() { s.deliver(i, std::panic::catch_unwind(|| c.into_iter().map(f).collect()).map_err(Error::from_panic)) } Ok(())
+    /// #     for (i, c) in b.into_chunks() { s.deliver(i, std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| c.into_iter().map(f).collect())).map_err(Error::from_panic)) } Ok(())
     /// #   }
     /// #   fn close(&self) {} fn join(&self) -> Result<()> { Ok(()) } fn terminate(&self) -> Result<()> { Ok(()) }
     /// # }

@@ -82,7 +82,7 @@ pub use memory::{
 };
 pub use options::{cpu_count, PoolOptions};
 pub use packed::Packed;
-pub use result::{AsyncResult, ChunkSink, Completer, IMap};
+pub use result::{block_on, AsyncResult, AsyncResultFuture, ChunkSink, Completer, IMap, IMapNext};
 pub use sync::{
     Barrier, Condition, Event, Lock, LockError, LockGuard, LockResult, RLock, Semaphore,
     SyncFamily, SyncPrimitive,

@@ -7,9 +7,12 @@
 //! results with an error instead of leaving a waiter blocked forever.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::future::{Future, IntoFuture};
 use std::num::NonZeroUsize;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::cancel::CancelToken;
@@ -30,6 +33,8 @@ enum State<T> {
 struct Slot<T> {
     state: Mutex<State<T>>,
     ready: Condvar,
+    /// The task awaiting it (`.await`), registered under `state`'s lock.
+    waker: Mutex<Option<Waker>>,
 }
 
 impl<T> Slot<T> {
@@ -38,6 +43,11 @@ impl<T> Slot<T> {
         if matches!(*state, State::Pending) {
             *state = State::Done(value);
             self.ready.notify_all();
+            let waker = lock(&self.waker).take();
+            drop(state);
+            if let Some(w) = waker {
+                w.wake();
+            }
         }
     }
 
@@ -71,6 +81,7 @@ impl<T> AsyncResult<T> {
         let slot = Arc::new(Slot {
             state: Mutex::new(State::Pending),
             ready: Condvar::new(),
+            waker: Mutex::new(None),
         });
         (
             Completer {
@@ -199,6 +210,59 @@ impl<T> AsyncResult<T> {
         } else {
             Err(Error::Timeout(timeout))
         }
+    }
+}
+
+/// The future of an [`AsyncResult`] (`result.await`): resolves to what
+/// [`get`](AsyncResult::get) returns, without blocking a thread. Runtime-agnostic: the
+/// pool's supervisor wakes the awaiting task, on any executor (tokio, async-std, smol,
+/// `futures::executor::block_on`).
+///
+/// ```
+/// # use multiproc_core::AsyncResult;
+/// # let (completer, pending) = AsyncResult::<u64>::pending();
+/// # completer.complete(Ok(144));
+/// # let block_on = |f| multiproc_core::block_on(f);
+/// // pending = pool.apply_async(square, 12)?;
+/// let value = block_on(async move { pending.await })?;
+/// assert_eq!(value, 144);
+/// # Ok::<(), multiproc_core::Error>(())
+/// ```
+#[must_use = "futures do nothing unless awaited"]
+pub struct AsyncResultFuture<T> {
+    result: AsyncResult<T>,
+}
+
+impl<T> std::fmt::Debug for AsyncResultFuture<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.result.fmt(f)
+    }
+}
+
+impl<T> Future for AsyncResultFuture<T> {
+    type Output = Result<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        let slot = &self.result.slot;
+        {
+            let state = lock(&slot.state);
+            if matches!(*state, State::Pending) {
+                // Registered under the state's lock: `complete` takes it after setting the
+                // state, under the same lock, so no wake-up is lost.
+                *lock(&slot.waker) = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+        }
+        Poll::Ready(self.result.take())
+    }
+}
+
+impl<T> IntoFuture for AsyncResult<T> {
+    type Output = Result<T>;
+    type IntoFuture = AsyncResultFuture<T>;
+
+    fn into_future(self) -> AsyncResultFuture<T> {
+        AsyncResultFuture { result: self }
     }
 }
 
@@ -358,13 +422,18 @@ impl<R: Send + 'static> ChunkSink<R> {
     pub fn imap(n_chunks: usize, ordered: bool) -> (ChunkSink<R>, IMap<R>) {
         let (tx, rx) = mpsc::channel();
         let cancel = Arc::new(CancelToken::default());
+        let waker = Arc::new(Mutex::new(None));
         (
             ChunkSink {
-                target: Arc::new(Channel { tx }),
+                target: Arc::new(Channel {
+                    tx,
+                    waker: waker.clone(),
+                }),
                 cancel: cancel.clone(),
             },
             IMap {
                 cancel,
+                waker,
                 rx,
                 ordered,
                 n_chunks,
@@ -472,12 +541,28 @@ impl<R: Send> ChunkTarget<R> for Single<R> {
 
 struct Channel<R> {
     tx: mpsc::Sender<(usize, Result<Vec<R>>)>,
+    waker: Arc<Mutex<Option<Waker>>>,
 }
 
 impl<R: Send> ChunkTarget<R> for Channel<R> {
     fn deliver(&self, index: usize, outcome: Result<Vec<R>>) {
         // The receiver may be gone (the iterator was dropped); then nobody wants the value.
         let _ = self.tx.send((index, outcome));
+        wake(&self.waker);
+    }
+}
+
+impl<R> Drop for Channel<R> {
+    fn drop(&mut self) {
+        // The last sender going away ends (or fails) the iterator: an awaiting task must look.
+        wake(&self.waker);
+    }
+}
+
+fn wake(waker: &Mutex<Option<Waker>>) {
+    let waker = lock(waker).take();
+    if let Some(w) = waker {
+        w.wake();
     }
 }
 
@@ -490,6 +575,8 @@ impl<R: Send> ChunkTarget<R> for Channel<R> {
 /// the workers running its chunks.
 pub struct IMap<R> {
     cancel: Arc<CancelToken>,
+    /// The task awaiting [`next_async`](IMap::next_async).
+    waker: Arc<Mutex<Option<Waker>>>,
     rx: mpsc::Receiver<(usize, Result<Vec<R>>)>,
     ordered: bool,
     n_chunks: usize,
@@ -593,6 +680,74 @@ impl<R> IMap<R> {
             Step::Finished => None,
             Step::TimedOut => Some(Err(Error::Timeout(timeout))),
         }
+    }
+}
+
+impl<R> IMap<R> {
+    /// The next result without blocking a thread: `imap.next_async().await` is
+    /// [`next`](Iterator::next) for async code (a `Stream`'s `next`), on any executor.
+    ///
+    /// ```
+    /// # use multiproc_core::ChunkSink;
+    /// # let (sink, mut imap) = ChunkSink::<u64>::imap(2, true);
+    /// # sink.deliver(1, Ok(vec![4])); sink.deliver(0, Ok(vec![1])); drop(sink);
+    /// // imap = pool.imap(square, [1, 2])?;
+    /// let got = multiproc_core::block_on(async move {
+    ///     let mut got = Vec::new();
+    ///     while let Some(r) = imap.next_async().await {
+    ///         got.push(r?);
+    ///     }
+    ///     Ok::<_, multiproc_core::Error>(got)
+    /// })?;
+    /// assert_eq!(got, vec![1, 4]);
+    /// # Ok::<(), multiproc_core::Error>(())
+    /// ```
+    pub fn next_async(&mut self) -> IMapNext<'_, R> {
+        IMapNext { imap: self }
+    }
+}
+
+/// The future of [`IMap::next_async`].
+#[must_use = "futures do nothing unless awaited"]
+#[derive(Debug)]
+pub struct IMapNext<'a, R> {
+    imap: &'a mut IMap<R>,
+}
+
+impl<R> Future for IMapNext<'_, R> {
+    type Output = Option<Result<R>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<R>>> {
+        let imap = &mut *self.imap;
+        // Register first, then look: a delivery after the look wakes us; one before it is
+        // seen by the look.
+        *lock(&imap.waker) = Some(cx.waker().clone());
+        match imap.step(Some(Instant::now())) {
+            Step::Item(r) => Poll::Ready(Some(r)),
+            Step::Finished => Poll::Ready(None),
+            Step::TimedOut => Poll::Pending,
+        }
+    }
+}
+
+/// Runs `future` to completion on this thread, parking it while the future waits: the
+/// smallest executor, for code that awaits a pool's results without an async runtime (and
+/// for this crate's examples). Any runtime works as well.
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let Poll::Ready(v) = future.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
     }
 }
 

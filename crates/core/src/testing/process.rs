@@ -641,6 +641,29 @@ pub fn a_pool_that_cannot_replace_its_workers_breaks<E: Executor + 'static>(
     within_limit("drop of a broken pool", move || drop(p));
 }
 
+/// `AsyncResult` and `IMap` work with `.await` (here on the smallest executor,
+/// [`block_on`](crate::block_on)): a result arrives, a dead worker's task is an error, and
+/// an `imap` streams every item's outcome.
+pub fn results_can_be_awaited<E: Executor>(make: MakePool<E>) {
+    let p = pool(make, 2);
+    let (pid, died, streamed) = crate::block_on(async {
+        let pid = p.apply_async(worker_pid, 0).unwrap().await;
+        let died = p.apply_async(die, 1).unwrap().await;
+        let mut imap = p.imap(die, [10, 1, 11]).unwrap();
+        let mut streamed = Vec::new();
+        while let Some(r) = imap.next_async().await {
+            streamed.push(r);
+        }
+        (pid, died, streamed)
+    });
+    assert!(pid.unwrap() > 0);
+    assert!(matches!(died, Err(Error::WorkerDied { .. })), "{died:?}");
+    assert_eq!(streamed.len(), 3);
+    assert_eq!(streamed[0].as_ref().ok(), Some(&10));
+    assert!(matches!(streamed[1], Err(Error::WorkerDied { .. })));
+    assert_eq!(streamed[2].as_ref().ok(), Some(&11));
+}
+
 /// Makes a pool with a builder's options (`|o| Pool::builder().options(o).build()`).
 pub type MakeWith<E> = fn(PoolOptions) -> crate::Result<E>;
 
@@ -938,6 +961,10 @@ macro_rules! process_executor_conformance {
             #[test]
             fn work_is_spread_over_all_workers() {
                 suite::work_is_spread_over_all_workers($make)
+            }
+            #[test]
+            fn results_can_be_awaited() {
+                suite::results_can_be_awaited($make)
             }
             #[test]
             fn map_results_keeps_every_finished_result() {
