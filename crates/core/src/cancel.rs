@@ -27,7 +27,7 @@ impl std::fmt::Debug for CancelToken {
 
 impl CancelToken {
     /// Whether the submission was cancelled. Sequentially consistent with
-    /// [`cancel`](Self::cancel), so a backend that publishes "chunk X is starting" and then
+    /// a cancel ([`AsyncResult::cancel`](crate::AsyncResult::cancel)), so a backend that publishes "chunk X is starting" and then
     /// checks this cannot miss a cancel that checks its publication after setting the flag.
     pub fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::SeqCst)
