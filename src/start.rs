@@ -329,6 +329,15 @@ impl PoolBuilder {
         self
     }
 
+    /// `map`, `starmap` and `imap` draw a progress bar on stderr (items done, rate, ETA) when
+    /// stderr is a terminal, and nothing otherwise.
+    #[cfg(feature = "progress")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "progress")))]
+    pub fn progress(mut self, show: bool) -> Self {
+        self.inner = self.inner.progress(show);
+        self
+    }
+
     /// Sets every option at once (keeps the start method and the initializer).
     pub fn options(mut self, options: multiproc_core::PoolOptions) -> Self {
         self.inner = self.inner.options(options);
@@ -367,6 +376,10 @@ macro_rules! delegate {
 impl Executor for Pool {
     fn processes(&self) -> usize {
         delegate!(self, p => p.processes())
+    }
+
+    fn shows_progress(&self) -> bool {
+        delegate!(self, p => p.shows_progress())
     }
 
     fn submit<A, R>(&self, f: Task<A, R>, batch: Batch<A>, sink: ChunkSink<R>) -> Result<()>

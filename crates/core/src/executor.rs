@@ -155,6 +155,12 @@ pub trait Executor: Send + Sync {
     /// running tasks finish (threads cannot be killed).
     fn terminate(&self) -> Result<()>;
 
+    /// Whether `map`, `starmap` and `imap` draw a progress bar (a pool built with
+    /// `.progress(true)`, with the `progress` feature). Default: `false`.
+    fn shows_progress(&self) -> bool {
+        false
+    }
+
     /// Applies `f` to every item, in parallel, and returns the results in order, with
     /// The default chunk size ([`default_chunksize`]: about sixteen chunks per worker).
     /// The first failure (in item order) is returned as the error.
@@ -263,6 +269,8 @@ pub trait Executor: Send + Sync {
     {
         let batch = Batch::new(items.into_iter().collect(), check_chunksize(chunksize)?);
         let (sink, result) = ChunkSink::collect(batch.n_chunks());
+        #[cfg(feature = "progress")]
+        let sink = crate::progress::attach(self.shows_progress(), sink, &batch);
         self.submit(f, batch, sink)?;
         Ok(result)
     }
@@ -424,6 +432,8 @@ where
 {
     let batch = Batch::new(items.into_iter().collect(), check_chunksize(chunksize)?);
     let (sink, iter) = ChunkSink::imap(batch.n_chunks(), ordered);
+    #[cfg(feature = "progress")]
+    let sink = crate::progress::attach(executor.shows_progress(), sink, &batch);
     executor.submit(f, batch, sink)?;
     Ok(iter)
 }

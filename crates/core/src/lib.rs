@@ -64,6 +64,8 @@ mod inherit;
 mod memory;
 mod options;
 mod packed;
+#[cfg(feature = "progress")]
+mod progress;
 mod result;
 pub mod sync;
 mod task;

@@ -31,6 +31,10 @@ pub struct PoolOptions {
     /// which it is replaced after its task; a task that drives it over while running fails
     /// with [`Error::MemoryLimit`](crate::Error::MemoryLimit).
     pub memory_limit: Option<u64>,
+    /// Draw a progress bar on stderr (when it is a terminal) for `map`, `starmap` and
+    /// `imap`: items done, rate and ETA. Needs the `progress` feature; without it, nothing is
+    /// drawn.
+    pub progress: bool,
 }
 
 impl PoolOptions {

@@ -295,7 +295,7 @@ impl<T> Drop for Completer<T> {
 
 /// Where the backend delivers a chunk's outcome: `Ok(values)` for the chunk's items in
 /// order, or the error that ended the chunk.
-trait ChunkTarget<R>: Send + Sync {
+pub(crate) trait ChunkTarget<R>: Send + Sync {
     fn deliver(&self, index: usize, outcome: Result<Vec<R>>);
     /// Takes the whole batch at once, if this target assembles one value anyway; gives the
     /// outcome back otherwise.
@@ -330,6 +330,18 @@ impl<R: Send + 'static> ChunkSink<R> {
     /// Hands over the outcome of chunk `index` (0-based, in submission order).
     pub fn deliver(&self, index: usize, outcome: Result<Vec<R>>) {
         self.target.deliver(index, outcome)
+    }
+
+    /// This sink with its destination wrapped by `wrap` (a progress bar's counter).
+    #[cfg(feature = "progress")]
+    pub(crate) fn wrap(
+        self,
+        wrap: impl FnOnce(Arc<dyn ChunkTarget<R>>) -> Arc<dyn ChunkTarget<R>>,
+    ) -> Self {
+        ChunkSink {
+            target: wrap(self.target),
+            cancel: self.cancel,
+        }
     }
 
     /// The submission's cancellation: check it before starting a chunk, and register what

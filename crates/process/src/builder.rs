@@ -129,6 +129,24 @@ impl<P: FromOptions> Builder<P> {
         self
     }
 
+    /// `map`, `starmap` and `imap` draw a progress bar on stderr — items done, rate and ETA —
+    /// when stderr is a terminal, and nothing otherwise (mpire's `progress_bar`).
+    ///
+    /// ```
+    /// # fn main() -> multiproc_core::Result<()> {
+    /// # struct P; impl multiproc_process::FromOptions for P {
+    /// #   fn from_options(_: Option<multiproc_process::Initializer>, o: multiproc_core::PoolOptions) -> multiproc_core::Result<P> { assert!(o.progress); Ok(P) } }
+    /// // let pool = multiproc::fork::Pool::builder().processes(4).progress(true).build()?;
+    /// let pool = multiproc_process::Builder::<P>::new().processes(4).progress(true).build()?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "progress")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "progress")))]
+    pub fn progress(mut self, show: bool) -> Self {
+        self.options.progress = show;
+        self
+    }
+
     /// Sets every option at once from `options` (keeps the initializer).
     pub fn options(mut self, options: PoolOptions) -> Self {
         self.options = options;

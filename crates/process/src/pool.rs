@@ -473,6 +473,10 @@ impl<L: Launcher> Executor for ProcessPool<L> {
         self.workers()
     }
 
+    fn shows_progress(&self) -> bool {
+        self.shared.options.progress
+    }
+
     fn submit<A, R>(&self, f: Task<A, R>, batch: Batch<A>, sink: ChunkSink<R>) -> Result<()>
     where
         A: Payload,
