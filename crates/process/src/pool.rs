@@ -56,7 +56,7 @@ mod supervisor;
 
 pub use reap::reap;
 
-use queue::{Idle, Job, Queue, Reply, Ticket};
+use queue::{Destination, Idle, Job, Queue, Reply, Ticket};
 use reap::stop_and_reap;
 use shared::{Counters, Listed, Shared};
 use supervisor::supervise;
@@ -151,6 +151,27 @@ pub struct IpcStats {
     /// Of `bytes_sent`, those that crossed in shared memory rather than through the socket
     /// (encoded arguments of at least 1 MiB).
     pub bytes_shared: u64,
+}
+
+/// A submission's [`Destination`]: decodes each reply into `Vec<R>` for its sink.
+struct Decode<R> {
+    sink: ChunkSink<R>,
+}
+
+impl<R: Payload> Destination for Decode<R> {
+    fn deliver(&self, index: usize, reply: Result<Reply<'_>>) {
+        self.sink.deliver(
+            index,
+            reply.and_then(|(bytes, fds)| {
+                decode_fds::<Vec<R>>(bytes, fds)
+                    .map_err(|e| Error::Serialization(format!("decoding the results: {e}")))
+            }),
+        )
+    }
+
+    fn cancel(&self) -> &Arc<multiproc_core::CancelToken> {
+        self.sink.cancel_token()
+    }
 }
 
 /// A supervised pool of worker processes, generic over how they are started.
@@ -350,7 +371,7 @@ impl<L: Launcher> ProcessPool<L> {
             return Err(self.shared.refusal());
         }
         let call = offset_of(f)?;
-        let cancel = sink.cancel_token().clone();
+        let cancel = sink.cancel_token();
         let weak = Arc::downgrade(&*self.shared);
         let id = cancel.id();
         cancel.on_cancel(move || {
@@ -367,27 +388,19 @@ impl<L: Launcher> ProcessPool<L> {
             );
         }
         *lock(&self.shared.idle.outstanding) += payloads.len();
+        let dest: Arc<dyn Destination> = Arc::new(Decode { sink });
         for (index, (payload, fds)) in payloads.into_iter().enumerate() {
-            let sink = sink.clone();
             jobs.push(Job {
                 call,
                 payload,
                 fds,
-                on_done: Box::new(move |reply: Result<Reply<'_>>| {
-                    sink.deliver(
-                        index,
-                        reply.and_then(|(bytes, fds)| {
-                            decode_fds::<Vec<R>>(bytes, fds).map_err(|e| {
-                                Error::Serialization(format!("decoding the results: {e}"))
-                            })
-                        }),
-                    )
-                }),
+                dest: dest.clone(),
+                index,
                 _ticket: Ticket(self.shared.idle.clone()),
-                cancel: cancel.clone(),
                 history: Vec::new(),
             });
         }
+        drop(dest);
         let mut q = lock(&self.shared.queue);
         if q.closed {
             drop(q);

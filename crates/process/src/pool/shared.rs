@@ -126,7 +126,7 @@ impl<L> Shared<L> {
             }
         };
         for job in dropped {
-            (job.on_done)(Err(Error::Cancelled));
+            job.finish(Err(Error::Cancelled));
         }
         self.kill_running(id);
     }
@@ -180,7 +180,7 @@ impl<L> Shared<L> {
         };
         self.work.notify_all();
         for job in sent.into_iter().chain(queued) {
-            (job.on_done)(Err(error()));
+            job.finish(Err(error()));
         }
     }
 }

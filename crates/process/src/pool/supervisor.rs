@@ -87,8 +87,8 @@ pub(super) fn supervise<L: Launcher>(shared: &Shared<L>, slot: usize, mut worker
                 if let Some(running) = sent.pop_front() {
                     if terminated {
                         drop(running); // fails with PoolClosed
-                    } else if running.cancel.is_cancelled() {
-                        (running.on_done)(Err(Error::Cancelled));
+                    } else if running.cancel().is_cancelled() {
+                        running.finish(Err(Error::Cancelled));
                     } else if matches!(killed, Some(Killed::Innocent))
                         || (killed.is_none() && killed_for != 0)
                     {
@@ -160,11 +160,11 @@ fn retry_or_fail<L>(shared: &Shared<L>, mut job: Job, error: Error) -> Option<Jo
         return Some(job);
     }
     if job.history.is_empty() {
-        (job.on_done)(Err(error));
+        job.finish(Err(error));
     } else {
         let mut history = std::mem::take(&mut job.history);
         history.push(error.to_string());
-        (job.on_done)(Err(Error::AttemptsExhausted {
+        job.finish(Err(Error::AttemptsExhausted {
             attempts: history.len() as u32,
             history,
             last: Box::new(error),
@@ -298,7 +298,7 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
                     break;
                 }
                 if let Some(job) = q.jobs.pop_front() {
-                    if job.cancel.is_cancelled() {
+                    if job.cancel().is_cancelled() {
                         cancelled.push(job);
                     } else {
                         batch.push(job);
@@ -313,7 +313,7 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
             }
         }
         for job in cancelled.drain(..) {
-            (job.on_done)(Err(Error::Cancelled));
+            job.finish(Err(Error::Cancelled));
         }
         taken += batch.len();
         for job in batch {
@@ -347,7 +347,7 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
                 published = submission;
                 shared.running[slot].store(submission, Ordering::SeqCst);
             }
-            if job.cancel.is_cancelled() && killed.is_none() {
+            if job.cancel().is_cancelled() && killed.is_none() {
                 shared.kill_slot(slot);
             }
             if timeout.is_some() {
@@ -402,7 +402,7 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
                 return broken(sent, killed);
             }
         };
-        (job.on_done)(outcome);
+        job.finish(outcome);
         if let Some(limit) = memory_limit {
             over_memory = rss_of(worker.pid) > limit;
         }
