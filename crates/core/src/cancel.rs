@@ -2,9 +2,15 @@
 //! backend that runs the work.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
+use std::sync::{OnceLock, Weak};
 
-type Hook = Box<dyn Fn() + Send + Sync>;
+/// What stops a cancelled submission's running work: a backend's pool (a process pool kills
+/// the workers running it). Held weakly by the token, so a pool that is gone is not kept
+/// alive by its results.
+pub trait Canceller: Send + Sync {
+    /// Stops the work of submission `id` ([`CancelToken::id`]).
+    fn cancel_submission(&self, id: usize);
+}
 
 /// Shared by a submission's [`ChunkSink`](crate::ChunkSink) and its
 /// [`AsyncResult`](crate::AsyncResult) or [`IMap`](crate::IMap): set once when the caller
@@ -14,7 +20,7 @@ type Hook = Box<dyn Fn() + Send + Sync>;
 #[derive(Default)]
 pub struct CancelToken {
     cancelled: AtomicBool,
-    hook: OnceLock<Hook>,
+    hook: OnceLock<Weak<dyn Canceller>>,
 }
 
 impl std::fmt::Debug for CancelToken {
@@ -34,22 +40,23 @@ impl CancelToken {
     }
 
     /// Registers what stops the submission's running chunks; called at most once per
-    /// submission, before the caller gets its result object. Returns `false` (and drops `hook`)
-    /// if one was registered already.
-    pub fn on_cancel(&self, hook: impl Fn() + Send + Sync + 'static) -> bool {
-        self.hook.set(Box::new(hook)).is_ok()
+    /// submission, before the caller gets its result object. Returns `false` if one was
+    /// registered already.
+    pub fn on_cancel(&self, canceller: Weak<dyn Canceller>) -> bool {
+        self.hook.set(canceller).is_ok()
     }
 
-    /// An identity for the submission, the same for every clone of its token's `Arc`.
-    pub fn id(self: &std::sync::Arc<Self>) -> usize {
-        std::sync::Arc::as_ptr(self) as usize
+    /// An identity for the submission: the token's address, the same through every clone of
+    /// its `Arc`.
+    pub fn id(&self) -> usize {
+        self as *const Self as usize
     }
 
-    /// Cancels: sets the flag, then runs the hook (once).
+    /// Cancels: sets the flag, then calls the canceller (once) if it still exists.
     pub(crate) fn cancel(&self) {
         if !self.cancelled.swap(true, Ordering::SeqCst) {
-            if let Some(hook) = self.hook.get() {
-                hook();
+            if let Some(canceller) = self.hook.get().and_then(Weak::upgrade) {
+                canceller.cancel_submission(self.id());
             }
         }
     }

@@ -73,7 +73,7 @@ mod task;
 pub mod testing;
 
 pub use buffer::{AccessWidth, HeapBuffer, SharedBuffer};
-pub use cancel::CancelToken;
+pub use cancel::{CancelToken, Canceller};
 pub use error::{signal_name, Error, ExitCause, Result};
 pub use executor::{
     check_chunksize, check_workers, default_chunksize, Batch, Executor, CHUNKS_PER_WORKER,

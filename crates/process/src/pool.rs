@@ -371,14 +371,9 @@ impl<L: Launcher> ProcessPool<L> {
             return Err(self.shared.refusal());
         }
         let call = offset_of(f)?;
-        let cancel = sink.cancel_token();
-        let weak = Arc::downgrade(&*self.shared);
-        let id = cancel.id();
-        cancel.on_cancel(move || {
-            if let Some(shared) = weak.upgrade() {
-                shared.cancel(id);
-            }
-        });
+        let canceller: std::sync::Weak<dyn multiproc_core::Canceller> =
+            Arc::downgrade(&*self.shared) as _;
+        sink.cancel_token().on_cancel(canceller);
         let mut jobs = Vec::with_capacity(batch.n_chunks());
         let mut payloads = Vec::with_capacity(batch.n_chunks());
         for (_, chunk) in batch.into_chunks() {

@@ -95,6 +95,12 @@ pub(super) struct Shared<L> {
     pub(super) options: PoolOptions,
 }
 
+impl<L: Send + Sync> multiproc_core::Canceller for Shared<L> {
+    fn cancel_submission(&self, id: usize) {
+        self.cancel_queued_and_running(id);
+    }
+}
+
 impl<L> Shared<L> {
     /// The error for work refused by a closed pool.
     pub(super) fn refusal(&self) -> Error {
@@ -112,7 +118,7 @@ impl<L> Shared<L> {
     /// supervisors replace them). The supervisors publish a task in `running` before they
     /// check its token, and this runs after the token is set, so a task is either dropped by
     /// its supervisor or found here.
-    pub(super) fn cancel(&self, id: usize) {
+    pub(super) fn cancel_queued_and_running(&self, id: usize) {
         let dropped: VecDeque<Job> = {
             let mut q = lock(&self.queue);
             if q.jobs.iter().all(|j| j.submission() != id) {
