@@ -100,7 +100,9 @@ impl<P: FromOptions> Builder<P> {
     /// A task (a chunk, for `map` with `chunksize` > 1) that runs longer than `limit` kills
     /// its worker: the task fails with [`Error::TaskTimedOut`] (the limit and the pid), the
     /// worker is replaced, and every other task goes on. The clock starts when the worker
-    /// starts the task, not when it was submitted. Zero is refused by `build`.
+    /// starts the task, not when it was submitted; the pool's watchdog checks every
+    /// `limit / 10` (at most 10 ms), so the error comes at most that long after the deadline.
+    /// Zero is refused by `build`.
     pub fn task_timeout(mut self, limit: Duration) -> Self {
         self.options.task_timeout = Some(limit);
         self

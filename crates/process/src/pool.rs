@@ -36,7 +36,7 @@
 use std::mem::ManuallyDrop;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
@@ -284,8 +284,22 @@ impl<L: Launcher> ProcessPool<L> {
             supervising: AtomicUsize::new(workers),
             running: (0..workers).map(|_| AtomicUsize::new(0)).collect(),
             killed_for: (0..workers).map(|_| AtomicUsize::new(0)).collect(),
+            heads: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+            timed_out: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+            epoch: std::time::Instant::now(),
             options,
         });
+        if shared.watchdog_needed() {
+            let weak = Arc::downgrade(&shared);
+            let spawned = std::thread::Builder::new()
+                .name("multiproc-watchdog".into())
+                .spawn(move || shared::watchdog(&weak));
+            if let Err(e) = spawned {
+                let pool = ProcessPool::assemble(shared, Vec::new());
+                let _ = pool.terminate();
+                return Err(Error::Io(e));
+            }
+        }
         let mut supervisors = Vec::with_capacity(workers);
         for (slot, worker) in started.into_iter().enumerate() {
             let for_thread = shared.clone();

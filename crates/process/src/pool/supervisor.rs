@@ -14,7 +14,7 @@ use nix::unistd::Pid;
 
 use super::queue::Job;
 use super::reap::{reap, stop_and_reap};
-use super::shared::{Counters, Listed, Shared};
+use super::shared::{head_wire, pack_head, Counters, Listed, Shared};
 use super::{lock, Launcher, Worker, PIPELINE_BYTES, PIPELINE_DEPTH};
 use crate::payload::{Body, SPARE_BYTES};
 use crate::wire::{FrameReader, FrameWriter, Header, Kind};
@@ -214,6 +214,8 @@ fn launch_replacement<L: Launcher>(shared: &Shared<L>) -> Result<Worker, Option<
 /// its worker killed; with `max_tasks_per_child`, the session ends after that many tasks.
 fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: Option<Job>) -> End {
     shared.running[slot].store(0, Ordering::SeqCst);
+    shared.heads[slot].store(0, Ordering::Release);
+    shared.timed_out[slot].store(0, Ordering::Release);
     let (Ok(read_half), Ok(write_half)) = (worker.stream.try_clone(), worker.stream.try_clone())
     else {
         let mut sent = VecDeque::new();
@@ -235,8 +237,15 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
             return End::Broken(sent, None);
         }
     }
-    let timeout = shared.options.task_timeout;
+    // The supervisor watches its worker itself only with `memory_limit`; a timeout alone is
+    // the watchdog's (see `shared::watchdog`).
     let memory_limit = shared.options.memory_limit;
+    let timeout = shared
+        .options
+        .task_timeout
+        .filter(|_| memory_limit.is_some());
+    let watched = shared.watchdog_needed();
+    let limit = shared.options.task_timeout.unwrap_or_default();
     let max_tasks = shared.options.max_tasks_per_child.map(|n| n.get());
     // Set when the worker was over `memory_limit` after a task: it takes no more.
     let mut over_memory = false;
@@ -276,6 +285,9 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
             if sent.is_empty() && published != 0 {
                 published = 0;
                 shared.running[slot].store(0, Ordering::SeqCst);
+            }
+            if watched && sent.is_empty() {
+                shared.heads[slot].store(0, Ordering::Release);
             }
             let mut q = lock(&shared.queue);
             loop {
@@ -353,6 +365,10 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
             if timeout.is_some() {
                 head_since = Instant::now();
             }
+            if watched {
+                let head = pack_head(head_id, shared.now_ms());
+                shared.heads[slot].store(head, Ordering::Release);
+            }
         }
         if (timeout.is_some() || memory_limit.is_some())
             && killed.is_none()
@@ -371,7 +387,22 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
         }
         let (header, fds) = match reader.recv(&mut payload) {
             Ok(Some(frame)) => frame,
-            _ => return broken(sent, killed),
+            _ => {
+                if watched {
+                    shared.heads[slot].store(0, Ordering::Release);
+                    let h = shared.timed_out[slot].swap(0, Ordering::AcqRel);
+                    if h != 0 && killed.is_none() {
+                        // The watchdog killed it for the task it saw: if that is not the
+                        // head now, the head is innocent (`broken` compares the ids).
+                        let id = match sent.front() {
+                            Some((id, _)) if *id as u32 == head_wire(h) => *id,
+                            _ => u64::MAX,
+                        };
+                        killed = Some((id, Killed::TimedOut(limit)));
+                    }
+                }
+                return broken(sent, killed);
+            }
         };
         if header.id == INIT_ID {
             let message = String::from_utf8_lossy(&payload).into_owned();
