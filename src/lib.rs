@@ -46,7 +46,7 @@
 /// The backend-independent vocabulary: traits, [`Error`], [`AsyncResult`].
 #[doc(inline)]
 pub use multiproc_core as core;
-pub use multiproc_core::{AsyncResult, Error, Executor, IMap, Result};
+pub use multiproc_core::{cpu_count, AsyncResult, Error, Executor, IMap, PoolOptions, Result};
 
 /// The threads backend: workers are threads of this process (feature `threads`).
 #[cfg(feature = "threads")]
@@ -82,7 +82,9 @@ pub use multiproc_fork::ProcessHandle;
 #[doc(inline)]
 pub use multiproc_spawn::ProcessHandle;
 #[cfg(any(feature = "fork", feature = "spawn"))]
-pub use start::{get_start_method, set_start_method, Pool, Process, StartMethod, START_METHOD_ENV};
+pub use start::{
+    get_start_method, set_start_method, Pool, PoolBuilder, Process, StartMethod, START_METHOD_ENV,
+};
 
 /// Recognises a spawned worker and runs it, never returning; returns at once in any other
 /// process. Call it first in `main`: everything before it runs again in every spawned worker.

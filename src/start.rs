@@ -200,6 +200,161 @@ impl Pool {
 }
 
 /// Where [`IpcStats`](multiproc_process_stats::IpcStats) comes from in this build.
+mod process_builder {
+    #[cfg(feature = "fork")]
+    pub(super) use multiproc_fork::{Builder, FromOptions, Initializer};
+    #[cfg(all(feature = "spawn", not(feature = "fork")))]
+    pub(super) use multiproc_spawn::{Builder, FromOptions, Initializer};
+}
+
+impl Pool {
+    /// A [`PoolBuilder`]: the start method and every option of Python's `Pool`, plus those
+    /// of the pools people leave it for (`task_timeout`, `retries`), set one by one.
+    /// Without [`processes`](PoolBuilder::processes), [`cpu_count`](crate::cpu_count)
+    /// workers (Python's `Pool()`); without [`start_method`](PoolBuilder::start_method),
+    /// [`get_start_method`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiproc::prelude::*;
+    /// use multiproc::{Pool, StartMethod};
+    ///
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// multiproc::init();
+    /// let pool = Pool::builder()
+    ///     .processes(2)                          // default: multiproc::cpu_count()
+    ///     .start_method(StartMethod::Spawn)      // default: get_start_method()
+    ///     .max_tasks_per_child(100)              // Python's maxtasksperchild
+    ///     .task_timeout(Duration::from_secs(60)) // a task running longer kills its worker
+    ///     .retries(2)                            // a task whose worker died runs again
+    ///     .build()?;
+    /// assert_eq!(pool.map(square, 0..4)?, vec![0, 1, 4, 9]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder {
+            method: None,
+            inner: process_builder::Builder::new(),
+        }
+    }
+
+    fn from_parts(
+        method: StartMethod,
+        init: Option<process_builder::Initializer>,
+        options: multiproc_core::PoolOptions,
+    ) -> Result<Pool> {
+        use process_builder::FromOptions;
+        check_init("multiproc::Pool::builder().build()")?;
+        match method {
+            #[cfg(feature = "fork")]
+            StartMethod::Fork => Ok(Pool::Fork(multiproc_fork::ForkPool::from_options(
+                init, options,
+            )?)),
+            #[cfg(feature = "spawn")]
+            StartMethod::Spawn => Ok(Pool::Spawn(multiproc_spawn::SpawnPool::from_options(
+                init, options,
+            )?)),
+            #[allow(unreachable_patterns)]
+            other => Err(not_built(other)),
+        }
+    }
+}
+
+impl process_builder::FromOptions for Pool {
+    fn from_options(
+        init: Option<process_builder::Initializer>,
+        options: multiproc_core::PoolOptions,
+    ) -> Result<Pool> {
+        Pool::from_parts(get_start_method()?, init, options)
+    }
+}
+
+/// Collects a [`Pool`]'s start method and options; [`build`](Self::build) starts it. Made by
+/// [`Pool::builder`]. Every option is off by default, and the pool then runs as one made by
+/// [`Pool::new`].
+#[derive(Debug)]
+#[must_use = "a PoolBuilder does nothing until `build` is called"]
+pub struct PoolBuilder {
+    method: Option<StartMethod>,
+    inner: process_builder::Builder<Pool>,
+}
+
+impl PoolBuilder {
+    /// Forked or spawned workers; default: [`get_start_method`].
+    pub fn start_method(mut self, method: StartMethod) -> Self {
+        self.method = Some(method);
+        self
+    }
+
+    /// The number of workers (Python's `processes`); default:
+    /// [`cpu_count`](crate::cpu_count). Zero is refused by `build`.
+    pub fn processes(mut self, n: usize) -> Self {
+        self.inner = self.inner.processes(n);
+        self
+    }
+
+    /// Every worker (each replacement too) runs `f(arg)` once before its first task
+    /// (Python's `initializer`, `initargs`). If it panics, the pool stops and its tasks fail
+    /// with [`Error::InitializerFailed`].
+    pub fn initializer<A: Payload>(mut self, f: Task<A, ()>, arg: A) -> Self {
+        self.inner = self.inner.initializer(f, arg);
+        self
+    }
+
+    /// Replaces a worker after it has run `n` tasks (Python's `maxtasksperchild`).
+    pub fn max_tasks_per_child(mut self, n: usize) -> Self {
+        self.inner = self.inner.max_tasks_per_child(n);
+        self
+    }
+
+    /// A task running longer than `limit` kills its worker and fails with
+    /// [`Error::TaskTimedOut`]; the worker is replaced, the other tasks go on.
+    pub fn task_timeout(mut self, limit: std::time::Duration) -> Self {
+        self.inner = self.inner.task_timeout(limit);
+        self
+    }
+
+    /// A task whose worker died (signal, exit, timeout) runs again on a fresh worker, up to
+    /// `n` more times; a panic is not retried. See [`Error::AttemptsExhausted`].
+    pub fn retries(mut self, n: u32) -> Self {
+        self.inner = self.inner.retries(n);
+        self
+    }
+
+    /// A worker whose resident memory is above `bytes` after a task is replaced; a task
+    /// that drives it over while running fails with [`Error::MemoryLimit`].
+    pub fn memory_limit(mut self, bytes: u64) -> Self {
+        self.inner = self.inner.memory_limit(bytes);
+        self
+    }
+
+    /// `map`, `starmap` and `imap` draw a progress bar on stderr (items done, rate, ETA) when
+    /// stderr is a terminal, and nothing otherwise.
+    #[cfg(feature = "progress")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "progress")))]
+    pub fn progress(mut self, show: bool) -> Self {
+        self.inner = self.inner.progress(show);
+        self
+    }
+
+    /// Sets every option at once (keeps the start method and the initializer).
+    pub fn options(mut self, options: multiproc_core::PoolOptions) -> Self {
+        self.inner = self.inner.options(options);
+        self
+    }
+
+    /// Starts the pool.
+    pub fn build(self) -> Result<Pool> {
+        let method = match self.method {
+            Some(m) => m,
+            None => get_start_method()?,
+        };
+        let (init, options) = self.inner.into_parts()?;
+        Pool::from_parts(method, init, options)
+    }
+}
+
 mod multiproc_process_stats {
     #[cfg(feature = "fork")]
     pub(super) use multiproc_fork::IpcStats;
@@ -221,6 +376,10 @@ macro_rules! delegate {
 impl Executor for Pool {
     fn processes(&self) -> usize {
         delegate!(self, p => p.processes())
+    }
+
+    fn shows_progress(&self) -> bool {
+        delegate!(self, p => p.shows_progress())
     }
 
     fn submit<A, R>(&self, f: Task<A, R>, batch: Batch<A>, sink: ChunkSink<R>) -> Result<()>

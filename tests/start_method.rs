@@ -266,3 +266,36 @@ fn with_initializer_follows_the_start_method() {
         }
     }
 }
+
+/// `Pool::builder()`: `start_method` picks the method per pool (whatever the process-wide
+/// one), `processes` defaults to `cpu_count`, and the options reach the pool (a
+/// `max_tasks_per_child(1)` pool gives every task a fresh worker).
+#[test]
+fn the_builder_picks_the_start_method_and_the_options() {
+    mark();
+    for method in [StartMethod::Fork, StartMethod::Spawn] {
+        let pool = Pool::builder()
+            .start_method(method)
+            .processes(2)
+            .max_tasks_per_child(1)
+            .build()
+            .unwrap();
+        assert_eq!(pool.start_method(), method);
+        assert_eq!(observed_method(&pool), method);
+        let pids = pool.map_chunked(worker_pid, [0u8; 4], 1).unwrap();
+        let distinct: std::collections::BTreeSet<u32> = pids.iter().copied().collect();
+        assert_eq!(distinct.len(), 4, "{pids:?}");
+    }
+    let pool = Pool::builder()
+        .start_method(StartMethod::Fork)
+        .build()
+        .unwrap();
+    assert_eq!(pool.processes(), multiproc::cpu_count());
+    assert!(matches!(
+        Pool::builder().processes(0).build(),
+        Err(multiproc::Error::InvalidArgument {
+            name: "processes",
+            ..
+        })
+    ));
+}

@@ -35,8 +35,9 @@ mod fork;
 mod pool;
 mod process;
 
+pub use multiproc_core::{cpu_count, PoolOptions};
 pub use multiproc_core::{AsyncResult, Error, Executor, Inherited, Result};
-pub use multiproc_process::{IpcStats, ProcessHandle};
+pub use multiproc_process::{Builder, FromOptions, Initializer, IpcStats, ProcessHandle};
 #[doc(hidden)]
 pub use pool::ForkLauncher;
 pub use pool::ForkPool;

@@ -8,7 +8,9 @@
 //! parent) and serve one end of a socket pair.
 
 use multiproc_core::{Payload, Result, Task};
-use multiproc_process::{Initializer, IpcStats, Launcher, ProcessPool, Worker};
+use multiproc_process::{
+    Builder, FromOptions, Initializer, IpcStats, Launcher, ProcessPool, Worker,
+};
 use nix::unistd::Pid;
 
 use crate::fork::fork_worker;
@@ -86,6 +88,41 @@ impl ForkPool {
     /// no replacement could be started). Empty in a forked copy of the pool.
     pub fn pids(&self) -> Vec<Option<Pid>> {
         self.inner.pids()
+    }
+}
+
+impl ForkPool {
+    /// A [`Builder`] for this pool: every option of Python's `Pool` and those of the pools
+    /// people leave it for (`task_timeout`, `retries`), set one by one.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiproc_fork::{Executor, ForkPool};
+    ///
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// let pool = ForkPool::builder()
+    ///     .processes(2)                         // default: multiproc_core::cpu_count()
+    ///     .max_tasks_per_child(100)             // a fresh worker every 100 tasks
+    ///     .task_timeout(Duration::from_secs(60)) // a task running longer kills its worker
+    ///     .retries(1)                           // ... and runs once more on a fresh one
+    ///     .build()?;
+    /// assert_eq!(pool.map(square, 0..5)?, vec![0, 1, 4, 9, 16]);
+    /// # Ok::<(), multiproc_fork::Error>(())
+    /// ```
+    pub fn builder() -> Builder<ForkPool> {
+        Builder::new()
+    }
+}
+
+impl FromOptions for ForkPool {
+    fn from_options(
+        init: Option<Initializer>,
+        options: multiproc_core::PoolOptions,
+    ) -> Result<Self> {
+        Ok(ForkPool {
+            inner: ProcessPool::with_options(ForkLauncher, init, options)?,
+        })
     }
 }
 

@@ -22,6 +22,7 @@ multiproc_core::process_executor_conformance!(
         .map(|p| p.map(|p| p.as_raw() as u32))
         .collect(),
     launch_limit = limited,
+    options = |o| ForkPool::builder().options(o).build(),
 );
 
 static BEFORE: Inherited<Vec<u64>> = Inherited::new("BEFORE");

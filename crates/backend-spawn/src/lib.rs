@@ -77,8 +77,9 @@ mod pool;
 mod process;
 
 pub use child::{check_init, init};
+pub use multiproc_core::{cpu_count, PoolOptions};
 pub use multiproc_core::{AsyncResult, Error, Executor, Result};
-pub use multiproc_process::{IpcStats, ProcessHandle};
+pub use multiproc_process::{Builder, FromOptions, Initializer, IpcStats, ProcessHandle};
 #[doc(hidden)]
 pub use pool::SpawnLauncher;
 pub use pool::{SpawnPool, READY_TIMEOUT};

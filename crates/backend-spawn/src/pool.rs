@@ -11,7 +11,9 @@ use std::io::{self, Read};
 use std::time::Duration;
 
 use multiproc_core::{Error, Payload, Result, Task};
-use multiproc_process::{reap, Initializer, IpcStats, Launcher, ProcessPool, Worker};
+use multiproc_process::{
+    reap, Builder, FromOptions, Initializer, IpcStats, Launcher, ProcessPool, Worker,
+};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -173,6 +175,42 @@ impl SpawnPool {
     /// The bytes (and file descriptors) that crossed this pool's sockets so far.
     pub fn ipc_stats(&self) -> IpcStats {
         self.inner.ipc_stats()
+    }
+}
+
+impl SpawnPool {
+    /// A [`Builder`] for this pool: every option of Python's `Pool` and those of the pools
+    /// people leave it for (`task_timeout`, `retries`), set one by one.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiproc_spawn::{Executor, SpawnPool};
+    ///
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// # multiproc_spawn::init();
+    /// let pool = SpawnPool::builder()
+    ///     .processes(2)                         // default: multiproc_core::cpu_count()
+    ///     .max_tasks_per_child(100)             // a fresh worker every 100 tasks
+    ///     .task_timeout(Duration::from_secs(60)) // a task running longer kills its worker
+    ///     .retries(1)                           // ... and runs once more on a fresh one
+    ///     .build()?;
+    /// assert_eq!(pool.map(square, 0..5)?, vec![0, 1, 4, 9, 16]);
+    /// # Ok::<(), multiproc_spawn::Error>(())
+    /// ```
+    pub fn builder() -> Builder<SpawnPool> {
+        Builder::new()
+    }
+}
+
+impl FromOptions for SpawnPool {
+    fn from_options(
+        init: Option<Initializer>,
+        options: multiproc_core::PoolOptions,
+    ) -> Result<Self> {
+        Ok(SpawnPool {
+            inner: ProcessPool::with_options(SpawnLauncher, init, options)?,
+        })
     }
 }
 

@@ -36,6 +36,7 @@ multiproc_core::process_executor_conformance!(
         .map(|p| p.map(|p| p.as_raw() as u32))
         .collect(),
     launch_limit = limited,
+    options = |o| SpawnPool::builder().options(o).build(),
 );
 
 static SET_IN_PARENT: OnceLock<u64> = OnceLock::new();

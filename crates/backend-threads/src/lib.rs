@@ -36,7 +36,7 @@ mod thread;
 
 pub use multiproc_core::{AsyncResult, Error, Executor, LockGuard, Result};
 pub use mutex::mutex;
-pub use pool::ThreadPool;
+pub use pool::{ThreadPool, ThreadPoolBuilder};
 pub use sync::{Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore, ThreadSync};
 pub use thread::{Run, Thread, ThreadHandle};
 

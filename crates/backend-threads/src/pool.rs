@@ -12,7 +12,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use multiproc_core::{
     check_chunksize, check_workers, default_chunksize, AsyncResult, Batch, ChunkSink, Error,
-    Executor, Home, Payload, Result, Task,
+    Executor, Home, Payload, PoolOptions, Result, Task,
 };
 use rayon::prelude::*;
 
@@ -31,6 +31,114 @@ struct Shared {
 impl Shared {
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+type ThreadInit = Arc<dyn Fn() + Send + Sync>;
+
+/// Collects a [`ThreadPool`]'s options; [`build`](Self::build) starts it. Made by
+/// [`ThreadPool::builder`].
+#[derive(Default)]
+#[must_use = "a ThreadPoolBuilder does nothing until `build` is called"]
+pub struct ThreadPoolBuilder {
+    options: PoolOptions,
+    init: Option<ThreadInit>,
+    refused: Option<Error>,
+}
+
+impl std::fmt::Debug for ThreadPoolBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ThreadPoolBuilder")
+            .field("options", &self.options)
+            .field("initializer", &self.init.is_some())
+            .finish()
+    }
+}
+
+impl ThreadPoolBuilder {
+    /// The number of threads; default: [`cpu_count`](multiproc_core::cpu_count).
+    pub fn processes(mut self, n: usize) -> Self {
+        self.options.processes = Some(n);
+        self
+    }
+
+    /// Every thread runs `f(arg.clone())` once, before the pool takes work (Python's
+    /// `initializer`, `initargs`). If it panics, `build` fails with
+    /// [`Error::InitializerFailed`]. (`Clone + Sync` here, where the process pools encode
+    /// `arg` once: threads share it.)
+    pub fn initializer<A: Payload + Clone + Sync>(mut self, f: Task<A, ()>, arg: A) -> Self {
+        self.init = Some(Arc::new(move || f(arg.clone())));
+        self
+    }
+
+    /// Refused by `build`: a thread cannot be replaced to give back what its tasks leaked
+    /// (threads share one heap). Use a process pool.
+    pub fn max_tasks_per_child(mut self, n: usize) -> Self {
+        let _ = n;
+        self.refused.get_or_insert(Error::invalid(
+            "max_tasks_per_child",
+            "threads share one process, so replacing a thread gives back nothing its tasks \
+             leaked: use a process pool (multiproc::fork::Pool, multiproc::spawn::Pool)",
+        ));
+        self
+    }
+
+    /// Refused by `build`: a thread cannot be killed, so a task that runs too long cannot
+    /// be stopped. Use a process pool.
+    pub fn task_timeout(mut self, limit: std::time::Duration) -> Self {
+        let _ = limit;
+        self.refused.get_or_insert(Error::invalid(
+            "task_timeout",
+            "a thread cannot be killed, so a task running past its timeout could not be \
+             stopped: use a process pool (multiproc::fork::Pool, multiproc::spawn::Pool)",
+        ));
+        self
+    }
+
+    /// Refused by `build`: threads share one process, whose memory no thread owns.
+    pub fn memory_limit(mut self, bytes: u64) -> Self {
+        let _ = bytes;
+        self.refused.get_or_insert(Error::invalid(
+            "memory_limit",
+            "threads share one process's memory, so no thread can be measured or replaced \
+             to give it back: use a process pool (multiproc::fork::Pool, multiproc::spawn::Pool)",
+        ));
+        self
+    }
+
+    /// Accepted for the same code on every backend, and without effect: a thread never dies
+    /// under its task (a panic is caught, and a panic is never retried).
+    pub fn retries(mut self, n: u32) -> Self {
+        self.options.retries = n;
+        self
+    }
+
+    /// Sets every option at once (`task_timeout` and `max_tasks_per_child` are refused).
+    pub fn options(mut self, options: PoolOptions) -> Self {
+        if let Some(limit) = options.task_timeout {
+            self = self.task_timeout(limit);
+        }
+        if let Some(n) = options.max_tasks_per_child {
+            self = self.max_tasks_per_child(n.get());
+        }
+        if let Some(bytes) = options.memory_limit {
+            self = self.memory_limit(bytes);
+        }
+        self.options = options;
+        self
+    }
+
+    /// Starts the pool, and runs the initializer on every thread.
+    pub fn build(self) -> Result<ThreadPool> {
+        if let Some(e) = self.refused {
+            return Err(e);
+        }
+        let pool = ThreadPool::new(self.options.workers())?;
+        if let Some(init) = self.init {
+            panic::catch_unwind(AssertUnwindSafe(|| pool.rayon.broadcast(|_| init())))
+                .map_err(|p| Error::InitializerFailed(Error::from_panic(p).to_string()))?;
+        }
+        Ok(pool)
     }
 }
 
@@ -140,6 +248,32 @@ impl ThreadPool {
         self.home.check()
     }
 
+    /// A [`ThreadPoolBuilder`]: the number of threads and an initializer. The options that
+    /// need a worker to be killed or replaced (`task_timeout`, `max_tasks_per_child`) are
+    /// refused by its `build`, with the reason: a thread cannot be killed.
+    ///
+    /// ```
+    /// use multiproc_threads::{Executor, ThreadPool};
+    ///
+    /// fn square(x: u64) -> u64 { x * x }
+    /// fn hello(name: String) { assert_eq!(name, "worker") }
+    ///
+    /// let pool = ThreadPool::builder()
+    ///     .processes(2) // default: multiproc_core::cpu_count()
+    ///     .initializer(hello, "worker".to_string())
+    ///     .build()?;
+    /// assert_eq!(pool.map(square, 0..5)?, vec![0, 1, 4, 9, 16]);
+    ///
+    /// let refused = ThreadPool::builder()
+    ///     .task_timeout(std::time::Duration::from_secs(1))
+    ///     .build();
+    /// assert!(refused.unwrap_err().to_string().contains("cannot be killed"));
+    /// # Ok::<(), multiproc_threads::Error>(())
+    /// ```
+    pub fn builder() -> ThreadPoolBuilder {
+        ThreadPoolBuilder::default()
+    }
+
     /// A pool with one worker per available core (Python's `Pool()`).
     pub fn with_available_parallelism() -> Result<Self> {
         Self::new(std::thread::available_parallelism().map_or(1, NonZeroUsize::get))
@@ -221,7 +355,14 @@ where
 {
     let (items, chunksize) = batch.into_parts();
     let task = |item| guarded(|| f(item), terminated);
+    // A cancelled submission's chunks that have not started never do (one that runs cannot
+    // be stopped: threads cannot be killed; its result is dropped).
+    let cancelled = || sink.cancel_token().is_cancelled();
     if sink.wants_whole() {
+        if cancelled() {
+            sink.deliver_whole(Err(Error::Cancelled), chunksize);
+            return;
+        }
         let outcome = catch(|| {
             items
                 .into_par_iter()
@@ -238,6 +379,10 @@ where
         .chunks(chunksize.get())
         .enumerate()
         .for_each(|(index, chunk)| {
+            if cancelled() {
+                sink.deliver(index, Err(Error::Cancelled));
+                return;
+            }
             sink.deliver(index, catch(|| chunk.into_iter().map(task).collect()));
         });
 }

@@ -9,7 +9,11 @@
 //!   `Lock` of each family;
 //! - `create/*`: making (and dropping) a 1 MiB shared array, and a private `Vec` for
 //!   reference;
-//! - `queue/*`: `put` + `get` of one item on a `multiproc_ipc::Queue` in one thread.
+//! - `queue/*`: `put` + `get` of one item on a `multiproc_ipc::Queue` in one thread;
+//! - `options/*`: a fork pool's `apply` and `map` (1000 trivial tasks, `chunksize` 1) with
+//!   every builder option off, against the same with `task_timeout` set and with every
+//!   option set (`task_timeout`, `retries`, `max_tasks_per_child`, `memory_limit`), in one
+//!   run.
 //!
 //! Spawned workers are this binary started again, so `main` calls `multiproc_spawn::init()`
 //! first, and is written out instead of `criterion_main!`.
@@ -186,6 +190,33 @@ fn queue(c: &mut Criterion) {
     g.finish();
 }
 
+fn options(c: &mut Criterion) {
+    let mut g = short(c, "options");
+    let off = ForkPool::builder().processes(2).build().expect("fork pool");
+    let timeout = ForkPool::builder()
+        .processes(2)
+        .task_timeout(Duration::from_secs(60))
+        .build()
+        .expect("fork pool");
+    let all = ForkPool::builder()
+        .processes(2)
+        .task_timeout(Duration::from_secs(60))
+        .retries(2)
+        .max_tasks_per_child(1_000_000)
+        .memory_limit(1 << 40)
+        .build()
+        .expect("fork pool");
+    for (name, pool) in [("off", &off), ("task_timeout", &timeout), ("all", &all)] {
+        g.bench_function(format!("fork apply, options {name}"), |b| {
+            b.iter(|| pool.apply(inc, black_box(1)).expect("apply"))
+        });
+        g.bench_function(format!("fork map 1000 chunksize=1, options {name}"), |b| {
+            b.iter(|| pool.map_chunked(inc, 0..1000u64, 1).expect("map"))
+        });
+    }
+    g.finish();
+}
+
 fn main() {
     multiproc_spawn::init();
     let mut c = Criterion::default().configure_from_args();
@@ -193,5 +224,6 @@ fn main() {
     locks(&mut c);
     create(&mut c);
     queue(&mut c);
+    options(&mut c);
     c.final_summary();
 }

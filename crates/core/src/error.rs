@@ -202,6 +202,48 @@ pub enum Error {
     /// An operating-system call failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+
+    // -- What a pool's options end (the builder's `task_timeout`, `retries`, `cancel`). --
+    /// The task ran longer than the pool's `task_timeout`: its worker was killed (and
+    /// replaced); the pool's other tasks are not affected.
+    #[error("task timed out after {limit:?}: its worker process {pid} was killed and replaced")]
+    TaskTimedOut {
+        /// The pool's `task_timeout`.
+        limit: Duration,
+        /// The worker that was killed.
+        pid: u32,
+    },
+    /// The worker running the task went over the pool's `memory_limit` while running it,
+    /// and was killed (and replaced).
+    #[error(
+        "worker process {pid} went over the memory limit ({observed} > {limit} bytes) while \
+         running the task; it was killed and replaced"
+    )]
+    MemoryLimit {
+        /// The pool's `memory_limit`, in bytes.
+        limit: u64,
+        /// The worker's memory when it was seen over the limit, in bytes.
+        observed: u64,
+        /// The worker that was killed.
+        pid: u32,
+    },
+    /// The task was cancelled ([`AsyncResult::cancel`](crate::AsyncResult::cancel), or an
+    /// [`IMap`](crate::IMap) dropped before its end).
+    #[error("the task was cancelled")]
+    Cancelled,
+    /// With the pool's `retries(n)`, the task's worker died on every attempt (each attempt
+    /// ran on a fresh worker); `history` says why each attempt ended, oldest first, and
+    /// `last` is the last attempt's error.
+    #[error("the task failed on all {attempts} attempts: {}", history.join("; "))]
+    AttemptsExhausted {
+        /// How many times the task was started.
+        attempts: u32,
+        /// Why each attempt ended, oldest first.
+        history: Vec<String>,
+        /// The last attempt's error.
+        #[source]
+        last: Box<Error>,
+    },
 }
 
 impl Error {

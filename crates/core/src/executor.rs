@@ -156,6 +156,12 @@ pub trait Executor: Send + Sync {
     /// running tasks finish (threads cannot be killed).
     fn terminate(&self) -> Result<()>;
 
+    /// Whether `map`, `starmap` and `imap` draw a progress bar (a pool built with
+    /// `.progress(true)`, with the `progress` feature). Default: `false`.
+    fn shows_progress(&self) -> bool {
+        false
+    }
+
     /// Applies `f` to every item, in parallel, and returns the results in order, with
     /// The default chunk size ([`default_chunksize`]: about sixteen chunks per worker).
     /// The first failure (in item order) is returned as the error.
@@ -166,6 +172,66 @@ pub trait Executor: Send + Sync {
         I: IntoIterator<Item = A>,
     {
         self.map_async(f, items)?.get()
+    }
+
+    /// Applies `f` to every item, in parallel, and returns every item's own outcome, in
+    /// order: where [`map`](Self::map) fails as a whole when one item fails (Python's
+    /// contract), this keeps every finished result, and each failed item carries its own
+    /// error (a panic, or the death of its worker: [`Error::WorkerDied`],
+    /// [`Error::TaskTimedOut`], ...). Items go to the workers one at a time, so one death
+    /// fails exactly one item. The outer `Err` is for a submission refused as a whole (a
+    /// closed pool).
+    ///
+    /// ```
+    /// # #[derive(Default)] struct Inline;
+    /// # use multiproc_core::{Batch, ChunkSink, Executor, Payload, Result, Task, Error};
+    /// # impl Executor for Inline {
+    /// #   fn processes(&self) -> usize { 1 }
+    /// #   fn submit<A: Payload, R: Payload>(&self, f: Task<A, R>, b: Batch<A>, s: ChunkSink<R>) -> Result<()> {
+    /// #     for (i, c) in b.into_chunks() { s.deliver(i, std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| c.into_iter().map(f).collect())).map_err(Error::from_panic)) } Ok(())
+    /// #   }
+    /// #   fn close(&self) {} fn join(&self) -> Result<()> { Ok(()) } fn terminate(&self) -> Result<()> { Ok(()) }
+    /// # }
+    /// # let pool = Inline;
+    /// fn inverse(x: u32) -> u32 { 100 / x } // panics on 0
+    ///
+    /// let outcomes = pool.map_results(inverse, [4, 0, 10])?;
+    /// assert_eq!(outcomes[0].as_ref().ok(), Some(&25));
+    /// assert!(matches!(outcomes[1], Err(Error::TaskPanicked { .. })));
+    /// assert_eq!(outcomes[2].as_ref().ok(), Some(&10));
+    /// assert!(pool.map(inverse, [4, 0, 10]).is_err()); // map: all or error
+    /// # Ok::<(), multiproc_core::Error>(())
+    /// ```
+    fn map_results<A, R, I>(&self, f: Task<A, R>, items: I) -> Result<Vec<Result<R>>>
+    where
+        A: Payload,
+        R: Payload,
+        I: IntoIterator<Item = A>,
+    {
+        let items: Vec<A> = items.into_iter().collect();
+        let n = items.len();
+        let mut outcomes: Vec<Result<R>> = self.imap(f, items)?.collect();
+        // A pool that went away early ends the iterator with one `PoolClosed`: every item
+        // still missing gets its own.
+        outcomes.truncate(n);
+        outcomes.resize_with(n, || {
+            Err(Error::PoolClosed(
+                "the pool went away before delivering every result",
+            ))
+        });
+        Ok(outcomes)
+    }
+
+    /// [`map_results`](Self::map_results) with each item a tuple unpacked into `f`'s
+    /// parameters, as [`starmap`](Self::starmap) does.
+    fn starmap_results<F, T, R, I>(&self, f: F, items: I) -> Result<Vec<Result<R>>>
+    where
+        F: StarTask<T, Output = R>,
+        T: Payload,
+        R: Payload,
+        I: IntoIterator<Item = T>,
+    {
+        self.map_results(star_task(f), items)
     }
 
     /// [`map`](Self::map) with an explicit `chunksize` (items sent to a worker at a time).
@@ -204,6 +270,8 @@ pub trait Executor: Send + Sync {
     {
         let batch = Batch::new(items.into_iter().collect(), check_chunksize(chunksize)?);
         let (sink, result) = ChunkSink::collect(batch.n_chunks());
+        #[cfg(feature = "progress")]
+        let sink = crate::progress::attach(self.shows_progress(), sink, &batch);
         self.submit(f, batch, sink)?;
         Ok(result)
     }
@@ -365,6 +433,8 @@ where
 {
     let batch = Batch::new(items.into_iter().collect(), check_chunksize(chunksize)?);
     let (sink, iter) = ChunkSink::imap(batch.n_chunks(), ordered);
+    #[cfg(feature = "progress")]
+    let sink = crate::progress::attach(executor.shows_progress(), sink, &batch);
     executor.submit(f, batch, sink)?;
     Ok(iter)
 }

@@ -55,6 +55,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod buffer;
+mod cancel;
 mod error;
 mod executor;
 pub mod exit;
@@ -62,7 +63,10 @@ pub mod handoff;
 mod home;
 mod inherit;
 mod memory;
+mod options;
 mod packed;
+#[cfg(feature = "progress")]
+mod progress;
 mod result;
 pub mod sync;
 mod task;
@@ -70,6 +74,7 @@ mod task;
 pub mod testing;
 
 pub use buffer::{AccessWidth, HeapBuffer, SharedBuffer};
+pub use cancel::{CancelToken, Canceller};
 pub use error::{signal_name, Error, ExitCause, Result};
 pub use executor::{
     check_chunksize, check_workers, default_chunksize, Batch, Executor, CHUNKS_PER_WORKER,
@@ -79,8 +84,9 @@ pub use inherit::Inherited;
 pub use memory::{
     memusage, process_tree, pss_bytes, rss_bytes, self_tree_pss, tree_pss, SystemMemory,
 };
+pub use options::{cpu_count, PoolOptions};
 pub use packed::Packed;
-pub use result::{AsyncResult, ChunkSink, Completer, IMap};
+pub use result::{block_on, AsyncResult, AsyncResultFuture, ChunkSink, Completer, IMap, IMapNext};
 pub use sync::{
     Barrier, Condition, Event, Lock, LockError, LockGuard, LockResult, RLock, Semaphore,
     SyncFamily, SyncPrimitive,

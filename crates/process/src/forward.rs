@@ -12,6 +12,10 @@ macro_rules! forward_executor {
                 $crate::__private::Executor::processes(&self.inner)
             }
 
+            fn shows_progress(&self) -> bool {
+                $crate::__private::Executor::shows_progress(&self.inner)
+            }
+
             fn submit<A, R>(
                 &self,
                 f: $crate::__private::Task<A, R>,

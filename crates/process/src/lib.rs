@@ -53,6 +53,7 @@
 //! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod builder;
 mod bulk;
 pub mod child;
 #[doc(hidden)]
@@ -70,6 +71,7 @@ pub mod wire;
 mod worker;
 
 // The documented API: what a backend builds on.
+pub use builder::{Builder, FromOptions};
 pub use child::{next_process_name, ProcessHandle};
 pub use pool::{Initializer, IpcStats, Launcher, ProcessPool, Worker};
 pub use service::ServiceThread;

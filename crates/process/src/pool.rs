@@ -36,12 +36,12 @@
 use std::mem::ManuallyDrop;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
 use multiproc_core::{
-    check_workers, Batch, ChunkSink, Error, Executor, Home, Payload, Result, Task,
+    check_workers, Batch, ChunkSink, Error, Executor, Home, Payload, PoolOptions, Result, Task,
 };
 use nix::unistd::Pid;
 
@@ -56,7 +56,7 @@ mod supervisor;
 
 pub use reap::reap;
 
-use queue::{Idle, Job, Queue, Reply, Ticket};
+use queue::{Destination, Idle, Job, Queue, Reply, Ticket};
 use reap::stop_and_reap;
 use shared::{Counters, Listed, Shared};
 use supervisor::supervise;
@@ -153,6 +153,27 @@ pub struct IpcStats {
     pub bytes_shared: u64,
 }
 
+/// A submission's [`Destination`]: decodes each reply into `Vec<R>` for its sink.
+struct Decode<R> {
+    sink: ChunkSink<R>,
+}
+
+impl<R: Payload> Destination for Decode<R> {
+    fn deliver(&self, index: usize, reply: Result<Reply<'_>>) {
+        self.sink.deliver(
+            index,
+            reply.and_then(|(bytes, fds)| {
+                decode_fds::<Vec<R>>(bytes, fds)
+                    .map_err(|e| Error::Serialization(format!("decoding the results: {e}")))
+            }),
+        )
+    }
+
+    fn cancel(&self) -> &Arc<multiproc_core::CancelToken> {
+        self.sink.cancel_token()
+    }
+}
+
 /// A supervised pool of worker processes, generic over how they are started.
 ///
 /// A pool belongs to the process that created it. A forked child's copy (reached through a
@@ -192,7 +213,27 @@ impl<L: Launcher> ProcessPool<L> {
         launcher: L,
         init: Option<Initializer>,
     ) -> Result<Self> {
-        let workers = check_workers(workers)?.get();
+        let options = PoolOptions {
+            processes: Some(workers),
+            ..PoolOptions::default()
+        };
+        Self::with_options(launcher, init, options)
+    }
+
+    /// [`with_initializer`](Self::with_initializer), with the builder's [`PoolOptions`]
+    /// (worker count, `task_timeout`, `max_tasks_per_child`, `retries`).
+    pub fn with_options(
+        launcher: L,
+        init: Option<Initializer>,
+        options: PoolOptions,
+    ) -> Result<Self> {
+        if options.task_timeout == Some(std::time::Duration::ZERO) {
+            return Err(Error::invalid(
+                "task_timeout",
+                "must be longer than zero (no task can finish in no time)",
+            ));
+        }
+        let workers = check_workers(options.workers())?.get();
         let mut started = Vec::with_capacity(workers);
         for _ in 0..workers {
             match launcher.launch() {
@@ -241,8 +282,24 @@ impl<L: Launcher> ProcessPool<L> {
             pids: Mutex::new(started.iter().map(|w| Some(Listed::new(w.pid))).collect()),
             workers,
             supervising: AtomicUsize::new(workers),
+            running: (0..workers).map(|_| AtomicUsize::new(0)).collect(),
+            killed_for: (0..workers).map(|_| AtomicUsize::new(0)).collect(),
+            heads: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+            timed_out: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+            epoch: std::time::Instant::now(),
+            options,
         });
         let pids: Vec<Pid> = started.iter().map(|w| w.pid).collect();
+        if shared.watchdog_needed() {
+            let weak = Arc::downgrade(&shared);
+            let spawned = std::thread::Builder::new()
+                .name("multiproc-watchdog".into())
+                .spawn(move || shared::watchdog(&weak));
+            if let Err(e) = spawned {
+                abandon(shared, Vec::new(), &pids, 0);
+                return Err(Error::Io(e));
+            }
+        }
         let mut supervisors = Vec::with_capacity(workers);
         for (slot, worker) in started.into_iter().enumerate() {
             let for_thread = shared.clone();
@@ -252,17 +309,7 @@ impl<L: Launcher> ProcessPool<L> {
             match spawned {
                 Ok(h) => supervisors.push(h),
                 Err(e) => {
-                    let pool = ProcessPool::assemble(shared.clone(), supervisors);
-                    // Kills every listed worker; the supervisors started so far reap theirs.
-                    let _ = pool.terminate();
-                    // The workers from this slot on have no supervisor: unlisted and reaped
-                    // here, so none is left a zombie.
-                    for (slot, &pid) in pids.iter().enumerate().skip(slot) {
-                        shared.unlist(slot);
-                        // SAFETY: a child of ours from the launcher (its contract), killed by
-                        // `terminate` above, which no supervisor watches: reaped only here.
-                        unsafe { reap(pid) };
-                    }
+                    abandon(shared, supervisors, &pids, slot);
                     return Err(Error::Io(e));
                 }
             }
@@ -329,6 +376,9 @@ impl<L: Launcher> ProcessPool<L> {
             return Err(self.shared.refusal());
         }
         let call = offset_of(f)?;
+        let canceller: std::sync::Weak<dyn multiproc_core::Canceller> =
+            Arc::downgrade(&*self.shared) as _;
+        sink.cancel_token().on_cancel(canceller);
         let mut jobs = Vec::with_capacity(batch.n_chunks());
         let mut payloads = Vec::with_capacity(batch.n_chunks());
         for (_, chunk) in batch.into_chunks() {
@@ -338,25 +388,19 @@ impl<L: Launcher> ProcessPool<L> {
             );
         }
         *lock(&self.shared.idle.outstanding) += payloads.len();
+        let dest: Arc<dyn Destination> = Arc::new(Decode { sink });
         for (index, (payload, fds)) in payloads.into_iter().enumerate() {
-            let sink = sink.clone();
             jobs.push(Job {
                 call,
                 payload,
                 fds,
-                on_done: Box::new(move |reply: Result<Reply<'_>>| {
-                    sink.deliver(
-                        index,
-                        reply.and_then(|(bytes, fds)| {
-                            decode_fds::<Vec<R>>(bytes, fds).map_err(|e| {
-                                Error::Serialization(format!("decoding the results: {e}"))
-                            })
-                        }),
-                    )
-                }),
+                dest: dest.clone(),
+                index,
                 _ticket: Ticket(self.shared.idle.clone()),
+                history: Vec::new(),
             });
         }
+        drop(dest);
         let mut q = lock(&self.shared.queue);
         if q.closed {
             drop(q);
@@ -436,9 +480,32 @@ impl<L: Launcher> ProcessPool<L> {
     }
 }
 
+/// Pool creation failed after its workers started (a thread could not be started): kills them
+/// all. The supervisors in `supervisors` reap theirs; the workers from slot `from` on have
+/// none, so they are unlisted and reaped here, and none is left a zombie.
+fn abandon<L: Launcher>(
+    shared: Arc<Shared<L>>,
+    supervisors: Vec<JoinHandle<()>>,
+    pids: &[Pid],
+    from: usize,
+) {
+    let pool = ProcessPool::assemble(shared.clone(), supervisors);
+    let _ = pool.terminate();
+    for (slot, &pid) in pids.iter().enumerate().skip(from) {
+        shared.unlist(slot);
+        // SAFETY: a child of ours from the launcher (its contract), killed by `terminate`
+        // above, which no supervisor watches: reaped only here.
+        unsafe { reap(pid) };
+    }
+}
+
 impl<L: Launcher> Executor for ProcessPool<L> {
     fn processes(&self) -> usize {
         self.workers()
+    }
+
+    fn shows_progress(&self) -> bool {
+        self.shared.options.progress
     }
 
     fn submit<A, R>(&self, f: Task<A, R>, batch: Batch<A>, sink: ChunkSink<R>) -> Result<()>

@@ -1,9 +1,13 @@
 //! [`AsyncResult`]: a value that arrives later, and the slot it arrives in.
 
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use super::{lock, Completer};
+use crate::cancel::CancelToken;
 use crate::error::{Error, Result};
 
 pub(super) enum State<T> {
@@ -15,6 +19,8 @@ pub(super) enum State<T> {
 pub(super) struct Slot<T> {
     state: Mutex<State<T>>,
     ready: Condvar,
+    /// The task awaiting it (`.await`), registered under `state`'s lock.
+    waker: Mutex<Option<Waker>>,
 }
 
 impl<T> Slot<T> {
@@ -23,6 +29,11 @@ impl<T> Slot<T> {
         if matches!(*state, State::Pending) {
             *state = State::Done(value);
             self.ready.notify_all();
+            let waker = lock(&self.waker).take();
+            drop(state);
+            if let Some(w) = waker {
+                w.wake();
+            }
         }
     }
 
@@ -37,6 +48,8 @@ impl<T> Slot<T> {
 /// `get` blocks until the value arrives; every blocking call has a `_timeout` form.
 pub struct AsyncResult<T> {
     slot: Arc<Slot<T>>,
+    /// Set when the result came from an executor (`cancel` then stops the work too).
+    pub(super) cancel: Option<Arc<CancelToken>>,
 }
 
 impl<T> std::fmt::Debug for AsyncResult<T> {
@@ -54,12 +67,13 @@ impl<T> AsyncResult<T> {
         let slot = Arc::new(Slot {
             state: Mutex::new(State::Pending),
             ready: Condvar::new(),
+            waker: Mutex::new(None),
         });
         (
             Completer {
                 slot: Some(slot.clone()),
             },
-            AsyncResult { slot },
+            AsyncResult { slot, cancel: None },
         )
     }
 
@@ -142,6 +156,29 @@ impl<T> AsyncResult<T> {
         }
     }
 
+    /// Cancels the task: one that has not started never runs; a process pool kills and
+    /// replaces the worker of one that is running (a thread cannot be stopped: the threads
+    /// pool lets it finish and drops its result). From now on [`get`](Self::get) returns
+    /// [`Error::Cancelled`]. Returns `false`, doing nothing, if the task had finished already.
+    ///
+    /// ```
+    /// # use multiproc_core::{AsyncResult, Error};
+    /// # let (_completer, pending) = AsyncResult::<u8>::pending();
+    /// // pending = pool.apply_async(slow, arg)?;
+    /// assert!(pending.cancel());
+    /// assert!(matches!(pending.get(), Err(Error::Cancelled)));
+    /// ```
+    pub fn cancel(&self) -> bool {
+        if !self.slot.is_pending() {
+            return false;
+        }
+        self.slot.complete(Err(Error::Cancelled));
+        if let Some(token) = &self.cancel {
+            token.cancel();
+        }
+        true
+    }
+
     /// Blocks until the task has finished and returns its value, or the error that
     /// ended it (a panic, a dead worker, a closed pool).
     pub fn get(self) -> Result<T> {
@@ -159,5 +196,58 @@ impl<T> AsyncResult<T> {
         } else {
             Err(Error::Timeout(timeout))
         }
+    }
+}
+
+/// The future of an [`AsyncResult`] (`result.await`): resolves to what
+/// [`get`](AsyncResult::get) returns, without blocking a thread. Runtime-agnostic: the
+/// pool's supervisor wakes the awaiting task, on any executor (tokio, async-std, smol,
+/// `futures::executor::block_on`).
+///
+/// ```
+/// # use multiproc_core::AsyncResult;
+/// # let (completer, pending) = AsyncResult::<u64>::pending();
+/// # completer.complete(Ok(144));
+/// # let block_on = |f| multiproc_core::block_on(f);
+/// // pending = pool.apply_async(square, 12)?;
+/// let value = block_on(async move { pending.await })?;
+/// assert_eq!(value, 144);
+/// # Ok::<(), multiproc_core::Error>(())
+/// ```
+#[must_use = "futures do nothing unless awaited"]
+pub struct AsyncResultFuture<T> {
+    result: AsyncResult<T>,
+}
+
+impl<T> std::fmt::Debug for AsyncResultFuture<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.result.fmt(f)
+    }
+}
+
+impl<T> Future for AsyncResultFuture<T> {
+    type Output = Result<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        let slot = &self.result.slot;
+        {
+            let state = lock(&slot.state);
+            if matches!(*state, State::Pending) {
+                // Registered under the state's lock: `complete` takes it after setting the
+                // state, under the same lock, so no wake-up is lost.
+                *lock(&slot.waker) = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+        }
+        Poll::Ready(self.result.take())
+    }
+}
+
+impl<T> IntoFuture for AsyncResult<T> {
+    type Output = Result<T>;
+    type IntoFuture = AsyncResultFuture<T>;
+
+    fn into_future(self) -> AsyncResultFuture<T> {
+        AsyncResultFuture { result: self }
     }
 }

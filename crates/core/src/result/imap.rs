@@ -1,17 +1,27 @@
 //! [`IMap`]: the lazy iterator of `imap` and `imap_unordered`.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::mpsc;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{mpsc, Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use super::lock;
+use crate::cancel::CancelToken;
 use crate::error::{Error, Result};
 
 /// The lazy iterator of Python's `imap` (ordered) and `imap_unordered`.
 ///
 /// Each item is the result of one task. A chunk that failed yields a single `Err` in place
 /// of its items. If the pool goes away before delivering everything, the iterator yields
-/// [`Error::PoolClosed`] once and ends — it never blocks forever.
+/// [`Error::PoolClosed`] once and ends — it never blocks forever. Dropping it before its end
+/// cancels the rest: chunks not started never run, and a process pool kills (and replaces)
+/// the workers running its chunks.
 pub struct IMap<R> {
+    pub(super) cancel: Arc<CancelToken>,
+    /// The task awaiting [`next_async`](IMap::next_async).
+    pub(super) waker: Arc<Mutex<Option<Waker>>>,
     pub(super) rx: mpsc::Receiver<(usize, Result<Vec<R>>)>,
     pub(super) ordered: bool,
     pub(super) n_chunks: usize,
@@ -114,6 +124,61 @@ impl<R> IMap<R> {
             Step::Item(r) => Some(r),
             Step::Finished => None,
             Step::TimedOut => Some(Err(Error::Timeout(timeout))),
+        }
+    }
+}
+
+impl<R> IMap<R> {
+    /// The next result without blocking a thread: `imap.next_async().await` is
+    /// [`next`](Iterator::next) for async code (a `Stream`'s `next`), on any executor.
+    ///
+    /// ```
+    /// # use multiproc_core::ChunkSink;
+    /// # let (sink, mut imap) = ChunkSink::<u64>::imap(2, true);
+    /// # sink.deliver(1, Ok(vec![4])); sink.deliver(0, Ok(vec![1])); drop(sink);
+    /// // imap = pool.imap(square, [1, 2])?;
+    /// let got = multiproc_core::block_on(async move {
+    ///     let mut got = Vec::new();
+    ///     while let Some(r) = imap.next_async().await {
+    ///         got.push(r?);
+    ///     }
+    ///     Ok::<_, multiproc_core::Error>(got)
+    /// })?;
+    /// assert_eq!(got, vec![1, 4]);
+    /// # Ok::<(), multiproc_core::Error>(())
+    /// ```
+    pub fn next_async(&mut self) -> IMapNext<'_, R> {
+        IMapNext { imap: self }
+    }
+}
+
+/// The future of [`IMap::next_async`].
+#[must_use = "futures do nothing unless awaited"]
+#[derive(Debug)]
+pub struct IMapNext<'a, R> {
+    imap: &'a mut IMap<R>,
+}
+
+impl<R> Future for IMapNext<'_, R> {
+    type Output = Option<Result<R>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<R>>> {
+        let imap = &mut *self.imap;
+        // Register first, then look: a delivery after the look wakes us; one before it is
+        // seen by the look.
+        *lock(&imap.waker) = Some(cx.waker().clone());
+        match imap.step(Some(Instant::now())) {
+            Step::Item(r) => Poll::Ready(Some(r)),
+            Step::Finished => Poll::Ready(None),
+            Step::TimedOut => Poll::Pending,
+        }
+    }
+}
+
+impl<R> Drop for IMap<R> {
+    fn drop(&mut self) {
+        if !self.finished() {
+            self.cancel.cancel();
         }
     }
 }

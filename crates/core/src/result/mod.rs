@@ -7,6 +7,7 @@
 //! results with an error instead of leaving a waiter blocked forever.
 
 mod async_result;
+mod block_on;
 mod completer;
 mod imap;
 mod sink;
@@ -15,10 +16,13 @@ mod tests;
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-pub use async_result::AsyncResult;
+pub use async_result::{AsyncResult, AsyncResultFuture};
+pub use block_on::block_on;
 pub use completer::Completer;
-pub use imap::IMap;
+pub use imap::{IMap, IMapNext};
 pub use sink::ChunkSink;
+#[cfg(feature = "progress")]
+pub(crate) use sink::ChunkTarget;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A poisoned mutex only means another thread panicked while holding it; our state

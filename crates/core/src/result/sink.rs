@@ -5,13 +5,15 @@ use std::collections::{BTreeMap, VecDeque};
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
+use std::task::Waker;
 
 use super::{lock, AsyncResult, Completer, IMap};
+use crate::cancel::CancelToken;
 use crate::error::{Error, Result};
 
 /// Where the backend delivers a chunk's outcome: `Ok(values)` for the chunk's items in
 /// order, or the error that ended the chunk.
-trait ChunkTarget<R>: Send + Sync {
+pub(crate) trait ChunkTarget<R>: Send + Sync {
     fn deliver(&self, index: usize, outcome: Result<Vec<R>>);
     /// Takes the whole batch at once, if this target assembles one value anyway; gives the
     /// outcome back otherwise.
@@ -30,12 +32,14 @@ trait ChunkTarget<R>: Send + Sync {
 /// terminated (or loses a job) cannot leave a caller waiting forever.
 pub struct ChunkSink<R> {
     target: Arc<dyn ChunkTarget<R>>,
+    cancel: Arc<CancelToken>,
 }
 
 impl<R> Clone for ChunkSink<R> {
     fn clone(&self) -> Self {
         ChunkSink {
             target: self.target.clone(),
+            cancel: self.cancel.clone(),
         }
     }
 }
@@ -44,6 +48,24 @@ impl<R: Send + 'static> ChunkSink<R> {
     /// Hands over the outcome of chunk `index` (0-based, in submission order).
     pub fn deliver(&self, index: usize, outcome: Result<Vec<R>>) {
         self.target.deliver(index, outcome)
+    }
+
+    /// This sink with its destination wrapped by `wrap` (a progress bar's counter).
+    #[cfg(feature = "progress")]
+    pub(crate) fn wrap(
+        self,
+        wrap: impl FnOnce(Arc<dyn ChunkTarget<R>>) -> Arc<dyn ChunkTarget<R>>,
+    ) -> Self {
+        ChunkSink {
+            target: wrap(self.target),
+            cancel: self.cancel,
+        }
+    }
+
+    /// The submission's cancellation: check it before starting a chunk, and register what
+    /// stops running chunks with [`CancelToken::on_cancel`].
+    pub fn cancel_token(&self) -> &Arc<CancelToken> {
+        &self.cancel
     }
 
     /// Whether this sink only wants the assembled result (it feeds `map` or `apply`, not
@@ -83,12 +105,15 @@ impl<R: Send + 'static> ChunkSink<R> {
     /// The first error (in chunk order) wins, as in Python, where `map` raises the
     /// exception of the first failed task.
     pub fn collect(n_chunks: usize) -> (ChunkSink<R>, AsyncResult<Vec<R>>) {
-        let (completer, result) = AsyncResult::pending();
+        let (completer, mut result) = AsyncResult::pending();
+        let cancel = Arc::new(CancelToken::default());
+        result.cancel = Some(cancel.clone());
         if n_chunks == 0 {
             completer.complete(Ok(Vec::new()));
             return (
                 ChunkSink {
                     target: Arc::new(Discard),
+                    cancel,
                 },
                 result,
             );
@@ -101,6 +126,7 @@ impl<R: Send + 'static> ChunkSink<R> {
         (
             ChunkSink {
                 target: Arc::new(target),
+                cancel,
             },
             result,
         )
@@ -108,12 +134,15 @@ impl<R: Send + 'static> ChunkSink<R> {
 
     /// A sink for a single task: chunk 0 holds exactly one value.
     pub fn single() -> (ChunkSink<R>, AsyncResult<R>) {
-        let (completer, result) = AsyncResult::pending();
+        let (completer, mut result) = AsyncResult::pending();
+        let cancel = Arc::new(CancelToken::default());
+        result.cancel = Some(cancel.clone());
         (
             ChunkSink {
                 target: Arc::new(Single {
                     completer: Mutex::new(Some(completer)),
                 }),
+                cancel,
             },
             result,
         )
@@ -122,11 +151,19 @@ impl<R: Send + 'static> ChunkSink<R> {
     /// A sink feeding an [`IMap`] iterator, ordered or in completion order.
     pub fn imap(n_chunks: usize, ordered: bool) -> (ChunkSink<R>, IMap<R>) {
         let (tx, rx) = mpsc::channel();
+        let cancel = Arc::new(CancelToken::default());
+        let waker = Arc::new(Mutex::new(None));
         (
             ChunkSink {
-                target: Arc::new(Channel { tx }),
+                target: Arc::new(Channel {
+                    tx,
+                    waker: waker.clone(),
+                }),
+                cancel: cancel.clone(),
             },
             IMap {
+                cancel,
+                waker,
                 rx,
                 ordered,
                 n_chunks,
@@ -234,11 +271,27 @@ impl<R: Send> ChunkTarget<R> for Single<R> {
 
 struct Channel<R> {
     tx: mpsc::Sender<(usize, Result<Vec<R>>)>,
+    waker: Arc<Mutex<Option<Waker>>>,
 }
 
 impl<R: Send> ChunkTarget<R> for Channel<R> {
     fn deliver(&self, index: usize, outcome: Result<Vec<R>>) {
         // The receiver may be gone (the iterator was dropped); then nobody wants the value.
         let _ = self.tx.send((index, outcome));
+        wake(&self.waker);
+    }
+}
+
+impl<R> Drop for Channel<R> {
+    fn drop(&mut self) {
+        // The last sender going away ends (or fails) the iterator: an awaiting task must look.
+        wake(&self.waker);
+    }
+}
+
+fn wake(waker: &Mutex<Option<Waker>>) {
+    let waker = lock(waker).take();
+    if let Some(w) = waker {
+        w.wake();
     }
 }

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Condvar, Mutex};
 
-use multiproc_core::Result;
+use multiproc_core::{CancelToken, Result};
 
 use super::lock;
 use crate::payload::Body;
@@ -15,21 +15,48 @@ use crate::payload::Body;
 /// next reply, so a large result does not land on fresh pages twice), and its descriptors.
 pub(super) type Reply<'a> = (&'a [u8], Vec<OwnedFd>);
 
-pub(super) type OnDone = Box<dyn for<'a> FnOnce(Result<Reply<'a>>) + Send>;
+/// Where the replies of one submission's jobs go: its sink, which decodes them. Shared by
+/// the submission's jobs (one `Arc` clone per job); when the last job is dropped, the sink
+/// is, and every chunk it never received fails (the "nothing hangs" guarantee).
+pub(super) trait Destination: Send + Sync {
+    /// Decodes and delivers the reply (or failure) of chunk `index`.
+    fn deliver(&self, index: usize, reply: Result<Reply<'_>>);
+    /// The submission's cancellation.
+    fn cancel(&self) -> &Arc<CancelToken>;
+}
 
 /// One encoded chunk on its way to a worker.
 pub(super) struct Job {
     pub(super) call: u64,
     pub(super) payload: Body,
     pub(super) fds: Vec<OwnedFd>,
-    pub(super) on_done: OnDone,
+    /// Its submission's destination, and its chunk's index there.
+    pub(super) dest: Arc<dyn Destination>,
+    pub(super) index: usize,
     pub(super) _ticket: Ticket,
+    /// Why each earlier attempt ended (with `retries`): its workers died.
+    pub(super) history: Vec<String>,
 }
 
 impl Job {
     /// The bytes its frame puts on the socket (see [`Body::socket_len`]).
     pub(super) fn socket_len(&self) -> usize {
         self.payload.socket_len(self.fds.len())
+    }
+
+    /// Delivers the job's outcome (its ticket is dropped after).
+    pub(super) fn finish(self, outcome: Result<Reply<'_>>) {
+        self.dest.deliver(self.index, outcome);
+    }
+
+    /// Its submission's cancellation.
+    pub(super) fn cancel(&self) -> &CancelToken {
+        self.dest.cancel()
+    }
+
+    /// Its submission's identity (see [`CancelToken::id`]).
+    pub(super) fn submission(&self) -> usize {
+        self.dest.cancel().id()
     }
 }
 

@@ -3,10 +3,11 @@
 //! [`IpcStats`](super::IpcStats), and how the pool stops (closed, broken, initializer failed).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, AtomicUsize};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::time::{Duration, Instant};
 
-use multiproc_core::Error;
+use multiproc_core::{Error, PoolOptions};
 use multiproc_sys::pidfd::PidFd;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -73,9 +74,92 @@ pub(super) struct Shared<L> {
     /// Supervisors still serving a worker (or replacing one); the last to give up breaks the
     /// pool.
     pub(super) supervising: AtomicUsize,
+    /// Per slot, the submission (its [`Job::submission`]) of the task its worker is running,
+    /// 0 when none: what [`cancel`](Self::cancel) looks for.
+    pub(super) running: Box<[AtomicUsize]>,
+    /// Per slot, the submission that [`kill_running`](Self::kill_running) killed the worker
+    /// for (0: none): a worker that had moved on to another task by then fails nothing, its
+    /// task goes back to the queue.
+    pub(super) killed_for: Box<[AtomicUsize]>,
+    /// With `task_timeout` (and no `memory_limit`, whose supervisors watch their workers
+    /// themselves): per slot, the task its worker runs, for the [`watchdog`] — the low 32
+    /// bits of its wire id and the millisecond (since `epoch`, plus one) it started, packed
+    /// in one word written once per task; 0 when idle.
+    pub(super) heads: Box<[AtomicU64]>,
+    /// Per slot, the packed head (as in `heads`) whose worker the watchdog killed for its
+    /// timeout; 0 if none.
+    pub(super) timed_out: Box<[AtomicU64]>,
+    pub(super) epoch: Instant,
+    pub(super) options: PoolOptions,
+}
+
+/// Packs a head for `Shared::heads`: the wire id's low 32 bits, and the start millisecond.
+pub(super) fn pack_head(wire_id: u64, started_ms: u32) -> u64 {
+    (wire_id << 32) | u64::from(started_ms)
+}
+
+/// The wire id's low 32 bits of a packed head.
+pub(super) fn head_wire(head: u64) -> u32 {
+    (head >> 32) as u32
+}
+
+/// Kills the workers whose task has run past `task_timeout`: the pool's one timer, so that a
+/// supervisor blocks in its read as without the option, and a task costs one clock read and
+/// one store. Wakes every `limit / 10` (at most 10 ms), so the error comes at most that late;
+/// ends within one wake-up of the pool's stop.
+pub(super) fn watchdog<L: Send + Sync>(shared: &Weak<Shared<L>>) {
+    let Some(limit) = shared.upgrade().and_then(|s| s.options.task_timeout) else {
+        return;
+    };
+    let tick = (limit / 10).clamp(Duration::from_micros(200), Duration::from_millis(10));
+    let limit_ms = u32::try_from(limit.as_millis().max(1)).unwrap_or(u32::MAX);
+    loop {
+        std::thread::sleep(tick);
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        if lock(&shared.queue).stopping {
+            return; // nothing runs any more (`join` waited for it, `terminate` kills it)
+        }
+        let now = shared.now_ms();
+        for (slot, head) in shared.heads.iter().enumerate() {
+            let h = head.load(Ordering::Acquire);
+            let started = h as u32;
+            if started == 0 || now.wrapping_sub(started) < limit_ms {
+                continue;
+            }
+            let pids = lock(&shared.pids);
+            // Still the same task (its supervisor changes the head before it reads on).
+            if head.load(Ordering::Acquire) == h {
+                if let Some(worker) = &pids[slot] {
+                    shared.timed_out[slot].store(h, Ordering::Release);
+                    worker.kill();
+                }
+            }
+        }
+    }
+}
+
+impl<L: Send + Sync> multiproc_core::Canceller for Shared<L> {
+    fn cancel_submission(&self, id: usize) {
+        self.cancel_queued_and_running(id);
+    }
 }
 
 impl<L> Shared<L> {
+    /// Whether this pool's `task_timeout` is kept by the [`watchdog`] (with `memory_limit`,
+    /// each supervisor watches its worker itself, the deadline included).
+    pub(super) fn watchdog_needed(&self) -> bool {
+        self.options.task_timeout.is_some() && self.options.memory_limit.is_none()
+    }
+
+    /// Milliseconds since the pool started, plus one (0 means "no task"), wrapping.
+    pub(super) fn now_ms(&self) -> u32 {
+        (self.epoch.elapsed().as_millis() as u32)
+            .wrapping_add(1)
+            .max(1)
+    }
+
     /// The error for work refused by a closed pool.
     pub(super) fn refusal(&self) -> Error {
         if let Some(message) = &*lock(&self.init_error) {
@@ -86,6 +170,50 @@ impl<L> Shared<L> {
                 cause: cause.clone(),
             },
             None => Error::PoolClosed("the pool no longer accepts work"),
+        }
+    }
+
+    /// Cancels submission `id`: drops its queued jobs (their results are already failed
+    /// with `Cancelled` or unwanted) and kills the workers running one of its tasks (their
+    /// supervisors replace them). The supervisors publish a task in `running` before they
+    /// check its token, and this runs after the token is set, so a task is either dropped by
+    /// its supervisor or found here.
+    pub(super) fn cancel_queued_and_running(&self, id: usize) {
+        let dropped: VecDeque<Job> = {
+            let mut q = lock(&self.queue);
+            if q.jobs.iter().all(|j| j.submission() != id) {
+                VecDeque::new()
+            } else {
+                let (gone, keep) = std::mem::take(&mut q.jobs)
+                    .into_iter()
+                    .partition(|j| j.submission() == id);
+                q.jobs = keep;
+                gone
+            }
+        };
+        for job in dropped {
+            job.finish(Err(Error::Cancelled));
+        }
+        self.kill_running(id);
+    }
+
+    /// Kills every worker whose running task belongs to submission `id`.
+    pub(super) fn kill_running(&self, id: usize) {
+        let pids = lock(&self.pids);
+        for (slot, running) in self.running.iter().enumerate() {
+            if running.load(Ordering::SeqCst) == id {
+                if let Some(worker) = &pids[slot] {
+                    self.killed_for[slot].store(id, Ordering::SeqCst);
+                    worker.kill();
+                }
+            }
+        }
+    }
+
+    /// Kills the worker in slot `slot` (a task of its ran out of time, or was cancelled).
+    pub(super) fn kill_slot(&self, slot: usize) {
+        if let Some(worker) = &lock(&self.pids)[slot] {
+            worker.kill();
         }
     }
 
@@ -121,7 +249,7 @@ impl<L> Shared<L> {
         };
         self.work.notify_all();
         for job in sent.into_iter().chain(queued) {
-            (job.on_done)(Err(error()));
+            job.finish(Err(error()));
         }
     }
 }

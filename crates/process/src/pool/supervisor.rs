@@ -4,17 +4,18 @@
 //! replacement, breaking the pool when none can be started).
 
 use std::collections::VecDeque;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::Ordering;
 use std::sync::PoisonError;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use multiproc_core::{Error, Result};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::unistd::Pid;
 
 use super::queue::Job;
 use super::reap::{reap, stop_and_reap};
-use super::shared::{Counters, Listed, Shared};
+use super::shared::{head_wire, pack_head, Counters, Listed, Shared};
 use super::{lock, Launcher, Worker, PIPELINE_BYTES, PIPELINE_DEPTH};
 use crate::payload::{Body, SPARE_BYTES};
 use crate::wire::{FrameReader, FrameWriter, Header, Kind};
@@ -24,18 +25,35 @@ use crate::worker::INIT_ID;
 enum End {
     /// The pool is stopping; the worker is healthy.
     Stop,
-    /// The stream broke: the worker died. These jobs were sent to it, oldest first.
-    Broken(VecDeque<Job>),
+    /// The stream broke: the worker died. These jobs were sent to it, oldest first; and
+    /// whether its supervisor killed it.
+    Broken(VecDeque<Job>, Option<Killed>),
     /// The worker reported that the initializer failed (and exits); these jobs were sent.
     InitFailed(String, VecDeque<Job>),
+    /// The worker ran its `max_tasks_per_child` tasks and answered them all: replace it.
+    Recycle,
+}
+
+/// Why a supervisor killed its worker, as it concerns the oldest unanswered task.
+#[derive(Clone, Copy)]
+enum Killed {
+    /// That task ran past the pool's `task_timeout`.
+    TimedOut(Duration),
+    /// That task drove the worker over the pool's `memory_limit`: `(limit, observed)`.
+    Memory(u64, u64),
+    /// Another task ran out of time, but answered just before the kill: this one is
+    /// innocent and goes back to the queue.
+    Innocent,
 }
 
 /// The supervisor of worker slot `slot`: serves it, and replaces it when it dies. A worker is
 /// always unlisted (its slot emptied) before it is reaped, so `terminate` never signals a
 /// reaped pid.
 pub(super) fn supervise<L: Launcher>(shared: &Shared<L>, slot: usize, mut worker: Worker) {
+    // A task whose worker died, to run again first on the replacement (`retries`).
+    let mut first: Option<Job> = None;
     loop {
-        match serve(shared, &worker) {
+        match serve(shared, slot, &worker, first.take()) {
             End::InitFailed(message, sent) => {
                 shared.initializer_failed(message, sent);
                 shared.unlist(slot);
@@ -53,7 +71,12 @@ pub(super) fn supervise<L: Launcher>(shared: &Shared<L>, slot: usize, mut worker
                 stop_and_reap(worker, terminated);
                 return;
             }
-            End::Broken(mut sent) => {
+            End::Recycle => {
+                shared.unlist(slot);
+                note_reap(shared, worker.pid);
+                stop_and_reap(worker, false);
+            }
+            End::Broken(mut sent, killed) => {
                 let pid = worker.pid;
                 drop(worker.stream);
                 shared.unlist(slot);
@@ -61,12 +84,35 @@ pub(super) fn supervise<L: Launcher>(shared: &Shared<L>, slot: usize, mut worker
                 // SAFETY: as above: our child, unlisted, reaped only here.
                 let cause = unsafe { reap(pid) };
                 let terminated = lock(&shared.queue).terminated;
+                let killed_for = shared.killed_for[slot].swap(0, Ordering::SeqCst);
                 if let Some(running) = sent.pop_front() {
-                    if !terminated {
-                        (running.on_done)(Err(Error::WorkerDied {
-                            pid: pid.as_raw() as u32,
-                            cause,
-                        }));
+                    if terminated {
+                        drop(running); // fails with PoolClosed
+                    } else if running.cancel().is_cancelled() {
+                        running.finish(Err(Error::Cancelled));
+                    } else if matches!(killed, Some(Killed::Innocent))
+                        || (killed.is_none() && killed_for != 0)
+                    {
+                        // Killed for another task (its timeout, its cancel) that answered
+                        // just before: this one has not failed.
+                        sent.push_front(running);
+                    } else {
+                        let error = match killed {
+                            Some(Killed::TimedOut(limit)) => Error::TaskTimedOut {
+                                limit,
+                                pid: pid.as_raw() as u32,
+                            },
+                            Some(Killed::Memory(limit, observed)) => Error::MemoryLimit {
+                                limit,
+                                observed,
+                                pid: pid.as_raw() as u32,
+                            },
+                            _ => Error::WorkerDied {
+                                pid: pid.as_raw() as u32,
+                                cause,
+                            },
+                        };
+                        first = retry_or_fail(shared, running, error);
                     }
                 }
                 {
@@ -74,6 +120,7 @@ pub(super) fn supervise<L: Launcher>(shared: &Shared<L>, slot: usize, mut worker
                     if q.terminated {
                         drop(q);
                         drop(sent); // fail with PoolClosed
+                        drop(first);
                         return;
                     }
                     while let Some(job) = sent.pop_back() {
@@ -81,24 +128,50 @@ pub(super) fn supervise<L: Launcher>(shared: &Shared<L>, slot: usize, mut worker
                     }
                 }
                 shared.work.notify_all();
-                match launch_replacement(shared) {
-                    Ok(w) => {
-                        lock(&shared.pids)[slot] = Some(Listed::new(w.pid));
-                        worker = w;
-                    }
-                    Err(None) => return, // the pool is stopping
-                    Err(Some(e)) => {
-                        // This slot stays empty; the pool carries on with the others. The last
-                        // supervisor to give up breaks it.
-                        if shared.supervising.fetch_sub(1, Ordering::AcqRel) == 1 {
-                            shared.break_pool(e);
-                        }
-                        return;
-                    }
+            }
+        }
+        match launch_replacement(shared) {
+            Ok(w) => {
+                lock(&shared.pids)[slot] = Some(Listed::new(w.pid));
+                worker = w;
+            }
+            Err(None) => return, // the pool is stopping
+            Err(Some(e)) => {
+                if let Some(job) = first.take() {
+                    // Another worker will run it.
+                    lock(&shared.queue).jobs.push_front(job);
+                    shared.work.notify_all();
                 }
+                // This slot stays empty; the pool carries on with the others. The last
+                // supervisor to give up breaks it.
+                if shared.supervising.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    shared.break_pool(e);
+                }
+                return;
             }
         }
     }
+}
+
+/// A task whose worker died with `error`: returned to run again on a fresh worker if it has
+/// retries left (`retries`), failed otherwise (after a retry, with every attempt's cause).
+fn retry_or_fail<L>(shared: &Shared<L>, mut job: Job, error: Error) -> Option<Job> {
+    if (job.history.len() as u64) < u64::from(shared.options.retries) {
+        job.history.push(error.to_string());
+        return Some(job);
+    }
+    if job.history.is_empty() {
+        job.finish(Err(error));
+    } else {
+        let mut history = std::mem::take(&mut job.history);
+        history.push(error.to_string());
+        job.finish(Err(Error::AttemptsExhausted {
+            attempts: history.len() as u32,
+            history,
+            last: Box::new(error),
+        }));
+    }
+    None
 }
 
 /// Records, in this crate's unit tests, whether a worker was still listed when it was reaped.
@@ -137,11 +210,18 @@ fn launch_replacement<L: Launcher>(shared: &Shared<L>) -> Result<Worker, Option<
 }
 
 /// Feeds the worker from the queue and delivers its replies until the pool stops or the
-/// worker's stream breaks. A worker's session starts with the pool's initializer, if any.
-fn serve<L: Launcher>(shared: &Shared<L>, worker: &Worker) -> End {
+/// worker's stream breaks. A worker's session starts with the pool's initializer, if any,
+/// then `first` (a task to retry), if any. With `task_timeout`, a task that runs too long has
+/// its worker killed; with `max_tasks_per_child`, the session ends after that many tasks.
+fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: Option<Job>) -> End {
+    shared.running[slot].store(0, Ordering::SeqCst);
+    shared.heads[slot].store(0, Ordering::Release);
+    shared.timed_out[slot].store(0, Ordering::Release);
     let (Ok(read_half), Ok(write_half)) = (worker.stream.try_clone(), worker.stream.try_clone())
     else {
-        return End::Broken(VecDeque::new());
+        let mut sent = VecDeque::new();
+        sent.extend(first);
+        return End::Broken(sent, None);
     };
     let mut reader = FrameReader::new(read_half);
     let mut writer = FrameWriter::new(write_half);
@@ -153,23 +233,69 @@ fn serve<L: Launcher>(shared: &Shared<L>, worker: &Worker) -> End {
             call: init.call,
         };
         if send_body(&mut writer, header, &init.payload, &init.fds, counters).is_err() {
-            return End::Broken(VecDeque::new());
+            let mut sent = VecDeque::new();
+            sent.extend(first);
+            return End::Broken(sent, None);
         }
     }
+    // The supervisor watches its worker itself only with `memory_limit`; a timeout alone is
+    // the watchdog's (see `shared::watchdog`).
+    let memory_limit = shared.options.memory_limit;
+    let timeout = shared
+        .options
+        .task_timeout
+        .filter(|_| memory_limit.is_some());
+    let watched = shared.watchdog_needed();
+    let limit = shared.options.task_timeout.unwrap_or_default();
+    let max_tasks = shared.options.max_tasks_per_child.map(|n| n.get());
+    // Set when the worker was over `memory_limit` after a task: it takes no more.
+    let mut over_memory = false;
+    let mut first = first;
+    // Tasks this worker was given, for `max_tasks_per_child`.
+    let mut taken = 0usize;
+    // The task at the head of `sent` (the one the worker runs): its wire id, its
+    // submission as published in `shared.running`, and since when it runs.
+    let mut head_id = u64::MAX;
+    let mut published = 0usize;
+    let mut head_since = Instant::now();
+    // Set once this supervisor has killed its worker: for which task, and why.
+    let mut killed: Option<(u64, Killed)> = None;
+    let mut cancelled = Vec::new();
     let mut sent: VecDeque<(u64, Job)> = VecDeque::new();
     let mut next_id = 0u64;
     let mut payload = Vec::new();
-    let broken =
-        |sent: VecDeque<(u64, Job)>| End::Broken(sent.into_iter().map(|(_, j)| j).collect());
+    let broken = |sent: VecDeque<(u64, Job)>, killed: Option<(u64, Killed)>| {
+        let why = killed.map(|(id, why)| match sent.front() {
+            Some((head, _)) if *head == id => why,
+            _ => Killed::Innocent,
+        });
+        End::Broken(sent.into_iter().map(|(_, j)| j).collect(), why)
+    };
     // Once a write fails the worker is dying, but replies it sent before may still be in the
     // socket: read them all before blaming the oldest unanswered task for the death.
     let mut write_broken = false;
     loop {
-        let mut batch = Vec::new();
+        if (over_memory || max_tasks.is_some_and(|max| taken >= max))
+            && sent.is_empty()
+            && !write_broken
+        {
+            return End::Recycle;
+        }
+        let mut batch: Vec<Job> = first.take().into_iter().collect();
         if !write_broken {
+            if sent.is_empty() && published != 0 {
+                published = 0;
+                shared.running[slot].store(0, Ordering::SeqCst);
+            }
+            if watched && sent.is_empty() {
+                shared.heads[slot].store(0, Ordering::Release);
+            }
             let mut q = lock(&shared.queue);
             loop {
                 let in_flight = sent.len() + batch.len();
+                if over_memory || max_tasks.is_some_and(|max| taken + batch.len() >= max) {
+                    break;
+                }
                 let plenty = q.jobs.len() >= 2 * shared.workers;
                 if in_flight >= PIPELINE_DEPTH || (in_flight >= 1 && !plenty) {
                     break;
@@ -185,7 +311,11 @@ fn serve<L: Launcher>(shared: &Shared<L>, worker: &Worker) -> End {
                     break;
                 }
                 if let Some(job) = q.jobs.pop_front() {
-                    batch.push(job);
+                    if job.cancel().is_cancelled() {
+                        cancelled.push(job);
+                    } else {
+                        batch.push(job);
+                    }
                 } else if in_flight > 0 {
                     break;
                 } else if q.stopping {
@@ -195,6 +325,10 @@ fn serve<L: Launcher>(shared: &Shared<L>, worker: &Worker) -> End {
                 }
             }
         }
+        for job in cancelled.drain(..) {
+            job.finish(Err(Error::Cancelled));
+        }
+        taken += batch.len();
         for job in batch {
             if !write_broken {
                 let header = Header {
@@ -213,20 +347,70 @@ fn serve<L: Launcher>(shared: &Shared<L>, worker: &Worker) -> End {
         if !write_broken && writer.flush().is_err() {
             write_broken = true;
         }
-        if sent.is_empty() {
+        let Some((id, job)) = sent.front() else {
             // Only after a failed write: nothing left to read a reply for.
-            return broken(sent);
+            return broken(sent, killed);
+        };
+        if *id != head_id {
+            // A new task at the head: the worker runs it now (it answers in order). Publish
+            // it for `cancel` before checking its token (see `Shared::cancel`).
+            head_id = *id;
+            let submission = job.submission();
+            if submission != published {
+                published = submission;
+                shared.running[slot].store(submission, Ordering::SeqCst);
+            }
+            if job.cancel().is_cancelled() && killed.is_none() {
+                shared.kill_slot(slot);
+            }
+            if timeout.is_some() {
+                head_since = Instant::now();
+            }
+            if watched {
+                let head = pack_head(head_id, shared.now_ms());
+                shared.heads[slot].store(head, Ordering::Release);
+            }
+        }
+        if (timeout.is_some() || memory_limit.is_some())
+            && killed.is_none()
+            && !reader.has_buffered()
+        {
+            if let Some(why) = watch(
+                &worker.stream,
+                worker.pid,
+                head_since,
+                timeout,
+                memory_limit,
+            ) {
+                shared.kill_slot(slot);
+                killed = Some((head_id, why));
+            }
         }
         let (header, fds) = match reader.recv(&mut payload) {
             Ok(Some(frame)) => frame,
-            _ => return broken(sent),
+            _ => {
+                if watched {
+                    shared.heads[slot].store(0, Ordering::Release);
+                    let h = shared.timed_out[slot].swap(0, Ordering::AcqRel);
+                    if h != 0 && killed.is_none() {
+                        // The watchdog killed it for the task it saw: if that is not the
+                        // head now, the head is innocent (`broken` compares the ids).
+                        let id = match sent.front() {
+                            Some((id, _)) if *id as u32 == head_wire(h) => *id,
+                            _ => u64::MAX,
+                        };
+                        killed = Some((id, Killed::TimedOut(limit)));
+                    }
+                }
+                return broken(sent, killed);
+            }
         };
         if header.id == INIT_ID {
             let message = String::from_utf8_lossy(&payload).into_owned();
             return End::InitFailed(message, sent.into_iter().map(|(_, j)| j).collect());
         }
         if sent.front().map_or(true, |(id, _)| *id != header.id) {
-            return broken(sent);
+            return broken(sent, killed);
         }
         let (_, mut job) = sent.pop_front().expect("checked above");
         // The worker has answered: it no longer reads the job's buffer.
@@ -247,13 +431,80 @@ fn serve<L: Launcher>(shared: &Shared<L>, worker: &Worker) -> End {
             )),
             Kind::Task | Kind::Shutdown | Kind::Init | Kind::Message => {
                 sent.push_front((header.id, job));
-                return broken(sent);
+                return broken(sent, killed);
             }
         };
-        (job.on_done)(outcome);
+        job.finish(outcome);
+        if let Some(limit) = memory_limit {
+            over_memory = rss_of(worker.pid) > limit;
+        }
         if payload.capacity() > SPARE_BYTES {
             // Kept for the next reply, but not a huge one for the rest of the session.
             payload = Vec::new();
+        }
+    }
+}
+
+/// How often a supervisor samples its worker's memory while a task runs (`memory_limit`).
+const MEMORY_SAMPLE: Duration = Duration::from_millis(10);
+
+/// The resident memory of worker `pid`, in bytes (0 if it cannot be read: it is exiting):
+/// the second field of `/proc/PID/statm` (pages), the cheapest place the kernel gives it
+/// (read after every task with `memory_limit`; `/proc/PID/status` costs several times more).
+fn rss_of(pid: nix::unistd::Pid) -> u64 {
+    multiproc_sys::procfs::resident_bytes(pid.as_raw().unsigned_abs()).unwrap_or(0)
+}
+
+/// Waits for the worker's reply while watching the task that runs since `since`: `Some` with
+/// the reason if it must be killed (past `timeout`, or over `memory_limit`), `None` once
+/// the stream is readable.
+fn watch(
+    stream: &std::os::unix::net::UnixStream,
+    pid: nix::unistd::Pid,
+    since: Instant,
+    timeout: Option<Duration>,
+    memory_limit: Option<u64>,
+) -> Option<Killed> {
+    let deadline = timeout.map(|limit| since + limit);
+    loop {
+        let wake = match (deadline, memory_limit) {
+            (Some(d), Some(_)) => d.min(Instant::now() + MEMORY_SAMPLE),
+            (Some(d), None) => d,
+            (None, _) => Instant::now() + MEMORY_SAMPLE,
+        };
+        if readable_by(stream, wake) {
+            return None;
+        }
+        if let (Some(d), Some(limit)) = (deadline, timeout) {
+            if Instant::now() >= d {
+                return Some(Killed::TimedOut(limit));
+            }
+        }
+        if let Some(limit) = memory_limit {
+            let observed = rss_of(pid);
+            if observed > limit {
+                return Some(Killed::Memory(limit, observed));
+            }
+        }
+    }
+}
+
+/// Waits until `stream` has something to read (or has ended) or `deadline` passes; returns
+/// whether it became readable.
+fn readable_by(stream: &std::os::unix::net::UnixStream, deadline: Instant) -> bool {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        // Rounded up to a whole millisecond: never wake before the deadline.
+        let ms = u16::try_from(left.as_micros().div_ceil(1000)).unwrap_or(u16::MAX);
+        let mut fds = [PollFd::new(stream.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(n) if n > 0 => return true,
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            // Let the read report the problem.
+            Err(_) => return true,
         }
     }
 }
