@@ -8,6 +8,10 @@
 //! N-1 times) — and each task then names only its range. Exits non-zero unless every chunk's
 //! sum equals the one rank 0 computes itself.
 
+mod common;
+
+use common::{arg, random_data};
+
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -30,31 +34,13 @@ fn process_chunk((offset, nelems): (usize, usize)) -> f64 {
     data[offset..end].iter().sum()
 }
 
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map_or(default, |v| v.parse().expect("a number"))
-}
-
 fn main() -> multiproc_core::Result<()> {
     multiproc_mpi::init();
     let mb = arg("--mb", 500);
     let tasks = arg("--tasks", 13).max(2);
     let workers = multiproc_mpi::worker_ranks();
 
-    // MB of pseudo-random values in [0, 1): xorshift, so no dependency and the same data
-    // every run.
-    let mut x = 0x9E37_79B9_7F4A_7C15u64;
-    let data: Vec<f64> = (0..mb * (1_048_576 / 8))
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 11) as f64 / (1u64 << 53) as f64
-        })
-        .collect();
+    let data = random_data(mb);
     // As in the tutorial: 12 jobs, and a 13th for the values left over (with --tasks 13).
     let nelems = data.len() / (tasks - 1);
     let chunks: Vec<(usize, usize)> = (0..tasks).map(|i| (i * nelems, nelems)).collect();

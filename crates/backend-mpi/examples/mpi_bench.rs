@@ -10,6 +10,10 @@
 //!   and spawn/shm (a sealed shared-memory array whose descriptor each worker gets through
 //!   the initializer). Each timing is pool creation + map + close + join, best of 3.
 
+mod common;
+
+use common::{arg, random_data};
+
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -18,14 +22,6 @@ use multiproc_shared_array::FrozenArray;
 
 fn noop(x: u32) -> u32 {
     x
-}
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map_or(default, |v| v.parse().expect("a number"))
 }
 
 fn best<F: FnMut() -> Duration>(runs: usize, mut f: F) -> Duration {
@@ -96,15 +92,7 @@ fn sum_shm((o, n): (usize, usize)) -> f64 {
 
 fn sum(workers: usize) -> multiproc_core::Result<()> {
     let mb = arg("--mb", 500);
-    let mut x = 0x9E37_79B9_7F4A_7C15u64;
-    let data: Vec<f64> = (0..mb * (1_048_576 / 8))
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 11) as f64 / (1u64 << 53) as f64
-        })
-        .collect();
+    let data = random_data(mb);
     let nelems = data.len() / 12;
     let chunks: Vec<(usize, usize)> = (0..data.len())
         .step_by(nelems)

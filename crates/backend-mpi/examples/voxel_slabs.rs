@@ -7,6 +7,10 @@
 //! returns it squared; rank 0 writes each slab back in place. Exits non-zero unless every
 //! voxel of the output is its input squared.
 
+mod common;
+
+use common::arg;
+
 use std::time::Instant;
 
 use multiproc_core::{Executor, Packed};
@@ -18,14 +22,6 @@ fn square_slab((start, mut slab): (usize, Packed<f64>)) -> (usize, Packed<f64>) 
         *v *= *v;
     }
     (start, slab)
-}
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map_or(default, |v| v.parse().expect("a number"))
 }
 
 fn main() -> multiproc_core::Result<()> {
