@@ -61,18 +61,24 @@ fn a_peer_that_closes_with_messages_unread_is_pipe_closed_both_ways() {
     assert!(matches!(e, Error::PipeClosed), "send: {e:?}");
 }
 
-#[test]
-fn a_peer_that_ends_in_the_middle_of_a_message_is_pipe_closed() {
+/// A connection whose peer (the returned raw end) has sent a frame header announcing 100
+/// payload bytes (len, kind Message, id, call, nfds), followed by only 10 of them.
+fn half_a_message() -> (UnixStream, Connection) {
     use std::io::Write;
     let (raw, sock) = UnixStream::pair().unwrap();
     let conn = Connection::from_stream(sock, true, true).unwrap();
-    // A frame header announcing 100 payload bytes, then 10 of them, then the end.
     let mut frame = Vec::new();
     frame.extend_from_slice(&100u64.to_le_bytes());
     frame.push(Kind::Message as u8);
     frame.extend_from_slice(&[0u8; 8 + 8 + 4]);
     frame.extend_from_slice(&[1u8; 10]);
     (&raw).write_all(&frame).unwrap();
+    (raw, conn)
+}
+
+#[test]
+fn a_peer_that_ends_in_the_middle_of_a_message_is_pipe_closed() {
+    let (raw, conn) = half_a_message();
     drop(raw);
     let e = conn.recv::<Vec<u8>>().unwrap_err();
     assert!(matches!(e, Error::PipeClosed), "{e:?}");
@@ -97,17 +103,7 @@ fn outside_a_transport_a_connection_does_not_serialize() {
 }
 #[test]
 fn a_timeout_in_the_middle_of_a_message_breaks_that_direction_only() {
-    use std::io::Write;
-    let (raw, sock) = UnixStream::pair().unwrap();
-    let conn = Connection::from_stream(sock, true, true).unwrap();
-    // A frame header announcing 100 payload bytes (len, kind Message, id, call, nfds),
-    // followed by only 10 of them.
-    let mut frame = Vec::new();
-    frame.extend_from_slice(&100u64.to_le_bytes());
-    frame.push(Kind::Message as u8);
-    frame.extend_from_slice(&[0u8; 8 + 8 + 4]);
-    frame.extend_from_slice(&[1u8; 10]);
-    (&raw).write_all(&frame).unwrap();
+    let (_raw, conn) = half_a_message(); // the peer stays open: only a timeout ends the read
     let t = Instant::now();
     assert!(matches!(
         conn.recv_timeout::<Vec<u8>>(Duration::from_millis(50)),
