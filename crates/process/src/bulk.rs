@@ -207,17 +207,32 @@ impl BulkBuf {
         self.len = 0;
     }
 
+    /// Whether `more` bytes fit without growing.
+    #[inline(always)]
+    pub(crate) fn fits(&self, more: usize) -> bool {
+        more <= self.cap - self.len
+    }
+
     /// Appends `bytes`, growing the file and the mapping when needed.
     #[inline(always)]
     pub(crate) fn extend_from_slice(&mut self, bytes: &[u8]) -> io::Result<()> {
-        // `len <= cap <= isize::MAX` and a slice is at most `isize::MAX` bytes: no overflow.
-        let end = self.len + bytes.len();
-        if end > self.cap {
-            self.grow(end)?;
+        if !self.fits(bytes.len()) {
+            // `len <= cap <= isize::MAX` and a slice is at most `isize::MAX` bytes: no
+            // overflow.
+            self.grow(self.len + bytes.len())?;
         }
-        // SAFETY: `len..end` lies inside the writable mapping (`end <= cap`), and `bytes`
-        // (memory of this process outside the mapping, or we would hold `&mut self` and `&`
-        // to it at once) does not overlap it.
+        self.extend_within_capacity(bytes);
+        Ok(())
+    }
+
+    /// Appends `bytes`, which must fit ([`fits`](Self::fits)); panics otherwise.
+    #[inline(always)]
+    pub(crate) fn extend_within_capacity(&mut self, bytes: &[u8]) {
+        assert!(self.fits(bytes.len()), "a bulk buffer written past its end");
+        let end = self.len + bytes.len();
+        // SAFETY: `len..end` lies inside the writable mapping (`end <= cap`, checked above),
+        // and `bytes` (memory of this process outside the mapping, or we would hold
+        // `&mut self` and `&` to it at once) does not overlap it.
         unsafe {
             std::ptr::copy_nonoverlapping(
                 bytes.as_ptr(),
@@ -226,7 +241,6 @@ impl BulkBuf {
             );
         }
         self.len = end;
-        Ok(())
     }
 
     /// Grows to hold at least `needed` bytes: the file first, then the mapping (moved if it
@@ -298,6 +312,9 @@ fn file_len(bytes: usize) -> io::Result<libc::off_t> {
 pub(crate) struct BulkView {
     map: Option<NonNull<u8>>,
     len: usize,
+    /// The memfd's inode: which buffer this is (tests check when one is reused).
+    #[cfg(test)]
+    pub(crate) inode: u64,
 }
 
 impl BulkView {
@@ -321,8 +338,15 @@ impl BulkView {
                 "a bulk body arrived in a file that is not sealed against writing and shrinking",
             ));
         }
+        #[cfg(test)]
+        let inode = nix::sys::stat::fstat(fd.as_raw_fd()).map_err(os)?.st_ino;
         let Some(size) = NonZeroUsize::new(len) else {
-            return Ok(BulkView { map: None, len: 0 });
+            return Ok(BulkView {
+                map: None,
+                len: 0,
+                #[cfg(test)]
+                inode,
+            });
         };
         let file_size = memfd::size(fd.as_fd()).map_err(os)?;
         if file_size < len as u64 {
@@ -347,6 +371,8 @@ impl BulkView {
         Ok(BulkView {
             map: Some(map.cast()),
             len,
+            #[cfg(test)]
+            inode,
         })
     }
 

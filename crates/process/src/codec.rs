@@ -1,39 +1,55 @@
-//! The one codec of multiproc: postcard, keeping serde's own error messages.
+//! The one codec of multiproc: a compact binary serde format of our own, built for memory
+//! speed.
 //!
 //! Everything that crosses between processes — a pool's arguments, results and initializer,
 //! a `Pipe`'s and a `Queue`'s values — is encoded and decoded here, with the descriptors it
 //! owns collected and provided beside the bytes ([`multiproc_core::handoff`]).
 //!
-//! postcard is fast and compact, but its error type drops the message of a serde `custom`
-//! error: a value whose `Deserialize` says "13 is unlucky" fails as "Serde Deserialization
-//! Error". So the codec runs postcard through a thin adapter (`Keep`) whose error type
-//! keeps the message: a `Serialize`/`Deserialize` of the value sees that error type, and where
-//! the message must cross postcard's own error on the way out, it waits in a thread-local
-//! until the adapter one level up takes it back. The adapter forwards every call of serde's
-//! data model unchanged, so the bytes are postcard's.
+//! ## The format
+//!
+//! Not self-describing (like bincode or postcard): the reader knows the type. Every number is
+//! fixed-width little-endian, so a `Vec<f64>` or `Vec<u32>` is its length and then its
+//! values' bytes, written and read in one tight loop per element (no varints to branch on):
+//!
+//! | serde type | bytes |
+//! |---|---|
+//! | `bool` | 1 byte, 0 or 1 |
+//! | `u8`, `i8` | 1 byte |
+//! | `u16` … `u128`, `i16` … `i128`, `f32`, `f64` | their width, little-endian |
+//! | `char` | its scalar value as a `u32` |
+//! | `str`, bytes | length (`u64`), then the bytes |
+//! | `Option` | 0 (`None`) or 1 then the value |
+//! | unit, unit struct | nothing |
+//! | newtype struct | the value |
+//! | sequence, map | number of elements (`u64`), then each element (key, value) |
+//! | tuple, tuple struct, struct | the fields in order |
+//! | enum variant | its index (`u32`), then its content as above |
+//!
+//! A sequence of unknown length cannot be encoded, and types that need a self-describing
+//! format (`deserialize_any`, `deserialize_ignored_any`) cannot be decoded: both are errors
+//! naming the reason. An error of a value's own `Serialize`/`Deserialize` (a serde `custom`
+//! error) keeps its message ([`CodecError::is_custom`]); bad bytes say what was wrong.
 
-use std::cell::RefCell;
 use std::fmt;
 use std::os::fd::OwnedFd;
 
 use multiproc_core::handoff::{collect_fds, provide_fds};
-use postcard::ser_flavors::Flavor;
 use serde::de::{self, DeserializeOwned};
 use serde::ser::{self, Serialize};
 
-mod de_adapter;
-mod ser_adapter;
+mod decode;
+mod encode;
 
 /// Encoded bytes and the file descriptors that travel beside them (see
 /// [`multiproc_core::handoff`]).
 pub type Encoded = (Vec<u8>, Vec<OwnedFd>);
 
 /// Why a value could not be encoded or decoded: the message of the value's own
-/// `Serialize`/`Deserialize` (a serde `custom` error), or postcard's description of what was
-/// wrong with the bytes.
+/// `Serialize`/`Deserialize` (a serde `custom` error), or the codec's description of what was
+/// wrong with the value or the bytes.
 ///
-/// One pointer wide, so that the `Result` of every element decoded stays as small as with
-/// postcard's own one-byte error (a wider error made decoding measurably slower).
+/// One pointer wide, so that the `Result` of every element decoded stays small (a wider error
+/// made decoding measurably slower).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CodecError(Box<Detail>);
 
@@ -49,8 +65,8 @@ impl CodecError {
         CodecError(Box::new(Detail { message, custom }))
     }
 
-    /// Whether the message is the value's own (a serde `custom` error) rather than
-    /// postcard's.
+    /// Whether the message is the value's own (a serde `custom` error) rather than the
+    /// codec's.
     pub fn is_custom(&self) -> bool {
         self.0.custom
     }
@@ -81,49 +97,39 @@ impl de::Error for CodecError {
     }
 }
 
-thread_local! {
-    /// A [`CodecError`] on its way through postcard's error type, which cannot carry it.
-    static IN_TRANSIT: RefCell<Option<CodecError>> = const { RefCell::new(None) };
+/// Where the encoder writes: a byte vector, or the pool's body writer (which moves to shared
+/// memory past a size). Writing cannot fail; an output that can run out of room must fall
+/// back on its own (the body writer falls back to a byte vector).
+pub trait Output {
+    /// Appends `bytes`.
+    fn write(&mut self, bytes: &[u8]);
+
+    /// Appends one byte.
+    #[inline(always)]
+    fn push(&mut self, byte: u8) {
+        self.write(&[byte]);
+    }
 }
 
-/// Turns our error into postcard's (`E`), leaving the message in [`IN_TRANSIT`].
-fn lower<E: fmt::Display + FromCustom>(e: CodecError) -> E {
-    let out = E::from_custom(e.message());
-    IN_TRANSIT.with(|t| *t.borrow_mut() = Some(e));
-    out
+impl Output for Vec<u8> {
+    #[inline(always)]
+    fn write(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+
+    #[inline(always)]
+    fn push(&mut self, byte: u8) {
+        Vec::push(self, byte);
+    }
 }
 
-/// Turns postcard's error back into ours: the message in transit if there is one, postcard's
-/// own description otherwise.
-fn lift<E: fmt::Display>(e: E) -> CodecError {
-    IN_TRANSIT
-        .with(|t| t.borrow_mut().take())
-        .unwrap_or_else(|| CodecError::new(e.to_string(), false))
-}
-
-/// `custom` of either serde error trait, for [`lower`].
-trait FromCustom {
-    fn from_custom(message: &str) -> Self;
-}
-
-/// The adapter: a serializer, deserializer, visitor, access or seed of postcard's (`0`), seen
-/// through [`CodecError`].
-struct Keep<T>(T);
-
-/// Starts an encoding or decoding: nothing from an earlier one is in transit.
-fn fresh() {
-    IN_TRANSIT.with(|t| t.borrow_mut().take());
-}
-
-/// Encodes `value` into postcard's output `flavor` and returns what it finalizes to.
-pub fn encode_with<T: Serialize + ?Sized, F: Flavor>(
+/// Encodes `value` at the end of `out`.
+#[inline]
+pub fn encode_with<T: Serialize + ?Sized, O: Output>(
     value: &T,
-    flavor: F,
-) -> Result<F::Output, CodecError> {
-    fresh();
-    let mut serializer = postcard::Serializer { output: flavor };
-    value.serialize(Keep(&mut serializer))?;
-    serializer.output.finalize().map_err(lift)
+    out: &mut O,
+) -> Result<(), CodecError> {
+    value.serialize(&mut encode::Serializer { out })
 }
 
 /// Encodes `value` into `buf` (cleared first), reusing its allocation.
@@ -132,16 +138,15 @@ pub fn encode_into<T: Serialize + ?Sized>(
     mut buf: Vec<u8>,
 ) -> Result<Vec<u8>, CodecError> {
     buf.clear();
-    encode_with(value, postcard::ser_flavors::ExtendFlavor::new(buf))
+    encode_with(value, &mut buf)?;
+    Ok(buf)
 }
 
 /// Decodes a `T` from the start of `bytes`; returns it and the bytes after it.
 pub fn take_from_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, &[u8]), CodecError> {
-    fresh();
-    let mut deserializer = postcard::Deserializer::from_bytes(bytes);
-    let value = T::deserialize(Keep(&mut deserializer))?;
-    let rest = deserializer.finalize().map_err(lift)?;
-    Ok((value, rest))
+    let mut deserializer = decode::Deserializer { input: bytes };
+    let value = T::deserialize(&mut deserializer)?;
+    Ok((value, deserializer.input))
 }
 
 /// Encodes `value`, collecting the descriptors it owns.
@@ -201,7 +206,7 @@ mod tests {
     }
 
     #[test]
-    fn the_bytes_are_postcards_own() {
+    fn every_shape_round_trips() {
         let values = vec![
             Shape::Unit,
             Shape::New(7),
@@ -216,17 +221,92 @@ mod tests {
             values,
             Some(Box::new(5u128)),
             std::collections::BTreeMap::from([(1u8, ())]),
+            (true, i8::MIN, -2i16, u32::MAX, f64::NAN.to_bits(), -7i128),
         );
         let ours = encode_into(&value, Vec::new()).unwrap();
-        assert_eq!(ours, postcard::to_stdvec(&value).unwrap());
-        let (back, rest) = take_from_bytes::<(
+        type Value = (
             Vec<Shape>,
             Option<Box<u128>>,
             std::collections::BTreeMap<u8, ()>,
-        )>(&ours)
-        .unwrap();
+            (bool, i8, i16, u32, u64, i128),
+        );
+        let (back, rest) = take_from_bytes::<Value>(&ours).unwrap();
         assert!(rest.is_empty());
         assert_eq!(back, value);
+        // Every shorter prefix is an error, never a panic or a value.
+        for end in 0..ours.len() {
+            let e = take_from_bytes::<Value>(&ours[..end]).err().unwrap();
+            assert!(!e.is_custom(), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_bytes_are_the_documented_format() {
+        let bytes = |v: &dyn erased::Encode| v.encode();
+        // A sequence: its length as a u64, then each value fixed-width little-endian.
+        let mut expected = 2u64.to_le_bytes().to_vec();
+        expected.extend(1.5f64.to_le_bytes());
+        expected.extend((-2.0f64).to_le_bytes());
+        assert_eq!(bytes(&vec![1.5f64, -2.0]), expected);
+        assert_eq!(bytes(&vec![1u8, 2]), [2, 0, 0, 0, 0, 0, 0, 0, 1, 2]);
+        assert_eq!(bytes(&(258u16, -1i32)), [2, 1, 255, 255, 255, 255]);
+        assert_eq!(bytes(&"é"), [2, 0, 0, 0, 0, 0, 0, 0, 0xc3, 0xa9]);
+        assert_eq!(bytes(&'A'), [65, 0, 0, 0]);
+        assert_eq!(bytes(&(None::<u8>, Some(true), ())), [0, 1, 1]);
+        assert_eq!(bytes(&Shape::New(9)), [1, 0, 0, 0, 9]);
+        assert_eq!(bytes(&Shape::Unit), [0, 0, 0, 0]);
+    }
+
+    /// Encoding behind a trait object, so that one closure takes values of several types.
+    mod erased {
+        pub(super) trait Encode {
+            fn encode(&self) -> Vec<u8>;
+        }
+
+        impl<T: serde::Serialize> Encode for T {
+            fn encode(&self) -> Vec<u8> {
+                super::encode_into(self, Vec::new()).unwrap()
+            }
+        }
+    }
+
+    #[test]
+    fn bad_bytes_and_unsupported_shapes_say_why() {
+        let e = take_from_bytes::<bool>(&[2]).err().unwrap();
+        assert!(e.message().contains("bool"), "{e}");
+        let e = take_from_bytes::<Option<u8>>(&[7, 0]).err().unwrap();
+        assert!(e.message().contains("Option"), "{e}");
+        let e = take_from_bytes::<char>(&0xd800u32.to_le_bytes()).err().unwrap();
+        assert!(e.message().contains("char"), "{e}");
+        let mut not_utf8 = 1u64.to_le_bytes().to_vec();
+        not_utf8.push(0xff);
+        let e = take_from_bytes::<String>(&not_utf8).err().unwrap();
+        assert!(e.message().contains("UTF-8"), "{e}");
+        // A length that claims more bytes than there are is refused before allocating.
+        let e = take_from_bytes::<Vec<u8>>(&u64::MAX.to_le_bytes()).err().unwrap();
+        assert!(!e.is_custom(), "{e}");
+        let e = take_from_bytes::<serde_json_like::Any>(&[0]).err().unwrap();
+        assert!(e.message().contains("self-describing"), "{e}");
+        struct Unsized;
+        impl Serialize for Unsized {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeSeq;
+                s.serialize_seq(None)?.end()
+            }
+        }
+        let e = encode_into(&Unsized, Vec::new()).err().unwrap();
+        assert!(e.message().contains("length"), "{e}");
+    }
+
+    /// A type that only a self-describing format can decode.
+    mod serde_json_like {
+        pub(super) struct Any;
+
+        impl<'de> serde::Deserialize<'de> for Any {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                d.deserialize_any(serde::de::IgnoredAny).map(|_| Any)
+            }
+        }
     }
 
     struct Refuses;
@@ -239,15 +319,17 @@ mod tests {
     }
 
     #[test]
-    fn a_custom_message_crosses_postcard_and_bad_bytes_say_so() {
+    fn a_custom_message_survives_and_bad_bytes_say_so() {
         let bytes = encode_into(&vec![Some((1u8, 2u8))], Vec::new()).unwrap();
         let e = take_from_bytes::<Vec<Option<(u8, Refuses)>>>(&bytes)
             .err()
             .unwrap();
         assert_eq!((e.message(), e.is_custom()), ("bad thing", true));
-        let e = take_from_bytes::<String>(&[5, b'a']).err().unwrap();
+        let mut short = 5u64.to_le_bytes().to_vec();
+        short.push(b'a');
+        let e = take_from_bytes::<String>(&short).err().unwrap();
         assert!(!e.is_custom() && !e.message().is_empty(), "{e}");
-        // Nothing stays in transit to be blamed on the next value.
+        // A value cut short is the codec's error.
         let e = take_from_bytes::<u64>(&[]).err().unwrap();
         assert!(!e.is_custom(), "{e}");
     }

@@ -5,7 +5,7 @@
 //! | piece | module |
 //! |---|---|
 //! | how a task crosses: a code offset, not data | `trampoline` (hidden) |
-//! | the one codec (postcard, keeping serde's messages) of pools, pipes and queues | `codec` (hidden) |
+//! | the one codec (a fixed-width binary serde format, keeping serde's messages) of pools, pipes and queues | `codec` (hidden) |
 //! | the frames on the socket between pool and worker | `wire` (hidden) |
 //! | large frame bodies through shared memory instead (a sealed memfd per buffer) | `bulk` (internal) |
 //! | what a worker runs | `serve` (hidden) |

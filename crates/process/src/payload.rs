@@ -7,11 +7,11 @@ use std::os::fd::OwnedFd;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use multiproc_core::handoff::collect_fds;
-use postcard::ser_flavors::Flavor;
 
 use multiproc_core::handoff::MAX_FDS;
 
 use crate::bulk::{BulkBuf, BULK_MIN};
+use crate::codec::Output;
 
 /// Encoded arguments.
 #[derive(Debug)]
@@ -77,7 +77,7 @@ const SPARE_BULKS: usize = 16;
 /// Byte vectors smaller than this are not worth keeping.
 const SPARE_MIN: usize = 64 << 10;
 
-fn lock(spare: &Mutex<Spare>) -> MutexGuard<'_, Spare> {
+pub(crate) fn lock(spare: &Mutex<Spare>) -> MutexGuard<'_, Spare> {
     // The critical sections push and pop; they cannot panic half-way.
     spare.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -137,20 +137,23 @@ pub(crate) fn encode_body<T: serde::Serialize + ?Sized>(
 ) -> Result<(Body, Vec<OwnedFd>), String> {
     let mut inline = lock(spare).take_vec();
     inline.clear();
-    let writer = BodyWriter {
+    let mut writer = BodyWriter {
         inline,
         bulk: None,
         no_bulk: false,
         spare,
     };
-    let (encoded, fds) = collect_fds(|| crate::codec::encode_with(value, writer));
+    let (encoded, fds) = collect_fds(|| crate::codec::encode_with(value, &mut writer));
     match encoded {
-        Ok(body) => Ok((body, fds)),
-        Err(e) => Err(e.to_string()),
+        Ok(()) => Ok((writer.finish(), fds)),
+        Err(e) => {
+            writer.finish();
+            Err(e.to_string())
+        }
     }
 }
 
-/// The postcard output of [`encode_body`].
+/// The codec's output in [`encode_body`].
 struct BodyWriter<'a> {
     inline: Vec<u8>,
     bulk: Option<BulkBuf>,
@@ -165,10 +168,10 @@ impl BodyWriter<'_> {
     /// stays in — or moves back to — the byte vector, and goes through the socket.
     #[cold]
     #[inline(never)]
-    fn extend_slow(&mut self, data: &[u8]) -> postcard::Result<()> {
+    fn extend_slow(&mut self, data: &[u8]) {
         if self.no_bulk {
             self.inline.extend_from_slice(data);
-            return Ok(());
+            return;
         }
         let grown = match self.bulk.take() {
             Some(mut bulk) => match bulk.extend_from_slice(data) {
@@ -195,47 +198,32 @@ impl BodyWriter<'_> {
                 self.inline.extend_from_slice(data);
             }
         }
-        Ok(())
-    }
-}
-
-impl Flavor for BodyWriter<'_> {
-    type Output = Body;
-
-    // Inlined into postcard's serializer: a per-element encoding (a `Vec<f64>`) calls this
-    // once per element, and the call costs more than the 8-byte copy.
-    #[inline(always)]
-    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        match &mut self.bulk {
-            Some(bulk) if bulk.len() + data.len() <= bulk.capacity() => bulk
-                .extend_from_slice(data)
-                .map_err(|_| postcard::Error::SerializeBufferFull),
-            None if self.no_bulk || self.inline.len() + data.len() < BULK_MIN => {
-                self.inline.extend_from_slice(data);
-                Ok(())
-            }
-            _ => self.extend_slow(data),
-        }
     }
 
-    #[inline]
-    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
-        if self.bulk.is_none() && (self.no_bulk || self.inline.len() + 1 < BULK_MIN) {
-            self.inline.push(data);
-            Ok(())
-        } else {
-            self.try_extend(&[data])
-        }
-    }
-
-    fn finalize(self) -> postcard::Result<Body> {
-        Ok(match self.bulk {
+    /// The body written.
+    fn finish(self) -> Body {
+        match self.bulk {
             Some(bulk) => {
                 lock(self.spare).give(Body::Inline(self.inline));
                 Body::Bulk(bulk)
             }
             None => Body::Inline(self.inline),
-        })
+        }
+    }
+}
+
+impl Output for BodyWriter<'_> {
+    // Inlined into the codec's serializer: a per-element encoding (a `Vec<f64>`) calls this
+    // once per element, and the call costs more than the 8-byte copy.
+    #[inline(always)]
+    fn write(&mut self, data: &[u8]) {
+        match &mut self.bulk {
+            Some(bulk) if bulk.fits(data.len()) => bulk.extend_within_capacity(data),
+            None if self.no_bulk || self.inline.len() + data.len() < BULK_MIN => {
+                self.inline.extend_from_slice(data);
+            }
+            _ => self.extend_slow(data),
+        }
     }
 }
 
@@ -249,7 +237,7 @@ mod tests {
         let (small, fds) = encode_body(&vec![1u32, 2, 3], &spare).unwrap();
         assert!(matches!(small, Body::Inline(_)) && fds.is_empty());
         assert_eq!(
-            postcard::from_bytes::<Vec<u32>>(small.as_slice()).unwrap(),
+            crate::codec::take_from_bytes::<Vec<u32>>(small.as_slice()).unwrap().0,
             [1, 2, 3]
         );
         let big: Vec<u64> = (0..(BULK_MIN as u64)).collect();
@@ -259,7 +247,7 @@ mod tests {
         // A frame without room for the buffer's descriptor sends the bytes.
         assert_eq!(body.socket_len(MAX_FDS), body.len());
         assert_eq!(
-            postcard::from_bytes::<Vec<u64>>(body.as_slice()).unwrap(),
+            crate::codec::take_from_bytes::<Vec<u64>>(body.as_slice()).unwrap().0,
             big
         );
         // Its buffer is reused for the next large value.
@@ -272,7 +260,7 @@ mod tests {
         let (body, _) = encode_body(&again, &spare).unwrap();
         assert!(matches!(&body, Body::Bulk(b) if b.capacity() >= cap));
         assert_eq!(
-            postcard::from_bytes::<Vec<u8>>(body.as_slice()).unwrap(),
+            crate::codec::take_from_bytes::<Vec<u8>>(body.as_slice()).unwrap().0,
             again
         );
         assert!(lock(&spare).bulks.is_empty());

@@ -3,7 +3,7 @@
 //! A backend supplies a [`Launcher`] (how to start one worker connected by a Unix socket:
 //! fork it, or execute the binary again); everything else is here, once:
 //!
-//! - **dispatch**: submitted chunks go into one shared queue, encoded with postcard; each
+//! - **dispatch**: submitted chunks go into one shared queue, encoded with the codec; each
 //!   worker has a supervisor thread that pulls from the queue, so the load balances itself.
 //!   While the queue holds at least two tasks per worker, a supervisor keeps up to
 //!   [`PIPELINE_DEPTH`] tasks in flight to its worker, so the worker never waits on a round
@@ -151,6 +151,9 @@ pub struct IpcStats {
     /// Of `bytes_sent`, those that crossed in shared memory rather than through the socket
     /// (encoded arguments of at least 1 MiB).
     pub bytes_shared: u64,
+    /// Of `bytes_received`, those that crossed in shared memory rather than through the
+    /// socket (encoded results of at least 1 MiB).
+    pub bytes_received_shared: u64,
 }
 
 /// A submission's [`Destination`]: decodes each reply into `Vec<R>` for its sink.
@@ -361,6 +364,7 @@ impl<L: Launcher> ProcessPool<L> {
             bytes_received: c.received.load(Ordering::Relaxed),
             fds_sent: c.fds.load(Ordering::Relaxed),
             bytes_shared: c.shared.load(Ordering::Relaxed),
+            bytes_received_shared: c.received_shared.load(Ordering::Relaxed),
         }
     }
 

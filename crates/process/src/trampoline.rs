@@ -9,16 +9,27 @@
 //! executable started again), so `anchor + offset` is the same function there.
 
 use std::os::fd::OwnedFd;
+use std::sync::Mutex;
 
 use multiproc_core::{Error, Payload, Result, Task};
 
-use crate::codec::{decode_fds, encode_fds, Encoded};
+use crate::codec::decode_fds;
+use crate::payload::{encode_body, Body, Spare};
 
-/// A chunk runner: the task's address, encoded arguments in, encoded results out (or a
-/// decode/encode error).
+/// Encoded results: a byte vector, or a shared-memory buffer from [`crate::bulk::BULK_MIN`]
+/// bytes on; and the descriptors they own.
+pub(crate) type Results = (Body, Vec<OwnedFd>);
+
+/// A chunk runner: the task's address, encoded arguments in, encoded results out (into a
+/// buffer from the worker's spares, or a decode/encode error).
 ///
 /// Unsafe to call: the address must be that of the `fn(A) -> R` the runner was made for.
-type Trampoline = unsafe fn(usize, &[u8], Vec<OwnedFd>) -> std::result::Result<Encoded, String>;
+type Trampoline = unsafe fn(
+    usize,
+    &[u8],
+    Vec<OwnedFd>,
+    &Mutex<Spare>,
+) -> std::result::Result<Results, String>;
 
 /// The fixed point that offsets are measured from.
 #[inline(never)]
@@ -75,11 +86,16 @@ impl std::fmt::Debug for Call {
 
 impl Call {
     /// Decodes a chunk of arguments from `input` (with the descriptors that came beside it),
-    /// applies the task to each, and encodes the results.
-    pub fn run(&self, input: &[u8], fds: Vec<OwnedFd>) -> std::result::Result<Encoded, String> {
+    /// applies the task to each, and encodes the results into a buffer from `spare`.
+    pub(crate) fn run(
+        &self,
+        input: &[u8],
+        fds: Vec<OwnedFd>,
+        spare: &Mutex<Spare>,
+    ) -> std::result::Result<Results, String> {
         // SAFETY: `resolve`'s contract: `run` is `run_chunk::<A, R>` and `func` the
         // `fn(A) -> R` that `offset_of::<A, R>` packed beside it.
-        unsafe { (self.run)(self.func, input, fds) }
+        unsafe { (self.run)(self.func, input, fds, spare) }
     }
 }
 
@@ -112,14 +128,15 @@ unsafe fn run_chunk<A: Payload, R: Payload>(
     func: usize,
     input: &[u8],
     fds: Vec<OwnedFd>,
-) -> std::result::Result<Encoded, String> {
+    spare: &Mutex<Spare>,
+) -> std::result::Result<Results, String> {
     // SAFETY: by this function's contract `func` is the address of an `fn(A) -> R`; a
     // function pointer has the size and representation of an address.
     let f = unsafe { std::mem::transmute::<usize, Task<A, R>>(func) };
     let args: Vec<A> =
         decode_fds(input, fds).map_err(|e| format!("decoding the arguments: {e}"))?;
     let results: Vec<R> = args.into_iter().map(f).collect();
-    encode_fds(&results).map_err(|e| format!("encoding the results: {e}"))
+    encode_body(&results, spare).map_err(|e| format!("encoding the results: {e}"))
 }
 
 #[cfg(test)]
@@ -135,19 +152,23 @@ mod tests {
         let o = offset_of(double as Task<u32, u32>).unwrap();
         // SAFETY: the offset was produced by offset_of in this very process.
         let t = unsafe { resolve(o) };
-        let input = postcard::to_stdvec(&vec![1u32, 2, 3]).unwrap();
-        let (bytes, fds) = t.run(&input, Vec::new()).unwrap();
+        let input = crate::codec::encode_into(&vec![1u32, 2, 3], Vec::new()).unwrap();
+        let spare = Mutex::new(Spare::default());
+        let (body, fds) = t.run(&input, Vec::new(), &spare).unwrap();
         assert!(fds.is_empty());
-        let out: Vec<u32> = postcard::from_bytes(&bytes).unwrap();
+        let out: Vec<u32> = crate::codec::take_from_bytes(body.as_slice()).unwrap().0;
         assert_eq!(out, vec![2, 4, 6]);
-        assert!(t.run(b"\xff\xff\xff\xff\xff", Vec::new()).is_err());
+        assert!(t.run(b"\xff\xff\xff\xff\xff", Vec::new(), &spare).is_err());
         // Two tasks of one type share the runner and differ in the function half.
         let p = offset_of((|x: u32| x + 1) as Task<u32, u32>).unwrap();
         assert_eq!(p >> 32, o >> 32);
         // SAFETY: as above.
-        let out = unsafe { resolve(p) }.run(&input, Vec::new()).unwrap().0;
+        let out = unsafe { resolve(p) }
+            .run(&input, Vec::new(), &spare)
+            .unwrap()
+            .0;
         assert_eq!(
-            postcard::from_bytes::<Vec<u32>>(&out).unwrap(),
+            crate::codec::take_from_bytes::<Vec<u32>>(out.as_slice()).unwrap().0,
             vec![2, 3, 4]
         );
     }

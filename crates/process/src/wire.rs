@@ -1,6 +1,6 @@
 //! The wire protocol between a pool and its workers: length-prefixed frames over a Unix
 //! stream socket. The header is fixed-size and hand-encoded (little-endian); the payload is
-//! the postcard encoding of the chunk's arguments or results.
+//! the codec's encoding of the chunk's arguments or results (see `crate::codec`).
 //!
 //! ```text
 //! frame := len:u64  kind:u8  id:u64  call:u64  nfds:u32  payload[len]
@@ -46,6 +46,9 @@ pub enum Kind {
     Init = 6,
     /// A message of another user of this framing (a `Pipe`).
     Message = 7,
+    /// Parent → worker: the bulk reply to task `id` is decoded; the worker may write its
+    /// buffer again (see the crate's internal `bulk` module).
+    Release = 8,
 }
 
 impl Kind {
@@ -58,6 +61,7 @@ impl Kind {
             5 => Kind::Failed,
             6 => Kind::Init,
             7 => Kind::Message,
+            8 => Kind::Release,
             _ => {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,

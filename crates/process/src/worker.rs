@@ -2,9 +2,11 @@
 
 use std::os::unix::net::UnixStream;
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::Mutex;
 
 use multiproc_sys::memory::{mallopt, MallocParam};
 
+use crate::payload::{lock, Body, Spare};
 use crate::trampoline;
 use crate::wire::{FrameReader, FrameWriter, Header, Kind};
 
@@ -17,6 +19,11 @@ pub const INIT_FAILED: i32 = 3;
 /// Serves tasks from `stream` until a shutdown frame or the end of the stream; returns the
 /// process exit code (0 on an orderly end, 2 if the connection broke, [`INIT_FAILED`] if the
 /// pool's initializer failed).
+///
+/// Results of at least [`BULK_MIN`](crate::bulk::BULK_MIN) bytes go back in a shared-memory
+/// buffer (a bulk frame), which the worker writes again only after the pool has sent a
+/// [`Kind::Release`] frame for that task (it has decoded the results); until then the next
+/// results go into another buffer.
 ///
 /// Each task runs under `catch_unwind`: a panic becomes a `Panicked` reply and the worker
 /// carries on. Anything that kills the process (abort, a signal, `exit`) is noticed by the
@@ -37,6 +44,9 @@ pub unsafe fn serve(stream: UnixStream) -> i32 {
     let mut reader = FrameReader::new(stream);
     let mut writer = FrameWriter::new(write_half);
     let mut payload = Vec::new();
+    // Buffers for encoding results, and the bulk ones the pool has not released yet.
+    let spare = Mutex::new(Spare::default());
+    let mut unreleased: Vec<(u64, Body)> = Vec::new();
     loop {
         // SAFETY: the peer is our pool (this function's contract), which writes a bulk frame's
         // buffer again only after this worker's reply to that frame, and the view is dropped
@@ -49,6 +59,12 @@ pub unsafe fn serve(stream: UnixStream) -> i32 {
         match header.kind {
             Kind::Task | Kind::Init => {}
             Kind::Shutdown => return 0,
+            Kind::Release => {
+                if let Some(at) = unreleased.iter().position(|(id, _)| *id == header.id) {
+                    lock(&spare).give(unreleased.swap_remove(at).1);
+                }
+                continue;
+            }
             Kind::Done | Kind::Panicked | Kind::Failed | Kind::Message => return 2,
         }
         // SAFETY: the offset comes from our own pool (this function's contract), over a socket
@@ -56,14 +72,18 @@ pub unsafe fn serve(stream: UnixStream) -> i32 {
         // binary (our parent before the fork, or the same executable that started us).
         let run = unsafe { trampoline::resolve(header.call) };
         let input = bulk.as_ref().map_or(&payload[..], |view| view.as_slice());
-        let outcome = panic::catch_unwind(AssertUnwindSafe(|| run.run(input, fds)));
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| run.run(input, fds, &spare)));
         drop(bulk);
         let init = header.kind == Kind::Init;
         let (kind, reply, reply_fds) = match outcome {
             Ok(Ok(_)) if init => continue,
-            Ok(Ok((bytes, fds))) => (Kind::Done, bytes, fds),
-            Ok(Err(message)) => (Kind::Failed, message.into_bytes(), Vec::new()),
-            Err(p) => (Kind::Panicked, panic_message(p).into_bytes(), Vec::new()),
+            Ok(Ok((body, fds))) => (Kind::Done, body, fds),
+            Ok(Err(message)) => (Kind::Failed, Body::Inline(message.into_bytes()), Vec::new()),
+            Err(p) => (
+                Kind::Panicked,
+                Body::Inline(panic_message(p).into_bytes()),
+                Vec::new(),
+            ),
         };
         let reply_header = Header {
             kind,
@@ -72,12 +92,18 @@ pub unsafe fn serve(stream: UnixStream) -> i32 {
         };
         // Every reply leaves before the next task starts: if that task kills the process, the
         // replies before it must already be with the pool, or it would blame the wrong task.
-        if writer
-            .send(reply_header, &reply, &reply_fds)
-            .and_then(|()| writer.flush())
-            .is_err()
-        {
+        let sent = match reply.bulk(reply_fds.len()) {
+            Some(buf) => writer.send_bulk(reply_header, buf, &reply_fds),
+            None => writer.send(reply_header, reply.as_slice(), &reply_fds),
+        };
+        if sent.and_then(|()| writer.flush()).is_err() {
             return 2;
+        }
+        if reply.bulk(reply_fds.len()).is_some() {
+            // The pool reads it until it sends `Release` for this task.
+            unreleased.push((header.id, reply));
+        } else {
+            lock(&spare).give(reply);
         }
         if init {
             return INIT_FAILED;
@@ -100,5 +126,94 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     match multiproc_core::Error::from_panic(payload) {
         multiproc_core::Error::TaskPanicked { message } => message,
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::net::UnixStream;
+
+    use multiproc_core::Task;
+
+    use super::serve;
+    use crate::bulk::BulkView;
+    use crate::codec::{encode_into, take_from_bytes};
+    use crate::trampoline::offset_of;
+    use crate::wire::{FrameReader, FrameWriter, Header, Kind};
+
+    fn filled((len, byte): (usize, u8)) -> Vec<u8> {
+        vec![byte; len]
+    }
+
+    const LEN: usize = 3 << 20;
+
+    fn task(writer: &mut FrameWriter, id: u64, byte: u8) {
+        let call = offset_of(filled as Task<(usize, u8), Vec<u8>>).unwrap();
+        let args = encode_into(&vec![(LEN, byte)], Vec::new()).unwrap();
+        let header = Header {
+            kind: Kind::Task,
+            id,
+            call,
+        };
+        writer.send(header, &args, &[]).unwrap();
+        writer.flush().unwrap();
+    }
+
+    fn release(writer: &mut FrameWriter, id: u64) {
+        let header = Header {
+            kind: Kind::Release,
+            id,
+            call: 0,
+        };
+        writer.send(header, &[], &[]).unwrap();
+        writer.flush().unwrap();
+    }
+
+    /// The result of task `id`, which must have come in shared memory.
+    fn result(reader: &mut FrameReader, id: u64) -> BulkView {
+        let mut payload = Vec::new();
+        // SAFETY: the peer is `serve`, and the test drops each view before releasing it.
+        let (header, _, view) = unsafe { reader.recv_with_bulk(&mut payload) }
+            .unwrap()
+            .unwrap();
+        assert_eq!((header.kind, header.id), (Kind::Done, id));
+        view.expect("a result of 3 MiB comes in shared memory")
+    }
+
+    fn check(view: &BulkView, byte: u8) {
+        let (got, _) = take_from_bytes::<Vec<Vec<u8>>>(view.as_slice()).unwrap();
+        assert!(got.len() == 1 && got[0].len() == LEN, "wrong shape");
+        assert!(got[0].iter().all(|&b| b == byte), "overwritten");
+    }
+
+    #[test]
+    fn a_result_buffer_is_written_again_only_after_its_release() {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        // SAFETY: the other end is this test, which sends offsets made by `offset_of` in this
+        // process and keeps to the bulk protocol.
+        let worker = std::thread::spawn(move || unsafe { serve(theirs) });
+        let mut writer = FrameWriter::new(ours.try_clone().unwrap());
+        let mut reader = FrameReader::new(ours);
+        task(&mut writer, 0, 1);
+        let first = result(&mut reader, 0);
+        check(&first, 1);
+        // Not released: the next result goes elsewhere, and the first stays as it was.
+        task(&mut writer, 1, 2);
+        let second = result(&mut reader, 1);
+        assert_ne!(second.inode, first.inode);
+        check(&second, 2);
+        check(&first, 1);
+        // Released: the next result reuses the first buffer, not the unreleased second.
+        let first_inode = first.inode;
+        drop(first);
+        release(&mut writer, 0);
+        task(&mut writer, 2, 3);
+        let third = result(&mut reader, 2);
+        assert_eq!(third.inode, first_inode);
+        check(&third, 3);
+        check(&second, 2);
+        drop(writer);
+        drop(reader);
+        assert_eq!(worker.join().unwrap(), 0);
     }
 }

@@ -22,6 +22,7 @@ pub(super) struct Counters {
     pub(super) received: AtomicU64,
     pub(super) fds: AtomicU64,
     pub(super) shared: AtomicU64,
+    pub(super) received_shared: AtomicU64,
 }
 
 /// A live worker in the table that `terminate` signals: its pid, and a pidfd opened while it

@@ -17,6 +17,7 @@ use super::queue::Job;
 use super::reap::{reap, stop_and_reap};
 use super::shared::{head_wire, pack_head, Counters, Listed, Shared};
 use super::{lock, Launcher, Worker, PIPELINE_BYTES, PIPELINE_DEPTH};
+use crate::bulk::BulkView;
 use crate::payload::{Body, SPARE_BYTES};
 use crate::wire::{FrameReader, FrameWriter, Header, Kind};
 use crate::worker::INIT_ID;
@@ -386,7 +387,10 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
                 killed = Some((head_id, why));
             }
         }
-        let (header, fds) = match reader.recv(&mut payload) {
+        // SAFETY: our worker follows the bulk protocol (`crate::worker::serve`): it writes
+        // the buffer of a bulk reply again only after the `Release` frame sent below, once the
+        // view is dropped.
+        let (header, fds, view) = match unsafe { reader.recv_with_bulk(&mut payload) } {
             Ok(Some(frame)) => frame,
             _ => {
                 if watched {
@@ -405,8 +409,9 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
                 return broken(sent, killed);
             }
         };
+        let reply = view.as_ref().map_or(&payload[..], BulkView::as_slice);
         if header.id == INIT_ID {
-            let message = String::from_utf8_lossy(&payload).into_owned();
+            let message = String::from_utf8_lossy(reply).into_owned();
             return End::InitFailed(message, sent.into_iter().map(|(_, j)| j).collect());
         }
         if sent.front().map_or(true, |(id, _)| *id != header.id) {
@@ -420,21 +425,34 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
         ));
         counters
             .received
-            .fetch_add(payload.len() as u64, Ordering::Relaxed);
+            .fetch_add(reply.len() as u64, Ordering::Relaxed);
         let outcome = match header.kind {
-            Kind::Done => Ok((&payload[..], fds)),
+            Kind::Done => Ok((reply, fds)),
             Kind::Panicked => Err(Error::TaskPanicked {
-                message: String::from_utf8_lossy(&payload).into_owned(),
+                message: String::from_utf8_lossy(reply).into_owned(),
             }),
             Kind::Failed => Err(Error::Serialization(
-                String::from_utf8_lossy(&payload).into_owned(),
+                String::from_utf8_lossy(reply).into_owned(),
             )),
-            Kind::Task | Kind::Shutdown | Kind::Init | Kind::Message => {
+            Kind::Task | Kind::Shutdown | Kind::Init | Kind::Message | Kind::Release => {
                 sent.push_front((header.id, job));
                 return broken(sent, killed);
             }
         };
         job.finish(outcome);
+        if let Some(view) = view {
+            // Decoded: the worker may write the buffer again (sent with the next flush).
+            counters
+                .received_shared
+                .fetch_add(view.as_slice().len() as u64, Ordering::Relaxed);
+            drop(view);
+            let release = Header {
+                kind: Kind::Release,
+                id: header.id,
+                call: 0,
+            };
+            write_broken = write_broken || writer.send(release, &[], &[]).is_err();
+        }
         if let Some(limit) = memory_limit {
             over_memory = rss_of(worker.pid) > limit;
         }

@@ -1,0 +1,54 @@
+//! Codec throughput, with criterion: `cargo bench -p multiproc-bench --bench codec`.
+//!
+//! Encoding (into a reused buffer, so its pages are warm) and decoding (into a fresh value)
+//! of 16 MiB of plain numbers through `multiproc_process::codec`, the codec of every pool,
+//! `Pipe` and `Queue`: a `Vec<u8>`, a `Vec<f64>`, a `Vec<u32>`, and the same `f64`s as a
+//! [`Packed`] block. Criterion reports bytes per second (the values' in-memory size). A
+//! plain copy of the same bytes (`Vec::clone`) is the reference.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{Criterion, Throughput};
+use multiproc_core::Packed;
+use multiproc_process::codec::{encode_into, take_from_bytes};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// The bytes of each value.
+const BYTES: usize = 16 << 20;
+
+fn group<T: Serialize + DeserializeOwned + Clone>(c: &mut Criterion, name: &str, value: T) {
+    let mut g = c.benchmark_group(format!("codec/{name}"));
+    g.throughput(Throughput::Bytes(BYTES as u64))
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(20);
+    let mut buf = encode_into(&value, Vec::new()).expect("encodes");
+    g.bench_function("encode", |b| {
+        b.iter(|| {
+            buf = encode_into(black_box(&value), std::mem::take(&mut buf)).expect("encodes");
+        })
+    });
+    g.bench_function("decode", |b| {
+        b.iter(|| black_box(take_from_bytes::<T>(black_box(&buf)).expect("decodes")))
+    });
+    g.bench_function("clone (reference)", |b| {
+        b.iter(|| black_box(black_box(&value).clone()))
+    });
+    g.finish();
+}
+
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    group(&mut c, "Vec<u8>", (0..BYTES).map(|i| i as u8).collect::<Vec<u8>>());
+    let floats: Vec<f64> = (0..BYTES / 8).map(|i| i as f64 * 0.5).collect();
+    group(&mut c, "Vec<f64>", floats.clone());
+    group(
+        &mut c,
+        "Vec<u32>",
+        (0..BYTES / 4).map(|i| i as u32).collect::<Vec<u32>>(),
+    );
+    group(&mut c, "Packed<f64>", Packed(floats));
+    c.final_summary();
+}

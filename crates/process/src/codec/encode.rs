@@ -1,0 +1,265 @@
+//! The encoding half of the codec: a serde serializer that writes the format described in
+//! [`super`] into an [`Output`].
+//!
+//! Everything is `#[inline]`: a `Vec<f64>` calls `serialize_f64` once per element, and the
+//! whole loop — capacity check, 8-byte store — must compile into the caller's.
+
+use serde::ser::{self, Serialize};
+
+use super::{CodecError, Output};
+
+/// The serializer: appends to `out`.
+pub(super) struct Serializer<'a, O: Output> {
+    pub(super) out: &'a mut O,
+}
+
+impl<O: Output> Serializer<'_, O> {
+    #[inline(always)]
+    fn len(&mut self, len: usize) {
+        // `usize` is at most 64 bits on every target Rust supports.
+        self.out.write(&(len as u64).to_le_bytes());
+    }
+
+    #[inline(always)]
+    fn variant(&mut self, index: u32) {
+        self.out.write(&index.to_le_bytes());
+    }
+}
+
+#[cold]
+fn unknown_length() -> CodecError {
+    CodecError::new(
+        "a sequence or map must know its length to be encoded".to_string(),
+        false,
+    )
+}
+
+macro_rules! fixed {
+    ($($method:ident($ty:ty)),* $(,)?) => {$(
+        #[inline(always)]
+        fn $method(self, v: $ty) -> Result<(), CodecError> {
+            self.out.write(&v.to_le_bytes());
+            Ok(())
+        }
+    )*};
+}
+
+impl<'b, O: Output> ser::Serializer for &'b mut Serializer<'_, O> {
+    type Ok = ();
+    type Error = CodecError;
+    type SerializeSeq = Self;
+    type SerializeTuple = Self;
+    type SerializeTupleStruct = Self;
+    type SerializeTupleVariant = Self;
+    type SerializeMap = Self;
+    type SerializeStruct = Self;
+    type SerializeStructVariant = Self;
+
+    fixed!(
+        serialize_i16(i16),
+        serialize_i32(i32),
+        serialize_i64(i64),
+        serialize_i128(i128),
+        serialize_u16(u16),
+        serialize_u32(u32),
+        serialize_u64(u64),
+        serialize_u128(u128),
+        serialize_f32(f32),
+        serialize_f64(f64),
+    );
+
+    #[inline(always)]
+    fn serialize_bool(self, v: bool) -> Result<(), CodecError> {
+        self.out.push(u8::from(v));
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn serialize_i8(self, v: i8) -> Result<(), CodecError> {
+        self.out.push(v as u8);
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn serialize_u8(self, v: u8) -> Result<(), CodecError> {
+        self.out.push(v);
+        Ok(())
+    }
+
+    #[inline]
+    fn serialize_char(self, v: char) -> Result<(), CodecError> {
+        self.out.write(&u32::from(v).to_le_bytes());
+        Ok(())
+    }
+
+    #[inline]
+    fn serialize_str(self, v: &str) -> Result<(), CodecError> {
+        self.serialize_bytes(v.as_bytes())
+    }
+
+    #[inline]
+    fn serialize_bytes(self, v: &[u8]) -> Result<(), CodecError> {
+        self.len(v.len());
+        self.out.write(v);
+        Ok(())
+    }
+
+    #[inline]
+    fn serialize_none(self) -> Result<(), CodecError> {
+        self.out.push(0);
+        Ok(())
+    }
+
+    #[inline]
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), CodecError> {
+        self.out.push(1);
+        value.serialize(self)
+    }
+
+    #[inline]
+    fn serialize_unit(self) -> Result<(), CodecError> {
+        Ok(())
+    }
+
+    #[inline]
+    fn serialize_unit_struct(self, _: &'static str) -> Result<(), CodecError> {
+        Ok(())
+    }
+
+    #[inline]
+    fn serialize_unit_variant(
+        self,
+        _: &'static str,
+        index: u32,
+        _: &'static str,
+    ) -> Result<(), CodecError> {
+        self.variant(index);
+        Ok(())
+    }
+
+    #[inline]
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        value: &T,
+    ) -> Result<(), CodecError> {
+        value.serialize(self)
+    }
+
+    #[inline]
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        index: u32,
+        _: &'static str,
+        value: &T,
+    ) -> Result<(), CodecError> {
+        self.variant(index);
+        value.serialize(self)
+    }
+
+    #[inline]
+    fn serialize_seq(self, len: Option<usize>) -> Result<Self, CodecError> {
+        let len = len.ok_or_else(unknown_length)?;
+        self.len(len);
+        Ok(self)
+    }
+
+    #[inline]
+    fn serialize_tuple(self, _: usize) -> Result<Self, CodecError> {
+        Ok(self)
+    }
+
+    #[inline]
+    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self, CodecError> {
+        Ok(self)
+    }
+
+    #[inline]
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        index: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self, CodecError> {
+        self.variant(index);
+        Ok(self)
+    }
+
+    #[inline]
+    fn serialize_map(self, len: Option<usize>) -> Result<Self, CodecError> {
+        self.serialize_seq(len)
+    }
+
+    #[inline]
+    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self, CodecError> {
+        Ok(self)
+    }
+
+    #[inline]
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        index: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self, CodecError> {
+        self.variant(index);
+        Ok(self)
+    }
+
+    fn is_human_readable(&self) -> bool {
+        false
+    }
+}
+
+macro_rules! compound {
+    ($trait:ident, $method:ident $(, $key:ty)?) => {
+        impl<O: Output> ser::$trait for &mut Serializer<'_, O> {
+            type Ok = ();
+            type Error = CodecError;
+
+            #[inline(always)]
+            fn $method<T: Serialize + ?Sized>(
+                &mut self,
+                $(_: $key,)?
+                value: &T,
+            ) -> Result<(), CodecError> {
+                value.serialize(&mut **self)
+            }
+
+            #[inline]
+            fn end(self) -> Result<(), CodecError> {
+                Ok(())
+            }
+        }
+    };
+}
+
+compound!(SerializeSeq, serialize_element);
+compound!(SerializeTuple, serialize_element);
+compound!(SerializeTupleStruct, serialize_field);
+compound!(SerializeTupleVariant, serialize_field);
+compound!(SerializeStruct, serialize_field, &'static str);
+compound!(SerializeStructVariant, serialize_field, &'static str);
+
+impl<O: Output> ser::SerializeMap for &mut Serializer<'_, O> {
+    type Ok = ();
+    type Error = CodecError;
+
+    #[inline]
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), CodecError> {
+        key.serialize(&mut **self)
+    }
+
+    #[inline]
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CodecError> {
+        value.serialize(&mut **self)
+    }
+
+    #[inline]
+    fn end(self) -> Result<(), CodecError> {
+        Ok(())
+    }
+}
