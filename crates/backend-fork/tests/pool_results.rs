@@ -35,7 +35,10 @@ fn large_results_cross_in_shared_memory_intact() {
             stats.bytes_received_shared >= shared + 8 * 1_450_000,
             "the large results crossed in shared memory: {stats:?}"
         );
-        assert!(stats.bytes_received_shared < stats.bytes_received, "{stats:?}");
+        assert!(
+            stats.bytes_received_shared < stats.bytes_received,
+            "{stats:?}"
+        );
         shared = stats.bytes_received_shared;
     }
 }

@@ -2,9 +2,11 @@
 //!
 //! Encoding (into a reused buffer, so its pages are warm) and decoding (into a fresh value)
 //! of 16 MiB of plain numbers through `multiproc_process::codec`, the codec of every pool,
-//! `Pipe` and `Queue`: a `Vec<u8>`, a `Vec<f64>`, a `Vec<u32>`, and the same `f64`s as a
-//! [`Packed`] block. Criterion reports bytes per second (the values' in-memory size). A
-//! plain copy of the same bytes (`Vec::clone`) is the reference.
+//! `Pipe` and `Queue`: a `Vec<u8>`, a `Vec<f64>`, a `Vec<u32>`, the same `f64`s as a
+//! [`Packed`] block, and a `Vec<usize>` of values below 256 (the voxels workload's index
+//! lists). Criterion reports bytes per second (the values' in-memory size). The
+//! references: a plain copy of the same values (`Vec::clone`), and postcard (the codec
+//! multiproc used before its own format), encoding and decoding the same values.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -33,6 +35,17 @@ fn group<T: Serialize + DeserializeOwned + Clone>(c: &mut Criterion, name: &str,
     g.bench_function("decode", |b| {
         b.iter(|| black_box(take_from_bytes::<T>(black_box(&buf)).expect("decodes")))
     });
+    let mut old = postcard::to_stdvec(&value).expect("encodes");
+    g.bench_function("postcard encode (reference)", |b| {
+        b.iter(|| {
+            old.clear();
+            old =
+                postcard::to_extend(black_box(&value), std::mem::take(&mut old)).expect("encodes");
+        })
+    });
+    g.bench_function("postcard decode (reference)", |b| {
+        b.iter(|| black_box(postcard::from_bytes::<T>(black_box(&old)).expect("decodes")))
+    });
     g.bench_function("clone (reference)", |b| {
         b.iter(|| black_box(black_box(&value).clone()))
     });
@@ -41,7 +54,11 @@ fn group<T: Serialize + DeserializeOwned + Clone>(c: &mut Criterion, name: &str,
 
 fn main() {
     let mut c = Criterion::default().configure_from_args();
-    group(&mut c, "Vec<u8>", (0..BYTES).map(|i| i as u8).collect::<Vec<u8>>());
+    group(
+        &mut c,
+        "Vec<u8>",
+        (0..BYTES).map(|i| i as u8).collect::<Vec<u8>>(),
+    );
     let floats: Vec<f64> = (0..BYTES / 8).map(|i| i as f64 * 0.5).collect();
     group(&mut c, "Vec<f64>", floats.clone());
     group(
@@ -50,5 +67,11 @@ fn main() {
         (0..BYTES / 4).map(|i| i as u32).collect::<Vec<u32>>(),
     );
     group(&mut c, "Packed<f64>", Packed(floats));
+    // The voxels workload's index lists: small `usize`s (a coordinate of a 256³ image).
+    group(
+        &mut c,
+        "Vec<usize> below 256",
+        (0..BYTES / 8).map(|i| i % 256).collect::<Vec<usize>>(),
+    );
     c.final_summary();
 }

@@ -276,14 +276,18 @@ mod tests {
         assert!(e.message().contains("bool"), "{e}");
         let e = take_from_bytes::<Option<u8>>(&[7, 0]).err().unwrap();
         assert!(e.message().contains("Option"), "{e}");
-        let e = take_from_bytes::<char>(&0xd800u32.to_le_bytes()).err().unwrap();
+        let e = take_from_bytes::<char>(&0xd800u32.to_le_bytes())
+            .err()
+            .unwrap();
         assert!(e.message().contains("char"), "{e}");
         let mut not_utf8 = 1u64.to_le_bytes().to_vec();
         not_utf8.push(0xff);
         let e = take_from_bytes::<String>(&not_utf8).err().unwrap();
         assert!(e.message().contains("UTF-8"), "{e}");
         // A length that claims more bytes than there are is refused before allocating.
-        let e = take_from_bytes::<Vec<u8>>(&u64::MAX.to_le_bytes()).err().unwrap();
+        let e = take_from_bytes::<Vec<u8>>(&u64::MAX.to_le_bytes())
+            .err()
+            .unwrap();
         assert!(!e.is_custom(), "{e}");
         let e = take_from_bytes::<serde_json_like::Any>(&[0]).err().unwrap();
         assert!(e.message().contains("self-describing"), "{e}");

@@ -237,7 +237,9 @@ mod tests {
         let (small, fds) = encode_body(&vec![1u32, 2, 3], &spare).unwrap();
         assert!(matches!(small, Body::Inline(_)) && fds.is_empty());
         assert_eq!(
-            crate::codec::take_from_bytes::<Vec<u32>>(small.as_slice()).unwrap().0,
+            crate::codec::take_from_bytes::<Vec<u32>>(small.as_slice())
+                .unwrap()
+                .0,
             [1, 2, 3]
         );
         let big: Vec<u64> = (0..(BULK_MIN as u64)).collect();
@@ -247,7 +249,9 @@ mod tests {
         // A frame without room for the buffer's descriptor sends the bytes.
         assert_eq!(body.socket_len(MAX_FDS), body.len());
         assert_eq!(
-            crate::codec::take_from_bytes::<Vec<u64>>(body.as_slice()).unwrap().0,
+            crate::codec::take_from_bytes::<Vec<u64>>(body.as_slice())
+                .unwrap()
+                .0,
             big
         );
         // Its buffer is reused for the next large value.
@@ -260,7 +264,9 @@ mod tests {
         let (body, _) = encode_body(&again, &spare).unwrap();
         assert!(matches!(&body, Body::Bulk(b) if b.capacity() >= cap));
         assert_eq!(
-            crate::codec::take_from_bytes::<Vec<u8>>(body.as_slice()).unwrap().0,
+            crate::codec::take_from_bytes::<Vec<u8>>(body.as_slice())
+                .unwrap()
+                .0,
             again
         );
         assert!(lock(&spare).bulks.is_empty());

@@ -24,12 +24,8 @@ pub(crate) type Results = (Body, Vec<OwnedFd>);
 /// buffer from the worker's spares, or a decode/encode error).
 ///
 /// Unsafe to call: the address must be that of the `fn(A) -> R` the runner was made for.
-type Trampoline = unsafe fn(
-    usize,
-    &[u8],
-    Vec<OwnedFd>,
-    &Mutex<Spare>,
-) -> std::result::Result<Results, String>;
+type Trampoline =
+    unsafe fn(usize, &[u8], Vec<OwnedFd>, &Mutex<Spare>) -> std::result::Result<Results, String>;
 
 /// The fixed point that offsets are measured from.
 #[inline(never)]
@@ -85,9 +81,17 @@ impl std::fmt::Debug for Call {
 }
 
 impl Call {
+    /// Decodes a chunk of arguments from `input` (with the descriptors that came beside it)
+    /// and applies the task to each; the results are dropped (a `Process`'s target, whose
+    /// result nobody reads).
+    pub fn run(&self, input: &[u8], fds: Vec<OwnedFd>) -> std::result::Result<(), String> {
+        self.run_into(input, fds, &Mutex::new(Spare::default()))
+            .map(drop)
+    }
+
     /// Decodes a chunk of arguments from `input` (with the descriptors that came beside it),
     /// applies the task to each, and encodes the results into a buffer from `spare`.
-    pub(crate) fn run(
+    pub(crate) fn run_into(
         &self,
         input: &[u8],
         fds: Vec<OwnedFd>,
@@ -154,21 +158,23 @@ mod tests {
         let t = unsafe { resolve(o) };
         let input = crate::codec::encode_into(&vec![1u32, 2, 3], Vec::new()).unwrap();
         let spare = Mutex::new(Spare::default());
-        let (body, fds) = t.run(&input, Vec::new(), &spare).unwrap();
+        let (body, fds) = t.run_into(&input, Vec::new(), &spare).unwrap();
         assert!(fds.is_empty());
         let out: Vec<u32> = crate::codec::take_from_bytes(body.as_slice()).unwrap().0;
         assert_eq!(out, vec![2, 4, 6]);
-        assert!(t.run(b"\xff\xff\xff\xff\xff", Vec::new(), &spare).is_err());
+        assert!(t.run(b"\xff\xff\xff\xff\xff", Vec::new()).is_err());
         // Two tasks of one type share the runner and differ in the function half.
         let p = offset_of((|x: u32| x + 1) as Task<u32, u32>).unwrap();
         assert_eq!(p >> 32, o >> 32);
         // SAFETY: as above.
         let out = unsafe { resolve(p) }
-            .run(&input, Vec::new(), &spare)
+            .run_into(&input, Vec::new(), &spare)
             .unwrap()
             .0;
         assert_eq!(
-            crate::codec::take_from_bytes::<Vec<u32>>(out.as_slice()).unwrap().0,
+            crate::codec::take_from_bytes::<Vec<u32>>(out.as_slice())
+                .unwrap()
+                .0,
             vec![2, 3, 4]
         );
     }

@@ -72,7 +72,7 @@ pub unsafe fn serve(stream: UnixStream) -> i32 {
         // binary (our parent before the fork, or the same executable that started us).
         let run = unsafe { trampoline::resolve(header.call) };
         let input = bulk.as_ref().map_or(&payload[..], |view| view.as_slice());
-        let outcome = panic::catch_unwind(AssertUnwindSafe(|| run.run(input, fds, &spare)));
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| run.run_into(input, fds, &spare)));
         drop(bulk);
         let init = header.kind == Kind::Init;
         let (kind, reply, reply_fds) = match outcome {

@@ -44,7 +44,7 @@ macro_rules! fixed {
     )*};
 }
 
-impl<'b, O: Output> ser::Serializer for &'b mut Serializer<'_, O> {
+impl<O: Output> ser::Serializer for &mut Serializer<'_, O> {
     type Ok = ();
     type Error = CodecError;
     type SerializeSeq = Self;
