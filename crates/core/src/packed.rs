@@ -85,10 +85,17 @@ impl<'de, T: Pod> Deserialize<'de> for Packed<T> {
                         bytes.len()
                     )));
                 }
-                // Copied into a Vec<T>, so alignment is T's whatever the input's was.
-                let mut v = vec![T::zeroed(); bytes.len() / size];
-                bytemuck::cast_slice_mut::<T, u8>(&mut v).copy_from_slice(bytes);
-                Ok(Packed(v))
+                if std::mem::size_of::<T>() == 0 {
+                    return Ok(Packed(vec![T::zeroed(); bytes.len()]));
+                }
+                // Read into a Vec<T> in one pass (no zero-fill first), so alignment is T's
+                // whatever the input's was.
+                Ok(Packed(
+                    bytes
+                        .chunks_exact(size)
+                        .map(bytemuck::pod_read_unaligned)
+                        .collect(),
+                ))
             }
             fn visit_byte_buf<E: de::Error>(self, bytes: Vec<u8>) -> Result<Packed<T>, E> {
                 self.visit_bytes(&bytes)

@@ -20,7 +20,7 @@ pub const INIT_FAILED: i32 = 3;
 /// process exit code (0 on an orderly end, 2 if the connection broke, [`INIT_FAILED`] if the
 /// pool's initializer failed).
 ///
-/// Results of at least [`BULK_MIN`](crate::bulk::BULK_MIN) bytes go back in a shared-memory
+/// Results of at least 1 MiB go back in a shared-memory
 /// buffer (a bulk frame), which the worker writes again only after the pool has sent a
 /// [`Kind::Release`] frame for that task (it has decoded the results); until then the next
 /// results go into another buffer.
