@@ -34,7 +34,8 @@ unsafe impl Launcher for ForkLauncher {
 ///
 /// Data created before the pool (in a `static` such as [`Inherited`](multiproc_core::Inherited))
 /// is visible to every task without being copied. Tasks are `fn` items or non-capturing
-/// closures; arguments and results travel over Unix sockets, encoded with postcard.
+/// closures; arguments and results travel over Unix sockets (in shared memory from 1 MiB on),
+/// encoded by the one codec (`multiproc_process::codec`).
 ///
 /// A worker that dies (a signal, `abort`, `exit`) fails only the task it was running, with
 /// [`Error::WorkerDied`](multiproc_core::Error::WorkerDied), and is replaced. Dropping the

@@ -9,7 +9,7 @@
 //! | `get_context("spawn").Pool` | [`SpawnPool`] (an [`Executor`]) |
 //! | `Pool(initializer=f, initargs=(data,))` | [`SpawnPool::with_initializer`] |
 //! | `get_context("spawn").Process` | [`Process`] → [`ProcessHandle`] |
-//! | pickling the arguments | serde (postcard); shared arrays, locks, queues travel as file descriptors |
+//! | pickling the arguments | serde (the one codec, `multiproc_process::codec`); shared arrays, locks, queues travel as file descriptors |
 //!
 //! ## Why spawn
 //!

@@ -2,7 +2,7 @@
 //!
 //! Workers are fresh processes of this same program (see [`crate::launch`]): they inherit
 //! nothing, so they are safe to start from any multithreaded parent, and everything they get
-//! crosses a socket — arguments and results as postcard bytes, shared arrays and other
+//! crosses a socket — arguments and results encoded by the one codec, shared arrays and other
 //! descriptor-owning values as descriptors (`SCM_RIGHTS`). Dispatch, pipelining, dead-worker
 //! supervision and shutdown are `multiproc-process`'s [`ProcessPool`], the same code the fork
 //! backend runs; this file only says how to start a worker and how to know it is ready.

@@ -1,5 +1,5 @@
 //! This crate's errors around [`multiproc_process::codec`], the one codec of multiproc
-//! (postcard, keeping serde's messages).
+//! (a fixed-width binary serde format, keeping serde's messages).
 
 use multiproc_core::{Error, Result};
 use multiproc_process::codec::{self, CodecError};

@@ -6,7 +6,7 @@
 //! | Python | here | transport |
 //! |---|---|---|
 //! | `Pipe(duplex=True)` | [`pipe`] → two [`Connection`]s | a Unix stream socket; values may carry file descriptors (`SCM_RIGHTS`) |
-//! | `conn.send(obj)` / `conn.recv()` | [`Connection::send`] / [`Connection::recv`] | serde values, postcard-encoded |
+//! | `conn.send(obj)` / `conn.recv()` | [`Connection::send`] / [`Connection::recv`] | serde values, encoded by the one codec |
 //! | `conn.poll(timeout)` | [`Connection::poll`] | |
 //! | `Queue(maxsize)` | [`Queue`] (`put`/`get` with `_timeout` and `_nowait` forms, `qsize`, `empty`, `full`, `close`) | a ring in anonymous shared memory, two robust process-shared locks |
 //! | `JoinableQueue` | [`JoinableQueue`] (`task_done`, `join`, `join_timeout`) | the same ring, with a shared count of unfinished items |

@@ -38,7 +38,7 @@ fn deadline_after(timeout: Duration) -> Option<Instant> {
 /// A first-in first-out queue for many producers and many consumers, across threads, forked
 /// and spawned processes (Python's `multiprocessing.Queue`).
 ///
-/// Items are serde values, copied in (postcard) on [`put`](Self::put) and decoded on
+/// Items are serde values, copied in (encoded by the one codec) on [`put`](Self::put) and decoded on
 /// [`get`](Self::get); `T` need not be `Send`, since no value is ever shared. A handle is
 /// cheap to [`clone`](Clone) and usable from any thread; a forked child inherits it; a
 /// spawned process receives it as an argument (it serializes through

@@ -61,7 +61,7 @@ struct WriteHalf {
 
 /// One end of a [`pipe`] (Python's `multiprocessing.connection.Connection`).
 ///
-/// [`send`](Self::send) and [`recv`](Self::recv) move serde values (postcard-encoded), and
+/// [`send`](Self::send) and [`recv`](Self::recv) move serde values (encoded by the one codec), and
 /// values that own file descriptors too: a shared array, a process-shared lock, a
 /// [`Queue`](crate::Queue) or another `Connection` travels as descriptors (`SCM_RIGHTS`)
 /// beside its bytes, through [`multiproc_core::handoff`]. Methods take `&self`:
