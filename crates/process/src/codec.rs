@@ -144,9 +144,9 @@ pub fn encode_into<T: Serialize + ?Sized>(
 
 /// Decodes a `T` from the start of `bytes`; returns it and the bytes after it.
 pub fn take_from_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, &[u8]), CodecError> {
-    let mut deserializer = decode::Deserializer { input: bytes };
+    let mut deserializer = decode::Deserializer::new(bytes);
     let value = T::deserialize(&mut deserializer)?;
-    Ok((value, deserializer.input))
+    Ok((value, deserializer.rest()))
 }
 
 /// Encodes `value`, collecting the descriptors it owns.

@@ -9,9 +9,12 @@ use serde::de::{self, DeserializeSeed, Visitor};
 
 use super::CodecError;
 
-/// The deserializer: reads from the front of `input`.
+/// The deserializer: reads `bytes` from `at` on.
 pub(super) struct Deserializer<'de> {
-    pub(super) input: &'de [u8],
+    bytes: &'de [u8],
+    /// Where the next value starts (at most `bytes.len()`). One index, not a shrinking
+    /// slice: a `Vec<u8>` decodes with one store per element, not two.
+    at: usize,
 }
 
 #[cold]
@@ -25,11 +28,21 @@ fn unexpected_end() -> CodecError {
 }
 
 impl<'de> Deserializer<'de> {
+    /// Reads from the start of `bytes`.
+    pub(super) fn new(bytes: &'de [u8]) -> Self {
+        Deserializer { bytes, at: 0 }
+    }
+
+    /// The bytes after what was read.
+    pub(super) fn rest(&self) -> &'de [u8] {
+        &self.bytes[self.at..]
+    }
+
     #[inline(always)]
     fn take<const N: usize>(&mut self) -> Result<[u8; N], CodecError> {
-        match self.input.split_first_chunk::<N>() {
-            Some((head, rest)) => {
-                self.input = rest;
+        match self.bytes.get(self.at..).and_then(<[u8]>::first_chunk::<N>) {
+            Some(head) => {
+                self.at += N;
                 Ok(*head)
             }
             None => Err(unexpected_end()),
@@ -38,9 +51,9 @@ impl<'de> Deserializer<'de> {
 
     #[inline(always)]
     fn byte(&mut self) -> Result<u8, CodecError> {
-        match self.input.split_first() {
-            Some((b, rest)) => {
-                self.input = rest;
+        match self.bytes.get(self.at) {
+            Some(b) => {
+                self.at += 1;
                 Ok(*b)
             }
             None => Err(unexpected_end()),
@@ -56,12 +69,13 @@ impl<'de> Deserializer<'de> {
     #[inline]
     fn bytes(&mut self) -> Result<&'de [u8], CodecError> {
         let len = self.len()?;
-        if len > self.input.len() {
-            return Err(unexpected_end());
+        match self.bytes.get(self.at..).and_then(|rest| rest.get(..len)) {
+            Some(head) => {
+                self.at += len;
+                Ok(head)
+            }
+            None => Err(unexpected_end()),
         }
-        let (head, rest) = self.input.split_at(len);
-        self.input = rest;
-        Ok(head)
     }
 
     #[inline]
