@@ -39,7 +39,8 @@ enum End {
 enum Killed {
     /// That task ran past the pool's `task_timeout`.
     TimedOut(Duration),
-    /// That task drove the worker over the pool's `memory_limit`: `(limit, observed)`.
+    /// The worker was over the pool's `memory_limit` while that task ran, or when it ended:
+    /// `(limit, observed)`.
     Memory(u64, u64),
     /// Another task ran out of time, but answered just before the kill: this one is
     /// innocent and goes back to the queue.
@@ -248,8 +249,6 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
     let watched = shared.watchdog_needed();
     let limit = shared.options.task_timeout.unwrap_or_default();
     let max_tasks = shared.options.max_tasks_per_child.map(|n| n.get());
-    // Set when the worker was over `memory_limit` after a task: it takes no more.
-    let mut over_memory = false;
     let mut first = first;
     // Tasks this worker was given, for `max_tasks_per_child`.
     let mut taken = 0usize;
@@ -275,10 +274,7 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
     // socket: read them all before blaming the oldest unanswered task for the death.
     let mut write_broken = false;
     loop {
-        if (over_memory || max_tasks.is_some_and(|max| taken >= max))
-            && sent.is_empty()
-            && !write_broken
-        {
+        if max_tasks.is_some_and(|max| taken >= max) && sent.is_empty() && !write_broken {
             return End::Recycle;
         }
         let mut batch: Vec<Job> = first.take().into_iter().collect();
@@ -293,7 +289,7 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
             let mut q = lock(&shared.queue);
             loop {
                 let in_flight = sent.len() + batch.len();
-                if over_memory || max_tasks.is_some_and(|max| taken + batch.len() >= max) {
+                if max_tasks.is_some_and(|max| taken + batch.len() >= max) {
                     break;
                 }
                 let plenty = q.jobs.len() >= 2 * shared.workers;
@@ -413,6 +409,25 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
             return broken(sent, killed);
         }
         let (_, mut job) = sent.pop_front().expect("checked above");
+        if let Some(limit) = memory_limit {
+            // Before the reply is delivered: a worker over the limit when its task ends fails
+            // that task, whether a sample caught it while it ran (it was killed, and this
+            // reply was written just before) or not (it is killed now); its replacement runs
+            // the next. The outcome does not depend on when the samples fell.
+            let over = match killed {
+                Some((id, Killed::Memory(_, observed))) if id == header.id => Some(observed),
+                Some(_) => None,
+                None => Some(rss_of(worker.pid)).filter(|&observed| observed > limit),
+            };
+            if let Some(observed) = over {
+                if killed.is_none() {
+                    shared.kill_slot(slot);
+                }
+                killed = Some((header.id, Killed::Memory(limit, observed)));
+                sent.push_front((header.id, job));
+                return broken(sent, killed);
+            }
+        }
         // The worker has answered: it no longer reads the job's buffer.
         lock(&shared.spare).give(std::mem::replace(
             &mut job.payload,
@@ -435,9 +450,6 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
             }
         };
         job.finish(outcome);
-        if let Some(limit) = memory_limit {
-            over_memory = rss_of(worker.pid) > limit;
-        }
         if payload.capacity() > SPARE_BYTES {
             // Kept for the next reply, but not a huge one for the rest of the session.
             payload = Vec::new();
@@ -450,7 +462,8 @@ const MEMORY_SAMPLE: Duration = Duration::from_millis(10);
 
 /// The resident memory of worker `pid`, in bytes (0 if it cannot be read: it is exiting):
 /// the second field of `/proc/PID/statm` (pages), the cheapest place the kernel gives it
-/// (read after every task with `memory_limit`; `/proc/PID/status` costs several times more).
+/// (read at the end of every task with `memory_limit`; `/proc/PID/status` costs several
+/// times more).
 fn rss_of(pid: nix::unistd::Pid) -> u64 {
     multiproc_sys::procfs::resident_bytes(pid.as_raw().unsigned_abs()).unwrap_or(0)
 }
