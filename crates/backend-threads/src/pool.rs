@@ -273,9 +273,10 @@ impl ThreadPool {
         self.home.check()
     }
 
-    /// A [`ThreadPoolBuilder`]: the number of threads and an initializer. The options that
-    /// need a worker to be killed or replaced (`task_timeout`, `max_tasks_per_child`) are
-    /// refused by its `build`, with the reason: a thread cannot be killed.
+    /// A [`ThreadPoolBuilder`]: the number of threads, an initializer and (feature
+    /// `progress`) a progress bar. The options that need a worker to be killed, replaced or
+    /// measured (`task_timeout`, `max_tasks_per_child`, `memory_limit`) are refused by its
+    /// `build`, with the reason: a thread cannot be killed.
     ///
     /// ```
     /// use multiproc_threads::{Executor, ThreadPool};
