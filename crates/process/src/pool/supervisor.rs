@@ -410,10 +410,8 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
         }
         let (_, mut job) = sent.pop_front().expect("checked above");
         if let Some(limit) = memory_limit {
-            // Before the reply is delivered: a worker over the limit when its task ends fails
-            // that task, whether a sample caught it while it ran (it was killed, and this
-            // reply was written just before) or not (it is killed now); its replacement runs
-            // the next. The outcome does not depend on when the samples fell.
+            // Checked before delivery: over the limit at its end, sampled (killed, this reply
+            // written just before) or not (killed now), the task fails, whenever samples fell.
             let over = match killed {
                 Some((id, Killed::Memory(_, observed))) if id == header.id => Some(observed),
                 Some(_) => None,
