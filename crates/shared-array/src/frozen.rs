@@ -87,12 +87,15 @@ impl<T: Pod> FrozenArray<T> {
     /// The bytes are written into the memfd with `pwrite` before anything maps it: the kernel
     /// fills its pages directly, instead of taking a page fault per 4 KiB page of a writable
     /// mapping (1 MiB: 225 µs against 530 µs through a mapping, criterion on our 2-core machine).
+    /// Memory in huge pages ([`pages`](Self::pages)) is written through a mapping instead: a
+    /// fault per 2 MiB, and the only way to get transparent huge pages when THP is `advise`.
     pub fn from_slice(values: &[T]) -> Result<Self> {
         let bytes = bytes_for::<T>(values.len(), "values")?;
         let (fd, map_len, pages) = new_memfd(bytes).map_err(|e| rename(e, "values"))?;
         let raw: &[u8] = bytemuck::cast_slice(values);
-        if pages == PageKind::HugeTlb {
-            // hugetlbfs has no `write`: copy through a mapping (a fault per 2 MiB, not 4 KiB).
+        if pages != PageKind::Base {
+            // hugetlbfs has no `write`, and shmem's `write` fills a file in 4 KiB pages unless
+            // THP is `always`: copy through a mapping, which faults in 2 MiB at a time.
             let buf = ShmBuffer::map(fd, bytes, map_len, pages)?;
             // SAFETY: the buffer was made just now and no other handle of it exists in any
             // process, so plain writes into its `bytes >= values.len()` mapped bytes race with

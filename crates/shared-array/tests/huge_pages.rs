@@ -19,6 +19,12 @@ static SETTINGS: Mutex<()> = Mutex::new(());
 /// Enough u64s for a file past the huge-page threshold (8 MiB).
 const BIG: usize = 2 * HUGE_MIN / 8;
 
+/// The system's shmem in transparent huge pages, KiB (`ShmemHugePages` of `/proc/meminfo`).
+fn shmem_huge_kib() -> u64 {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+    multiproc_sys::procfs::kb_field(&meminfo, "ShmemHugePages").unwrap() / 1024
+}
+
 /// Checks that `a` works in this process, in a forked child, and in a child that receives
 /// its descriptor over a socket, and that every handle reports `kind`.
 fn works_everywhere(a: &RawArray<u64>, kind: PageKind) {
@@ -112,6 +118,15 @@ fn advised_transparent_huge_pages_back_big_arrays_across_processes() {
     }
     let a = RawArray::<u64>::zeros(BIG).unwrap();
     works_everywhere(&a, PageKind::Transparent);
+    drop(a);
+    // The frozen copy's file really is in huge pages (written through an advised mapping:
+    // `write` would have filled it in 4 KiB pages).
+    let before = shmem_huge_kib();
+    let values: Vec<u64> = (0..BIG as u64).collect();
+    let frozen = FrozenArray::from_slice(&values).unwrap();
+    let grown = shmem_huge_kib().saturating_sub(before);
+    assert!(grown >= 4096, "ShmemHugePages grew by {grown} KiB only");
+    drop(frozen);
     freezes(PageKind::Transparent);
     drop(thp);
 }
