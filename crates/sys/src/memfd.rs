@@ -41,7 +41,7 @@ pub struct SharedFile {
 }
 
 /// A new sealable memfd of at least `len` bytes (rounded up to whole pages), in huge pages
-/// where the system offers them (see [`pages`](crate::pages)): hugetlb pages when enough are
+/// where the system offers them (see [`pages`]): hugetlb pages when enough are
 /// reserved and free — reserved for this file here, by mapping it once — else shmem with
 /// transparent huge pages when `shmem_enabled` allows them (a mapping asks for them with
 /// [`pages::advise`]), else ordinary pages. A hugetlb file that cannot be made or reserved
