@@ -10,7 +10,7 @@ mod common;
 use std::sync::Mutex;
 
 use common::fork_child;
-use multiproc_shared_array::{recv_buffer, send_buffer, FrozenArray, RawArray};
+use multiproc_shared_array::{recv_buffer, send_buffer, FrozenArray, LocalArray, RawArray};
 use multiproc_sys::pages::{self, PageKind, ShmemThp, TempSetting, HUGE_MIN};
 
 /// Held by every test here: the policy they read must not change under them.
@@ -99,6 +99,16 @@ fn reserved_huge_pages_back_big_arrays_across_processes() {
     assert_eq!(frozen[BIG / 2], 9);
     drop(frozen);
     freezes(PageKind::HugeTlb);
+    // A LocalArray in hugetlb pages: a forked child's copy is replaced by private zeros of the
+    // same (whole huge pages) length, and the parent's elements stay its own.
+    let mut local = LocalArray::<u64>::zeros(BIG).unwrap();
+    local.fill(4);
+    let slice: &[u64] = local.as_slice();
+    // SAFETY: the child only reads its own (detached) copy of the slice.
+    let child = unsafe { fork_child(|| assert!(slice.iter().all(|&x| x == 0))) };
+    child.wait().unwrap();
+    assert!(local.iter().all(|&x| x == 4));
+    assert_eq!(local.share().pages(), PageKind::HugeTlb);
     drop(pool);
 }
 
