@@ -168,8 +168,8 @@ impl BulkBuf {
         Ok(buf)
     }
 
-    /// Keeps the mapping out of forked children.
-    /// (And asks for transparent huge pages where those back it.)
+    /// Keeps the mapping out of forked children (and asks for transparent huge pages where
+    /// those back it).
     fn dont_fork(&mut self) -> io::Result<()> {
         // SAFETY: the range is exactly our mapping; MADV_DONTFORK changes only whether a
         // child of `fork` gets a copy of it, never its contents or this process's access, and
@@ -360,9 +360,10 @@ impl BulkView {
             .checked_next_multiple_of(memfd::granularity(fd.as_fd()).map_err(os)?)
             .and_then(NonZeroUsize::new)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bulk body too large"))?;
-        // SAFETY: a fresh read-only mapping of `len` bytes (rounded up to the file's pages:
-        // the file, whose size is a whole number of them, is at least that long) — no existing
-        // memory is affected, and every mapped byte is backed.
+        // SAFETY: a fresh read-only mapping of `len` bytes, rounded up to the file's pages (a
+        // hugetlb file maps only in whole huge pages): no existing memory is affected. The
+        // file is at least `len` bytes long (checked above) and sealed against shrinking, so
+        // the bytes `as_slice` lends are backed; the rest of the last page is never read.
         let map = unsafe {
             mmap(
                 None,
