@@ -322,8 +322,8 @@ impl PoolBuilder {
         self
     }
 
-    /// A worker whose resident memory is above `bytes` after a task is replaced; a task
-    /// that drives it over while running fails with [`Error::MemoryLimit`].
+    /// A worker whose resident memory is above `bytes` while a task runs (sampled every
+    /// 10 ms) or when it ends is replaced, and that task fails with [`Error::MemoryLimit`].
     pub fn memory_limit(mut self, bytes: u64) -> Self {
         self.inner = self.inner.memory_limit(bytes);
         self

@@ -128,6 +128,29 @@ pub(crate) fn fork_worker() -> Result<(Pid, UnixStream)> {
     Ok((pid, stream.expect("a worker fork returns its stream")))
 }
 
+/// Forks `n` pool workers as [`fork_worker`] does, in one visit to the forker thread (a pool's
+/// first workers: each visit is a hand-over between threads, two wake-ups). Returns those
+/// forked, and the error that stopped the rest.
+pub(crate) fn fork_workers(n: usize) -> (Vec<(Pid, UnixStream)>, Option<Error>) {
+    let forked = FORKER.run(move || {
+        let mut forked = Vec::with_capacity(n);
+        for _ in 0..n {
+            let answer = panic::catch_unwind(AssertUnwindSafe(|| fork_here(Work::Worker)));
+            match answer {
+                Ok((Ok((pid, Some(stream))), _)) => forked.push((pid, stream)),
+                Ok((Ok((_, None)), _)) => unreachable!("a worker fork returns its stream"),
+                Ok((Err(e), _)) => return (forked, Some(e)),
+                Err(_) => {
+                    let e = Error::Io(io::Error::other("fork preparation panicked"));
+                    return (forked, Some(e));
+                }
+            }
+        }
+        (forked, None)
+    });
+    forked.unwrap_or_else(|e| (Vec::new(), Some(e)))
+}
+
 /// Hands `work` to the forker thread and waits for its answer. If the forker thread cannot
 /// be started, `work` is dropped here, on the calling thread.
 fn ask(work: Work) -> Answer {

@@ -13,7 +13,7 @@ use multiproc_process::{
 };
 use nix::unistd::Pid;
 
-use crate::fork::fork_worker;
+use crate::fork::{fork_worker, fork_workers};
 
 /// Starts a worker by forking this process. The worker's socket pair is made by the forker
 /// thread right before the fork, so no other child inherits it, and no lock is held across
@@ -27,6 +27,15 @@ unsafe impl Launcher for ForkLauncher {
     fn launch(&self) -> Result<Worker> {
         let (pid, stream) = fork_worker()?;
         Ok(Worker { pid, stream })
+    }
+
+    fn launch_many(&self, n: usize) -> (Vec<Worker>, Option<multiproc_core::Error>) {
+        let (forked, failure) = fork_workers(n);
+        let workers = forked
+            .into_iter()
+            .map(|(pid, stream)| Worker { pid, stream })
+            .collect();
+        (workers, failure)
     }
 }
 

@@ -113,7 +113,28 @@ impl ThreadPoolBuilder {
         self
     }
 
-    /// Sets every option at once (`task_timeout` and `max_tasks_per_child` are refused).
+    /// `map`, `starmap` and `imap` draw a progress bar on stderr — items done, rate and ETA —
+    /// when stderr is a terminal (`isatty(2)`, the test indicatif itself makes), and nothing
+    /// otherwise, as on the process pools.
+    ///
+    /// ```
+    /// use multiproc_threads::{Executor, ThreadPool};
+    ///
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// let pool = ThreadPool::builder().processes(2).progress(true).build()?;
+    /// assert_eq!(pool.map(square, 0..5)?, vec![0, 1, 4, 9, 16]); // a bar, on a terminal
+    /// # Ok::<(), multiproc_threads::Error>(())
+    /// ```
+    #[cfg(feature = "progress")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "progress")))]
+    pub fn progress(mut self, show: bool) -> Self {
+        self.options.progress = show;
+        self
+    }
+
+    /// Sets every option at once (`task_timeout`, `max_tasks_per_child` and `memory_limit`
+    /// are refused; `progress` draws only with the `progress` feature).
     pub fn options(mut self, options: PoolOptions) -> Self {
         if let Some(limit) = options.task_timeout {
             self = self.task_timeout(limit);
@@ -133,7 +154,8 @@ impl ThreadPoolBuilder {
         if let Some(e) = self.refused {
             return Err(e);
         }
-        let pool = ThreadPool::new(self.options.workers())?;
+        let mut pool = ThreadPool::new(self.options.workers())?;
+        pool.progress = self.options.progress;
         if let Some(init) = self.init {
             panic::catch_unwind(AssertUnwindSafe(|| pool.rayon.broadcast(|_| init())))
                 .map_err(|p| Error::InitializerFailed(Error::from_panic(p).to_string()))?;
@@ -203,6 +225,8 @@ pub struct ThreadPool {
     rayon: ManuallyDrop<rayon::ThreadPool>,
     shared: ManuallyDrop<Arc<Shared>>,
     workers: usize,
+    /// Built with `.progress(true)`: `map`, `starmap` and `imap` draw a bar.
+    progress: bool,
 }
 
 impl std::fmt::Debug for ThreadPool {
@@ -240,6 +264,7 @@ impl ThreadPool {
                 terminated: AtomicBool::new(false),
             })),
             workers,
+            progress: false,
         })
     }
 
@@ -248,9 +273,10 @@ impl ThreadPool {
         self.home.check()
     }
 
-    /// A [`ThreadPoolBuilder`]: the number of threads and an initializer. The options that
-    /// need a worker to be killed or replaced (`task_timeout`, `max_tasks_per_child`) are
-    /// refused by its `build`, with the reason: a thread cannot be killed.
+    /// A [`ThreadPoolBuilder`]: the number of threads, an initializer and (feature
+    /// `progress`) a progress bar. The options that need a worker to be killed, replaced or
+    /// measured (`task_timeout`, `max_tasks_per_child`, `memory_limit`) are refused by its
+    /// `build`, with the reason: a thread cannot be killed.
     ///
     /// ```
     /// use multiproc_threads::{Executor, ThreadPool};
@@ -414,6 +440,10 @@ fn catch<T>(work: impl FnOnce() -> T) -> Result<T> {
 impl Executor for ThreadPool {
     fn processes(&self) -> usize {
         self.workers
+    }
+
+    fn shows_progress(&self) -> bool {
+        self.progress
     }
 
     fn submit<A, R>(&self, f: Task<A, R>, batch: Batch<A>, sink: ChunkSink<R>) -> Result<()>

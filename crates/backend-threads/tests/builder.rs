@@ -1,5 +1,6 @@
 //! `ThreadPool::builder()`: the thread count and initializer work; the options that need a
-//! worker to be killed or replaced are refused with the reason; `map_results` and `cancel`.
+//! worker to be killed or replaced are refused with the reason; `progress` is kept;
+//! `map_results` and `cancel`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -73,4 +74,26 @@ fn map_results_and_cancel() {
     r.wait();
     assert!(!r.cancel(), "a finished task cannot be cancelled");
     assert_eq!(r.get().unwrap(), 100);
+}
+
+/// `.progress(true)` (and `options` with `progress`) is kept: `map`, `starmap` and `imap`
+/// then draw (on a terminal: `tests/progress_bar.rs` of the facade checks what is drawn).
+#[cfg(feature = "progress")]
+#[test]
+fn progress_is_kept_by_build() {
+    assert!(!ThreadPool::new(1).unwrap().shows_progress());
+    assert!(!ThreadPool::builder().build().unwrap().shows_progress());
+    let pool = ThreadPool::builder()
+        .processes(1)
+        .progress(true)
+        .build()
+        .unwrap();
+    assert!(pool.shows_progress());
+    assert_eq!(pool.map(inverse, [1, 2]).unwrap(), vec![100, 50]);
+    let options = multiproc_core::PoolOptions {
+        progress: true,
+        ..Default::default()
+    };
+    let pool = ThreadPool::builder().options(options).build().unwrap();
+    assert!(pool.shows_progress());
 }

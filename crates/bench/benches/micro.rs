@@ -13,17 +13,23 @@
 //! - `options/*`: a fork pool's `apply` and `map` (1000 trivial tasks, `chunksize` 1) with
 //!   every builder option off, against the same with `task_timeout` set and with every
 //!   option set (`task_timeout`, `retries`, `max_tasks_per_child`, `memory_limit`), in one
-//!   run.
+//!   run;
+//! - `rtt/*`: the limit of a round trip: 8 bytes written to a forked process over a Unix
+//!   socket and read back (both sides blocking in `read`), beside a fork and a spawn pool's
+//!   `apply` of a trivial task, in one run, so that their ratio is measured on one machine
+//!   state.
 //!
 //! Spawned workers are this binary started again, so `main` calls `multiproc_spawn::init()`
 //! first, and is written out instead of `criterion_main!`.
 
 use std::hint::black_box;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use criterion::Criterion;
 use multiproc_core::{Event as _, Executor, Lock as _, Semaphore as _};
-use multiproc_fork::ForkPool;
+use multiproc_fork::{ForkPool, Process};
 use multiproc_ipc::Queue;
 use multiproc_shared_array::{
     FrozenArray, LocalArray, ProcessEvent, ProcessLock, ProcessRLock, ProcessSemaphore, RawArray,
@@ -217,6 +223,46 @@ fn options(c: &mut Criterion) {
     g.finish();
 }
 
+/// A raw round trip: `echo` (a forked process) reads 8 bytes and writes them back until its
+/// end of the socket closes; the parent writes 8 bytes and reads them back.
+fn rtt(c: &mut Criterion) {
+    let mut g = short(c, "rtt");
+    let (mut ours, mut theirs) = UnixStream::pair().expect("socket pair");
+    // The closure (and with it this process's copy of `theirs`) is dropped here once the
+    // child runs; the child's copy of `ours` is closed by nothing, so the end is signalled
+    // with `shutdown` below.
+    let echo = Process::from_closure(move || {
+        let mut word = [0u8; 8];
+        while theirs.read_exact(&mut word).is_ok() {
+            if theirs.write_all(&word).is_err() {
+                break;
+            }
+        }
+    })
+    .start()
+    .expect("echo process");
+    g.bench_function("raw unix socket", |b| {
+        let mut word = [0u8; 8];
+        b.iter(|| {
+            ours.write_all(&black_box(7u64).to_le_bytes())
+                .expect("write");
+            ours.read_exact(&mut word).expect("read");
+            u64::from_le_bytes(word)
+        })
+    });
+    let fork = ForkPool::new(2).expect("fork pool");
+    g.bench_function("fork apply", |b| {
+        b.iter(|| fork.apply(inc, black_box(1)).expect("apply"))
+    });
+    let spawn = SpawnPool::new(2).expect("spawn pool");
+    g.bench_function("spawn apply", |b| {
+        b.iter(|| spawn.apply(inc, black_box(1)).expect("apply"))
+    });
+    g.finish();
+    ours.shutdown(std::net::Shutdown::Both).expect("shutdown");
+    echo.join().expect("echo ends");
+}
+
 fn main() {
     multiproc_spawn::init();
     let mut c = Criterion::default().configure_from_args();
@@ -225,5 +271,6 @@ fn main() {
     create(&mut c);
     queue(&mut c);
     options(&mut c);
+    rtt(&mut c);
     c.final_summary();
 }

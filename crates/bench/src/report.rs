@@ -39,6 +39,8 @@ pub(crate) struct Machine {
     pub memory: u64,
     /// Kernel release.
     pub kernel: String,
+    /// The pages shared memory of the sizes measured here gets, and why.
+    pub pages: String,
 }
 
 impl Machine {
@@ -59,6 +61,14 @@ impl Machine {
             kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
                 .map(|s| s.trim().to_string())
                 .unwrap_or_else(|_| "unknown".into()),
+            pages: {
+                let policy = multiproc_sys::pages::policy();
+                format!(
+                    "shared arrays and bulk buffers of {} MiB and more in {} pages ({policy})",
+                    multiproc_sys::pages::HUGE_MIN >> 20,
+                    policy.choose(multiproc_sys::pages::HUGE_MIN)
+                )
+            },
         }
     }
 }
@@ -160,6 +170,7 @@ impl Report {
             m.memory as f64 / 1e9,
             m.kernel
         );
+        let _ = writeln!(s, "pages: {}", m.pages);
         let c = &self.config;
         let _ = writeln!(
             s,

@@ -213,8 +213,8 @@ pub enum Error {
         /// The worker that was killed.
         pid: u32,
     },
-    /// The worker running the task went over the pool's `memory_limit` while running it,
-    /// and was killed (and replaced).
+    /// The worker running the task was over the pool's `memory_limit` while running it or
+    /// when it ended (its result, if any, is dropped), and was killed (and replaced).
     #[error(
         "worker process {pid} went over the memory limit ({observed} > {limit} bytes) while \
          running the task; it was killed and replaced"

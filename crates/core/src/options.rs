@@ -27,9 +27,11 @@ pub struct PoolOptions {
     /// Run a task whose worker died (signal, exit, timeout) again on a fresh worker, up to
     /// this many times.
     pub retries: u32,
-    /// A worker's resident memory (RSS, `VmRSS` of `/proc/PID/status`), in bytes, above
-    /// which it is replaced after its task; a task that drives it over while running fails
-    /// with [`Error::MemoryLimit`](crate::Error::MemoryLimit).
+    /// A worker's resident memory (RSS, from `/proc/PID/statm`), in bytes, above which it is
+    /// killed and replaced: a task during which (sampled every 10 ms) or at whose end (checked
+    /// before its result is delivered) its worker is over the limit fails with
+    /// [`Error::MemoryLimit`](crate::Error::MemoryLimit), just that task; the next runs on a
+    /// fresh worker.
     pub memory_limit: Option<u64>,
     /// Draw a progress bar on stderr (when it is a terminal) for `map`, `starmap` and
     /// `imap`: items done, rate and ETA. Needs the `progress` feature; without it, nothing is

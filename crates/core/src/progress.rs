@@ -1,7 +1,9 @@
 //! The progress bar of a pool built with `.progress(true)` (feature `progress`): a
 //! [`ChunkSink`] whose deliveries also advance an indicatif bar on stderr — items done, rate
 //! and ETA — drawn only when stderr is a terminal (otherwise the sink is left as it is, and
-//! nothing is drawn or counted).
+//! nothing is drawn or counted). "A terminal" is `std::io::stderr().is_terminal()`, that is
+//! `isatty(2)`: the test indicatif's `console` makes too before it draws, so the bar is never
+//! made for a pipe or a file, and indicatif would not draw one there either.
 
 use std::io::IsTerminal;
 use std::num::NonZeroUsize;

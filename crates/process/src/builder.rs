@@ -27,7 +27,7 @@ pub trait FromOptions: Sized {
 /// | [`max_tasks_per_child`](Self::max_tasks_per_child) | `maxtasksperchild` | a worker is replaced after that many tasks |
 /// | [`task_timeout`](Self::task_timeout) | (pebble's `timeout`) | a task running longer kills its worker: [`Error::TaskTimedOut`] |
 /// | [`retries`](Self::retries) | — | a task whose worker died runs again on a fresh worker |
-/// | [`memory_limit`](Self::memory_limit) | (loky's memory-leak restart) | a worker over the limit is replaced; a task that drives it over fails: [`Error::MemoryLimit`] |
+/// | [`memory_limit`](Self::memory_limit) | (loky's memory-leak restart) | a worker over the limit during or at the end of a task is replaced, and that task fails: [`Error::MemoryLimit`] |
 pub struct Builder<P> {
     options: PoolOptions,
     init: Option<Initializer>,
@@ -117,11 +117,16 @@ impl<P: FromOptions> Builder<P> {
         self
     }
 
-    /// Replaces a worker whose resident memory (RSS) is above `bytes` after a task (loky's
-    /// restart on memory growth); a task that drives its worker over `bytes` while it runs
-    /// (sampled by its supervisor every 10 ms from `/proc`) kills the worker and fails with
-    /// [`Error::MemoryLimit`] (the limit and the size seen), just that task. A forked
-    /// worker's RSS counts the pages it shares with the parent. Zero is refused by `build`.
+    /// Replaces a worker whose resident memory (RSS) goes above `bytes` (loky's restart on
+    /// memory growth), failing the task that took it there with [`Error::MemoryLimit`] (the
+    /// limit and the size seen), just that task. The supervisor samples the worker every
+    /// 10 ms while a task runs (over: the worker is killed at once) and checks it once more
+    /// when the task ends, before its result is delivered (over: the result is dropped, the
+    /// worker killed). So a task that leaks past the limit fails, however its end fell
+    /// between two samples; a peak shorter than a sample period, freed before the task ends,
+    /// may go unseen. The next task runs on a fresh worker (tasks sent ahead to the killed
+    /// worker go back to the queue). A forked worker's RSS counts the pages it shares with
+    /// the parent. Zero is refused by `build`.
     pub fn memory_limit(mut self, bytes: u64) -> Self {
         if bytes == 0 {
             self.fail(Error::invalid("memory_limit", "must be more than 0 bytes"));

@@ -32,6 +32,7 @@ use std::ptr::NonNull;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use multiproc_sys::memfd::{self, SealFlag};
+use multiproc_sys::pages::{self, PageKind};
 use nix::sys::mman::{madvise, mmap, mremap, munmap, MRemapFlags, MapFlags, MmapAdvise, ProtFlags};
 use nix::unistd::{getpid, Pid};
 
@@ -107,6 +108,8 @@ pub(crate) struct BulkBuf {
     len: usize,
     /// The process that made it: the only one with the mapping (`MADV_DONTFORK`).
     owner: Pid,
+    /// Huge pages where the system offers them ([`memfd::create_shared`]).
+    pages: PageKind,
 }
 
 // SAFETY: a `BulkBuf` exclusively owns its mapping in this process (nothing else in the
@@ -127,15 +130,15 @@ const SEALS: SealFlag = SealFlag::F_SEAL_SHRINK
 impl BulkBuf {
     /// An empty buffer with room for at least `capacity` bytes.
     pub(crate) fn with_capacity(capacity: usize) -> io::Result<BulkBuf> {
-        let cap = round_up(capacity.max(PAGE))?;
         // Held from before the descriptor exists until it is registered: the fork backend
         // forks under this lock, so a child inherits the descriptor only when it is
         // registered (and closes it), and never a mapping that is not yet `MADV_DONTFORK`
         // and sealed. (On an error below, `buf` has no descriptor yet, so its `Drop` does not
         // take this lock again.)
         let mut registry = live();
-        let fd = memfd::create_sealable(c"multiproc-bulk").map_err(os)?;
-        nix::unistd::ftruncate(&fd, file_len(cap)?).map_err(os)?;
+        let file =
+            memfd::create_shared(c"multiproc-bulk", round_up(capacity.max(PAGE))?).map_err(os)?;
+        let (fd, cap) = (file.fd, file.len);
         // SAFETY: a fresh shared mapping of `cap` bytes of our own memfd, which is `cap` bytes
         // long: no existing memory is affected, and every mapped byte is backed by the file.
         let map = unsafe {
@@ -155,6 +158,7 @@ impl BulkBuf {
             cap,
             len: 0,
             owner: getpid(),
+            pages: file.pages,
         };
         buf.dont_fork()?;
         // Our mapping exists: from now on, nothing else may write or shrink the file.
@@ -164,11 +168,16 @@ impl BulkBuf {
         Ok(buf)
     }
 
-    /// Keeps the mapping out of forked children.
+    /// Keeps the mapping out of forked children (and asks for transparent huge pages where
+    /// those back it).
     fn dont_fork(&mut self) -> io::Result<()> {
         // SAFETY: the range is exactly our mapping; MADV_DONTFORK changes only whether a
-        // child of `fork` gets a copy of it, never its contents or this process's access.
-        unsafe { madvise(self.map.cast(), self.cap, MmapAdvise::MADV_DONTFORK) }.map_err(os)
+        // child of `fork` gets a copy of it, never its contents or this process's access, and
+        // MADV_HUGEPAGE only how its pages are backed.
+        unsafe {
+            pages::advise(self.map.cast(), self.cap, self.pages);
+            madvise(self.map.cast(), self.cap, MmapAdvise::MADV_DONTFORK).map_err(os)
+        }
     }
 
     /// Whether this process made the buffer (a forked child's copy is inert).
@@ -249,6 +258,14 @@ impl BulkBuf {
     #[inline(never)]
     fn grow(&mut self, needed: usize) -> io::Result<()> {
         let cap = round_up(needed.max(self.cap.saturating_mul(2)))?;
+        if self.pages == PageKind::HugeTlb {
+            // A hugetlb mapping cannot be `mremap`ed, and its file may have no reserved pages
+            // left to grow into: move to a new buffer (in whatever pages are free now).
+            let mut bigger = BulkBuf::with_capacity(cap)?;
+            bigger.extend_from_slice(self.as_slice())?;
+            *self = bigger;
+            return Ok(());
+        }
         nix::unistd::ftruncate(self.fd(), file_len(cap)?).map_err(os)?;
         // SAFETY: `map` is our mapping of `self.cap` bytes; MREMAP_MAYMOVE may move it, and we
         // hold `&mut self`, so no reference into the old address is alive. The file is now
@@ -315,6 +332,9 @@ pub(crate) struct BulkView {
     /// The memfd's inode: which buffer this is (tests check when one is reused).
     #[cfg(test)]
     pub(crate) inode: u64,
+    /// The mapping's length: `len` rounded up to the file's pages (hugetlb mappings must be
+    /// whole huge pages).
+    map_len: usize,
 }
 
 impl BulkView {
@@ -346,6 +366,7 @@ impl BulkView {
                 len: 0,
                 #[cfg(test)]
                 inode,
+                map_len: 0,
             });
         };
         let file_size = memfd::size(fd.as_fd()).map_err(os)?;
@@ -355,12 +376,19 @@ impl BulkView {
                 format!("a bulk body of {len} bytes arrived in a file of {file_size} bytes"),
             ));
         }
-        // SAFETY: a fresh read-only mapping of `len` bytes of a file at least that long:
-        // no existing memory is affected, and every mapped byte is backed.
+        let map_len = size
+            .get()
+            .checked_next_multiple_of(memfd::granularity(fd.as_fd()).map_err(os)?)
+            .and_then(NonZeroUsize::new)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bulk body too large"))?;
+        // SAFETY: a fresh read-only mapping of `len` bytes, rounded up to the file's pages (a
+        // hugetlb file maps only in whole huge pages): no existing memory is affected. The
+        // file is at least `len` bytes long (checked above) and sealed against shrinking, so
+        // the bytes `as_slice` lends are backed; the rest of the last page is never read.
         let map = unsafe {
             mmap(
                 None,
-                size,
+                map_len,
                 ProtFlags::PROT_READ,
                 MapFlags::MAP_SHARED | MapFlags::MAP_POPULATE,
                 &fd,
@@ -373,6 +401,7 @@ impl BulkView {
             len,
             #[cfg(test)]
             inode,
+            map_len: map_len.get(),
         })
     }
 
@@ -390,9 +419,9 @@ impl BulkView {
 impl Drop for BulkView {
     fn drop(&mut self) {
         if let Some(map) = self.map {
-            // SAFETY: our mapping of `len` bytes; the slices `as_slice` lent borrow `self`,
-            // so none is alive.
-            let _ = unsafe { munmap(map.cast(), self.len) };
+            // SAFETY: our mapping of `map_len` bytes; the slices `as_slice` lent borrow
+            // `self`, so none is alive.
+            let _ = unsafe { munmap(map.cast(), self.map_len) };
         }
     }
 }
@@ -400,6 +429,33 @@ impl Drop for BulkView {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hugetlb_buffers_grow_and_their_views_unmap() {
+        let Ok(pool) = multiproc_sys::pages::TempSetting::hugetlb_pages(8) else {
+            eprintln!("skipped: cannot reserve hugetlb pages here");
+            return;
+        };
+        let free = || pages::policy().hugetlb_available;
+        let before = free();
+        let mut b = BulkBuf::with_capacity(pages::HUGE_MIN + 1).unwrap();
+        assert_eq!(b.pages, PageKind::HugeTlb);
+        let body: Vec<u8> = (0..pages::HUGE_MIN + 3).map(|i| i as u8).collect();
+        b.extend_from_slice(&body).unwrap();
+        let fd = b.fd().try_clone_to_owned().unwrap();
+        // SAFETY: `b` is not written while the view lives.
+        let view = unsafe { BulkView::map(fd, b.len()) }.unwrap();
+        assert_eq!(view.as_slice(), &body[..]);
+        drop(view);
+        // Past what the pool has left: a new buffer in other pages, the bytes kept.
+        b.extend_from_slice(&body).unwrap();
+        b.extend_from_slice(&body).unwrap();
+        assert_eq!(&b.as_slice()[2 * body.len()..], &body[..]);
+        drop(b);
+        // Every mapping of the hugetlb file was unmapped (else its pages stay reserved).
+        assert_eq!(free(), before);
+        drop(pool);
+    }
 
     #[test]
     fn a_buffer_grows_and_its_receiver_sees_the_bytes() {

@@ -106,6 +106,15 @@ impl Spare {
         BulkBuf::with_capacity(at_least)
     }
 
+    /// Whether `give` may keep `body` (checked before taking the pool's lock: a small
+    /// inline body, the common case, is simply dropped).
+    pub(crate) fn worth_keeping(body: &Body) -> bool {
+        match body {
+            Body::Inline(v) => v.capacity() >= SPARE_MIN,
+            Body::Bulk(_) => true,
+        }
+    }
+
     /// Keeps a finished job's buffer, if it is worth keeping and there is room.
     pub(crate) fn give(&mut self, body: Body) {
         let cap = match &body {

@@ -5,9 +5,10 @@
 //!
 //! - **dispatch**: submitted chunks go into one shared queue, encoded with the codec; each
 //!   worker has a supervisor thread that pulls from the queue, so the load balances itself.
-//!   While the queue holds at least two tasks per worker, a supervisor keeps up to
-//!   [`PIPELINE_DEPTH`] tasks in flight to its worker, so the worker never waits on a round
-//!   trip; near the end of a batch it takes one at a time, so no worker hoards the tail.
+//!   A supervisor keeps up to [`PIPELINE_DEPTH`] tasks in flight to its worker, but never
+//!   more than its share of the queue (queued / workers), so the worker never waits on a
+//!   round trip while there is work, and near the end of a batch no worker hoards the tail.
+//!   It tops the pipeline up only once it has drained to half, many tasks in one write.
 //! - **supervision**: the supervisor reads its worker's replies. If the stream breaks, the
 //!   worker died: the supervisor reaps it, fails the one task it was running with
 //!   [`Error::WorkerDied`] (its pid, and the signal or exit code), puts the tasks queued behind
@@ -30,6 +31,7 @@
 //! | the job queue and the count of outstanding jobs | `pool/queue.rs` |
 //! | what the handle and the supervisors share; the table of live workers | `pool/shared.rs` |
 //! | a worker's session loop, and its replacement when it dies | `pool/supervisor.rs` |
+//! | watching a running task's memory (and deadline) with `memory_limit` | `pool/watch.rs` |
 //! | waiting for a worker to end, stopping one | `pool/reap.rs` |
 //! | a backend's pool type as this pool under its own name | `forward.rs` |
 
@@ -53,6 +55,7 @@ mod queue;
 mod reap;
 mod shared;
 mod supervisor;
+mod watch;
 
 pub use reap::reap;
 
@@ -62,7 +65,12 @@ use shared::{Counters, Listed, Shared};
 use supervisor::supervise;
 
 /// The most tasks a supervisor keeps in flight to its worker.
-pub const PIPELINE_DEPTH: usize = 4;
+pub const PIPELINE_DEPTH: usize = 32;
+
+/// A supervisor tops its worker's pipeline up (to [`PIPELINE_DEPTH`]) only once this few
+/// tasks or fewer are in flight: it then sends many tasks in one write and takes the queue's
+/// lock once for them, instead of a write and a lock per answered task.
+pub(crate) const PIPELINE_REFILL: usize = PIPELINE_DEPTH / 2;
 
 /// The most argument bytes a supervisor sends ahead of a worker that is still busy. Pipelined
 /// tasks must fit in the socket's buffer: a worker blocked writing a large reply reads nothing,
@@ -92,6 +100,21 @@ pub unsafe trait Launcher: Send + Sync + 'static {
     /// Starts a worker connected to the returned stream. Called when the pool is created, and
     /// from a supervisor thread to replace a worker that died.
     fn launch(&self) -> Result<Worker>;
+
+    /// Starts the pool's first `n` workers: those started, and the error that stopped the
+    /// rest (the pool then stops and reaps those it got). The default calls
+    /// [`launch`](Self::launch) `n` times; a launcher that starts every worker from one
+    /// thread of its own (the fork backend's forker) starts them all in one visit to it.
+    fn launch_many(&self, n: usize) -> (Vec<Worker>, Option<Error>) {
+        let mut started = Vec::with_capacity(n);
+        for _ in 0..n {
+            match self.launch() {
+                Ok(w) => started.push(w),
+                Err(e) => return (started, Some(e)),
+            }
+        }
+        (started, None)
+    }
 
     /// Waits until a launched worker is ready to serve. The pool launches all its workers
     /// first and then waits for each, so that they start up in parallel. On `Err`, the
@@ -237,17 +260,12 @@ impl<L: Launcher> ProcessPool<L> {
             ));
         }
         let workers = check_workers(options.workers())?.get();
-        let mut started = Vec::with_capacity(workers);
-        for _ in 0..workers {
-            match launcher.launch() {
-                Ok(w) => started.push(w),
-                Err(e) => {
-                    for w in started {
-                        stop_and_reap(w, true);
-                    }
-                    return Err(e);
-                }
+        let (started, failure) = launcher.launch_many(workers);
+        if let Some(e) = failure {
+            for w in started {
+                stop_and_reap(w, true);
             }
+            return Err(e);
         }
         let mut failure = None;
         let mut ready = Vec::with_capacity(workers);
@@ -278,10 +296,7 @@ impl<L: Launcher> ProcessPool<L> {
             counters: Counters::default(),
             queue: Mutex::new(Queue::default()),
             work: Condvar::new(),
-            idle: Arc::new(Idle {
-                outstanding: Mutex::new(0),
-                zero: Condvar::new(),
-            }),
+            idle: Arc::new(Idle::default()),
             pids: Mutex::new(started.iter().map(|w| Some(Listed::new(w.pid))).collect()),
             workers,
             supervising: AtomicUsize::new(workers),
@@ -391,7 +406,7 @@ impl<L: Launcher> ProcessPool<L> {
                     .map_err(|e| Error::Serialization(format!("encoding the arguments: {e}")))?,
             );
         }
-        *lock(&self.shared.idle.outstanding) += payloads.len();
+        self.shared.idle.add(payloads.len());
         let dest: Arc<dyn Destination> = Arc::new(Decode { sink });
         for (index, (payload, fds)) in payloads.into_iter().enumerate() {
             jobs.push(Job {
@@ -441,16 +456,7 @@ impl<L: Launcher> ProcessPool<L> {
         if !lock(&self.shared.queue).closed {
             return Err(Error::JoinBeforeClose);
         }
-        {
-            let n = lock(&self.shared.idle.outstanding);
-            drop(
-                self.shared
-                    .idle
-                    .zero
-                    .wait_while(n, |n| *n > 0)
-                    .unwrap_or_else(PoisonError::into_inner),
-            );
-        }
+        self.shared.idle.wait_zero();
         lock(&self.shared.queue).stopping = true;
         self.shared.work.notify_all();
         let supervisors = std::mem::take(&mut *lock(&self.supervisors));

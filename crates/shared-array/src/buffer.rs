@@ -9,6 +9,7 @@ use std::sync::atomic::AtomicU32;
 
 use multiproc_core::{Error, Result, SharedBuffer};
 use multiproc_sys::memfd::{self, SealFlag};
+use multiproc_sys::pages::{self, PageKind};
 use nix::errno::Errno;
 use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
 use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
@@ -70,6 +71,7 @@ pub struct ShmBuffer {
     len: usize,
     map_len: usize,
     fd: OwnedFd,
+    pages: PageKind,
 }
 
 // SAFETY: the mapping is process-wide memory; the struct only holds its address, length and
@@ -95,38 +97,33 @@ fn page_size() -> usize {
 }
 
 /// A new zeroed memfd of at least `len` bytes (a whole number of pages: the returned
-/// length), mode 0600, sealed against shrinking and growing, not mapped. Errors as
-/// [`ShmBuffer::new`].
-pub(crate) fn new_memfd(len: usize) -> Result<(OwnedFd, usize)> {
+/// length), in huge pages where the system offers them ([`memfd::create_shared`]), mode
+/// 0600, sealed against shrinking and growing, not mapped. Errors as [`ShmBuffer::new`].
+pub(crate) fn new_memfd(len: usize) -> Result<(OwnedFd, usize, PageKind)> {
     if len == 0 {
         return Err(Error::invalid(
             "len",
             "a shared buffer needs at least 1 byte",
         ));
     }
-    let page = page_size();
-    let map_len = bytes_with_record(len)
-        .and_then(|b| b.checked_next_multiple_of(page))
-        .filter(|&m| m <= isize::MAX as usize)
+    let bytes = bytes_with_record(len)
+        .filter(|&b| b <= (isize::MAX as usize) - page_size())
         .ok_or_else(|| {
             Error::invalid(
                 "len",
                 format!("{len} bytes is larger than any mapping can be (isize::MAX)"),
             )
         })?;
-    let fd = memfd::create_sealable(c"multiproc-shm").map_err(io)?;
-    fchmod(fd.as_raw_fd(), Mode::S_IRUSR | Mode::S_IWUSR).map_err(io)?;
-    let size = libc::off_t::try_from(map_len)
-        .map_err(|_| Error::invalid("len", format!("{len} bytes does not fit off_t")))?;
-    nix::unistd::ftruncate(&fd, size).map_err(|e| match e {
+    let file = memfd::create_shared(c"multiproc-shm", bytes).map_err(|e| match e {
         Errno::EFBIG | Errno::EINVAL | Errno::ENOSPC | Errno::ENOMEM => Error::invalid(
             "len",
             format!("cannot create a shared buffer of {len} bytes: {e}"),
         ),
         e => io(e),
     })?;
-    memfd::add_seals(fd.as_fd(), SEALS).map_err(io)?;
-    Ok((fd, map_len))
+    fchmod(file.fd.as_raw_fd(), Mode::S_IRUSR | Mode::S_IWUSR).map_err(io)?;
+    memfd::add_seals(file.fd.as_fd(), SEALS).map_err(io)?;
+    Ok((file.fd, file.len, file.pages))
 }
 
 impl ShmBuffer {
@@ -136,11 +133,12 @@ impl ShmBuffer {
     /// than the address space allows) is [`Error::InvalidArgument`] naming `len`; running out
     /// of descriptors is [`Error::Io`].
     pub fn new(len: usize) -> Result<Self> {
-        let (fd, map_len) = new_memfd(len)?;
-        Self::map(fd, len, map_len)
+        let (fd, map_len, pages) = new_memfd(len)?;
+        Self::map(fd, len, map_len, pages)
     }
 
-    pub(crate) fn map(fd: OwnedFd, len: usize, map_len: usize) -> Result<Self> {
+    /// Maps `map_len` bytes of `fd` (the whole file), backed by `pages`.
+    pub(crate) fn map(fd: OwnedFd, len: usize, map_len: usize, pages: PageKind) -> Result<Self> {
         if !bytes_with_record(len).is_some_and(|b| b <= map_len) || map_len % RECORD != 0 {
             return Err(Error::invalid(
                 "len",
@@ -168,11 +166,14 @@ impl ShmBuffer {
             ),
             e => io(e),
         })?;
+        // SAFETY: the range is the mapping just made.
+        unsafe { pages::advise(ptr, map_len, pages) };
         Ok(ShmBuffer {
             ptr: ptr.cast(),
             len,
             map_len,
             fd,
+            pages,
         })
     }
 
@@ -200,7 +201,8 @@ impl ShmBuffer {
                  FrozenArray, not as a writable buffer",
             ));
         }
-        Self::map(fd, len, size.bytes)
+        let pages = memfd::page_kind(fd.as_fd(), size.bytes).map_err(io)?;
+        Self::map(fd, len, size.bytes, pages)
     }
 
     /// A second handle to the same memory: the descriptor duplicated and mapped again (at
@@ -209,7 +211,13 @@ impl ShmBuffer {
     /// Errors: out of descriptors or address space ([`Error::Io`]).
     pub fn try_clone(&self) -> Result<ShmBuffer> {
         let fd = self.fd.try_clone().map_err(Error::Io)?;
-        Self::map(fd, self.len, self.map_len)
+        Self::map(fd, self.len, self.map_len, self.pages)
+    }
+
+    /// The pages behind the buffer: huge pages where the system offered them when it was
+    /// made (see [`multiproc_sys::pages`]), ordinary ones otherwise.
+    pub fn pages(&self) -> PageKind {
+        self.pages
     }
 
     /// The mapping's length in bytes (`len` rounded up to whole pages).
@@ -220,14 +228,14 @@ impl ShmBuffer {
     /// Unmaps the buffer and gives back its descriptor, `len` and mapping length.
     ///
     /// Taking `self` by value means no reference into the mapping outlives the unmapping.
-    pub(crate) fn into_fd(self) -> (OwnedFd, usize, usize) {
+    pub(crate) fn into_fd(self) -> (OwnedFd, usize, usize, PageKind) {
         let this = std::mem::ManuallyDrop::new(self);
         // SAFETY: the mapping was created by `map` with this address and length; `self` is
         // consumed (and its Drop suppressed), so nothing refers to the mapping any more.
         let _ = unsafe { munmap(this.ptr.cast(), this.map_len) };
         // SAFETY: `this` is never used or dropped again; the descriptor is moved out once.
         let fd = unsafe { std::ptr::read(&this.fd) };
-        (fd, this.len, this.map_len)
+        (fd, this.len, this.map_len, this.pages)
     }
 
     /// The memfd behind the buffer (for [`send_buffer`], or to inspect it).

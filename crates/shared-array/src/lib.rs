@@ -59,6 +59,10 @@ pub use array::{Array, ArrayGuard, RawArray, Value, ValueGuard};
 pub use buffer::{recv_buffer, send_buffer, ShmBuffer};
 pub use frozen::{FreezeError, FrozenArray};
 pub use local::LocalArray;
+/// Which pages back a buffer ([`ShmBuffer::pages`], [`RawArray::pages`],
+/// [`FrozenArray::pages`]): huge pages where the system offers them, see
+/// [`multiproc_sys::pages`].
+pub use multiproc_sys::pages::PageKind;
 pub use sync::{
     ProcessBarrier, ProcessCondition, ProcessEvent, ProcessLock, ProcessRLock, ProcessSemaphore,
     ProcessSync,

@@ -16,6 +16,7 @@
 //! | the kernel's id of a thread | `gettid` | [`thread`] |
 //! | secrets | `getrandom` | [`random`] |
 //! | allocator and paging hints | `mallopt`, `madvise(MADV_HUGEPAGE)` | [`memory`] |
+//! | huge pages for shared memory: what the system offers, hugetlb memfds, THP advice | `/proc/meminfo`, `shmem_enabled`, `MFD_HUGETLB`, `madvise(MADV_HUGEPAGE)` | [`pages`], [`memfd::create_shared`] |
 //! | reading a socket straight into a `Vec`'s spare capacity | `recv(MSG_WAITALL)` | [`socket`] |
 //!
 //! Where `nix` wraps a call well (`fork`, `waitpid`, `kill`, sockets, `mmap`) the crates call
@@ -37,6 +38,7 @@ pub mod futex;
 pub mod memfd;
 pub mod memory;
 pub mod once;
+pub mod pages;
 pub mod pidfd;
 pub mod process;
 pub mod procfs;

@@ -2,7 +2,8 @@
 
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -19,6 +20,10 @@ pub(super) enum State<T> {
 pub(super) struct Slot<T> {
     state: Mutex<State<T>>,
     ready: Condvar,
+    /// Threads waiting on `ready`, counted under `state`'s lock: `complete` notifies only when
+    /// one waits (a notification is a system call, and most results of a batch of
+    /// `apply_async` are complete before anyone waits for them).
+    sleepers: AtomicUsize,
     /// The task awaiting it (`.await`), registered under `state`'s lock.
     waker: Mutex<Option<Waker>>,
 }
@@ -28,7 +33,9 @@ impl<T> Slot<T> {
         let mut state = lock(&self.state);
         if matches!(*state, State::Pending) {
             *state = State::Done(value);
-            self.ready.notify_all();
+            if self.sleepers.load(Ordering::Relaxed) > 0 {
+                self.ready.notify_all();
+            }
             let waker = lock(&self.waker).take();
             drop(state);
             if let Some(w) = waker {
@@ -39,6 +46,30 @@ impl<T> Slot<T> {
 
     fn is_pending(&self) -> bool {
         matches!(*lock(&self.state), State::Pending)
+    }
+
+    /// Waits on `ready` (at most `timeout`), counted in `sleepers` while it does.
+    fn sleep<'a>(
+        &self,
+        state: MutexGuard<'a, State<T>>,
+        timeout: Option<Duration>,
+    ) -> MutexGuard<'a, State<T>> {
+        // Changed under `state`'s lock only, so `complete` (which holds it) sees every sleeper.
+        self.sleepers.fetch_add(1, Ordering::Relaxed);
+        let state = match timeout {
+            None => self
+                .ready
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner),
+            Some(t) => {
+                self.ready
+                    .wait_timeout(state, t)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0
+            }
+        };
+        self.sleepers.fetch_sub(1, Ordering::Relaxed);
+        state
     }
 }
 
@@ -67,6 +98,7 @@ impl<T> AsyncResult<T> {
         let slot = Arc::new(Slot {
             state: Mutex::new(State::Pending),
             ready: Condvar::new(),
+            sleepers: AtomicUsize::new(0),
             waker: Mutex::new(None),
         });
         (
@@ -103,11 +135,7 @@ impl<T> AsyncResult<T> {
     pub fn wait(&self) {
         let mut state = lock(&self.slot.state);
         while matches!(*state, State::Pending) {
-            state = self
-                .slot
-                .ready
-                .wait(state)
-                .unwrap_or_else(PoisonError::into_inner);
+            state = self.slot.sleep(state, None);
         }
     }
 
@@ -118,23 +146,14 @@ impl<T> AsyncResult<T> {
         while matches!(*state, State::Pending) {
             let Some(deadline) = deadline else {
                 // A timeout too large to represent: wait as if forever.
-                state = self
-                    .slot
-                    .ready
-                    .wait(state)
-                    .unwrap_or_else(PoisonError::into_inner);
+                state = self.slot.sleep(state, None);
                 continue;
             };
             let now = Instant::now();
             if now >= deadline {
                 return false;
             }
-            state = self
-                .slot
-                .ready
-                .wait_timeout(state, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+            state = self.slot.sleep(state, Some(deadline - now));
         }
         true
     }

@@ -15,9 +15,10 @@ use crate::error::{Error, Result};
 ///
 /// Each item is the result of one task. A chunk that failed yields a single `Err` in place
 /// of its items. If the pool goes away before delivering everything, the iterator yields
-/// [`Error::PoolClosed`] once and ends — it never blocks forever. Dropping it before its end
-/// cancels the rest: chunks not started never run, and a process pool kills (and replaces)
-/// the workers running its chunks.
+/// [`Error::PoolClosed`] once and ends — it never blocks forever. Dropping it before every
+/// result has arrived cancels the rest: chunks not started never run, and a process pool
+/// kills (and replaces) the workers running its chunks. Dropping it once every result has
+/// arrived, read or not, cancels nothing (no worker is touched).
 pub struct IMap<R> {
     pub(super) cancel: Arc<CancelToken>,
     /// The task awaiting [`next_async`](IMap::next_async).
@@ -177,7 +178,12 @@ impl<R> Future for IMapNext<'_, R> {
 
 impl<R> Drop for IMap<R> {
     fn drop(&mut self) {
-        if !self.finished() {
+        // Results that arrived unread count as arrived: once every chunk is in, nothing is
+        // left to cancel (a process pool would kill a worker for nothing).
+        while self.received < self.n_chunks && self.rx.try_recv().is_ok() {
+            self.received += 1;
+        }
+        if self.received < self.n_chunks {
             self.cancel.cancel();
         }
     }

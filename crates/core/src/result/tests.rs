@@ -145,3 +145,54 @@ fn imap_next_timeout_resumes() {
     );
     assert!(imap.next_timeout(Duration::from_secs(5)).is_none());
 }
+
+/// Counts the cancels that reach a backend.
+#[derive(Default)]
+struct CountCancels(std::sync::atomic::AtomicUsize);
+
+impl crate::cancel::Canceller for CountCancels {
+    fn cancel_submission(&self, _id: usize) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Dropping an `IMap` cancels what is still to come — and nothing once every chunk has
+/// arrived, read or not (a process pool would otherwise kill a worker whose published task
+/// belongs to the finished submission, for nothing).
+#[test]
+fn dropping_an_imap_cancels_only_what_has_not_arrived() {
+    for ordered in [true, false] {
+        let backend = std::sync::Arc::new(CountCancels::default());
+        let cancels = || backend.0.load(std::sync::atomic::Ordering::SeqCst);
+        let hook = std::sync::Arc::downgrade(&backend) as std::sync::Weak<dyn crate::Canceller>;
+
+        // Every chunk arrived, none read (the sink may still be held by the backend).
+        let (sink, imap) = ChunkSink::imap(3, ordered);
+        assert!(sink.cancel_token().on_cancel(hook.clone()));
+        for c in [2, 0, 1] {
+            sink.deliver(c, Ok(vec![c]));
+        }
+        drop(imap);
+        assert_eq!(cancels(), 0, "ordered: {ordered}");
+        drop(sink);
+
+        // Every chunk arrived, some read.
+        let (sink, mut imap) = ChunkSink::imap(3, ordered);
+        assert!(sink.cancel_token().on_cancel(hook.clone()));
+        for c in 0..3 {
+            sink.deliver(c, Ok(vec![c, c]));
+        }
+        assert!(imap.next().is_some());
+        drop(imap);
+        assert_eq!(cancels(), 0, "ordered: {ordered}");
+
+        // One chunk still to come: cancelled.
+        let (sink, imap) = ChunkSink::imap(3, ordered);
+        assert!(sink.cancel_token().on_cancel(hook.clone()));
+        sink.deliver(0, Ok(vec![0]));
+        sink.deliver(2, Ok(vec![2]));
+        drop(imap);
+        assert_eq!(cancels(), 1, "ordered: {ordered}");
+        assert!(sink.cancel_token().is_cancelled());
+    }
+}

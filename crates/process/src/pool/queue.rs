@@ -4,7 +4,8 @@
 
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use multiproc_core::{CancelToken, Result};
 
@@ -63,16 +64,39 @@ impl Job {
 /// Counts a job as outstanding until it is dropped (delivered or abandoned).
 pub(super) struct Ticket(pub(super) Arc<Idle>);
 
+/// The count of outstanding jobs, which `join` waits to reach zero. The count is an atomic,
+/// so that a job costs no lock (the supervisors finish jobs concurrently); the lock and the
+/// condition variable are touched only when the count reaches zero and by `join`.
+#[derive(Default)]
 pub(super) struct Idle {
-    pub(super) outstanding: Mutex<usize>,
-    pub(super) zero: Condvar,
+    outstanding: AtomicUsize,
+    lock: Mutex<()>,
+    zero: Condvar,
+}
+
+impl Idle {
+    /// Counts `n` more jobs; before they are queued, so the count never dips to zero early.
+    pub(super) fn add(&self, n: usize) {
+        self.outstanding.fetch_add(n, Ordering::AcqRel);
+    }
+
+    /// Waits until no job is outstanding.
+    pub(super) fn wait_zero(&self) {
+        let guard = lock(&self.lock);
+        // The last ticket decrements the count, then takes the lock to notify: it cannot
+        // notify between this check and the wait, which releases the lock atomically.
+        drop(
+            self.zero
+                .wait_while(guard, |()| self.outstanding.load(Ordering::Acquire) > 0)
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+    }
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        let mut n = lock(&self.0.outstanding);
-        *n -= 1;
-        if *n == 0 {
+        if self.0.outstanding.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let _guard = lock(&self.0.lock);
             self.0.zero.notify_all();
         }
     }

@@ -4,21 +4,21 @@
 //! replacement, breaking the pool when none can be started).
 
 use std::collections::VecDeque;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
 use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
 use multiproc_core::{Error, Result};
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::unistd::Pid;
 
 use super::queue::Job;
 use super::reap::{reap, stop_and_reap};
 use super::shared::{head_wire, pack_head, Counters, Listed, Shared};
-use super::{lock, Launcher, Worker, PIPELINE_BYTES, PIPELINE_DEPTH};
+use super::watch::{rss_of, watch};
+use super::{lock, Launcher, Worker, PIPELINE_BYTES, PIPELINE_DEPTH, PIPELINE_REFILL};
 use crate::bulk::BulkView;
-use crate::payload::{Body, SPARE_BYTES};
+use crate::payload::{Body, Spare, SPARE_BYTES};
 use crate::wire::{FrameReader, FrameWriter, Header, Kind};
 use crate::worker::INIT_ID;
 
@@ -37,10 +37,11 @@ enum End {
 
 /// Why a supervisor killed its worker, as it concerns the oldest unanswered task.
 #[derive(Clone, Copy)]
-enum Killed {
+pub(super) enum Killed {
     /// That task ran past the pool's `task_timeout`.
     TimedOut(Duration),
-    /// That task drove the worker over the pool's `memory_limit`: `(limit, observed)`.
+    /// The worker was over the pool's `memory_limit` while that task ran, or when it ended:
+    /// `(limit, observed)`.
     Memory(u64, u64),
     /// Another task ran out of time, but answered just before the kill: this one is
     /// innocent and goes back to the queue.
@@ -249,8 +250,6 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
     let watched = shared.watchdog_needed();
     let limit = shared.options.task_timeout.unwrap_or_default();
     let max_tasks = shared.options.max_tasks_per_child.map(|n| n.get());
-    // Set when the worker was over `memory_limit` after a task: it takes no more.
-    let mut over_memory = false;
     let mut first = first;
     // Tasks this worker was given, for `max_tasks_per_child`.
     let mut taken = 0usize;
@@ -276,14 +275,11 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
     // socket: read them all before blaming the oldest unanswered task for the death.
     let mut write_broken = false;
     loop {
-        if (over_memory || max_tasks.is_some_and(|max| taken >= max))
-            && sent.is_empty()
-            && !write_broken
-        {
+        if max_tasks.is_some_and(|max| taken >= max) && sent.is_empty() && !write_broken {
             return End::Recycle;
         }
         let mut batch: Vec<Job> = first.take().into_iter().collect();
-        if !write_broken {
+        if !write_broken && sent.len() <= PIPELINE_REFILL {
             if sent.is_empty() && published != 0 {
                 published = 0;
                 shared.running[slot].store(0, Ordering::SeqCst);
@@ -294,11 +290,10 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
             let mut q = lock(&shared.queue);
             loop {
                 let in_flight = sent.len() + batch.len();
-                if over_memory || max_tasks.is_some_and(|max| taken + batch.len() >= max) {
+                if max_tasks.is_some_and(|max| taken + batch.len() >= max) {
                     break;
                 }
-                let plenty = q.jobs.len() >= 2 * shared.workers;
-                if in_flight >= PIPELINE_DEPTH || (in_flight >= 1 && !plenty) {
+                if !takes_another(in_flight, q.jobs.len(), shared.workers) {
                     break;
                 }
                 let queued_bytes: usize = sent
@@ -418,11 +413,28 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
             return broken(sent, killed);
         }
         let (_, mut job) = sent.pop_front().expect("checked above");
+        if let Some(limit) = memory_limit {
+            // Checked before delivery: over the limit at its end, sampled (killed, this reply
+            // written just before) or not (killed now), the task fails, whenever samples fell.
+            let over = match killed {
+                Some((id, Killed::Memory(_, observed))) if id == header.id => Some(observed),
+                Some(_) => None,
+                None => Some(rss_of(worker.pid)).filter(|&observed| observed > limit),
+            };
+            if let Some(observed) = over {
+                if killed.is_none() {
+                    shared.kill_slot(slot);
+                }
+                killed = Some((header.id, Killed::Memory(limit, observed)));
+                sent.push_front((header.id, job));
+                return broken(sent, killed);
+            }
+        }
         // The worker has answered: it no longer reads the job's buffer.
-        lock(&shared.spare).give(std::mem::replace(
-            &mut job.payload,
-            Body::Inline(Vec::new()),
-        ));
+        let body = std::mem::replace(&mut job.payload, Body::Inline(Vec::new()));
+        if Spare::worth_keeping(&body) {
+            lock(&shared.spare).give(body);
+        }
         counters
             .received
             .fetch_add(reply.len() as u64, Ordering::Relaxed);
@@ -453,9 +465,6 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
             };
             write_broken = write_broken || writer.send(release, &[], &[]).is_err();
         }
-        if let Some(limit) = memory_limit {
-            over_memory = rss_of(worker.pid) > limit;
-        }
         if payload.capacity() > SPARE_BYTES {
             // Kept for the next reply, but not a huge one for the rest of the session.
             payload = Vec::new();
@@ -463,68 +472,12 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
     }
 }
 
-/// How often a supervisor samples its worker's memory while a task runs (`memory_limit`).
-const MEMORY_SAMPLE: Duration = Duration::from_millis(10);
-
-/// The resident memory of worker `pid`, in bytes (0 if it cannot be read: it is exiting):
-/// the second field of `/proc/PID/statm` (pages), the cheapest place the kernel gives it
-/// (read after every task with `memory_limit`; `/proc/PID/status` costs several times more).
-fn rss_of(pid: nix::unistd::Pid) -> u64 {
-    multiproc_sys::procfs::resident_bytes(pid.as_raw().unsigned_abs()).unwrap_or(0)
-}
-
-/// Waits for the worker's reply while watching the task that runs since `since`: `Some` with
-/// the reason if it must be killed (past `timeout`, or over `memory_limit`), `None` once
-/// the stream is readable.
-fn watch(
-    stream: &std::os::unix::net::UnixStream,
-    pid: nix::unistd::Pid,
-    since: Instant,
-    timeout: Option<Duration>,
-    memory_limit: Option<u64>,
-) -> Option<Killed> {
-    let deadline = timeout.map(|limit| since + limit);
-    loop {
-        let wake = match (deadline, memory_limit) {
-            (Some(d), Some(_)) => d.min(Instant::now() + MEMORY_SAMPLE),
-            (Some(d), None) => d,
-            (None, _) => Instant::now() + MEMORY_SAMPLE,
-        };
-        if readable_by(stream, wake) {
-            return None;
-        }
-        if let (Some(d), Some(limit)) = (deadline, timeout) {
-            if Instant::now() >= d {
-                return Some(Killed::TimedOut(limit));
-            }
-        }
-        if let Some(limit) = memory_limit {
-            let observed = rss_of(pid);
-            if observed > limit {
-                return Some(Killed::Memory(limit, observed));
-            }
-        }
-    }
-}
-
-/// Waits until `stream` has something to read (or has ended) or `deadline` passes; returns
-/// whether it became readable.
-fn readable_by(stream: &std::os::unix::net::UnixStream, deadline: Instant) -> bool {
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return false;
-        }
-        // Rounded up to a whole millisecond: never wake before the deadline.
-        let ms = u16::try_from(left.as_micros().div_ceil(1000)).unwrap_or(u16::MAX);
-        let mut fds = [PollFd::new(stream.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::from(ms)) {
-            Ok(n) if n > 0 => return true,
-            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            // Let the read report the problem.
-            Err(_) => return true,
-        }
-    }
+/// Whether a supervisor with `in_flight` tasks at its worker takes one more from a queue of
+/// `queued` jobs shared by `workers` supervisors: always when its worker is idle; otherwise up
+/// to [`PIPELINE_DEPTH`] in flight, but never more than its fair share of the queue (queued /
+/// workers), so that near the end of a batch no worker hoards the tail while another idles.
+fn takes_another(in_flight: usize, queued: usize, workers: usize) -> bool {
+    in_flight == 0 || (in_flight < PIPELINE_DEPTH && in_flight < queued / workers)
 }
 
 /// Queues one frame carrying `body` (a bulk frame for a bulk body, when the frame has room
@@ -595,6 +548,39 @@ mod tests {
 
     fn never_runs(x: u8) -> u8 {
         x
+    }
+
+    /// A supervisor filling its pipeline from `queued` jobs, alone: how many it takes.
+    fn fill(queued: usize, workers: usize) -> usize {
+        let mut taken = 0;
+        while taken < queued && super::takes_another(taken, queued - taken, workers) {
+            taken += 1;
+        }
+        taken
+    }
+
+    /// The pipeline is deep for a long batch, never more than a fair share of the queue, and
+    /// one task at a time near the tail; an idle worker always gets a task.
+    #[test]
+    fn a_supervisor_takes_its_share_of_the_queue_and_no_more() {
+        use super::super::PIPELINE_DEPTH;
+        assert_eq!(fill(20_000, 2), PIPELINE_DEPTH);
+        assert_eq!(fill(1, 2), 1);
+        assert_eq!(
+            fill(3, 2),
+            1,
+            "a tail of under two tasks per worker goes one by one"
+        );
+        for workers in [1, 2, 4, 16] {
+            for queued in 1..200 {
+                let taken = fill(queued, workers);
+                assert!(taken >= 1, "an idle worker gets a task");
+                assert!(
+                    taken == 1 || taken <= queued.div_ceil(workers),
+                    "{taken} of {queued} taken by one of {workers} workers"
+                );
+            }
+        }
     }
 
     /// The death of a worker that cannot be replaced: the worker is unlisted before it is

@@ -178,6 +178,12 @@ impl<T: Pod> RawArray<T> {
         self.len == 0
     }
 
+    /// The pages behind the array: huge pages where the system offered them when its memory
+    /// was made (see [`multiproc_sys::pages`]), ordinary ones otherwise.
+    pub fn pages(&self) -> multiproc_sys::pages::PageKind {
+        self.buf.pages()
+    }
+
     /// The shared memory (to [`send_buffer`](crate::send_buffer) it, or for atomic byte access when
     /// `T` is made of bytes: its [`AccessWidth`](multiproc_core::AccessWidth) is the array's, so
     /// the byte API refuses the memory of wider elements).

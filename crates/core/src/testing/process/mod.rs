@@ -324,6 +324,10 @@ macro_rules! process_executor_conformance {
                 suite::cancel_drops_a_queued_task_and_kills_a_running_one($make)
             }
             #[test]
+            fn dropping_a_finished_imap_kills_no_worker() {
+                suite::dropping_a_finished_imap_kills_no_worker($make)
+            }
+            #[test]
             fn a_pool_used_from_a_forked_child_refuses_at_once() {
                 suite::a_pool_used_from_a_forked_child_refuses_at_once($make)
             }
@@ -359,6 +363,10 @@ macro_rules! process_executor_conformance {
             #[test]
             fn memory_limit_fails_only_the_task_that_crosses_it() {
                 suite::memory_limit_fails_only_the_task_that_crosses_it($with)
+            }
+            #[test]
+            fn a_worker_over_memory_limit_after_a_task_is_replaced() {
+                suite::a_worker_over_memory_limit_after_a_task_is_replaced($with)
             }
             #[test]
             fn max_tasks_per_child_replaces_workers() {

@@ -93,11 +93,30 @@ pub fn cancel_drops_a_queued_task_and_kills_a_running_one<E: Executor>(make: Mak
     assert!(now.is_disjoint(&started), "{now:?} still has {started:?}");
 }
 
+/// Dropping an `imap` whose results have all arrived, none of them read, cancels nothing:
+/// no worker is killed or replaced. (The pids are taken by one gate task per worker, queued
+/// behind the `imap`'s tasks: each worker answers in order, so once they are back, every
+/// `imap` result has been delivered.)
+pub fn dropping_a_finished_imap_kills_no_worker<E: Executor>(make: MakePool<E>) {
+    let p = pool(make, 2);
+    let imap = p.imap(worker_pid, [0; 8]).unwrap();
+    let before = worker_pids(&p);
+    drop(imap);
+    let after = worker_pids(&p);
+    assert_eq!(before, after, "a worker was replaced");
+    let imap = p.imap_unordered(worker_pid, [0; 8]).unwrap();
+    let before = worker_pids(&p);
+    drop(imap);
+    assert_eq!(worker_pids(&p), before, "a worker was replaced");
+}
+
 /// Builds a pool with `task_timeout`: a task blocked past it fails with `TaskTimedOut`
 /// (limit and pid), promptly; its worker is replaced; every other task completes; the pool
 /// goes on. Prints how late after the deadline the error came.
 pub fn task_timeout_kills_only_that_task<E: Executor>(make: MakeWith<E>) {
-    let limit = Duration::from_millis(300);
+    // Long enough that no healthy task hits it on a loaded machine (the gated pid tasks below
+    // wait for a replacement worker to start), short enough to keep the test quick.
+    let limit = Duration::from_secs(1);
     let p = pool_with(
         make,
         PoolOptions {
@@ -204,6 +223,16 @@ pub fn a_timeout_then_a_retry_succeeds<E: Executor>(make: MakeWith<E>) {
         }
         other => panic!("expected AttemptsExhausted, got {other:?}"),
     }
+    // Not under the 300 ms limit: unwinding and printing a panic (a backtrace, with
+    // RUST_BACKTRACE set, in a debug build) can take longer than that on a loaded machine.
+    let p = pool_with(
+        make,
+        PoolOptions {
+            processes: Some(1),
+            retries: 1,
+            ..PoolOptions::default()
+        },
+    );
     assert!(matches!(
         p.apply(panic_always, 3),
         Err(Error::TaskPanicked { .. })
@@ -250,6 +279,54 @@ pub fn memory_limit_fails_only_the_task_that_crosses_it<E: Executor>(make: MakeW
     }
     assert_eq!(p.map(die, [0, 5]).unwrap(), vec![0, 5]);
     assert_eq!(worker_pids(&p).len(), 2);
+}
+
+/// Grows its worker's resident memory to about `bytes` (a leak: every page touched in order,
+/// and kept) and returns the worker's pid: a limit just under `bytes` is crossed as the task
+/// ends.
+pub fn leak_up_to(bytes: u64) -> u32 {
+    let pid = std::process::id();
+    let now = procfs::resident_bytes(pid).expect("the worker's own /proc/PID/statm");
+    let grow = usize::try_from(bytes.saturating_sub(now)).expect("a size that fits");
+    std::mem::forget(std::hint::black_box(vec![1u8; grow]));
+    pid
+}
+
+/// `memory_limit`, whatever the timing of the supervisor's sampling: a task after which its
+/// worker is over the limit — a leak that crosses it as the task ends — fails with
+/// `MemoryLimit` (the limit, the size seen, the pid), and the next task runs on a fresh
+/// worker; a task that leaves its worker under the limit keeps it.
+pub fn a_worker_over_memory_limit_after_a_task_is_replaced<E: Executor>(make: MakeWith<E>) {
+    const LIMIT_BYTES: u64 = 256 << 20;
+    let p = pool_with(
+        make,
+        PoolOptions {
+            processes: Some(1),
+            memory_limit: Some(LIMIT_BYTES),
+            ..PoolOptions::default()
+        },
+    );
+    let first = p.apply(leak_up_to, LIMIT_BYTES - (64 << 20)).unwrap();
+    assert_eq!(
+        p.apply(worker_pid, 0).unwrap(),
+        first,
+        "replaced under the limit"
+    );
+    // Over by 2 MiB: the worker is over the limit for the last moments of the task only.
+    match p.apply(leak_up_to, LIMIT_BYTES + (2 << 20)) {
+        Err(Error::MemoryLimit {
+            limit,
+            observed,
+            pid,
+        }) => {
+            assert_eq!(limit, LIMIT_BYTES);
+            assert!(observed > limit, "{observed} <= {limit}");
+            assert_eq!(pid, first);
+        }
+        other => panic!("expected MemoryLimit, got {other:?}"),
+    }
+    let next = p.apply(worker_pid, 0).unwrap();
+    assert_ne!(next, first, "the worker over the limit was not replaced");
 }
 
 /// `max_tasks_per_child(1)`: every task runs in a fresh worker.

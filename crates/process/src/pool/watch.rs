@@ -1,0 +1,75 @@
+//! A supervisor watching its worker while a task runs, with `memory_limit` (and the
+//! deadline of `task_timeout` when both are set): poll the socket, sample the worker's
+//! resident memory every [`MEMORY_SAMPLE`].
+
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+use super::supervisor::Killed;
+
+/// How often a supervisor samples its worker's memory while a task runs (`memory_limit`).
+const MEMORY_SAMPLE: Duration = Duration::from_millis(10);
+
+/// The resident memory of worker `pid`, in bytes (0 if it cannot be read: it is exiting):
+/// the second field of `/proc/PID/statm` (pages), the cheapest place the kernel gives it
+/// (read at the end of every task with `memory_limit`; `/proc/PID/status` costs several
+/// times more).
+pub(super) fn rss_of(pid: nix::unistd::Pid) -> u64 {
+    multiproc_sys::procfs::resident_bytes(pid.as_raw().unsigned_abs()).unwrap_or(0)
+}
+
+/// Waits for the worker's reply while watching the task that runs since `since`: `Some` with
+/// the reason if it must be killed (past `timeout`, or over `memory_limit`), `None` once
+/// the stream is readable.
+pub(super) fn watch(
+    stream: &std::os::unix::net::UnixStream,
+    pid: nix::unistd::Pid,
+    since: Instant,
+    timeout: Option<Duration>,
+    memory_limit: Option<u64>,
+) -> Option<Killed> {
+    let deadline = timeout.map(|limit| since + limit);
+    loop {
+        let wake = match (deadline, memory_limit) {
+            (Some(d), Some(_)) => d.min(Instant::now() + MEMORY_SAMPLE),
+            (Some(d), None) => d,
+            (None, _) => Instant::now() + MEMORY_SAMPLE,
+        };
+        if readable_by(stream, wake) {
+            return None;
+        }
+        if let (Some(d), Some(limit)) = (deadline, timeout) {
+            if Instant::now() >= d {
+                return Some(Killed::TimedOut(limit));
+            }
+        }
+        if let Some(limit) = memory_limit {
+            let observed = rss_of(pid);
+            if observed > limit {
+                return Some(Killed::Memory(limit, observed));
+            }
+        }
+    }
+}
+
+/// Waits until `stream` has something to read (or has ended) or `deadline` passes; returns
+/// whether it became readable.
+fn readable_by(stream: &std::os::unix::net::UnixStream, deadline: Instant) -> bool {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        // Rounded up to a whole millisecond: never wake before the deadline.
+        let ms = u16::try_from(left.as_micros().div_ceil(1000)).unwrap_or(u16::MAX);
+        let mut fds = [PollFd::new(stream.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(n) if n > 0 => return true,
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            // Let the read report the problem.
+            Err(_) => return true,
+        }
+    }
+}
