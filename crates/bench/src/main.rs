@@ -19,9 +19,11 @@
 
 mod backend;
 mod config;
+mod limits;
 mod memory;
 mod mpi;
 mod plots;
+mod pooled;
 mod python;
 mod report;
 mod runner;
@@ -69,11 +71,15 @@ enum Workload {
     Payload,
     /// Copy-on-write: writing inherited data.
     Cow,
+    /// The machine's limits: read bandwidth, memcpy, faulting in shared pages, a round trip.
+    Limits,
 }
 
 impl Workload {
-    /// The order of `all`: the light workloads first, so that they fork small processes.
-    const ALL: [Workload; 7] = [
+    /// The order of `all`: the limits first (their buffers are freed before the pools
+    /// start), then the light workloads, so that they fork small processes.
+    const ALL: [Workload; 8] = [
+        Workload::Limits,
         Workload::Startup,
         Workload::Overhead,
         Workload::Crunch,
@@ -92,6 +98,7 @@ impl Workload {
             Workload::Startup => "startup",
             Workload::Payload => "payload",
             Workload::Cow => "cow",
+            Workload::Limits => "limits",
         }
     }
 }
@@ -112,12 +119,18 @@ enum Command {
     Payload(Opts),
     /// Copy-on-write: writing inherited data.
     Cow(Opts),
+    /// The limit rows alone: read bandwidth, memcpy, faulting in fresh shared pages, a Unix
+    /// socket round trip between two processes (every other command measures them first).
+    Limits(Opts),
     /// Every workload, then the speedup sweep, then Python, then the MPI cells when MPI is
     /// installed.
     All(Opts),
     /// The MPI cells only: the MPI backend beside fork and spawn, under `mpirun -n 3` (needs
     /// Open MPI; says how to install it when it is missing).
     Mpi(Opts),
+    /// Internal: the other end of the round-trip limit row (echoes stdin, a socket).
+    #[command(hide = true, name = "echo-peer")]
+    EchoPeer,
 }
 
 /// The options every subcommand takes.
@@ -200,6 +213,10 @@ struct Opts {
     /// Do not run the Python side.
     #[arg(long)]
     no_python: bool,
+    /// Do not measure the limit rows (read bandwidth, memcpy, page faults, round trip) that
+    /// every command measures first.
+    #[arg(long)]
+    no_limits: bool,
     /// Do not run the MPI cells (`all`).
     #[arg(long)]
     no_mpi: bool,
@@ -263,9 +280,17 @@ fn run(cli: Cli) -> Res<bool> {
         Command::Startup(o) => (vec![Workload::Startup], o),
         Command::Payload(o) => (vec![Workload::Payload], o),
         Command::Cow(o) => (vec![Workload::Cow], o),
+        Command::Limits(o) => (vec![Workload::Limits], o),
         Command::All(o) => (Workload::ALL.to_vec(), o),
         Command::Mpi(o) => return run_mpi(&o.config(), &o.report).map(|()| true),
+        Command::EchoPeer => return workloads::limits::echo_peer().map(|()| true),
     };
+    let mut workloads = workloads;
+    if opts.no_limits {
+        workloads.retain(|&w| w != Workload::Limits);
+    } else if !workloads.contains(&Workload::Limits) {
+        workloads.insert(0, Workload::Limits);
+    }
     let cfg = opts.config();
     cfg.check()?;
     let started = Instant::now();
@@ -287,6 +312,7 @@ fn run(cli: Cli) -> Res<bool> {
             Workload::Startup => workloads::startup::run(&mut r)?,
             Workload::Payload => workloads::payload::run(&mut r)?,
             Workload::Cow => workloads::cow::run(&mut r)?,
+            Workload::Limits => workloads::limits::run(&mut r)?,
         }
         stages.push((w.name().to_string(), t.elapsed().as_secs_f64()));
         r.step();

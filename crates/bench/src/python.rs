@@ -17,6 +17,10 @@ const SCRIPT: &str = include_str!("../python/bench.py");
 /// How to get numpy, for the messages.
 pub(crate) const INSTALL: &str = "python3 -m pip install --user numpy";
 
+/// The Python peers of `multiprocessing` the script measures (the `backend` of their cells):
+/// what a Python user would pick instead.
+pub(crate) const PEERS: [&str; 3] = ["mpire", "pebble", "joblib"];
+
 /// One cell measured in Python.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct PyCell {
@@ -40,6 +44,10 @@ pub(crate) struct PyCell {
     pub reps: Option<usize>,
     /// What went wrong, if it failed.
     pub error: Option<String>,
+    /// What the reader must know about this cell (a peer's n/a reason, or how it differs
+    /// from ours).
+    #[serde(default)]
+    pub note: Option<String>,
 }
 
 /// What the script prints.
