@@ -30,9 +30,9 @@ use crate::Res;
 /// The hidden subcommand that makes this binary an echo peer.
 pub(crate) const ECHO_PEER: &str = "echo-peer";
 
-/// Round trips per run (fewer with `--quick`: the tasks option is smaller there).
+/// Round trips per run: as many as the overhead's `apply` variant makes.
 fn trips(cfg: &Config) -> u64 {
-    cfg.tasks.min(2_000) as u64
+    super::overhead::apply_tasks(cfg.tasks)
 }
 
 /// The thread counts of the bandwidth rows: 1 and every count the run uses.
