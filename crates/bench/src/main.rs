@@ -28,6 +28,7 @@ mod python;
 mod report;
 mod runner;
 mod stats;
+mod venv;
 mod workloads;
 
 use std::path::PathBuf;
@@ -220,9 +221,11 @@ struct Opts {
     /// Do not run the MPI cells (`all`).
     #[arg(long)]
     no_mpi: bool,
-    /// The Python interpreter (needs numpy).
-    #[arg(long, default_value = "python3")]
-    python: String,
+    /// The Python interpreter (needs numpy; mpire, pebble and joblib for the peers' rows).
+    /// Without it: python3 if it has them all, else a virtual environment under the target
+    /// folder (`target/multiproc-bench-venv`), made and filled with pip on the first run.
+    #[arg(long)]
+    python: Option<String>,
     /// Small sizes and few repetitions: a smoke test of every cell in seconds (overrides
     /// the size, task and repetition options).
     #[arg(long)]
@@ -297,7 +300,7 @@ fn run(cli: Cli) -> Res<bool> {
     let python = if opts.no_python {
         Err("skipped (--no-python)".to_string())
     } else {
-        python::probe(&opts.python)
+        venv::choose(opts.python.as_deref(), opts.quick)
     };
     let steps = workloads.len() as u64 + u64::from(python.is_ok());
     let mut r = Runner::new(cfg.clone(), steps);
@@ -319,14 +322,14 @@ fn run(cli: Cli) -> Res<bool> {
     }
     let names: Vec<&str> = workloads.iter().map(|w| w.name()).collect();
     let py = match python {
-        Ok(version) => {
+        Ok((interpreter, _)) => {
             r.status("python: running the same workloads");
             let t = Instant::now();
-            let out = python::run(&opts.python, &cfg, &names, &opts.report, r.bar());
+            let out = python::run(&interpreter, &cfg, &names, &opts.report, r.bar());
             stages.push(("python".to_string(), t.elapsed().as_secs_f64()));
             r.step();
             match out {
-                Ok(run) => Ok((version, run)),
+                Ok(run) => Ok((format!("{} ({})", run.versions(), interpreter.display()), run)),
                 Err(e) => Err(format!("the Python run failed: {e}")),
             }
         }

@@ -236,7 +236,7 @@ impl Report {
         );
         match (&self.python, &self.python_missing) {
             (Some(v), _) => {
-                let _ = writeln!(s, "python: {v} (python, numpy), same run");
+                let _ = writeln!(s, "python: {v}, same run");
             }
             (None, Some(why)) => {
                 let _ = writeln!(s, "python: not run: {why}");
@@ -373,7 +373,7 @@ impl Report {
         if self.python.is_none() {
             let _ = writeln!(
                 s,
-                "The \"vs Python\" column needs python3 with numpy: `{INSTALL}`.\n"
+                "The \"vs Python\" column needs Python 3 with numpy: {INSTALL}.\n"
             );
         }
         s.push_str(
