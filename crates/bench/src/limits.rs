@@ -157,6 +157,37 @@ impl Rates {
         rates
     }
 
+    /// One line for the report: `read 12.6 GB/s ×1, 13.1 GB/s ×2; memcpy ...; fault
+    /// 0.30 µs per page (39.3 ms per 500 MiB); round trip 40.1 µs`, or `None` when no limit
+    /// row ran.
+    pub(crate) fn summary(&self) -> Option<String> {
+        let bw = |v: &[(usize, f64)]| {
+            v.iter()
+                .map(|(t, b)| format!("{:.1} GB/s ×{t}", b / 1e9))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut parts = Vec::new();
+        if !self.read.is_empty() {
+            parts.push(format!("read {}", bw(&self.read)));
+        }
+        if !self.copy.is_empty() {
+            parts.push(format!("memcpy {}", bw(&self.copy)));
+        }
+        if let Some(f) = self.fault_per_page {
+            let per_500 = f * (500 * 1_048_576 / PAGE) as f64;
+            parts.push(format!(
+                "fault {:.2} µs per 4 KiB page ({:.1} ms per 500 MiB on one core)",
+                f * 1e6,
+                per_500 * 1e3
+            ));
+        }
+        if let Some(t) = self.round_trip {
+            parts.push(format!("Unix socket round trip {:.1} µs", t * 1e6));
+        }
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
+
     fn read_bps(&self, threads: usize) -> Option<f64> {
         self.read
             .iter()
@@ -203,11 +234,30 @@ mod tests {
     #[test]
     fn a_limit_whose_rate_was_not_measured_is_none() {
         let r = rates();
-        assert_eq!(Limit::read(1, 4).seconds(&r), None, "no read row at 4 threads");
-        assert_eq!(Limit::copy(1, 2).seconds(&r), None, "no memcpy row at 2 threads");
+        assert_eq!(
+            Limit::read(1, 4).seconds(&r),
+            None,
+            "no read row at 4 threads"
+        );
+        assert_eq!(
+            Limit::copy(1, 2).seconds(&r),
+            None,
+            "no memcpy row at 2 threads"
+        );
         let none = Rates::default();
         assert_eq!(Limit::trips(3).seconds(&none), None);
         assert_eq!(Limit::read(1, 1).plus_fault(1).seconds(&none), None);
+    }
+
+    #[test]
+    fn the_rates_sum_up_in_one_line() {
+        assert_eq!(Rates::default().summary(), None);
+        let line = rates().summary().unwrap();
+        assert_eq!(
+            line,
+            "read 10.0 GB/s ×1, 20.0 GB/s ×2; memcpy 5.0 GB/s ×1; fault 0.50 µs per 4 KiB \
+             page (64.0 ms per 500 MiB on one core); Unix socket round trip 40.0 µs"
+        );
     }
 
     #[test]

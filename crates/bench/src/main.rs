@@ -327,9 +327,19 @@ fn run(cli: Cli) -> Res<bool> {
             let t = Instant::now();
             let out = python::run(&interpreter, &cfg, &names, &opts.report, r.bar());
             stages.push(("python".to_string(), t.elapsed().as_secs_f64()));
+            if let Ok(run) = &out {
+                stages.extend(
+                    run.stages
+                        .iter()
+                        .map(|(w, secs)| (format!("py {w}"), *secs)),
+                );
+            }
             r.step();
             match out {
-                Ok(run) => Ok((format!("{} ({})", run.versions(), interpreter.display()), run)),
+                Ok(run) => Ok((
+                    format!("{} ({})", run.versions(), interpreter.display()),
+                    run,
+                )),
                 Err(e) => Err(format!("the Python run failed: {e}")),
             }
         }

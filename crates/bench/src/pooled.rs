@@ -34,19 +34,32 @@ impl Runner {
             variant: warm_variant.to_string(),
             ..id.clone()
         };
+        self.measure_cold(id, spec, &make, &mut setup, &work, &mut check);
+        self.measure_warm(warm_id, warm_spec, &make, setup, &work, check);
+    }
+
+    /// Measures `id` cold only: each run `make`s a pool, `work`s on it, closes and joins it.
+    pub(crate) fn measure_cold<S, T>(
+        &mut self,
+        id: CellId,
+        spec: Spec,
+        make: impl Fn() -> Res<Pool>,
+        setup: impl FnMut() -> Res<S>,
+        work: impl Fn(&Pool, S) -> Res<T>,
+        check: impl FnMut(&T) -> Res<()>,
+    ) {
         self.measure(
             id,
             spec,
-            &mut setup,
+            setup,
             |s| {
                 let pool = make()?;
                 let out = work(&pool, s)?;
                 pool.finish()?;
                 Ok(out)
             },
-            &mut check,
+            check,
         );
-        self.measure_warm(warm_id, warm_spec, &make, setup, &work, check);
     }
 
     /// Measures `id` on one pool made by `make` before the cell (untimed) and closed after
@@ -139,7 +152,13 @@ mod tests {
     #[test]
     fn a_warm_pool_that_cannot_start_is_a_failed_row() {
         let mut r = Runner::new(Config::for_tests(), 1);
-        let id = CellId::new("t", "map, warm pool", Backend::Threads, Strategy::Copy, Some(2));
+        let id = CellId::new(
+            "t",
+            "map, warm pool",
+            Backend::Threads,
+            Strategy::Copy,
+            Some(2),
+        );
         r.measure_warm(
             id,
             Spec::default(),

@@ -67,6 +67,9 @@ pub(crate) struct PyRun {
     /// The peers' versions (`None`: not installed).
     #[serde(default)]
     pub peers: std::collections::BTreeMap<String, Option<String>>,
+    /// Seconds each workload took on the Python side.
+    #[serde(default)]
+    pub stages: Vec<(String, f64)>,
 }
 
 impl PyRun {

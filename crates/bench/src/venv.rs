@@ -199,7 +199,9 @@ pub(crate) fn choose(python: Option<&str>, quick: bool) -> Res<(PathBuf, Found)>
     let base = PathBuf::from(python.unwrap_or("python3"));
     let venv = default_venv();
     let found_base = probe(&base);
-    let found_venv = venv_python(&venv).exists().then(|| probe(&venv_python(&venv)));
+    let found_venv = venv_python(&venv)
+        .exists()
+        .then(|| probe(&venv_python(&venv)));
     let chosen = match plan(
         &base,
         python.is_some(),
@@ -219,7 +221,9 @@ pub(crate) fn choose(python: Option<&str>, quick: bool) -> Res<(PathBuf, Found)>
             Err(e) => {
                 eprintln!("multiproc-bench: {e}");
                 // Without network: whatever has numpy, peers n/a; else no Python column.
-                let found_venv = venv_python(&venv).exists().then(|| probe(&venv_python(&venv)));
+                let found_venv = venv_python(&venv)
+                    .exists()
+                    .then(|| probe(&venv_python(&venv)));
                 match plan(&base, false, true, &venv, &found_base, found_venv.as_ref()) {
                     Plan::Use(p) => p,
                     _ => return Err(format!("{e}: running without the Python column")),
@@ -242,12 +246,7 @@ mod tests {
         })
     }
 
-    fn plan_for(
-        named: bool,
-        quick: bool,
-        base: Res<Found>,
-        venv: Option<Res<Found>>,
-    ) -> Plan {
+    fn plan_for(named: bool, quick: bool, base: Res<Found>, venv: Option<Res<Found>>) -> Plan {
         plan(
             Path::new("python3"),
             named,
@@ -278,7 +277,12 @@ mod tests {
     fn what_is_missing_is_installed_into_the_venv() {
         let all: Vec<String> = PACKAGES.iter().map(|p| p.to_string()).collect();
         assert_eq!(
-            plan_for(false, false, found(&["numpy", "mpire", "pebble", "joblib"]), None),
+            plan_for(
+                false,
+                false,
+                found(&["numpy", "mpire", "pebble", "joblib"]),
+                None
+            ),
             Plan::Install {
                 base: "python3".into(),
                 venv: "/t/venv".into(),

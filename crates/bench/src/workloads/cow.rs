@@ -325,7 +325,10 @@ pub(crate) fn run(r: &mut Runner) -> Res<()> {
                         check,
                     );
                     r.not_applicable(
-                        CellId { variant: WARM.into(), ..id },
+                        CellId {
+                            variant: WARM.into(),
+                            ..id
+                        },
                         "a warm pool's workers keep the pages they copied on the first run: \
                          their writes pile up there and there is nothing left to copy",
                     );

@@ -70,7 +70,11 @@ fn apply_one_at_a_time(
         id(Backend::Rayon, Strategy::Direct, Some(workers)),
         spec,
         || Ok(()),
-        |()| Ok((0..n).map(|i| rayon_pool.install(|| inc(i))).collect::<Vec<u64>>()),
+        |()| {
+            Ok((0..n)
+                .map(|i| rayon_pool.install(|| inc(i)))
+                .collect::<Vec<u64>>())
+        },
         |got| same(got, &expected),
     );
     for (backend, pool) in pools {

@@ -14,6 +14,11 @@ use crate::python::{PyCell, PyRun, INSTALL};
 use crate::runner::{Cell, Outcome};
 use crate::Res;
 
+mod peers;
+
+use peers::peer_columns;
+pub(crate) use peers::PeerRow;
+
 /// A cell with what is computed from the others: speedup over serial and the Python
 /// counterpart.
 #[derive(Debug, Clone, Serialize)]
@@ -29,16 +34,8 @@ pub(crate) struct Row {
     pub vs_python: Option<f64>,
     /// The cell's limit (see `limits.rs`) with this run's rates, seconds.
     pub limit_s: Option<f64>,
-}
-
-/// A Python peer's cell (mpire, pebble, joblib): what a Python user would pick instead of
-/// `multiprocessing`, beside our fork cell of the same workload, variant, strategy and size.
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct PeerRow {
-    /// The peer's cell.
-    pub python: PyCell,
-    /// The peer's median / our fork cell's (>1: ours is faster).
-    pub vs_ours: Option<f64>,
+    /// What the limit is made of (`read 524 MB on 2 + fault 524 MB / 2`).
+    pub limit_of: Option<String>,
 }
 
 /// The machine the numbers come from.
@@ -141,6 +138,7 @@ impl Report {
                     speedup: serial.zip(median).map(|(s, m)| s / m),
                     vs_python: py_median.zip(median).map(|(p, m)| p / m),
                     limit_s: cell.limit.and_then(|l| l.seconds(&rates)),
+                    limit_of: cell.limit.map(|l| l.describe()),
                     python,
                     cell: cell.clone(),
                 }
@@ -404,6 +402,9 @@ impl Report {
         for note in self.notes() {
             let _ = writeln!(s, "- {note}");
         }
+        if let Some(limits) = self.rates.summary() {
+            let _ = writeln!(s, "\nLimits of this run: {limits}.");
+        }
         s.push('\n');
         s.push_str("## Plots\n\n");
         for (file, what) in crate::plots::planned(self) {
@@ -438,43 +439,6 @@ fn limit(limit_s: f64, median_s: f64) -> String {
     format!("{} {:.1}x", time(limit_s), median_s / limit_s)
 }
 
-/// The columns of a Python peer's row.
-fn peer_columns(peer: &PeerRow) -> Vec<String> {
-    let p = &peer.python;
-    let how = if p.strategy == "-" {
-        format!("py {}", p.backend)
-    } else {
-        format!("py {}/{}", p.backend, p.strategy)
-    };
-    let mut cols = vec![
-        p.workload.clone(),
-        p.variant.clone(),
-        how,
-        p.workers.map_or("-".into(), |w| w.to_string()),
-    ];
-    match (&p.error, p.median_s, p.min_s, p.max_s) {
-        (Some(e), ..) => cols.push(format!("FAILED: {e}")),
-        (None, Some(median), Some(min), Some(max)) => cols.extend([
-            time(median),
-            time(min),
-            time(max),
-            p.reps.map_or("-".into(), |n| n.to_string()),
-            "-".into(),
-            String::new(),
-            String::new(),
-            String::new(),
-            "-".into(),
-            "-".into(),
-            peer.vs_ours.map_or("-".into(), |x| format!("{x:.2}x")),
-        ]),
-        _ => cols.push(format!(
-            "n/a: {}",
-            p.note.as_deref().unwrap_or("not measured")
-        )),
-    }
-    cols
-}
-
 /// Seconds as µs, ms or s with three significant digits.
 pub(crate) fn time(secs: f64) -> String {
     if secs < 1e-3 {
@@ -493,20 +457,6 @@ fn mb(bytes: u64) -> String {
         format!("{:.3}", bytes as f64 / 1e6)
     } else {
         format!("{:.1}", bytes as f64 / 1e6)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times_pick_a_readable_unit() {
-        assert_eq!(time(0.000_014_4), "14.4 µs");
-        assert_eq!(time(0.0351), "35.10 ms");
-        assert_eq!(time(1.316), "1.32 s");
-        assert_eq!(mb(0), "0");
-        assert_eq!(mb(524_288_000), "524.3");
     }
 }
 
@@ -535,3 +485,6 @@ fn group(rows: &mut [Row]) {
     let sorted: Vec<Row> = order.iter().map(|&i| rows[i].clone()).collect();
     rows.clone_from_slice(&sorted);
 }
+
+#[cfg(test)]
+mod tests;
