@@ -186,7 +186,7 @@ fn run(cmd: &mut Command) -> Res<()> {
         return Ok(());
     }
     let text = String::from_utf8_lossy(&out.stderr);
-    let tail: Vec<&str> = text.lines().rev().take(3).collect();
+    let tail: Vec<&str> = text.lines().rev().take(1).collect();
     Err(format!(
         "{}: {}",
         out.status,
