@@ -48,7 +48,7 @@ pub(crate) struct Config {
 }
 
 impl Config {
-    /// Small options for unit tests: threads and copy only, one worker count.
+    /// Small options for unit tests: threads, copy and inherit, one worker count.
     #[cfg(test)]
     pub(crate) fn for_tests() -> Config {
         Config {
@@ -58,7 +58,7 @@ impl Config {
             cell_seconds: 10.0,
             cell_timeout: 30.0,
             backends: vec![Backend::Threads],
-            strategies: vec![Strategy::Copy],
+            strategies: vec![Strategy::Copy, Strategy::Inherit],
             size_mb: 1,
             cow_mb: 1,
             chunks: 1,

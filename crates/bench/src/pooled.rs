@@ -4,9 +4,13 @@
 //! (the pool a program keeps for many maps). A workload writes its work on a pool once and
 //! gets both rows.
 
-use crate::backend::Pool;
+use crate::backend::{Pool, Strategy};
 use crate::runner::{Cell, CellId, Outcome, Runner, Spec};
 use crate::Res;
+
+/// Why a copy row has no warm twin.
+pub(crate) const COPY_IS_COLD: &str = "the copy strategy moves all the data every run, warm \
+    pool or not: its cold row is its cost (warm rows are measured for the sharing strategies)";
 
 /// The variant of a warm row whose cold row is `variant` (`index lists` → `index lists,
 /// warm pool`).
@@ -17,7 +21,8 @@ pub(crate) fn warm(variant: &str) -> String {
 impl Runner {
     /// Measures `id` cold (each run: `make`, `work`, close and join) and its warm twin, the
     /// variant `warm_variant` (`make` once before the cell, `work` on it each run, close and
-    /// join after). `setup` and `check` are those of [`Runner::measure`].
+    /// join after). `setup` and `check` are those of [`Runner::measure`]. A copy row's warm
+    /// twin is n/a ([`COPY_IS_COLD`]): it would move the same data again, and take as long.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn measure_cold_and_warm<S, T>(
         &mut self,
@@ -34,8 +39,13 @@ impl Runner {
             variant: warm_variant.to_string(),
             ..id.clone()
         };
+        let copy = id.strategy == Strategy::Copy;
         self.measure_cold(id, spec, &make, &mut setup, &work, &mut check);
-        self.measure_warm(warm_id, warm_spec, &make, setup, &work, check);
+        if copy {
+            self.not_applicable(warm_id, COPY_IS_COLD);
+        } else {
+            self.measure_warm(warm_id, warm_spec, &make, setup, &work, check);
+        }
     }
 
     /// Measures `id` cold only: each run `make`s a pool, `work`s on it, closes and joins it.
@@ -120,7 +130,7 @@ impl Runner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::{Backend, Strategy};
+    use crate::backend::Backend;
     use crate::config::Config;
     use std::cell::Cell as Counter;
 
@@ -128,7 +138,7 @@ mod tests {
     fn the_cold_row_makes_a_pool_per_run_and_the_warm_row_one_pool() {
         let mut r = Runner::new(Config::for_tests(), 1);
         let made = Counter::new(0);
-        let id = CellId::new("t", "map", Backend::Threads, Strategy::Copy, Some(2));
+        let id = CellId::new("t", "map", Backend::Threads, Strategy::Inherit, Some(2));
         r.measure_cold_and_warm(
             id,
             &warm("map"),
@@ -147,6 +157,27 @@ mod tests {
         let variants: Vec<&str> = r.cells.iter().map(|c| c.id.variant.as_str()).collect();
         assert_eq!(variants, ["map", "map, warm pool"]);
         assert!(r.cells.iter().all(|c| c.measured().is_some()));
+    }
+
+    #[test]
+    fn a_copy_row_has_an_na_warm_twin() {
+        let mut r = Runner::new(Config::for_tests(), 1);
+        let id = CellId::new("t", "map", Backend::Threads, Strategy::Copy, Some(2));
+        r.measure_cold_and_warm(
+            id,
+            &warm("map"),
+            Spec::default(),
+            Spec::default(),
+            || Pool::new(Backend::Threads, 2),
+            || Ok(()),
+            |_, ()| Ok(()),
+            |_| Ok(()),
+        );
+        assert!(r.cells[0].measured().is_some());
+        assert!(matches!(
+            &r.cells[1].outcome,
+            Outcome::NotApplicable { reason } if reason == COPY_IS_COLD
+        ));
     }
 
     #[test]

@@ -18,7 +18,8 @@
 //! Every pool row here is a warm row: one pool per backend is created before the cells and
 //! reused by all of them; its first use is the first cell's warm-up run (untimed, its time in
 //! `results.json` as `warmup_s`), so every timed run is a repeated use. The limit of a row is
-//! one copy of the payload on one thread (plus the task's read of it for the shm argument).
+//! one copy of the payload on one thread, plus one pass over it for the shm rows (the task
+//! reads the argument there, or writes the result there).
 
 use multiproc_core::{Executor, Inherited, Packed};
 use multiproc_shared_array::RawArray;
@@ -127,8 +128,9 @@ pub(crate) fn run(r: &mut Runner) -> Res<()> {
     let result_variant = format!("{mb} MiB result");
     let packed_variant = format!("{mb} MiB argument, Packed");
     let spec = Spec::rate(Rate::Throughput(bytes));
-    // The least any transport does: one copy of the payload, on one thread (the shm
-    // argument adds the task's read of it).
+    // The least any transport does: one copy of the payload, on one thread; the shm rows
+    // add a pass over it (the task reads the argument there, or writes the result there
+    // before the parent copies it out).
     let one_copy = Limit::copy(bytes, 1);
     let check_result = |got: &Vec<f64>| {
         if *got == expected_result {
@@ -245,7 +247,7 @@ pub(crate) fn run(r: &mut Runner) -> Res<()> {
             );
             r.measure(
                 id(&result_variant, Strategy::Shm),
-                spec.with_limit(one_copy),
+                spec.with_limit(one_copy.plus_read(bytes)),
                 || {
                     data().result.fill(f64::NAN);
                     Ok(())
