@@ -15,6 +15,8 @@ pub(crate) const READ: &str = "read bandwidth (rayon sum, warm)";
 pub(crate) const MEMCPY: &str = "memcpy (warm)";
 /// Variant: creating a fresh shared mapping and writing one value per page.
 pub(crate) const FAULT: &str = "fault in fresh shm pages";
+/// Variant: mapping shared pages that already exist again and reading one value per page.
+pub(crate) const MAP: &str = "map resident shm pages";
 /// Variant: one byte to another process over a Unix socket and back.
 pub(crate) const ROUND_TRIP: &str = "Unix socket round trip";
 
@@ -22,7 +24,8 @@ pub(crate) const ROUND_TRIP: &str = "Unix socket round trip";
 pub(crate) const PAGE: u64 = 4096;
 
 /// What bounds a row from below: bytes that must be read, bytes that must be copied (read
-/// and written), fresh shared pages that must be faulted in, round trips between two
+/// and written), fresh pages that must be faulted in (allocated: copy-on-write), existing
+/// shared pages that must be mapped into a fresh process, round trips between two
 /// processes; read and copy at the bandwidth of `threads` threads, faults shared by
 /// `threads` processes. A row's limit is the sum of the terms.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -31,8 +34,10 @@ pub(crate) struct Limit {
     pub read: u64,
     /// Bytes copied once (read and written).
     pub copy: u64,
-    /// Bytes of shared memory faulted into fresh mappings.
+    /// Bytes of fresh pages faulted in (allocated and filled: copy-on-write).
     pub fault: u64,
+    /// Bytes of existing shared pages faulted into fresh mappings (a new worker's).
+    pub map: u64,
     /// Round trips to another process, one after the other.
     pub trips: u64,
     /// Threads (or processes) sharing the work.
@@ -75,10 +80,18 @@ impl Limit {
         }
     }
 
-    /// Adds `bytes` of fresh shared pages faulted in.
+    /// Adds `bytes` of fresh pages faulted in.
     pub(crate) fn plus_fault(self, bytes: u64) -> Limit {
         Limit {
             fault: self.fault + bytes,
+            ..self
+        }
+    }
+
+    /// Adds `bytes` of existing shared pages mapped into fresh mappings.
+    pub(crate) fn plus_map(self, bytes: u64) -> Limit {
+        Limit {
+            map: self.map + bytes,
             ..self
         }
     }
@@ -97,6 +110,10 @@ impl Limit {
         if self.fault > 0 {
             let pages = self.fault.div_ceil(PAGE) as f64;
             total += pages * rates.fault_per_page? / threads as f64;
+        }
+        if self.map > 0 {
+            let pages = self.map.div_ceil(PAGE) as f64;
+            total += pages * rates.map_per_page? / threads as f64;
         }
         if self.trips > 0 {
             total += self.trips as f64 * rates.round_trip?;
@@ -117,6 +134,9 @@ impl Limit {
         if self.fault > 0 {
             terms.push(format!("fault {} / {}", mb(self.fault), self.threads));
         }
+        if self.map > 0 {
+            terms.push(format!("map {} / {}", mb(self.map), self.threads));
+        }
         if self.trips > 0 {
             terms.push(format!("{} round trips", self.trips));
         }
@@ -133,6 +153,8 @@ pub(crate) struct Rates {
     pub copy: Vec<(usize, f64)>,
     /// Seconds to fault in one fresh shared page.
     pub fault_per_page: Option<f64>,
+    /// Seconds to fault one existing shared page into a new mapping.
+    pub map_per_page: Option<f64>,
     /// Seconds for one round trip over a Unix socket between two processes.
     pub round_trip: Option<f64>,
 }
@@ -150,6 +172,7 @@ impl Rates {
                 (READ, Rate::Throughput(b)) => rates.read.push((threads, b as f64 / m.median_s)),
                 (MEMCPY, Rate::Throughput(b)) => rates.copy.push((threads, b as f64 / m.median_s)),
                 (FAULT, Rate::PerPage(n)) => rates.fault_per_page = Some(m.median_s / n as f64),
+                (MAP, Rate::PerPage(n)) => rates.map_per_page = Some(m.median_s / n as f64),
                 (ROUND_TRIP, Rate::PerTrip(n)) => rates.round_trip = Some(m.median_s / n as f64),
                 _ => {}
             }
@@ -182,6 +205,13 @@ impl Rates {
                 per_500 * 1e3
             ));
         }
+        if let Some(f) = self.map_per_page {
+            parts.push(format!(
+                "mapping an existing page {:.2} µs ({:.1} ms per 500 MiB)",
+                f * 1e6,
+                f * (500 * 1_048_576 / PAGE) as f64 * 1e3
+            ));
+        }
         if let Some(t) = self.round_trip {
             parts.push(format!("Unix socket round trip {:.1} µs", t * 1e6));
         }
@@ -212,6 +242,7 @@ mod tests {
             read: vec![(1, 10e9), (2, 20e9)],
             copy: vec![(1, 5e9)],
             fault_per_page: Some(0.5e-6),
+            map_per_page: Some(0.1e-6),
             round_trip: Some(40e-6),
         }
     }
@@ -229,6 +260,9 @@ mod tests {
         let copy = Limit::copy(500_000_000, 1).plus_read(1_000_000_000);
         assert!((copy.seconds(&r).unwrap() - 0.2).abs() < 1e-12);
         assert!((Limit::trips(1000).seconds(&r).unwrap() - 0.04).abs() < 1e-12);
+        let mapped = Limit::read(1_000_000_000, 2).plus_map(1_000_000_000);
+        let want = 0.05 + pages * 0.1e-6 / 2.0;
+        assert!((mapped.seconds(&r).unwrap() - want).abs() < 1e-12);
     }
 
     #[test]
@@ -247,6 +281,7 @@ mod tests {
         let none = Rates::default();
         assert_eq!(Limit::trips(3).seconds(&none), None);
         assert_eq!(Limit::read(1, 1).plus_fault(1).seconds(&none), None);
+        assert_eq!(Limit::read(1, 1).plus_map(1).seconds(&none), None);
     }
 
     #[test]
@@ -256,7 +291,8 @@ mod tests {
         assert_eq!(
             line,
             "read 10.0 GB/s ×1, 20.0 GB/s ×2; memcpy 5.0 GB/s ×1; fault 0.50 µs per 4 KiB \
-             page (64.0 ms per 500 MiB on one core); Unix socket round trip 40.0 µs"
+             page (64.0 ms per 500 MiB on one core); mapping an existing page 0.10 µs (12.8 ms \
+             per 500 MiB); Unix socket round trip 40.0 µs"
         );
     }
 
@@ -264,6 +300,8 @@ mod tests {
     fn a_limit_describes_its_terms() {
         let l = Limit::read(500_000_000, 2).plus_fault(500_000_000);
         assert_eq!(l.describe(), "read 500 MB on 2 + fault 500 MB / 2");
+        let l = Limit::read(500_000_000, 2).plus_map(500_000_000);
+        assert_eq!(l.describe(), "read 500 MB on 2 + map 500 MB / 2");
         assert_eq!(Limit::trips(2000).describe(), "2000 round trips");
     }
 }

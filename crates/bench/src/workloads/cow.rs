@@ -305,11 +305,14 @@ pub(crate) fn run(r: &mut Runner) -> Res<()> {
                 };
                 let check = |got: &Vec<f64>| check(got, after, strategy);
                 // The writes are one pass over the data (read, add, write); fresh processes
-                // fault in the shared pages, and copy-on-write faults in a copy of each page.
+                // map the shared pages, and copy-on-write faults in a fresh copy of each page.
                 let (cold, warm) = match (backend, strategy) {
                     (_, Strategy::Copy) => (Spec::default(), Spec::default()),
                     (Backend::Threads, _) => (Spec::limit(pass), Spec::limit(pass)),
-                    _ => (Spec::limit(pass.plus_fault(bytes)), Spec::limit(pass)),
+                    (_, Strategy::Inherit) => {
+                        (Spec::limit(pass.plus_fault(bytes)), Spec::limit(pass))
+                    }
+                    _ => (Spec::limit(pass.plus_map(bytes)), Spec::limit(pass)),
                 };
                 if strategy == Strategy::Inherit {
                     r.measure(

@@ -8,6 +8,9 @@
 //! - **fault in fresh shm pages**: a fresh shared array of `size_mb` MiB, 128 at most (what
 //!   the library's `RawArray::zeros` makes), and one write per 4 KiB page; the rate column is
 //!   per page (the report's limits line gives it per 500 MiB too);
+//! - **map resident shm pages**: the same size of shared memory, filled beforehand (its
+//!   pages exist), mapped again and read one value per page: what a fresh worker pays to
+//!   fault in a shared array that the parent made;
 //! - **Unix socket round trip**: one byte to another process (this binary started again as
 //!   an echo peer) and back, over a socket pair, one trip after the other.
 
@@ -23,7 +26,7 @@ use rayon::prelude::*;
 use super::{chunk_sum, with_hugepages};
 use crate::backend::{Backend, Strategy};
 use crate::config::Config;
-use crate::limits::{FAULT, MEMCPY, PAGE, READ, ROUND_TRIP, WORKLOAD};
+use crate::limits::{FAULT, MAP, MEMCPY, PAGE, READ, ROUND_TRIP, WORKLOAD};
 use crate::runner::{CellId, Rate, Runner, Spec};
 use crate::Res;
 
@@ -137,6 +140,26 @@ pub(crate) fn run(r: &mut Runner) -> Res<()> {
             }
         },
     );
+
+    r.status("limits: filling a shared array");
+    let resident = RawArray::<f64>::zeros(len).map_err(|e| e.to_string())?;
+    resident.fill(1.0);
+    r.measure(
+        CellId::new(WORKLOAD, MAP, Backend::Serial, Strategy::Shm, None),
+        Spec::rate(Rate::PerPage(pages)),
+        || Ok(()),
+        |()| {
+            let mapping = resident.try_clone().map_err(|e| e.to_string())?;
+            let mut sum = 0.0;
+            for i in (0..len).step_by(per_page) {
+                sum += mapping.load(i).map_err(|e| e.to_string())?;
+            }
+            // Returned, so that unmapping it is not timed.
+            Ok((mapping, sum))
+        },
+        |(_, sum)| super::same_f64("pages read", *sum, pages as f64),
+    );
+    drop(resident);
 
     let trips = trips(&r.cfg);
     let mut peer = EchoPeer::start(Duration::from_secs_f64(r.cfg.cell_timeout));

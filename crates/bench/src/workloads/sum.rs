@@ -189,7 +189,7 @@ pub(crate) fn run(r: &mut Runner, sweep: bool) -> Res<()> {
                 let (cold, warm) = match (backend, strategy) {
                     (_, Strategy::Copy) => (Spec::default(), Spec::default()),
                     (Backend::Fork | Backend::Spawn, Strategy::Shm) => {
-                        (Spec::limit(read.plus_fault(bytes)), Spec::limit(read))
+                        (Spec::limit(read.plus_map(bytes)), Spec::limit(read))
                     }
                     _ => (Spec::limit(read), Spec::limit(read)),
                 };

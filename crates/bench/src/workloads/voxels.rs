@@ -302,7 +302,7 @@ pub(crate) fn run(r: &mut Runner) -> Res<()> {
                             let cold = if backend == Backend::Threads {
                                 squares
                             } else {
-                                squares.plus_fault(2 * bytes)
+                                squares.plus_map(2 * bytes)
                             };
                             r.measure_cold_and_warm(
                                 id,
