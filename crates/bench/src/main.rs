@@ -152,8 +152,9 @@ struct Opts {
     /// Fewer repetitions (at least 1) when a cell's runs would take longer than this, seconds.
     #[arg(long, default_value_t = 1.0)]
     cell_seconds: f64,
-    /// A run with no result after this many seconds fails: its workers are killed.
-    #[arg(long, default_value_t = 5.0)]
+    /// A run with no result after this many seconds fails: its workers are killed (10: the
+    /// 500 MB copy rows take 2-3 s on a loaded 2-core machine, their first run more).
+    #[arg(long, default_value_t = 10.0)]
     cell_timeout: f64,
     /// Backends, comma-separated.
     #[arg(
