@@ -51,6 +51,14 @@ impl Body {
         }
     }
 
+    /// The encoded bytes, in a byte vector (a copy for a bulk body).
+    pub(crate) fn into_bytes(self) -> Vec<u8> {
+        match self {
+            Body::Inline(v) => v,
+            Body::Bulk(b) => b.as_slice().to_vec(),
+        }
+    }
+
     /// The encoded bytes.
     pub(crate) fn as_slice(&self) -> &[u8] {
         match self {

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 
 use multiproc_core::{Error, Payload, Result, Task};
 
-use crate::codec::decode_fds;
+use crate::codec::{decode_fds, Encoded};
 use crate::payload::{encode_body, Body, Spare};
 
 /// Encoded results: a byte vector, or a shared-memory buffer from [`crate::bulk::BULK_MIN`]
@@ -81,12 +81,13 @@ impl std::fmt::Debug for Call {
 }
 
 impl Call {
-    /// Decodes a chunk of arguments from `input` (with the descriptors that came beside it)
-    /// and applies the task to each; the results are dropped (a `Process`'s target, whose
-    /// result nobody reads).
-    pub fn run(&self, input: &[u8], fds: Vec<OwnedFd>) -> std::result::Result<(), String> {
-        self.run_into(input, fds, &Mutex::new(Spare::default()))
-            .map(drop)
+    /// Decodes a chunk of arguments from `input` (with the descriptors that came beside it),
+    /// applies the task to each, and encodes the results into a byte vector (with the
+    /// descriptors they own) — for transports of their own (a `Process`'s target, the MPI
+    /// backend); the pools' workers use the shared-memory path instead.
+    pub fn run(&self, input: &[u8], fds: Vec<OwnedFd>) -> std::result::Result<Encoded, String> {
+        let (body, fds) = self.run_into(input, fds, &Mutex::new(Spare::default()))?;
+        Ok((body.into_bytes(), fds))
     }
 
     /// Decodes a chunk of arguments from `input` (with the descriptors that came beside it),
