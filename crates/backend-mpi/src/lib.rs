@@ -29,7 +29,7 @@
 //!
 //! **How a task crosses.** As in the fork and spawn backends: a task is a function pointer,
 //! sent as its offset from a fixed function of the binary (`multiproc_process::trampoline`),
-//! with its arguments encoded by postcard, in one MPI message. Every rank runs the same
+//! with its arguments encoded by the pools' codec, in one MPI message. Every rank runs the same
 //! binary; `init` checks that they do (a fingerprint of the image, broadcast by rank 0) and
 //! aborts the job if not.
 //!

@@ -26,6 +26,8 @@ from multiprocessing.pool import ThreadPool
 
 import numpy as np
 
+import peers
+
 # Module-level data: what forked workers inherit, and what the initializers of spawned
 # workers fill in.
 G = {}
@@ -54,9 +56,10 @@ class Bench:
             strategy == "-" or strategy in self.cfg["strategies"])
 
     def measure(self, workload, variant, backend, strategy, workers, body,
-                setup=None, check=None):
-        """One warm-up, then timed runs; `check(result)` raises on a wrong result."""
-        if not self.wants(backend, strategy):
+                setup=None, check=None, force=False):
+        """One warm-up, then timed runs; `check(result)` raises on a wrong result. `force`:
+        a peer's cell, outside the backend selection."""
+        if not (force or self.wants(backend, strategy)):
             return
         cell = dict(workload=workload, variant=variant, backend=backend,
                     strategy=strategy, workers=workers)
@@ -150,11 +153,26 @@ def bench_sum(b, cfg):
     set_globals(sum=data, sum_shm=raw, sum_nelems=nelems)
     expected = sum(process_chunk(o) for o in offsets)
     close = lambda got: expect(abs(got - expected) <= 1e-9 * abs(expected), "wrong sum")
-    v = "Pool+map+close"
+    v, warm = "Pool+map+close", "map, warm pool"
     b.measure("sum", v, "serial", "-", None,
               lambda _: sum(process_chunk(o) for o in offsets), check=close)
     for w in cfg["workers"]:
+        if cfg["peers"]:
+            peers.Peers(b).sum(w, data, offsets, nelems, process_chunk, close, v, warm)
         for backend in POOLS:
+            for strategy in ["inherit", "shm"]:  # copy: 2 × 500 MB pickled, too long
+                if backend == "spawn" and strategy == "inherit":
+                    continue
+                init = (init_sum_shm, (raw, nelems)) if strategy == "shm" else (None, ())
+                if b.wants(backend, strategy):
+                    pool = make_pool(backend, w, *init)
+                    try:
+                        b.measure("sum", warm, backend, strategy, w, lambda _: sum(pool.map(
+                            *sum_task(strategy, offsets))),
+                            check=close)
+                    finally:
+                        pool.close()
+                        pool.join()
             b.measure("sum", v, backend, "copy", w, lambda _: sum(with_pool(
                 backend, w, lambda p: p.map(sum_array, [
                     data[o:o + nelems].copy() if backend == "threads" else data[o:o + nelems]
@@ -166,6 +184,11 @@ def bench_sum(b, cfg):
                 backend, w, lambda p: p.map(process_chunk_shm, offsets),
                 init_sum_shm, (raw, nelems))), check=close)
     G.pop("sum", None)
+
+
+def sum_task(strategy, offsets):
+    """The function and arguments of a warm sum map."""
+    return (process_chunk_shm if strategy == "shm" else process_chunk), offsets
 
 
 def init_sum_shm(raw, nelems):
@@ -241,6 +264,19 @@ def bench_voxels(b, cfg):
                   check=lambda _: check(serial_out))
     for w in cfg["workers"]:
         for backend in POOLS:
+            if b.wants(backend, "shm"):
+                pool = make_pool(backend, w, init_vox, (vin, vout))
+                try:
+                    b.measure("voxels", "index lists, warm pool", backend, "shm", w,
+                              lambda _: pool.starmap(vox_process_chunk,
+                                                     index_lists(shape, jobs)),
+                              setup=reset, check=check_shm)
+                    b.measure("voxels", "slabs, warm pool", backend, "shm", w,
+                              lambda _: pool.starmap(vox_slab, slabs), setup=reset,
+                              check=check_shm)
+                finally:
+                    pool.close()
+                    pool.join()
             b.measure("voxels", "index lists", backend, "shm", w, lambda _: with_pool(
                 backend, w, lambda p: p.starmap(vox_process_chunk, index_lists(shape, jobs)),
                 init_vox, (vin, vout)), setup=reset, check=check_shm)
@@ -360,12 +396,23 @@ def inc(x):
     return x + 1
 
 
+VARIANTS = ["map chunksize=1", "map default chunksize", "apply_async+get",
+            "apply, one at a time"]
+
+
 def bench_overhead(b, cfg):
     items = list(range(cfg["tasks"]))
     expected = [inc(x) for x in items]
     chk = lambda got: expect(list(got) == expected, "wrong results")
-    variants = ["map chunksize=1", "map default chunksize", "apply_async+get"]
-    for v in variants:
+    apply_items = items[:min(len(items), 2000)]
+    chk_apply = lambda got: expect(list(got) == expected[:len(apply_items)], "wrong results")
+    if cfg["peers"]:
+        for w in cfg["workers"]:
+            peers.Peers(b).overhead(w, items, VARIANTS, apply_items, chk, chk_apply)
+    variants = VARIANTS
+    b.measure("overhead", variants[3], "serial", "-", None,
+              lambda _: [inc(x) for x in apply_items], check=chk_apply)
+    for v in variants[:3]:
         b.measure("overhead", v, "serial", "-", None, lambda _: [inc(x) for x in items],
                   check=chk)
     for w in cfg["workers"]:
@@ -382,6 +429,9 @@ def bench_overhead(b, cfg):
                 b.measure("overhead", variants[2], backend, "copy", w,
                           lambda _: [r.get() for r in
                                      [pool.apply_async(inc, (x,)) for x in items]], check=chk)
+                b.measure("overhead", variants[3], backend, "copy", w,
+                          lambda _: [pool.apply(inc, (x,)) for x in apply_items],
+                          check=chk_apply)
             finally:
                 pool.close()
                 pool.join()
@@ -394,6 +444,8 @@ def bench_overhead(b, cfg):
 def bench_startup(b, cfg):
     for w in cfg["workers"]:
         expected = sum(inc(x) for x in range(w))
+        if cfg["peers"]:
+            peers.Peers(b).startup(w, lambda got: expect(got == expected, "wrong result"))
         for backend in POOLS:
             b.measure("startup", "create+task+close", backend, "-", w,
                       lambda _: sum(with_pool(backend, w,
@@ -543,6 +595,15 @@ def bench_cow(b, cfg):
             b.measure("cow", v, backend, "shm", w, lambda _: with_pool(
                 backend, w, lambda p: p.map(cow_chunk_shm, offsets), init_cow, (raw, nelems)),
                 setup=restore, check=check("plus", "shm"))
+            if b.wants(backend, "shm"):
+                pool = make_pool(backend, w, init_cow, (raw, nelems))
+                try:
+                    b.measure("cow", v + ", warm pool", backend, "shm", w,
+                              lambda _: pool.map(cow_chunk_shm, offsets),
+                              setup=restore, check=check("plus", "shm"))
+                finally:
+                    pool.close()
+                    pool.join()
     G.pop("cow", None)
 
 
@@ -560,10 +621,16 @@ WORKLOADS = {
 def main():
     cfg = json.loads(sys.argv[1])
     cfg["backends"] = [x for x in cfg["backends"] if x in ("serial", "threads", "fork", "spawn")]
+    cfg["peers"] = cfg.get("peers", True) and "fork" in cfg["backends"]
     b = Bench(cfg)
+    stages = []
     for name in cfg["workloads"]:
-        WORKLOADS[name](b, cfg)
-    json.dump({"python": sys.version.split()[0], "numpy": np.__version__, "cells": b.cells},
+        if name in WORKLOADS:
+            t = time.perf_counter()
+            WORKLOADS[name](b, cfg)
+            stages.append((name, time.perf_counter() - t))
+    json.dump({"python": sys.version.split()[0], "numpy": np.__version__, "cells": b.cells,
+               "peers": {n: peers.version(n) for n in peers.NAMES}, "stages": stages},
               sys.stdout)
     print()
 

@@ -48,6 +48,31 @@ pub(crate) struct Config {
 }
 
 impl Config {
+    /// Small options for unit tests: threads, copy and inherit, one worker count.
+    #[cfg(test)]
+    pub(crate) fn for_tests() -> Config {
+        Config {
+            workers: vec![2],
+            sweep: Vec::new(),
+            reps: 3,
+            cell_seconds: 10.0,
+            cell_timeout: 30.0,
+            backends: vec![Backend::Threads],
+            strategies: vec![Strategy::Copy, Strategy::Inherit],
+            size_mb: 1,
+            cow_mb: 1,
+            chunks: 1,
+            voxel_side: 2,
+            voxel_jobs: 1,
+            images: 1,
+            wait_scale: 0.0,
+            crunch_workers: 1,
+            tasks: 1,
+            payload_mb: 1,
+            sample_ms: 10,
+        }
+    }
+
     /// Elements of f64 in `mb` MiB.
     pub(crate) fn f64s(mb: usize) -> usize {
         mb * (1_048_576 / 8)

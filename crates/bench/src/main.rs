@@ -19,13 +19,16 @@
 
 mod backend;
 mod config;
+mod limits;
 mod memory;
 mod mpi;
 mod plots;
+mod pooled;
 mod python;
 mod report;
 mod runner;
 mod stats;
+mod venv;
 mod workloads;
 
 use std::path::PathBuf;
@@ -69,11 +72,15 @@ enum Workload {
     Payload,
     /// Copy-on-write: writing inherited data.
     Cow,
+    /// The machine's limits: read bandwidth, memcpy, faulting in shared pages, a round trip.
+    Limits,
 }
 
 impl Workload {
-    /// The order of `all`: the light workloads first, so that they fork small processes.
-    const ALL: [Workload; 7] = [
+    /// The order of `all`: the limits first (their buffers are freed before the pools
+    /// start), then the light workloads, so that they fork small processes.
+    const ALL: [Workload; 8] = [
+        Workload::Limits,
         Workload::Startup,
         Workload::Overhead,
         Workload::Crunch,
@@ -92,6 +99,7 @@ impl Workload {
             Workload::Startup => "startup",
             Workload::Payload => "payload",
             Workload::Cow => "cow",
+            Workload::Limits => "limits",
         }
     }
 }
@@ -112,12 +120,18 @@ enum Command {
     Payload(Opts),
     /// Copy-on-write: writing inherited data.
     Cow(Opts),
+    /// The limit rows alone: read bandwidth, memcpy, faulting in fresh shared pages, a Unix
+    /// socket round trip between two processes (every other command measures them first).
+    Limits(Opts),
     /// Every workload, then the speedup sweep, then Python, then the MPI cells when MPI is
     /// installed.
     All(Opts),
     /// The MPI cells only: the MPI backend beside fork and spawn, under `mpirun -n 3` (needs
     /// Open MPI; says how to install it when it is missing).
     Mpi(Opts),
+    /// Internal: the other end of the round-trip limit row (echoes stdin, a socket).
+    #[command(hide = true, name = "echo-peer")]
+    EchoPeer,
 }
 
 /// The options every subcommand takes.
@@ -138,8 +152,9 @@ struct Opts {
     /// Fewer repetitions (at least 1) when a cell's runs would take longer than this, seconds.
     #[arg(long, default_value_t = 1.0)]
     cell_seconds: f64,
-    /// A run with no result after this many seconds fails: its workers are killed.
-    #[arg(long, default_value_t = 5.0)]
+    /// A run with no result after this many seconds fails: its workers are killed (10: the
+    /// 500 MB copy rows take 2-3 s on a loaded 2-core machine, their first run more).
+    #[arg(long, default_value_t = 10.0)]
     cell_timeout: f64,
     /// Backends, comma-separated.
     #[arg(
@@ -200,12 +215,18 @@ struct Opts {
     /// Do not run the Python side.
     #[arg(long)]
     no_python: bool,
+    /// Do not measure the limit rows (read bandwidth, memcpy, page faults, round trip) that
+    /// every command measures first.
+    #[arg(long)]
+    no_limits: bool,
     /// Do not run the MPI cells (`all`).
     #[arg(long)]
     no_mpi: bool,
-    /// The Python interpreter (needs numpy).
-    #[arg(long, default_value = "python3")]
-    python: String,
+    /// The Python interpreter (needs numpy; mpire, pebble and joblib for the peers' rows).
+    /// Without it: python3 if it has them all, else a virtual environment under the target
+    /// folder (`target/multiproc-bench-venv`), made and filled with pip on the first run.
+    #[arg(long)]
+    python: Option<String>,
     /// Small sizes and few repetitions: a smoke test of every cell in seconds (overrides
     /// the size, task and repetition options).
     #[arg(long)]
@@ -263,16 +284,24 @@ fn run(cli: Cli) -> Res<bool> {
         Command::Startup(o) => (vec![Workload::Startup], o),
         Command::Payload(o) => (vec![Workload::Payload], o),
         Command::Cow(o) => (vec![Workload::Cow], o),
+        Command::Limits(o) => (vec![Workload::Limits], o),
         Command::All(o) => (Workload::ALL.to_vec(), o),
         Command::Mpi(o) => return run_mpi(&o.config(), &o.report).map(|()| true),
+        Command::EchoPeer => return workloads::limits::echo_peer().map(|()| true),
     };
+    let mut workloads = workloads;
+    if opts.no_limits {
+        workloads.retain(|&w| w != Workload::Limits);
+    } else if !workloads.contains(&Workload::Limits) {
+        workloads.insert(0, Workload::Limits);
+    }
     let cfg = opts.config();
     cfg.check()?;
     let started = Instant::now();
     let python = if opts.no_python {
         Err("skipped (--no-python)".to_string())
     } else {
-        python::probe(&opts.python)
+        venv::choose(opts.python.as_deref(), opts.quick)
     };
     let steps = workloads.len() as u64 + u64::from(python.is_ok());
     let mut r = Runner::new(cfg.clone(), steps);
@@ -287,20 +316,31 @@ fn run(cli: Cli) -> Res<bool> {
             Workload::Startup => workloads::startup::run(&mut r)?,
             Workload::Payload => workloads::payload::run(&mut r)?,
             Workload::Cow => workloads::cow::run(&mut r)?,
+            Workload::Limits => workloads::limits::run(&mut r)?,
         }
         stages.push((w.name().to_string(), t.elapsed().as_secs_f64()));
         r.step();
     }
     let names: Vec<&str> = workloads.iter().map(|w| w.name()).collect();
     let py = match python {
-        Ok(version) => {
+        Ok((interpreter, _)) => {
             r.status("python: running the same workloads");
             let t = Instant::now();
-            let out = python::run(&opts.python, &cfg, &names, &opts.report, r.bar());
+            let out = python::run(&interpreter, &cfg, &names, &opts.report, r.bar());
             stages.push(("python".to_string(), t.elapsed().as_secs_f64()));
+            if let Ok(run) = &out {
+                stages.extend(
+                    run.stages
+                        .iter()
+                        .map(|(w, secs)| (format!("py {w}"), *secs)),
+                );
+            }
             r.step();
             match out {
-                Ok(run) => Ok((version, run)),
+                Ok(run) => Ok((
+                    format!("{} ({})", run.versions(), interpreter.display()),
+                    run,
+                )),
                 Err(e) => Err(format!("the Python run failed: {e}")),
             }
         }

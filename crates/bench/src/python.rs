@@ -14,8 +14,17 @@ use crate::Res;
 /// The script, embedded so that the binary runs it from anywhere.
 const SCRIPT: &str = include_str!("../python/bench.py");
 
-/// How to get numpy, for the messages.
-pub(crate) const INSTALL: &str = "python3 -m pip install --user numpy";
+/// The peers' part of it (imported by the script from the same folder).
+const PEERS_SCRIPT: &str = include_str!("../python/peers.py");
+
+/// How the Python column comes about, for the messages.
+pub(crate) const INSTALL: &str = "run without --quick: the bench makes a virtual environment \
+    under target/ with numpy, mpire, pebble and joblib (or pass --python with an interpreter \
+    that has numpy)";
+
+/// The Python peers of `multiprocessing` the script measures (the `backend` of their cells):
+/// what a Python user would pick instead.
+pub(crate) const PEERS: [&str; 3] = ["mpire", "pebble", "joblib"];
 
 /// One cell measured in Python.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -40,6 +49,10 @@ pub(crate) struct PyCell {
     pub reps: Option<usize>,
     /// What went wrong, if it failed.
     pub error: Option<String>,
+    /// What the reader must know about this cell (a peer's n/a reason, or how it differs
+    /// from ours).
+    #[serde(default)]
+    pub note: Option<String>,
 }
 
 /// What the script prints.
@@ -51,32 +64,30 @@ pub(crate) struct PyRun {
     pub numpy: String,
     /// The cells.
     pub cells: Vec<PyCell>,
+    /// The peers' versions (`None`: not installed).
+    #[serde(default)]
+    pub peers: std::collections::BTreeMap<String, Option<String>>,
+    /// Seconds each workload took on the Python side.
+    #[serde(default)]
+    pub stages: Vec<(String, f64)>,
 }
 
-/// The interpreter's and numpy's versions, or why the Python side cannot run.
-pub(crate) fn probe(python: &str) -> Res<String> {
-    let out = Command::new(python)
-        .args([
-            "-c",
-            "import sys, numpy; print(sys.version.split()[0], numpy.__version__)",
-        ])
-        .output()
-        .map_err(|e| {
-            format!("{python} not found ({e}): install Python 3, then numpy with `{INSTALL}`")
-        })?;
-    if !out.status.success() {
-        return Err(format!(
-            "{python} has no numpy: install it with `{INSTALL}` for the \"vs Python\" column"
-        ));
+impl PyRun {
+    /// `Python 3.11.7, numpy 2.4.6, mpire 2.10.2, ...` (a missing peer: `mpire -`).
+    pub(crate) fn versions(&self) -> String {
+        let mut s = format!("Python {}, numpy {}", self.python, self.numpy);
+        for (name, version) in &self.peers {
+            s.push_str(&format!(", {name} {}", version.as_deref().unwrap_or("-")));
+        }
+        s
     }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// Runs the script for `workloads` with the options of `cfg`, showing its progress lines on
 /// `bar`. The script is written into `report` (so that a spawned Python worker can import
 /// it, and so that the report says what ran).
 pub(crate) fn run(
-    python: &str,
+    python: &Path,
     cfg: &Config,
     workloads: &[&str],
     report: &Path,
@@ -85,6 +96,8 @@ pub(crate) fn run(
     std::fs::create_dir_all(report).map_err(|e| format!("{}: {e}", report.display()))?;
     let script = report.join("python_bench.py");
     std::fs::write(&script, SCRIPT).map_err(|e| format!("{}: {e}", script.display()))?;
+    let peers = report.join("peers.py");
+    std::fs::write(&peers, PEERS_SCRIPT).map_err(|e| format!("{}: {e}", peers.display()))?;
     let mut config = serde_json::to_value(cfg).map_err(|e| e.to_string())?;
     config["workloads"] = serde_json::json!(workloads);
     let mut child = Command::new(python)
@@ -94,7 +107,7 @@ pub(crate) fn run(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("{python}: {e}"))?;
+        .map_err(|e| format!("{}: {e}", python.display()))?;
     let stderr = child.stderr.take().expect("piped stderr");
     let bar = bar.clone();
     let progress = std::thread::spawn(move || {
@@ -125,7 +138,8 @@ pub(crate) fn run(
             .map(String::as_str)
             .collect();
         return Err(format!(
-            "{python} {} exited with {status}:\n{}",
+            "{} {} exited with {status}:\n{}",
+            python.display(),
             script.display(),
             tail.join("\n")
         ));

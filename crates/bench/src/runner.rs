@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::backend::{Backend, Strategy};
 use crate::config::Config;
+use crate::limits::Limit;
 use crate::memory::{self, Point, Sampler};
 use crate::stats::{self, Samples};
 use crate::Res;
@@ -62,6 +63,10 @@ pub(crate) enum Rate {
     PerTask(u64),
     /// This many bytes per median, shown in GB/s.
     Throughput(u64),
+    /// The median divided by this many pages, shown in µs per page.
+    PerPage(u64),
+    /// The median divided by this many round trips, shown in µs per round trip.
+    PerTrip(u64),
 }
 
 impl Rate {
@@ -70,6 +75,8 @@ impl Rate {
         match self {
             Rate::PerTask(n) => (median.as_secs_f64() * 1e6 / n.max(1) as f64, "µs/task"),
             Rate::Throughput(b) => (b as f64 / median.as_secs_f64() / 1e9, "GB/s"),
+            Rate::PerPage(n) => (median.as_secs_f64() * 1e6 / n.max(1) as f64, "µs/page"),
+            Rate::PerTrip(n) => (median.as_secs_f64() * 1e6 / n.max(1) as f64, "µs/trip"),
         }
     }
 }
@@ -79,12 +86,33 @@ impl Rate {
 pub(crate) struct Spec {
     /// A unit cost to show beside the time.
     pub rate: Option<Rate>,
+    /// What bounds the cell from below (see [`Limit`]).
+    pub limit: Option<Limit>,
 }
 
 impl Spec {
     /// A cell with a unit cost.
     pub(crate) fn rate(rate: Rate) -> Spec {
-        Spec { rate: Some(rate) }
+        Spec {
+            rate: Some(rate),
+            limit: None,
+        }
+    }
+
+    /// A cell with a limit.
+    pub(crate) fn limit(limit: Limit) -> Spec {
+        Spec {
+            rate: None,
+            limit: Some(limit),
+        }
+    }
+
+    /// The same with a limit.
+    pub(crate) fn with_limit(self, limit: Limit) -> Spec {
+        Spec {
+            limit: Some(limit),
+            ..self
+        }
     }
 }
 
@@ -148,6 +176,12 @@ pub(crate) struct Cell {
     /// What came of it.
     #[serde(flatten)]
     pub outcome: Outcome,
+    /// The unit cost it declared.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate: Option<Rate>,
+    /// What bounds it from below, if it declared it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<Limit>,
 }
 
 impl Cell {
@@ -223,6 +257,8 @@ impl Runner {
                 outcome: Outcome::NotApplicable {
                     reason: reason.into(),
                 },
+                rate: None,
+                limit: None,
             });
         }
     }
@@ -319,6 +355,11 @@ impl Runner {
                 Outcome::Failed { error }
             }
         };
-        self.cells.push(Cell { id, outcome });
+        self.cells.push(Cell {
+            id,
+            outcome,
+            rate: spec.rate,
+            limit: spec.limit,
+        });
     }
 }

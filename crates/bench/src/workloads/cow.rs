@@ -16,6 +16,12 @@
 //!
 //! Before each run (untimed) the data a run writes is restored from a pristine copy. A timed run creates
 //! the pool, maps, and closes it.
+//!
+//! The copy and shm rows have a warm twin, `write chunks, warm pool`, on a pool created once
+//! before the cell (see `pooled.rs`); fork/inherit has none: a warm worker keeps the pages it
+//! copied, so its writes pile up and the second run copies nothing. The limit of a row is one
+//! pass over the data (read, add one, write) at as many threads, plus, for a cold row on
+//! processes, faulting in the pages the workers map (shm) or copy on write (inherit).
 
 use std::sync::{Mutex, MutexGuard};
 
@@ -27,6 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{random_f64s, Lanes, BLOCK, SPAWN_INHERITS_NOTHING};
 use crate::backend::{Backend, Pool, Strategy};
+use crate::limits::Limit;
 use crate::runner::{CellId, Runner, Spec};
 use crate::{with_pool, Res};
 
@@ -100,6 +107,8 @@ fn process_copied(mut chunk: Vec<f64>) -> (f64, Vec<f64>) {
 
 const WORKLOAD: &str = "cow";
 const VARIANT: &str = "write chunks";
+/// The same on a pool created once before the cell and reused.
+const WARM: &str = "write chunks, warm pool";
 
 /// What the parent's data must look like after a run.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -135,6 +144,7 @@ pub(crate) fn run(r: &mut Runner) -> Res<()> {
         return Err("cow: the shared array was made for another --size-mb".into());
     }
     let offsets: Vec<usize> = (0..len).step_by(nelems).collect();
+    let bytes = (len * std::mem::size_of::<f64>()) as u64;
     let end = |o: usize| (o + nelems).min(len);
     // Chunk sums of `get(start, block)`'s blocks plus `plus`, as the tasks sum them.
     let sums_by = |get: &dyn Fn(usize, &mut [f64]), plus: f64| -> Vec<f64> {
@@ -205,7 +215,7 @@ pub(crate) fn run(r: &mut Runner) -> Res<()> {
 
     r.measure(
         CellId::new(WORKLOAD, VARIANT, Backend::Serial, Strategy::Direct, None),
-        Spec::default(),
+        Spec::limit(Limit::copy(bytes, 1)),
         restore_data,
         |()| {
             let mut data = lock(&DATA);
@@ -221,6 +231,7 @@ pub(crate) fn run(r: &mut Runner) -> Res<()> {
             .num_threads(workers)
             .build()
             .map_err(|e| e.to_string())?;
+        let pass = Limit::copy(bytes, workers);
         r.measure(
             CellId::new(
                 WORKLOAD,
@@ -229,7 +240,7 @@ pub(crate) fn run(r: &mut Runner) -> Res<()> {
                 Strategy::Direct,
                 Some(workers),
             ),
-            Spec::default(),
+            Spec::limit(Limit::copy(bytes, workers)),
             restore_data,
             |()| {
                 let mut guard = lock(&DATA);
@@ -257,46 +268,76 @@ pub(crate) fn run(r: &mut Runner) -> Res<()> {
                     (_, Strategy::Inherit) => After::Unchanged,
                     _ => After::PlusOne,
                 };
-                r.measure(
-                    id,
-                    Spec::default(),
-                    || match strategy {
-                        Strategy::Shm => restore_shm(),
-                        _ => restore_data(),
-                    },
-                    |()| {
-                        let pool = if strategy == Strategy::Shm {
-                            Pool::with_init(backend, workers, init_shm, shared)?
-                        } else {
-                            Pool::new(backend, workers)?
-                        };
-                        let got = with_pool!(&pool, p => match strategy {
-                            Strategy::Copy => {
-                                let chunks: Vec<Vec<f64>> = {
-                                    let data = lock(&DATA);
-                                    offsets.iter().map(|&o| super::copy_of(&data[o..end(o)])).collect()
-                                };
-                                p.map(process_copied, chunks).map(|parts| {
-                                    let mut data = lock(&DATA);
-                                    offsets
-                                        .iter()
-                                        .zip(parts)
-                                        .map(|(&o, (sum, chunk))| {
-                                            data[o..end(o)].copy_from_slice(&chunk);
-                                            sum
-                                        })
-                                        .collect::<Vec<f64>>()
-                                })
-                            }
-                            Strategy::Shm => p.map(process_chunk_shm, offsets.clone()),
-                            _ => p.map(process_chunk, offsets.clone()),
-                        })
-                        .map_err(|e| e.to_string())?;
-                        pool.finish()?;
-                        Ok(got)
-                    },
-                    |got| check(got, after, strategy),
-                );
+                let make = || {
+                    if strategy == Strategy::Shm {
+                        Pool::with_init(backend, workers, init_shm, shared)
+                    } else {
+                        Pool::new(backend, workers)
+                    }
+                };
+                let work = |pool: &Pool, ()| {
+                    with_pool!(pool, p => match strategy {
+                        Strategy::Copy => {
+                            let chunks: Vec<Vec<f64>> = {
+                                let data = lock(&DATA);
+                                offsets.iter().map(|&o| super::copy_of(&data[o..end(o)])).collect()
+                            };
+                            p.map(process_copied, chunks).map(|parts| {
+                                let mut data = lock(&DATA);
+                                offsets
+                                    .iter()
+                                    .zip(parts)
+                                    .map(|(&o, (sum, chunk))| {
+                                        data[o..end(o)].copy_from_slice(&chunk);
+                                        sum
+                                    })
+                                    .collect::<Vec<f64>>()
+                            })
+                        }
+                        Strategy::Shm => p.map(process_chunk_shm, offsets.clone()),
+                        _ => p.map(process_chunk, offsets.clone()),
+                    })
+                    .map_err(|e| e.to_string())
+                };
+                let restore = || match strategy {
+                    Strategy::Shm => restore_shm(),
+                    _ => restore_data(),
+                };
+                let check = |got: &Vec<f64>| check(got, after, strategy);
+                // The writes are one pass over the data (read, add, write); fresh processes
+                // map the shared pages, and copy-on-write faults in a fresh copy of each page.
+                let (cold, warm) = match (backend, strategy) {
+                    (_, Strategy::Copy) => (Spec::default(), Spec::default()),
+                    (Backend::Threads, _) => (Spec::limit(pass), Spec::limit(pass)),
+                    (_, Strategy::Inherit) => {
+                        (Spec::limit(pass.plus_fault(bytes)), Spec::limit(pass))
+                    }
+                    _ => (Spec::limit(pass.plus_map(bytes)), Spec::limit(pass)),
+                };
+                if strategy == Strategy::Inherit {
+                    r.measure(
+                        id.clone(),
+                        cold,
+                        restore,
+                        |()| {
+                            let pool = make()?;
+                            let got = work(&pool, ())?;
+                            pool.finish()?;
+                            Ok(got)
+                        },
+                        check,
+                    );
+                    r.not_applicable(
+                        CellId {
+                            variant: WARM.into(),
+                            ..id
+                        },
+                        "a warm pool's workers keep the pages they copied on the first run: \
+                         their writes pile up there and there is nothing left to copy",
+                    );
+                    continue;
+                }
+                r.measure_cold_and_warm(id, WARM, cold, warm, make, restore, work, check);
             }
         }
     }

@@ -7,6 +7,7 @@
 
 pub(crate) mod cow;
 pub(crate) mod crunch;
+pub(crate) mod limits;
 pub(crate) mod overhead;
 pub(crate) mod payload;
 pub(crate) mod startup;

@@ -6,6 +6,10 @@
 //! same size (`with_min_len`/`with_max_len`) — the same chunking without multiproc's result
 //! delivery (and, for process backends, without crossing a process boundary); for
 //! `apply_async`, one `rayon::Scope::spawn` per task.
+//!
+//! The variant `apply, one at a time` sends at most 2000 tasks with `apply`, each waiting for
+//! its result: a round trip per task, whose limit is the raw Unix-socket round trip between
+//! two processes of the limits rows.
 
 use std::sync::mpsc;
 
@@ -13,6 +17,7 @@ use multiproc_core::{default_chunksize, Executor};
 use rayon::prelude::*;
 
 use crate::backend::{Backend, Pool, Strategy};
+use crate::limits::Limit;
 use crate::runner::{CellId, Rate, Runner, Spec};
 use crate::{with_pool, Res};
 
@@ -31,7 +36,69 @@ fn same(got: &[u64], expected: &[u64]) -> Res<()> {
     }
 }
 
-/// Measures the three variants at every worker count.
+/// The variant of single round trips.
+pub(crate) const APPLY: &str = "apply, one at a time";
+
+/// Round trips of the `apply` variant: at most 2000 (each is a wake-up on both sides).
+pub(crate) fn apply_tasks(tasks: usize) -> u64 {
+    tasks.min(2_000) as u64
+}
+
+/// `apply` one task after the other: each task is a round trip to a worker, the limit is a
+/// raw Unix-socket round trip between two processes (the limits rows). rayon's counterpart is
+/// one `install` per task.
+fn apply_one_at_a_time(
+    r: &mut Runner,
+    workers: usize,
+    rayon_pool: &rayon::ThreadPool,
+    pools: &[(Backend, Res<Pool>)],
+) {
+    let n = apply_tasks(r.cfg.tasks);
+    let expected: Vec<u64> = (0..n).map(inc).collect();
+    let spec = Spec::rate(Rate::PerTask(n));
+    let id = |backend, strategy, w| CellId::new(WORKLOAD, APPLY, backend, strategy, w);
+    if workers == r.cfg.workers[0] {
+        r.measure(
+            id(Backend::Serial, Strategy::Direct, None),
+            spec,
+            || Ok(()),
+            |()| Ok((0..n).map(inc).collect::<Vec<u64>>()),
+            |got| same(got, &expected),
+        );
+    }
+    r.measure(
+        id(Backend::Rayon, Strategy::Direct, Some(workers)),
+        spec,
+        || Ok(()),
+        |()| {
+            Ok((0..n)
+                .map(|i| rayon_pool.install(|| inc(i)))
+                .collect::<Vec<u64>>())
+        },
+        |got| same(got, &expected),
+    );
+    for (backend, pool) in pools {
+        let spec = match backend {
+            Backend::Threads => spec,
+            _ => spec.with_limit(Limit::trips(n)),
+        };
+        r.measure(
+            id(*backend, Strategy::Copy, Some(workers)),
+            spec,
+            || Ok(()),
+            |()| {
+                let pool = pool.as_ref().map_err(Clone::clone)?;
+                let out = with_pool!(pool, p => (0..n).map(|i| p.apply(inc, i)).collect::<multiproc_core::Result<Vec<u64>>>())
+                    .map_err(|e| e.to_string());
+                pool.account();
+                out
+            },
+            |got| same(got, &expected),
+        );
+    }
+}
+
+/// Measures the variants at every worker count.
 pub(crate) fn run(r: &mut Runner) -> Res<()> {
     let tasks = r.cfg.tasks as u64;
     let items: Vec<u64> = (0..tasks).collect();
@@ -133,9 +200,21 @@ pub(crate) fn run(r: &mut Runner) -> Res<()> {
                 );
             }
         }
+        apply_one_at_a_time(r, workers, &rayon_pool, &pools);
         for (_, pool) in pools {
             pool?.finish()?;
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_apply_variant_caps_its_round_trips() {
+        assert_eq!(apply_tasks(10_000), 2_000);
+        assert_eq!(apply_tasks(300), 300);
+    }
 }

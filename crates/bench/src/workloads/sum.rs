@@ -14,6 +14,11 @@
 //!   initializer (Python: `Pool(initializer=..., initargs=(raw_array,))`).
 //! - **copy**: each task gets its chunk as a `Vec<f64>` argument: the parent copies the
 //!   chunks out (numpy's pickling), process backends send them over the socket.
+//!
+//! Each pool row has a warm twin, `map, warm pool`: the same map on a pool created once
+//! before the cell and reused by every run (see `pooled.rs`). The limit of a row is reading
+//! the array once at the read bandwidth of as many threads (plus, for a cold shm row on
+//! processes, faulting its pages into the fresh workers' mappings).
 
 use multiproc_core::{Executor, Inherited};
 use multiproc_shared_array::FrozenArray;
@@ -22,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{chunk_sum, random_f64s, same_f64, SPAWN_INHERITS_NOTHING};
 use crate::backend::{Backend, Pool, Strategy};
+use crate::limits::Limit;
 use crate::runner::{CellId, Runner, Spec};
 use crate::{with_pool, Res};
 
@@ -72,6 +78,8 @@ fn sum_chunk(chunk: Vec<f64>) -> f64 {
 
 const WORKLOAD: &str = "sum";
 const VARIANT: &str = "Pool+map+close";
+/// The same map on a pool created once before the cell and reused.
+const WARM: &str = "map, warm pool";
 
 /// Creates `size_mb` MiB of random f64 (and its shared-memory copy) to be split into
 /// `chunks`. Only the first call allocates.
@@ -99,11 +107,12 @@ pub(crate) fn run(r: &mut Runner, sweep: bool) -> Res<()> {
     let offsets: Vec<usize> = (0..d.values.len()).step_by(d.nelems).collect();
     let expected: f64 = offsets.iter().map(|&o| process_chunk(o)).sum();
     let ends = |o: usize| (o + d.nelems).min(d.values.len());
+    let bytes = std::mem::size_of_val(&d.values[..]) as u64;
 
     let serial = CellId::new(WORKLOAD, VARIANT, Backend::Serial, Strategy::Direct, None);
     r.measure(
         serial,
-        Spec::default(),
+        Spec::limit(Limit::read(bytes, 1)),
         || Ok(()),
         |()| Ok(offsets.iter().map(|&o| process_chunk(o)).sum::<f64>()),
         |&got| same_f64("sum", got, expected),
@@ -128,7 +137,7 @@ pub(crate) fn run(r: &mut Runner, sweep: bool) -> Res<()> {
                 Strategy::Direct,
                 Some(workers),
             ),
-            Spec::default(),
+            Spec::limit(Limit::read(bytes, workers)),
             || Ok(()),
             |()| {
                 Ok(rayon_pool.install(|| {
@@ -142,6 +151,7 @@ pub(crate) fn run(r: &mut Runner, sweep: bool) -> Res<()> {
             },
             |&got| same_f64("sum", got, expected),
         );
+        let read = Limit::read(bytes, workers);
         for backend in Backend::POOLS {
             for strategy in Strategy::SELECTABLE {
                 let id = CellId::new(WORKLOAD, VARIANT, backend, strategy, Some(workers));
@@ -154,31 +164,42 @@ pub(crate) fn run(r: &mut Runner, sweep: bool) -> Res<()> {
                     }
                     continue;
                 }
-                r.measure(
-                    id,
-                    Spec::default(),
-                    || Ok(()),
-                    |()| {
-                        let pool = if strategy == Strategy::Shm {
-                            Pool::with_init(backend, workers, init_shm, shared)?
-                        } else {
-                            Pool::new(backend, workers)?
-                        };
-                        let sums = with_pool!(pool, p => match strategy {
-                            Strategy::Copy => {
-                                let chunks: Vec<Vec<f64>> =
-                                    offsets.iter().map(|&o| super::copy_of(&d.values[o..ends(o)])).collect();
-                                p.map(sum_chunk, chunks)
-                            }
-                            Strategy::Shm => p.map(process_chunk_shm, offsets.clone()),
-                            _ => p.map(process_chunk, offsets.clone()),
-                        })
-                        .map_err(|e| e.to_string())?;
-                        pool.finish()?;
-                        Ok(sums.iter().sum::<f64>())
-                    },
-                    |&got| same_f64("sum", got, expected),
-                );
+                let make = || {
+                    if strategy == Strategy::Shm {
+                        Pool::with_init(backend, workers, init_shm, shared)
+                    } else {
+                        Pool::new(backend, workers)
+                    }
+                };
+                let work = |pool: &Pool, ()| {
+                    let sums = with_pool!(pool, p => match strategy {
+                        Strategy::Copy => {
+                            let chunks: Vec<Vec<f64>> =
+                                offsets.iter().map(|&o| super::copy_of(&d.values[o..ends(o)])).collect();
+                            p.map(sum_chunk, chunks)
+                        }
+                        Strategy::Shm => p.map(process_chunk_shm, offsets.clone()),
+                        _ => p.map(process_chunk, offsets.clone()),
+                    })
+                    .map_err(|e| e.to_string())?;
+                    Ok(sums.iter().sum::<f64>())
+                };
+                // Copies have no memory limit worth the name (the socket is the cost); a
+                // fresh process maps the shared pages it reads.
+                let (cold, warm) = match (backend, strategy) {
+                    (_, Strategy::Copy) => (Spec::default(), Spec::default()),
+                    (Backend::Fork | Backend::Spawn, Strategy::Shm) => {
+                        (Spec::limit(read.plus_map(bytes)), Spec::limit(read))
+                    }
+                    _ => (Spec::limit(read), Spec::limit(read)),
+                };
+                let check = |&got: &f64| same_f64("sum", got, expected);
+                if in_sweep {
+                    // The sweep is for the speedup plot: cold rows only.
+                    r.measure_cold(id, cold, make, || Ok(()), work, check);
+                } else {
+                    r.measure_cold_and_warm(id, WARM, cold, warm, make, || Ok(()), work, check);
+                }
             }
         }
     }

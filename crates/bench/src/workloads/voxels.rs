@@ -15,6 +15,12 @@
 //! creates the pool, runs `starmap`/`map`, closes it, and for copy and inherit assembles the
 //! output. The shared arrays are created and filled before (untimed), and the output is
 //! reset to NaN before each run, so that a voxel nobody wrote cannot pass the check.
+//!
+//! Each pool row has a warm twin (`index lists, warm pool`, `slabs, warm pool`): the same
+//! jobs on a pool created once before the cell (see `pooled.rs`). The limit of the serial,
+//! rayon and shm rows is one copy of the image (every voxel read, its square written) at as
+//! many threads, plus, for a cold shm row on processes, faulting both arrays into the fresh
+//! workers' mappings; the index lists' 400 MB of indices are not part of it.
 
 use std::cell::RefCell;
 
@@ -26,6 +32,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{BLOCK, SPAWN_INHERITS_NOTHING};
 use crate::backend::{Backend, Pool, Strategy};
+use crate::limits::Limit;
+use crate::pooled::warm;
 use crate::runner::{CellId, Runner, Spec};
 use crate::{with_pool, Res};
 
@@ -201,6 +209,7 @@ pub(crate) fn run(r: &mut Runner) -> Res<()> {
     let shared = shm();
     let jobs = r.cfg.voxel_jobs;
     let size = d.input.len();
+    let bytes = std::mem::size_of_val(&d.input[..]) as u64;
     let reset_shm = || {
         shared.shm_out.fill(f64::NAN);
         Ok(())
@@ -225,7 +234,7 @@ pub(crate) fn run(r: &mut Runner) -> Res<()> {
         let serial_out = RefCell::new(out);
         r.measure(
             CellId::new(WORKLOAD, variant, Backend::Serial, Strategy::Direct, None),
-            Spec::default(),
+            Spec::limit(Limit::copy(bytes, 1)),
             || Ok(()),
             |()| {
                 for (o, i) in serial_out.borrow_mut().iter_mut().zip(&d.input) {
@@ -241,6 +250,8 @@ pub(crate) fn run(r: &mut Runner) -> Res<()> {
                 .build()
                 .map_err(|e| e.to_string())?;
             let slab = size.div_ceil(jobs);
+            // Reading every voxel and writing its square: one copy of the image.
+            let squares = Limit::copy(bytes, workers);
             r.measure(
                 CellId::new(
                     WORKLOAD,
@@ -249,7 +260,7 @@ pub(crate) fn run(r: &mut Runner) -> Res<()> {
                     Strategy::Direct,
                     Some(workers),
                 ),
-                Spec::default(),
+                Spec::limit(Limit::copy(bytes, workers)),
                 || {
                     serial_out.borrow_mut().fill(f64::NAN);
                     Ok(())
@@ -285,34 +296,43 @@ pub(crate) fn run(r: &mut Runner) -> Res<()> {
                         r.not_applicable(id, SPAWN_INHERITS_NOTHING);
                         continue;
                     }
+                    let warm = warm(variant);
                     match strategy {
                         Strategy::Shm => {
-                            r.measure(
+                            let cold = if backend == Backend::Threads {
+                                squares
+                            } else {
+                                squares.plus_map(2 * bytes)
+                            };
+                            r.measure_cold_and_warm(
                                 id,
-                                Spec::default(),
+                                &warm,
+                                Spec::limit(cold),
+                                Spec::limit(squares),
+                                || Pool::with_init(backend, workers, init_shm, shared),
                                 reset_shm,
-                                |()| {
-                                    let pool = Pool::with_init(backend, workers, init_shm, shared)?;
-                                    with_pool!(&pool, p => if variant == INDEX_LISTS {
+                                |pool, ()| {
+                                    with_pool!(pool, p => if variant == INDEX_LISTS {
                                         p.starmap(process_chunk, index_lists(d.shape, jobs)).map(drop)
                                     } else {
                                         p.starmap(process_slab, slabs(size, jobs)).map(drop)
                                     })
-                                    .map_err(|e| e.to_string())?;
-                                    pool.finish()
+                                    .map_err(|e| e.to_string())
                                 },
                                 check_shm,
                             );
                         }
                         Strategy::Copy | Strategy::Inherit => {
-                            r.measure(
+                            r.measure_cold_and_warm(
                                 id,
+                                &warm,
                                 Spec::default(),
+                                Spec::default(),
+                                || Pool::new(backend, workers),
                                 || Ok(()),
-                                |()| {
-                                    let pool = Pool::new(backend, workers)?;
+                                |pool, ()| {
                                     let parts =
-                                        with_pool!(&pool, p => if strategy == Strategy::Copy {
+                                        with_pool!(pool, p => if strategy == Strategy::Copy {
                                             let args: Vec<Vec<f64>> = slabs(size, jobs)
                                                 .into_iter()
                                                 .map(|(s, n)| super::copy_of(&d.input[s..s + n]))
@@ -322,7 +342,6 @@ pub(crate) fn run(r: &mut Runner) -> Res<()> {
                                             p.starmap(square_inherited, slabs(size, jobs))
                                         })
                                         .map_err(|e| e.to_string())?;
-                                    pool.finish()?;
                                     let mut out = super::with_hugepages(size);
                                     for part in parts {
                                         out.extend_from_slice(&part);

@@ -9,9 +9,15 @@ use serde::Serialize;
 
 use crate::backend::Backend;
 use crate::config::Config;
+use crate::limits::Rates;
 use crate::python::{PyCell, PyRun, INSTALL};
 use crate::runner::{Cell, Outcome};
 use crate::Res;
+
+mod peers;
+
+use peers::peer_columns;
+pub(crate) use peers::PeerRow;
 
 /// A cell with what is computed from the others: speedup over serial and the Python
 /// counterpart.
@@ -26,6 +32,10 @@ pub(crate) struct Row {
     pub python: Option<PyCell>,
     /// Python's median / ours: how many times faster than Python.
     pub vs_python: Option<f64>,
+    /// The cell's limit (see `limits.rs`) with this run's rates, seconds.
+    pub limit_s: Option<f64>,
+    /// What the limit is made of (`read 524 MB on 2 + fault 524 MB / 2`).
+    pub limit_of: Option<String>,
 }
 
 /// The machine the numbers come from.
@@ -88,8 +98,12 @@ pub(crate) struct Report {
     pub python: Option<String>,
     /// Why the Python side did not run, if it did not.
     pub python_missing: Option<String>,
-    /// The rows, in the order they ran.
+    /// The rows, grouped by workload and variant in the order they first ran.
     pub rows: Vec<Row>,
+    /// The limit rows' rates.
+    pub rates: Rates,
+    /// The Python peers' cells.
+    pub peers: Vec<PeerRow>,
 }
 
 impl Report {
@@ -105,7 +119,8 @@ impl Report {
             Ok((version, run)) => (Some(version), run.cells, None),
             Err(why) => (None, Vec::new(), Some(why)),
         };
-        let rows = cells
+        let rates = Rates::from_cells(cells);
+        let mut rows: Vec<Row> = cells
             .iter()
             .map(|cell| {
                 let median = cell.measured().map(|m| m.median_s);
@@ -132,8 +147,32 @@ impl Report {
                 Row {
                     speedup: serial.zip(median).map(|(s, m)| s / m),
                     vs_python: py_median.zip(median).map(|(p, m)| p / m),
+                    limit_s: cell.limit.and_then(|l| l.seconds(&rates)),
+                    limit_of: cell.limit.map(|l| l.describe()),
                     python,
                     cell: cell.clone(),
+                }
+            })
+            .collect();
+        group(&mut rows);
+        let peers = py_cells
+            .iter()
+            .filter(|p| crate::python::PEERS.contains(&p.backend.as_str()))
+            .map(|p| {
+                let ours = cells
+                    .iter()
+                    .find(|c| {
+                        c.id.workload == p.workload
+                            && c.id.variant == p.variant
+                            && c.id.backend == Backend::Fork
+                            && c.id.strategy.name() == p.strategy
+                            && c.id.workers == p.workers
+                    })
+                    .and_then(Cell::measured)
+                    .map(|m| m.median_s);
+                PeerRow {
+                    vs_ours: p.median_s.zip(ours).map(|(p, o)| p / o),
+                    python: p.clone(),
                 }
             })
             .collect();
@@ -145,6 +184,8 @@ impl Report {
             python: py_version,
             python_missing: missing,
             rows,
+            rates,
+            peers,
         }
     }
 
@@ -204,7 +245,7 @@ impl Report {
         );
         match (&self.python, &self.python_missing) {
             (Some(v), _) => {
-                let _ = writeln!(s, "python: {v} (python, numpy), same run");
+                let _ = writeln!(s, "python: {v}, same run");
             }
             (None, Some(why)) => {
                 let _ = writeln!(s, "python: not run: {why}");
@@ -217,7 +258,7 @@ impl Report {
     /// The table for the terminal.
     pub(crate) fn table(&self) -> String {
         let mut s = self.header();
-        let widths = [9, 22, 15, 3, 10, 10, 10, 2, 8, 14, 9, 16, 10, 9];
+        let widths = [9, 22, 15, 3, 10, 10, 10, 2, 8, 14, 9, 16, 17, 10, 9];
         let head = [
             "workload",
             "variant",
@@ -231,6 +272,7 @@ impl Report {
             "peak MB (+Δ)",
             "IPC MB",
             "per item",
+            "limit (×)",
             "Python",
             "vs Py",
         ];
@@ -249,18 +291,21 @@ impl Report {
         let mut last = "";
         for row in &self.rows {
             if row.cell.id.workload != last && !last.is_empty() {
+                for peer in self.peers_of(last) {
+                    s.push_str(&line(&peer_columns(peer)));
+                }
                 s.push('\n');
             }
             last = row.cell.id.workload;
             s.push_str(&line(&self.columns(row)));
         }
-        let _ = writeln!(
-            s,
-            "\nspeedup: serial median / median. vs Py: Python median / ours (>1: faster than \
-             Python). peak MB: the process tree's PSS at its highest during the warm-up, and \
-             above what it held before. IPC MB: encoded arguments and results crossing \
-             between processes per run."
-        );
+        for peer in self.peers_of(last) {
+            s.push_str(&line(&peer_columns(peer)));
+        }
+        let _ = writeln!(s, "\n{LEGEND}");
+        for note in self.notes() {
+            let _ = writeln!(s, "{note}");
+        }
         if self.failures() > 0 {
             let _ = writeln!(s, "{} cells FAILED", self.failures());
         }
@@ -292,6 +337,7 @@ impl Report {
                     mb(m.ipc_bytes),
                     m.per_item
                         .map_or("".into(), |(v, unit)| format!("{v:.2} {unit}")),
+                    row.limit_s.map_or("-".into(), |l| limit(l, m.median_s)),
                     row.python
                         .as_ref()
                         .map_or("-".into(), |p| match (&p.error, p.median_s) {
@@ -308,6 +354,27 @@ impl Report {
         cols
     }
 
+    /// The peers' rows of `workload`.
+    fn peers_of<'a>(&'a self, workload: &'a str) -> impl Iterator<Item = &'a PeerRow> + 'a {
+        self.peers
+            .iter()
+            .filter(move |p| p.python.workload == workload)
+    }
+
+    /// The notes of the peers' cells, each once, as `backend: note`.
+    fn notes(&self) -> Vec<String> {
+        let mut notes: Vec<String> = Vec::new();
+        for p in &self.peers {
+            if let Some(note) = &p.python.note {
+                let note = format!("{}: {note}", p.python.backend);
+                if !notes.contains(&note) {
+                    notes.push(note);
+                }
+            }
+        }
+        notes
+    }
+
     /// The markdown report.
     pub(crate) fn markdown(&self) -> String {
         let mut s = String::from("# multiproc-bench report\n\n");
@@ -315,28 +382,41 @@ impl Report {
         if self.python.is_none() {
             let _ = writeln!(
                 s,
-                "The \"vs Python\" column needs python3 with numpy: `{INSTALL}`.\n"
+                "The \"vs Python\" column needs Python 3 with numpy: {INSTALL}.\n"
             );
         }
         s.push_str(
-            "| workload | variant | how | w | median | min | max | n | speedup | peak MB (+Δ) | IPC MB | per item | Python | vs Py |\n\
-             |---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+            "| workload | variant | how | w | median | min | max | n | speedup | peak MB (+Δ) | IPC MB | per item | limit (×) | Python | vs Py |\n\
+             |---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
         );
-        for row in &self.rows {
-            let mut cols = self.columns(row);
+        let md = |s: &mut String, mut cols: Vec<String>| {
             if cols.len() == 5 {
                 // n/a or failed: the note in the median column, the rest empty.
-                cols.extend(std::iter::repeat(String::new()).take(9));
+                cols.extend(std::iter::repeat(String::new()).take(10));
             }
             let _ = writeln!(s, "| {} |", cols.join(" | "));
+        };
+        let mut last = "";
+        for row in &self.rows {
+            if row.cell.id.workload != last {
+                for peer in self.peers_of(last) {
+                    md(&mut s, peer_columns(peer));
+                }
+            }
+            last = row.cell.id.workload;
+            md(&mut s, self.columns(row));
         }
-        s.push_str(
-            "\nspeedup: serial median / median. vs Py: Python median / ours (>1: faster than \
-             Python). peak MB: the process tree's PSS (sum over this process and its workers) \
-             at its highest during the warm-up run, and how much above what it held before. \
-             IPC MB: postcard-encoded arguments and results that cross between processes per \
-             run (0 in-process).\n\n",
-        );
+        for peer in self.peers_of(last) {
+            md(&mut s, peer_columns(peer));
+        }
+        let _ = writeln!(s, "\n{LEGEND}\n");
+        for note in self.notes() {
+            let _ = writeln!(s, "- {note}");
+        }
+        if let Some(limits) = self.rates.summary() {
+            let _ = writeln!(s, "\nLimits of this run: {limits}.");
+        }
+        s.push('\n');
         s.push_str("## Plots\n\n");
         for (file, what) in crate::plots::planned(self) {
             let _ = writeln!(s, "### {what}\n\n![{what}]({file})\n");
@@ -354,6 +434,20 @@ impl Report {
         put("report.md", self.markdown())?;
         put("results.json", self.json()?)
     }
+}
+
+/// What the columns mean, under the table.
+const LEGEND: &str = "speedup: serial median / median. limit (×): the least time the \
+    machine allows for the row's memory traffic, page faults or round trips (from the limits \
+    rows of this run), and median / limit. vs Py: Python median / ours (>1: faster than \
+    Python); on a py row (a Python peer), its median / our fork row's. peak MB: the process \
+    tree's PSS (this process and its workers) at its highest during the warm-up, and above \
+    what it held before. IPC MB: encoded arguments and results crossing between processes \
+    per run (0 in-process).";
+
+/// A limit and how far the median is from it: `8.50 ms 3.7x`.
+fn limit(limit_s: f64, median_s: f64) -> String {
+    format!("{} {:.1}x", time(limit_s), median_s / limit_s)
 }
 
 /// Seconds as µs, ms or s with three significant digits.
@@ -377,16 +471,31 @@ fn mb(bytes: u64) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times_pick_a_readable_unit() {
-        assert_eq!(time(0.000_014_4), "14.4 µs");
-        assert_eq!(time(0.0351), "35.10 ms");
-        assert_eq!(time(1.316), "1.32 s");
-        assert_eq!(mb(0), "0");
-        assert_eq!(mb(524_288_000), "524.3");
-    }
+/// Orders rows by workload, then by variant, each in the order it first ran (a warm row
+/// runs right after its cold twin; the table shows each variant's rows together).
+fn group(rows: &mut [Row]) {
+    let mut seen: Vec<(&'static str, String)> = Vec::new();
+    let keys: Vec<(usize, usize)> = rows
+        .iter()
+        .map(|r| {
+            let id = &r.cell.id;
+            let first = |seen: &mut Vec<(&'static str, String)>, key: (&'static str, String)| {
+                seen.iter().position(|k| *k == key).unwrap_or_else(|| {
+                    seen.push(key);
+                    seen.len() - 1
+                })
+            };
+            (
+                first(&mut seen, (id.workload, String::new())),
+                first(&mut seen, (id.workload, id.variant.clone())),
+            )
+        })
+        .collect();
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.sort_by_key(|&i| keys[i]);
+    let sorted: Vec<Row> = order.iter().map(|&i| rows[i].clone()).collect();
+    rows.clone_from_slice(&sorted);
 }
+
+#[cfg(test)]
+mod tests;
