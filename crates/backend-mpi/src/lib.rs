@@ -334,8 +334,8 @@ impl Pool {
 
 /// Encodes `items` (a chunk) with the pools' codec; items holding descriptors are refused.
 fn encode<T: serde::Serialize + 'static>(items: &[T], what: &str) -> Result<Vec<u8>> {
-    let (bytes, fds) =
-        encode_items_fds(items).map_err(|e| Error::Serialization(format!("encoding {what}: {e}")))?;
+    let (bytes, fds) = encode_items_fds(items)
+        .map_err(|e| Error::Serialization(format!("encoding {what}: {e}")))?;
     if !fds.is_empty() {
         return Err(Error::Serialization(format!(
             "{what} holds a file descriptor (a shared array, queue, lock or pipe end), which \

@@ -25,6 +25,11 @@
 //! | tuple, tuple struct, struct | the fields in order |
 //! | enum variant | its index (`u32`), then its content as above |
 //!
+//! A vector of plain numbers ([`is_block`]) that is the value itself, or an item of a pool's
+//! chunk ([`encode_items_with`], [`decode_items_fds`]), takes the block path: the same bytes,
+//! written in blocks and read into one allocation of the exact length. A vector nested in a
+//! tuple or a struct goes element by element (`Packed` is for bulk data there).
+//!
 //! A sequence of unknown length cannot be encoded, and types that need a self-describing
 //! format (`deserialize_any`, `deserialize_ignored_any`) cannot be decoded: both are errors
 //! naming the reason. An error of a value's own `Serialize`/`Deserialize` (a serde `custom`

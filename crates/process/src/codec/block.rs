@@ -4,9 +4,10 @@
 //!
 //! serde hands a `Vec<f64>` to a format one element at a time, and decodes one by growing a
 //! vector (its pre-allocation capped at 1 MiB). Here the type is known (`T: 'static`, tested
-//! by [`TypeId`] through `&dyn Any`, which the compiler resolves per type), so encoding is a
-//! block copy and decoding allocates the vector once, at its exact length, and fills it in
-//! one pass. Only the value itself takes the path (and each item of a pool's chunk): a vector
+//! by [`TypeId`] through `&dyn Any`, which the compiler resolves per type), so encoding is one
+//! copy of the values' bytes (little-endian targets; a big-endian one converts them in
+//! blocks) and decoding allocates the vector once, at its exact length, and fills it in one
+//! pass. Only the value itself takes the path (and each item of a pool's chunk): a vector
 //! nested in a tuple or a struct goes element by element.
 
 use std::any::{Any, TypeId};
@@ -16,8 +17,8 @@ use multiproc_sys::memory::advise_hugepages;
 use super::decode::Deserializer;
 use super::{CodecError, Output};
 
-/// Bytes converted per [`Output::write`] on encoding: a block that stays in the first-level
-/// cache.
+/// Bytes converted per [`Output::write`] on a big-endian target's encoding: a block that stays
+/// in the first-level cache.
 const BLOCK: usize = 4096;
 
 /// From this many bytes on, a decoded vector asks for transparent huge pages. A large vector
@@ -73,6 +74,10 @@ pub(super) fn encode<T: 'static, O: Output>(value: &T, out: &mut O) -> bool {
         ($t:ty, $wire:ty) => {
             if let Some(v) = value.downcast_ref::<Vec<$t>>() {
                 out.write(&(v.len() as u64).to_le_bytes());
+                // Little-endian: the values' bytes in memory are the format's, one copy.
+                #[cfg(target_endian = "little")]
+                out.write(bytemuck::cast_slice::<$t, u8>(v));
+                #[cfg(not(target_endian = "little"))]
                 write_block(v, |x| (*x as $wire).to_le_bytes(), out);
                 return true;
             }
@@ -82,7 +87,9 @@ pub(super) fn encode<T: 'static, O: Output>(value: &T, out: &mut O) -> bool {
     false
 }
 
-/// Writes `values` as `to_bytes` of each, in blocks of [`BLOCK`] bytes.
+/// Writes `values` as `to_bytes` of each, in blocks of [`BLOCK`] bytes: the encoding on a
+/// big-endian target (compiled and tested everywhere).
+#[cfg_attr(all(target_endian = "little", not(test)), allow(dead_code))]
 #[inline]
 fn write_block<T, const N: usize, O: Output>(
     values: &[T],
@@ -256,9 +263,17 @@ mod tests {
         let values: Vec<f64> = (0..1000).map(|i| i as f64).collect();
         let mut out = Writes::default();
         super::super::encode_with(&values, &mut out).unwrap();
-        // The length, then 8000 bytes in blocks of 4096 (not one write per element).
-        assert_eq!(out.calls, 3);
+        // The length, then the 8000 bytes in one write (not one write per element).
+        assert_eq!(out.calls, 2);
         assert_eq!(out.bytes, slow(&values));
+        // The big-endian targets' encoding: the same bytes, in blocks of 4096.
+        let mut blocks = Writes::default();
+        write_block(&values, |x| x.to_le_bytes(), &mut blocks);
+        assert_eq!((blocks.calls, &blocks.bytes[..]), (2, &out.bytes[8..]));
+        let odd: Vec<i16> = (0..3001).map(|i| bits(i) as i16).collect();
+        let mut blocks = Writes::default();
+        write_block(&odd, |x| x.to_le_bytes(), &mut blocks);
+        assert_eq!((blocks.calls, &blocks.bytes[..]), (2, &slow(&odd)[8..]));
         // More than serde's 1 MiB of pre-allocation: decoded element by element, the vector
         // would grow by doubling past its length.
         let values: Vec<u32> = (0..300_001).collect();
