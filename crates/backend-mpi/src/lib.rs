@@ -70,7 +70,7 @@ use multiproc_core::exit::ExitStage;
 use multiproc_core::{
     check_workers, Batch, ChunkSink, Error, Executor, Home, Payload, Result, Task,
 };
-use multiproc_process::codec::{decode_fds, encode_fds};
+use multiproc_process::codec::{decode_items_fds, encode_items_fds};
 use multiproc_process::trampoline::offset_of;
 
 use crate::dispatch::{Cmd, Deliver, Dispatcher, InitSpec, Job, SharedSrc};
@@ -332,10 +332,10 @@ impl Pool {
     }
 }
 
-/// Encodes `value` with the pools' codec; a value holding descriptors is refused.
-fn encode<T: serde::Serialize + ?Sized>(value: &T, what: &str) -> Result<Vec<u8>> {
-    let (bytes, fds) =
-        encode_fds(value).map_err(|e| Error::Serialization(format!("encoding {what}: {e}")))?;
+/// Encodes `items` (a chunk) with the pools' codec; items holding descriptors are refused.
+fn encode<T: serde::Serialize + 'static>(items: &[T], what: &str) -> Result<Vec<u8>> {
+    let (bytes, fds) = encode_items_fds(items)
+        .map_err(|e| Error::Serialization(format!("encoding {what}: {e}")))?;
     if !fds.is_empty() {
         return Err(Error::Serialization(format!(
             "{what} holds a file descriptor (a shared array, queue, lock or pipe end), which \
@@ -375,7 +375,7 @@ impl Executor for Pool {
                 sink.deliver(
                     index,
                     outcome.and_then(|bytes| {
-                        decode_fds::<Vec<R>>(bytes, Vec::new())
+                        decode_items_fds::<R>(bytes, Vec::new())
                             .map_err(|e| Error::Serialization(format!("decoding the results: {e}")))
                     }),
                 );

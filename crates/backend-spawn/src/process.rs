@@ -4,7 +4,7 @@ use std::fmt;
 use std::io::ErrorKind;
 
 use multiproc_core::{Error, Payload, Result, Task};
-use multiproc_process::codec::{encode_fds as encode, Encoded};
+use multiproc_process::codec::{encode_items_fds, Encoded};
 use multiproc_process::trampoline::offset_of;
 use multiproc_process::wire::{FrameWriter, Header, Kind};
 use multiproc_process::{next_process_name, ProcessHandle};
@@ -74,7 +74,7 @@ impl Process {
     pub fn new<A: Payload>(target: Task<A, ()>, args: A) -> Process {
         Process {
             call: offset_of(target),
-            encoded: encode(std::slice::from_ref(&args))
+            encoded: encode_items_fds(std::slice::from_ref(&args))
                 .map_err(|e| Error::Serialization(format!("encoding the arguments: {e}"))),
             name: None,
             daemon: false,

@@ -4,8 +4,10 @@
 //! of 16 MiB of plain numbers through `multiproc_process::codec`, the codec of every pool,
 //! `Pipe` and `Queue`: a `Vec<u8>`, a `Vec<f64>`, a `Vec<u32>`, the same `f64`s as a
 //! [`Packed`] block, and a `Vec<usize>` of values below 256 (the voxels workload's index
-//! lists). Criterion reports bytes per second (the values' in-memory size). The
-//! references: a plain copy of the same values (`Vec::clone`), and postcard (the codec
+//! lists). Criterion reports bytes per second (the values' in-memory size). `encode` and
+//! `decode` are the codec's entry points (a vector of plain numbers takes the block path);
+//! the `element by element` rows are the path a vector nested in a tuple or struct takes.
+//! The references: a plain copy of the same values (`Vec::clone`), and postcard (the codec
 //! multiproc used before its own format), encoding and decoding the same values.
 
 use std::hint::black_box;
@@ -13,14 +15,18 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput};
 use multiproc_core::Packed;
-use multiproc_process::codec::{encode_into, take_from_bytes};
+use multiproc_process::codec::{encode_borrowed_into, encode_into, take_from_bytes};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// The bytes of each value.
 const BYTES: usize = 16 << 20;
 
-fn group<T: Serialize + DeserializeOwned + Clone>(c: &mut Criterion, name: &str, value: T) {
+fn group<T: Serialize + DeserializeOwned + Clone + 'static>(
+    c: &mut Criterion,
+    name: &str,
+    value: T,
+) {
     let mut g = c.benchmark_group(format!("codec/{name}"));
     g.throughput(Throughput::Bytes(BYTES as u64))
         .warm_up_time(Duration::from_millis(500))
@@ -34,6 +40,17 @@ fn group<T: Serialize + DeserializeOwned + Clone>(c: &mut Criterion, name: &str,
     });
     g.bench_function("decode", |b| {
         b.iter(|| black_box(take_from_bytes::<T>(black_box(&buf)).expect("decodes")))
+    });
+    // The element-by-element path, which a vector nested in a tuple or a struct takes: the
+    // same bytes, encoded without the type test, and decoded as a 1-tuple (no block path).
+    g.bench_function("encode element by element", |b| {
+        b.iter(|| {
+            buf =
+                encode_borrowed_into(black_box(&value), std::mem::take(&mut buf)).expect("encodes");
+        })
+    });
+    g.bench_function("decode element by element", |b| {
+        b.iter(|| black_box(take_from_bytes::<(T,)>(black_box(&buf)).expect("decodes")))
     });
     let mut old = postcard::to_stdvec(&value).expect("encodes");
     g.bench_function("postcard encode (reference)", |b| {

@@ -41,7 +41,7 @@ fn finish(p: ProcessHandle) {
     p.check().expect("the partner process failed");
 }
 
-fn get<T: serde::de::DeserializeOwned>(q: &Queue<T>) -> T {
+fn get<T: serde::de::DeserializeOwned + 'static>(q: &Queue<T>) -> T {
     q.get_timeout(LONG).expect("get")
 }
 

@@ -207,7 +207,7 @@ impl<T> Queue<T> {
     }
 }
 
-impl<T: Serialize> Queue<T> {
+impl<T: Serialize + 'static> Queue<T> {
     /// Puts `item` at the end, waiting while the queue is full (Python's `put(obj)`).
     ///
     /// Errors: the queue is closed ([`Error::QueueClosed`]); the item does not
@@ -246,7 +246,7 @@ impl<T: Serialize> Queue<T> {
     }
 }
 
-impl<T: DeserializeOwned> Queue<T> {
+impl<T: DeserializeOwned + 'static> Queue<T> {
     /// Removes and returns the first item, waiting for one (Python's `get()`).
     ///
     /// Errors: the queue is closed and empty ([`Error::QueueClosed`]); the item does not

@@ -146,10 +146,11 @@ impl Spare {
     }
 }
 
-/// Encodes `value` ([`crate::codec`]), collecting the descriptors it owns, into a spare buffer:
-/// a byte vector while it is small, a bulk buffer once it reaches [`BULK_MIN`] bytes.
-pub(crate) fn encode_body<T: serde::Serialize + ?Sized>(
-    value: &T,
+/// Encodes `items` (a chunk of arguments or results: [`crate::codec::encode_items_with`]),
+/// collecting the descriptors they own, into a spare buffer: a byte vector while it is small,
+/// a bulk buffer once it reaches [`BULK_MIN`] bytes.
+pub(crate) fn encode_body<T: serde::Serialize + 'static>(
+    items: &[T],
     spare: &Mutex<Spare>,
 ) -> Result<(Body, Vec<OwnedFd>), String> {
     let mut inline = lock(spare).take_vec();
@@ -160,7 +161,7 @@ pub(crate) fn encode_body<T: serde::Serialize + ?Sized>(
         no_bulk: false,
         spare,
     };
-    let (encoded, fds) = collect_fds(|| crate::codec::encode_with(value, &mut writer));
+    let (encoded, fds) = collect_fds(|| crate::codec::encode_items_with(items, &mut writer));
     match encoded {
         Ok(()) => Ok((writer.finish(), fds)),
         Err(e) => {
@@ -251,7 +252,7 @@ mod tests {
     #[test]
     fn small_values_stay_inline_and_large_ones_go_to_shared_memory() {
         let spare = Mutex::new(Spare::default());
-        let (small, fds) = encode_body(&vec![1u32, 2, 3], &spare).unwrap();
+        let (small, fds) = encode_body(&[1u32, 2, 3], &spare).unwrap();
         assert!(matches!(small, Body::Inline(_)) && fds.is_empty());
         assert_eq!(
             crate::codec::take_from_bytes::<Vec<u32>>(small.as_slice())
@@ -260,16 +261,17 @@ mod tests {
             [1, 2, 3]
         );
         let big: Vec<u64> = (0..(BULK_MIN as u64)).collect();
-        let (body, _) = encode_body(&big, &spare).unwrap();
+        // A chunk of one large vector: the block path, moving to shared memory part-way.
+        let (body, _) = encode_body(std::slice::from_ref(&big), &spare).unwrap();
         assert!(matches!(body, Body::Bulk(_)));
         assert_eq!((body.socket_len(0), body.len() > BULK_MIN), (0, true));
         // A frame without room for the buffer's descriptor sends the bytes.
         assert_eq!(body.socket_len(MAX_FDS), body.len());
         assert_eq!(
-            crate::codec::take_from_bytes::<Vec<u64>>(body.as_slice())
+            crate::codec::take_items_from_bytes::<Vec<u64>>(body.as_slice())
                 .unwrap()
                 .0,
-            big
+            [big]
         );
         // Its buffer is reused for the next large value.
         let cap = match &body {

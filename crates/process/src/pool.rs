@@ -47,7 +47,7 @@ use multiproc_core::{
 };
 use nix::unistd::Pid;
 
-use crate::codec::decode_fds;
+use crate::codec::decode_items_fds;
 use crate::payload::{encode_body, Body, Spare};
 use crate::trampoline::offset_of;
 
@@ -189,7 +189,7 @@ impl<R: Payload> Destination for Decode<R> {
         self.sink.deliver(
             index,
             reply.and_then(|(bytes, fds)| {
-                decode_fds::<Vec<R>>(bytes, fds)
+                decode_items_fds::<R>(bytes, fds)
                     .map_err(|e| Error::Serialization(format!("decoding the results: {e}")))
             }),
         )

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 
 use multiproc_core::{Error, Payload, Result, Task};
 
-use crate::codec::{decode_fds, Encoded};
+use crate::codec::{decode_items_fds, Encoded};
 use crate::payload::{encode_body, Body, Spare};
 
 /// Encoded results: a byte vector, or a shared-memory buffer from [`crate::bulk::BULK_MIN`]
@@ -139,7 +139,7 @@ unsafe fn run_chunk<A: Payload, R: Payload>(
     // function pointer has the size and representation of an address.
     let f = unsafe { std::mem::transmute::<usize, Task<A, R>>(func) };
     let args: Vec<A> =
-        decode_fds(input, fds).map_err(|e| format!("decoding the arguments: {e}"))?;
+        decode_items_fds(input, fds).map_err(|e| format!("decoding the arguments: {e}"))?;
     let results: Vec<R> = args.into_iter().map(f).collect();
     encode_body(&results, spare).map_err(|e| format!("encoding the results: {e}"))
 }

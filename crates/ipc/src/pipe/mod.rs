@@ -236,7 +236,7 @@ impl Connection {
                 "this end of a one-way Pipe only receives",
             ));
         }
-        let (bytes, fds) = collect_fds(|| codec::encode_into(value, Vec::new()));
+        let (bytes, fds) = collect_fds(|| codec::encode_borrowed_into(value, Vec::new()));
         self.write_frame(&bytes?, &fds, timeout)
     }
 
@@ -281,12 +281,12 @@ impl Connection {
     ///
     /// Errors: the other end is closed and nothing is left ([`Error::PipeClosed`]); the
     /// message does not decode as a `T` ([`Error::Serialization`]; the message is consumed).
-    pub fn recv<T: DeserializeOwned>(&self) -> Result<T> {
+    pub fn recv<T: DeserializeOwned + 'static>(&self) -> Result<T> {
         self.recv_until(None)
     }
 
     /// Like [`recv`](Self::recv), but gives up after `timeout` with [`Error::Timeout`].
-    pub fn recv_timeout<T: DeserializeOwned>(&self, timeout: Duration) -> Result<T> {
+    pub fn recv_timeout<T: DeserializeOwned + 'static>(&self, timeout: Duration) -> Result<T> {
         self.recv_until(Some(timeout))
     }
 
@@ -301,7 +301,7 @@ impl Connection {
         self.read_frame(Some(timeout), |bytes, _fds| Ok(bytes.to_vec()))
     }
 
-    fn recv_until<T: DeserializeOwned>(&self, timeout: Option<Duration>) -> Result<T> {
+    fn recv_until<T: DeserializeOwned + 'static>(&self, timeout: Option<Duration>) -> Result<T> {
         self.read_frame(timeout, |bytes, fds| {
             provide_fds(fds, || codec::decode(bytes))
         })

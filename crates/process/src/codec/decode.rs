@@ -68,7 +68,14 @@ impl<'de> Deserializer<'de> {
 
     #[inline]
     fn bytes(&mut self) -> Result<&'de [u8], CodecError> {
+        self.block(1)
+    }
+
+    /// A length, then that many values of `width` bytes: their bytes (the block path).
+    #[inline]
+    pub(super) fn block(&mut self, width: usize) -> Result<&'de [u8], CodecError> {
         let len = self.len()?;
+        let len = len.checked_mul(width).ok_or_else(unexpected_end)?;
         match self.bytes.get(self.at..).and_then(|rest| rest.get(..len)) {
             Some(head) => {
                 self.at += len;
@@ -76,6 +83,12 @@ impl<'de> Deserializer<'de> {
             }
             None => Err(unexpected_end()),
         }
+    }
+
+    /// The length of a sequence.
+    #[inline]
+    pub(super) fn seq_len(&mut self) -> Result<usize, CodecError> {
+        self.len()
     }
 
     #[inline]
