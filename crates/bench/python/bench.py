@@ -72,7 +72,8 @@ class Bench:
             warmup = time.perf_counter() - t
             if check:
                 check(out)
-            n = reps_for(warmup, self.cfg["reps"], self.cfg["cell_seconds"])
+            n = reps_for(warmup, self.cfg["reps"],
+                         self.cfg.get("py_cell_seconds", self.cfg["cell_seconds"]))
             times = []
             for _ in range(n):
                 arg = setup() if setup else None

@@ -15,6 +15,9 @@ pub(crate) struct Config {
     pub reps: usize,
     /// Fewer repetitions (but at least 1) when they would take longer than this, seconds.
     pub cell_seconds: f64,
+    /// The same budget for the Python side's cells (smaller by default: the Python
+    /// workloads, with the peers, are most of the run's time).
+    pub py_cell_seconds: f64,
     /// A run with no result after this many seconds fails (its workers are killed).
     pub cell_timeout: f64,
     /// The backends to run.
@@ -56,6 +59,7 @@ impl Config {
             sweep: Vec::new(),
             reps: 3,
             cell_seconds: 10.0,
+            py_cell_seconds: 10.0,
             cell_timeout: 30.0,
             backends: vec![Backend::Threads],
             strategies: vec![Strategy::Copy, Strategy::Inherit],

@@ -152,6 +152,10 @@ struct Opts {
     /// Fewer repetitions (at least 1) when a cell's runs would take longer than this, seconds.
     #[arg(long, default_value_t = 1.0)]
     cell_seconds: f64,
+    /// `--cell-seconds` for the Python side's cells (a smaller budget keeps `all` within
+    /// 3 minutes on 2 cores: Python and its peers are most of the run).
+    #[arg(long, default_value_t = 0.5)]
+    py_cell_seconds: f64,
     /// A run with no result after this many seconds fails: its workers are killed (10: the
     /// 500 MB copy rows take 2-3 s on a loaded 2-core machine, their first run more).
     #[arg(long, default_value_t = 10.0)]
@@ -244,6 +248,7 @@ impl Opts {
             },
             reps: self.reps,
             cell_seconds: self.cell_seconds,
+            py_cell_seconds: self.py_cell_seconds,
             cell_timeout: self.cell_timeout,
             backends: self.backends.clone(),
             strategies: self.strategies.clone(),

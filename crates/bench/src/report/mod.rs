@@ -215,12 +215,13 @@ impl Report {
         let c = &self.config;
         let _ = writeln!(
             s,
-            "options: workers {:?}, {} runs after a warm-up (fewer, at least 1, past {} s a cell), \
+            "options: workers {:?}, {} runs after a warm-up (fewer, at least 1, past {} s a cell, {} s on the Python side), \
              sum {} MiB and cow {} MiB in {} chunks, voxels {}³ in {} jobs, crunch {} images ×{} waits on {} \
              workers, overhead {} tasks, payload {} MiB",
             c.workers,
             c.reps,
             c.cell_seconds,
+            c.py_cell_seconds,
             c.size_mb,
             c.cow_mb,
             c.chunks,
