@@ -165,6 +165,22 @@ impl Pool {
         })
     }
 
+    /// Starts the pool a cell of `strategy` uses: with `init(arg)` for spawned workers on the
+    /// shm strategy (how they get the shared arrays the others inherit), plain otherwise.
+    pub(crate) fn for_strategy<A: Payload>(
+        backend: Backend,
+        workers: usize,
+        strategy: Strategy,
+        init: Task<A, ()>,
+        arg: &A,
+    ) -> Res<Pool> {
+        if strategy == Strategy::Shm {
+            Pool::with_init(backend, workers, init, arg)
+        } else {
+            Pool::new(backend, workers)
+        }
+    }
+
     /// Adds the IPC bytes this pool moved since the last call to the global count.
     pub(crate) fn account(&self) {
         let stats = match &self.exec {

@@ -164,13 +164,7 @@ pub(crate) fn run(r: &mut Runner, sweep: bool) -> Res<()> {
                     }
                     continue;
                 }
-                let make = || {
-                    if strategy == Strategy::Shm {
-                        Pool::with_init(backend, workers, init_shm, shared)
-                    } else {
-                        Pool::new(backend, workers)
-                    }
-                };
+                let make = || Pool::for_strategy(backend, workers, strategy, init_shm, shared);
                 let work = |pool: &Pool, ()| {
                     let sums = with_pool!(pool, p => match strategy {
                         Strategy::Copy => {
