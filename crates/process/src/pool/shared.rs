@@ -76,7 +76,7 @@ pub(super) struct Shared<L> {
     /// pool.
     pub(super) supervising: AtomicUsize,
     /// Per slot, the submission (its [`Job::submission`]) of the task its worker is running,
-    /// 0 when none: what [`cancel`](Self::cancel) looks for.
+    /// 0 when none: what [`kill_running`](Self::kill_running) looks for.
     pub(super) running: Box<[AtomicUsize]>,
     /// Per slot, the submission that [`kill_running`](Self::kill_running) killed the worker
     /// for (0: none): a worker that had moved on to another task by then fails nothing, its

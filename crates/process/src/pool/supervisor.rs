@@ -15,7 +15,7 @@ use nix::unistd::Pid;
 use super::queue::Job;
 use super::reap::{reap, stop_and_reap};
 use super::shared::{head_wire, pack_head, Counters, Listed, Shared};
-use super::watch::{rss_of, watch};
+use super::watch::{rss_of, watch, Killed};
 use super::{lock, Launcher, Worker, PIPELINE_BYTES, PIPELINE_DEPTH, PIPELINE_REFILL};
 use crate::bulk::BulkView;
 use crate::payload::{Body, Spare, SPARE_BYTES};
@@ -33,19 +33,6 @@ enum End {
     InitFailed(String, VecDeque<Job>),
     /// The worker ran its `max_tasks_per_child` tasks and answered them all: replace it.
     Recycle,
-}
-
-/// Why a supervisor killed its worker, as it concerns the oldest unanswered task.
-#[derive(Clone, Copy)]
-pub(super) enum Killed {
-    /// That task ran past the pool's `task_timeout`.
-    TimedOut(Duration),
-    /// The worker was over the pool's `memory_limit` while that task ran, or when it ended:
-    /// `(limit, observed)`.
-    Memory(u64, u64),
-    /// Another task ran out of time, but answered just before the kill: this one is
-    /// innocent and goes back to the queue.
-    Innocent,
 }
 
 /// The supervisor of worker slot `slot`: serves it, and replaces it when it dies. A worker is

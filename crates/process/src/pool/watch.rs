@@ -1,13 +1,25 @@
 //! A supervisor watching its worker while a task runs, with `memory_limit` (and the
 //! deadline of `task_timeout` when both are set): poll the socket, sample the worker's
-//! resident memory every [`MEMORY_SAMPLE`].
+//! resident memory every [`MEMORY_SAMPLE`] — and why a supervisor kills its worker
+//! ([`Killed`]).
 
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-use super::supervisor::Killed;
+/// Why a supervisor killed its worker, as it concerns the oldest unanswered task.
+#[derive(Clone, Copy)]
+pub(super) enum Killed {
+    /// That task ran past the pool's `task_timeout`.
+    TimedOut(Duration),
+    /// The worker was over the pool's `memory_limit` while that task ran, or when it ended:
+    /// `(limit, observed)`.
+    Memory(u64, u64),
+    /// Another task ran out of time, but answered just before the kill: this one is
+    /// innocent and goes back to the queue.
+    Innocent,
+}
 
 /// How often a supervisor samples its worker's memory while a task runs (`memory_limit`).
 const MEMORY_SAMPLE: Duration = Duration::from_millis(10);
