@@ -55,6 +55,8 @@ mod queue;
 mod reap;
 mod shared;
 mod supervisor;
+#[cfg(test)]
+mod tests;
 mod watch;
 
 pub use reap::reap;
@@ -296,6 +298,9 @@ impl<L: Launcher> ProcessPool<L> {
             counters: Counters::default(),
             queue: Mutex::new(Queue::default()),
             work: Condvar::new(),
+            looking: AtomicUsize::new(0),
+            #[cfg(test)]
+            idle_wakeups: AtomicUsize::new(0),
             idle: Arc::new(Idle::default()),
             pids: Mutex::new(started.iter().map(|w| Some(Listed::new(w.pid))).collect()),
             workers,
@@ -428,13 +433,15 @@ impl<L: Launcher> ProcessPool<L> {
         }
         let added = jobs.len();
         q.jobs.extend(jobs);
+        let wake = self.shared.wakeups_needed(&q, added);
         drop(q);
         // Only idle supervisors wait, and each takes one job at least: wake as many as there
-        // are new jobs (an `apply_async` wakes one, not every supervisor to find one job).
-        if added >= self.shared.workers {
+        // are new jobs no supervisor on its way to the queue takes (an `apply_async` wakes
+        // one, not every supervisor to find one job).
+        if wake >= self.shared.workers {
             self.shared.work.notify_all();
         } else {
-            for _ in 0..added {
+            for _ in 0..wake {
                 self.shared.work.notify_one();
             }
         }

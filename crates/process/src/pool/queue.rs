@@ -66,11 +66,12 @@ pub(super) struct Ticket(pub(super) Arc<Idle>);
 
 /// The count of outstanding jobs, which `join` waits to reach zero. The count is an atomic,
 /// so that a job costs no lock (the supervisors finish jobs concurrently); the lock and the
-/// condition variable are touched only when the count reaches zero and by `join`.
+/// condition variable are touched only when the count reaches zero and by `join`, and the
+/// condition variable is notified only when `join` waits on it (the lock counts the waiters).
 #[derive(Default)]
 pub(super) struct Idle {
     outstanding: AtomicUsize,
-    lock: Mutex<()>,
+    lock: Mutex<usize>,
     zero: Condvar,
 }
 
@@ -82,22 +83,25 @@ impl Idle {
 
     /// Waits until no job is outstanding.
     pub(super) fn wait_zero(&self) {
-        let guard = lock(&self.lock);
+        let mut waiters = lock(&self.lock);
         // The last ticket decrements the count, then takes the lock to notify: it cannot
         // notify between this check and the wait, which releases the lock atomically.
-        drop(
-            self.zero
-                .wait_while(guard, |()| self.outstanding.load(Ordering::Acquire) > 0)
-                .unwrap_or_else(PoisonError::into_inner),
-        );
+        *waiters += 1;
+        waiters = self
+            .zero
+            .wait_while(waiters, |_| self.outstanding.load(Ordering::Acquire) > 0)
+            .unwrap_or_else(PoisonError::into_inner);
+        *waiters -= 1;
     }
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
         if self.0.outstanding.fetch_sub(1, Ordering::AcqRel) == 1 {
-            let _guard = lock(&self.0.lock);
-            self.0.zero.notify_all();
+            let waiters = lock(&self.0.lock);
+            if *waiters > 0 {
+                self.0.zero.notify_all();
+            }
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use multiproc_core::{Error, PoolOptions};
@@ -69,6 +69,12 @@ pub(super) struct Shared<L> {
     pub(super) counters: Counters,
     pub(super) queue: Mutex<Queue>,
     pub(super) work: Condvar,
+    /// Supervisors that have just delivered their worker's last reply and are on their way
+    /// to the queue (see [`Shared::announce`]): a submission finding one skips its wake-up.
+    pub(super) looking: AtomicUsize,
+    /// Times a supervisor woke up in `work` to find no job and the pool not stopping.
+    #[cfg(test)]
+    pub(super) idle_wakeups: AtomicUsize,
     pub(super) idle: Arc<Idle>,
     pub(super) pids: Mutex<Vec<Option<Listed>>>,
     pub(super) workers: usize,
@@ -159,6 +165,42 @@ impl<L> Shared<L> {
         (self.epoch.elapsed().as_millis() as u32)
             .wrapping_add(1)
             .max(1)
+    }
+
+    /// A supervisor about to deliver its idle worker's last reply announces that it will
+    /// look at the queue next, before the delivery can wake the caller: a caller submitting
+    /// its next task at once then lets this supervisor take it instead of waking a sleeping
+    /// one that would find nothing (on two cores that wake-up competes with the worker).
+    /// Every announcement is followed by [`arrive`](Self::arrive) under the queue lock.
+    pub(super) fn announce(&self) {
+        self.looking.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// An announced supervisor has the queue lock (`_queue`): it takes a job if there is one.
+    /// Announcements are only ever withdrawn under that lock, here or by
+    /// [`wakeups_needed`](Self::wakeups_needed), so the count never exceeds the supervisors
+    /// still on their way.
+    pub(super) fn arrive(&self, _queue: &MutexGuard<'_, Queue>) {
+        let _ = self
+            .looking
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+    }
+
+    /// How many sleeping supervisors `added` new jobs must wake, called with the queue lock
+    /// (`_queue`) held after queueing them: each supervisor on its way to the queue will take
+    /// one of them (it takes at least one job when its worker is idle), so each spares one
+    /// wake-up.
+    pub(super) fn wakeups_needed(&self, _queue: &MutexGuard<'_, Queue>, added: usize) -> usize {
+        let mut spared = 0;
+        while spared < added
+            && self
+                .looking
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+        {
+            spared += 1;
+        }
+        added - spared
     }
 
     /// The error for work refused by a closed pool.

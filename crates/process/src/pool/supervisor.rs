@@ -261,6 +261,8 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
     // Once a write fails the worker is dying, but replies it sent before may still be in the
     // socket: read them all before blaming the oldest unanswered task for the death.
     let mut write_broken = false;
+    // Whether this supervisor announced that it comes to the queue next (`Shared::announce`).
+    let mut announced = false;
     loop {
         if max_tasks.is_some_and(|max| taken >= max) && sent.is_empty() && !write_broken {
             return End::Recycle;
@@ -275,6 +277,10 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
                 shared.heads[slot].store(0, Ordering::Release);
             }
             let mut q = lock(&shared.queue);
+            if announced {
+                announced = false;
+                shared.arrive(&q);
+            }
             loop {
                 let in_flight = sent.len() + batch.len();
                 if max_tasks.is_some_and(|max| taken + batch.len() >= max) {
@@ -305,6 +311,10 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
                     return End::Stop;
                 } else {
                     q = shared.work.wait(q).unwrap_or_else(PoisonError::into_inner);
+                    #[cfg(test)]
+                    if q.jobs.is_empty() && !q.stopping {
+                        shared.idle_wakeups.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
         }
@@ -438,6 +448,17 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
                 return broken(sent, killed);
             }
         };
+        if sent.is_empty()
+            && view.is_none()
+            && !write_broken
+            && !max_tasks.is_some_and(|max| taken >= max)
+        {
+            // Nothing stands between the delivery and this supervisor's next visit to the
+            // queue (no `Release` to send, no recycling): announce it, so the caller's next
+            // task comes to this idle worker rather than waking another supervisor.
+            shared.announce();
+            announced = true;
+        }
         job.finish(outcome);
         if let Some(view) = view {
             // Decoded: the worker may write the buffer again (sent with the next flush).
