@@ -15,6 +15,9 @@ pub(crate) const READ: &str = "read bandwidth (rayon sum, warm)";
 pub(crate) const MEMCPY: &str = "memcpy (warm)";
 /// Variant: creating a fresh shared mapping and writing one value per page.
 pub(crate) const FAULT: &str = "fault in fresh shm pages";
+/// Variant: a fresh heap allocation (what a decoded result or a newly built vector gets)
+/// and one write per page.
+pub(crate) const HEAP_FAULT: &str = "fault in fresh heap pages";
 /// Variant: mapping shared pages that already exist again and reading one value per page.
 pub(crate) const MAP: &str = "map resident shm pages";
 /// Variant: one byte to another process over a Unix socket and back.
@@ -38,6 +41,9 @@ pub(crate) struct Limit {
     pub fault: u64,
     /// Bytes of existing shared pages faulted into fresh mappings (a new worker's).
     pub map: u64,
+    /// Bytes of fresh heap pages written for the first time (a new allocation this large
+    /// comes straight from the kernel: a decoded result, a vector built in the timed run).
+    pub heap: u64,
     /// Round trips to another process, one after the other.
     pub trips: u64,
     /// Threads (or processes) sharing the work.
@@ -88,6 +94,14 @@ impl Limit {
         }
     }
 
+    /// Adds `bytes` of fresh heap pages written for the first time.
+    pub(crate) fn plus_heap(self, bytes: u64) -> Limit {
+        Limit {
+            heap: self.heap + bytes,
+            ..self
+        }
+    }
+
     /// Adds `bytes` of existing shared pages mapped into fresh mappings.
     pub(crate) fn plus_map(self, bytes: u64) -> Limit {
         Limit {
@@ -115,6 +129,10 @@ impl Limit {
             let pages = self.map.div_ceil(PAGE) as f64;
             total += pages * rates.map_per_page? / threads as f64;
         }
+        if self.heap > 0 {
+            let pages = self.heap.div_ceil(PAGE) as f64;
+            total += pages * rates.heap_per_page? / threads as f64;
+        }
         if self.trips > 0 {
             total += self.trips as f64 * rates.round_trip?;
         }
@@ -137,6 +155,9 @@ impl Limit {
         if self.map > 0 {
             terms.push(format!("map {} / {}", mb(self.map), self.threads));
         }
+        if self.heap > 0 {
+            terms.push(format!("fresh heap {} / {}", mb(self.heap), self.threads));
+        }
         if self.trips > 0 {
             terms.push(format!("{} round trips", self.trips));
         }
@@ -153,6 +174,8 @@ pub(crate) struct Rates {
     pub copy: Vec<(usize, f64)>,
     /// Seconds to fault in one fresh shared page.
     pub fault_per_page: Option<f64>,
+    /// Seconds to fault in one fresh heap page.
+    pub heap_per_page: Option<f64>,
     /// Seconds to fault one existing shared page into a new mapping.
     pub map_per_page: Option<f64>,
     /// Seconds for one round trip over a Unix socket between two processes.
@@ -172,6 +195,9 @@ impl Rates {
                 (READ, Rate::Throughput(b)) => rates.read.push((threads, b as f64 / m.median_s)),
                 (MEMCPY, Rate::Throughput(b)) => rates.copy.push((threads, b as f64 / m.median_s)),
                 (FAULT, Rate::PerPage(n)) => rates.fault_per_page = Some(m.median_s / n as f64),
+                (HEAP_FAULT, Rate::PerPage(n)) => {
+                    rates.heap_per_page = Some(m.median_s / n as f64)
+                }
                 (MAP, Rate::PerPage(n)) => rates.map_per_page = Some(m.median_s / n as f64),
                 (ROUND_TRIP, Rate::PerTrip(n)) => rates.round_trip = Some(m.median_s / n as f64),
                 _ => {}
@@ -204,6 +230,9 @@ impl Rates {
                 f * 1e6,
                 per_500 * 1e3
             ));
+        }
+        if let Some(f) = self.heap_per_page {
+            parts.push(format!("fresh heap page {:.2} µs", f * 1e6));
         }
         if let Some(f) = self.map_per_page {
             parts.push(format!(
@@ -243,6 +272,7 @@ mod tests {
             copy: vec![(1, 5e9)],
             fault_per_page: Some(0.5e-6),
             map_per_page: Some(0.1e-6),
+            heap_per_page: Some(0.2e-6),
             round_trip: Some(40e-6),
         }
     }
@@ -263,6 +293,9 @@ mod tests {
         let mapped = Limit::read(1_000_000_000, 2).plus_map(1_000_000_000);
         let want = 0.05 + pages * 0.1e-6 / 2.0;
         assert!((mapped.seconds(&r).unwrap() - want).abs() < 1e-12);
+        let built = Limit::copy(500_000_000, 1).plus_heap(1_000_000_000);
+        let want = 0.1 + pages * 0.2e-6;
+        assert!((built.seconds(&r).unwrap() - want).abs() < 1e-12);
     }
 
     #[test]
@@ -282,6 +315,7 @@ mod tests {
         assert_eq!(Limit::trips(3).seconds(&none), None);
         assert_eq!(Limit::read(1, 1).plus_fault(1).seconds(&none), None);
         assert_eq!(Limit::read(1, 1).plus_map(1).seconds(&none), None);
+        assert_eq!(Limit::copy(1, 1).plus_heap(1).seconds(&none), None);
     }
 
     #[test]
@@ -291,8 +325,9 @@ mod tests {
         assert_eq!(
             line,
             "read 10.0 GB/s ×1, 20.0 GB/s ×2; memcpy 5.0 GB/s ×1; fault 0.50 µs per 4 KiB \
-             page (64.0 ms per 500 MiB on one core); mapping an existing page 0.10 µs (12.8 ms \
-             per 500 MiB); Unix socket round trip 40.0 µs"
+             page (64.0 ms per 500 MiB on one core); fresh heap page 0.20 µs; mapping an \
+             existing page 0.10 µs (12.8 ms per 500 MiB); \
+             Unix socket round trip 40.0 µs"
         );
     }
 
@@ -303,5 +338,7 @@ mod tests {
         let l = Limit::read(500_000_000, 2).plus_map(500_000_000);
         assert_eq!(l.describe(), "read 500 MB on 2 + map 500 MB / 2");
         assert_eq!(Limit::trips(2000).describe(), "2000 round trips");
+        let l = Limit::copy(100_000_000, 1).plus_heap(100_000_000);
+        assert_eq!(l.describe(), "copy 100 MB on 1 + fresh heap 100 MB / 1");
     }
 }

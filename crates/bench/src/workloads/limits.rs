@@ -8,6 +8,9 @@
 //! - **fault in fresh shm pages**: a fresh shared array of `size_mb` MiB, 128 at most (what
 //!   the library's `RawArray::zeros` makes), and one write per 4 KiB page; the rate column is
 //!   per page (the report's limits line gives it per 500 MiB too);
+//! - **fault in fresh heap pages**: a fresh heap allocation of the same size (glibc gives one
+//!   this large its own fresh mapping) and one write per page: what a vector built or decoded
+//!   in the timed run pays before any byte of it is copied;
 //! - **map resident shm pages**: the same size of shared memory, filled beforehand (its
 //!   pages exist), mapped again and read one value per page: what a fresh worker pays to
 //!   fault in a shared array that the parent made;
@@ -26,7 +29,7 @@ use rayon::prelude::*;
 use super::{chunk_sum, with_hugepages};
 use crate::backend::{Backend, Strategy};
 use crate::config::Config;
-use crate::limits::{FAULT, MAP, MEMCPY, PAGE, READ, ROUND_TRIP, WORKLOAD};
+use crate::limits::{FAULT, HEAP_FAULT, MAP, MEMCPY, PAGE, READ, ROUND_TRIP, WORKLOAD};
 use crate::runner::{CellId, Rate, Runner, Spec};
 use crate::Res;
 
@@ -137,6 +140,28 @@ pub(crate) fn run(r: &mut Runner) -> Res<()> {
                 Ok(())
             } else {
                 Err("a page was not written".into())
+            }
+        },
+    );
+
+    let bytes = len * 8;
+    r.measure(
+        CellId::new(WORKLOAD, HEAP_FAULT, Backend::Serial, Strategy::Direct, None),
+        Spec::rate(Rate::PerPage(pages)),
+        || Ok(()),
+        |()| {
+            let mut fresh: Vec<u8> = Vec::with_capacity(bytes);
+            for byte in fresh.spare_capacity_mut().iter_mut().step_by(PAGE as usize) {
+                byte.write(1);
+            }
+            // Returned, so that unmapping it is not timed.
+            Ok(fresh)
+        },
+        |fresh| {
+            if fresh.capacity() >= bytes {
+                Ok(())
+            } else {
+                Err("the allocation is smaller than asked".into())
             }
         },
     );

@@ -132,6 +132,9 @@ pub(crate) fn run(r: &mut Runner) -> Res<()> {
     // add a pass over it (the task reads the argument there, or writes the result there
     // before the parent copies it out).
     let one_copy = Limit::copy(bytes, 1);
+    // A copied result is decoded into a new allocation in the parent: fresh heap pages
+    // (4 KiB ones: the decoder allocates plainly) before its one copy.
+    let fresh_result = one_copy.plus_heap(bytes);
     let check_result = |got: &Vec<f64>| {
         if *got == expected_result {
             Ok(())
@@ -234,9 +237,14 @@ pub(crate) fn run(r: &mut Runner) -> Res<()> {
                 },
                 |&got| same_f64("sum", got, expected_sum),
             );
+            let result_copied = if backend == Backend::Threads {
+                spec
+            } else {
+                spec.with_limit(fresh_result)
+            };
             r.measure(
                 id(&result_variant, Strategy::Copy),
-                copied,
+                result_copied,
                 || Ok(()),
                 |()| {
                     let out = with_pool!(pool, p => p.apply(make_vec, len));
