@@ -54,6 +54,7 @@
 //! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod batch;
 mod buffer;
 mod cancel;
 mod error;
@@ -73,11 +74,12 @@ mod task;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use batch::Batch;
 pub use buffer::{AccessWidth, HeapBuffer, SharedBuffer};
 pub use cancel::{CancelToken, Canceller};
 pub use error::{signal_name, Error, ExitCause, Result};
 pub use executor::{
-    check_chunksize, check_workers, default_chunksize, Batch, Executor, CHUNKS_PER_WORKER,
+    check_chunksize, check_workers, default_chunksize, Executor, CHUNKS_PER_WORKER,
 };
 pub use home::Home;
 pub use inherit::Inherited;

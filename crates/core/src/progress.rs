@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::executor::Batch;
+use crate::batch::Batch;
 use crate::result::{ChunkSink, ChunkTarget};
 use crate::Result;
 
