@@ -291,6 +291,17 @@ unsafe impl SharedBuffer for ShmBuffer {
     }
 }
 
+/// Gives a length error the caller's argument name.
+pub(crate) fn rename(e: Error, name: &'static str) -> Error {
+    match e {
+        Error::InvalidArgument {
+            name: "len",
+            reason,
+        } => Error::InvalidArgument { name, reason },
+        e => e,
+    }
+}
+
 pub(crate) fn io(e: Errno) -> Error {
     Error::Io(std::io::Error::from(e))
 }

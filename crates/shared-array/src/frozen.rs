@@ -15,9 +15,8 @@ use nix::errno::Errno;
 use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
 
 use crate::array::bytes_for;
-use crate::buffer::{check_memfd, io, new_memfd};
-use crate::local::rename;
-use crate::{LocalArray, ShmBuffer};
+use crate::buffer::{check_memfd, io, new_memfd, rename};
+use crate::ShmBuffer;
 
 /// A read-only array of `T` in shared memory, the same bytes in every process that holds it:
 /// plain `&[T]` and ndarray views, safely, from any thread of any process.
@@ -124,7 +123,11 @@ impl<T: Pod> FrozenArray<T> {
     /// The elements of `iter`, frozen (at least one: an error naming `iter`).
     #[allow(clippy::should_implement_trait)] // fallible, unlike FromIterator
     pub fn from_iter(iter: impl IntoIterator<Item = T>) -> Result<Self> {
-        Ok(LocalArray::from_iter(iter)?.freeze()?)
+        let values: Vec<T> = iter.into_iter().collect();
+        if values.is_empty() {
+            bytes_for::<T>(0, "iter")?;
+        }
+        Self::from_slice(&values)
     }
 
     /// Seals `buf` (whose first `len` elements become the array) against writing and maps it

@@ -50,6 +50,7 @@ use bytemuck::Pod;
 use multiproc_core::{Result, SharedBuffer};
 
 use crate::array::{bytes_for, raw_from_parts, RawArray};
+use crate::buffer::rename;
 use crate::frozen::{FreezeError, FrozenArray};
 use crate::ShmBuffer;
 
@@ -291,17 +292,6 @@ impl<T: Pod> LocalArray<T> {
 
 /// How long [`LocalArray::freeze`] waits for just-forked children to let go of the mapping.
 pub const FREEZE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Gives a length error the caller's argument name.
-pub(crate) fn rename(e: multiproc_core::Error, name: &'static str) -> multiproc_core::Error {
-    match e {
-        multiproc_core::Error::InvalidArgument {
-            name: "len",
-            reason,
-        } => multiproc_core::Error::InvalidArgument { name, reason },
-        e => e,
-    }
-}
 
 impl<T: Pod> Deref for LocalArray<T> {
     type Target = [T];
