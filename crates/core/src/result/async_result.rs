@@ -33,11 +33,16 @@ impl<T> Slot<T> {
         let mut state = lock(&self.state);
         if matches!(*state, State::Pending) {
             *state = State::Done(value);
-            if self.sleepers.load(Ordering::Relaxed) > 0 {
-                self.ready.notify_all();
-            }
+            let sleeping = self.sleepers.load(Ordering::Relaxed) > 0;
             let waker = lock(&self.waker).take();
             drop(state);
+            // Notified after the lock is released, so that a woken sleeper takes it at once
+            // rather than waking only to block on it. A sleeper counted above is already
+            // waiting (it released the lock inside `wait`, and we took it after): it cannot
+            // miss this notification.
+            if sleeping {
+                self.ready.notify_all();
+            }
             if let Some(w) = waker {
                 w.wake();
             }
