@@ -15,7 +15,8 @@
 //! Each cell gets a warm-up run (sampled for memory: the sum of PSS over the process tree),
 //! then timed runs reported as median, min and max; its result is checked against the serial
 //! one. The table goes to stdout (or JSON with `--json`); a report folder gets the markdown,
-//! `results.json` and SVG plots.
+//! `results.json` and SVG plots. `all` runs each workload in a process of its own, so that
+//! the data one workload keeps cannot slow another's forks (see `isolate.rs`).
 
 mod backend;
 mod config;
@@ -78,8 +79,8 @@ enum Workload {
 }
 
 impl Workload {
-    /// The order of `all`: the limits first (their buffers are freed before the pools
-    /// start), then the light workloads, so that they fork small processes.
+    /// The order of `all`, each in a process of its own (`isolate.rs`): the limits first,
+    /// then the light workloads, the sum last.
     const ALL: [Workload; 8] = [
         Workload::Limits,
         Workload::Startup,
@@ -108,9 +109,7 @@ impl Workload {
             Workload::Limits => "limits",
         }
     }
-}
 
-impl Workload {
     /// Measures the workload's cells into `r`.
     fn run(self, r: &mut Runner) -> Res<()> {
         match self {

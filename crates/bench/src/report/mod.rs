@@ -443,8 +443,8 @@ const LEGEND: &str = "speedup: serial median / median. limit (×): the least tim
     machine allows for the row's memory traffic, page faults or round trips (from the limits \
     rows of this run), and median / limit. vs Py: Python median / ours (>1: faster than \
     Python); on a py row (a Python peer), its median / our fork row's. peak MB: the process \
-    tree's PSS (this process and its workers) at its highest during the warm-up, and above \
-    what it held before. IPC MB: encoded arguments and results crossing between processes \
+    tree's PSS (the workload's process and its workers) at its highest during the warm-up, \
+    and above what it held before. IPC MB: encoded arguments and results crossing between processes \
     per run (0 in-process).";
 
 /// A limit and how far the median is from it: `8.50 ms 3.7x`.
