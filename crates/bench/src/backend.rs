@@ -15,12 +15,14 @@ use multiproc_core::{Executor, Payload, Task};
 use multiproc_fork::ForkPool;
 use multiproc_spawn::SpawnPool;
 use multiproc_threads::ThreadPool;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::Res;
 
 /// How a cell runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum Backend {
     /// One thread, no pool: the baseline of the speedup column.
@@ -64,7 +66,9 @@ impl fmt::Display for Backend {
 }
 
 /// How a workload's data reaches the workers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum Strategy {
     /// No strategy: serial and rayon read the data where it is; start-up moves no data.

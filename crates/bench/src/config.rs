@@ -1,11 +1,11 @@
 //! The options of a run, after the command line has been parsed and checked.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, Strategy};
 
 /// Everything a workload needs to know about this run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Config {
     /// Worker counts of the matrix (each cell runs at each count).
     pub workers: Vec<usize>,

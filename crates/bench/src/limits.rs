@@ -3,7 +3,7 @@
 //! declares which of them bound it ([`Limit`]). The report turns a row's [`Limit`] into
 //! seconds with the [`Rates`] of the run and shows the row's distance from it.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::runner::{Cell, Rate};
 
@@ -31,7 +31,7 @@ pub(crate) const PAGE: u64 = 4096;
 /// shared pages that must be mapped into a fresh process, round trips between two
 /// processes; read and copy at the bandwidth of `threads` threads, faults shared by
 /// `threads` processes. A row's limit is the sum of the terms.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Limit {
     /// Bytes read once.
     pub read: u64,

@@ -15,10 +15,12 @@
 //! Each cell gets a warm-up run (sampled for memory: the sum of PSS over the process tree),
 //! then timed runs reported as median, min and max; its result is checked against the serial
 //! one. The table goes to stdout (or JSON with `--json`); a report folder gets the markdown,
-//! `results.json` and SVG plots.
+//! `results.json` and SVG plots. `all` runs each workload in a process of its own, so that
+//! the data one workload keeps cannot slow another's forks (see `isolate.rs`).
 
 mod backend;
 mod config;
+mod isolate;
 mod limits;
 mod memory;
 mod mpi;
@@ -32,7 +34,7 @@ mod venv;
 mod workloads;
 
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
 
@@ -77,8 +79,8 @@ enum Workload {
 }
 
 impl Workload {
-    /// The order of `all`: the limits first (their buffers are freed before the pools
-    /// start), then the light workloads, so that they fork small processes.
+    /// The order of `all`, each in a process of its own (`isolate.rs`): the limits first,
+    /// then the light workloads, the sum last.
     const ALL: [Workload; 8] = [
         Workload::Limits,
         Workload::Startup,
@@ -90,6 +92,11 @@ impl Workload {
         Workload::Sum,
     ];
 
+    /// The workload called `name` (as on the command line).
+    fn named(name: &str) -> Option<Workload> {
+        Workload::ALL.into_iter().find(|w| w.name() == name)
+    }
+
     fn name(self) -> &'static str {
         match self {
             Workload::Sum => "sum",
@@ -100,6 +107,20 @@ impl Workload {
             Workload::Payload => "payload",
             Workload::Cow => "cow",
             Workload::Limits => "limits",
+        }
+    }
+
+    /// Measures the workload's cells into `r`.
+    fn run(self, r: &mut Runner) -> Res<()> {
+        match self {
+            Workload::Sum => workloads::sum::run(r, !r.cfg.sweep.is_empty()),
+            Workload::Voxels => workloads::voxels::run(r),
+            Workload::Crunch => workloads::crunch::run(r),
+            Workload::Overhead => workloads::overhead::run(r),
+            Workload::Startup => workloads::startup::run(r),
+            Workload::Payload => workloads::payload::run(r),
+            Workload::Cow => workloads::cow::run(r),
+            Workload::Limits => workloads::limits::run(r),
         }
     }
 }
@@ -123,8 +144,8 @@ enum Command {
     /// The limit rows alone: read bandwidth, memcpy, faulting in fresh shared pages, a Unix
     /// socket round trip between two processes (every other command measures them first).
     Limits(Opts),
-    /// Every workload, then the speedup sweep, then Python, then the MPI cells when MPI is
-    /// installed.
+    /// Every workload, each in a process of its own (the limits first), then Python, then
+    /// the MPI cells when MPI is installed.
     All(Opts),
     /// The MPI cells only: the MPI backend beside fork and spawn, under `mpirun -n 3` (needs
     /// Open MPI; says how to install it when it is missing).
@@ -132,6 +153,9 @@ enum Command {
     /// Internal: the other end of the round-trip limit row (echoes stdin, a socket).
     #[command(hide = true, name = "echo-peer")]
     EchoPeer,
+    /// Internal: one workload of `all`, in a process of its own (see `isolate.rs`).
+    #[command(hide = true, name = "workload")]
+    Workload(isolate::WorkloadArgs),
 }
 
 /// The options every subcommand takes.
@@ -160,6 +184,10 @@ struct Opts {
     /// 500 MB copy rows take 2-3 s on a loaded 2-core machine, their first run more).
     #[arg(long, default_value_t = 10.0)]
     cell_timeout: f64,
+    /// `all`: a workload's process (each runs in its own) with no result after this many
+    /// seconds fails, and it and its workers are killed.
+    #[arg(long, default_value_t = 300.0)]
+    workload_timeout: f64,
     /// Backends, comma-separated.
     #[arg(
         long,
@@ -293,6 +321,7 @@ fn run(cli: Cli) -> Res<bool> {
         Command::All(o) => (Workload::ALL.to_vec(), o),
         Command::Mpi(o) => return run_mpi(&o.config(), &o.report).map(|()| true),
         Command::EchoPeer => return workloads::limits::echo_peer().map(|()| true),
+        Command::Workload(args) => return isolate::child(args).map(|()| true),
     };
     let mut workloads = workloads;
     if opts.no_limits {
@@ -302,6 +331,10 @@ fn run(cli: Cli) -> Res<bool> {
     }
     let cfg = opts.config();
     cfg.check()?;
+    let workload_timeout = Duration::try_from_secs_f64(opts.workload_timeout)
+        .ok()
+        .filter(|t| !t.is_zero())
+        .ok_or("--workload-timeout must be a positive number of seconds")?;
     let started = Instant::now();
     let python = if opts.no_python {
         Err("skipped (--no-python)".to_string())
@@ -313,15 +346,10 @@ fn run(cli: Cli) -> Res<bool> {
     let mut stages: Vec<(String, f64)> = Vec::new();
     for &w in &workloads {
         let t = Instant::now();
-        match w {
-            Workload::Sum => workloads::sum::run(&mut r, !cfg.sweep.is_empty())?,
-            Workload::Voxels => workloads::voxels::run(&mut r)?,
-            Workload::Crunch => workloads::crunch::run(&mut r)?,
-            Workload::Overhead => workloads::overhead::run(&mut r)?,
-            Workload::Startup => workloads::startup::run(&mut r)?,
-            Workload::Payload => workloads::payload::run(&mut r)?,
-            Workload::Cow => workloads::cow::run(&mut r)?,
-            Workload::Limits => workloads::limits::run(&mut r)?,
+        if all {
+            isolate::measure(&mut r, w, workload_timeout);
+        } else {
+            w.run(&mut r)?;
         }
         stages.push((w.name().to_string(), t.elapsed().as_secs_f64()));
         r.step();

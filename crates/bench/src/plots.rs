@@ -24,11 +24,11 @@ fn label(row: &Row) -> String {
     format!("{} · {}{w}", id.variant, id.how())
 }
 
-fn workloads(report: &Report) -> Vec<&'static str> {
+fn workloads(report: &Report) -> Vec<&str> {
     let mut seen = Vec::new();
     for row in &report.rows {
-        if !seen.contains(&row.cell.id.workload) {
-            seen.push(row.cell.id.workload);
+        if !seen.contains(&row.cell.id.workload.as_str()) {
+            seen.push(row.cell.id.workload.as_str());
         }
     }
     seen

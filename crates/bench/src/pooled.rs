@@ -102,7 +102,7 @@ impl Runner {
             check,
         );
         if let Err(error) = pool.finish() {
-            self.bar()
+            self.progress()
                 .println(format!("FAILED closing a warm pool: {error}"));
             if let Some(cell) = self.cells.last_mut() {
                 cell.outcome = Outcome::Failed { error };
@@ -112,7 +112,7 @@ impl Runner {
 
     /// Records a cell that failed before it could run.
     pub(crate) fn failed(&mut self, id: CellId, error: String) {
-        self.bar().println(format!(
+        self.progress().println(format!(
             "FAILED {} {} {}: {error}",
             id.workload,
             id.variant,
@@ -123,6 +123,7 @@ impl Runner {
             outcome: Outcome::Failed { error },
             rate: None,
             limit: None,
+            pid: std::process::id(),
         });
     }
 }

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, Strategy};
 use crate::config::Config;
@@ -15,10 +15,10 @@ use crate::Res;
 
 /// Which cell: a workload's variant, on one backend, with one data strategy and a worker
 /// count (`None` for serial, which has no workers).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub(crate) struct CellId {
     /// The workload (`sum`, `voxels`, ...).
-    pub workload: &'static str,
+    pub workload: String,
     /// The variant within the workload (`index lists`, `map chunksize=1`, ...).
     pub variant: String,
     /// The backend.
@@ -32,14 +32,14 @@ pub(crate) struct CellId {
 impl CellId {
     /// A cell id.
     pub(crate) fn new(
-        workload: &'static str,
+        workload: impl Into<String>,
         variant: impl Into<String>,
         backend: Backend,
         strategy: Strategy,
         workers: Option<usize>,
     ) -> CellId {
         CellId {
-            workload,
+            workload: workload.into(),
             variant: variant.into(),
             backend,
             strategy,
@@ -57,7 +57,7 @@ impl CellId {
 }
 
 /// A unit cost derived from the median.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub(crate) enum Rate {
     /// The median divided by this many tasks, shown in µs per task.
     PerTask(u64),
@@ -117,7 +117,7 @@ impl Spec {
 }
 
 /// A measured cell.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Measurement {
     /// Median of the timed runs, seconds.
     pub median_s: f64,
@@ -137,7 +137,7 @@ pub(crate) struct Measurement {
     /// pools counted them (0 in-process).
     pub ipc_bytes: u64,
     /// The unit cost, if the workload has one: `(value, unit)`.
-    pub per_item: Option<(f64, &'static str)>,
+    pub per_item: Option<(f64, String)>,
     /// The PSS samples of the warm-up: `(seconds, bytes)`.
     pub memory_trace: Vec<Point>,
 }
@@ -150,7 +150,7 @@ impl Measurement {
 }
 
 /// What became of a cell.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub(crate) enum Outcome {
     /// It ran and its results were right.
@@ -168,7 +168,7 @@ pub(crate) enum Outcome {
 }
 
 /// One cell of the matrix.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Cell {
     /// Which cell.
     #[serde(flatten)]
@@ -182,6 +182,8 @@ pub(crate) struct Cell {
     /// What bounds it from below, if it declared it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<Limit>,
+    /// The process that measured it (`all` runs each workload in a process of its own).
+    pub pid: u32,
 }
 
 impl Cell {
@@ -194,6 +196,38 @@ impl Cell {
     }
 }
 
+/// How a line on stderr of a workload's own process (`isolate.rs`) starts when it says what
+/// runs now; its parent shows the rest on its bar.
+pub(crate) const PROGRESS: &str = "progress: ";
+
+/// Where a runner says what it is doing: its progress bar (on stderr, drawn only on a
+/// terminal), or, in a workload's own process, lines on stderr for the parent's bar.
+#[derive(Debug, Clone)]
+pub(crate) struct Progress {
+    bar: ProgressBar,
+    lines: bool,
+}
+
+impl Progress {
+    /// Says what runs now.
+    pub(crate) fn message(&self, msg: impl Into<std::borrow::Cow<'static, str>>) {
+        if self.lines {
+            eprintln!("{PROGRESS}{}", msg.into());
+        } else {
+            self.bar.set_message(msg);
+        }
+    }
+
+    /// A line above the bar (a failure).
+    pub(crate) fn println(&self, line: impl AsRef<str>) {
+        if self.lines {
+            eprintln!("{}", line.as_ref());
+        } else {
+            self.bar.println(line);
+        }
+    }
+}
+
 /// Measures cells and collects them.
 #[derive(Debug)]
 pub(crate) struct Runner {
@@ -201,7 +235,7 @@ pub(crate) struct Runner {
     pub cfg: Config,
     /// Every cell so far, in the order they ran.
     pub cells: Vec<Cell>,
-    bar: ProgressBar,
+    progress: Progress,
 }
 
 impl Runner {
@@ -219,28 +253,46 @@ impl Runner {
         Runner {
             cfg,
             cells: Vec::new(),
-            bar,
+            progress: Progress { bar, lines: false },
         }
     }
 
-    /// The progress bar, for stages outside cells (preparing data, the Python run).
+    /// A runner for a workload's own process: no bar; what it is doing goes to stderr as
+    /// [`PROGRESS`] lines, failures as plain lines, for the parent to show.
+    pub(crate) fn relaying(cfg: Config) -> Runner {
+        Runner {
+            cfg,
+            cells: Vec::new(),
+            progress: Progress {
+                bar: ProgressBar::hidden(),
+                lines: true,
+            },
+        }
+    }
+
+    /// The progress bar, for stages outside cells (the Python run, a workload's process).
     pub(crate) fn bar(&self) -> &ProgressBar {
-        &self.bar
+        &self.progress.bar
+    }
+
+    /// Where to say what runs now and report failures.
+    pub(crate) fn progress(&self) -> &Progress {
+        &self.progress
     }
 
     /// Says what is being prepared.
     pub(crate) fn status(&self, msg: impl Into<std::borrow::Cow<'static, str>>) {
-        self.bar.set_message(msg);
+        self.progress.message(msg);
     }
 
     /// One step of the bar is done.
     pub(crate) fn step(&self) {
-        self.bar.inc(1);
+        self.progress.bar.inc(1);
     }
 
     /// Ends the bar.
     pub(crate) fn finish(&self) {
-        self.bar.finish_and_clear();
+        self.progress.bar.finish_and_clear();
     }
 
     /// Whether the options select this backend and strategy.
@@ -259,6 +311,7 @@ impl Runner {
                 },
                 rate: None,
                 limit: None,
+                pid: std::process::id(),
             });
         }
     }
@@ -305,9 +358,9 @@ impl Runner {
             self.cfg.reps,
             Duration::from_secs_f64(self.cfg.cell_seconds),
         );
-        let bar = self.bar.clone();
+        let progress = self.progress.clone();
         let mut run = || -> Res<Measurement> {
-            bar.set_message(format!("{label}: warm-up"));
+            progress.message(format!("{label}: warm-up"));
             let input = setup()?;
             let base_pss = multiproc_core::self_tree_pss().map_err(|e| e.to_string())?;
             let sampler = Sampler::start(interval);
@@ -322,7 +375,7 @@ impl Runner {
             let mut times = Vec::with_capacity(n);
             let ipc_before = crate::backend::ipc_bytes();
             for i in 0..n {
-                bar.set_message(format!("{label}: run {}/{n}", i + 1));
+                progress.message(format!("{label}: run {}/{n}", i + 1));
                 let input = setup()?;
                 crate::backend::arm(limit);
                 let t = Instant::now();
@@ -342,7 +395,10 @@ impl Runner {
                 base_pss,
                 peak_pss: memory::peak(&trace).max(base_pss),
                 ipc_bytes,
-                per_item: spec.rate.map(|r| r.show(s.median())),
+                per_item: spec.rate.map(|r| {
+                    let (value, unit) = r.show(s.median());
+                    (value, unit.to_string())
+                }),
                 memory_trace: trace,
             })
         };
@@ -351,7 +407,7 @@ impl Runner {
         let outcome = match outcome {
             Ok(m) => Outcome::Measured(m),
             Err(error) => {
-                self.bar.println(format!("FAILED {label}: {error}"));
+                self.progress.println(format!("FAILED {label}: {error}"));
                 Outcome::Failed { error }
             }
         };
@@ -360,6 +416,7 @@ impl Runner {
             outcome,
             rate: spec.rate,
             limit: spec.limit,
+            pid: std::process::id(),
         });
     }
 }

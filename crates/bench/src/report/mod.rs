@@ -297,7 +297,7 @@ impl Report {
                 }
                 s.push('\n');
             }
-            last = row.cell.id.workload;
+            last = &row.cell.id.workload;
             s.push_str(&line(&self.columns(row)));
         }
         for peer in self.peers_of(last) {
@@ -337,6 +337,7 @@ impl Report {
                     ),
                     mb(m.ipc_bytes),
                     m.per_item
+                        .as_ref()
                         .map_or("".into(), |(v, unit)| format!("{v:.2} {unit}")),
                     row.limit_s.map_or("-".into(), |l| limit(l, m.median_s)),
                     row.python
@@ -404,7 +405,7 @@ impl Report {
                     md(&mut s, peer_columns(peer));
                 }
             }
-            last = row.cell.id.workload;
+            last = &row.cell.id.workload;
             md(&mut s, self.columns(row));
         }
         for peer in self.peers_of(last) {
@@ -442,8 +443,8 @@ const LEGEND: &str = "speedup: serial median / median. limit (×): the least tim
     machine allows for the row's memory traffic, page faults or round trips (from the limits \
     rows of this run), and median / limit. vs Py: Python median / ours (>1: faster than \
     Python); on a py row (a Python peer), its median / our fork row's. peak MB: the process \
-    tree's PSS (this process and its workers) at its highest during the warm-up, and above \
-    what it held before. IPC MB: encoded arguments and results crossing between processes \
+    tree's PSS (the workload's process and its workers) at its highest during the warm-up, \
+    and above what it held before. IPC MB: encoded arguments and results crossing between processes \
     per run (0 in-process).";
 
 /// A limit and how far the median is from it: `8.50 ms 3.7x`.
@@ -475,20 +476,20 @@ fn mb(bytes: u64) -> String {
 /// Orders rows by workload, then by variant, each in the order it first ran (a warm row
 /// runs right after its cold twin; the table shows each variant's rows together).
 fn group(rows: &mut [Row]) {
-    let mut seen: Vec<(&'static str, String)> = Vec::new();
+    fn first<'a>(seen: &mut Vec<(&'a str, &'a str)>, key: (&'a str, &'a str)) -> usize {
+        seen.iter().position(|k| *k == key).unwrap_or_else(|| {
+            seen.push(key);
+            seen.len() - 1
+        })
+    }
+    let mut seen: Vec<(&str, &str)> = Vec::new();
     let keys: Vec<(usize, usize)> = rows
         .iter()
         .map(|r| {
             let id = &r.cell.id;
-            let first = |seen: &mut Vec<(&'static str, String)>, key: (&'static str, String)| {
-                seen.iter().position(|k| *k == key).unwrap_or_else(|| {
-                    seen.push(key);
-                    seen.len() - 1
-                })
-            };
             (
-                first(&mut seen, (id.workload, String::new())),
-                first(&mut seen, (id.workload, id.variant.clone())),
+                first(&mut seen, (&id.workload, "")),
+                first(&mut seen, (&id.workload, &id.variant)),
             )
         })
         .collect();

@@ -22,6 +22,7 @@ fn measured(id: CellId, median_s: f64, rate: Option<Rate>, limit: Option<Limit>)
         }),
         rate,
         limit,
+        pid: 1,
     }
 }
 
