@@ -5,8 +5,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::runner::{Cell, Rate};
-
 /// The workload name of the limit rows.
 pub(crate) const WORKLOAD: &str = "limits";
 /// Variant: summing warm memory with rayon (read bandwidth).
@@ -183,29 +181,6 @@ pub(crate) struct Rates {
 }
 
 impl Rates {
-    /// The rates of the limit rows among `cells` (medians).
-    pub(crate) fn from_cells(cells: &[Cell]) -> Rates {
-        let mut rates = Rates::default();
-        for cell in cells.iter().filter(|c| c.id.workload == WORKLOAD) {
-            let (Some(m), Some(rate)) = (cell.measured(), cell.rate) else {
-                continue;
-            };
-            let threads = cell.id.workers.unwrap_or(1);
-            match (cell.id.variant.as_str(), rate) {
-                (READ, Rate::Throughput(b)) => rates.read.push((threads, b as f64 / m.median_s)),
-                (MEMCPY, Rate::Throughput(b)) => rates.copy.push((threads, b as f64 / m.median_s)),
-                (FAULT, Rate::PerPage(n)) => rates.fault_per_page = Some(m.median_s / n as f64),
-                (HEAP_FAULT, Rate::PerPage(n)) => {
-                    rates.heap_per_page = Some(m.median_s / n as f64)
-                }
-                (MAP, Rate::PerPage(n)) => rates.map_per_page = Some(m.median_s / n as f64),
-                (ROUND_TRIP, Rate::PerTrip(n)) => rates.round_trip = Some(m.median_s / n as f64),
-                _ => {}
-            }
-        }
-        rates
-    }
-
     /// One line for the report: `read 12.6 GB/s ×1, 13.1 GB/s ×2; memcpy ...; fault
     /// 0.30 µs per page (39.3 ms per 500 MiB); round trip 40.1 µs`, or `None` when no limit
     /// row ran.

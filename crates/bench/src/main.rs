@@ -387,7 +387,7 @@ fn run(cli: Cli) -> Res<bool> {
     } else {
         print!("{}", report.table());
     }
-    report.write(&opts.report)?;
+    report.write(&opts.report, &plots::planned(&report))?;
     plots::write_all(&report, &opts.report)?;
     eprintln!(
         "multiproc-bench: {} cells in {:.1} s; report in {}",

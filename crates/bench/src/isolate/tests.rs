@@ -217,5 +217,6 @@ fn cells_handed_back_by_two_processes_make_the_report_of_one() {
     assert!(one.rows[3].limit_s.is_some(), "the fork row has its limit");
     assert_eq!(merged.json().unwrap(), one.json().unwrap());
     assert_eq!(merged.table(), one.table());
-    assert_eq!(merged.markdown(), one.markdown());
+    let plots = crate::plots::planned(&one);
+    assert_eq!(merged.markdown(&plots), one.markdown(&plots));
 }

@@ -9,9 +9,9 @@ use serde::Serialize;
 
 use crate::backend::Backend;
 use crate::config::Config;
-use crate::limits::Rates;
+use crate::limits::{self, Rates};
 use crate::python::{PyCell, PyRun, INSTALL};
-use crate::runner::{Cell, Outcome};
+use crate::runner::{Cell, Outcome, Rate};
 use crate::Res;
 
 mod peers;
@@ -119,7 +119,7 @@ impl Report {
             Ok((version, run)) => (Some(version), run.cells, None),
             Err(why) => (None, Vec::new(), Some(why)),
         };
-        let rates = Rates::from_cells(cells);
+        let rates = rates_of(cells);
         let mut rows: Vec<Row> = cells
             .iter()
             .map(|cell| {
@@ -378,7 +378,7 @@ impl Report {
     }
 
     /// The markdown report.
-    pub(crate) fn markdown(&self) -> String {
+    pub(crate) fn markdown(&self, plots: &[(String, String)]) -> String {
         let mut s = String::from("# multiproc-bench report\n\n");
         let _ = writeln!(s, "```text\n{}```\n", self.header());
         if self.python.is_none() {
@@ -420,20 +420,20 @@ impl Report {
         }
         s.push('\n');
         s.push_str("## Plots\n\n");
-        for (file, what) in crate::plots::planned(self) {
+        for (file, what) in plots {
             let _ = writeln!(s, "### {what}\n\n![{what}]({file})\n");
         }
         s
     }
 
-    /// Writes `report.md` and `results.json` into `dir`.
-    pub(crate) fn write(&self, dir: &Path) -> Res<()> {
+    /// Writes `report.md` (showing `plots`: file and title) and `results.json` into `dir`.
+    pub(crate) fn write(&self, dir: &Path, plots: &[(String, String)]) -> Res<()> {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let put = |name: &str, text: String| {
             let path = dir.join(name);
             std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))
         };
-        put("report.md", self.markdown())?;
+        put("report.md", self.markdown(plots))?;
         put("results.json", self.json()?)
     }
 }
@@ -450,6 +450,28 @@ const LEGEND: &str = "speedup: serial median / median. limit (×): the least tim
 /// A limit and how far the median is from it: `8.50 ms 3.7x`.
 fn limit(limit_s: f64, median_s: f64) -> String {
     format!("{} {:.1}x", time(limit_s), median_s / limit_s)
+}
+
+/// The rates of the limit rows among `cells` (their medians).
+fn rates_of(cells: &[Cell]) -> Rates {
+    let mut rates = Rates::default();
+    for cell in cells.iter().filter(|c| c.id.workload == limits::WORKLOAD) {
+        let (Some(m), Some(rate)) = (cell.measured(), cell.rate) else {
+            continue;
+        };
+        let threads = cell.id.workers.unwrap_or(1);
+        let s = m.median_s;
+        match (cell.id.variant.as_str(), rate) {
+            (limits::READ, Rate::Throughput(b)) => rates.read.push((threads, b as f64 / s)),
+            (limits::MEMCPY, Rate::Throughput(b)) => rates.copy.push((threads, b as f64 / s)),
+            (limits::FAULT, Rate::PerPage(n)) => rates.fault_per_page = Some(s / n as f64),
+            (limits::HEAP_FAULT, Rate::PerPage(n)) => rates.heap_per_page = Some(s / n as f64),
+            (limits::MAP, Rate::PerPage(n)) => rates.map_per_page = Some(s / n as f64),
+            (limits::ROUND_TRIP, Rate::PerTrip(n)) => rates.round_trip = Some(s / n as f64),
+            _ => {}
+        }
+    }
+    rates
 }
 
 /// Seconds as µs, ms or s with three significant digits.

@@ -98,7 +98,7 @@ fn a_row_shows_its_limit_and_its_distance_from_it() {
     assert!(line.contains("50.00 ms 4.0x"), "{line}");
     assert!(line.contains("1.50x"), "vs Python: 0.3 / 0.2: {line}");
     assert!(r
-        .markdown()
+        .markdown(&[])
         .contains("Limits of this run: read 20.0 GB/s ×2."));
 }
 
@@ -122,7 +122,7 @@ fn peers_are_rows_under_their_workload_against_our_fork_row() {
         table.contains("joblib: no such thing"),
         "the notes under the table"
     );
-    let md = r.markdown();
+    let md = r.markdown(&[]);
     assert!(md.contains("| sum | Pool+map+close | py mpire/inherit | 2 | 400.00 ms |"));
 }
 

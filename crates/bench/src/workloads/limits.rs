@@ -146,7 +146,13 @@ pub(crate) fn run(r: &mut Runner) -> Res<()> {
 
     let bytes = len * 8;
     r.measure(
-        CellId::new(WORKLOAD, HEAP_FAULT, Backend::Serial, Strategy::Direct, None),
+        CellId::new(
+            WORKLOAD,
+            HEAP_FAULT,
+            Backend::Serial,
+            Strategy::Direct,
+            None,
+        ),
         Spec::rate(Rate::PerPage(pages)),
         || Ok(()),
         |()| {
