@@ -21,8 +21,9 @@
 //!   worker's stream (it exits as after a shutdown frame, without waiting for its supervisor to
 //!   wake) and reaps it on the joining thread, with the pidfd its slot kept; `terminate` drops
 //!   queued work and SIGKILLs the workers (through pidfds; a worker leaves the table before it
-//!   is reaped, so no reused pid is hit). Every task's result is delivered or failed — a dropped job fails its chunk through the
-//!   [`ChunkSink`] — so nothing waits forever, and every child is reaped, so no zombie is left.
+//!   is reaped, so no reused pid is hit). Every task's result is delivered or failed — a
+//!   dropped job fails its chunk through the [`ChunkSink`] — so nothing waits forever, and
+//!   every child is reaped, so no zombie is left.
 //!
 //! This file is the public API (the pool, its [`Launcher`], [`Initializer`] and [`IpcStats`]);
 //! the machinery behind it is split by concept:
