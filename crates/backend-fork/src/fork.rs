@@ -17,13 +17,12 @@
 //! A forked child starts a forker thread of its own when it forks (its parent's is not in it).
 //!
 //! The main thread (the one whose id is the pid: `main`'s thread, or the only thread of a
-//! forked child) forks by itself ([`on_main_thread`]): it too lives as long as the process —
-//! `main` returning ends the process — so its children die exactly with it as well. That
-//! saves the two hand-overs between threads of a visit to the forker, and a process that
-//! only forks from its main thread never starts the forker: every thread of a process makes
-//! each of its forks (and its children's exits) slower. The one program this would not
-//! suit is one whose main thread ends alone (`pthread_exit`) while the others carry on,
-//! which Rust's `main` never does.
+//! forked child) forks by itself
+//! ([`ServiceThread::run_lasting`](multiproc_process::ServiceThread::run_lasting)): it too
+//! lives as long as the process — `main` returning ends the process — so its children die
+//! exactly with it as well. That saves the two hand-overs between threads of a visit to the
+//! forker, and a process that only forks from its main thread never starts the forker: every
+//! thread of a process makes each of its forks (and its children's exits) slower.
 //!
 //! ## Why the child can run Rust code
 //!
@@ -159,18 +158,9 @@ pub(crate) fn fork_workers(n: usize) -> (Vec<(Pid, UnixStream)>, Option<Error>) 
         }
         (forked, None)
     };
-    if on_main_thread() {
-        return fork_all();
-    }
     FORKER
-        .run(fork_all)
+        .run_lasting(fork_all)
         .unwrap_or_else(|e| (Vec::new(), Some(e)))
-}
-
-/// Whether the calling thread is the process's main thread (its id is the pid), which forks
-/// by itself instead of asking the forker thread (see the [module documentation](self)).
-fn on_main_thread() -> bool {
-    multiproc_sys::thread::gettid() == getpid().as_raw()
 }
 
 /// Forks for `work` on this thread if it is the main thread, otherwise hands `work` to the
@@ -187,10 +177,7 @@ fn ask(work: Work) -> Answer {
             )
         })
     };
-    if on_main_thread() {
-        return fork();
-    }
-    FORKER.run(fork).unwrap_or_else(|e| (Err(e), None))
+    FORKER.run_lasting(fork).unwrap_or_else(|e| (Err(e), None))
 }
 
 /// Runs on the forking thread (the forker, or the main thread): prepare, fork, clean up in
