@@ -140,9 +140,11 @@ impl ServiceThread {
     }
 
     /// [`run`](Self::run), but on the calling thread itself when it is the process's main
-    /// thread, which lives as long as the process too (see the [module documentation](self)):
-    /// what the service thread is for holds there as well, without two hand-overs between
-    /// threads, and without starting the service thread. A job that panics is dropped during
+    /// thread (the one whose id is the pid), which lives as long as the process too — `main`
+    /// returning ends it: what the service thread is for (`PR_SET_PDEATHSIG`) holds there as
+    /// well, without two hand-overs between threads, and without starting the service thread
+    /// (each thread of a process makes its forks slower). Not for a program whose main thread
+    /// ends alone (`pthread_exit`) while others carry on. A job that panics is dropped during
     /// the unwinding and the call fails with [`Error::Io`], as with `run`.
     pub fn run_lasting<R: Send + 'static>(
         &self,
