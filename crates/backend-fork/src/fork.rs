@@ -6,15 +6,23 @@
 //!
 //! ## The forker thread
 //!
-//! Forks do not happen on the calling thread but on one dedicated, never-ending thread of the
-//! process (`multiproc-fork`), started on first use: a
-//! [`ServiceThread`](multiproc_process::ServiceThread), the pattern the spawn backend's
-//! launcher thread shares. The reason is `PR_SET_PDEATHSIG`: Linux sends the death signal
-//! when the *thread* that forked the child exits, not when the process does. A pool created
-//! inside a short-lived thread (a `cargo test` thread, tokio's `spawn_blocking`, a rayon task)
-//! would otherwise lose all its workers when that thread ends. The forker thread lives as long
-//! as the process, so a child gets SIGKILL exactly when the parent process dies. A forked
-//! child starts a forker thread of its own when it forks (its parent's is not in it).
+//! Forks from any thread but the process's main thread do not happen on the calling thread
+//! but on one dedicated, never-ending thread of the process (`multiproc-fork`), started on
+//! first use: a [`ServiceThread`](multiproc_process::ServiceThread), the pattern the spawn
+//! backend's launcher thread shares. The reason is `PR_SET_PDEATHSIG`: Linux sends the death
+//! signal when the *thread* that forked the child exits, not when the process does. A pool
+//! created inside a short-lived thread (a `cargo test` thread, tokio's `spawn_blocking`, a
+//! rayon task) would otherwise lose all its workers when that thread ends. The forker thread
+//! lives as long as the process, so a child gets SIGKILL exactly when the parent process dies.
+//! A forked child starts a forker thread of its own when it forks (its parent's is not in it).
+//!
+//! The main thread (the one whose id is the pid: `main`'s thread, or the only thread of a
+//! forked child) forks by itself
+//! ([`ServiceThread::run_lasting`](multiproc_process::ServiceThread::run_lasting)): it too
+//! lives as long as the process — `main` returning ends the process — so its children die
+//! exactly with it as well. That saves the two hand-overs between threads of a visit to the
+//! forker, and a process that only forks from its main thread never starts the forker: every
+//! thread of a process makes each of its forks (and its children's exits) slower.
 //!
 //! ## Why the child can run Rust code
 //!
@@ -85,11 +93,11 @@ static FORKER: ServiceThread = ServiceThread::with_stack_size("multiproc-fork", 
 /// Safe to call from any thread of a multithreaded process; see the [module
 /// documentation](self) for how, and for the one remaining hazard. The child:
 ///
-/// 1. is forked by the process's forker thread, after stdout and stderr were locked and
-///    flushed (so nothing buffered is printed twice, and neither lock is inherited locked);
+/// 1. is forked by the process's forker thread (by the calling thread itself if it is the
+///    main thread), after stdout and stderr were locked and flushed (so nothing buffered is printed twice, and neither lock is inherited locked);
 /// 2. sets `PR_SET_PDEATHSIG(SIGKILL)` and exits at once if its parent already died before
 ///    that (`getppid` differs from the parent's pid), so it never outlives its parent;
-/// 3. runs `child` under `catch_unwind` — on the forker thread's stack, with the memory of the
+/// 3. runs `child` under `catch_unwind` — on the forking thread's stack, with the memory of the
 ///    parent as it was at the fork, so `child` may borrow or capture anything;
 /// 4. flushes stdout and leaves with `_exit(code)`: no destructors, no `atexit` handlers, no
 ///    second flush of buffers that belong to the parent. (`std::process::exit` in `child`
@@ -105,10 +113,11 @@ static FORKER: ServiceThread = ServiceThread::with_stack_size("multiproc-fork", 
 /// forker thread cannot be started.
 pub(crate) fn fork_child<'a>(child: impl FnOnce() -> i32 + Send + 'a) -> Result<Pid> {
     let job: Box<dyn FnOnce() -> i32 + Send + 'a> = Box::new(child);
-    // SAFETY: only the lifetime changes (same layout). The forker thread runs the box only in
-    // the child; in this process it hands it back in its answer (or drops it, if the fork
-    // preparation unwinds) before it answers, and `ServiceThread::run` returns only after that
-    // answer, or after dropping the box on this thread when the forker cannot be reached.
+    // SAFETY: only the lifetime changes (same layout). The forking thread (the forker, or this
+    // one on the main thread) runs the box only in the child; in this process it hands it back
+    // in its answer (or drops it, if the fork preparation unwinds) before it answers, and
+    // `ask` returns only after that answer, or after dropping the box on this thread when the
+    // forker cannot be reached.
     // This function drops the box it gets back before returning — all within `'a`.
     let job: Job = unsafe { std::mem::transmute::<Box<dyn FnOnce() -> i32 + Send + 'a>, Job>(job) };
     let (result, leftover) = ask(Work::Run(job));
@@ -116,12 +125,12 @@ pub(crate) fn fork_child<'a>(child: impl FnOnce() -> i32 + Send + 'a) -> Result<
     result.map(|(pid, _)| pid)
 }
 
-/// Forks a pool worker: a socket pair is made on the forker thread just before the fork, the
+/// Forks a pool worker: a socket pair is made on the forking thread just before the fork, the
 /// child serves one end ([`multiproc_process::serve`]) and exits with its code, and the parent's
 /// copy of that end is closed before the next fork — so no other child ever inherits it, and
-/// no lock is held across the fork by any thread but the forker (a lock held by the calling
-/// thread would stay locked in the child: a pool created inside a worker would wait for it
-/// forever). Returns the child's pid and the parent's end.
+/// no lock is held across the fork by any thread but the forking one (a lock held by a
+/// launching thread would stay locked in the child: a pool created inside a worker would wait
+/// for it forever). Returns the child's pid and the parent's end.
 pub(crate) fn fork_worker() -> Result<(Pid, UnixStream)> {
     let (result, _) = ask(Work::Worker);
     let (pid, stream) = result?;
@@ -129,10 +138,11 @@ pub(crate) fn fork_worker() -> Result<(Pid, UnixStream)> {
 }
 
 /// Forks `n` pool workers as [`fork_worker`] does, in one visit to the forker thread (a pool's
-/// first workers: each visit is a hand-over between threads, two wake-ups). Returns those
+/// first workers: each visit is a hand-over between threads, two wake-ups), or on this thread
+/// if it is the main thread. Returns those
 /// forked, and the error that stopped the rest.
 pub(crate) fn fork_workers(n: usize) -> (Vec<(Pid, UnixStream)>, Option<Error>) {
-    let forked = FORKER.run(move || {
+    let fork_all = move || {
         let mut forked = Vec::with_capacity(n);
         for _ in 0..n {
             let answer = panic::catch_unwind(AssertUnwindSafe(|| fork_here(Work::Worker)));
@@ -147,28 +157,31 @@ pub(crate) fn fork_workers(n: usize) -> (Vec<(Pid, UnixStream)>, Option<Error>) 
             }
         }
         (forked, None)
-    });
-    forked.unwrap_or_else(|e| (Vec::new(), Some(e)))
-}
-
-/// Hands `work` to the forker thread and waits for its answer. If the forker thread cannot
-/// be started, `work` is dropped here, on the calling thread.
-fn ask(work: Work) -> Answer {
+    };
     FORKER
-        .run(move || {
-            // `fork_here` runs the job in the child or hands it back; if it unwinds, the job
-            // is dropped during the unwinding — before this answer is sent either way.
-            panic::catch_unwind(AssertUnwindSafe(|| fork_here(work))).unwrap_or_else(|_| {
-                (
-                    Err(Error::Io(io::Error::other("fork preparation panicked"))),
-                    None,
-                )
-            })
-        })
-        .unwrap_or_else(|e| (Err(e), None))
+        .run_lasting(fork_all)
+        .unwrap_or_else(|e| (Vec::new(), Some(e)))
 }
 
-/// Runs on the forker thread: prepare, fork, clean up in both processes.
+/// Forks for `work` on this thread if it is the main thread, otherwise hands `work` to the
+/// forker thread and waits for its answer. If the forker thread cannot be started, `work` is
+/// dropped here, on the calling thread.
+fn ask(work: Work) -> Answer {
+    let fork = move || {
+        // `fork_here` runs the job in the child or hands it back; if it unwinds, the job is
+        // dropped during the unwinding — before this answer is sent either way.
+        panic::catch_unwind(AssertUnwindSafe(|| fork_here(work))).unwrap_or_else(|_| {
+            (
+                Err(Error::Io(io::Error::other("fork preparation panicked"))),
+                None,
+            )
+        })
+    };
+    FORKER.run_lasting(fork).unwrap_or_else(|e| (Err(e), None))
+}
+
+/// Runs on the forking thread (the forker, or the main thread): prepare, fork, clean up in
+/// both processes.
 fn fork_here(work: Work) -> Answer {
     let (job, pair) = match work {
         Work::Run(job) => (Some(job), None),
@@ -243,8 +256,8 @@ fn fork_here(work: Work) -> Answer {
 
 /// The child's whole life after the fork.
 fn run_child(parent: Pid, job: Job) -> ! {
-    // Die with the parent: SIGKILL when the forker thread ends, i.e. when the parent process
-    // exits. If the parent died before the line above took effect, we have been re-parented.
+    // Die with the parent: SIGKILL when the thread that forked us ends (the forker or the main
+    // thread), i.e. when the parent process exits. If the parent died before the line above took effect, we have been re-parented.
     if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err() || getppid() != parent {
         multiproc_sys::exit::exit_now(1);
     }

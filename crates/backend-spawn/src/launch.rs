@@ -41,7 +41,10 @@
 //!
 //! Every child is started from one long-lived thread of the parent (`multiproc-spawn`, a
 //! [`ServiceThread`], the pattern the fork backend's forker thread shares), because Linux
-//! delivers `PR_SET_PDEATHSIG` when the *thread* that started the child ends.
+//! delivers `PR_SET_PDEATHSIG` when the *thread* that started the child ends — or from the
+//! main thread itself, which lives as long as the process
+//! ([`ServiceThread::run_lasting`]): no hand-over between threads, and no launcher thread in
+//! a program that only starts pools from `main`.
 //! The child sets `PR_SET_PDEATHSIG(SIGKILL)` in `init` and then checks that its parent is
 //! still the pid in [`ENV`]; if the parent died before that, it exits at once.
 
@@ -178,8 +181,8 @@ pub const TEST_HOOK: &str = "__multiproc_spawn_worker";
 /// and with output going straight to the inherited stdout. Other programs' children get none.
 pub const TEST_ARGS: [&str; 4] = [TEST_HOOK, "--nocapture", "--test-threads=1", "--quiet"];
 
-/// The launcher thread: every child of this process is started from it (see "Dying with the
-/// parent" above). A forked child starts its own.
+/// The launcher thread: every child of this process started from another thread than the main
+/// one is started from it (see "Dying with the parent" above). A forked child starts its own.
 static SPAWNER: ServiceThread = ServiceThread::new("multiproc-spawn");
 
 /// Starts this program again as a child with `role`, connected to the returned stream.
@@ -203,7 +206,7 @@ pub(crate) fn spawn_child(role: Role) -> Result<(Pid, UnixStream)> {
     let argv0: OsString = std::env::args_os()
         .next()
         .unwrap_or_else(|| "multiproc".into());
-    let pid = SPAWNER.run(move || -> io::Result<Pid> {
+    let pid = SPAWNER.run_lasting(move || -> io::Result<Pid> {
         let child = Command::new("/proc/self/exe")
             .arg0(argv0)
             .args(test_args)

@@ -160,13 +160,10 @@ pub(crate) struct ExitWatch {
 }
 
 impl ExitWatch {
-    /// Watches `pid`, which must be an unreaped child of ours (so that the pidfd names it, and
-    /// not a later process that reused its number).
-    pub(crate) fn open(pid: Pid) -> ExitWatch {
-        ExitWatch::new(PidFd::open(pid).ok())
-    }
-
-    fn new(pidfd: Option<PidFd>) -> ExitWatch {
+    /// Watches the child that `pidfd` names (opened while it was our unreaped child, so that
+    /// it names that child and not a later process that reused its number); with `None`,
+    /// naps.
+    pub(crate) fn new(pidfd: Option<PidFd>) -> ExitWatch {
         ExitWatch {
             pidfd,
             backoff: Duration::from_micros(20),

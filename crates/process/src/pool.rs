@@ -17,11 +17,13 @@
 //!   with [`Error::NoWorkers`] carrying the cause.
 //! - **ownership**: a pool belongs to the process that created it; a forked copy refuses every
 //!   call with [`Error::ForeignProcess`] and its `Drop` does nothing.
-//! - **shutdown**: `close` refuses new work; `join` waits for the work, then sends each worker a
-//!   shutdown frame and reaps it; `terminate` drops queued work and SIGKILLs the workers
-//!   (through pidfds; a worker leaves the table before it is reaped, so no reused pid is hit). Every
-//!   task's result is delivered or failed — a dropped job fails its chunk through the
-//!   [`ChunkSink`] — so nothing waits forever, and every child is reaped, so no zombie is left.
+//! - **shutdown**: `close` refuses new work; `join` waits for the work, then ends each idle
+//!   worker's stream (it exits as after a shutdown frame, without waiting for its supervisor to
+//!   wake) and reaps it on the joining thread, with the pidfd its slot kept; `terminate` drops
+//!   queued work and SIGKILLs the workers (through pidfds; a worker leaves the table before it
+//!   is reaped, so no reused pid is hit). Every task's result is delivered or failed — a
+//!   dropped job fails its chunk through the [`ChunkSink`] — so nothing waits forever, and
+//!   every child is reaped, so no zombie is left.
 //!
 //! This file is the public API (the pool, its [`Launcher`], [`Initializer`] and [`IpcStats`]);
 //! the machinery behind it is split by concept:
@@ -62,7 +64,7 @@ mod watch;
 pub use reap::reap;
 
 use queue::{Destination, Idle, Job, Queue, Reply, Ticket};
-use reap::stop_and_reap;
+use reap::{reap_with, stop_and_reap};
 use shared::{Counters, Listed, Shared};
 use supervisor::supervise;
 
@@ -265,7 +267,7 @@ impl<L: Launcher> ProcessPool<L> {
         let (started, failure) = launcher.launch_many(workers);
         if let Some(e) = failure {
             for w in started {
-                stop_and_reap(w, true);
+                stop_and_reap(w, true, None);
             }
             return Err(e);
         }
@@ -273,7 +275,7 @@ impl<L: Launcher> ProcessPool<L> {
         let mut ready = Vec::with_capacity(workers);
         for w in started {
             if failure.is_some() {
-                stop_and_reap(w, true);
+                stop_and_reap(w, true, None);
                 continue;
             }
             // SAFETY: `w` was just returned by this launcher's `launch` and is not in a pool.
@@ -284,7 +286,7 @@ impl<L: Launcher> ProcessPool<L> {
         }
         if let Some(e) = failure {
             for w in ready {
-                stop_and_reap(w, true);
+                stop_and_reap(w, true, None);
             }
             return Err(e);
         }
@@ -302,7 +304,7 @@ impl<L: Launcher> ProcessPool<L> {
             #[cfg(test)]
             idle_wakeups: AtomicUsize::new(0),
             idle: Arc::new(Idle::default()),
-            pids: Mutex::new(started.iter().map(|w| Some(Listed::new(w.pid))).collect()),
+            pids: Mutex::new(started.iter().map(|w| Some(Listed::new(w))).collect()),
             workers,
             supervising: AtomicUsize::new(workers),
             running: (0..workers).map(|_| AtomicUsize::new(0)).collect(),
@@ -465,7 +467,17 @@ impl<L: Launcher> ProcessPool<L> {
         }
         self.shared.idle.wait_zero();
         lock(&self.shared.queue).stopping = true;
+        // No job is left: the workers are idle. Ending their streams here lets them exit
+        // while their supervisors wake; this thread reaps them (their supervisors find their
+        // slots empty and leave them alone).
+        let shut = self.shared.shut_idle_workers();
         self.shared.work.notify_all();
+        for worker in shut {
+            // SAFETY: a child of ours from the launcher (its contract), unlisted by
+            // `shut_idle_workers` under the table's lock, so nothing else signals or reaps
+            // it; the pidfd is its slot's.
+            unsafe { reap_with(worker.pid, worker.pidfd) };
+        }
         let supervisors = std::mem::take(&mut *lock(&self.supervisors));
         for s in supervisors {
             let _ = s.join();
@@ -509,10 +521,11 @@ fn abandon<L: Launcher>(
     let pool = ProcessPool::assemble(shared.clone(), supervisors);
     let _ = pool.terminate();
     for (slot, &pid) in pids.iter().enumerate().skip(from) {
-        shared.unlist(slot);
+        let pidfd = shared.unlist(slot).and_then(|w| w.pidfd);
         // SAFETY: a child of ours from the launcher (its contract), killed by `terminate`
-        // above, which no supervisor watches: reaped only here.
-        unsafe { reap(pid) };
+        // above, which no supervisor watches: reaped only here (`pool`'s `join` takes only
+        // listed workers, and this one is not any more).
+        unsafe { reap_with(pid, pidfd) };
     }
 }
 

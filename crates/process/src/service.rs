@@ -9,6 +9,14 @@
 //! service thread is started on first use and lives as long as the process, so a child gets
 //! its signal exactly when the parent process dies.
 //!
+//! The process's main thread (the one whose id is the pid) lives as long as the process too —
+//! `main` returning ends it — so [`ServiceThread::run_lasting`] runs a job right there when
+//! called from it: no two hand-overs between threads, and a process that only starts children
+//! from `main` never starts the service thread (every thread of a process makes each of its
+//! forks, and its children's exits, slower). The one program this would not suit is one whose
+//! main thread ends alone (`pthread_exit`) while the others carry on, which Rust's `main`
+//! never does.
+//!
 //! ## Per process, without a lock
 //!
 //! A forked child inherits the parent's memory but none of its threads: the service thread's
@@ -131,6 +139,28 @@ impl ServiceThread {
         }
     }
 
+    /// [`run`](Self::run), but on the calling thread itself when it is the process's main
+    /// thread (the one whose id is the pid), which lives as long as the process too — `main`
+    /// returning ends it: what the service thread is for (`PR_SET_PDEATHSIG`) holds there as
+    /// well, without two hand-overs between threads, and without starting the service thread
+    /// (each thread of a process makes its forks slower). Not for a program whose main thread
+    /// ends alone (`pthread_exit`) while others carry on. A job that panics is dropped during
+    /// the unwinding and the call fails with [`Error::Io`], as with `run`.
+    pub fn run_lasting<R: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> R + Send + 'static,
+    ) -> Result<R> {
+        if multiproc_sys::thread::gettid() != getpid().as_raw() {
+            return self.run(job);
+        }
+        panic::catch_unwind(AssertUnwindSafe(job)).map_err(|_| {
+            Error::Io(io::Error::other(format!(
+                "a job for the {} thread panicked",
+                self.name
+            )))
+        })
+    }
+
     /// Runs `job` on this process's service thread (starting it if needed) and waits for its
     /// result.
     ///
@@ -163,6 +193,47 @@ impl ServiceThread {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nix::sys::wait::{waitpid, WaitStatus};
+    use nix::unistd::{fork, ForkResult};
+
+    static LASTING: ServiceThread = ServiceThread::new("multiproc-test-lasting");
+
+    /// On the main thread (here: the only thread of a forked child), `run_lasting` runs the
+    /// job right there and never starts the service thread; elsewhere it hands it over.
+    #[test]
+    fn run_lasting_runs_on_the_main_thread_itself_and_hands_over_elsewhere() {
+        let me = multiproc_sys::thread::gettid();
+        let there = LASTING.run_lasting(multiproc_sys::thread::gettid).unwrap();
+        assert_ne!(there, me, "a test thread is not the main thread");
+        assert!(matches!(
+            LASTING.run_lasting(|| panic!("boom")),
+            Err::<(), _>(Error::Io(_))
+        ));
+        static FRESH: ServiceThread = ServiceThread::new("multiproc-test-fresh");
+        // SAFETY: the child only reads its ids, compares them, checks an atomic and leaves
+        // with `_exit`; it takes no lock that another thread of this process may hold.
+        match unsafe { fork() }.unwrap() {
+            ForkResult::Child => {
+                let main = multiproc_sys::thread::gettid();
+                let ran_on = FRESH.run_lasting(multiproc_sys::thread::gettid);
+                let started = !FRESH.current.load(Ordering::Acquire).is_null();
+                let code = match ran_on {
+                    Ok(tid) if tid == main && !started => 0,
+                    Ok(tid) if tid == main => 2,
+                    _ => 1,
+                };
+                multiproc_sys::exit::exit_now(code)
+            }
+            ForkResult::Parent { child } => {
+                let status = waitpid(child, None).unwrap();
+                assert_eq!(
+                    status,
+                    WaitStatus::Exited(child, 0),
+                    "1: not run on the main thread, 2: the service thread was started"
+                );
+            }
+        }
+    }
 
     static ONE: ServiceThread = ServiceThread::new("multiproc-test-service");
 

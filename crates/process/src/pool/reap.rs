@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use multiproc_core::ExitCause;
+use multiproc_sys::pidfd::PidFd;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
@@ -22,10 +23,27 @@ use crate::wire::{FrameWriter, Header, Kind};
 /// nothing else waits for or signals: after a second, `reap` sends it `SIGKILL`, which for a
 /// pid reaped elsewhere (and perhaps reused) would reach a process this program does not own.
 pub unsafe fn reap(pid: Pid) -> ExitCause {
+    // SAFETY: the caller's promise, passed on; the pidfd is opened for that unreaped child.
+    unsafe { reap_with(pid, PidFd::open(pid).ok()) }
+}
+
+/// [`reap`] with a pidfd the caller already holds for `pid` (a pool's slot keeps one from the
+/// worker's start): no second one is opened. It is polled before the first `waitpid`, since
+/// a worker reaped here has usually just been told to stop and is still exiting.
+///
+/// # Safety
+///
+/// As for [`reap`]; and `pidfd`, if any, names `pid` (opened while it was our unreaped child).
+pub(super) unsafe fn reap_with(pid: Pid, pidfd: Option<PidFd>) -> ExitCause {
     let deadline = Instant::now() + Duration::from_secs(1);
     // Exiting takes from microseconds to a few milliseconds (a large inherited address space
     // to tear down): wake the moment it has ended.
-    let mut watch = ExitWatch::open(pid);
+    let polled_first = pidfd.is_some();
+    let mut watch = ExitWatch::new(pidfd);
+    if polled_first {
+        // Readable once it has ended; an error or a signal only means `waitpid` decides.
+        let _ = watch.pause(Some(deadline - Instant::now()));
+    }
     loop {
         let status = match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
             Ok(status) => status,
@@ -50,10 +68,11 @@ pub unsafe fn reap(pid: Pid) -> ExitCause {
     }
 }
 
-/// Asks a healthy worker to stop (or kills it, after `terminate`), then reaps it. `worker`
-/// came from the pool's [`Launcher`](super::Launcher) (so it is our child, handed over) and is no longer
-/// listed in a slot, so nothing else signals or reaps it.
-pub(super) fn stop_and_reap(worker: Worker, kill_it: bool) {
+/// Asks a healthy worker to stop (or kills it, after `terminate`), then reaps it (with
+/// `pidfd`, its slot's, if it has one). `worker` came from the pool's
+/// [`Launcher`](super::Launcher) (so it is our child, handed over) and is no longer listed in
+/// a slot, so nothing else signals or reaps it.
+pub(super) fn stop_and_reap(worker: Worker, kill_it: bool, pidfd: Option<PidFd>) {
     if kill_it {
         let _ = kill(worker.pid, Signal::SIGKILL);
     } else {
@@ -71,11 +90,12 @@ pub(super) fn stop_and_reap(worker: Worker, kill_it: bool) {
             let _ = kill(worker.pid, Signal::SIGKILL);
         }
         drop(writer);
-        // SAFETY: see this function's comment: our child, reaped only here.
-        unsafe { reap(worker.pid) };
+        // SAFETY: see this function's comment: our child, reaped only here; `pidfd` is its
+        // slot's, opened while it was listed (unreaped).
+        unsafe { reap_with(worker.pid, pidfd) };
         return;
     }
     drop(worker.stream);
     // SAFETY: as above.
-    unsafe { reap(worker.pid) };
+    unsafe { reap_with(worker.pid, pidfd) };
 }

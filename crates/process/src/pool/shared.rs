@@ -3,6 +3,8 @@
 //! [`IpcStats`](super::IpcStats), and how the pool stops (closed, broken, initializer failed).
 
 use std::collections::VecDeque;
+use std::net::Shutdown;
+use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
@@ -13,7 +15,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use super::queue::{Idle, Job, Queue};
-use super::{lock, Initializer};
+use super::{lock, Initializer, Worker};
 use crate::payload::Spare;
 
 #[derive(Default)]
@@ -28,18 +30,24 @@ pub(super) struct Counters {
 /// A live worker in the table that `terminate` signals: its pid, and a pidfd opened while it
 /// was known to be our unreaped child. A slot is emptied *before* its worker is reaped, and
 /// signals go through the pidfd, so `terminate` never signals a pid that was reaped (and
-/// perhaps reused by another process).
+/// perhaps reused by another process). Whoever empties the slot reaps the worker, with that
+/// pidfd: its supervisor, or `join` ([`Shared::shut_idle_workers`]), which also holds a second
+/// descriptor of the worker's socket to end its stream.
 pub(super) struct Listed {
     pub(super) pid: Pid,
     pub(super) pidfd: Option<PidFd>,
+    /// The parent's end of the worker's socket (another descriptor of its supervisor's), for
+    /// `join` to shut; `None` if it could not be duplicated (the supervisor then stops it).
+    stream: Option<UnixStream>,
 }
 
 impl Listed {
-    /// Lists `pid`, an unreaped child of ours.
-    pub(super) fn new(pid: Pid) -> Listed {
+    /// Lists `worker`, an unreaped child of ours.
+    pub(super) fn new(worker: &Worker) -> Listed {
         Listed {
-            pid,
-            pidfd: PidFd::open(pid).ok(),
+            pid: worker.pid,
+            pidfd: PidFd::open(worker.pid).ok(),
+            stream: worker.stream.try_clone().ok(),
         }
     }
 
@@ -260,9 +268,32 @@ impl<L> Shared<L> {
         }
     }
 
-    /// Empties worker slot `slot`; a worker must be unlisted before it is reaped.
-    pub(super) fn unlist(&self, slot: usize) {
-        lock(&self.pids)[slot] = None;
+    /// Empties worker slot `slot`; a worker must be unlisted before it is reaped. Returns the
+    /// worker it held: `None` means that `join` took it (or it was never listed), and reaps
+    /// it — the caller must not.
+    pub(super) fn unlist(&self, slot: usize) -> Option<Listed> {
+        lock(&self.pids)[slot].take()
+    }
+
+    /// For `join`, once no job is left and the pool is stopping: takes every listed worker out
+    /// of its slot and shuts its stream for writing. The worker reads the end of its stream
+    /// and exits, as after a shutdown frame, without waiting for its supervisor to wake and
+    /// send one; the caller reaps those returned. A worker whose socket could not be
+    /// duplicated stays listed, for its supervisor to stop.
+    pub(super) fn shut_idle_workers(&self) -> Vec<Listed> {
+        let mut pids = lock(&self.pids);
+        let mut taken = Vec::new();
+        for slot in pids.iter_mut() {
+            let shut = slot.as_ref().is_some_and(|w| {
+                w.stream
+                    .as_ref()
+                    .is_some_and(|s| s.shutdown(Shutdown::Write).is_ok())
+            });
+            if shut {
+                taken.extend(slot.take());
+            }
+        }
+        taken
     }
 
     /// No worker is left and none can be started: close the pool with

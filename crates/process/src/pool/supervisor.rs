@@ -9,11 +9,11 @@ use std::sync::atomic::Ordering;
 use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
-use multiproc_core::{Error, Result};
+use multiproc_core::{Error, ExitCause, Result};
 use nix::unistd::Pid;
 
 use super::queue::Job;
-use super::reap::{reap, stop_and_reap};
+use super::reap::{reap_with, stop_and_reap};
 use super::shared::{head_wire, pack_head, Counters, Listed, Shared};
 use super::watch::{rss_of, watch, Killed};
 use super::{lock, Launcher, Worker, PIPELINE_BYTES, PIPELINE_DEPTH, PIPELINE_REFILL};
@@ -45,33 +45,44 @@ pub(super) fn supervise<L: Launcher>(shared: &Shared<L>, slot: usize, mut worker
         match serve(shared, slot, &worker, first.take()) {
             End::InitFailed(message, sent) => {
                 shared.initializer_failed(message, sent);
-                shared.unlist(slot);
                 drop(worker.stream);
-                note_reap(shared, worker.pid);
-                // SAFETY: the launcher handed this child to the pool (`Launcher`'s contract);
-                // only this supervisor reaps it, and it is unlisted, so nothing signals it.
-                unsafe { reap(worker.pid) };
+                if let Some(listed) = shared.unlist(slot) {
+                    note_reap(shared, worker.pid);
+                    // SAFETY: the launcher handed this child to the pool (`Launcher`'s
+                    // contract); we emptied its slot, so only we reap it and nothing signals
+                    // it; the pidfd is the slot's.
+                    unsafe { reap_with(worker.pid, listed.pidfd) };
+                }
                 return;
             }
             End::Stop => {
                 let terminated = lock(&shared.queue).terminated;
-                shared.unlist(slot);
-                note_reap(shared, worker.pid);
-                stop_and_reap(worker, terminated);
+                // An empty slot: `join` took the worker, ended its stream and reaps it.
+                if let Some(listed) = shared.unlist(slot) {
+                    note_reap(shared, worker.pid);
+                    stop_and_reap(worker, terminated, listed.pidfd);
+                }
                 return;
             }
             End::Recycle => {
-                shared.unlist(slot);
-                note_reap(shared, worker.pid);
-                stop_and_reap(worker, false);
+                if let Some(listed) = shared.unlist(slot) {
+                    note_reap(shared, worker.pid);
+                    stop_and_reap(worker, false, listed.pidfd);
+                }
             }
             End::Broken(mut sent, killed) => {
                 let pid = worker.pid;
                 drop(worker.stream);
-                shared.unlist(slot);
-                note_reap(shared, pid);
-                // SAFETY: as above: our child, unlisted, reaped only here.
-                let cause = unsafe { reap(pid) };
+                // An empty slot: `join` took the worker (no job was left, so `sent` is
+                // empty) and reaps it.
+                let cause = match shared.unlist(slot) {
+                    Some(listed) => {
+                        note_reap(shared, pid);
+                        // SAFETY: as above: our child, unlisted by us, reaped only here.
+                        unsafe { reap_with(pid, listed.pidfd) }
+                    }
+                    None => ExitCause::Code(0),
+                };
                 let terminated = lock(&shared.queue).terminated;
                 let killed_for = shared.killed_for[slot].swap(0, Ordering::SeqCst);
                 if let Some(running) = sent.pop_front() {
@@ -121,7 +132,7 @@ pub(super) fn supervise<L: Launcher>(shared: &Shared<L>, slot: usize, mut worker
         }
         match launch_replacement(shared) {
             Ok(w) => {
-                lock(&shared.pids)[slot] = Some(Listed::new(w.pid));
+                lock(&shared.pids)[slot] = Some(Listed::new(&w));
                 worker = w;
             }
             Err(None) => return, // the pool is stopping
