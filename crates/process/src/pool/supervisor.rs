@@ -443,9 +443,16 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
         if Spare::worth_keeping(&body) {
             lock(&shared.spare).give(body);
         }
+        // Counted before delivery: a caller reading the stats once its results are in sees
+        // them counted.
         counters
             .received
             .fetch_add(reply.len() as u64, Ordering::Relaxed);
+        if let Some(view) = &view {
+            counters
+                .received_shared
+                .fetch_add(view.as_slice().len() as u64, Ordering::Relaxed);
+        }
         let outcome = match header.kind {
             Kind::Done => Ok((reply, fds)),
             Kind::Panicked => Err(Error::TaskPanicked {
@@ -473,9 +480,6 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
         job.finish(outcome);
         if let Some(view) = view {
             // Decoded: the worker may write the buffer again (sent with the next flush).
-            counters
-                .received_shared
-                .fetch_add(view.as_slice().len() as u64, Ordering::Relaxed);
             drop(view);
             let release = Header {
                 kind: Kind::Release,
