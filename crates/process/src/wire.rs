@@ -49,6 +49,10 @@ pub enum Kind {
     /// Parent → worker: the bulk reply to task `id` is decoded; the worker may write its
     /// buffer again (see the crate's internal `bulk` module).
     Release = 8,
+    /// Parent → worker, first in every session when the pool has settings for the worker
+    /// process: `call` is how many bytes of freed memory its allocator keeps for later tasks
+    /// (the pool's `retain_freed_memory`).
+    Setup = 9,
 }
 
 impl Kind {
@@ -62,6 +66,7 @@ impl Kind {
             6 => Kind::Init,
             7 => Kind::Message,
             8 => Kind::Release,
+            9 => Kind::Setup,
             _ => {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,

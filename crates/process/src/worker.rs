@@ -4,7 +4,7 @@ use std::os::unix::net::UnixStream;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Mutex;
 
-use multiproc_sys::memory::{mallopt, MallocParam};
+use multiproc_sys::memory::retain_freed;
 
 use crate::payload::{lock, Body, Spare};
 use crate::trampoline;
@@ -28,7 +28,12 @@ pub const INIT_FAILED: i32 = 3;
 /// Each task runs under `catch_unwind`: a panic becomes a `Panicked` reply and the worker
 /// carries on. Anything that kills the process (abort, a signal, `exit`) is noticed by the
 /// pool's supervisor as the end of this stream. An `Init` frame runs once, before the tasks;
-/// if it fails, the worker reports it under [`INIT_ID`] and exits.
+/// if it fails, the worker reports it under [`INIT_ID`] and exits. A [`Kind::Setup`] frame
+/// (first, when the pool's `retain_freed_memory` is not 0) makes this process's allocator keep
+/// that much freed memory for later tasks
+/// ([`retain_freed`](multiproc_sys::memory::retain_freed)), for the rest of the process's
+/// life: run `serve` in a worker process, whose allocator is the pool's to tune, never in a
+/// process that has other work.
 ///
 /// # Safety
 ///
@@ -37,7 +42,6 @@ pub const INIT_FAILED: i32 = 3;
 /// names its code by an offset into that image, which is called as is, and a large argument
 /// arrives as a shared buffer the pool promises not to write while the task runs.
 pub unsafe fn serve(stream: UnixStream) -> i32 {
-    keep_large_allocations();
     let Ok(write_half) = stream.try_clone() else {
         return 2;
     };
@@ -58,6 +62,13 @@ pub unsafe fn serve(stream: UnixStream) -> i32 {
         };
         match header.kind {
             Kind::Task | Kind::Init => {}
+            Kind::Setup => {
+                // This process is the pool's worker, so its allocator is the pool's to tune.
+                // The setting was checked by the pool's builder (at most `i32::MAX`); not
+                // glibc: nothing to tune.
+                let _ = retain_freed(i32::try_from(header.call).unwrap_or(i32::MAX));
+                continue;
+            }
             Kind::Shutdown => return 0,
             Kind::Release => {
                 if let Some(at) = unreleased.iter().position(|(id, _)| *id == header.id) {
@@ -109,17 +120,6 @@ pub unsafe fn serve(stream: UnixStream) -> i32 {
             return INIT_FAILED;
         }
     }
-}
-
-/// A worker decodes each large argument into a fresh allocation. glibc serves allocations
-/// above 32 MiB with `mmap` and unmaps them on free, so every 100 MB argument would land on
-/// pages the kernel must fault in and zero again — on our 2-core machine that first touch ran
-/// at 0.4–1.7 GB/s against 12 GB/s for a warm copy. A worker process only runs tasks, so it
-/// serves large allocations from its heap and keeps freed memory for the next task instead.
-fn keep_large_allocations() {
-    // Hints: where the C library is not glibc they are refused, and nothing changes.
-    let _ = mallopt(MallocParam::MmapMax, 0);
-    let _ = mallopt(MallocParam::TrimThreshold, 1 << 30);
 }
 
 fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {

@@ -199,8 +199,9 @@ fn launch_replacement<L: Launcher>(shared: &Shared<L>) -> Result<Worker, Option<
 }
 
 /// Feeds the worker from the queue and delivers its replies until the pool stops or the
-/// worker's stream breaks. A worker's session starts with the pool's initializer, if any,
-/// then `first` (a task to retry), if any. With `task_timeout`, a task that runs too long has
+/// worker's stream breaks. A worker's session starts with its process's settings (a
+/// [`Kind::Setup`] frame, when `retain_freed_memory` is not 0), the pool's initializer, if
+/// any, then `first` (a task to retry), if any. With `task_timeout`, a task that runs too long has
 /// its worker killed; with `max_tasks_per_child`, the session ends after that many tasks.
 fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: Option<Job>) -> End {
     shared.running[slot].store(0, Ordering::SeqCst);
@@ -215,17 +216,34 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
     let mut reader = FrameReader::new(read_half);
     let mut writer = FrameWriter::new(write_half);
     let counters = &shared.counters;
-    if let Some(init) = &shared.init {
-        let header = Header {
-            kind: Kind::Init,
-            id: INIT_ID,
-            call: init.call,
-        };
-        if send_body(&mut writer, header, &init.payload, &init.fds, counters).is_err() {
-            let mut sent = VecDeque::new();
-            sent.extend(first);
-            return End::Broken(sent, None);
+    // The worker process's settings (how much freed memory it keeps), then the pool's
+    // initializer: queued here, they leave with the first tasks.
+    let retain = shared.options.retained_memory();
+    let setup = Header {
+        kind: Kind::Setup,
+        id: 0,
+        call: retain,
+    };
+    let queued = if retain > 0 {
+        writer.send(setup, &[], &[])
+    } else {
+        Ok(())
+    };
+    let queued = queued.and_then(|()| match &shared.init {
+        Some(init) => {
+            let header = Header {
+                kind: Kind::Init,
+                id: INIT_ID,
+                call: init.call,
+            };
+            send_body(&mut writer, header, &init.payload, &init.fds, counters)
         }
+        None => Ok(()),
+    });
+    if queued.is_err() {
+        let mut sent = VecDeque::new();
+        sent.extend(first);
+        return End::Broken(sent, None);
     }
     // The supervisor watches its worker itself only with `memory_limit`; a timeout alone is
     // the watchdog's (see `shared::watchdog`).
@@ -433,7 +451,12 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
             Kind::Failed => Err(Error::Serialization(
                 String::from_utf8_lossy(reply).into_owned(),
             )),
-            Kind::Task | Kind::Shutdown | Kind::Init | Kind::Message | Kind::Release => {
+            Kind::Task
+            | Kind::Shutdown
+            | Kind::Init
+            | Kind::Message
+            | Kind::Release
+            | Kind::Setup => {
                 sent.push_front((header.id, job));
                 return broken(sent, killed);
             }
