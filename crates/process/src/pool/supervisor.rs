@@ -17,7 +17,7 @@ use super::reap::{reap, stop_and_reap};
 use super::shared::{head_wire, pack_head, Counters, Listed, Shared};
 use super::watch::{rss_of, watch, Killed};
 use super::{lock, Launcher, Worker, PIPELINE_BYTES, PIPELINE_DEPTH, PIPELINE_REFILL};
-use crate::bulk::BulkView;
+use crate::bulk::{BulkMaps, BulkView};
 use crate::payload::{Body, Spare, SPARE_BYTES};
 use crate::wire::{FrameReader, FrameWriter, Header, Kind};
 use crate::worker::INIT_ID;
@@ -269,6 +269,9 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
     let mut sent: VecDeque<(u64, Job)> = VecDeque::new();
     let mut next_id = 0u64;
     let mut payload = Vec::new();
+    // The mapping of the worker's last result buffer, kept for its next large result: the
+    // worker writes its results into the buffers it reuses once released.
+    let mut maps = BulkMaps::default();
     let broken = |sent: VecDeque<(u64, Job)>, killed: Option<(u64, Killed)>| {
         let why = killed.map(|(id, why)| match sent.front() {
             Some((head, _)) if *head == id => why,
@@ -390,7 +393,7 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
         // SAFETY: our worker follows the bulk protocol (`crate::worker::serve`): it writes
         // the buffer of a bulk reply again only after the `Release` frame sent below, once the
         // view is dropped.
-        let (header, fds, view) = match unsafe { reader.recv_with_bulk(&mut payload) } {
+        let (header, fds, view) = match unsafe { reader.recv_with_maps(&mut payload, &mut maps) } {
             Ok(Some(frame)) => frame,
             _ => {
                 if watched {
