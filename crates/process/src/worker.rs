@@ -32,7 +32,7 @@ pub const INIT_FAILED: i32 = 3;
 /// if it fails, the worker reports it under [`INIT_ID`] and exits. A [`Kind::Setup`] frame
 /// (first, when the pool's `retain_freed_memory` is not 0) makes this process's allocator keep
 /// that much freed memory for later tasks
-/// ([`retain_freed`](multiproc_sys::memory::retain_freed)), for the rest of the process's
+/// ([`retain_freed`]), for the rest of the process's
 /// life: run `serve` in a worker process, whose allocator is the pool's to tune, never in a
 /// process that has other work.
 ///
