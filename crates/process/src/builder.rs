@@ -127,7 +127,9 @@ impl<P: FromOptions> Builder<P> {
     /// between two samples; a peak shorter than a sample period, freed before the task ends,
     /// may go unseen. The next task runs on a fresh worker (tasks sent ahead to the killed
     /// worker go back to the queue). A forked worker's RSS counts the pages it shares with
-    /// the parent. Zero is refused by `build`.
+    /// the parent, the freed memory a worker keeps for later tasks
+    /// ([`retain_freed_memory`](Self::retain_freed_memory)) and its mapping of the last large
+    /// argument's shared buffer (kept for the next one). Zero is refused by `build`.
     pub fn memory_limit(mut self, bytes: u64) -> Self {
         if bytes == 0 {
             self.fail(Error::invalid("memory_limit", "must be more than 0 bytes"));
@@ -143,9 +145,9 @@ impl<P: FromOptions> Builder<P> {
     /// the C library's own policy. Above [`MAX_RETAINED_MEMORY`] (2 GiB − 1) is refused by
     /// `build`.
     ///
-    /// Why: a page the kernel hands out afresh must be faulted in and zeroed, which on our
-    /// 2-core VM cost about 2 µs per 4 KiB page — about 50 ms for a 100 MiB argument — while
-    /// copying into memory the process already has ran at 9–10 GB/s. glibc serves every block
+    /// Why: a page the kernel hands out afresh must be faulted in and zeroed: on our 2-core
+    /// VM, writing 100 MiB of fresh 4 KiB pages took 78–141 ms, writing the same memory again
+    /// 10–12 ms. glibc serves every block
     /// above its `mmap` threshold (32 MiB at most) with a fresh mapping and unmaps it on
     /// `free`, so a worker would pay those faults for every large argument it decodes. With
     /// this option a worker serves large blocks from its heap (`mallopt(M_MMAP_MAX, 0)`) and
