@@ -31,8 +31,7 @@ pub const INIT_FAILED: i32 = 3;
 /// pool's supervisor as the end of this stream. An `Init` frame runs once, before the tasks;
 /// if it fails, the worker reports it under [`INIT_ID`] and exits. A [`Kind::Setup`] frame
 /// (first, when the pool's `retain_freed_memory` is not 0) makes this process's allocator keep
-/// that much freed memory for later tasks
-/// ([`retain_freed`]), for the rest of the process's
+/// that much freed memory for later tasks ([`retain_freed`]), for the rest of the process's
 /// life: run `serve` in a worker process, whose allocator is the pool's to tune, never in a
 /// process that has other work.
 ///
@@ -68,8 +67,8 @@ pub unsafe fn serve(stream: UnixStream) -> i32 {
             Kind::Task | Kind::Init => {}
             Kind::Setup => {
                 // This process is the pool's worker, so its allocator is the pool's to tune.
-                // The setting was checked by the pool's builder (at most `i32::MAX`); not
-                // glibc: nothing to tune.
+                // More than glibc's `int` takes (possible through `Builder::options`, which
+                // checks nothing) is clamped; not glibc: nothing to tune.
                 let _ = retain_freed(i32::try_from(header.call).unwrap_or(i32::MAX));
                 continue;
             }
