@@ -82,7 +82,8 @@ pub fn advise_hugepages<T>(memory: &mut [MaybeUninit<T>]) -> bool {
 /// transparent huge pages ([`advise_hugepages`]). A large vector in memory the process does
 /// not have yet (glibc maps blocks above its `mmap` threshold afresh) is then faulted in 2 MiB
 /// at a time rather than 4 KiB: on our 2-core VM, writing 100 MiB of fresh memory took 78–141
-/// ms in 4 KiB pages and 17–29 ms in huge ones (once the kernel had huge pages free).
+/// ms in 4 KiB pages and 17–29 ms in huge ones (once the kernel had huge pages free: the first
+/// time took 529 ms).
 pub fn vec_with_hugepages<T>(len: usize) -> Vec<T> {
     let mut v = Vec::with_capacity(len);
     if std::mem::size_of::<T>().saturating_mul(len) >= crate::pages::HUGE_MIN {
