@@ -329,6 +329,16 @@ impl PoolBuilder {
         self
     }
 
+    /// How many bytes of the memory its tasks freed each worker process keeps for its next
+    /// tasks (default 256 MiB; `0`: the C library's own policy), so that a large argument is
+    /// decoded into memory the worker already has rather than into fresh pages. Only in the
+    /// workers (never in this process), only with glibc; retained memory counts towards
+    /// [`memory_limit`](Self::memory_limit). Above 2 GiB − 1 is refused by `build`.
+    pub fn retain_freed_memory(mut self, bytes: u64) -> Self {
+        self.inner = self.inner.retain_freed_memory(bytes);
+        self
+    }
+
     /// `map`, `starmap` and `imap` draw a progress bar on stderr (items done, rate, ETA) when
     /// stderr is a terminal, and nothing otherwise.
     #[cfg(feature = "progress")]

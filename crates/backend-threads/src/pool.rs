@@ -113,6 +113,13 @@ impl ThreadPoolBuilder {
         self
     }
 
+    /// Accepted for the same code on every backend, and without effect: the threads run in
+    /// this process, whose allocator settings are the program's own and are never changed.
+    pub fn retain_freed_memory(mut self, bytes: u64) -> Self {
+        self.options.retain_freed_memory = Some(bytes);
+        self
+    }
+
     /// `map`, `starmap` and `imap` draw a progress bar on stderr — items done, rate and ETA —
     /// when stderr is a terminal (`isatty(2)`, the test indicatif itself makes), and nothing
     /// otherwise, as on the process pools.

@@ -1,5 +1,6 @@
 //! `ThreadPool::builder()`: the thread count and initializer work; the options that need a
-//! worker to be killed or replaced are refused with the reason; `progress` is kept;
+//! worker to be killed or replaced are refused with the reason (`retain_freed_memory`, a worker
+//! process's setting, is accepted and changes nothing); `progress` is kept;
 //! `map_results` and `cancel`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -61,6 +62,12 @@ fn killing_options_are_refused_with_the_reason() {
         other => panic!("memory_limit accepted: {other:?}"),
     }
     assert!(ThreadPool::builder().retries(2).build().is_ok());
+    // A setting of worker processes: threads have none, and this process's allocator is left
+    // alone.
+    assert!(ThreadPool::builder()
+        .retain_freed_memory(1 << 20)
+        .build()
+        .is_ok());
 }
 
 #[test]

@@ -86,7 +86,7 @@ pub use inherit::Inherited;
 pub use memory::{
     memusage, process_tree, pss_bytes, rss_bytes, self_tree_pss, tree_pss, SystemMemory,
 };
-pub use options::{cpu_count, PoolOptions};
+pub use options::{cpu_count, PoolOptions, DEFAULT_RETAINED_MEMORY, MAX_RETAINED_MEMORY};
 pub use packed::Packed;
 pub use result::{block_on, AsyncResult, AsyncResultFuture, ChunkSink, Completer, IMap, IMapNext};
 pub use sync::{

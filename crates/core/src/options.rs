@@ -12,8 +12,16 @@ pub fn cpu_count() -> usize {
     std::thread::available_parallelism().map_or(1, NonZeroUsize::get)
 }
 
-/// A pool's options, as a builder collects them. Every field's default is "off": no limit,
-/// no retry; `processes: None` means [`cpu_count`].
+/// How much freed memory each worker process of a pool keeps for its next task when the pool's
+/// options do not say ([`PoolOptions::retain_freed_memory`]): 256 MiB.
+pub const DEFAULT_RETAINED_MEMORY: u64 = 256 << 20;
+
+/// The most freed memory a worker can be asked to keep: glibc's tunables are C `int`s.
+pub const MAX_RETAINED_MEMORY: u64 = i32::MAX as u64;
+
+/// A pool's options, as a builder collects them. Every field's default is "off" — no limit,
+/// no retry — except that `processes: None` means [`cpu_count`] and
+/// `retain_freed_memory: None` means [`DEFAULT_RETAINED_MEMORY`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PoolOptions {
     /// The number of workers; `None`: [`cpu_count`].
@@ -37,12 +45,24 @@ pub struct PoolOptions {
     /// `imap`: items done, rate and ETA. Needs the `progress` feature; without it, nothing is
     /// drawn.
     pub progress: bool,
+    /// How many bytes of memory its tasks freed a worker process keeps for its next tasks
+    /// instead of handing them back to the kernel, so that a large argument is decoded into
+    /// memory the worker already has rather than into fresh pages (see
+    /// [`retained_memory`](Self::retained_memory)); `Some(0)`: the C library's own policy.
+    /// `None`: [`DEFAULT_RETAINED_MEMORY`]. Only worker processes are affected, never the
+    /// process that made the pool, and only where the C library is glibc.
+    pub retain_freed_memory: Option<u64>,
 }
 
 impl PoolOptions {
     /// The number of workers these options ask for.
     pub fn workers(&self) -> usize {
         self.processes.unwrap_or_else(cpu_count)
+    }
+
+    /// The bytes of freed memory each worker keeps: the option, or [`DEFAULT_RETAINED_MEMORY`].
+    pub fn retained_memory(&self) -> u64 {
+        self.retain_freed_memory.unwrap_or(DEFAULT_RETAINED_MEMORY)
     }
 
     /// Whether every option that changes how tasks run is off (the pool's plain path).

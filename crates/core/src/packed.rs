@@ -5,6 +5,7 @@ use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 
 use bytemuck::Pod;
+use multiproc_sys::memory::vec_with_hugepages;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
@@ -89,13 +90,15 @@ impl<'de, T: Pod> Deserialize<'de> for Packed<T> {
                     return Ok(Packed(vec![T::zeroed(); bytes.len()]));
                 }
                 // Read into a Vec<T> in one pass (no zero-fill first), so alignment is T's
-                // whatever the input's was.
-                Ok(Packed(
+                // whatever the input's was; a large one in huge pages where its memory is
+                // fresh (as the codec's vectors of numbers).
+                let mut v = vec_with_hugepages(bytes.len() / size);
+                v.extend(
                     bytes
                         .chunks_exact(size)
-                        .map(bytemuck::pod_read_unaligned)
-                        .collect(),
-                ))
+                        .map(bytemuck::pod_read_unaligned::<T>),
+                );
+                Ok(Packed(v))
             }
             fn visit_byte_buf<E: de::Error>(self, bytes: Vec<u8>) -> Result<Packed<T>, E> {
                 self.visit_bytes(&bytes)

@@ -6,7 +6,9 @@
 //! memfd the sender maps read-write and keeps for the next large body, so its pages are
 //! already in memory — and only the frame header crosses the socket, with the memfd as one
 //! more descriptor. The receiver maps it read-only ([`BulkView`]) and decodes from there:
-//! one copy on each side, both into warm memory.
+//! one copy on each side, both into warm memory. The receiver keeps that mapping for the next
+//! body in the same buffer ([`BulkMaps`]), so a sender that reuses its buffer costs it no new
+//! mapping either.
 //!
 //! This is a transport, not sharing: the receiver copies what it needs out while decoding,
 //! and the sender writes the buffer again only after the receiver has answered the frame
@@ -26,6 +28,7 @@
 use std::collections::BTreeSet;
 use std::ffi::c_void;
 use std::io;
+use std::marker::PhantomData;
 use std::num::NonZeroUsize;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
@@ -35,6 +38,12 @@ use multiproc_sys::memfd::{self, SealFlag};
 use multiproc_sys::pages::{self, PageKind};
 use nix::sys::mman::{madvise, mmap, mremap, munmap, MRemapFlags, MapFlags, MmapAdvise, ProtFlags};
 use nix::unistd::{getpid, Pid};
+
+mod maps;
+
+#[cfg(test)]
+pub(crate) use maps::read_only_maps_of;
+pub(crate) use maps::BulkMaps;
 
 /// Bodies at least this large travel in shared memory (when the frame has room for one more
 /// descriptor); smaller ones through the socket, where a copy is cheaper than a mapping.
@@ -324,25 +333,72 @@ fn file_len(bytes: usize) -> io::Result<libc::off_t> {
 }
 
 /// A received bulk body: the first `len` bytes of the sender's [`BulkBuf`], mapped
-/// read-only until dropped.
+/// read-only — by the view itself until it is dropped ([`map`](Self::map)), or by a
+/// [`BulkMaps`] that keeps the mapping for the next body in the same buffer (then the view
+/// borrows it for `'m`).
 #[derive(Debug)]
-pub(crate) struct BulkView {
+pub(crate) struct BulkView<'m> {
     map: Option<NonNull<u8>>,
     len: usize,
     /// The memfd's inode: which buffer this is (tests check when one is reused).
     #[cfg(test)]
     pub(crate) inode: u64,
-    /// The mapping's length: `len` rounded up to the file's pages (hugetlb mappings must be
-    /// whole huge pages).
-    map_len: usize,
+    /// The length of the view's own mapping, unmapped when it is dropped: `len` rounded up to
+    /// the file's pages (hugetlb mappings must be whole huge pages). 0 when the mapping is a
+    /// [`BulkMaps`]'s.
+    own_len: usize,
+    _maps: PhantomData<&'m mut BulkMaps>,
 }
 
-impl BulkView {
-    /// Maps the first `len` bytes of the memfd `fd` (received in a bulk frame).
-    ///
-    /// The mapping is populated at once (`MAP_POPULATE`): one call instead of a page fault
-    /// per 64 KiB while decoding. A descriptor that is not sealed like a [`BulkBuf`]'s, or
-    /// shorter than `len`, is an error, not a later `SIGBUS`.
+/// Checks that `fd` is sealed like a [`BulkBuf`]'s and holds at least `len` bytes, and maps
+/// those bytes read-only, populated at once (`MAP_POPULATE`: one call instead of a page
+/// fault per 64 KiB while decoding). Returns the mapping and its length: `len` rounded up to
+/// the file's pages.
+///
+/// # Safety
+///
+/// As [`BulkView::map`]: the returned memory must not be read while the sender writes it.
+unsafe fn map_sealed(fd: BorrowedFd<'_>, len: NonZeroUsize) -> io::Result<(NonNull<u8>, usize)> {
+    if !memfd::seals(fd).map_err(os)?.contains(SEALS) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "a bulk body arrived in a file that is not sealed against writing and shrinking",
+        ));
+    }
+    let file_size = memfd::size(fd).map_err(os)?;
+    if file_size < len.get() as u64 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("a bulk body of {len} bytes arrived in a file of {file_size} bytes"),
+        ));
+    }
+    let map_len = len
+        .get()
+        .checked_next_multiple_of(memfd::granularity(fd).map_err(os)?)
+        .and_then(NonZeroUsize::new)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bulk body too large"))?;
+    // SAFETY: a fresh read-only mapping of `len` bytes, rounded up to the file's pages (a
+    // hugetlb file maps only in whole huge pages): no existing memory is affected. The file is
+    // at least `len` bytes long (checked above) and sealed against shrinking, so the bytes a
+    // view lends are backed; the rest of the last page is never read.
+    let map = unsafe {
+        mmap(
+            None,
+            map_len,
+            ProtFlags::PROT_READ,
+            MapFlags::MAP_SHARED | MapFlags::MAP_POPULATE,
+            fd,
+            0,
+        )
+    }
+    .map_err(os)?;
+    Ok((map.cast(), map_len.get()))
+}
+
+impl BulkView<'static> {
+    /// Maps the first `len` bytes of the memfd `fd` (received in a bulk frame), for this view
+    /// alone. A descriptor that is not sealed like a [`BulkBuf`]'s, or shorter than `len`, is
+    /// an error, not a later `SIGBUS`.
     ///
     /// # Safety
     ///
@@ -351,77 +407,47 @@ impl BulkView {
     /// `&[u8]`. The pool's protocol guarantees it — a sender writes its buffer again only
     /// after the frame that carried it was answered — so a caller must only map descriptors
     /// from a peer that follows that protocol.
-    pub(crate) unsafe fn map(fd: OwnedFd, len: usize) -> io::Result<BulkView> {
-        if !memfd::seals(fd.as_fd()).map_err(os)?.contains(SEALS) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "a bulk body arrived in a file that is not sealed against writing and shrinking",
-            ));
-        }
+    pub(crate) unsafe fn map(fd: OwnedFd, len: usize) -> io::Result<BulkView<'static>> {
         #[cfg(test)]
         let inode = nix::sys::stat::fstat(fd.as_raw_fd()).map_err(os)?.st_ino;
-        let Some(size) = NonZeroUsize::new(len) else {
-            return Ok(BulkView {
-                map: None,
-                len: 0,
-                #[cfg(test)]
-                inode,
-                map_len: 0,
-            });
+        let (map, own_len) = match NonZeroUsize::new(len) {
+            Some(size) => {
+                // SAFETY: this function's contract.
+                let (map, map_len) = unsafe { map_sealed(fd.as_fd(), size) }?;
+                (Some(map), map_len)
+            }
+            None => (None, 0),
         };
-        let file_size = memfd::size(fd.as_fd()).map_err(os)?;
-        if file_size < len as u64 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("a bulk body of {len} bytes arrived in a file of {file_size} bytes"),
-            ));
-        }
-        let map_len = size
-            .get()
-            .checked_next_multiple_of(memfd::granularity(fd.as_fd()).map_err(os)?)
-            .and_then(NonZeroUsize::new)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bulk body too large"))?;
-        // SAFETY: a fresh read-only mapping of `len` bytes, rounded up to the file's pages (a
-        // hugetlb file maps only in whole huge pages): no existing memory is affected. The
-        // file is at least `len` bytes long (checked above) and sealed against shrinking, so
-        // the bytes `as_slice` lends are backed; the rest of the last page is never read.
-        let map = unsafe {
-            mmap(
-                None,
-                map_len,
-                ProtFlags::PROT_READ,
-                MapFlags::MAP_SHARED | MapFlags::MAP_POPULATE,
-                &fd,
-                0,
-            )
-        }
-        .map_err(os)?;
         Ok(BulkView {
-            map: Some(map.cast()),
+            map,
             len,
             #[cfg(test)]
             inode,
-            map_len: map_len.get(),
+            own_len,
+            _maps: PhantomData,
         })
     }
+}
 
+impl BulkView<'_> {
     /// The body.
     pub(crate) fn as_slice(&self) -> &[u8] {
         match self.map {
-            // SAFETY: `map` is our read-only mapping of `len` bytes, alive as long as `self`;
-            // by `map`'s contract nobody writes them meanwhile.
+            // SAFETY: `map` is a read-only mapping of at least `len` bytes, alive as long as
+            // `self` (its own, or its `BulkMaps`', borrowed for the view's life); by the
+            // contract under which it was made, nobody writes them meanwhile.
             Some(map) => unsafe { std::slice::from_raw_parts(map.as_ptr(), self.len) },
             None => &[],
         }
     }
 }
 
-impl Drop for BulkView {
+impl Drop for BulkView<'_> {
     fn drop(&mut self) {
-        if let Some(map) = self.map {
-            // SAFETY: our mapping of `map_len` bytes; the slices `as_slice` lent borrow
+        if let (Some(map), true) = (self.map, self.own_len > 0) {
+            // SAFETY: our own mapping of `own_len` bytes; the slices `as_slice` lent borrow
             // `self`, so none is alive.
-            let _ = unsafe { munmap(map.cast(), self.map_len) };
+            let _ = unsafe { munmap(map.cast(), self.own_len) };
         }
     }
 }

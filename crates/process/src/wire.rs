@@ -24,7 +24,7 @@ use std::os::unix::net::UnixStream;
 use multiproc_core::handoff::MAX_FDS;
 use multiproc_sys::socket::recv_into_spare;
 
-use crate::bulk::{BulkBuf, BulkView};
+use crate::bulk::{BulkBuf, BulkMaps, BulkView};
 use nix::errno::Errno;
 use nix::sys::socket::{recvmsg, send, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 
@@ -49,6 +49,10 @@ pub enum Kind {
     /// Parent → worker: the bulk reply to task `id` is decoded; the worker may write its
     /// buffer again (see the crate's internal `bulk` module).
     Release = 8,
+    /// Parent → worker, first in every session when the pool has settings for the worker
+    /// process: `call` is how many bytes of freed memory its allocator keeps for later tasks
+    /// (the pool's `retain_freed_memory`).
+    Setup = 9,
 }
 
 impl Kind {
@@ -62,6 +66,7 @@ impl Kind {
             6 => Kind::Init,
             7 => Kind::Message,
             8 => Kind::Release,
+            9 => Kind::Setup,
             _ => {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
@@ -288,8 +293,10 @@ impl FrameReader {
     }
 
     /// Like [`recv`](Self::recv), and also accepts bulk frames: their body is not copied into
-    /// `payload` but mapped, and returned as the [`BulkView`] (`payload` is then empty; the
-    /// memfd is not among the returned descriptors).
+    /// `payload` but mapped through `maps`, and returned as the [`BulkView`] (`payload` is
+    /// then empty; the memfd is not among the returned descriptors). A body in the buffer the
+    /// previous one came in is read through the mapping `maps` kept; the view borrows `maps`
+    /// until it is dropped.
     ///
     /// # Safety
     ///
@@ -297,10 +304,34 @@ impl FrameReader {
     /// buffer until this process has answered the frame, and the view is dropped before that
     /// answer (the contract of [`BulkView::map`]). The pool and its workers do.
     #[allow(clippy::type_complexity)]
+    pub(crate) unsafe fn recv_with_maps<'m>(
+        &mut self,
+        payload: &mut Vec<u8>,
+        maps: &'m mut BulkMaps,
+    ) -> io::Result<Option<(Header, Vec<OwnedFd>, Option<BulkView<'m>>)>> {
+        let Some((header, fds, bulk)) = self.recv_frame(payload)? else {
+            return Ok(None);
+        };
+        let view = match bulk {
+            // SAFETY: the caller vouches for the peer (this function's contract).
+            Some((memfd, len)) => Some(unsafe { maps.view(memfd, len) }?),
+            None => None,
+        };
+        Ok(Some((header, fds, view)))
+    }
+
+    /// [`recv_with_maps`](Self::recv_with_maps), each bulk body in a mapping of its own view:
+    /// for tests that hold several views at once.
+    ///
+    /// # Safety
+    ///
+    /// As [`recv_with_maps`](Self::recv_with_maps).
+    #[cfg(test)]
+    #[allow(clippy::type_complexity)]
     pub(crate) unsafe fn recv_with_bulk(
         &mut self,
         payload: &mut Vec<u8>,
-    ) -> io::Result<Option<(Header, Vec<OwnedFd>, Option<BulkView>)>> {
+    ) -> io::Result<Option<(Header, Vec<OwnedFd>, Option<BulkView<'static>>)>> {
         let Some((header, fds, bulk)) = self.recv_frame(payload)? else {
             return Ok(None);
         };

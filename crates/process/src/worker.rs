@@ -4,8 +4,9 @@ use std::os::unix::net::UnixStream;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Mutex;
 
-use multiproc_sys::memory::{mallopt, MallocParam};
+use multiproc_sys::memory::retain_freed;
 
+use crate::bulk::BulkMaps;
 use crate::payload::{lock, Body, Spare};
 use crate::trampoline;
 use crate::wire::{FrameReader, FrameWriter, Header, Kind};
@@ -28,7 +29,11 @@ pub const INIT_FAILED: i32 = 3;
 /// Each task runs under `catch_unwind`: a panic becomes a `Panicked` reply and the worker
 /// carries on. Anything that kills the process (abort, a signal, `exit`) is noticed by the
 /// pool's supervisor as the end of this stream. An `Init` frame runs once, before the tasks;
-/// if it fails, the worker reports it under [`INIT_ID`] and exits.
+/// if it fails, the worker reports it under [`INIT_ID`] and exits. A [`Kind::Setup`] frame
+/// (first, when the pool's `retain_freed_memory` is not 0) makes this process's allocator keep
+/// that much freed memory for later tasks ([`retain_freed`]), for the rest of the process's
+/// life: run `serve` in a worker process, whose allocator is the pool's to tune, never in a
+/// process that has other work.
 ///
 /// # Safety
 ///
@@ -37,7 +42,6 @@ pub const INIT_FAILED: i32 = 3;
 /// names its code by an offset into that image, which is called as is, and a large argument
 /// arrives as a shared buffer the pool promises not to write while the task runs.
 pub unsafe fn serve(stream: UnixStream) -> i32 {
-    keep_large_allocations();
     let Ok(write_half) = stream.try_clone() else {
         return 2;
     };
@@ -47,17 +51,27 @@ pub unsafe fn serve(stream: UnixStream) -> i32 {
     // Buffers for encoding results, and the bulk ones the pool has not released yet.
     let spare = Mutex::new(Spare::default());
     let mut unreleased: Vec<(u64, Body)> = Vec::new();
+    // The mapping of the last argument buffer, kept for the next task's arguments: the pool
+    // encodes them into the buffers it reuses.
+    let mut maps = BulkMaps::default();
     loop {
         // SAFETY: the peer is our pool (this function's contract), which writes a bulk frame's
         // buffer again only after this worker's reply to that frame, and the view is dropped
         // before the reply below.
-        let (header, fds, bulk) = match unsafe { reader.recv_with_bulk(&mut payload) } {
+        let (header, fds, bulk) = match unsafe { reader.recv_with_maps(&mut payload, &mut maps) } {
             Ok(Some(frame)) => frame,
             Ok(None) => return 0,
             Err(_) => return 2,
         };
         match header.kind {
             Kind::Task | Kind::Init => {}
+            Kind::Setup => {
+                // This process is the pool's worker, so its allocator is the pool's to tune.
+                // More than glibc's `int` takes (possible through `Builder::options`, which
+                // checks nothing) is clamped; not glibc: nothing to tune.
+                let _ = retain_freed(i32::try_from(header.call).unwrap_or(i32::MAX));
+                continue;
+            }
             Kind::Shutdown => return 0,
             Kind::Release => {
                 if let Some(at) = unreleased.iter().position(|(id, _)| *id == header.id) {
@@ -111,17 +125,6 @@ pub unsafe fn serve(stream: UnixStream) -> i32 {
     }
 }
 
-/// A worker decodes each large argument into a fresh allocation. glibc serves allocations
-/// above 32 MiB with `mmap` and unmaps them on free, so every 100 MB argument would land on
-/// pages the kernel must fault in and zero again — on our 2-core machine that first touch ran
-/// at 0.4–1.7 GB/s against 12 GB/s for a warm copy. A worker process only runs tasks, so it
-/// serves large allocations from its heap and keeps freed memory for the next task instead.
-fn keep_large_allocations() {
-    // Hints: where the C library is not glibc they are refused, and nothing changes.
-    let _ = mallopt(MallocParam::MmapMax, 0);
-    let _ = mallopt(MallocParam::TrimThreshold, 1 << 30);
-}
-
 fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     match multiproc_core::Error::from_panic(payload) {
         multiproc_core::Error::TaskPanicked { message } => message,
@@ -135,8 +138,10 @@ mod tests {
 
     use multiproc_core::Task;
 
+    use std::os::fd::AsRawFd;
+
     use super::serve;
-    use crate::bulk::BulkView;
+    use crate::bulk::{read_only_maps_of, BulkBuf, BulkView};
     use crate::codec::{encode_into, take_from_bytes};
     use crate::trampoline::offset_of;
     use crate::wire::{FrameReader, FrameWriter, Header, Kind};
@@ -170,7 +175,7 @@ mod tests {
     }
 
     /// The result of task `id`, which must have come in shared memory.
-    fn result(reader: &mut FrameReader, id: u64) -> BulkView {
+    fn result(reader: &mut FrameReader, id: u64) -> BulkView<'static> {
         let mut payload = Vec::new();
         // SAFETY: the peer is `serve`, and the test drops each view before releasing it.
         let (header, _, view) = unsafe { reader.recv_with_bulk(&mut payload) }
@@ -180,7 +185,7 @@ mod tests {
         view.expect("a result of 3 MiB comes in shared memory")
     }
 
-    fn check(view: &BulkView, byte: u8) {
+    fn check(view: &BulkView<'_>, byte: u8) {
         let (got, _) = take_from_bytes::<Vec<Vec<u8>>>(view.as_slice()).unwrap();
         assert!(got.len() == 1 && got[0].len() == LEN, "wrong shape");
         assert!(got[0].iter().all(|&b| b == byte), "overwritten");
@@ -215,5 +220,76 @@ mod tests {
         drop(writer);
         drop(reader);
         assert_eq!(worker.join().unwrap(), 0);
+    }
+
+    fn total(bytes: Vec<u8>) -> u64 {
+        bytes.iter().map(|&b| u64::from(b)).sum()
+    }
+
+    /// Sends task `id`, `total` of [`LEN`] bytes of `byte`, in the bulk buffer `buf`, and
+    /// returns its result.
+    fn total_in(
+        writer: &mut FrameWriter,
+        reader: &mut FrameReader,
+        buf: &mut BulkBuf,
+        id: u64,
+        byte: u8,
+    ) -> u64 {
+        buf.clear();
+        let args = encode_into(&vec![vec![byte; LEN]], Vec::new()).unwrap();
+        buf.extend_from_slice(&args).unwrap();
+        let header = Header {
+            kind: Kind::Task,
+            id,
+            call: offset_of(total as Task<Vec<u8>, u64>).unwrap(),
+        };
+        writer.send_bulk(header, buf, &[]).unwrap();
+        writer.flush().unwrap();
+        let mut payload = Vec::new();
+        let (header, _) = reader.recv(&mut payload).unwrap().unwrap();
+        assert_eq!((header.kind, header.id), (Kind::Done, id));
+        take_from_bytes::<Vec<u64>>(&payload).unwrap().0[0]
+    }
+
+    #[test]
+    fn a_worker_keeps_its_mapping_of_an_argument_buffer_for_the_next_task() {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        // SAFETY: as in the test above; the test writes a buffer only after its task's reply.
+        let worker = std::thread::spawn(move || unsafe { serve(theirs) });
+        let mut writer = FrameWriter::new(ours.try_clone().unwrap());
+        let mut reader = FrameReader::new(ours);
+        let mut first = BulkBuf::with_capacity(LEN).unwrap();
+        let inode = |b: &BulkBuf| nix::sys::stat::fstat(b.fd().as_raw_fd()).unwrap().st_ino;
+        assert_eq!(
+            total_in(&mut writer, &mut reader, &mut first, 0, 1),
+            LEN as u64
+        );
+        assert_eq!(
+            read_only_maps_of(inode(&first)),
+            1,
+            "not kept after the task"
+        );
+        // The same buffer, written again: read through the kept mapping, the new bytes.
+        assert_eq!(
+            total_in(&mut writer, &mut reader, &mut first, 1, 2),
+            2 * LEN as u64
+        );
+        assert_eq!(read_only_maps_of(inode(&first)), 1);
+        // Another buffer: its mapping replaces the first's.
+        let mut second = BulkBuf::with_capacity(LEN).unwrap();
+        assert_eq!(
+            total_in(&mut writer, &mut reader, &mut second, 2, 3),
+            3 * LEN as u64
+        );
+        assert_eq!(read_only_maps_of(inode(&first)), 0);
+        assert_eq!(read_only_maps_of(inode(&second)), 1);
+        drop(writer);
+        drop(reader);
+        assert_eq!(worker.join().unwrap(), 0);
+        assert_eq!(
+            read_only_maps_of(inode(&second)),
+            0,
+            "unmapped when the worker ends"
+        );
     }
 }

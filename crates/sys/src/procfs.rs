@@ -22,6 +22,10 @@ pub struct Stat {
     pub state: u8,
     /// Field 4, the parent's pid.
     pub ppid: u32,
+    /// Field 10, the minor page faults of the whole process so far (for a thread's line,
+    /// that thread's): pages it touched that needed no disk read — a fresh page faulted in,
+    /// or a page of memory it had mapped without touching yet.
+    pub minor_faults: u64,
     /// Field 22, the start time in clock ticks since boot: with the pid, it names a process
     /// uniquely (a recycled pid has another start time).
     pub start_time: u64,
@@ -44,10 +48,12 @@ pub fn parse_stat(line: &[u8]) -> Option<Stat> {
         .filter(|f| !f.is_empty());
     let state = *fields.next()?.first()?;
     let ppid = u32::try_from(number(fields.next()?)?).ok()?;
-    let start_time = number(fields.nth(17)?)?; // fields 5..=21 skipped: field 22 is next
+    let minor_faults = number(fields.nth(5)?)?; // fields 5..=9 skipped: field 10 is next
+    let start_time = number(fields.nth(11)?)?; // fields 11..=21 skipped: field 22 is next
     Some(Stat {
         state,
         ppid,
+        minor_faults,
         start_time,
     })
 }
@@ -217,6 +223,7 @@ mod tests {
             Some(Stat {
                 state: b'S',
                 ppid: 1,
+                minor_faults: 7,
                 start_time: 424_242
             })
         );
@@ -229,6 +236,10 @@ mod tests {
         let me = stat(std::process::id()).unwrap();
         assert!(matches!(me.state, b'R' | b'S'));
         assert!(me.start_time > 0);
+        // Touching a fresh page is a minor fault.
+        let page = vec![1u8; 1 << 20];
+        std::hint::black_box(&page);
+        assert!(stat(std::process::id()).unwrap().minor_faults > me.minor_faults);
         assert_eq!(me.ppid, nix::unistd::getppid().as_raw() as u32);
         assert!(!me.is_dead());
         let tid = crate::thread::gettid() as u32;

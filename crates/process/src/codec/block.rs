@@ -12,7 +12,7 @@
 
 use std::any::{Any, TypeId};
 
-use multiproc_sys::memory::advise_hugepages;
+use multiproc_sys::memory::vec_with_hugepages;
 
 use super::decode::Deserializer;
 use super::{CodecError, Output};
@@ -20,13 +20,6 @@ use super::{CodecError, Output};
 /// Bytes converted per [`Output::write`] on a big-endian target's encoding: a block that stays
 /// in the first-level cache.
 const BLOCK: usize = 4096;
-
-/// From this many bytes on, a decoded vector asks for transparent huge pages. A large vector
-/// decoded in a process that does not keep freed memory for the next one (the pool's
-/// supervisor, and a forked worker: its thread's glibc arena cannot hold allocations above
-/// 64 MiB, so each is mapped afresh) lands on pages the kernel must fault in and zero; in
-/// 2 MiB pages that costs a fraction of 4 KiB ones.
-const HUGE_MIN: usize = 4 << 20;
 
 /// Calls `$apply!(element, wire)` for every element type of the block path and the type its
 /// bytes are written as. `usize` and `isize` are 8-byte values (serde serializes them as
@@ -120,12 +113,11 @@ pub(super) fn decode<T: 'static>(de: &mut Deserializer<'_>) -> Option<Result<T, 
                     Ok(bytes) => bytes,
                     Err(e) => return Some(Err(e)),
                 };
-                let mut v = Vec::with_capacity(bytes.len() / N);
-                if bytes.len() >= HUGE_MIN {
-                    // Fresh pages, faulted in 2 MiB at a time rather than 4 KiB (a hint:
-                    // refused, it changes nothing).
-                    let _ = advise_hugepages(v.spare_capacity_mut());
-                }
+                // A large vector decoded where freed memory is not kept for the next one (the
+                // pool's process; a forked worker's block above 64 MiB, which its thread's
+                // glibc arena cannot hold) lands on fresh pages: huge ones, where the kernel
+                // has them.
+                let mut v = vec_with_hugepages(bytes.len() / N);
                 v.extend(bytes.chunks_exact(N).map(|c| {
                     let c: [u8; N] = c.try_into().expect("chunks_exact gives N bytes");
                     <$wire>::from_le_bytes(c) as $t

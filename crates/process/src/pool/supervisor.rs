@@ -17,7 +17,7 @@ use super::reap::{reap_with, stop_and_reap};
 use super::shared::{head_wire, pack_head, Counters, Listed, Shared};
 use super::watch::{rss_of, watch, Killed};
 use super::{lock, Launcher, Worker, PIPELINE_BYTES, PIPELINE_DEPTH, PIPELINE_REFILL};
-use crate::bulk::BulkView;
+use crate::bulk::{BulkMaps, BulkView};
 use crate::payload::{Body, Spare, SPARE_BYTES};
 use crate::wire::{FrameReader, FrameWriter, Header, Kind};
 use crate::worker::INIT_ID;
@@ -210,8 +210,9 @@ fn launch_replacement<L: Launcher>(shared: &Shared<L>) -> Result<Worker, Option<
 }
 
 /// Feeds the worker from the queue and delivers its replies until the pool stops or the
-/// worker's stream breaks. A worker's session starts with the pool's initializer, if any,
-/// then `first` (a task to retry), if any. With `task_timeout`, a task that runs too long has
+/// worker's stream breaks. A worker's session starts with its process's settings (a
+/// [`Kind::Setup`] frame, when `retain_freed_memory` is not 0), the pool's initializer, if
+/// any, then `first` (a task to retry), if any. With `task_timeout`, a task that runs too long has
 /// its worker killed; with `max_tasks_per_child`, the session ends after that many tasks.
 fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: Option<Job>) -> End {
     shared.running[slot].store(0, Ordering::SeqCst);
@@ -226,17 +227,34 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
     let mut reader = FrameReader::new(read_half);
     let mut writer = FrameWriter::new(write_half);
     let counters = &shared.counters;
-    if let Some(init) = &shared.init {
-        let header = Header {
-            kind: Kind::Init,
-            id: INIT_ID,
-            call: init.call,
-        };
-        if send_body(&mut writer, header, &init.payload, &init.fds, counters).is_err() {
-            let mut sent = VecDeque::new();
-            sent.extend(first);
-            return End::Broken(sent, None);
+    // The worker process's settings (how much freed memory it keeps), then the pool's
+    // initializer: queued here, they leave with the first tasks.
+    let retain = shared.options.retained_memory();
+    let setup = Header {
+        kind: Kind::Setup,
+        id: 0,
+        call: retain,
+    };
+    let queued = if retain > 0 {
+        writer.send(setup, &[], &[])
+    } else {
+        Ok(())
+    };
+    let queued = queued.and_then(|()| match &shared.init {
+        Some(init) => {
+            let header = Header {
+                kind: Kind::Init,
+                id: INIT_ID,
+                call: init.call,
+            };
+            send_body(&mut writer, header, &init.payload, &init.fds, counters)
         }
+        None => Ok(()),
+    });
+    if queued.is_err() {
+        let mut sent = VecDeque::new();
+        sent.extend(first);
+        return End::Broken(sent, None);
     }
     // The supervisor watches its worker itself only with `memory_limit`; a timeout alone is
     // the watchdog's (see `shared::watchdog`).
@@ -262,6 +280,9 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
     let mut sent: VecDeque<(u64, Job)> = VecDeque::new();
     let mut next_id = 0u64;
     let mut payload = Vec::new();
+    // The mapping of the worker's last result buffer, kept for its next large result: the
+    // worker writes its results into the buffers it reuses once released.
+    let mut maps = BulkMaps::default();
     let broken = |sent: VecDeque<(u64, Job)>, killed: Option<(u64, Killed)>| {
         let why = killed.map(|(id, why)| match sent.front() {
             Some((head, _)) if *head == id => why,
@@ -393,7 +414,7 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
         // SAFETY: our worker follows the bulk protocol (`crate::worker::serve`): it writes
         // the buffer of a bulk reply again only after the `Release` frame sent below, once the
         // view is dropped.
-        let (header, fds, view) = match unsafe { reader.recv_with_bulk(&mut payload) } {
+        let (header, fds, view) = match unsafe { reader.recv_with_maps(&mut payload, &mut maps) } {
             Ok(Some(frame)) => frame,
             _ => {
                 if watched {
@@ -461,7 +482,12 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
             Kind::Failed => Err(Error::Serialization(
                 String::from_utf8_lossy(reply).into_owned(),
             )),
-            Kind::Task | Kind::Shutdown | Kind::Init | Kind::Message | Kind::Release => {
+            Kind::Task
+            | Kind::Shutdown
+            | Kind::Init
+            | Kind::Message
+            | Kind::Release
+            | Kind::Setup => {
                 sent.push_front((header.id, job));
                 return broken(sent, killed);
             }

@@ -29,10 +29,12 @@ use crate::{cpu_count, Error, Executor, ExitCause, Packed, PoolOptions, Task};
 mod failures;
 mod options;
 mod ownership;
+mod retention;
 
 pub use failures::*;
 pub use options::*;
 pub use ownership::*;
+pub use retention::*;
 
 /// Every wait of this suite is bounded by this; passing it is a failure (a hang), not a
 /// tuning matter.
@@ -270,7 +272,8 @@ fn worker_pids<E: Executor>(p: &E) -> BTreeSet<u32> {
 /// created with: [`a_pool_that_cannot_replace_its_workers_breaks`]) it also runs the checks
 /// that need them, in a module named `process_pool_conformance`; adding `options = h` (a
 /// [`MakeWith`]: a pool from a builder's [`PoolOptions`]) runs the options' checks
-/// (`task_timeout`, `retries`, `max_tasks_per_child`) in `process_pool_options_conformance`.
+/// (`task_timeout`, `retries`, `max_tasks_per_child`, `memory_limit`,
+/// `retain_freed_memory`) in `process_pool_options_conformance`.
 #[macro_export]
 macro_rules! process_executor_conformance {
     ($make:expr) => {
@@ -371,6 +374,18 @@ macro_rules! process_executor_conformance {
             #[test]
             fn max_tasks_per_child_replaces_workers() {
                 suite::max_tasks_per_child_replaces_workers($with)
+            }
+            #[test]
+            fn a_worker_keeps_freed_memory_for_its_next_task() {
+                suite::a_worker_keeps_freed_memory_for_its_next_task($with)
+            }
+            #[test]
+            fn retain_freed_memory_zero_gives_freed_memory_back() {
+                suite::retain_freed_memory_zero_gives_freed_memory_back($with)
+            }
+            #[test]
+            fn retain_freed_memory_keeps_at_most_its_bytes() {
+                suite::retain_freed_memory_keeps_at_most_its_bytes($with)
             }
         }
     };

@@ -29,7 +29,7 @@ pub fn results_can_be_awaited<E: Executor>(make: MakePool<E>) {
 /// Makes a pool with a builder's options (`|o| Pool::builder().options(o).build()`).
 pub type MakeWith<E> = fn(PoolOptions) -> crate::Result<E>;
 
-fn pool_with<E: Executor>(make: MakeWith<E>, options: PoolOptions) -> E {
+pub(super) fn pool_with<E: Executor>(make: MakeWith<E>, options: PoolOptions) -> E {
     make(options.clone()).unwrap_or_else(|e| panic!("creating a pool with {options:?} failed: {e}"))
 }
 
