@@ -230,7 +230,7 @@ struct Opts {
     #[arg(long, default_value_t = 16)]
     crunch_workers: usize,
     /// Trivial-task overhead: tasks.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 5_000)]
     tasks: usize,
     /// Large payload: MiB of f64.
     #[arg(long, default_value_t = 100)]
