@@ -178,7 +178,7 @@ struct Opts {
     cell_seconds: f64,
     /// `--cell-seconds` for the Python side's cells (a smaller budget keeps `all` within
     /// 3 minutes on 2 cores: Python and its peers are most of the run).
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.3)]
     py_cell_seconds: f64,
     /// A run with no result after this many seconds fails: its workers are killed (10: the
     /// 500 MB copy rows take 2-3 s on a loaded 2-core machine, their first run more).
