@@ -21,8 +21,9 @@ use crate::ShmBuffer;
 /// A read-only array of `T` in shared memory, the same bytes in every process that holds it:
 /// plain `&[T]` and ndarray views, safely, from any thread of any process.
 ///
-/// Made by [`LocalArray::freeze`] or [`RawArray::freeze`](crate::RawArray::freeze) (no copy),
-/// or [`from_slice`](Self::from_slice) / [`from_iter`](Self::from_iter). Freezing seals the
+/// Made by [`LocalArray::freeze`](crate::LocalArray::freeze) or
+/// [`RawArray::freeze`](crate::RawArray::freeze) (no copy), or
+/// [`from_slice`](Self::from_slice) / [`from_iter`](Self::from_iter). Freezing seals the
 /// memfd with `F_SEAL_WRITE`: the kernel grants that seal only when no process maps the file
 /// writably, and from then on refuses every way of changing it — a writable mapping,
 /// `write(2)`, hole punching, resizing — in every process. So no reference handed out here can
