@@ -157,10 +157,11 @@ impl<P: FromOptions> Builder<P> {
     /// Where it applies: only in the pool's worker processes (set by the worker itself, after
     /// the fork or the start: the process that makes the pool keeps its own allocator
     /// settings), and only where the C library is glibc (elsewhere, and under a
-    /// `#[global_allocator]` other than the system's, it changes nothing). A forked worker
-    /// runs its tasks on a thread with its own glibc arena, whose heaps hold blocks of at most
-    /// 64 MiB: larger blocks are still mapped afresh there (a spawned worker runs them on the
-    /// main thread, whose heap has no such bound). Retained memory is resident: it counts
+    /// `#[global_allocator]` other than the system's, it changes nothing). A worker forked
+    /// for a pool made on any thread but the main one runs its tasks on a thread with its own
+    /// glibc arena, whose heaps hold blocks of at most 64 MiB: larger blocks are still mapped
+    /// afresh there (a pool made on the main thread forks from it, and its workers, like
+    /// spawned ones, run in the main arena, whose heap has no such bound). Retained memory is resident: it counts
     /// towards [`memory_limit`](Self::memory_limit), and freed blocks that are not at the top
     /// of the heap may stay resident beyond `bytes` (glibc returns only the top).
     pub fn retain_freed_memory(mut self, bytes: u64) -> Self {
