@@ -5,7 +5,6 @@ use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 
 use bytemuck::Pod;
-use multiproc_sys::memory::vec_with_hugepages;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
@@ -90,9 +89,8 @@ impl<'de, T: Pod> Deserialize<'de> for Packed<T> {
                     return Ok(Packed(vec![T::zeroed(); bytes.len()]));
                 }
                 // Read into a Vec<T> in one pass (no zero-fill first), so alignment is T's
-                // whatever the input's was; a large one in huge pages where its memory is
-                // fresh (as the codec's vectors of numbers).
-                let mut v = vec_with_hugepages(bytes.len() / size);
+                // whatever the input's was (in 4 KiB pages, as the codec's vectors of numbers).
+                let mut v = Vec::with_capacity(bytes.len() / size);
                 v.extend(
                     bytes
                         .chunks_exact(size)

@@ -77,22 +77,6 @@ pub fn advise_hugepages<T>(memory: &mut [MaybeUninit<T>]) -> bool {
     rc == 0
 }
 
-/// An empty vector with room for exactly `len` values, to be filled at once: from
-/// [`HUGE_MIN`](crate::pages::HUGE_MIN) bytes on, its whole 2 MiB pages are advised as
-/// transparent huge pages ([`advise_hugepages`]). A large vector in memory the process does
-/// not have yet (glibc maps blocks above its `mmap` threshold afresh) is then faulted in 2 MiB
-/// at a time rather than 4 KiB: on our 2-core VM, writing 100 MiB of fresh memory took 78–141
-/// ms in 4 KiB pages and 17–29 ms in huge ones (once the kernel had huge pages free: the first
-/// time took 529 ms).
-pub fn vec_with_hugepages<T>(len: usize) -> Vec<T> {
-    let mut v = Vec::with_capacity(len);
-    if std::mem::size_of::<T>().saturating_mul(len) >= crate::pages::HUGE_MIN {
-        // A hint: refused, it changes nothing.
-        let _ = advise_hugepages(&mut v.spare_capacity_mut()[..len]);
-    }
-    v
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,10 +88,6 @@ mod tests {
         let _ = advise_hugepages(v.spare_capacity_mut());
         v.extend(0..1 << 20);
         assert_eq!(v[12345], 12345);
-        for len in [0, 3, crate::pages::HUGE_MIN] {
-            let v = vec_with_hugepages::<u16>(len);
-            assert!(v.is_empty() && v.capacity() >= len);
-        }
         assert!(!advise_hugepages(
             &mut Vec::<u8>::with_capacity(16).spare_capacity_mut()[..16]
         ));

@@ -12,8 +12,6 @@
 
 use std::any::{Any, TypeId};
 
-use multiproc_sys::memory::vec_with_hugepages;
-
 use super::decode::Deserializer;
 use super::{CodecError, Output};
 
@@ -113,11 +111,9 @@ pub(super) fn decode<T: 'static>(de: &mut Deserializer<'_>) -> Option<Result<T, 
                     Ok(bytes) => bytes,
                     Err(e) => return Some(Err(e)),
                 };
-                // A large vector decoded where freed memory is not kept for the next one (the
-                // pool's process; a forked worker's block above 64 MiB, which its thread's
-                // glibc arena cannot hold) lands on fresh pages: huge ones, where the kernel
-                // has them.
-                let mut v = vec_with_hugepages(bytes.len() / N);
+                // Plain 4 KiB pages, not huge ones: on our VM a fresh transparent huge page
+                // was fast one run and ten times slower the next (ARCHITECTURE.md, "One codec").
+                let mut v = Vec::with_capacity(bytes.len() / N);
                 v.extend(bytes.chunks_exact(N).map(|c| {
                     let c: [u8; N] = c.try_into().expect("chunks_exact gives N bytes");
                     <$wire>::from_le_bytes(c) as $t
