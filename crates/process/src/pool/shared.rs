@@ -189,9 +189,7 @@ impl<L> Shared<L> {
     /// [`wakeups_needed`](Self::wakeups_needed), so the count never exceeds the supervisors
     /// still on their way.
     pub(super) fn arrive(&self, _queue: &MutexGuard<'_, Queue>) {
-        let _ = self
-            .looking
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        self.withdraw_announcements(1);
     }
 
     /// How many sleeping supervisors `added` new jobs must wake, called with the queue lock
@@ -199,16 +197,17 @@ impl<L> Shared<L> {
     /// one of them (it takes at least one job when its worker is idle), so each spares one
     /// wake-up.
     pub(super) fn wakeups_needed(&self, _queue: &MutexGuard<'_, Queue>, added: usize) -> usize {
-        let mut spared = 0;
-        while spared < added
-            && self
-                .looking
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                .is_ok()
-        {
-            spared += 1;
-        }
-        added - spared
+        added - self.withdraw_announcements(added)
+    }
+
+    /// Withdraws up to `at_most` announcements in one step; how many there were to withdraw.
+    /// Called only under the queue lock (see [`arrive`](Self::arrive)).
+    fn withdraw_announcements(&self, at_most: usize) -> usize {
+        self.looking
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                Some(n - n.min(at_most))
+            })
+            .map_or(0, |before| before.min(at_most))
     }
 
     /// The error for work refused by a closed pool.
