@@ -89,14 +89,9 @@ impl<'de, T: Pod> Deserialize<'de> for Packed<T> {
                     return Ok(Packed(vec![T::zeroed(); bytes.len()]));
                 }
                 // Read into a Vec<T> in one pass (no zero-fill first), so alignment is T's
-                // whatever the input's was (in 4 KiB pages, as the codec's vectors of numbers).
-                let mut v = Vec::with_capacity(bytes.len() / size);
-                v.extend(
-                    bytes
-                        .chunks_exact(size)
-                        .map(bytemuck::pod_read_unaligned::<T>),
-                );
-                Ok(Packed(v))
+                // whatever the input's was (in 4 KiB pages, as the codec's vectors of numbers),
+                // a large one with its pages' faults spread over the cores.
+                Ok(Packed(multiproc_sys::memory::vec_from_bytes(bytes)))
             }
             fn visit_byte_buf<E: de::Error>(self, bytes: Vec<u8>) -> Result<Packed<T>, E> {
                 self.visit_bytes(&bytes)

@@ -113,11 +113,18 @@ pub(super) fn decode<T: 'static>(de: &mut Deserializer<'_>) -> Option<Result<T, 
                 };
                 // Plain 4 KiB pages, not huge ones: on our VM a fresh transparent huge page
                 // was fast one run and ten times slower the next (ARCHITECTURE.md, "One codec").
-                let mut v = Vec::with_capacity(bytes.len() / N);
-                v.extend(bytes.chunks_exact(N).map(|c| {
-                    let c: [u8; N] = c.try_into().expect("chunks_exact gives N bytes");
-                    <$wire>::from_le_bytes(c) as $t
-                }));
+                // Little-endian: the bytes are the values' own (`$t` and `$wire` have one
+                // size), copied with the fresh pages' faults spread over the cores.
+                #[cfg(target_endian = "little")]
+                let v: Vec<$t> = multiproc_sys::memory::vec_from_bytes(bytes);
+                #[cfg(not(target_endian = "little"))]
+                let v: Vec<$t> = bytes
+                    .chunks_exact(N)
+                    .map(|c| {
+                        let c: [u8; N] = c.try_into().expect("chunks_exact gives N bytes");
+                        <$wire>::from_le_bytes(c) as $t
+                    })
+                    .collect();
                 *out = Some(v);
                 return slot.map(Ok);
             }
