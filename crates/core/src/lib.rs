@@ -69,6 +69,7 @@ mod packed;
 #[cfg(feature = "progress")]
 mod progress;
 mod result;
+mod spin;
 pub mod sync;
 mod task;
 #[cfg(feature = "testing")]
@@ -89,6 +90,7 @@ pub use memory::{
 pub use options::{cpu_count, PoolOptions, DEFAULT_RETAINED_MEMORY, MAX_RETAINED_MEMORY};
 pub use packed::Packed;
 pub use result::{block_on, AsyncResult, AsyncResultFuture, ChunkSink, Completer, IMap, IMapNext};
+pub use spin::{spin_until, SPIN};
 pub use sync::{
     Barrier, Condition, Event, Lock, LockError, LockGuard, LockResult, RLock, Semaphore,
     SyncFamily, SyncPrimitive,

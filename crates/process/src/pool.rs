@@ -301,6 +301,7 @@ impl<L: Launcher> ProcessPool<L> {
             queue: Mutex::new(Queue::default()),
             work: Condvar::new(),
             looking: AtomicUsize::new(0),
+            submissions: AtomicUsize::new(0),
             #[cfg(test)]
             idle_wakeups: AtomicUsize::new(0),
             idle: Arc::new(Idle::default()),
@@ -435,6 +436,7 @@ impl<L: Launcher> ProcessPool<L> {
         }
         let added = jobs.len();
         q.jobs.extend(jobs);
+        self.shared.submissions.fetch_add(1, Ordering::Release);
         let wake = self.shared.wakeups_needed(&q, added);
         drop(q);
         // Only idle supervisors wait, and each takes one job at least: wake as many as there

@@ -15,7 +15,7 @@
 //! | this process's id, cached across calls and cleared in forked children | `getpid`, `pthread_atfork` | [`process`] |
 //! | the kernel's id of a thread | `gettid` | [`thread`] |
 //! | secrets | `getrandom` | [`random`] |
-//! | allocator and paging hints | `mallopt`, `madvise(MADV_HUGEPAGE)` | [`memory`] |
+//! | allocator and paging hints; filling a fresh vector with its page faults on several cores | `mallopt`, `madvise(MADV_HUGEPAGE)`, scoped threads | [`memory`] |
 //! | huge pages for shared memory: what the system offers, hugetlb memfds, THP advice | `/proc/meminfo`, `shmem_enabled`, `MFD_HUGETLB`, `madvise(MADV_HUGEPAGE)` | [`pages`], [`memfd::create_shared`] |
 //! | reading a socket straight into a `Vec`'s spare capacity | `recv(MSG_WAITALL)` | [`socket`] |
 //!

@@ -2,7 +2,7 @@
 
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use super::{lock, Completer};
 use crate::cancel::CancelToken;
 use crate::error::{Error, Result};
+use crate::spin::{spin_until, SPIN};
 
 pub(super) enum State<T> {
     Pending,
@@ -24,6 +25,8 @@ pub(super) struct Slot<T> {
     /// one waits (a notification is a system call, and most results of a batch of
     /// `apply_async` are complete before anyone waits for them).
     sleepers: AtomicUsize,
+    /// Set by `complete` (under `state`'s lock): what a waiter's spin checks without the lock.
+    done: AtomicBool,
     /// The task awaiting it (`.await`), registered under `state`'s lock.
     waker: Mutex<Option<Waker>>,
 }
@@ -33,6 +36,7 @@ impl<T> Slot<T> {
         let mut state = lock(&self.state);
         if matches!(*state, State::Pending) {
             *state = State::Done(value);
+            self.done.store(true, Ordering::Release);
             let sleeping = self.sleepers.load(Ordering::Relaxed) > 0;
             let waker = lock(&self.waker).take();
             drop(state);
@@ -51,6 +55,12 @@ impl<T> Slot<T> {
 
     fn is_pending(&self) -> bool {
         matches!(*lock(&self.state), State::Pending)
+    }
+
+    /// Spins for at most `budget` (capped at [`SPIN`]) until the slot is complete, so that a
+    /// result arriving within a round trip is taken without a sleep and its wake-up.
+    fn spin(&self, budget: Duration) {
+        spin_until(budget.min(SPIN), || self.done.load(Ordering::Acquire));
     }
 
     /// Waits on `ready` (at most `timeout`), counted in `sleepers` while it does.
@@ -104,6 +114,7 @@ impl<T> AsyncResult<T> {
             state: Mutex::new(State::Pending),
             ready: Condvar::new(),
             sleepers: AtomicUsize::new(0),
+            done: AtomicBool::new(false),
             waker: Mutex::new(None),
         });
         (
@@ -138,6 +149,7 @@ impl<T> AsyncResult<T> {
 
     /// Blocks until the task has finished.
     pub fn wait(&self) {
+        self.slot.spin(SPIN);
         let mut state = lock(&self.slot.state);
         while matches!(*state, State::Pending) {
             state = self.slot.sleep(state, None);
@@ -147,6 +159,7 @@ impl<T> AsyncResult<T> {
     /// Blocks until the task has finished or `timeout` has passed; returns whether it finished.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         let deadline = Instant::now().checked_add(timeout);
+        self.slot.spin(timeout);
         let mut state = lock(&self.slot.state);
         while matches!(*state, State::Pending) {
             let Some(deadline) = deadline else {

@@ -80,6 +80,9 @@ pub(super) struct Shared<L> {
     /// Supervisors that have just delivered their worker's last reply and are on their way
     /// to the queue (see [`Shared::announce`]): a submission finding one skips its wake-up.
     pub(super) looking: AtomicUsize,
+    /// Bumped by every submission once its jobs are queued (under the queue lock): what an
+    /// idle supervisor's brief spin watches, off the lock (see the supervisor's queue visit).
+    pub(super) submissions: AtomicUsize,
     /// Times a supervisor woke up in `work` to find no job and the pool not stopping.
     #[cfg(test)]
     pub(super) idle_wakeups: AtomicUsize,
