@@ -86,6 +86,10 @@ pub fn advise_hugepages<T>(memory: &mut [MaybeUninit<T>]) -> bool {
 /// the thread would cost more than the page faults it takes off this one.
 pub const PART: usize = 8 << 20;
 
+/// The page size the parts of [`vec_from_bytes`] are aligned to (a larger page only means
+/// that two threads may touch one).
+const PAGE: usize = 4096;
+
 /// The most threads one [`vec_from_bytes`] copies on, this one included.
 const MAX_PARTS: usize = 4;
 
@@ -95,8 +99,8 @@ const MAX_PARTS: usize = 4;
 /// A large vector lands in fresh pages, and on a virtual machine faulting a fresh page in
 /// costs several times the copy itself (1.7 µs per 4 KiB page on our 2-core VM, against a
 /// warm copy of 10 GB/s). The faults of different pages proceed in parallel on different
-/// cores, so from [`PART`] bytes on the copy is split into parts of at least that size, each
-/// on a thread of its own (at most 4, and no more than the machine has cores); on our VM
+/// cores, so from twice [`PART`] bytes on the copy is split into parts of at least that size,
+/// each on a thread of its own (at most 4, and no more than the machine has cores); on our VM
 /// two threads copied 100 MiB into fresh memory in 40–47 ms against 74–92 ms on one. A
 /// thread the system refuses to start leaves its part to this one.
 ///
@@ -141,18 +145,26 @@ fn parts(bytes: usize) -> usize {
 /// Copies `src` into `dst` (the same length), in [`parts`] parts on as many threads.
 fn copy_spread(src: &[u8], dst: &mut [MaybeUninit<u8>]) {
     debug_assert_eq!(src.len(), dst.len());
-    // Parts of whole pages, so that no page is faulted in by two threads.
+    // Parts of whole pages, their bounds on page boundaries of `dst` (the first part also
+    // takes the bytes before its first boundary), so that no page is faulted in by two
+    // threads.
     let part = src
         .len()
         .div_ceil(parts(src.len()))
-        .next_multiple_of(4096)
-        .max(4096);
+        .next_multiple_of(PAGE)
+        .max(PAGE);
+    let lead = dst.as_ptr().align_offset(PAGE).min(src.len());
     // Each part in a slot, so that a part whose thread did not start is still at hand here.
-    let slots: Vec<Mutex<Part<'_>>> = src
-        .chunks(part)
-        .zip(dst.chunks_mut(part))
-        .map(|pair| Mutex::new(Some(pair)))
-        .collect();
+    let mut slots: Vec<Mutex<Part<'_>>> = Vec::new();
+    let (mut src, mut dst) = (src, dst);
+    let mut next = lead + part;
+    while !src.is_empty() {
+        let n = next.min(src.len());
+        let (s, src_rest) = src.split_at(n);
+        let (d, dst_rest) = dst.split_at_mut(n);
+        slots.push(Mutex::new(Some((s, d))));
+        (src, dst, next) = (src_rest, dst_rest, part);
+    }
     thread::scope(|scope| {
         for slot in slots.iter().skip(1) {
             let started = thread::Builder::new()

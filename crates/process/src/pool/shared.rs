@@ -77,8 +77,8 @@ pub(super) struct Shared<L> {
     pub(super) counters: Counters,
     pub(super) queue: Mutex<Queue>,
     pub(super) work: Condvar,
-    /// Supervisors that have just delivered their worker's last reply and are on their way
-    /// to the queue (see [`Shared::announce`]): a submission finding one skips its wake-up.
+    /// Supervisors on their way to the queue, or watching it off its lock before they sleep
+    /// (see [`Shared::announce`]): a submission finding one skips its wake-up.
     pub(super) looking: AtomicUsize,
     /// Bumped by every submission once its jobs are queued (under the queue lock): what an
     /// idle supervisor's brief spin watches, off the lock (see the supervisor's queue visit).
@@ -181,8 +181,10 @@ impl<L> Shared<L> {
     /// A supervisor about to deliver its idle worker's last reply announces that it will
     /// look at the queue next, before the delivery can wake the caller: a caller submitting
     /// its next task at once then lets this supervisor take it instead of waking a sleeping
-    /// one that would find nothing (on two cores that wake-up competes with the worker).
-    /// Every announcement is followed by [`arrive`](Self::arrive) under the queue lock.
+    /// one that would find nothing (on two cores that wake-up competes with the worker). An
+    /// idle supervisor announces itself again while it spins for a task off the queue lock,
+    /// before it sleeps. Every announcement is followed by [`arrive`](Self::arrive) under the
+    /// queue lock, and then by a look at the queue in the same hold of the lock.
     pub(super) fn announce(&self) {
         self.looking.fetch_add(1, Ordering::SeqCst);
     }

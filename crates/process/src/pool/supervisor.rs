@@ -343,6 +343,14 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
                     break;
                 } else if q.stopping {
                     return End::Stop;
+                } else if !cancelled.is_empty() {
+                    // Cancelled jobs taken on this visit are finished before any sleep: held
+                    // across it, their tickets would keep `join` waiting.
+                    drop(q);
+                    for job in cancelled.drain(..) {
+                        job.finish(Err(Error::Cancelled));
+                    }
+                    q = lock(&shared.queue);
                 } else if !spun {
                     // Idle: before sleeping, watch the queue off its lock for a moment, as a
                     // supervisor on its way (announced), so that a caller submitting its next

@@ -58,3 +58,34 @@ fn one_task_after_another_wakes_no_idle_supervisor_for_nothing() {
     // other supervisor for most of the 300 tasks.
     assert!(idle <= 10, "{idle} wake-ups found no job in 300 tasks");
 }
+
+/// A job whose submission was cancelled before a supervisor took it (the flag is set before
+/// the canceller removes queued jobs; here, before the job is even queued) is finished by
+/// that supervisor before it sleeps: held across the sleep, its ticket would keep `join`
+/// waiting for ever.
+#[test]
+fn a_job_cancelled_before_a_supervisor_takes_it_does_not_keep_join_waiting() {
+    use multiproc_core::{Batch, ChunkSink, Error};
+    use std::num::NonZeroUsize;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    let pool = std::sync::Arc::new(ProcessPool::new(1, ThreadWorkers).unwrap());
+    // The supervisor is idle after this: it will sleep once it finds the queue empty.
+    assert_eq!(pool.apply(inc, 1).unwrap(), 2);
+    let (sink, result) = ChunkSink::<u64>::single();
+    assert!(result.cancel());
+    let one = NonZeroUsize::new(1).unwrap();
+    pool.submit(inc, Batch::new(vec![7u64], one), sink).unwrap();
+    pool.close();
+    let (done, joined) = mpsc::channel();
+    let joiner = pool.clone();
+    std::thread::spawn(move || done.send(joiner.join()));
+    // A generous deadline: `join` has nothing to wait for but one cancelled job.
+    let outcome = joined.recv_timeout(Duration::from_secs(20));
+    assert!(
+        matches!(outcome, Ok(Ok(()))),
+        "join did not return: {outcome:?}"
+    );
+    assert!(matches!(result.get(), Err(Error::Cancelled)));
+}
