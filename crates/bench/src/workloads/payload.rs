@@ -16,8 +16,10 @@
 //! Inheritance cannot deliver a payload made after the pool exists (the sum measures it).
 //!
 //! Every pool row here is a warm row: one pool per backend is created before the cells and
-//! reused by all of them; its first use is the first cell's warm-up run (untimed, its time in
-//! `results.json` as `warmup_s`), so every timed run is a repeated use. The limit of a row is
+//! reused by all of them; each of its workers first makes two results (untimed: a worker's
+//! memory is in its steady state from its third 100 MiB result on), then each cell's
+//! warm-up run (untimed, its time in `results.json` as `warmup_s`), so every timed run is a
+//! repeated use. The limit of a row is
 //! one copy of the payload on one thread, plus one pass over it for the shm rows (the task
 //! reads the argument there, or writes the result there).
 
@@ -196,6 +198,16 @@ pub(crate) fn run(r: &mut Runner) -> Res<()> {
                 continue;
             }
             let pool = Pool::with_init(backend, workers, init_shm, data())?;
+            if backend != Backend::Threads && r.wants(backend, Strategy::Copy) {
+                // A worker's allocator reaches its steady state for a 100 MiB result only
+                // after two of them (it places the second elsewhere: a worker's first three
+                // took 190, 110 and 57 ms here), and results alternate between workers when
+                // the caller is slower than a supervisor's spin: two per worker, untimed, so
+                // that the warm rows are warm on every worker.
+                with_pool!(pool, p => p.map_chunked(make_vec, vec![len; 2 * workers], 1))
+                    .map_err(|e| e.to_string())?;
+                pool.account();
+            }
             // On threads a copied argument or result is moved, not copied: no limit.
             let copied = if backend == Backend::Threads {
                 spec

@@ -514,14 +514,12 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
                 return broken(sent, killed);
             }
         };
-        if sent.is_empty()
-            && view.is_none()
-            && !write_broken
-            && !max_tasks.is_some_and(|max| taken >= max)
-        {
+        if sent.is_empty() && !write_broken && !max_tasks.is_some_and(|max| taken >= max) {
             // Nothing stands between the delivery and this supervisor's next visit to the
-            // queue (no `Release` to send, no recycling): announce it, so the caller's next
-            // task comes to this idle worker rather than waking another supervisor.
+            // queue but a `Release` to buffer (no recycling): announce it, so the caller's
+            // next task comes to this idle worker rather than waking another supervisor —
+            // and so a large result's next task goes to the worker whose memory is warm
+            // from the last one.
             shared.announce();
             announced = true;
         }
@@ -535,6 +533,13 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
                 call: 0,
             };
             write_broken = write_broken || writer.send(release, &[], &[]).is_err();
+            if write_broken && announced {
+                // The worker is gone: this supervisor does not visit the queue again, so it
+                // takes its announcement back (left counted, it would spare a wake-up that
+                // a later task needs).
+                shared.arrive(&lock(&shared.queue));
+                announced = false;
+            }
         }
         if payload.capacity() > SPARE_BYTES {
             // Kept for the next reply, but not a huge one for the rest of the session.
