@@ -1,7 +1,6 @@
 //! [`spin_until`]: a brief busy wait before a blocking one, for waits that usually end within
 //! microseconds.
 
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// How long a caller waiting for a result checks it before sleeping, and how long an idle
@@ -49,11 +48,9 @@ pub fn spin_until(budget: Duration, mut done: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// Whether this process may run on two CPUs or more, asked once (the answer is read from the
-/// affinity mask and cgroup files).
+/// Whether this process may run on two CPUs or more (asked once).
 fn several_cpus() -> bool {
-    static SEVERAL: OnceLock<bool> = OnceLock::new();
-    *SEVERAL.get_or_init(|| crate::cpu_count() > 1)
+    multiproc_sys::thread::cpus_once() > 1
 }
 
 #[cfg(test)]

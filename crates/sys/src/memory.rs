@@ -3,7 +3,7 @@
 //! spread over several cores.
 
 use std::mem::MaybeUninit;
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::thread;
 
 use bytemuck::Pod;
@@ -137,9 +137,7 @@ pub fn vec_from_bytes<T: Pod>(bytes: &[u8]) -> Vec<T> {
 
 /// How many parts [`vec_from_bytes`] splits a copy of `bytes` bytes into.
 fn parts(bytes: usize) -> usize {
-    static CORES: OnceLock<usize> = OnceLock::new();
-    let cores = *CORES.get_or_init(|| thread::available_parallelism().map_or(1, |n| n.get()));
-    (bytes / PART).clamp(1, MAX_PARTS.min(cores))
+    (bytes / PART).clamp(1, MAX_PARTS.min(crate::thread::cpus_once()))
 }
 
 /// Copies `src` into `dst` (the same length), in [`parts`] parts on as many threads.
@@ -239,7 +237,7 @@ mod tests {
 
     #[test]
     fn a_large_copy_is_split_over_the_cores_in_whole_parts() {
-        let cores = thread::available_parallelism().map_or(1, |n| n.get());
+        let cores = crate::thread::cpus_once();
         assert_eq!(parts(0), 1);
         assert_eq!(parts(2 * PART - 1), 1);
         assert_eq!(parts(2 * PART), 2.min(cores));

@@ -1,5 +1,7 @@
 //! The kernel's view of threads.
 
+use std::sync::OnceLock;
+
 /// The kernel's id of the calling thread (`gettid`): unique among the threads of all
 /// processes while the thread lives, equal to the pid for a process's first thread, and the
 /// name of `/proc/<tid>/stat`. Cannot fail.
@@ -12,6 +14,15 @@ pub fn gettid() -> i32 {
 /// long). Best effort: an error leaves the default.
 pub fn set_timer_slack_ns(ns: u64) {
     let _ = nix::sys::prctl::set_timerslack(ns);
+}
+
+/// How many CPUs this process may run on (`available_parallelism`: the affinity mask and the
+/// cgroup quota), asked once per process and remembered: for decisions made on hot paths
+/// (whether to spin, how many threads to copy on), where reading the cgroup files every time
+/// would cost more than the decision saves. At least 1.
+pub fn cpus_once() -> usize {
+    static CPUS: OnceLock<usize> = OnceLock::new();
+    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 #[cfg(test)]
