@@ -94,7 +94,8 @@ static FORKER: ServiceThread = ServiceThread::with_stack_size("multiproc-fork", 
 /// documentation](self) for how, and for the one remaining hazard. The child:
 ///
 /// 1. is forked by the process's forker thread (by the calling thread itself if it is the
-///    main thread), after stdout and stderr were locked and flushed (so nothing buffered is printed twice, and neither lock is inherited locked);
+///    main thread), after stdout and stderr were locked and flushed (so nothing buffered is
+///    printed twice, and neither lock is inherited locked);
 /// 2. sets `PR_SET_PDEATHSIG(SIGKILL)` and exits at once if its parent already died before
 ///    that (`getppid` differs from the parent's pid), so it never outlives its parent;
 /// 3. runs `child` under `catch_unwind` — on the forking thread's stack, with the memory of the
@@ -257,7 +258,8 @@ fn fork_here(work: Work) -> Answer {
 /// The child's whole life after the fork.
 fn run_child(parent: Pid, job: Job) -> ! {
     // Die with the parent: SIGKILL when the thread that forked us ends (the forker or the main
-    // thread), i.e. when the parent process exits. If the parent died before the line above took effect, we have been re-parented.
+    // thread), i.e. when the parent process exits. If the parent died before the line above
+    // took effect, we have been re-parented.
     if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err() || getppid() != parent {
         multiproc_sys::exit::exit_now(1);
     }

@@ -164,6 +164,17 @@ mod tests {
         writer.flush().unwrap();
     }
 
+    /// `serve` on a thread of this test, and the test's ends of its socket.
+    fn start_worker() -> (std::thread::JoinHandle<i32>, FrameWriter, FrameReader) {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        // SAFETY: the other end is the calling test, which sends offsets made by `offset_of`
+        // in this process and keeps to the bulk protocol (it writes a buffer again only after
+        // its task's reply, and releases a result only after dropping its view).
+        let worker = std::thread::spawn(move || unsafe { serve(theirs) });
+        let writer = FrameWriter::new(ours.try_clone().unwrap());
+        (worker, writer, FrameReader::new(ours))
+    }
+
     fn release(writer: &mut FrameWriter, id: u64) {
         let header = Header {
             kind: Kind::Release,
@@ -193,12 +204,7 @@ mod tests {
 
     #[test]
     fn a_result_buffer_is_written_again_only_after_its_release() {
-        let (ours, theirs) = UnixStream::pair().unwrap();
-        // SAFETY: the other end is this test, which sends offsets made by `offset_of` in this
-        // process and keeps to the bulk protocol.
-        let worker = std::thread::spawn(move || unsafe { serve(theirs) });
-        let mut writer = FrameWriter::new(ours.try_clone().unwrap());
-        let mut reader = FrameReader::new(ours);
+        let (worker, mut writer, mut reader) = start_worker();
         task(&mut writer, 0, 1);
         let first = result(&mut reader, 0);
         check(&first, 1);
@@ -253,11 +259,7 @@ mod tests {
 
     #[test]
     fn a_worker_keeps_its_mapping_of_an_argument_buffer_for_the_next_task() {
-        let (ours, theirs) = UnixStream::pair().unwrap();
-        // SAFETY: as in the test above; the test writes a buffer only after its task's reply.
-        let worker = std::thread::spawn(move || unsafe { serve(theirs) });
-        let mut writer = FrameWriter::new(ours.try_clone().unwrap());
-        let mut reader = FrameReader::new(ours);
+        let (worker, mut writer, mut reader) = start_worker();
         let mut first = BulkBuf::with_capacity(LEN).unwrap();
         let inode = |b: &BulkBuf| nix::sys::stat::fstat(b.fd().as_raw_fd()).unwrap().st_ino;
         assert_eq!(

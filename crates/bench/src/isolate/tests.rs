@@ -76,23 +76,14 @@ fn a_process_killed_by_a_signal_fails_with_its_last_lines() {
 #[test]
 fn a_process_that_fails_or_writes_nothing_fails() {
     let path = out("exit");
-    let err = run(
-        sh("exit 3", "", &path),
-        &path,
-        &ProgressBar::hidden(),
-        MINUTE,
-    )
-    .unwrap_err();
+    let fails = |script: &str| {
+        run(sh(script, "", &path), &path, &ProgressBar::hidden(), MINUTE).unwrap_err()
+    };
+    let err = fails("exit 3");
     assert!(err.contains("exit status: 3"), "{err}");
-    let err = run(sh("true", "", &path), &path, &ProgressBar::hidden(), MINUTE).unwrap_err();
+    let err = fails("true");
     assert!(err.starts_with("its process wrote no cells"), "{err}");
-    let err = run(
-        sh(r#"echo '{"cells": 1}' > "$2""#, "", &path),
-        &path,
-        &ProgressBar::hidden(),
-        MINUTE,
-    )
-    .unwrap_err();
+    let err = fails(r#"echo '{"cells": 1}' > "$2""#);
     assert!(
         err.starts_with("its cells are not the bench's JSON"),
         "{err}"
