@@ -25,10 +25,16 @@ fn square(x: u64) -> u64 {
 /// is killed if it has not ended within [`LIMIT`]).
 fn in_a_child(body: impl FnOnce() -> i32 + Send) -> i32 {
     let p = Process::from_closure(move || {
-        let code = if multiproc_sys::thread::gettid() == getpid().as_raw() {
-            body()
-        } else {
+        // This thread is a copy of the one that forked it, the forker thread, and has its
+        // name; a thread it starts has that name too until the new thread renames itself, so
+        // a supervisor not yet scheduled would pass for the forker thread. Renamed first,
+        // nothing here is called "multiproc-fork" unless the forker thread runs.
+        let code = if multiproc_sys::thread::gettid() != getpid().as_raw() {
             90 // not the main thread: the test itself is wrong
+        } else if std::fs::write("/proc/thread-self/comm", "test-main").is_err() {
+            91
+        } else {
+            body()
         };
         // Leaves without running exit handlers, as a forked child should.
         multiproc_sys::exit::exit_now(code)
