@@ -85,6 +85,11 @@ const BULK: u8 = 0x80;
 /// Payloads at least this large bypass the writer's buffer and the reader's.
 const BUFFER: usize = 64 * 1024;
 
+/// The reader's buffer at first: one page, which it doubles up to [`BUFFER`] while its reads
+/// fill it. Zeroing all of `BUFFER` at once was a quarter of a fork pool's start-up: after a
+/// fork each of its 16 pages is a copy-on-write fault, on both sides.
+const FIRST_BUFFER: usize = 4096;
+
 /// A frame's fixed fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
@@ -239,6 +244,8 @@ fn send_all(sock: &UnixStream, mut bytes: &[u8]) -> io::Result<()> {
 pub struct FrameReader {
     sock: UnixStream,
     buf: Box<[u8]>,
+    /// The last read filled `buf`: the next one gets twice the room (up to [`BUFFER`]).
+    grow: bool,
     start: usize,
     end: usize,
     cmsg: Vec<u8>,
@@ -260,7 +267,8 @@ impl FrameReader {
     pub fn new(sock: UnixStream) -> Self {
         FrameReader {
             sock,
-            buf: vec![0u8; BUFFER].into_boxed_slice(),
+            buf: vec![0u8; FIRST_BUFFER].into_boxed_slice(),
+            grow: false,
             start: 0,
             end: 0,
             cmsg: nix::cmsg_space!([RawFd; MAX_FDS]),
@@ -424,10 +432,14 @@ impl FrameReader {
         debug_assert_eq!(self.start, self.end);
         self.start = 0;
         self.end = 0;
+        if self.grow {
+            self.buf = vec![0u8; (2 * self.buf.len()).min(BUFFER)].into_boxed_slice();
+        }
         let mut buf = std::mem::take(&mut self.buf);
         let n = self.recv_into_direct(&mut buf);
         self.buf = buf;
         let n = n?;
+        self.grow = n == self.buf.len() && n < BUFFER;
         self.end = n;
         Ok(n)
     }
@@ -511,6 +523,28 @@ mod tests {
         assert_eq!(r.recv(&mut p).unwrap().unwrap().0.id, 10);
         assert_eq!(p, b"after");
         assert!(r.recv(&mut p).unwrap().is_none(), "clean end of stream");
+    }
+
+    #[test]
+    fn a_reader_starts_with_one_page_and_grows_while_frames_fill_it() {
+        let (mut w, mut r) = pair();
+        // One page at first: a fresh worker or supervisor zeroes (and, after a fork, copies)
+        // no more than that before its first frame.
+        assert_eq!(r.buf.len(), FIRST_BUFFER);
+        let t = std::thread::spawn(move || {
+            for id in 0..2000 {
+                w.send(header(Kind::Done, id), &[id as u8; 9], &[]).unwrap();
+            }
+            w.flush().unwrap();
+        });
+        t.join().unwrap(); // all 76 KB wait in the socket: every read but the last fills
+        let mut p = Vec::new();
+        for id in 0..2000 {
+            assert_eq!(r.recv(&mut p).unwrap().unwrap().0.id, id);
+            assert_eq!(p, [id as u8; 9]);
+        }
+        assert!(r.recv(&mut p).unwrap().is_none());
+        assert_eq!(r.buf.len(), BUFFER, "full reads double it, up to BUFFER");
     }
 
     #[test]
