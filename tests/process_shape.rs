@@ -9,6 +9,7 @@
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use multiproc::{Process, StartMethod};
+use multiproc_sys::exit::exit_now;
 
 // This test binary doubles as the spawned children.
 multiproc::spawn::test_worker!();
@@ -19,7 +20,7 @@ const MARK: i32 = 100;
 
 /// The target: the length of the word, plus `n`, plus what this process inherited.
 fn exit_with((word, n): (String, i32)) {
-    std::process::exit(word.len() as i32 + n + INHERITED.load(Ordering::Relaxed));
+    exit_now(word.len() as i32 + n + INHERITED.load(Ordering::Relaxed));
 }
 
 /// Starts `exit_with(("shape", n))` as `$P` (a `Process` type), with the same constructor,
@@ -90,7 +91,7 @@ fn fork_process_from_a_capturing_closure() {
     let words = vec!["a".to_string(), "bb".to_string()];
     let borrowed = &words;
     let p = multiproc::fork::Process::from_closure(move || {
-        std::process::exit(borrowed.iter().map(String::len).sum::<usize>() as i32)
+        exit_now(borrowed.iter().map(String::len).sum::<usize>() as i32)
     })
     .start()
     .unwrap();

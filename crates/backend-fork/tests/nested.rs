@@ -9,6 +9,7 @@ use std::time::Duration;
 use multiproc_core::testing::process::{die, Gate, GateControl};
 use multiproc_core::Error;
 use multiproc_fork::{Executor, ForkPool, Process};
+use multiproc_sys::exit::exit_now;
 
 /// Every wait in these tests is bounded by this.
 const LIMIT: Duration = Duration::from_secs(30);
@@ -25,7 +26,7 @@ fn within_limit<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 's
 
 /// Starts a forked `Process` that exits with `code`, and returns the exit code it saw.
 fn process_in_worker(code: i32) -> Result<i32, String> {
-    let p = Process::from_closure(move || std::process::exit(code))
+    let p = Process::from_closure(move || exit_now(code))
         .start()
         .map_err(|e| e.to_string())?;
     p.join_timeout(LIMIT).map_err(|e| e.to_string())?;
@@ -69,7 +70,7 @@ fn a_pool_moved_into_a_process_is_dropped_by_the_caller_not_the_forker() {
         let p = Process::from_closure(move || {
             let refused = matches!(pool.apply(square, 3), Err(Error::ForeignProcess { .. }));
             drop(pool); // does nothing here
-            std::process::exit(if refused { 0 } else { 3 });
+            exit_now(if refused { 0 } else { 3 });
         })
         .start()
         .unwrap();
@@ -78,9 +79,7 @@ fn a_pool_moved_into_a_process_is_dropped_by_the_caller_not_the_forker() {
     });
     // Meanwhile every other fork of this process goes ahead.
     let code = within_limit("another fork while a moved pool drains", || {
-        let p = Process::from_closure(|| std::process::exit(5))
-            .start()
-            .unwrap();
+        let p = Process::from_closure(|| exit_now(5)).start().unwrap();
         p.join_timeout(LIMIT).unwrap();
         p.exitcode()
     });
@@ -116,7 +115,7 @@ fn a_handle_used_from_a_forked_child_refuses_and_leaves_the_child_alone() {
         // SAFETY: this forked child owns its copy of the handle; the parent's frame that
         // owns it never runs again here (the child exits below), so this is its only drop.
         drop(unsafe { std::ptr::read(h) });
-        std::process::exit(if all { 0 } else { 3 });
+        exit_now(if all { 0 } else { 3 });
     })
     .start()
     .unwrap();

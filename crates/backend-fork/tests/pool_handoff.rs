@@ -189,7 +189,7 @@ fn forked_children_close_the_parents_argument_buffers() {
     assert!(bulk_descriptors() >= 1, "the pool keeps a spare buffer");
     let child = multiproc_fork::Process::from_closure(|| {
         if bulk_descriptors() != 0 {
-            std::process::exit(3);
+            multiproc_sys::exit::exit_now(3);
         }
     })
     .start()

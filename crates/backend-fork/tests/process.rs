@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 
 use multiproc_core::{tree_pss, Error, ExitCause};
 use multiproc_fork::{Process, ProcessHandle};
+use multiproc_sys::exit::{exit_now, exit_with_handlers};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
 
 /// Every wait in these tests is bounded by this.
 const LIMIT: Duration = Duration::from_secs(10);
@@ -70,7 +73,12 @@ fn a_panic_is_exit_code_one() {
 
 #[test]
 fn process_exit_sets_the_exit_code() {
-    let p = Process::new(|code: i32| std::process::exit(code), 3)
+    // The child ends itself with the C library's `exit(code)`, the call `std::process::exit`
+    // ends with, so the code comes out the same way — without std's runtime cleanup before it,
+    // which takes a std lock another thread of this test process may have held at the fork.
+    // SAFETY: the closure runs on the child's only thread; the exit hooks it inherited may run
+    // (the fork backend holds the registry across its fork, so it is not locked here).
+    let p = Process::new(|code: i32| unsafe { exit_with_handlers(code) }, 3)
         .start()
         .unwrap();
     assert_eq!(join(&p), 3);
@@ -156,7 +164,7 @@ fn the_child_inherits_captured_and_borrowed_data() {
     let owned = data.clone();
     let p = Process::from_closure(move || {
         if owned.iter().sum::<u64>() != expected {
-            std::process::exit(7);
+            exit_now(7);
         }
     })
     .start()
@@ -167,7 +175,7 @@ fn the_child_inherits_captured_and_borrowed_data() {
     let p = Process::from_closure(|| {
         local[0] = 99; // changes the child's copy only (copy-on-write)
         if local.iter().sum::<u64>() != expected + 99 {
-            std::process::exit(7);
+            exit_now(7);
         }
     })
     .start()
@@ -180,20 +188,31 @@ fn the_child_inherits_captured_and_borrowed_data() {
 fn a_child_forked_by_a_thread_outlives_that_thread() {
     // PR_SET_PDEATHSIG fires when the *thread* that forked exits; forks happen on the
     // crate's long-lived forker thread, so a short-lived starting thread does not matter.
-    let p = std::thread::spawn(|| {
-        Process::from_closure(|| std::thread::sleep(Duration::from_millis(300)))
-            .daemon(true)
-            .start()
-            .unwrap()
+    // The child runs until we write to its pipe, so only a signal can end it before that.
+    let (release_r, release_w) = nix::unistd::pipe().unwrap();
+    let (p, tid) = std::thread::spawn(move || {
+        let p = Process::from_closure(move || {
+            let mut byte = [0u8; 1];
+            let _ = nix::unistd::read(release_r.as_raw_fd(), &mut byte);
+        })
+        .daemon(true)
+        .start()
+        .unwrap();
+        (p, nix::unistd::gettid())
     })
     .join()
     .unwrap();
     let p = KillOnDrop(p);
-    std::thread::sleep(Duration::from_millis(100));
+    // Gone from the kernel too (a join returns before the kernel's exit sends death signals).
+    eventually("the starting thread is gone", || {
+        !std::path::Path::new(&format!("/proc/self/task/{tid}")).exists()
+    });
     assert!(
         p.0.is_alive(),
         "the child died with the thread that started it"
     );
+    // A death signal sent when the thread ended would have ended it with -9, not 0.
+    nix::unistd::write(&release_w, b"x").unwrap();
     assert_eq!(join(&p.0), 0);
 }
 
@@ -233,14 +252,22 @@ fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
 
 #[test]
 fn a_dropped_handle_leaves_no_zombie() {
-    let p = Process::from_closure(|| std::thread::sleep(Duration::from_millis(100)))
-        .start()
-        .unwrap();
+    // The child runs until we write to its pipe (a write, not a close: another test's fork may
+    // hold a copy of the write end, and the child would not see the end of the pipe).
+    let (release_r, release_w) = nix::unistd::pipe().unwrap();
+    let p = Process::from_closure(move || {
+        let mut byte = [0u8; 1];
+        let _ = nix::unistd::read(release_r.as_raw_fd(), &mut byte);
+    })
+    .start()
+    .unwrap();
     let pid = p.pid();
     drop(p); // still running: handed over to the crate
-    std::thread::sleep(Duration::from_millis(300));
-    // Ended; a zombie until reaped (another test's start may already have reaped it).
-    assert!(matches!(proc_state(pid), Some('Z') | None));
+    nix::unistd::write(&release_w, b"x").unwrap();
+    // Ends; a zombie until reaped (another test's start may already have reaped it).
+    eventually("the dropped child has ended", || {
+        matches!(proc_state(pid), Some('Z') | None)
+    });
     // Any later start (or drop) reaps it.
     let q = Process::from_closure(|| {}).start().unwrap();
     assert_eq!(join(&q), 0);
@@ -250,11 +277,7 @@ fn a_dropped_handle_leaves_no_zombie() {
 #[test]
 fn many_children_all_reaped() {
     let handles: Vec<_> = (0..16)
-        .map(|i| {
-            Process::from_closure(move || std::process::exit(i))
-                .start()
-                .unwrap()
-        })
+        .map(|i| Process::from_closure(move || exit_now(i)).start().unwrap())
         .collect();
     for (i, p) in handles.iter().enumerate() {
         assert_eq!(join(p), i as i32);
@@ -337,6 +360,11 @@ fn a_child_touching_memory_grows_the_tree_pss() {
 /// Runs this test binary's test `name` alone, with [`ROLE`] set to `role`, and returns its
 /// stdout; fails if it does not finish within [`LIMIT`].
 fn run_role(name: &str, role: &str) -> (std::process::ExitStatus, String) {
+    run_role_within(name, role, LIMIT)
+}
+
+/// [`run_role`], failing if the role does not finish within `limit`.
+fn run_role_within(name: &str, role: &str, limit: Duration) -> (std::process::ExitStatus, String) {
     let mut child = spawn_role(name, role);
     let start = Instant::now();
     loop {
@@ -350,10 +378,10 @@ fn run_role(name: &str, role: &str) -> (std::process::ExitStatus, String) {
                 .unwrap();
             return (status, out);
         }
-        if start.elapsed() > LIMIT {
+        if start.elapsed() > limit {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("role {role} did not finish within {LIMIT:?}");
+            panic!("role {role} did not finish within {limit:?}");
         }
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -410,6 +438,7 @@ fn role_child_process() {
             std::io::stdout().flush().unwrap();
             std::thread::sleep(Duration::from_secs(60));
         }
+        Some("foreign_fork") => a_foreign_fork_in_a_single_threaded_process(),
         _ => {}
     }
 }
@@ -461,12 +490,46 @@ fn children_die_with_their_parent() {
     });
 }
 
+/// Bounds the wait for a child of a raw `fork` (far above the milliseconds its exit takes).
+const RAW_FORK_LIMIT: Duration = Duration::from_secs(30);
+
+/// Waits for `child`, a child of a raw `fork` of ours, until [`RAW_FORK_LIMIT`]; on timeout
+/// kills it (it is unreaped, so the pid is still ours) and fails.
+fn wait_raw_child(child: Pid) -> WaitStatus {
+    let start = Instant::now();
+    loop {
+        match waitpid(child, Some(WaitPidFlag::WNOHANG)).unwrap() {
+            WaitStatus::StillAlive => {}
+            status => return status,
+        }
+        if start.elapsed() > RAW_FORK_LIMIT {
+            // Left a zombie: the role's process ends with this failure, and init reaps it.
+            let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+            panic!("the child of the raw fork did not end within {RAW_FORK_LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// A child made by a fork that is not the fork backend's (the user's own `fork`, a C
 /// library's) and that exits normally runs the exit hooks it inherited. Those must leave the
 /// parent's children alone: the registry it inherited is the parent's, not its own. Before
 /// the registry knew its process, such a child SIGKILLed the parent's daemon children.
+///
+/// Runs in a re-executed copy of this binary: a raw `fork` from this multithreaded test process
+/// could copy a lock (the registry) that another test's thread holds, and the child's exit
+/// hooks would wait for it for ever — the caller's bug, not the library's.
 #[test]
 fn a_child_of_a_foreign_fork_leaves_the_parents_daemons_alone() {
+    let (status, out) =
+        run_role_within("role_child_process", "foreign_fork", RAW_FORK_LIMIT + LIMIT);
+    assert!(status.success(), "{status:?}\n{out}");
+}
+
+/// The role of [`a_child_of_a_foreign_fork_leaves_the_parents_daemons_alone`]: the only test
+/// of its process, so no other test's thread exists at the raw fork; the threads that may
+/// (libtest's waiting main thread, the fork backend's forker) are idle and hold no lock.
+fn a_foreign_fork_in_a_single_threaded_process() {
     // A daemon child of ours that waits on a pipe we never write.
     let (keep_r, keep_w) = nix::unistd::pipe().unwrap();
     let daemon = KillOnDrop(
@@ -487,11 +550,8 @@ fn a_child_of_a_foreign_fork_leaves_the_parents_daemons_alone() {
             unsafe { multiproc_sys::exit::exit_with_handlers(0) }
         }
         nix::unistd::ForkResult::Parent { child } => {
-            let status = nix::sys::wait::waitpid(child, None).unwrap();
-            assert!(
-                matches!(status, nix::sys::wait::WaitStatus::Exited(_, 0)),
-                "{status:?}"
-            );
+            let status = wait_raw_child(child);
+            assert!(matches!(status, WaitStatus::Exited(_, 0)), "{status:?}");
         }
     }
     assert!(

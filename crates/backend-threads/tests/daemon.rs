@@ -76,10 +76,14 @@ fn a_forked_child_that_exits_does_not_wait_for_its_parents_threads() {
         })
         .start()
         .unwrap();
-        // SAFETY: the child only calls `exit`, which runs the inherited exit handlers — the
-        // code under test — and nothing that could need a lock held by another thread.
+        // SAFETY: the child only calls the C library's `exit`, which runs the inherited exit
+        // handlers — the code under test — and nothing that could need a lock held by another
+        // thread. Not `std::process::exit`: std's runtime cleanup before it takes a std lock
+        // that a thread's start and end take too (`t` was just started), and could hang.
         match unsafe { fork() }.expect("fork failed") {
-            ForkResult::Child => std::process::exit(0),
+            // SAFETY: no other thread runs in the child, so none calls `exit` at the same time;
+            // running the exit handlers it inherited is what this test checks.
+            ForkResult::Child => unsafe { multiproc_sys::exit::exit_with_handlers(0) },
             ForkResult::Parent { child } => {
                 let start = Instant::now();
                 // A "never hangs" bound, far above the milliseconds a child's exit takes.
