@@ -24,13 +24,22 @@ impl Sampler {
             .spawn(move || {
                 let t0 = Instant::now();
                 let mut trace = Vec::new();
-                loop {
+                let sample = |trace: &mut Vec<Point>| {
                     if let Some(pss) = tree_pss() {
                         trace.push((t0.elapsed().as_secs_f64(), pss));
                     }
+                };
+                loop {
+                    sample(&mut trace);
                     match stopped.recv_timeout(interval) {
                         Err(mpsc::RecvTimeoutError::Timeout) => continue,
-                        _ => break,
+                        // `stop`: a last sample, of the memory as it is when the cell ends.
+                        Ok(()) => {
+                            sample(&mut trace);
+                            break;
+                        }
+                        // The sampler was dropped: nobody reads the trace.
+                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
                     }
                 }
                 trace
@@ -88,7 +97,7 @@ mod tests {
         let before = multiproc_core::self_tree_pss().unwrap();
         let sampler = Sampler::start(Duration::from_millis(2));
         let block = vec![1u8; 64 << 20];
-        std::thread::sleep(Duration::from_millis(30));
+        // `stop` takes a last sample, with the block in place, after the first one.
         let trace = sampler.stop();
         drop(std::hint::black_box(block));
         assert!(trace.len() >= 2, "{trace:?}");
