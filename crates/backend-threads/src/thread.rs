@@ -329,7 +329,9 @@ mod tests {
 
     #[test]
     fn join_timeout_leaves_a_running_thread_joinable() {
-        let t = Thread::new(|| std::thread::sleep(Duration::from_millis(200)))
+        // The thread runs until the test lets it go (or, should the test fail first, 30 s).
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let t = Thread::new(move || wait.recv_timeout(Duration::from_secs(30)).is_ok())
             .start()
             .unwrap();
         assert!(t.is_alive());
@@ -338,7 +340,11 @@ mod tests {
             Err(Error::Timeout(_))
         ));
         assert!(t.is_alive());
-        t.join_timeout(Duration::from_secs(10)).unwrap();
+        go.send(()).unwrap();
+        assert!(
+            t.join_timeout(Duration::from_secs(10)).unwrap(),
+            "not let go"
+        );
         assert!(!t.is_alive());
     }
 
