@@ -5,7 +5,6 @@
 //! chunk runs under `catch_unwind`: a panic fails that chunk's result only.
 
 use std::mem::ManuallyDrop;
-use std::num::NonZeroUsize;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -309,7 +308,7 @@ impl ThreadPool {
 
     /// A pool with one worker per available core (Python's `Pool()`).
     pub fn with_available_parallelism() -> Result<Self> {
-        Self::new(std::thread::available_parallelism().map_or(1, NonZeroUsize::get))
+        Self::new(multiproc_core::cpu_count())
     }
 
     /// Registers a submission, or refuses it if the pool is closed.

@@ -9,7 +9,7 @@ use std::time::Duration;
 /// `multiprocessing.Pool()` uses when `processes` is not given): the affinity mask and cgroup
 /// quota are taken into account. At least 1.
 pub fn cpu_count() -> usize {
-    std::thread::available_parallelism().map_or(1, NonZeroUsize::get)
+    multiproc_sys::thread::cpus()
 }
 
 /// How much freed memory each worker process of a pool keeps for its next task when the pool's

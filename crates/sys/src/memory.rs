@@ -167,19 +167,13 @@ fn copy_spread(src: &[u8], dst: &mut [MaybeUninit<u8>]) {
         for slot in slots.iter().skip(1) {
             let started = thread::Builder::new()
                 .name("multiproc-copy".into())
-                .spawn_scoped(scope, || {
-                    if let Some((s, d)) = take(slot) {
-                        copy(s, d);
-                    }
-                });
+                .spawn_scoped(scope, || copy_part(slot));
             if started.is_err() {
-                if let Some((s, d)) = take(slot) {
-                    copy(s, d);
-                }
+                copy_part(slot);
             }
         }
-        if let Some((s, d)) = slots.first().and_then(take) {
-            copy(s, d);
+        if let Some(first) = slots.first() {
+            copy_part(first);
         }
     });
 }
@@ -187,9 +181,12 @@ fn copy_spread(src: &[u8], dst: &mut [MaybeUninit<u8>]) {
 /// A part of [`copy_spread`]'s copy, until a thread takes it.
 type Part<'a> = Option<(&'a [u8], &'a mut [MaybeUninit<u8>])>;
 
-/// The part in `slot`, if no thread took it yet.
-fn take<'a>(slot: &Mutex<Part<'a>>) -> Part<'a> {
-    slot.lock().unwrap_or_else(PoisonError::into_inner).take()
+/// Copies the part in `slot`, unless a thread took it already.
+fn copy_part(slot: &Mutex<Part<'_>>) {
+    let part = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+    if let Some((s, d)) = part {
+        copy(s, d);
+    }
 }
 
 /// One part of [`copy_spread`].

@@ -16,13 +16,18 @@ pub fn set_timer_slack_ns(ns: u64) {
     let _ = nix::sys::prctl::set_timerslack(ns);
 }
 
-/// How many CPUs this process may run on (`available_parallelism`: the affinity mask and the
-/// cgroup quota), asked once per process and remembered: for decisions made on hot paths
-/// (whether to spin, how many threads to copy on), where reading the cgroup files every time
-/// would cost more than the decision saves. At least 1.
+/// How many CPUs this process may run on now (`available_parallelism`: the affinity mask and
+/// the cgroup quota). At least 1.
+pub fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// [`cpus`], asked once per process and remembered: for decisions made on hot paths (whether
+/// to spin, how many threads to copy on), where reading the cgroup files every time would
+/// cost more than the decision saves.
 pub fn cpus_once() -> usize {
     static CPUS: OnceLock<usize> = OnceLock::new();
-    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    *CPUS.get_or_init(cpus)
 }
 
 #[cfg(test)]
