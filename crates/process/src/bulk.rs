@@ -202,6 +202,12 @@ impl BulkBuf {
         unsafe { std::slice::from_raw_parts(self.map.as_ptr(), self.len) }
     }
 
+    /// The start of the writable mapping (`capacity()` bytes), for a writer that places bytes
+    /// itself rather than appending them (the reply journal: see `crate::journal`).
+    pub(crate) fn as_mut_ptr(&mut self) -> NonNull<u8> {
+        self.map
+    }
+
     /// How many bytes were written.
     pub(crate) fn len(&self) -> usize {
         self.len
@@ -358,7 +364,10 @@ pub(crate) struct BulkView<'m> {
 /// # Safety
 ///
 /// As [`BulkView::map`]: the returned memory must not be read while the sender writes it.
-unsafe fn map_sealed(fd: BorrowedFd<'_>, len: NonZeroUsize) -> io::Result<(NonNull<u8>, usize)> {
+pub(crate) unsafe fn map_sealed(
+    fd: BorrowedFd<'_>,
+    len: NonZeroUsize,
+) -> io::Result<(NonNull<u8>, usize)> {
     if !memfd::seals(fd).map_err(os)?.contains(SEALS) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,

@@ -59,6 +59,7 @@ pub mod child;
 #[doc(hidden)]
 pub mod codec;
 mod forward;
+mod journal;
 mod payload;
 mod pool;
 mod service;

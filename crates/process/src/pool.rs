@@ -304,6 +304,8 @@ impl<L: Launcher> ProcessPool<L> {
             submissions: AtomicUsize::new(0),
             #[cfg(test)]
             idle_wakeups: AtomicUsize::new(0),
+            #[cfg(test)]
+            socket_replies: AtomicUsize::new(0),
             idle: Arc::new(Idle::default()),
             pids: Mutex::new(started.iter().map(|w| Some(Listed::new(w))).collect()),
             workers,

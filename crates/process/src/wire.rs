@@ -51,9 +51,20 @@ pub enum Kind {
     Release = 8,
     /// Parent → worker, first in every session when the pool has settings for the worker
     /// process: `call` is how many bytes of freed memory its allocator keeps for later tasks
-    /// (the pool's `retain_freed_memory`).
+    /// (the pool's `retain_freed_memory`); `id` holds flags ([`SETUP_JOURNAL`]).
     Setup = 9,
+    /// Worker → parent: the replies in the worker's reply journal up to byte `call` are
+    /// written; the first such frame carries the journal's memfd (see the crate's internal
+    /// `journal` module).
+    Journal = 10,
+    /// Parent → worker: the pool has read the reply journal up to byte `call`; the worker may
+    /// write over what lies before.
+    Drained = 11,
 }
+
+/// A flag of a [`Kind::Setup`] frame's `id`: the worker may put small replies in a reply
+/// journal and announce them in batches ([`Kind::Journal`]).
+pub const SETUP_JOURNAL: u64 = 1;
 
 impl Kind {
     fn from_u8(b: u8) -> io::Result<Kind> {
@@ -67,6 +78,8 @@ impl Kind {
             7 => Kind::Message,
             8 => Kind::Release,
             9 => Kind::Setup,
+            10 => Kind::Journal,
+            11 => Kind::Drained,
             _ => {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
@@ -287,6 +300,19 @@ impl FrameReader {
         self.end > self.start
     }
 
+    /// Whether a next frame has begun to arrive: bytes are buffered, or a read that does not
+    /// wait finds some in the socket (or its end), which it buffers.
+    pub fn ready(&mut self) -> io::Result<bool> {
+        if self.has_buffered() {
+            return Ok(true);
+        }
+        match self.fill(MsgFlags::MSG_DONTWAIT) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Reads one frame into `payload` (reusing its allocation) and returns its header and
     /// descriptors. `Ok(None)` on a clean end of stream before a frame starts. A bulk frame
     /// is an error here: only a pool's worker, which trusts its peer, maps those.
@@ -360,7 +386,7 @@ impl FrameReader {
         let mut h = [0u8; HEADER];
         let mut got = 0;
         while got < HEADER {
-            if self.start == self.end && self.fill()? == 0 {
+            if self.start == self.end && self.fill(MsgFlags::empty())? == 0 {
                 if got == 0 {
                     return Ok(None);
                 }
@@ -405,7 +431,7 @@ impl FrameReader {
             let n = if remaining >= BUFFER / 2 {
                 // Large remainders go straight into the payload, not through the buffer.
                 self.recv_body(payload, remaining)?
-            } else if self.fill()? == 0 {
+            } else if self.fill(MsgFlags::empty())? == 0 {
                 0
             } else {
                 let n = remaining.min(self.end - self.start);
@@ -427,8 +453,9 @@ impl FrameReader {
         recv_into_spare(self.sock.as_fd(), payload, max)
     }
 
-    /// Refills the (drained) buffer; returns the bytes read, 0 at the end of the stream.
-    fn fill(&mut self) -> io::Result<usize> {
+    /// Refills the (drained) buffer with one read (`flags` added to its own); returns the
+    /// bytes read, 0 at the end of the stream.
+    fn fill(&mut self, flags: MsgFlags) -> io::Result<usize> {
         debug_assert_eq!(self.start, self.end);
         self.start = 0;
         self.end = 0;
@@ -436,7 +463,7 @@ impl FrameReader {
             self.buf = vec![0u8; (2 * self.buf.len()).min(BUFFER)].into_boxed_slice();
         }
         let mut buf = std::mem::take(&mut self.buf);
-        let n = self.recv_into_direct(&mut buf);
+        let n = self.recv_into_direct(&mut buf, flags);
         self.buf = buf;
         let n = n?;
         self.grow = n == self.buf.len() && n < BUFFER;
@@ -445,14 +472,14 @@ impl FrameReader {
     }
 
     /// One `recvmsg` into `dst`; descriptors that came with it join the queue.
-    fn recv_into_direct(&mut self, dst: &mut [u8]) -> io::Result<usize> {
+    fn recv_into_direct(&mut self, dst: &mut [u8], flags: MsgFlags) -> io::Result<usize> {
         let mut iov = [IoSliceMut::new(dst)];
         loop {
             let received = recvmsg::<()>(
                 self.sock.as_raw_fd(),
                 &mut iov,
                 Some(&mut self.cmsg),
-                MsgFlags::MSG_CMSG_CLOEXEC,
+                MsgFlags::MSG_CMSG_CLOEXEC | flags,
             );
             let msg = match received {
                 Ok(msg) => msg,

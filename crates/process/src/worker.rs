@@ -3,13 +3,15 @@
 use std::os::unix::net::UnixStream;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Mutex;
+use std::time::Instant;
 
 use multiproc_sys::memory::retain_freed;
 
 use crate::bulk::BulkMaps;
+use crate::journal::{self, JournalWriter};
 use crate::payload::{lock, Body, Spare};
 use crate::trampoline;
-use crate::wire::{FrameReader, FrameWriter, Header, Kind};
+use crate::wire::{FrameReader, FrameWriter, Header, Kind, SETUP_JOURNAL};
 
 /// The id a worker uses to report that its pool's initializer failed.
 pub const INIT_ID: u64 = u64::MAX;
@@ -33,7 +35,9 @@ pub const INIT_FAILED: i32 = 3;
 /// (first, when the pool's `retain_freed_memory` is not 0) makes this process's allocator keep
 /// that much freed memory for later tasks ([`retain_freed`]), for the rest of the process's
 /// life: run `serve` in a worker process, whose allocator is the pool's to tune, never in a
-/// process that has other work.
+/// process that has other work. When the `Setup` frame allows it ([`SETUP_JOURNAL`]), small
+/// replies of fast tasks go into a reply journal in shared memory, announced in batches (see
+/// the crate's internal `journal` module).
 ///
 /// # Safety
 ///
@@ -54,7 +58,21 @@ pub unsafe fn serve(stream: UnixStream) -> i32 {
     // The mapping of the last argument buffer, kept for the next task's arguments: the pool
     // encodes them into the buffers it reuses.
     let mut maps = BulkMaps::default();
+    // Whether the pool allows a reply journal, and the journal once made.
+    let mut journal_allowed = false;
+    let mut journal: Option<JournalWriter> = None;
     loop {
+        if let Some(j) = journal.as_mut().filter(|j| j.pending()) {
+            // Records wait for their announcement: it leaves now if this worker is about to
+            // wait for input, or enough of them wait.
+            if (j.due() || !reader.ready().unwrap_or(true))
+                && j.announce(&mut writer)
+                    .and_then(|()| writer.flush())
+                    .is_err()
+            {
+                return 2;
+            }
+        }
         // SAFETY: the peer is our pool (this function's contract), which writes a bulk frame's
         // buffer again only after this worker's reply to that frame, and the view is dropped
         // before the reply below.
@@ -69,7 +87,16 @@ pub unsafe fn serve(stream: UnixStream) -> i32 {
                 // This process is the pool's worker, so its allocator is the pool's to tune.
                 // More than glibc's `int` takes (possible through `Builder::options`, which
                 // checks nothing) is clamped; not glibc: nothing to tune.
-                let _ = retain_freed(i32::try_from(header.call).unwrap_or(i32::MAX));
+                if header.call > 0 {
+                    let _ = retain_freed(i32::try_from(header.call).unwrap_or(i32::MAX));
+                }
+                journal_allowed = header.id & SETUP_JOURNAL != 0;
+                continue;
+            }
+            Kind::Drained => {
+                if let Some(j) = journal.as_mut() {
+                    j.drained(header.call);
+                }
                 continue;
             }
             Kind::Shutdown => return 0,
@@ -79,13 +106,14 @@ pub unsafe fn serve(stream: UnixStream) -> i32 {
                 }
                 continue;
             }
-            Kind::Done | Kind::Panicked | Kind::Failed | Kind::Message => return 2,
+            Kind::Done | Kind::Panicked | Kind::Failed | Kind::Message | Kind::Journal => return 2,
         }
         // SAFETY: the offset comes from our own pool (this function's contract), over a socket
         // only it holds, and was produced by `offset_of` in a process running this same
         // binary (our parent before the fork, or the same executable that started us).
         let run = unsafe { trampoline::resolve(header.call) };
         let input = bulk.as_ref().map_or(&payload[..], |view| view.as_slice());
+        let started = journal_allowed.then(Instant::now);
         let outcome = panic::catch_unwind(AssertUnwindSafe(|| run.run_into(input, fds, &spare)));
         drop(bulk);
         let init = header.kind == Kind::Init;
@@ -104,8 +132,43 @@ pub unsafe fn serve(stream: UnixStream) -> i32 {
             id: if init { INIT_ID } else { header.id },
             call: 0,
         };
-        // Every reply leaves before the next task starts: if that task kills the process, the
-        // replies before it must already be with the pool, or it would blame the wrong task.
+        // Every reply leaves before the next task starts — through the socket, or in the
+        // journal, which outlives this process: if that task kills the process, the replies
+        // before it must already be with the pool, or it would blame the wrong task.
+        if !init
+            && reply_fds.is_empty()
+            && reply.bulk(0).is_none()
+            && started.is_some_and(|t| t.elapsed() < journal::SLOW)
+            && reader.ready().unwrap_or(false)
+        {
+            if journal.is_none() {
+                // The pool maps the journal at once, so that it can look at replies this
+                // worker has not announced yet (before a long task, say).
+                let mut made = JournalWriter::new().ok();
+                if let Some(j) = made.as_mut() {
+                    if j.announce(&mut writer)
+                        .and_then(|()| writer.flush())
+                        .is_err()
+                    {
+                        return 2;
+                    }
+                }
+                journal_allowed = made.is_some();
+                journal = made;
+            }
+            if let Some(j) = journal.as_mut() {
+                if j.append(kind, reply_header.id, reply.as_slice()) {
+                    lock(&spare).give(reply);
+                    continue;
+                }
+            }
+        }
+        // Journalled replies go first: the pool reads replies in their order.
+        if let Some(j) = journal.as_mut().filter(|j| j.pending()) {
+            if j.announce(&mut writer).is_err() {
+                return 2;
+            }
+        }
         let sent = match reply.bulk(reply_fds.len()) {
             Some(buf) => writer.send_bulk(reply_header, buf, &reply_fds),
             None => writer.send(reply_header, reply.as_slice(), &reply_fds),

@@ -86,6 +86,9 @@ pub(super) struct Shared<L> {
     /// Times a supervisor woke up in `work` to find no job and the pool not stopping.
     #[cfg(test)]
     pub(super) idle_wakeups: AtomicUsize,
+    /// Replies supervisors read from their worker's socket (not from its reply journal).
+    #[cfg(test)]
+    pub(super) socket_replies: AtomicUsize,
     pub(super) idle: Arc<Idle>,
     pub(super) pids: Mutex<Vec<Option<Listed>>>,
     pub(super) workers: usize,

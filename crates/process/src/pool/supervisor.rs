@@ -15,11 +15,12 @@ use nix::unistd::Pid;
 use super::queue::Job;
 use super::reap::{reap_with, stop_and_reap};
 use super::shared::{head_wire, pack_head, Counters, Listed, Shared};
-use super::watch::{rss_of, watch, Killed};
+use super::watch::{readable_by, rss_of, watch, Killed};
 use super::{lock, Launcher, Worker, PIPELINE_BYTES, PIPELINE_DEPTH, PIPELINE_REFILL};
 use crate::bulk::{BulkMaps, BulkView};
+use crate::journal::JournalReader;
 use crate::payload::{Body, Spare, SPARE_BYTES};
-use crate::wire::{FrameReader, FrameWriter, Header, Kind};
+use crate::wire::{FrameReader, FrameWriter, Header, Kind, SETUP_JOURNAL};
 use crate::worker::INIT_ID;
 
 /// How a session with one worker ended.
@@ -230,12 +231,16 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
     // The worker process's settings (how much freed memory it keeps), then the pool's
     // initializer: queued here, they leave with the first tasks.
     let retain = shared.options.retained_memory();
+    // The watchers of `task_timeout` and `memory_limit` need to know at once which task the
+    // worker runs: no reply journal with them.
+    let journal_allowed =
+        shared.options.task_timeout.is_none() && shared.options.memory_limit.is_none();
     let setup = Header {
         kind: Kind::Setup,
-        id: 0,
+        id: if journal_allowed { SETUP_JOURNAL } else { 0 },
         call: retain,
     };
-    let queued = if retain > 0 {
+    let queued = if retain > 0 || journal_allowed {
         writer.send(setup, &[], &[])
     } else {
         Ok(())
@@ -283,6 +288,8 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
     // The mapping of the worker's last result buffer, kept for its next large result: the
     // worker writes its results into the buffers it reuses once released.
     let mut maps = BulkMaps::default();
+    // The worker's reply journal, once it announces one.
+    let mut journal = JournalReader::default();
     let broken = |sent: VecDeque<(u64, Job)>, killed: Option<(u64, Killed)>| {
         let why = killed.map(|(id, why)| match sent.front() {
             Some((head, _)) if *head == id => why,
@@ -376,6 +383,11 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
             job.finish(Err(Error::Cancelled));
         }
         taken += batch.len();
+        if !batch.is_empty() && !write_broken {
+            // The ring the worker's replies took so far is free again: it learns so with
+            // these tasks.
+            write_broken = journal.ack(&mut writer).is_err();
+        }
         for job in batch {
             if !write_broken {
                 let header = Header {
@@ -433,11 +445,46 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
                 killed = Some((head_id, why));
             }
         }
-        // SAFETY: our worker follows the bulk protocol (`crate::worker::serve`): it writes
-        // the buffer of a bulk reply again only after the `Release` frame sent below, once the
-        // view is dropped.
-        let (header, fds, view) = match unsafe { reader.recv_with_maps(&mut payload, &mut maps) } {
+        if journal.is_open() && !journal.has_records() && !reader.has_buffered() {
+            // Replies the worker journalled but has not announced (it went on to a long
+            // task) are taken after a while.
+            while !readable_by(&worker.stream, Instant::now() + journal.look()) {
+                match journal.look_at_tail(|| matches!(reader.ready(), Ok(false))) {
+                    Ok(true) => break,
+                    Ok(false) => {}
+                    Err(_) => return broken(sent, killed),
+                }
+            }
+        }
+        let record = match journal.next(&mut payload) {
+            Ok(record) => record,
+            Err(_) => return broken(sent, killed),
+        };
+        let frame = match record {
+            Some(header) => Ok(Some((header, Vec::new(), None))),
+            // SAFETY: our worker follows the bulk protocol (`crate::worker::serve`): it writes
+            // the buffer of a bulk reply again only after the `Release` frame sent below, once
+            // the view is dropped.
+            None => unsafe { reader.recv_with_maps(&mut payload, &mut maps) },
+        };
+        #[cfg(test)]
+        if record.is_none() {
+            shared.socket_replies.fetch_add(1, Ordering::Relaxed);
+        }
+        let (header, fds, view) = match frame {
+            Ok(Some((header, fds, _))) if header.kind == Kind::Journal => {
+                // SAFETY: our worker follows the journal protocol (`crate::worker::serve`).
+                if unsafe { journal.announced(header.call, fds) }.is_err() {
+                    return broken(sent, killed);
+                }
+                continue;
+            }
             Ok(Some(frame)) => frame,
+            _ if matches!(journal.after_end(), Ok(true)) => {
+                // The worker is gone, but replies it journalled are to be delivered before
+                // the oldest task left is blamed.
+                continue;
+            }
             _ => {
                 if watched {
                     shared.heads[slot].store(0, Ordering::Release);
@@ -509,7 +556,9 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
             | Kind::Init
             | Kind::Message
             | Kind::Release
-            | Kind::Setup => {
+            | Kind::Setup
+            | Kind::Journal
+            | Kind::Drained => {
                 sent.push_front((header.id, job));
                 return broken(sent, killed);
             }

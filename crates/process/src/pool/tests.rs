@@ -89,3 +89,60 @@ fn a_job_cancelled_before_a_supervisor_takes_it_does_not_keep_join_waiting() {
     );
     assert!(matches!(result.get(), Err(Error::Cancelled)));
 }
+
+/// A `map` of trivial tasks: the worker's replies reach the pool in batches (through its
+/// reply journal), not in one socket frame each — a frame per reply was a `send` and a
+/// supervisor wake-up per task, most of the cost of such a map.
+#[test]
+fn replies_of_many_small_tasks_arrive_in_batches() {
+    let pool = ProcessPool::new(1, ThreadWorkers).unwrap();
+    let n = 2000u64;
+    let out = pool.map_chunked(inc, 0..n, 1).unwrap();
+    assert_eq!(out, (1..=n).collect::<Vec<_>>());
+    let frames = pool.shared.socket_replies.load(Ordering::Relaxed);
+    pool.close();
+    pool.join().unwrap();
+    assert!(
+        frames < n as usize / 4,
+        "{frames} socket frames for {n} replies"
+    );
+}
+
+/// The gate a [`wait_for_gate`] task waits at, opened by the test.
+static GATE: (std::sync::Mutex<bool>, std::sync::Condvar) =
+    (std::sync::Mutex::new(false), std::sync::Condvar::new());
+
+/// Returns `x + 1`; for `x == 1`, only once the test opens [`GATE`].
+fn wait_for_gate(x: u64) -> u64 {
+    if x == 1 {
+        let (open, opened) = &GATE;
+        let mut open = open.lock().unwrap();
+        while !*open {
+            open = opened.wait(open).unwrap();
+        }
+    }
+    x + 1
+}
+
+/// A fast task's result reaches the caller while the next task, already at the worker, still
+/// runs: a reply the worker kept back for a batch is not held up by a long task after it.
+#[test]
+fn a_result_is_not_held_back_by_the_long_task_after_it() {
+    use std::time::Duration;
+
+    let pool = ProcessPool::new(1, ThreadWorkers).unwrap();
+    // The supervisor sends tasks 0 and 1 together (its share of a queue of four).
+    let mut results = pool.imap(wait_for_gate, 0..4u64).unwrap();
+    // Task 1 cannot finish before the gate opens, which happens only after this.
+    let first = results.next_timeout(Duration::from_secs(20));
+    {
+        let (open, opened) = &GATE;
+        *open.lock().unwrap() = true;
+        opened.notify_all();
+    }
+    assert_eq!(first.map(|r| r.unwrap()), Some(1));
+    let rest: Vec<u64> = results.map(|r| r.unwrap()).collect();
+    assert_eq!(rest, [2, 3, 4]);
+    pool.close();
+    pool.join().unwrap();
+}

@@ -48,6 +48,27 @@ pub fn the_rest_of_a_map_completes<E: Executor>(make: MakePool<E>) {
     ));
 }
 
+/// A worker that dies after a run of fast tasks (whose replies it may send in batches) fails
+/// only the task that killed it: the tasks it finished before keep their results, and none
+/// is blamed or run again.
+pub fn results_finished_before_a_death_are_kept<E: Executor>(make: MakePool<E>) {
+    let p = pool(make, 1);
+    // Deaths at a few places in the run, so that one falls between two batches.
+    for killed in [43, 45, 50] {
+        let items: Vec<u32> = (10..74).map(|i| if i == killed { 1 } else { i }).collect();
+        let results: Vec<_> = p.imap(die, items.clone()).unwrap().collect();
+        assert_eq!(results.len(), items.len());
+        for (at, (item, r)) in items.iter().zip(&results).enumerate() {
+            match (item, r) {
+                (1, Err(Error::WorkerDied { .. })) => {}
+                (1, other) => panic!("the killed task gave {other:?}"),
+                (n, Ok(v)) => assert_eq!(n, v),
+                (n, Err(e)) => panic!("task {n} (item {at}, death at {killed}) failed with {e}"),
+            }
+        }
+    }
+}
+
 /// The death of an idle-pool worker mid-task is reported as such, by the supervisor that
 /// watches the worker's socket, without anyone waiting for a timeout: `apply` (which has no
 /// timeout) returns `WorkerDied`. How fast (milliseconds here) is the bench's to measure; the

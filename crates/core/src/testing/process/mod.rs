@@ -291,6 +291,10 @@ macro_rules! process_executor_conformance {
                 suite::the_rest_of_a_map_completes($make)
             }
             #[test]
+            fn results_finished_before_a_death_are_kept() {
+                suite::results_finished_before_a_death_are_kept($make)
+            }
+            #[test]
             fn a_death_is_noticed_at_once() {
                 suite::a_death_is_noticed_at_once($make)
             }
