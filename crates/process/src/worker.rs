@@ -139,7 +139,7 @@ pub unsafe fn serve(stream: UnixStream) -> i32 {
             && reply_fds.is_empty()
             && reply.bulk(0).is_none()
             && started.is_some_and(|t| t.elapsed() < journal::SLOW)
-            && reader.ready().unwrap_or(false)
+            && reader.has_buffered()
         {
             if journal.is_none() {
                 // The pool maps the journal at once, so that it can look at replies this
