@@ -19,17 +19,22 @@
 //!   when it is a plain one (no descriptors, not bulk) of at most [`MAX_BODY`] bytes, the
 //!   worker has its next frame at hand, the task ran less than [`SLOW`], and the ring has
 //!   room; any other reply goes through the socket as before.
-//! - The worker announces its records with a [`Kind::Journal`] frame whose `call` is the tail
-//!   (the first one also carries the memfd): before any reply it sends through the socket, so
-//!   that the supervisor reads the replies in their order; before it waits for input; and
-//!   after [`ANNOUNCE_EVERY`] records, so that its supervisor tops its pipeline up in time.
+//! - The worker sends the memfd in a [`Kind::Journal`] frame as soon as it makes the journal
+//!   (announcing a tail of 0), and announces its records with more such frames, whose `call`
+//!   is the tail: before any reply it sends through the socket, so that the supervisor reads
+//!   the replies in their order; before it waits for input; and after [`ANNOUNCE_EVERY`]
+//!   records, so that its supervisor tops its pipeline up in time.
 //! - The supervisor reads the records up to the last announced tail, one reply each. When
-//!   the stream ends, it reads the tail word itself and delivers everything up to it. While
-//!   it waits for its worker with tasks out, it looks at the tail word after [`LOOK_FIRST`]
-//!   (then after twice as long, up to [`LOOK_MAX`]): a fast task's reply written before a
-//!   long next task reaches the caller then, not after the long task.
-//!   It may take records the worker has not announced only when no frame is in the socket:
-//!   any frame sent later was sent after those records were written, so none overtakes them.
+//!   the stream ends or breaks, it reads the tail word itself, delivers everything up to it,
+//!   and reads and sends nothing more. While it waits for its worker with tasks out, it looks
+//!   at the tail word after [`LOOK_FIRST`] without a frame (then after twice as long, up to
+//!   [`LOOK_MAX`]): a fast task's reply written before a long next task reaches the caller
+//!   then, not after the long task. It may take records the worker has not announced only
+//!   when no frame has arrived: any frame sent later was sent after those records were
+//!   written, so none overtakes them.
+//! - A supervisor that kills its worker because the head task was cancelled records it
+//!   (`killed_for`), as `cancel` does: the worker may have moved on to another task, whose
+//!   reply was still to come; that task is then requeued, not failed.
 //! - The supervisor tells the worker how far it has read with a [`Kind::Drained`] frame,
 //!   queued with its next tasks; the worker writes over records only below that point.
 //! - The pool allows the journal in its [`Kind::Setup`] frame
@@ -40,13 +45,17 @@ use std::io;
 use std::num::NonZeroUsize;
 use std::os::fd::{AsFd, OwnedFd};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicU64, Ordering};
 use std::time::Duration;
 
 use nix::sys::mman::{madvise, munmap, MmapAdvise};
 
 use crate::bulk::{map_sealed, BulkBuf};
 use crate::wire::{FrameWriter, Header, Kind};
+
+/// Whether pools use journals on this target: the pool loads the tail word from a read-only
+/// mapping, which Rust allows for atomics no wider than a pointer.
+pub(crate) const ALLOWED: bool = cfg!(target_pointer_width = "64");
 
 /// The ring's size in bytes (a power of two).
 const RING: usize = 64 * 1024;
@@ -61,9 +70,10 @@ pub(crate) const ANNOUNCE_EVERY: usize = crate::pool::PIPELINE_REFILL / 2;
 /// The reply of a task that ran this long goes through the socket at once.
 pub(crate) const SLOW: Duration = Duration::from_millis(1);
 /// How long a supervisor with tasks out first waits for a frame before it looks at the tail.
-const LOOK_FIRST: Duration = Duration::from_millis(1);
-/// The longest it waits between two looks while nothing new arrives.
-const LOOK_MAX: Duration = Duration::from_millis(64);
+pub(crate) const LOOK_FIRST: Duration = Duration::from_millis(1);
+/// The longest it waits between two looks while nothing arrives (each wait for a frame starts
+/// again at [`LOOK_FIRST`]).
+pub(crate) const LOOK_MAX: Duration = Duration::from_millis(64);
 
 /// The bytes a record of a `len`-byte body takes in the ring.
 fn record_len(len: usize) -> u64 {
@@ -188,7 +198,7 @@ impl JournalWriter {
 
 /// The pool's side: reads the records of one worker's journal (none until its first
 /// [`Kind::Journal`] frame).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct JournalReader {
     /// The read-only mapping of the journal and its length, once announced.
     map: Option<(NonNull<u8>, usize)>,
@@ -198,25 +208,11 @@ pub(crate) struct JournalReader {
     mark: u64,
     /// The position in the last `Drained` frame.
     acked: u64,
-    /// How long the next wait for a frame lasts before a look at the tail.
-    look: Duration,
 }
 
 // SAFETY: the mapping is this process's, read-only, and owned by the reader alone (unmapped
 // on drop); moving the reader to another thread moves that ownership.
 unsafe impl Send for JournalReader {}
-
-impl Default for JournalReader {
-    fn default() -> Self {
-        JournalReader {
-            map: None,
-            head: 0,
-            mark: 0,
-            acked: 0,
-            look: LOOK_FIRST,
-        }
-    }
-}
 
 impl JournalReader {
     /// Takes a [`Kind::Journal`] frame: maps the journal's memfd with the first, and lets the
@@ -228,6 +224,9 @@ impl JournalReader {
     /// the ring between the position in the pool's last `Drained` frame and the tail it
     /// published — the records this reader copies out.
     pub(crate) unsafe fn announced(&mut self, mark: u64, mut fds: Vec<OwnedFd>) -> io::Result<()> {
+        if !ALLOWED {
+            return Err(invalid("no journal on this target"));
+        }
         match (fds.pop(), self.map) {
             (None, Some(_)) if fds.is_empty() => {}
             (Some(fd), None) if fds.is_empty() => {
@@ -249,9 +248,6 @@ impl JournalReader {
         if mark < self.mark || mark % 8 != 0 || mark - self.head > RING as u64 {
             return Err(invalid("a tail outside the ring"));
         }
-        if mark > self.mark {
-            self.look = LOOK_FIRST;
-        }
         self.mark = mark;
         Ok(())
     }
@@ -260,8 +256,13 @@ impl JournalReader {
     fn tail(&self) -> Option<u64> {
         let (map, _) = self.map?;
         // SAFETY: the mapping is page-aligned, at least `HEAD` bytes, and alive while `self`
-        // is; its first word is only ever accessed atomically (a load of read-only memory).
-        Some(unsafe { map.cast::<AtomicU64>().as_ref() }.load(Ordering::SeqCst))
+        // is; its first word is only ever accessed atomically. This mapping is read-only: a
+        // `Relaxed` load of at most a pointer's width is what Rust allows there (a journal is
+        // mapped only on 64-bit targets: `announced`).
+        let tail = unsafe { map.cast::<AtomicU64>().as_ref() }.load(Ordering::Relaxed);
+        // Pairs with the worker's `Release` store: the records below `tail` are visible.
+        fence(Ordering::Acquire);
+        Some(tail)
     }
 
     /// Whether records are ready to read ([`next`](Self::next)).
@@ -269,28 +270,22 @@ impl JournalReader {
         self.head < self.mark
     }
 
-    /// Whether the worker has a journal, and tasks are out: then the supervisor waits for a
-    /// frame only for [`look`](Self::look), and then calls [`look_at_tail`](Self::look_at_tail).
+    /// Whether the worker has a journal: then a supervisor waiting for a frame with tasks out
+    /// looks at its tail now and then ([`look_at_tail`](Self::look_at_tail)).
     pub(crate) fn is_open(&self) -> bool {
         self.map.is_some()
-    }
-
-    /// How long to wait for a frame before the next look at the tail.
-    pub(crate) fn look(&self) -> Duration {
-        self.look
     }
 
     /// After a wait for a frame that timed out: takes the records the worker wrote and has not
     /// announced yet, provided `socket_quiet` (called after the tail word was read) says that
     /// no frame has arrived — one that had would have to be read before them. Returns whether
-    /// records are ready; if not, the next wait lasts twice as long (up to [`LOOK_MAX`]).
+    /// records are ready.
     pub(crate) fn look_at_tail(&mut self, socket_quiet: impl FnOnce() -> bool) -> io::Result<bool> {
         let tail = self.tail().unwrap_or(self.mark);
         if tail > self.mark && socket_quiet() {
             self.advance(tail)?;
             return Ok(true);
         }
-        self.look = (self.look * 2).min(LOOK_MAX);
         Ok(false)
     }
 

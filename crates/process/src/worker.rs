@@ -32,12 +32,12 @@ pub const INIT_FAILED: i32 = 3;
 /// carries on. Anything that kills the process (abort, a signal, `exit`) is noticed by the
 /// pool's supervisor as the end of this stream. An `Init` frame runs once, before the tasks;
 /// if it fails, the worker reports it under [`INIT_ID`] and exits. A [`Kind::Setup`] frame
-/// (first, when the pool's `retain_freed_memory` is not 0) makes this process's allocator keep
-/// that much freed memory for later tasks ([`retain_freed`]), for the rest of the process's
-/// life: run `serve` in a worker process, whose allocator is the pool's to tune, never in a
-/// process that has other work. When the `Setup` frame allows it ([`SETUP_JOURNAL`]), small
-/// replies of fast tasks go into a reply journal in shared memory, announced in batches (see
-/// the crate's internal `journal` module).
+/// (first, when the pool has settings for the worker) whose `call` is not 0 makes this
+/// process's allocator keep that much freed memory for later tasks ([`retain_freed`]), for the
+/// rest of the process's life: run `serve` in a worker process, whose allocator is the pool's
+/// to tune, never in a process that has other work. When the `Setup` frame allows it
+/// ([`SETUP_JOURNAL`]), small replies of fast tasks go into a reply journal in shared memory,
+/// announced in batches (see the crate's internal `journal` module).
 ///
 /// # Safety
 ///

@@ -18,7 +18,7 @@ use super::shared::{head_wire, pack_head, Counters, Listed, Shared};
 use super::watch::{readable_by, rss_of, watch, Killed};
 use super::{lock, Launcher, Worker, PIPELINE_BYTES, PIPELINE_DEPTH, PIPELINE_REFILL};
 use crate::bulk::{BulkMaps, BulkView};
-use crate::journal::JournalReader;
+use crate::journal::{self, JournalReader, LOOK_FIRST, LOOK_MAX};
 use crate::payload::{Body, Spare, SPARE_BYTES};
 use crate::wire::{FrameReader, FrameWriter, Header, Kind, SETUP_JOURNAL};
 use crate::worker::INIT_ID;
@@ -212,8 +212,8 @@ fn launch_replacement<L: Launcher>(shared: &Shared<L>) -> Result<Worker, Option<
 
 /// Feeds the worker from the queue and delivers its replies until the pool stops or the
 /// worker's stream breaks. A worker's session starts with its process's settings (a
-/// [`Kind::Setup`] frame, when `retain_freed_memory` is not 0), the pool's initializer, if
-/// any, then `first` (a task to retry), if any. With `task_timeout`, a task that runs too long has
+/// [`Kind::Setup`] frame: the memory it keeps, and whether it may use a reply journal; sent
+/// when either is on), the pool's initializer, if any, then `first` (a task to retry), if any. With `task_timeout`, a task that runs too long has
 /// its worker killed; with `max_tasks_per_child`, the session ends after that many tasks.
 fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: Option<Job>) -> End {
     shared.running[slot].store(0, Ordering::SeqCst);
@@ -233,8 +233,9 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
     let retain = shared.options.retained_memory();
     // The watchers of `task_timeout` and `memory_limit` need to know at once which task the
     // worker runs: no reply journal with them.
-    let journal_allowed =
-        shared.options.task_timeout.is_none() && shared.options.memory_limit.is_none();
+    let journal_allowed = journal::ALLOWED
+        && shared.options.task_timeout.is_none()
+        && shared.options.memory_limit.is_none();
     let setup = Header {
         kind: Kind::Setup,
         id: if journal_allowed { SETUP_JOURNAL } else { 0 },
@@ -300,6 +301,8 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
     // Once a write fails the worker is dying, but replies it sent before may still be in the
     // socket: read them all before blaming the oldest unanswered task for the death.
     let mut write_broken = false;
+    // Set once the stream has ended while the journal still held replies to deliver.
+    let mut ended = false;
     // Whether this supervisor announced that it comes to the queue next (`Shared::announce`).
     let mut announced = false;
     loop {
@@ -420,6 +423,10 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
                 shared.running[slot].store(submission, Ordering::SeqCst);
             }
             if job.cancel().is_cancelled() && killed.is_none() {
+                // Recorded as a kill for this submission: the worker may have moved on to
+                // another's task (its replies can wait in the journal), which is then
+                // requeued, not failed.
+                shared.killed_for[slot].store(submission, Ordering::SeqCst);
                 shared.kill_slot(slot);
             }
             if timeout.is_some() {
@@ -445,13 +452,15 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
                 killed = Some((head_id, why));
             }
         }
-        if journal.is_open() && !journal.has_records() && !reader.has_buffered() {
+        if journal.is_open() && !journal.has_records() && !ended {
             // Replies the worker journalled but has not announced (it went on to a long
-            // task) are taken after a while.
-            while !readable_by(&worker.stream, Instant::now() + journal.look()) {
+            // task) are taken after a while: after 1 ms without a frame, then 2, 4, ... 64.
+            // A frame a look's read found waits in the reader's buffer, not in the socket.
+            let mut look = LOOK_FIRST;
+            while !reader.has_buffered() && !readable_by(&worker.stream, Instant::now() + look) {
                 match journal.look_at_tail(|| matches!(reader.ready(), Ok(false))) {
                     Ok(true) => break,
-                    Ok(false) => {}
+                    Ok(false) => look = (look * 2).min(LOOK_MAX),
                     Err(_) => return broken(sent, killed),
                 }
             }
@@ -462,6 +471,8 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
         };
         let frame = match record {
             Some(header) => Ok(Some((header, Vec::new(), None))),
+            // The stream ended and the journal's last replies are delivered.
+            None if ended => return broken(sent, killed),
             // SAFETY: our worker follows the bulk protocol (`crate::worker::serve`): it writes
             // the buffer of a bulk reply again only after the `Release` frame sent below, once
             // the view is dropped.
@@ -481,8 +492,11 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
             }
             Ok(Some(frame)) => frame,
             _ if matches!(journal.after_end(), Ok(true)) => {
-                // The worker is gone, but replies it journalled are to be delivered before
-                // the oldest task left is blamed.
+                // The worker is gone (or its stream broke), but replies it journalled are to
+                // be delivered before the oldest task left is blamed; nothing more is sent
+                // to it, or read from its stream.
+                ended = true;
+                write_broken = true;
                 continue;
             }
             _ => {
