@@ -3,7 +3,6 @@
 //! spread over several cores.
 
 use std::mem::MaybeUninit;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::thread;
 
@@ -49,14 +48,12 @@ pub fn mallopt(param: MallocParam, value: i32) -> bool {
 /// so large blocks come from the heap, where a freed block stays), and up to `bytes` free at
 /// the top of a heap stay there (`M_TRIM_THRESHOLD` and `M_TOP_PAD`). Returns whether glibc
 /// took all three settings; `false`, and nothing changed, where the C library is not glibc.
-/// With `bytes > 0`, [`vec_from_bytes`] also stops asking for huge pages in this process.
 ///
 /// For the whole process, for good: call it only in a process whose allocator is yours to
 /// tune (a pool's worker, never a library user's process). A thread other than the main one
 /// allocates from its own arena, whose heaps hold at most 64 MiB each: a larger block is
 /// still mapped afresh there, whatever these settings.
 pub fn retain_freed(bytes: i32) -> bool {
-    RETAINING.store(bytes > 0, Ordering::Relaxed);
     // All three, in this order: large blocks stop being mapped only once freed memory at the
     // top is kept, so no block is handed back between the calls.
     mallopt(MallocParam::TrimThreshold, bytes)
@@ -85,14 +82,6 @@ pub fn advise_hugepages<T>(memory: &mut [MaybeUninit<T>]) -> bool {
     rc == 0
 }
 
-/// Whether this process keeps freed memory ([`retain_freed`]): its large vectors then mostly
-/// land in memory it has already faulted in, where huge-page advice buys nothing.
-static RETAINING: AtomicBool = AtomicBool::new(false);
-
-/// From this many bytes on, [`vec_from_bytes`] asks for transparent huge pages for its
-/// vector ([`advise_hugepages`]), as numpy does for arrays of 4 MiB and more.
-pub const HUGE_FROM: usize = 4 << 20;
-
 /// The least a thread of its own is given to copy by [`vec_from_bytes`]: below this, starting
 /// the thread would cost more than the page faults it takes off this one.
 pub const PART: usize = 8 << 20;
@@ -115,12 +104,6 @@ const MAX_PARTS: usize = 4;
 /// two threads copied 100 MiB into fresh memory in 40–47 ms against 74–92 ms on one. A
 /// thread the system refuses to start leaves its part to this one.
 ///
-/// From [`HUGE_FROM`] bytes on, the vector also asks for transparent huge pages
-/// ([`advise_hugepages`]), as numpy does for its large arrays: one fault per 2 MiB instead of
-/// 512. On our VM a pool's 100 MiB result then took 28–40 ms instead of 53–73 ms. Not in a
-/// process that keeps its freed memory ([`retain_freed`], as a pool's workers do): its large
-/// vectors land in pages it already has.
-///
 /// # Panics
 ///
 /// If `T` is zero-sized or `bytes.len()` is not a whole number of `T`s.
@@ -139,9 +122,6 @@ pub fn vec_from_bytes<T: Pod>(bytes: &[u8]) -> Vec<T> {
     let len = bytes.len() / size;
     let mut v = Vec::<T>::with_capacity(len);
     let spare = &mut v.spare_capacity_mut()[..len];
-    if bytes.len() >= HUGE_FROM && !RETAINING.load(Ordering::Relaxed) {
-        advise_hugepages(spare);
-    }
     // SAFETY: `spare` is `len` values of `v`'s allocated, unused capacity, `bytes.len()`
     // bytes in all, mutably borrowed for this scope; any bit pattern is a valid
     // `MaybeUninit<u8>`, and a `u8`'s alignment is 1.
@@ -259,51 +239,6 @@ mod tests {
         assert_eq!(parts(2 * PART - 1), 1);
         assert_eq!(parts(2 * PART), 2.min(cores));
         assert_eq!(parts(100 * PART), 4.min(cores));
-    }
-
-    /// The `VmFlags` of this process's mapping that holds `addr`.
-    fn vm_flags_at(addr: usize) -> String {
-        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
-        let mut inside = false;
-        for line in smaps.lines() {
-            if let Some((range, _)) = line.split_once(' ').filter(|(r, _)| r.contains('-')) {
-                let (lo, hi) = range.split_once('-').unwrap();
-                let (Ok(lo), Ok(hi)) =
-                    (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
-                else {
-                    continue;
-                };
-                inside = (lo..hi).contains(&addr);
-            } else if inside && line.starts_with("VmFlags:") {
-                return line.to_string();
-            }
-        }
-        panic!("no mapping holds {addr:#x}");
-    }
-
-    /// A large vector asks for transparent huge pages (fresh 4 KiB pages cost several times
-    /// the copy on our VMs), except in a process that keeps its freed memory, whose large
-    /// vectors land in pages it has already.
-    #[test]
-    fn a_large_vector_asks_for_huge_pages_unless_freed_memory_is_kept() {
-        if !std::path::Path::new("/sys/kernel/mm/transparent_hugepage").exists() {
-            eprintln!("skipped: no transparent huge pages in this kernel");
-            return;
-        }
-        let bytes = vec![1u8; 3 * HUGE_FROM];
-        let middle = |v: &Vec<u8>| v.as_ptr() as usize + v.len() / 2;
-        let v: Vec<u8> = vec_from_bytes(&bytes);
-        assert!(
-            vm_flags_at(middle(&v)).contains(" hg"),
-            "{}",
-            vm_flags_at(middle(&v))
-        );
-        let small: Vec<u8> = vec_from_bytes(&bytes[..HUGE_FROM / 2]);
-        assert!(!vm_flags_at(middle(&small)).contains(" hg"));
-        assert!(retain_freed(64 << 20));
-        let kept: Vec<u8> = vec_from_bytes(&bytes);
-        assert!(!vm_flags_at(middle(&kept)).contains(" hg"));
-        assert_eq!((v, kept), (bytes.clone(), bytes));
     }
 
     #[test]
