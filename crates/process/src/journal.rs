@@ -44,14 +44,16 @@
 use std::io;
 use std::num::NonZeroUsize;
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
 use std::ptr::NonNull;
 use std::sync::atomic::{fence, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::sys::mman::{madvise, munmap, MmapAdvise};
 
 use crate::bulk::{map_sealed, BulkBuf};
-use crate::wire::{FrameWriter, Header, Kind};
+use crate::pool::readable_by;
+use crate::wire::{FrameReader, FrameWriter, Header, Kind};
 
 /// Whether pools use journals on this target: the pool loads the tail word from a read-only
 /// mapping, which Rust allows for atomics no wider than a pointer.
@@ -70,10 +72,10 @@ pub(crate) const ANNOUNCE_EVERY: usize = crate::pool::PIPELINE_REFILL / 2;
 /// The reply of a task that ran this long goes through the socket at once.
 pub(crate) const SLOW: Duration = Duration::from_millis(1);
 /// How long a supervisor with tasks out first waits for a frame before it looks at the tail.
-pub(crate) const LOOK_FIRST: Duration = Duration::from_millis(1);
+const LOOK_FIRST: Duration = Duration::from_millis(1);
 /// The longest it waits between two looks while nothing arrives (each wait for a frame starts
 /// again at [`LOOK_FIRST`]).
-pub(crate) const LOOK_MAX: Duration = Duration::from_millis(64);
+const LOOK_MAX: Duration = Duration::from_millis(64);
 
 /// The bytes a record of a `len`-byte body takes in the ring.
 fn record_len(len: usize) -> u64 {
@@ -289,6 +291,34 @@ impl JournalReader {
         Ok(false)
     }
 
+    /// Waits for the worker's next frame while tasks are out and no record is ready: the
+    /// wait on `stream` ends after [`LOOK_FIRST`] (then twice as long each time, up to
+    /// [`LOOK_MAX`]) for a look at the tail ([`look_at_tail`](Self::look_at_tail)), whose
+    /// read without waiting is `reader`'s. Returns once a frame has begun to arrive (in the
+    /// socket or in `reader`'s buffer) or records are ready. An error is the stream's (a read
+    /// that failed took bytes off it) or a tail outside the ring.
+    pub(crate) fn wait(&mut self, reader: &mut FrameReader, stream: &UnixStream) -> io::Result<()> {
+        let mut look = LOOK_FIRST;
+        while !reader.has_buffered() && !readable_by(stream, Instant::now() + look) {
+            let mut failed = None;
+            let quiet = || match reader.ready() {
+                Ok(ready) => !ready,
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
+            };
+            if self.look_at_tail(quiet)? {
+                return Ok(());
+            }
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            look = (look * 2).min(LOOK_MAX);
+        }
+        Ok(())
+    }
+
     /// After the worker's stream ended: takes every record it wrote. Returns whether records
     /// are ready.
     pub(crate) fn after_end(&mut self) -> io::Result<bool> {
@@ -377,8 +407,6 @@ impl Drop for JournalReader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::FrameReader;
-    use std::os::unix::net::UnixStream;
 
     /// A worker's journal and a pool's reader of it, joined by the first announcement.
     fn pair() -> (JournalWriter, JournalReader, FrameWriter, FrameReader) {

@@ -61,6 +61,8 @@ mod supervisor;
 mod tests;
 mod watch;
 
+pub(crate) use watch::readable_by;
+
 pub use reap::reap;
 
 use queue::{Destination, Idle, Job, Queue, Reply, Ticket};

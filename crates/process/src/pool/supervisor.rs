@@ -15,10 +15,10 @@ use nix::unistd::Pid;
 use super::queue::Job;
 use super::reap::{reap_with, stop_and_reap};
 use super::shared::{head_wire, pack_head, Counters, Listed, Shared};
-use super::watch::{readable_by, rss_of, watch, Killed};
+use super::watch::{rss_of, watch, Killed};
 use super::{lock, Launcher, Worker, PIPELINE_BYTES, PIPELINE_DEPTH, PIPELINE_REFILL};
 use crate::bulk::{BulkMaps, BulkView};
-use crate::journal::{self, JournalReader, LOOK_FIRST, LOOK_MAX};
+use crate::journal::{self, JournalReader};
 use crate::payload::{Body, Spare, SPARE_BYTES};
 use crate::wire::{FrameReader, FrameWriter, Header, Kind, SETUP_JOURNAL};
 use crate::worker::INIT_ID;
@@ -217,6 +217,8 @@ fn launch_replacement<L: Launcher>(shared: &Shared<L>) -> Result<Worker, Option<
 /// its worker killed; with `max_tasks_per_child`, the session ends after that many tasks.
 fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: Option<Job>) -> End {
     shared.running[slot].store(0, Ordering::SeqCst);
+    // A kill recorded in the last session (a cancel) says nothing about this one.
+    shared.killed_for[slot].store(0, Ordering::SeqCst);
     shared.heads[slot].store(0, Ordering::Release);
     shared.timed_out[slot].store(0, Ordering::Release);
     let (Ok(read_half), Ok(write_half)) = (worker.stream.try_clone(), worker.stream.try_clone())
@@ -413,7 +415,7 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
             // Only after a failed write: nothing left to read a reply for.
             return broken(sent, killed);
         };
-        if *id != head_id {
+        if *id != head_id && !ended {
             // A new task at the head: the worker runs it now (it answers in order). Publish
             // it for `cancel` before checking its token (see `Shared::cancel`).
             head_id = *id;
@@ -422,7 +424,8 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
                 published = submission;
                 shared.running[slot].store(submission, Ordering::SeqCst);
             }
-            if job.cancel().is_cancelled() && killed.is_none() {
+            // A head whose reply is the next journal record has finished: nothing to kill.
+            if job.cancel().is_cancelled() && killed.is_none() && !journal.has_records() {
                 // Recorded as a kill for this submission: the worker may have moved on to
                 // another's task (its replies can wait in the journal), which is then
                 // requeued, not failed.
@@ -452,18 +455,11 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
                 killed = Some((head_id, why));
             }
         }
+        // Replies journalled but not announced (the worker went on to a long task) are taken
+        // after a while; an error there lost the stream, as a failed `recv` below would.
+        let mut look_failed = None;
         if journal.is_open() && !journal.has_records() && !ended {
-            // Replies the worker journalled but has not announced (it went on to a long
-            // task) are taken after a while: after 1 ms without a frame, then 2, 4, ... 64.
-            // A frame a look's read found waits in the reader's buffer, not in the socket.
-            let mut look = LOOK_FIRST;
-            while !reader.has_buffered() && !readable_by(&worker.stream, Instant::now() + look) {
-                match journal.look_at_tail(|| matches!(reader.ready(), Ok(false))) {
-                    Ok(true) => break,
-                    Ok(false) => look = (look * 2).min(LOOK_MAX),
-                    Err(_) => return broken(sent, killed),
-                }
-            }
+            look_failed = journal.wait(&mut reader, &worker.stream).err();
         }
         let record = match journal.next(&mut payload) {
             Ok(record) => record,
@@ -473,6 +469,7 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
             Some(header) => Ok(Some((header, Vec::new(), None))),
             // The stream ended and the journal's last replies are delivered.
             None if ended => return broken(sent, killed),
+            None if look_failed.is_some() => Err(look_failed.take().expect("checked")),
             // SAFETY: our worker follows the bulk protocol (`crate::worker::serve`): it writes
             // the buffer of a bulk reply again only after the `Release` frame sent below, once
             // the view is dropped.
@@ -497,6 +494,9 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
                 // to it, or read from its stream.
                 ended = true;
                 write_broken = true;
+                // Nothing runs there any more: no `cancel` may pick this worker to kill.
+                shared.running[slot].store(0, Ordering::SeqCst);
+                published = 0;
                 continue;
             }
             _ => {

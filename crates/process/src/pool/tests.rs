@@ -181,3 +181,267 @@ fn replies_arriving_while_the_supervisor_looks_at_the_journal_are_all_read() {
     pool.close();
     pool.join().unwrap();
 }
+
+// A cancel's kill, the reply journal and the end of a worker: scripted workers that answer
+// (or die) exactly when the test says.
+
+/// Waits (bounded) until the supervisor of slot 0 publishes a running submission that is
+/// not 0 and not `not`, and returns it.
+fn published_head<L: Launcher>(pool: &ProcessPool<L>, not: usize) -> usize {
+    let since = std::time::Instant::now();
+    loop {
+        let head = pool.shared.running[0].load(Ordering::SeqCst);
+        if head != 0 && head != not {
+            return head;
+        }
+        assert!(
+            since.elapsed() < std::time::Duration::from_secs(10),
+            "no head published"
+        );
+        std::thread::yield_now();
+    }
+}
+
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::Mutex as StdMutex;
+
+/// Its first worker answers its first task through the socket, then journals its next two
+/// answers and ends without announcing them, as a worker killed by its third task would;
+/// later workers are [`ThreadWorkers`].
+struct FakeFirst {
+    fake_used: AtomicBool,
+    ready_tx: StdMutex<Sender<()>>,
+    go_rx: StdMutex<Option<Receiver<()>>>,
+}
+
+/// Runs a task frame as the worker loop would, and returns its reply body.
+fn run_task(
+    header: crate::wire::Header,
+    payload: &[u8],
+    fds: Vec<std::os::fd::OwnedFd>,
+) -> Vec<u8> {
+    let spare = std::sync::Mutex::new(crate::payload::Spare::default());
+    // SAFETY: the frame comes from a pool of this process, whose offsets `offset_of` made here.
+    let run = unsafe { crate::trampoline::resolve(header.call) };
+    let (body, _) = run.run_into(payload, fds, &spare).unwrap();
+    body.as_slice().to_vec()
+}
+
+// SAFETY: as `ThreadWorkers`: the `cat` child is handed over and nothing else waits for it.
+unsafe impl Launcher for FakeFirst {
+    fn launch(&self) -> Result<Worker> {
+        if self.fake_used.swap(true, Ordering::SeqCst) {
+            return ThreadWorkers.launch();
+        }
+        let mut child = Command::new("cat")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()?;
+        let stdin = child.stdin.take();
+        let (ours, theirs) = UnixStream::pair()?;
+        let ready = self.ready_tx.lock().unwrap().clone();
+        let go = self.go_rx.lock().unwrap().take().unwrap();
+        std::thread::spawn(move || {
+            use crate::wire::{FrameReader, FrameWriter, Header, Kind};
+            let mut r = FrameReader::new(theirs.try_clone().unwrap());
+            let mut w = FrameWriter::new(theirs);
+            let mut tasks = Vec::new();
+            let mut p = Vec::new();
+            // warm-up task W: answered through the socket once the test says so
+            loop {
+                let (h, fds) = r.recv(&mut p).unwrap().unwrap();
+                if h.kind == Kind::Task {
+                    let body = run_task(h, &p, fds);
+                    ready.send(()).unwrap();
+                    go.recv().unwrap();
+                    w.send(
+                        Header {
+                            kind: Kind::Done,
+                            id: h.id,
+                            call: 0,
+                        },
+                        &body,
+                        &[],
+                    )
+                    .unwrap();
+                    w.flush().unwrap();
+                    break;
+                }
+            }
+            let mut j = crate::journal::JournalWriter::new().unwrap();
+            j.announce(&mut w).unwrap();
+            w.flush().unwrap();
+            while tasks.len() < 3 {
+                let (h, fds) = r.recv(&mut p).unwrap().unwrap();
+                if h.kind == Kind::Task {
+                    tasks.push((h, run_task(h, &p, fds)));
+                }
+            }
+            ready.send(()).unwrap();
+            go.recv().unwrap();
+            // Q1 and P answered in the journal; "crash" while running Q2.
+            for (h, body) in &tasks[..2] {
+                assert!(j.append(Kind::Done, h.id, body));
+            }
+            drop(w);
+            drop(r);
+            drop(stdin);
+        });
+        Ok(Worker {
+            pid: Pid::from_raw(child.id() as i32),
+            stream: ours,
+        })
+    }
+}
+
+/// A cancel of a task whose reply waits in the journal of a worker that then died does not
+/// make the task that killed it innocent: that one fails with `WorkerDied`, not run again.
+#[test]
+fn a_task_that_killed_its_worker_is_not_requeued_for_a_cancel_seen_after_the_end() {
+    use std::time::Duration;
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel();
+    let pool = ProcessPool::new(
+        1,
+        FakeFirst {
+            fake_used: AtomicBool::new(false),
+            ready_tx: StdMutex::new(ready_tx),
+            go_rx: StdMutex::new(Some(go_rx)),
+        },
+    )
+    .unwrap();
+    let w = pool.apply_async(inc, 100).unwrap();
+    ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let w_head = published_head(&pool, 0);
+    // queued while the supervisor waits for W
+    let q1 = pool.apply_async(inc, 1).unwrap();
+    let p = pool.apply_async(inc, 2).unwrap();
+    let mut q2 = pool.apply_async(inc, 3).unwrap();
+    let fillers: Vec<_> = (10..15)
+        .map(|x| pool.apply_async(inc, x).unwrap())
+        .collect();
+    go_tx.send(()).unwrap();
+    assert_eq!(w.get().unwrap(), 101);
+    ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    // The supervisor's head is Q1 now: cancelling P kills nothing.
+    published_head(&pool, w_head);
+    assert!(p.cancel());
+    go_tx.send(()).unwrap();
+    assert_eq!(q1.get().unwrap(), 2);
+    let r = q2.get_timeout(Duration::from_secs(20));
+    for f in fillers {
+        let _ = f.get();
+    }
+    pool.close();
+    pool.join().unwrap();
+    assert!(
+        matches!(r, Err(multiproc_core::Error::WorkerDied { .. })),
+        "Q2 killed its worker (nothing else did) but got {r:?}"
+    );
+}
+
+/// What a scripted worker does with its end of the stream.
+type Behaviour = Box<dyn FnOnce(UnixStream) + Send>;
+/// Launches workers that follow the scripts, in order, then [`ThreadWorkers`].
+struct Scripted(StdMutex<std::collections::VecDeque<Behaviour>>);
+
+// SAFETY: as `ThreadWorkers`: the `cat` child is handed over and nothing else waits for it.
+unsafe impl Launcher for Scripted {
+    fn launch(&self) -> Result<Worker> {
+        let Some(b) = self.0.lock().unwrap().pop_front() else {
+            return ThreadWorkers.launch();
+        };
+        let mut child = Command::new("cat")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()?;
+        let stdin = child.stdin.take();
+        let (ours, theirs) = UnixStream::pair()?;
+        std::thread::spawn(move || {
+            b(theirs);
+            drop(stdin);
+        });
+        Ok(Worker {
+            pid: Pid::from_raw(child.id() as i32),
+            stream: ours,
+        })
+    }
+}
+
+/// A kill recorded for a cancelled head (whose reply was already on its way) ends with its
+/// session: after `max_tasks_per_child` recycles the worker, the next worker's death still
+/// fails the task that caused it.
+#[test]
+fn a_kill_for_a_cancelled_head_does_not_outlive_a_recycled_session() {
+    use crate::wire::{FrameReader, FrameWriter, Header, Kind};
+    use std::time::Duration;
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let first: Behaviour = Box::new(move |s: UnixStream| {
+        let mut r = FrameReader::new(s.try_clone().unwrap());
+        let mut w = FrameWriter::new(s);
+        let mut p = Vec::new();
+        let mut tasks = Vec::new();
+        while tasks.len() < 2 {
+            let (h, fds) = r.recv(&mut p).unwrap().unwrap();
+            if h.kind == Kind::Task {
+                tasks.push((h, run_task(h, &p, fds)));
+            }
+        }
+        ready_tx.send(()).unwrap();
+        go_rx.recv().unwrap();
+        for (h, body) in &tasks {
+            w.send(
+                Header {
+                    kind: Kind::Done,
+                    id: h.id,
+                    call: 0,
+                },
+                body,
+                &[],
+            )
+            .unwrap();
+        }
+        w.flush().unwrap();
+        // serve until the end of the stream or a shutdown
+        while let Ok(Some((h, _))) = r.recv(&mut p) {
+            if h.kind == Kind::Shutdown {
+                break;
+            }
+        }
+    });
+    // the next worker dies on its first task
+    let second: Behaviour = Box::new(move |s: UnixStream| {
+        let mut r = FrameReader::new(s);
+        let mut p = Vec::new();
+        while let Ok(Some((h, _))) = r.recv(&mut p) {
+            if h.kind == Kind::Task {
+                break;
+            }
+        }
+    });
+    let launcher = Scripted(StdMutex::new(vec![first, second].into()));
+    let options = multiproc_core::PoolOptions {
+        processes: Some(1),
+        max_tasks_per_child: std::num::NonZeroUsize::new(2),
+        ..Default::default()
+    };
+    let pool = ProcessPool::with_options(launcher, None, options).unwrap();
+    let a = pool.apply_async(inc, 1).unwrap();
+    let h = pool.apply_async(inc, 2).unwrap();
+    let mut x = pool.apply_async(inc, 3).unwrap();
+    ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    // The head (A) is published: H is cancelled behind it.
+    published_head(&pool, 0);
+    assert!(h.cancel());
+    go_tx.send(()).unwrap();
+    assert_eq!(a.get().unwrap(), 2);
+    let r = x.get_timeout(Duration::from_secs(20));
+    pool.close();
+    pool.join().unwrap();
+    assert!(
+        matches!(r, Err(multiproc_core::Error::WorkerDied { .. })),
+        "X killed its worker (nothing else did) but got {r:?}"
+    );
+}

@@ -68,7 +68,7 @@ pub(super) fn watch(
 
 /// Waits until `stream` has something to read (or has ended) or `deadline` passes; returns
 /// whether it became readable.
-pub(super) fn readable_by(stream: &std::os::unix::net::UnixStream, deadline: Instant) -> bool {
+pub(crate) fn readable_by(stream: &std::os::unix::net::UnixStream, deadline: Instant) -> bool {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
