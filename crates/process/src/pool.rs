@@ -71,7 +71,7 @@ use shared::{Counters, Listed, Shared};
 use supervisor::supervise;
 
 /// The most tasks a supervisor keeps in flight to its worker.
-pub const PIPELINE_DEPTH: usize = 32;
+pub const PIPELINE_DEPTH: usize = 64;
 
 /// A supervisor tops its worker's pipeline up (to [`PIPELINE_DEPTH`]) only once this few
 /// tasks or fewer are in flight: it then sends many tasks in one write and takes the queue's
