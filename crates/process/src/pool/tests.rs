@@ -1,5 +1,6 @@
-//! The pool's wake-ups, with workers that are threads of this test serving the real worker
-//! loop (each paired with a `cat` child as the pid the pool reaps).
+//! The pool's wake-ups and its reply journal, with workers that are threads of this test
+//! serving the real worker loop or a script (each paired with a `cat` child as the pid the
+//! pool reaps).
 
 use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
@@ -10,29 +11,36 @@ use nix::unistd::Pid;
 
 use super::{Launcher, ProcessPool, Worker};
 
-/// Launches workers that are threads running [`crate::worker::serve`]; the pid of each is a
-/// `cat` that exits when its worker thread ends (its stdin closes).
+/// Launches workers that are threads running [`crate::worker::serve`] ([`thread_worker`]).
 struct ThreadWorkers;
+
+/// A worker that is a thread of this test running `run` on its end of the stream; its pid is
+/// a `cat` child that exits when the thread ends (its stdin closes).
+fn thread_worker(run: impl FnOnce(UnixStream) + Send + 'static) -> Result<Worker> {
+    let mut child = Command::new("cat")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()?;
+    let stdin = child.stdin.take();
+    let (ours, theirs) = UnixStream::pair()?;
+    std::thread::spawn(move || {
+        run(theirs);
+        drop(stdin);
+    });
+    Ok(Worker {
+        pid: Pid::from_raw(child.id() as i32),
+        stream: ours,
+    })
+}
 
 // SAFETY: `launch` hands over the `cat` child it just started, which nothing else waits
 // for or signals.
 unsafe impl Launcher for ThreadWorkers {
     fn launch(&self) -> Result<Worker> {
-        let mut child = Command::new("cat")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()?;
-        let stdin = child.stdin.take();
-        let (ours, theirs) = UnixStream::pair()?;
-        std::thread::spawn(move || {
+        thread_worker(|theirs| {
             // SAFETY: the other end is a pool of this process, which sends offsets made by
             // `offset_of` in this process and keeps to the bulk protocol.
             unsafe { crate::worker::serve(theirs) };
-            drop(stdin);
-        });
-        Ok(Worker {
-            pid: Pid::from_raw(child.id() as i32),
-            stream: ours,
         })
     }
 }
@@ -202,18 +210,8 @@ fn published_head<L: Launcher>(pool: &ProcessPool<L>, not: usize) -> usize {
     }
 }
 
-use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Mutex as StdMutex;
-
-/// Its first worker answers its first task through the socket, then journals its next two
-/// answers and ends without announcing them, as a worker killed by its third task would;
-/// later workers are [`ThreadWorkers`].
-struct FakeFirst {
-    fake_used: AtomicBool,
-    ready_tx: StdMutex<Sender<()>>,
-    go_rx: StdMutex<Option<Receiver<()>>>,
-}
 
 /// Runs a task frame as the worker loop would, and returns its reply body.
 fn run_task(
@@ -228,71 +226,54 @@ fn run_task(
     body.as_slice().to_vec()
 }
 
-// SAFETY: as `ThreadWorkers`: the `cat` child is handed over and nothing else waits for it.
-unsafe impl Launcher for FakeFirst {
-    fn launch(&self) -> Result<Worker> {
-        if self.fake_used.swap(true, Ordering::SeqCst) {
-            return ThreadWorkers.launch();
+/// A worker that answers its first task through the socket, then journals the answers to
+/// its next two and ends without announcing them, as a worker killed by its third task
+/// would. It tells `ready` when it holds a task (the first, then the next three) and waits
+/// for `go` before answering.
+fn dies_with_journalled_replies(ready: Sender<()>, go: Receiver<()>) -> Behaviour {
+    Box::new(move |theirs: UnixStream| {
+        use crate::wire::{FrameReader, FrameWriter, Header, Kind};
+        let mut r = FrameReader::new(theirs.try_clone().unwrap());
+        let mut w = FrameWriter::new(theirs);
+        let mut tasks = Vec::new();
+        let mut p = Vec::new();
+        // warm-up task W: answered through the socket once the test says so
+        loop {
+            let (h, fds) = r.recv(&mut p).unwrap().unwrap();
+            if h.kind == Kind::Task {
+                let body = run_task(h, &p, fds);
+                ready.send(()).unwrap();
+                go.recv().unwrap();
+                w.send(
+                    Header {
+                        kind: Kind::Done,
+                        id: h.id,
+                        call: 0,
+                    },
+                    &body,
+                    &[],
+                )
+                .unwrap();
+                w.flush().unwrap();
+                break;
+            }
         }
-        let mut child = Command::new("cat")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()?;
-        let stdin = child.stdin.take();
-        let (ours, theirs) = UnixStream::pair()?;
-        let ready = self.ready_tx.lock().unwrap().clone();
-        let go = self.go_rx.lock().unwrap().take().unwrap();
-        std::thread::spawn(move || {
-            use crate::wire::{FrameReader, FrameWriter, Header, Kind};
-            let mut r = FrameReader::new(theirs.try_clone().unwrap());
-            let mut w = FrameWriter::new(theirs);
-            let mut tasks = Vec::new();
-            let mut p = Vec::new();
-            // warm-up task W: answered through the socket once the test says so
-            loop {
-                let (h, fds) = r.recv(&mut p).unwrap().unwrap();
-                if h.kind == Kind::Task {
-                    let body = run_task(h, &p, fds);
-                    ready.send(()).unwrap();
-                    go.recv().unwrap();
-                    w.send(
-                        Header {
-                            kind: Kind::Done,
-                            id: h.id,
-                            call: 0,
-                        },
-                        &body,
-                        &[],
-                    )
-                    .unwrap();
-                    w.flush().unwrap();
-                    break;
-                }
+        let mut j = crate::journal::JournalWriter::new().unwrap();
+        j.announce(&mut w).unwrap();
+        w.flush().unwrap();
+        while tasks.len() < 3 {
+            let (h, fds) = r.recv(&mut p).unwrap().unwrap();
+            if h.kind == Kind::Task {
+                tasks.push((h, run_task(h, &p, fds)));
             }
-            let mut j = crate::journal::JournalWriter::new().unwrap();
-            j.announce(&mut w).unwrap();
-            w.flush().unwrap();
-            while tasks.len() < 3 {
-                let (h, fds) = r.recv(&mut p).unwrap().unwrap();
-                if h.kind == Kind::Task {
-                    tasks.push((h, run_task(h, &p, fds)));
-                }
-            }
-            ready.send(()).unwrap();
-            go.recv().unwrap();
-            // Q1 and P answered in the journal; "crash" while running Q2.
-            for (h, body) in &tasks[..2] {
-                assert!(j.append(Kind::Done, h.id, body));
-            }
-            drop(w);
-            drop(r);
-            drop(stdin);
-        });
-        Ok(Worker {
-            pid: Pid::from_raw(child.id() as i32),
-            stream: ours,
-        })
-    }
+        }
+        ready.send(()).unwrap();
+        go.recv().unwrap();
+        // Q1 and P answered in the journal; "crash" while running Q2.
+        for (h, body) in &tasks[..2] {
+            assert!(j.append(Kind::Done, h.id, body));
+        }
+    })
 }
 
 /// A cancel of a task whose reply waits in the journal of a worker that then died does not
@@ -302,15 +283,8 @@ fn a_task_that_killed_its_worker_is_not_requeued_for_a_cancel_seen_after_the_end
     use std::time::Duration;
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let (go_tx, go_rx) = std::sync::mpsc::channel();
-    let pool = ProcessPool::new(
-        1,
-        FakeFirst {
-            fake_used: AtomicBool::new(false),
-            ready_tx: StdMutex::new(ready_tx),
-            go_rx: StdMutex::new(Some(go_rx)),
-        },
-    )
-    .unwrap();
+    let first = dies_with_journalled_replies(ready_tx, go_rx);
+    let pool = ProcessPool::new(1, Scripted(StdMutex::new(vec![first].into()))).unwrap();
     let w = pool.apply_async(inc, 100).unwrap();
     ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
     let w_head = published_head(&pool, 0);
@@ -349,23 +323,10 @@ struct Scripted(StdMutex<std::collections::VecDeque<Behaviour>>);
 // SAFETY: as `ThreadWorkers`: the `cat` child is handed over and nothing else waits for it.
 unsafe impl Launcher for Scripted {
     fn launch(&self) -> Result<Worker> {
-        let Some(b) = self.0.lock().unwrap().pop_front() else {
-            return ThreadWorkers.launch();
-        };
-        let mut child = Command::new("cat")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()?;
-        let stdin = child.stdin.take();
-        let (ours, theirs) = UnixStream::pair()?;
-        std::thread::spawn(move || {
-            b(theirs);
-            drop(stdin);
-        });
-        Ok(Worker {
-            pid: Pid::from_raw(child.id() as i32),
-            stream: ours,
-        })
+        match self.0.lock().unwrap().pop_front() {
+            Some(script) => thread_worker(script),
+            None => ThreadWorkers.launch(),
+        }
     }
 }
 
