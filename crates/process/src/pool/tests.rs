@@ -213,6 +213,19 @@ fn published_head<L: Launcher>(pool: &ProcessPool<L>, not: usize) -> usize {
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Mutex as StdMutex;
 
+/// Reads frames until `n` tasks have come, and runs them: their headers and reply bodies.
+fn run_tasks(r: &mut crate::wire::FrameReader, n: usize) -> Vec<(crate::wire::Header, Vec<u8>)> {
+    let mut tasks = Vec::new();
+    let mut p = Vec::new();
+    while tasks.len() < n {
+        let (h, fds) = r.recv(&mut p).unwrap().unwrap();
+        if h.kind == crate::wire::Kind::Task {
+            tasks.push((h, run_task(h, &p, fds)));
+        }
+    }
+    tasks
+}
+
 /// Runs a task frame as the worker loop would, and returns its reply body.
 fn run_task(
     header: crate::wire::Header,
@@ -235,7 +248,6 @@ fn dies_with_journalled_replies(ready: Sender<()>, go: Receiver<()>) -> Behaviou
         use crate::wire::{FrameReader, FrameWriter, Header, Kind};
         let mut r = FrameReader::new(theirs.try_clone().unwrap());
         let mut w = FrameWriter::new(theirs);
-        let mut tasks = Vec::new();
         let mut p = Vec::new();
         // warm-up task W: answered through the socket once the test says so
         loop {
@@ -261,12 +273,7 @@ fn dies_with_journalled_replies(ready: Sender<()>, go: Receiver<()>) -> Behaviou
         let mut j = crate::journal::JournalWriter::new().unwrap();
         j.announce(&mut w).unwrap();
         w.flush().unwrap();
-        while tasks.len() < 3 {
-            let (h, fds) = r.recv(&mut p).unwrap().unwrap();
-            if h.kind == Kind::Task {
-                tasks.push((h, run_task(h, &p, fds)));
-            }
-        }
+        let tasks = run_tasks(&mut r, 3);
         ready.send(()).unwrap();
         go.recv().unwrap();
         // Q1 and P answered in the journal; "crash" while running Q2.
@@ -343,13 +350,7 @@ fn a_kill_for_a_cancelled_head_does_not_outlive_a_recycled_session() {
         let mut r = FrameReader::new(s.try_clone().unwrap());
         let mut w = FrameWriter::new(s);
         let mut p = Vec::new();
-        let mut tasks = Vec::new();
-        while tasks.len() < 2 {
-            let (h, fds) = r.recv(&mut p).unwrap().unwrap();
-            if h.kind == Kind::Task {
-                tasks.push((h, run_task(h, &p, fds)));
-            }
-        }
+        let tasks = run_tasks(&mut r, 2);
         ready_tx.send(()).unwrap();
         go_rx.recv().unwrap();
         for (h, body) in &tasks {
