@@ -106,8 +106,8 @@ pub(crate) struct JournalWriter {
 }
 
 impl JournalWriter {
-    /// An empty journal (a new memfd, mapped by this process alone).
-    pub(crate) fn new() -> io::Result<JournalWriter> {
+    /// An empty journal (a new memfd, mapped by this process alone), not yet announced.
+    fn new() -> io::Result<JournalWriter> {
         Ok(JournalWriter {
             buf: BulkBuf::with_capacity(HEAD + RING)?,
             tail: 0,
@@ -116,6 +116,19 @@ impl JournalWriter {
             unannounced: 0,
             fd_sent: false,
         })
+    }
+
+    /// A new journal, whose memfd goes to the pool at once (a [`Kind::Journal`] frame of tail
+    /// 0, flushed), so that the pool can look at replies not yet announced (before a long
+    /// task, say). `Ok(None)`: no journal could be made, and replies go through the socket; an
+    /// error is the socket's.
+    pub(crate) fn start(writer: &mut FrameWriter) -> io::Result<Option<JournalWriter>> {
+        let Ok(mut journal) = JournalWriter::new() else {
+            return Ok(None);
+        };
+        journal.announce(writer)?;
+        writer.flush()?;
+        Ok(Some(journal))
     }
 
     /// Copies `bytes` into the ring from byte position `pos` on, wrapping at its end.
@@ -412,10 +425,8 @@ mod tests {
     fn pair() -> (JournalWriter, JournalReader, FrameWriter, FrameReader) {
         let (a, b) = UnixStream::pair().unwrap();
         let (mut to_pool, mut from_worker) = (FrameWriter::new(a), FrameReader::new(b));
-        let mut writer = JournalWriter::new().unwrap();
+        let writer = JournalWriter::start(&mut to_pool).unwrap().unwrap();
         let mut reader = JournalReader::default();
-        writer.announce(&mut to_pool).unwrap();
-        to_pool.flush().unwrap();
         let (header, fds) = from_worker.recv(&mut Vec::new()).unwrap().unwrap();
         assert_eq!((header.kind, header.call, fds.len()), (Kind::Journal, 0, 1));
         // SAFETY: the writer follows the protocol: it writes only beyond what it published.

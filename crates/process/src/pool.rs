@@ -307,7 +307,7 @@ impl<L: Launcher> ProcessPool<L> {
             #[cfg(test)]
             idle_wakeups: AtomicUsize::new(0),
             #[cfg(test)]
-            socket_replies: AtomicUsize::new(0),
+            socket_frames: AtomicUsize::new(0),
             idle: Arc::new(Idle::default()),
             pids: Mutex::new(started.iter().map(|w| Some(Listed::new(w))).collect()),
             workers,

@@ -142,17 +142,10 @@ pub unsafe fn serve(stream: UnixStream) -> i32 {
             && reader.has_buffered()
         {
             if journal.is_none() {
-                // The pool maps the journal at once, so that it can look at replies this
-                // worker has not announced yet (before a long task, say).
-                let mut made = JournalWriter::new().ok();
-                if let Some(j) = made.as_mut() {
-                    if j.announce(&mut writer)
-                        .and_then(|()| writer.flush())
-                        .is_err()
-                    {
-                        return 2;
-                    }
-                }
+                let Ok(made) = JournalWriter::start(&mut writer) else {
+                    return 2;
+                };
+                // None made: replies go through the socket from now on.
                 journal_allowed = made.is_some();
                 journal = made;
             }

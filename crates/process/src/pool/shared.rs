@@ -86,9 +86,10 @@ pub(super) struct Shared<L> {
     /// Times a supervisor woke up in `work` to find no job and the pool not stopping.
     #[cfg(test)]
     pub(super) idle_wakeups: AtomicUsize,
-    /// Replies supervisors read from their worker's socket (not from its reply journal).
+    /// Frames supervisors read from their workers' sockets (replies and journal announcements,
+    /// not journal records).
     #[cfg(test)]
-    pub(super) socket_replies: AtomicUsize,
+    pub(super) socket_frames: AtomicUsize,
     pub(super) idle: Arc<Idle>,
     pub(super) pids: Mutex<Vec<Option<Listed>>>,
     pub(super) workers: usize,

@@ -213,8 +213,9 @@ fn launch_replacement<L: Launcher>(shared: &Shared<L>) -> Result<Worker, Option<
 /// Feeds the worker from the queue and delivers its replies until the pool stops or the
 /// worker's stream breaks. A worker's session starts with its process's settings (a
 /// [`Kind::Setup`] frame: the memory it keeps, and whether it may use a reply journal; sent
-/// when either is on), the pool's initializer, if any, then `first` (a task to retry), if any. With `task_timeout`, a task that runs too long has
-/// its worker killed; with `max_tasks_per_child`, the session ends after that many tasks.
+/// when either is on), the pool's initializer, if any, then `first` (a task to retry), if
+/// any. With `task_timeout`, a task that runs too long has its worker killed; with
+/// `max_tasks_per_child`, the session ends after that many tasks.
 fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: Option<Job>) -> End {
     shared.running[slot].store(0, Ordering::SeqCst);
     // A kill recorded in the last session (a cancel) says nothing about this one.
@@ -477,7 +478,7 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
         };
         #[cfg(test)]
         if record.is_none() {
-            shared.socket_replies.fetch_add(1, Ordering::Relaxed);
+            shared.socket_frames.fetch_add(1, Ordering::Relaxed);
         }
         let (header, fds, view) = match frame {
             Ok(Some((header, fds, _))) if header.kind == Kind::Journal => {

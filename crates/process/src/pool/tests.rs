@@ -107,7 +107,7 @@ fn replies_of_many_small_tasks_arrive_in_batches() {
     let n = 2000u64;
     let out = pool.map_chunked(inc, 0..n, 1).unwrap();
     assert_eq!(out, (1..=n).collect::<Vec<_>>());
-    let frames = pool.shared.socket_replies.load(Ordering::Relaxed);
+    let frames = pool.shared.socket_frames.load(Ordering::Relaxed);
     pool.close();
     pool.join().unwrap();
     assert!(
@@ -270,9 +270,9 @@ fn dies_with_journalled_replies(ready: Sender<()>, go: Receiver<()>) -> Behaviou
                 break;
             }
         }
-        let mut j = crate::journal::JournalWriter::new().unwrap();
-        j.announce(&mut w).unwrap();
-        w.flush().unwrap();
+        let mut j = crate::journal::JournalWriter::start(&mut w)
+            .unwrap()
+            .unwrap();
         let tasks = run_tasks(&mut r, 3);
         ready.send(()).unwrap();
         go.recv().unwrap();
