@@ -39,7 +39,9 @@
 //!   queued with its next tasks; the worker writes over records only below that point.
 //! - The pool allows the journal in its [`Kind::Setup`] frame
 //!   ([`SETUP_JOURNAL`](crate::wire::SETUP_JOURNAL)), and not with `task_timeout` or
-//!   `memory_limit`: their watchers must know at once which task a worker runs.
+//!   `memory_limit` (their watchers must know at once which task a worker runs), nor on
+//!   32-bit targets ([`ALLOWED`]). A head whose reply is already the next record is not
+//!   killed for a cancel: it has finished.
 
 use std::io;
 use std::num::NonZeroUsize;
