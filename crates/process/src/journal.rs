@@ -54,8 +54,7 @@ use std::time::{Duration, Instant};
 use nix::sys::mman::{madvise, munmap, MmapAdvise};
 
 use crate::bulk::{map_sealed, BulkBuf};
-use crate::pool::readable_by;
-use crate::wire::{FrameReader, FrameWriter, Header, Kind};
+use crate::wire::{readable_by, FrameReader, FrameWriter, Header, Kind};
 
 /// Whether pools use journals on this target: the pool loads the tail word from a read-only
 /// mapping, which Rust allows for atomics no wider than a pointer.
@@ -69,8 +68,10 @@ const HEAD: usize = 64;
 const RECORD: usize = 16;
 /// The largest reply body that goes in the journal.
 pub(crate) const MAX_BODY: usize = RING / 8;
-/// The worker announces its records at the latest once this many are unannounced.
-pub(crate) const ANNOUNCE_EVERY: usize = crate::pool::PIPELINE_REFILL / 2;
+/// The worker announces its records at the latest once this many are unannounced: half of
+/// the pool's `PIPELINE_REFILL`, so that its supervisor tops the pipeline up before the
+/// worker runs dry (`pool.rs` checks the relation).
+pub(crate) const ANNOUNCE_EVERY: usize = 16;
 /// The reply of a task that ran this long goes through the socket at once.
 pub(crate) const SLOW: Duration = Duration::from_millis(1);
 /// How long a supervisor with tasks out first waits for a frame before it looks at the tail.

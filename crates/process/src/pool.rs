@@ -61,8 +61,6 @@ mod supervisor;
 mod tests;
 mod watch;
 
-pub(crate) use watch::readable_by;
-
 pub use reap::reap;
 
 use queue::{Destination, Idle, Job, Queue, Reply, Ticket};
@@ -77,6 +75,9 @@ pub const PIPELINE_DEPTH: usize = 64;
 /// tasks or fewer are in flight: it then sends many tasks in one write and takes the queue's
 /// lock once for them, instead of a write and a lock per answered task.
 pub(crate) const PIPELINE_REFILL: usize = PIPELINE_DEPTH / 2;
+
+// A worker announces its journalled replies twice per refill (see `crate::journal`).
+const _: () = assert!(2 * crate::journal::ANNOUNCE_EVERY == PIPELINE_REFILL);
 
 /// The most argument bytes a supervisor sends ahead of a worker that is still busy. Pipelined
 /// tasks must fit in the socket's buffer: a worker blocked writing a large reply reads nothing,

@@ -14,18 +14,22 @@
 //! `call` is the task's trampoline as an offset into this binary (see [`crate::trampoline`]).
 //! `nfds` file descriptors (shared arrays, locks, queues in the arguments or results — see
 //! [`multiproc_core::handoff`]) travel beside the frame as `SCM_RIGHTS`; [`FrameWriter`] and
-//! [`FrameReader`] keep the two together.
+//! [`FrameReader`] keep the two together. The crate's bounded wait for a frame to begin
+//! (`readable_by`, a `poll` with a deadline) is here too: the supervisors' watchers and their
+//! looks at a reply journal use it.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
+use std::time::Instant;
 
 use multiproc_core::handoff::MAX_FDS;
 use multiproc_sys::socket::recv_into_spare;
 
 use crate::bulk::{BulkBuf, BulkMaps, BulkView};
 use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{recvmsg, send, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 
 /// What a frame carries.
@@ -500,6 +504,26 @@ impl FrameReader {
                 return Err(invalid("file descriptors were truncated in transit"));
             }
             return Ok(msg.bytes);
+        }
+    }
+}
+
+/// Waits until `stream` has something to read (or has ended) or `deadline` passes; returns
+/// whether it became readable.
+pub(crate) fn readable_by(stream: &UnixStream, deadline: Instant) -> bool {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        // Rounded up to a whole millisecond: never wake before the deadline.
+        let ms = u16::try_from(left.as_micros().div_ceil(1000)).unwrap_or(u16::MAX);
+        let mut fds = [PollFd::new(stream.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(n) if n > 0 => return true,
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            // Let the read report the problem.
+            Err(_) => return true,
         }
     }
 }

@@ -3,10 +3,9 @@
 //! resident memory every [`MEMORY_SAMPLE`] — and why a supervisor kills its worker
 //! ([`Killed`]).
 
-use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use crate::wire::readable_by;
 
 /// Why a supervisor killed its worker, as it concerns the oldest unanswered task.
 #[derive(Clone, Copy)]
@@ -62,26 +61,6 @@ pub(super) fn watch(
             if observed > limit {
                 return Some(Killed::Memory(limit, observed));
             }
-        }
-    }
-}
-
-/// Waits until `stream` has something to read (or has ended) or `deadline` passes; returns
-/// whether it became readable.
-pub(crate) fn readable_by(stream: &std::os::unix::net::UnixStream, deadline: Instant) -> bool {
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return false;
-        }
-        // Rounded up to a whole millisecond: never wake before the deadline.
-        let ms = u16::try_from(left.as_micros().div_ceil(1000)).unwrap_or(u16::MAX);
-        let mut fds = [PollFd::new(stream.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::from(ms)) {
-            Ok(n) if n > 0 => return true,
-            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            // Let the read report the problem.
-            Err(_) => return true,
         }
     }
 }
