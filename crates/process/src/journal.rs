@@ -80,6 +80,14 @@ const LOOK_FIRST: Duration = Duration::from_millis(1);
 /// again at [`LOOK_FIRST`]).
 const LOOK_MAX: Duration = Duration::from_millis(64);
 
+/// Where `len` bytes from byte position `pos` on lie in the ring: their offset, and how many
+/// of them fit before its end (the rest wrap to its start).
+fn ring_span(pos: u64, len: usize) -> (usize, usize) {
+    debug_assert!(len <= RING);
+    let at = pos as usize & (RING - 1);
+    (at, len.min(RING - at))
+}
+
 /// The bytes a record of a `len`-byte body takes in the ring.
 fn record_len(len: usize) -> u64 {
     (RECORD + len.next_multiple_of(8)) as u64
@@ -104,8 +112,6 @@ pub(crate) struct JournalWriter {
     announced: u64,
     /// Records written since that frame.
     unannounced: usize,
-    /// Whether the memfd went with a `Journal` frame yet.
-    fd_sent: bool,
 }
 
 impl JournalWriter {
@@ -117,7 +123,6 @@ impl JournalWriter {
             drained: 0,
             announced: 0,
             unannounced: 0,
-            fd_sent: false,
         })
     }
 
@@ -126,19 +131,18 @@ impl JournalWriter {
     /// task, say). `Ok(None)`: no journal could be made, and replies go through the socket; an
     /// error is the socket's.
     pub(crate) fn start(writer: &mut FrameWriter) -> io::Result<Option<JournalWriter>> {
-        let Ok(mut journal) = JournalWriter::new() else {
+        let Ok(journal) = JournalWriter::new() else {
             return Ok(None);
         };
-        journal.announce(writer)?;
+        let fd = journal.buf.fd().try_clone_to_owned()?;
+        writer.send(journal.frame(), &[], &[fd])?;
         writer.flush()?;
         Ok(Some(journal))
     }
 
     /// Copies `bytes` into the ring from byte position `pos` on, wrapping at its end.
     fn write_at(&mut self, pos: u64, bytes: &[u8]) {
-        debug_assert!(bytes.len() <= RING);
-        let at = pos as usize & (RING - 1);
-        let first = bytes.len().min(RING - at);
+        let (at, first) = ring_span(pos, bytes.len());
         // SAFETY: the mapping is at least `HEAD + RING` bytes (`new`), writable by this
         // process, and the two copies cover `at..at + first` and `0..bytes.len() - first` of the
         // ring, both inside it. The bytes lie beyond the published tail and no more than `RING`
@@ -193,21 +197,19 @@ impl JournalWriter {
         self.unannounced >= ANNOUNCE_EVERY
     }
 
-    /// Queues the [`Kind::Journal`] frame announcing every record written (with the memfd,
-    /// the first time).
-    pub(crate) fn announce(&mut self, writer: &mut FrameWriter) -> io::Result<()> {
-        let header = Header {
+    /// The [`Kind::Journal`] frame announcing every record written so far.
+    fn frame(&self) -> Header {
+        Header {
             kind: Kind::Journal,
             id: 0,
             call: self.tail,
-        };
-        if self.fd_sent {
-            writer.send(header, &[], &[])?;
-        } else {
-            let fd = self.buf.fd().try_clone_to_owned()?;
-            writer.send(header, &[], &[fd])?;
-            self.fd_sent = true;
         }
+    }
+
+    /// Queues the [`Kind::Journal`] frame announcing every record written (the memfd went
+    /// with the first, in [`start`](Self::start)).
+    pub(crate) fn announce(&mut self, writer: &mut FrameWriter) -> io::Result<()> {
+        writer.send(self.frame(), &[], &[])?;
         self.announced = self.tail;
         self.unannounced = 0;
         Ok(())
@@ -347,9 +349,7 @@ impl JournalReader {
     /// Copies `out.len()` bytes of the ring from byte position `pos` on.
     fn read_at(&self, pos: u64, out: &mut [u8]) {
         let (map, _) = self.map.expect("records come after the mapping");
-        debug_assert!(out.len() <= RING);
-        let at = pos as usize & (RING - 1);
-        let first = out.len().min(RING - at);
+        let (at, first) = ring_span(pos, out.len());
         // SAFETY: the mapping is at least `HEAD + RING` bytes (`map_sealed` with that length),
         // and the copies cover `at..at + first` and `0..out.len() - first` of the ring; the
         // bytes are below the worker's published tail and above what the pool drained, which
