@@ -7,6 +7,9 @@
 //!
 //! - `copy 100 MB/*`: atomic element copies (`RawArray::read_range` / `write_range`) against
 //!   `memcpy`, on warm pages, 100 MB of f64; `to_vec` into a fresh `Vec`;
+//! - `element by element/*`: the tutorial's voxel loop, `store(i, load(i)²)` over 1 Mi f64
+//!   of a `RawArray` (one bounds check and one atomic access each), against the same loop on a
+//!   slice;
 //! - `sum 500 MB/*`: summing 500 MB of f64, a plain slice of a `FrozenArray` against atomic
 //!   copies through a buffer;
 //! - `fork+exit+wait/*`: a child that exits at once, with 0, 100 and 1000 live `LocalArray`s
@@ -82,6 +85,37 @@ fn copies(c: &mut Criterion) {
     });
     g.bench_function("RawArray::to_vec (fresh Vec)", |b| {
         with(&mut |d| b.iter(|| drop(black_box(d.raw.to_vec()))))
+    });
+    g.finish();
+}
+
+/// Elements of the element-by-element loop.
+const ELEMENTS: usize = 1 << 20;
+
+fn elements(c: &mut Criterion) {
+    let mut g = c.benchmark_group("element by element");
+    g.throughput(Throughput::Elements(ELEMENTS as u64));
+    let src: Vec<f64> = (0..ELEMENTS).map(|i| i as f64).collect();
+    let (input, output) = (
+        RawArray::from_slice(&src).unwrap(),
+        RawArray::<f64>::zeros(ELEMENTS).unwrap(),
+    );
+    g.bench_function("RawArray load + store", |b| {
+        b.iter(|| {
+            for i in 0..ELEMENTS {
+                let v = input.load(black_box(i)).unwrap();
+                output.store(i, v * v).unwrap();
+            }
+        })
+    });
+    let mut dst = vec![0.0f64; ELEMENTS];
+    g.bench_function("slice index (reference)", |b| {
+        b.iter(|| {
+            for i in 0..ELEMENTS {
+                let v = src[black_box(i)];
+                dst[i] = v * v;
+            }
+        })
     });
     g.finish();
 }
@@ -235,6 +269,7 @@ fn main() {
         memory_of_a_new_500_mb_array();
     }
     copies(&mut c);
+    elements(&mut c);
     sums(&mut c);
     forks(&mut c);
     lifecycle(&mut c);

@@ -16,6 +16,7 @@ use multiproc_core::{AccessWidth, Error};
 ///
 /// `dst` is valid for writes of `src.len()` elements and aligned for `T`; every other access to
 /// that memory, in any thread or process, is atomic or excluded by whoever is entitled to it.
+#[inline]
 pub(super) unsafe fn atomic_copy_in<T: Pod>(dst: *mut T, src: &[T]) {
     macro_rules! copy {
         ($atomic:ty, $int:ty) => {{
@@ -42,6 +43,7 @@ pub(super) unsafe fn atomic_copy_in<T: Pod>(dst: *mut T, src: &[T]) {
 /// # Safety
 ///
 /// As for [`atomic_copy_in`], with `src` valid for reads of `dst.len()` elements.
+#[inline]
 pub(super) unsafe fn atomic_copy_out<T: Pod>(src: *const T, dst: &mut [T]) {
     macro_rules! copy {
         ($atomic:ty, $int:ty) => {{
@@ -62,6 +64,7 @@ pub(super) unsafe fn atomic_copy_out<T: Pod>(src: *const T, dst: &mut [T]) {
 }
 
 /// The atomic unit for `T`: its alignment, at most 8 (sizes are multiples of alignment).
+#[inline]
 pub(super) fn unit_of<T>() -> usize {
     std::mem::align_of::<T>().min(8)
 }

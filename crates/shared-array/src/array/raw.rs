@@ -213,6 +213,7 @@ impl<T: Pod> RawArray<T> {
     /// writing through it is subject to the same conditions as
     /// [`slice_unchecked`](Self::slice_unchecked) /
     /// [`slice_mut_unchecked`](Self::slice_mut_unchecked).
+    #[inline]
     pub fn as_ptr(&self) -> *mut T {
         self.buf.as_ptr().cast()
     }
@@ -222,19 +223,32 @@ impl<T: Pod> RawArray<T> {
     }
 
     /// Element `index`, read atomically (word by word). Out of bounds names `index`.
+    ///
+    /// Inlined, with the bounds check its only branch: the tutorial's voxel-by-voxel loops
+    /// call it once per element.
+    #[inline]
     pub fn load(&self, index: usize) -> Result<T> {
+        if index >= self.len {
+            return Err(self.out_of_bounds(index));
+        }
         let mut v = T::zeroed();
-        self.read_range(index, std::slice::from_mut(&mut v))
-            .map_err(|_| self.out_of_bounds(index))?;
+        // SAFETY: `index` is in bounds (checked above); as in `read_range`.
+        unsafe { atomic_copy_out(self.as_ptr().add(index), std::slice::from_mut(&mut v)) };
         Ok(v)
     }
 
     /// Sets element `index`, atomically word by word. Out of bounds names `index`.
+    #[inline]
     pub fn store(&self, index: usize, value: T) -> Result<()> {
-        self.write_range(index, std::slice::from_ref(&value))
-            .map_err(|_| self.out_of_bounds(index))
+        if index >= self.len {
+            return Err(self.out_of_bounds(index));
+        }
+        // SAFETY: `index` is in bounds (checked above); as in `write_range`.
+        unsafe { atomic_copy_in(self.as_ptr().add(index), std::slice::from_ref(&value)) };
+        Ok(())
     }
 
+    #[cold]
     pub(crate) fn out_of_bounds(&self, index: usize) -> Error {
         Error::invalid(
             "index",

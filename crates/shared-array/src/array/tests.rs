@@ -19,6 +19,19 @@ fn constructors_and_atomic_ranges() {
         Err(Error::InvalidArgument { name: "index", .. })
     ));
     assert!(matches!(
+        a.store(3, 7),
+        Err(Error::InvalidArgument { name: "index", .. })
+    ));
+    assert!(matches!(
+        a.load(usize::MAX),
+        Err(Error::InvalidArgument { name: "index", .. })
+    ));
+    assert_eq!(
+        a.to_vec(),
+        vec![1, 20, 30],
+        "a refused store writes nothing"
+    );
+    assert!(matches!(
         a.write_range(2, &[1, 2]),
         Err(Error::InvalidArgument { name: "start", .. })
     ));
