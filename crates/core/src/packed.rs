@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize, Serializer};
 ///
 /// serde sees a `Vec<f64>` as a sequence and encodes it element by element (postcard managed
 /// about 0.7–1.7 GB/s on our 2-core machine); `Packed` is what numpy's buffer protocol is to
-/// pickle. Use it for large array arguments and results of process pools:
+/// pickle. The pools' own codec already moves a `Vec` of plain numbers (`u8` … `f64`) in one
+/// block wherever it is; `Packed` does it for any `Pod` element (arrays, `#[repr(C)]`
+/// structs) and in any serde format:
 ///
 /// ```
 /// use multiproc_core::Packed;

@@ -6,19 +6,10 @@ use multiproc_process::codec::{self, CodecError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-/// Appends the encoding of `value` to `buf` (cleared first) and returns it: a vector of plain
-/// numbers as one block ([`codec::is_block`]).
-pub(crate) fn encode_into<T: Serialize + 'static>(value: &T, buf: Vec<u8>) -> Result<Vec<u8>> {
+/// Appends the encoding of `value` to `buf` (cleared first) and returns it: every vector of
+/// plain numbers in it as one block ([`codec::is_block`]).
+pub(crate) fn encode_into<T: Serialize + ?Sized>(value: &T, buf: Vec<u8>) -> Result<Vec<u8>> {
     encode_error(codec::encode_into(value, buf))
-}
-
-/// [`encode_into`] for a value whose type is unsized or borrows: always element by element
-/// ([`codec::encode_borrowed_into`]), the same bytes.
-pub(crate) fn encode_borrowed_into<T: Serialize + ?Sized>(
-    value: &T,
-    buf: Vec<u8>,
-) -> Result<Vec<u8>> {
-    encode_error(codec::encode_borrowed_into(value, buf))
 }
 
 /// The codec's encoding error as this crate's.
@@ -32,9 +23,9 @@ fn encode_error(encoded: std::result::Result<Vec<u8>, CodecError>) -> Result<Vec
     })
 }
 
-/// Decodes a `T` from exactly `bytes`: a vector of plain numbers in one pass
+/// Decodes a `T` from exactly `bytes`: every vector of plain numbers in one pass
 /// ([`codec::is_block`]).
-pub(crate) fn decode<T: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<T> {
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     let wrong_type = |what: String| {
         format!(
             "decoding a {} {what} (was a value of another type sent?)",

@@ -25,10 +25,9 @@
 //! | tuple, tuple struct, struct | the fields in order |
 //! | enum variant | its index (`u32`), then its content as above |
 //!
-//! A vector of plain numbers ([`is_block`]) that is the value itself, or an item of a pool's
-//! chunk ([`encode_items_with`], [`decode_items_fds`]), takes the block path: the same bytes,
-//! written in blocks and read into one allocation of the exact length. A vector nested in a
-//! tuple or a struct goes element by element (`Packed` is for bulk data there).
+//! A vector of plain numbers ([`is_block`]) takes the block path wherever it is — the value
+//! itself, an item of a pool's chunk, a field of a tuple, a struct or an enum: the same bytes,
+//! written in one block and read into one allocation of the exact length.
 //!
 //! A sequence of unknown length cannot be encoded, and types that need a self-describing
 //! format (`deserialize_any`, `deserialize_ignored_any`) cannot be decoded: both are errors
@@ -39,7 +38,7 @@ use std::fmt;
 use std::os::fd::OwnedFd;
 
 use multiproc_core::handoff::{collect_fds, provide_fds};
-use serde::de::{self, DeserializeOwned};
+use serde::de::{self, Deserialize, DeserializeOwned};
 use serde::ser::{self, Serialize};
 
 mod block;
@@ -131,44 +130,28 @@ impl Output for Vec<u8> {
     }
 }
 
-/// Encodes `value` at the end of `out`: a vector of plain numbers ([`is_block`]) as one block,
-/// anything else element by element (the same bytes either way).
+/// Encodes `value` at the end of `out`: every vector of plain numbers in it ([`is_block`]) as
+/// one block, everything else element by element.
 #[inline]
-pub fn encode_with<T: Serialize + 'static, O: Output>(
-    value: &T,
-    out: &mut O,
-) -> Result<(), CodecError> {
-    if block::encode(value, out) {
-        return Ok(());
-    }
-    encode_borrowed_with(value, out)
-}
-
-/// Encodes `items` at the end of `out` as a sequence (the bytes of a `Vec<T>` of them), each
-/// as [`encode_with`] does: so a pool's chunk of `Vec<f64>` arguments or results takes the
-/// block path item by item.
-#[inline]
-pub fn encode_items_with<T: Serialize + 'static, O: Output>(
-    items: &[T],
-    out: &mut O,
-) -> Result<(), CodecError> {
-    out.write(&(items.len() as u64).to_le_bytes());
-    items.iter().try_for_each(|item| encode_with(item, out))
-}
-
-/// Encodes a value whose type is unsized or borrows (is not `'static`), so that its type
-/// cannot be tested for the block path: always element by element, with the same bytes as
-/// [`encode_with`].
-#[inline]
-pub fn encode_borrowed_with<T: Serialize + ?Sized, O: Output>(
+pub fn encode_with<T: Serialize + ?Sized, O: Output>(
     value: &T,
     out: &mut O,
 ) -> Result<(), CodecError> {
     value.serialize(&mut encode::Serializer { out })
 }
 
+/// Encodes `items` at the end of `out` as a sequence (the bytes of a `Vec<T>` of them): a
+/// pool's chunk of arguments or results.
+#[inline]
+pub fn encode_items_with<T: Serialize, O: Output>(
+    items: &[T],
+    out: &mut O,
+) -> Result<(), CodecError> {
+    encode_with(items, out)
+}
+
 /// Encodes `value` into `buf` (cleared first), reusing its allocation.
-pub fn encode_into<T: Serialize + 'static>(
+pub fn encode_into<T: Serialize + ?Sized>(
     value: &T,
     mut buf: Vec<u8>,
 ) -> Result<Vec<u8>, CodecError> {
@@ -177,48 +160,22 @@ pub fn encode_into<T: Serialize + 'static>(
     Ok(buf)
 }
 
-/// [`encode_borrowed_with`] into `buf` (cleared first), reusing its allocation.
-pub fn encode_borrowed_into<T: Serialize + ?Sized>(
-    value: &T,
-    mut buf: Vec<u8>,
-) -> Result<Vec<u8>, CodecError> {
-    buf.clear();
-    encode_borrowed_with(value, &mut buf)?;
-    Ok(buf)
-}
-
-/// Decodes a value from `de`: on the block path if it takes it.
+/// Decodes a value from `de`.
 #[inline]
-fn decode_value<T: DeserializeOwned + 'static>(
-    de: &mut decode::Deserializer<'_>,
-) -> Result<T, CodecError> {
-    match block::decode(de) {
-        Some(value) => value,
-        None => T::deserialize(de),
-    }
+fn decode_value<T: DeserializeOwned>(de: &mut decode::Deserializer<'_>) -> Result<T, CodecError> {
+    T::deserialize(de)
 }
 
-/// The most bytes of items allocated ahead of decoding them (serde's own rule: a length read
-/// from the bytes is not trusted with more).
-const ITEMS_AHEAD: usize = 1 << 20;
-
-/// Decodes a sequence of values from `de`, each as [`decode_value`] does.
-fn decode_items<T: DeserializeOwned + 'static>(
+/// Decodes a sequence of values from `de` (a `Vec<T>`'s bytes).
+fn decode_items<T: DeserializeOwned>(
     de: &mut decode::Deserializer<'_>,
 ) -> Result<Vec<T>, CodecError> {
-    let len = de.seq_len()?;
-    let mut items = Vec::with_capacity(len.min(ITEMS_AHEAD / size_of::<T>().max(1)));
-    for _ in 0..len {
-        items.push(decode_value(de)?);
-    }
-    Ok(items)
+    Vec::<T>::deserialize(de)
 }
 
 /// Decodes a `T` from the start of `bytes`; returns it and the bytes after it. A vector of
 /// plain numbers ([`is_block`]) is allocated once and filled in one pass.
-pub fn take_from_bytes<T: DeserializeOwned + 'static>(
-    bytes: &[u8],
-) -> Result<(T, &[u8]), CodecError> {
+pub fn take_from_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, &[u8]), CodecError> {
     let mut deserializer = decode::Deserializer::new(bytes);
     let value = decode_value(&mut deserializer)?;
     Ok((value, deserializer.rest()))
@@ -226,7 +183,7 @@ pub fn take_from_bytes<T: DeserializeOwned + 'static>(
 
 /// Decodes a sequence of `T`s (as [`encode_items_with`] writes it) from the start of `bytes`;
 /// returns them and the bytes after them.
-pub fn take_items_from_bytes<T: DeserializeOwned + 'static>(
+pub fn take_items_from_bytes<T: DeserializeOwned>(
     bytes: &[u8],
 ) -> Result<(Vec<T>, &[u8]), CodecError> {
     let mut deserializer = decode::Deserializer::new(bytes);
@@ -235,12 +192,12 @@ pub fn take_items_from_bytes<T: DeserializeOwned + 'static>(
 }
 
 /// Encodes `value`, collecting the descriptors it owns.
-pub fn encode_fds<T: Serialize + 'static>(value: &T) -> Result<Encoded, CodecError> {
+pub fn encode_fds<T: Serialize + ?Sized>(value: &T) -> Result<Encoded, CodecError> {
     encode_fds_into(value, Vec::new())
 }
 
 /// [`encode_fds`] into `buf` (cleared first), reusing its allocation.
-pub fn encode_fds_into<T: Serialize + 'static>(
+pub fn encode_fds_into<T: Serialize + ?Sized>(
     value: &T,
     buf: Vec<u8>,
 ) -> Result<Encoded, CodecError> {
@@ -249,7 +206,7 @@ pub fn encode_fds_into<T: Serialize + 'static>(
 }
 
 /// Encodes `items` as [`encode_items_with`] does, collecting the descriptors they own.
-pub fn encode_items_fds<T: Serialize + 'static>(items: &[T]) -> Result<Encoded, CodecError> {
+pub fn encode_items_fds<T: Serialize>(items: &[T]) -> Result<Encoded, CodecError> {
     let mut bytes = Vec::new();
     let (encoded, fds) = collect_fds(|| encode_items_with(items, &mut bytes));
     encoded?;
@@ -257,16 +214,13 @@ pub fn encode_items_fds<T: Serialize + 'static>(items: &[T]) -> Result<Encoded, 
 }
 
 /// Decodes a `T` from the start of `bytes`, giving it the descriptors that came beside them.
-pub fn decode_fds<T: DeserializeOwned + 'static>(
-    bytes: &[u8],
-    fds: Vec<OwnedFd>,
-) -> Result<T, CodecError> {
+pub fn decode_fds<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Result<T, CodecError> {
     provide_fds(fds, || take_from_bytes(bytes)).map(|(value, _)| value)
 }
 
 /// Decodes a sequence of `T`s from the start of `bytes` (as [`take_items_from_bytes`] does),
 /// giving them the descriptors that came beside them.
-pub fn decode_items_fds<T: DeserializeOwned + 'static>(
+pub fn decode_items_fds<T: DeserializeOwned>(
     bytes: &[u8],
     fds: Vec<OwnedFd>,
 ) -> Result<Vec<T>, CodecError> {

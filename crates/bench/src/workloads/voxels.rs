@@ -126,29 +126,30 @@ fn index_lists(shape: Shape, jobs: usize) -> Vec<(Shape, Indices)> {
     let (xlen, ylen, zlen) = shape;
     let size = xlen * ylen * zlen;
     let nvox = size / jobs;
-    // numpy slices the three flattened grids (views); here each job's lists are filled
-    // directly, in the same order, so that the indices are written once.
-    let mut args: Vec<(Shape, Indices)> = (0..=jobs)
-        .map(|i| {
-            let n = if i < jobs { nvox } else { size - nvox * jobs };
-            let v = || super::with_hugepages(n);
-            (shape, (v(), v(), v()))
-        })
-        .collect();
-    let mut k = 0usize;
-    for y in 0..ylen {
-        for x in 0..xlen {
-            for z in 0..zlen {
-                let job = k.checked_div(nvox).map_or(jobs, |j| j.min(jobs));
-                let (xs, ys, zs) = &mut args[job].1;
-                xs.push(x);
-                ys.push(y);
-                zs.push(z);
-                k += 1;
+    // numpy fills the three flattened grids in vectorised loops and slices them (views);
+    // here each job's lists are filled directly, in the same order, one z run at a time
+    // (`x` and `y` repeated, `z` counting up: loops the compiler vectorises), so that the
+    // indices are written once.
+    (0..=jobs)
+        .map(|job| {
+            let start = job * nvox;
+            let end = if job < jobs { start + nvox } else { size };
+            let v = || super::with_hugepages(end - start);
+            let (mut xs, mut ys, mut zs) = (v(), v(), v());
+            let mut k = start;
+            while k < end {
+                // Voxel `k` in meshgrid order: k = (y * xlen + x) * zlen + z.
+                let (row, z) = (k / zlen, k % zlen);
+                let (y, x) = (row / xlen, row % xlen);
+                let run = (zlen - z).min(end - k);
+                xs.resize(xs.len() + run, x);
+                ys.resize(ys.len() + run, y);
+                zs.extend(z..z + run);
+                k += run;
             }
-        }
-    }
-    args
+            (shape, (xs, ys, zs))
+        })
+        .collect()
 }
 
 /// `jobs` contiguous `(start, len)` slabs covering `size` voxels.

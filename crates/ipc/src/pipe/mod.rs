@@ -236,7 +236,7 @@ impl Connection {
                 "this end of a one-way Pipe only receives",
             ));
         }
-        let (bytes, fds) = collect_fds(|| codec::encode_borrowed_into(value, Vec::new()));
+        let (bytes, fds) = collect_fds(|| codec::encode_into(value, Vec::new()));
         self.write_frame(&bytes?, &fds, timeout)
     }
 

@@ -2,15 +2,31 @@
 //! encoded and decoded as one block of bytes, with the bytes that serde's element-by-element
 //! path writes (its length as a `u64`, then each value fixed-width little-endian).
 //!
-//! serde hands a `Vec<f64>` to a format one element at a time, and decodes one by growing a
-//! vector (its pre-allocation capped at 1 MiB). Here the type is known (`T: 'static`, tested
-//! by [`TypeId`] through `&dyn Any`, which the compiler resolves per type), so encoding is one
-//! copy of the values' bytes (little-endian targets; a big-endian one converts them in
-//! blocks) and decoding allocates the vector once, at its exact length, and fills it in one
-//! pass. Only the value itself takes the path (and each item of a pool's chunk): a vector
-//! nested in a tuple or a struct goes element by element.
+//! serde hands a format a `Vec<f64>` one element at a time, and decodes one by growing a
+//! vector (its pre-allocation capped at 1 MiB). Here the codec looks at the types serde hands
+//! it, wherever the vector is — the value itself, a tuple's field, a struct's, an `Option`'s:
+//!
+//! - **encoding**: serde's `Serialize` for a `Vec<T>` or a `[T]` calls the serializer's
+//!   `collect_seq` with a reference to itself; the serializer ([`encode_seq`]) tests that
+//!   reference's type and, for plain numbers, writes the values' bytes in one copy
+//!   (little-endian targets; a big-endian one converts them in blocks).
+//! - **decoding**: serde's `Deserialize` for a `Vec<T>` calls `deserialize_seq` with its own
+//!   vector visitor; the deserializer ([`decode_seq`]) recognises that visitor's type (learnt
+//!   once per element type by asking serde to deserialize a vector from a probe) and, for
+//!   plain numbers, allocates the vector once at its exact length and fills it in one pass,
+//!   returning it in the visitor's stead. A visitor of the user's own, even one that makes a
+//!   `Vec<u64>`, still gets every element (it may do more than collect them).
+//!
+//! The types serde hands over borrow (`&'a Vec<T>`) or are not `'static` (a visitor for
+//! `'de`), so they are compared with [`typeid::of`], which gives the `TypeId` of a type up to
+//! its lifetimes; a match is then a cast between the same type with other lifetimes, used
+//! only within the borrow it came with.
 
-use std::any::{Any, TypeId};
+use std::any::TypeId;
+use std::mem::ManuallyDrop;
+use std::sync::OnceLock;
+
+use serde::de::{self, Visitor};
 
 use super::decode::Deserializer;
 use super::{CodecError, Output};
@@ -43,7 +59,8 @@ macro_rules! plain_numbers {
 }
 
 /// Whether a `T` crosses on the block path: `T` is a `Vec` of `u8`, `i8`, `u16`, `i16`,
-/// `u32`, `i32`, `u64`, `i64`, `usize`, `isize`, `f32` or `f64`.
+/// `u32`, `i32`, `u64`, `i64`, `usize`, `isize`, `f32` or `f64` — whether it is the value
+/// sent or a part of it.
 pub fn is_block<T: ?Sized + 'static>() -> bool {
     let id = TypeId::of::<T>();
     macro_rules! test {
@@ -57,13 +74,26 @@ pub fn is_block<T: ?Sized + 'static>() -> bool {
     false
 }
 
-/// Encodes `value` on the block path if it takes it; `false` if it does not.
+/// Encodes `seq` — what serde's `Serialize` for a `Vec` or a slice hands `collect_seq`: a
+/// reference to itself — on the block path if it is a vector or slice of plain numbers;
+/// `false` if it is not.
 #[inline]
-pub(super) fn encode<T: 'static, O: Output>(value: &T, out: &mut O) -> bool {
-    let value = value as &dyn Any;
+pub(super) fn encode_seq<I, O: Output>(seq: &I, out: &mut O) -> bool {
+    let id = typeid::of::<I>();
     macro_rules! try_encode {
         ($t:ty, $wire:ty) => {
-            if let Some(v) = value.downcast_ref::<Vec<$t>>() {
+            let values: Option<&[$t]> = if id == typeid::of::<&Vec<$t>>() {
+                // SAFETY: `I` is `&Vec<$t>` up to lifetimes (`typeid::of` ignores them, and
+                // they do not change the layout); the vector is read only while `seq`, and
+                // so the reference it holds, is borrowed.
+                Some(unsafe { &*(seq as *const I).cast::<&Vec<$t>>() }.as_slice())
+            } else if id == typeid::of::<&[$t]>() {
+                // SAFETY: as above, `I` is `&[$t]`.
+                Some(unsafe { *(seq as *const I).cast::<&[$t]>() })
+            } else {
+                None
+            };
+            if let Some(v) = values {
                 out.write(&(v.len() as u64).to_le_bytes());
                 // Little-endian: the values' bytes in memory are the format's, one copy.
                 #[cfg(target_endian = "little")]
@@ -96,16 +126,22 @@ fn write_block<T, const N: usize, O: Output>(
     }
 }
 
-/// Decodes a `T` on the block path if it takes it (`None` if it does not): the length, then
-/// the values into a vector allocated once at that length. Bytes that end early are an
-/// error.
+/// Decodes the value of `V` on the block path if `V` is serde's own visitor of a `Vec` of
+/// plain numbers (`None` if it is not): the length, then the values into a vector allocated
+/// once at that length. Bytes that end early are an error.
 #[inline]
-pub(super) fn decode<T: 'static>(de: &mut Deserializer<'_>) -> Option<Result<T, CodecError>> {
-    let mut slot: Option<T> = None;
-    let out = &mut slot as &mut dyn Any;
+pub(super) fn decode_seq<'de, V: Visitor<'de>>(
+    de: &mut Deserializer<'de>,
+) -> Option<Result<V::Value, CodecError>> {
     macro_rules! try_decode {
         ($t:ty, $wire:ty) => {
-            if let Some(out) = out.downcast_mut::<Option<Vec<$t>>>() {
+            // The first test compiles away for every other `V::Value`.
+            if typeid::of::<V::Value>() == TypeId::of::<Vec<$t>>() && {
+                // Probed once per element type (a `static` here is one per expansion, shared
+                // by every `V`).
+                static VISITOR: OnceLock<Option<TypeId>> = OnceLock::new();
+                Some(typeid::of::<V>()) == *VISITOR.get_or_init(vec_visitor::<$t>)
+            } {
                 const N: usize = size_of::<$wire>();
                 let bytes = match de.block(N) {
                     Ok(bytes) => bytes,
@@ -125,8 +161,13 @@ pub(super) fn decode<T: 'static>(de: &mut Deserializer<'_>) -> Option<Result<T, 
                         <$wire>::from_le_bytes(c) as $t
                     })
                     .collect();
-                *out = Some(v);
-                return slot.map(Ok);
+                let v = ManuallyDrop::new(v);
+                // SAFETY: `V::Value` is `Vec<$t>` (tested above; a `Vec<$t>` has no
+                // lifetimes for `typeid::of` to ignore), so this moves the vector out as its
+                // own type; `ManuallyDrop` keeps it from being dropped here too.
+                return Some(Ok(unsafe {
+                    std::mem::transmute_copy::<Vec<$t>, V::Value>(&v)
+                }));
             }
         };
     }
@@ -134,27 +175,95 @@ pub(super) fn decode<T: 'static>(de: &mut Deserializer<'_>) -> Option<Result<T, 
     None
 }
 
+/// The type of the visitor that serde's `Deserialize` for `Vec<T>` hands `deserialize_seq`
+/// (`None` if it asked for something else): found by deserializing a `Vec<T>` from a
+/// [`Probe`].
+fn vec_visitor<T: de::DeserializeOwned>() -> Option<TypeId> {
+    let mut seen = None;
+    let _ = <Vec<T> as de::Deserialize>::deserialize(Probe(&mut seen));
+    seen
+}
+
+/// A deserializer that records the type of the visitor handed to `deserialize_seq` and
+/// deserializes nothing.
+struct Probe<'a>(&'a mut Option<TypeId>);
+
+impl<'de> de::Deserializer<'de> for Probe<'_> {
+    type Error = de::value::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+        Err(de::Error::custom("a probe deserializes nothing"))
+    }
+
+    fn deserialize_seq<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+        *self.0 = Some(typeid::of::<V>());
+        Err(de::Error::custom("a probe deserializes nothing"))
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct tuple tuple_struct map struct enum identifier
+        ignored_any
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::super::{
-        decode_items_fds, encode_borrowed_into, encode_into, encode_items_fds, take_from_bytes,
-        Output,
-    };
+    use super::super::{decode_items_fds, encode_into, encode_items_fds, take_from_bytes, Output};
     use super::*;
     use serde::de::DeserializeOwned;
-    use serde::Serialize;
+    use serde::{Serialize, Serializer};
 
-    /// The element-by-element path's bytes (no type test).
-    fn slow<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
-        encode_borrowed_into(value, Vec::new()).unwrap()
+    /// The element-by-element bytes of `values`: serialized from an iterator, which is not a
+    /// type the block path takes.
+    fn slow<T: Serialize>(values: &[T]) -> Vec<u8> {
+        struct Elements<'a, T>(&'a [T]);
+        impl<T: Serialize> Serialize for Elements<'_, T> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_seq(self.0.iter())
+            }
+        }
+        encode_into(&Elements(values), Vec::new()).unwrap()
+    }
+
+    /// The element-by-element bytes of a chunk of vectors.
+    fn slow_items<T: Serialize>(items: &[Vec<T>]) -> Vec<u8> {
+        let mut bytes = (items.len() as u64).to_le_bytes().to_vec();
+        for item in items {
+            bytes.extend(slow(item));
+        }
+        bytes
+    }
+
+    /// A `Vec<T>` decoded element by element: a visitor of its own collects it.
+    struct ElementWise<T>(Vec<T>);
+
+    impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for ElementWise<T> {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct Visit<T>(std::marker::PhantomData<T>);
+            impl<'de, T: serde::Deserialize<'de>> Visitor<'de> for Visit<T> {
+                type Value = Vec<T>;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("a sequence")
+                }
+                fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+                    let mut v = Vec::new();
+                    while let Some(x) = seq.next_element()? {
+                        v.push(x);
+                    }
+                    Ok(v)
+                }
+            }
+            d.deserialize_seq(Visit(std::marker::PhantomData))
+                .map(ElementWise)
+        }
     }
 
     /// Both paths give the same bytes and read each other's, for a value of `Vec<T>`; the
     /// values compare through their bytes (a NaN is not equal to itself).
     fn same_bytes_both_ways<T>(values: Vec<T>)
     where
-        T: Clone + 'static,
-        Vec<T>: Serialize + DeserializeOwned,
+        T: Clone + Serialize + DeserializeOwned + 'static,
     {
         assert!(is_block::<Vec<T>>());
         let len = values.len();
@@ -162,24 +271,25 @@ mod tests {
         let expected = slow(&values);
         assert_eq!(fast, expected, "{} of {len}", std::any::type_name::<T>());
         assert_eq!(fast.len(), 8 + len * (expected.len() - 8) / len.max(1));
+        // A slice too.
+        assert_eq!(encode_into(&values[..], Vec::new()).unwrap(), expected);
         // Block decode of the element-by-element bytes, with bytes after it.
         let mut longer = expected.clone();
         longer.extend([1, 2, 3]);
         let (back, rest) = take_from_bytes::<Vec<T>>(&longer).unwrap();
         assert_eq!((rest, back.capacity()), (&[1u8, 2, 3][..], len));
         assert_eq!(slow(&back), expected);
-        // Element-by-element decode (a 1-tuple has the same bytes, and no block path) of the
-        // block's bytes.
-        let ((back,), rest) = take_from_bytes::<(Vec<T>,)>(&fast).unwrap();
+        // Element-by-element decode of the block's bytes.
+        let (ElementWise(back), rest) = take_from_bytes::<ElementWise<T>>(&fast).unwrap();
         assert!(rest.is_empty());
         assert_eq!(slow(&back), expected);
         // A pool's chunk: each item on the block path, the bytes of a Vec of them.
         let items = vec![values.clone(), Vec::new(), values];
         let (chunk, fds) = encode_items_fds(&items).unwrap();
         assert!(fds.is_empty());
-        assert_eq!(chunk, slow(&items));
+        assert_eq!(chunk, slow_items(&items));
         let back = decode_items_fds::<Vec<T>>(&chunk, Vec::new()).unwrap();
-        assert_eq!(slow(&back), chunk);
+        assert_eq!(slow_items(&back), chunk);
         // Every shorter prefix is an error, never a panic or a value.
         for end in (0..fast.len()).filter(|end| *end < 64 || end % 61 == 0) {
             let e = take_from_bytes::<Vec<T>>(&fast[..end]).err().unwrap();
@@ -228,7 +338,7 @@ mod tests {
     }
 
     #[test]
-    fn only_top_level_vectors_of_plain_numbers_take_the_block_path() {
+    fn the_block_path_is_for_vectors_of_plain_numbers() {
         assert!(is_block::<Vec<u8>>() && is_block::<Vec<f64>>() && is_block::<Vec<i16>>());
         assert!(!is_block::<Vec<bool>>());
         assert!(!is_block::<Vec<char>>());
@@ -276,6 +386,78 @@ mod tests {
         let (back, _) = take_from_bytes::<Vec<u32>>(&bytes).unwrap();
         assert_eq!(back.capacity(), values.len());
         assert!(back == values);
+    }
+
+    #[test]
+    fn a_vector_nested_in_a_tuple_or_a_struct_takes_the_block_path() {
+        #[derive(Serialize, serde::Deserialize, PartialEq, Debug)]
+        struct Image {
+            shape: (usize, usize),
+            pixels: Vec<f32>,
+            label: Option<Vec<u16>>,
+        }
+        let xs: Vec<usize> = (0..1000).collect();
+        let value = (7u8, (xs.clone(), xs.clone()), Some(vec![1.5f64; 1000]));
+        let mut out = Writes::default();
+        super::super::encode_with(&value, &mut out).unwrap();
+        // 7u8; the two lists, each a length and one block; `Some`; a length and one block:
+        // 8 writes, not one per element.
+        assert_eq!(out.calls, 8);
+        let (back, rest) =
+            take_from_bytes::<(u8, (Vec<usize>, Vec<usize>), Option<Vec<f64>>)>(&out.bytes)
+                .unwrap();
+        assert!(rest.is_empty() && back == value);
+        // Past serde's 1 MiB of pre-allocation, element by element a vector grows by
+        // doubling; on the block path it is one allocation of its exact length.
+        let image = Image {
+            shape: (600, 500),
+            pixels: (0..300_000).map(|i| i as f32).collect(),
+            label: Some((0..300_001).map(|i| i as u16).collect()),
+        };
+        let bytes = encode_into(&image, Vec::new()).unwrap();
+        let (back, _) = take_from_bytes::<Image>(&bytes).unwrap();
+        assert_eq!(back.pixels.capacity(), 300_000);
+        assert_eq!(back.label.as_ref().map(Vec::capacity), Some(300_001));
+        assert_eq!(back, image);
+    }
+
+    /// A `Vec<u64>` deserialized by a visitor of its own, which keeps only even values.
+    #[derive(Debug)]
+    struct Evens(Vec<u64>);
+
+    impl<'de> serde::Deserialize<'de> for Evens {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct Visit;
+            impl<'de> serde::de::Visitor<'de> for Visit {
+                type Value = Vec<u64>;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("a sequence of u64")
+                }
+                fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                    self,
+                    mut seq: A,
+                ) -> Result<Vec<u64>, A::Error> {
+                    let mut evens = Vec::new();
+                    while let Some(v) = seq.next_element::<u64>()? {
+                        if v % 2 == 0 {
+                            evens.push(v);
+                        }
+                    }
+                    Ok(evens)
+                }
+            }
+            d.deserialize_seq(Visit).map(Evens)
+        }
+    }
+
+    #[test]
+    fn a_visitor_of_its_own_still_sees_every_element() {
+        // Its value is a `Vec<u64>` too, but only serde's own vector visitor is bypassed.
+        let bytes = encode_into(&(vec![1u64, 2, 3, 4, 6],), Vec::new()).unwrap();
+        let ((evens,), _) = take_from_bytes::<(Evens,)>(&bytes).unwrap();
+        assert_eq!(evens.0, [2, 4, 6]);
+        let (evens, _) = take_from_bytes::<Evens>(&bytes).unwrap();
+        assert_eq!(evens.0, [2, 4, 6]);
     }
 
     #[test]

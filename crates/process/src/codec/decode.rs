@@ -85,12 +85,6 @@ impl<'de> Deserializer<'de> {
         }
     }
 
-    /// The length of a sequence.
-    #[inline]
-    pub(super) fn seq_len(&mut self) -> Result<usize, CodecError> {
-        self.len()
-    }
-
     #[inline]
     fn str(&mut self) -> Result<&'de str, CodecError> {
         std::str::from_utf8(self.bytes()?).map_err(|_| error("a string that is not UTF-8"))
@@ -214,6 +208,10 @@ impl<'de> de::Deserializer<'de> for &mut Deserializer<'de> {
 
     #[inline]
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
+        // serde's own visitor of a vector of plain numbers: one block ([`super::block`]).
+        if let Some(value) = super::block::decode_seq::<V>(self) {
+            return value;
+        }
         let left = self.len()?;
         visitor.visit_seq(Counted { de: self, left })
     }

@@ -158,6 +158,30 @@ impl<O: Output> ser::Serializer for &mut Serializer<'_, O> {
         value.serialize(self)
     }
 
+    /// serde's `Serialize` for a `Vec` or a slice calls this with a reference to itself: a
+    /// vector of plain numbers goes as one block ([`super::block`]), anything else through
+    /// `serialize_seq` element by element (serde's own default, written out).
+    #[inline]
+    fn collect_seq<I>(self, iter: I) -> Result<(), CodecError>
+    where
+        I: IntoIterator,
+        I::Item: Serialize,
+    {
+        if super::block::encode_seq(&iter, self.out) {
+            return Ok(());
+        }
+        let iter = iter.into_iter();
+        let len = match iter.size_hint() {
+            (lo, Some(hi)) if lo == hi => Some(lo),
+            _ => None,
+        };
+        let mut seq = self.serialize_seq(len)?;
+        for item in iter {
+            ser::SerializeSeq::serialize_element(&mut seq, &item)?;
+        }
+        ser::SerializeSeq::end(seq)
+    }
+
     #[inline]
     fn serialize_seq(self, len: Option<usize>) -> Result<Self, CodecError> {
         let len = len.ok_or_else(unknown_length)?;
