@@ -85,6 +85,10 @@ const _: () = assert!(2 * crate::journal::ANNOUNCE_EVERY == PIPELINE_REFILL);
 /// task larger than this is only ever sent to an idle worker, alone.
 pub const PIPELINE_BYTES: usize = 32 * 1024;
 
+/// `submit` queues the chunks encoded so far once they hold this many bytes (a bulk
+/// buffer's worth): a worker then starts on them while the caller encodes the rest.
+const QUEUE_AFTER: usize = crate::bulk::BULK_MIN;
+
 /// A started worker process and the parent's end of its socket.
 #[derive(Debug)]
 pub struct Worker {
@@ -397,6 +401,13 @@ impl<L: Launcher> ProcessPool<L> {
     }
 
     /// Encodes every chunk of `batch` and queues it; results reach `sink`.
+    ///
+    /// Chunks are queued as they are encoded, in runs of at least [`QUEUE_AFTER`] encoded
+    /// bytes (and the rest at the end): a worker starts on a large argument while the caller
+    /// encodes the next, and a batch of small ones is still queued with one lock and one
+    /// wake-up. If a chunk cannot be encoded, the chunks queued before it still run (their
+    /// results go to `sink`, which the caller has no handle to once this fails), and the
+    /// error is returned.
     pub fn submit<A, R>(&self, f: Task<A, R>, batch: Batch<A>, sink: ChunkSink<R>) -> Result<()>
     where
         A: Payload,
@@ -411,17 +422,14 @@ impl<L: Launcher> ProcessPool<L> {
         let canceller: std::sync::Weak<dyn multiproc_core::Canceller> =
             Arc::downgrade(&*self.shared) as _;
         sink.cancel_token().on_cancel(canceller);
-        let mut jobs = Vec::with_capacity(batch.n_chunks());
-        let mut payloads = Vec::with_capacity(batch.n_chunks());
-        for (_, chunk) in batch.into_chunks() {
-            payloads.push(
-                encode_body(&chunk, &self.shared.spare)
-                    .map_err(|e| Error::Serialization(format!("encoding the arguments: {e}")))?,
-            );
-        }
-        self.shared.idle.add(payloads.len());
         let dest: Arc<dyn Destination> = Arc::new(Decode { sink });
-        for (index, (payload, fds)) in payloads.into_iter().enumerate() {
+        let mut jobs = Vec::new();
+        let mut encoded = 0;
+        for (index, (_, chunk)) in batch.into_chunks().enumerate() {
+            let (payload, fds) = encode_body(&chunk, &self.shared.spare)
+                .map_err(|e| Error::Serialization(format!("encoding the arguments: {e}")))?;
+            encoded += payload.len();
+            self.shared.idle.add(1);
             jobs.push(Job {
                 call,
                 payload,
@@ -431,8 +439,21 @@ impl<L: Launcher> ProcessPool<L> {
                 _ticket: Ticket(self.shared.idle.clone()),
                 history: Vec::new(),
             });
+            if encoded >= QUEUE_AFTER {
+                self.enqueue(std::mem::take(&mut jobs))?;
+                encoded = 0;
+            }
         }
         drop(dest);
+        self.enqueue(jobs)
+    }
+
+    /// Queues `jobs` and wakes the supervisors they need; a closed queue drops them (their
+    /// tickets and sinks fail the chunks) and refuses.
+    fn enqueue(&self, jobs: Vec<Job>) -> Result<()> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
         let mut q = lock(&self.shared.queue);
         if q.closed {
             drop(q);
