@@ -405,7 +405,7 @@ def bench_overhead(b, cfg):
     items = list(range(cfg["tasks"]))
     expected = [inc(x) for x in items]
     chk = lambda got: expect(list(got) == expected, "wrong results")
-    apply_items = items[:min(len(items), 2000)]
+    apply_items = items[:min(len(items), 1000)]
     chk_apply = lambda got: expect(list(got) == expected[:len(apply_items)], "wrong results")
     if cfg["peers"]:
         for w in cfg["workers"]:

@@ -300,7 +300,7 @@ mod tests {
         cfg.sweep = vec![1, 2, 8];
         assert_eq!(thread_counts(&cfg), [1, 2, 4, 8]);
         cfg.tasks = 50_000;
-        assert_eq!(trips(&cfg), 2_000);
+        assert_eq!(trips(&cfg), 1_000);
         cfg.tasks = 10;
         assert_eq!(trips(&cfg), 10);
     }
