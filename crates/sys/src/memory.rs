@@ -143,6 +143,10 @@ fn parts(bytes: usize) -> usize {
 /// Copies `src` into `dst` (the same length), in [`parts`] parts on as many threads.
 fn copy_spread(src: &[u8], dst: &mut [MaybeUninit<u8>]) {
     debug_assert_eq!(src.len(), dst.len());
+    if parts(src.len()) == 1 {
+        // No thread, no scope, no allocation: the codec copies every small vector this way.
+        return copy(src, dst);
+    }
     // Parts of whole pages, their bounds on page boundaries of `dst` (the first part also
     // takes the bytes before its first boundary), so that no page is faulted in by two
     // threads.

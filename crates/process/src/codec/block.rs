@@ -24,7 +24,6 @@
 
 use std::any::TypeId;
 use std::mem::ManuallyDrop;
-use std::sync::OnceLock;
 
 use serde::de::{self, Visitor};
 
@@ -59,8 +58,10 @@ macro_rules! plain_numbers {
 }
 
 /// Whether a `T` crosses on the block path: `T` is a `Vec` of `u8`, `i8`, `u16`, `i16`,
-/// `u32`, `i32`, `u64`, `i64`, `usize`, `isize`, `f32` or `f64` — whether it is the value
-/// sent or a part of it.
+/// `u32`, `i32`, `u64`, `i64`, `usize`, `isize` (64-bit targets), `f32` or `f64` — whether it
+/// is the value sent or a part of it. A slice of those (`&[T]`, `Box<[T]>`, which serde
+/// serializes as the slice) is encoded on the path too; arrays and other collections
+/// (`VecDeque`, `[T; N]`) go element by element.
 pub fn is_block<T: ?Sized + 'static>() -> bool {
     let id = TypeId::of::<T>();
     macro_rules! test {
@@ -136,12 +137,9 @@ pub(super) fn decode_seq<'de, V: Visitor<'de>>(
     macro_rules! try_decode {
         ($t:ty, $wire:ty) => {
             // The first test compiles away for every other `V::Value`.
-            if typeid::of::<V::Value>() == TypeId::of::<Vec<$t>>() && {
-                // Probed once per element type (a `static` here is one per expansion, shared
-                // by every `V`).
-                static VISITOR: OnceLock<Option<TypeId>> = OnceLock::new();
-                Some(typeid::of::<V>()) == *VISITOR.get_or_init(vec_visitor::<$t>)
-            } {
+            if typeid::of::<V::Value>() == TypeId::of::<Vec<$t>>()
+                && Some(typeid::of::<V>()) == vec_visitor::<$t>()
+            {
                 const N: usize = size_of::<$wire>();
                 let bytes = match de.block(N) {
                     Ok(bytes) => bytes,
@@ -177,7 +175,12 @@ pub(super) fn decode_seq<'de, V: Visitor<'de>>(
 
 /// The type of the visitor that serde's `Deserialize` for `Vec<T>` hands `deserialize_seq`
 /// (`None` if it asked for something else): found by deserializing a `Vec<T>` from a
-/// [`Probe`].
+/// [`Probe`], which allocates nothing and fails at once.
+///
+/// Asked again for every vector rather than kept in a `static`: a `OnceLock` being filled
+/// by one thread while another forks would stay "being filled" in the child, and the
+/// child's first decode of that type would wait for ever.
+#[inline]
 fn vec_visitor<T: de::DeserializeOwned>() -> Option<TypeId> {
     let mut seen = None;
     let _ = <Vec<T> as de::Deserialize>::deserialize(Probe(&mut seen));
@@ -188,16 +191,36 @@ fn vec_visitor<T: de::DeserializeOwned>() -> Option<TypeId> {
 /// deserializes nothing.
 struct Probe<'a>(&'a mut Option<TypeId>);
 
-impl<'de> de::Deserializer<'de> for Probe<'_> {
-    type Error = de::value::Error;
+/// [`Probe`]'s only outcome: no value (an error without a message, so nothing is allocated).
+#[derive(Debug)]
+struct Probed;
 
-    fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
-        Err(de::Error::custom("a probe deserializes nothing"))
+impl std::fmt::Display for Probed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a probe deserializes nothing")
+    }
+}
+
+impl std::error::Error for Probed {}
+
+impl de::Error for Probed {
+    fn custom<T: std::fmt::Display>(_: T) -> Self {
+        Probed
+    }
+}
+
+impl<'de> de::Deserializer<'de> for Probe<'_> {
+    type Error = Probed;
+
+    #[inline]
+    fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Probed> {
+        Err(Probed)
     }
 
-    fn deserialize_seq<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+    #[inline]
+    fn deserialize_seq<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Probed> {
         *self.0 = Some(typeid::of::<V>());
-        Err(de::Error::custom("a probe deserializes nothing"))
+        Err(Probed)
     }
 
     serde::forward_to_deserialize_any! {
@@ -330,11 +353,36 @@ mod tests {
             check!(f32);
             check!(f64);
         }
-        let odd = [f64::NAN, -0.0, f64::INFINITY, f64::MIN_POSITIVE / 2.0, -1.5];
+        // NaNs with payloads and signs keep their bits.
+        let odd = [
+            f64::NAN,
+            f64::from_bits(0x7ff0_0000_0000_0001),
+            f64::from_bits(0xfff8_dead_beef_0001),
+            -0.0,
+            f64::INFINITY,
+            f64::MIN_POSITIVE / 2.0,
+            -1.5,
+        ];
         same_bytes_both_ways(odd.to_vec());
         same_bytes_both_ways(odd.iter().map(|x| *x as f32).collect::<Vec<_>>());
+        same_bytes_both_ways(vec![
+            f32::from_bits(0x7fa0_0001),
+            f32::from_bits(0xffc0_0003),
+        ]);
         same_bytes_both_ways(vec![usize::MAX, 0, usize::MAX / 3]);
         same_bytes_both_ways(vec![isize::MIN, -1, isize::MAX]);
+    }
+
+    #[test]
+    fn the_probe_finds_serdes_own_vector_visitor_for_every_plain_number() {
+        macro_rules! probe {
+            ($t:ty, $wire:ty) => {
+                assert!(vec_visitor::<$t>().is_some(), "{}", stringify!($t));
+            };
+        }
+        plain_numbers!(probe);
+        // One visitor type per element type.
+        assert_ne!(vec_visitor::<u8>(), vec_visitor::<u16>());
     }
 
     #[test]

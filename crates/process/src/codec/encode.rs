@@ -176,9 +176,8 @@ impl<O: Output> ser::Serializer for &mut Serializer<'_, O> {
             _ => None,
         };
         let mut seq = self.serialize_seq(len)?;
-        for item in iter {
-            ser::SerializeSeq::serialize_element(&mut seq, &item)?;
-        }
+        let mut iter = iter;
+        iter.try_for_each(|item| ser::SerializeSeq::serialize_element(&mut seq, &item))?;
         ser::SerializeSeq::end(seq)
     }
 
