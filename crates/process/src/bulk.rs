@@ -249,20 +249,38 @@ impl BulkBuf {
         Ok(())
     }
 
-    /// Appends `bytes`, which must fit ([`fits`](Self::fits)); panics otherwise.
+    /// Appends `bytes`, which must fit ([`fits`](Self::fits)); panics otherwise. A large
+    /// block (a vector's values) is copied on several threads
+    /// ([`multiproc_sys::memory::copy_spread`]).
     #[inline(always)]
     pub(crate) fn extend_within_capacity(&mut self, bytes: &[u8]) {
         assert!(self.fits(bytes.len()), "a bulk buffer written past its end");
         let end = self.len + bytes.len();
-        // SAFETY: `len..end` lies inside the writable mapping (`end <= cap`, checked above),
-        // and `bytes` (memory of this process outside the mapping, or we would hold
-        // `&mut self` and `&` to it at once) does not overlap it.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                bytes.as_ptr(),
-                self.map.as_ptr().add(self.len),
-                bytes.len(),
-            );
+        if bytes.len() >= 2 * multiproc_sys::memory::PART {
+            // SAFETY: `len..end` lies inside the writable mapping (`end <= cap`, checked
+            // above), which only this process maps writable and which `&mut self` lets no
+            // one else touch; any byte is a valid `MaybeUninit<u8>`. `bytes` does not overlap
+            // it (memory outside the mapping, or we would hold `&mut self` and `&` to it).
+            let dst = unsafe {
+                std::slice::from_raw_parts_mut(
+                    self.map
+                        .as_ptr()
+                        .add(self.len)
+                        .cast::<std::mem::MaybeUninit<u8>>(),
+                    bytes.len(),
+                )
+            };
+            multiproc_sys::memory::copy_spread(bytes, dst);
+        } else {
+            // SAFETY: as above: `len..end` is inside the writable mapping and `bytes` does
+            // not overlap it.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    bytes.as_ptr(),
+                    self.map.as_ptr().add(self.len),
+                    bytes.len(),
+                );
+            }
         }
         self.len = end;
     }
@@ -511,6 +529,14 @@ mod tests {
         b.clear();
         b.extend_from_slice(b"again").unwrap();
         assert_eq!(b.as_slice(), b"again");
+        // A block large enough to be copied on several threads, after an odd prefix (so its
+        // parts start off page boundaries), lands whole and in order.
+        let large: Vec<u8> = (0..(2 * multiproc_sys::memory::PART + 12_345))
+            .map(|i| (i * 31 % 251) as u8)
+            .collect();
+        b.extend_from_slice(&large).unwrap();
+        assert_eq!(&b.as_slice()[..5], b"again");
+        assert!(b.as_slice()[5..] == large[..]);
     }
 
     #[test]

@@ -140,9 +140,29 @@ fn parts(bytes: usize) -> usize {
     (bytes / PART).clamp(1, MAX_PARTS.min(crate::thread::cpus_once()))
 }
 
-/// Copies `src` into `dst` (the same length), in [`parts`] parts on as many threads.
-fn copy_spread(src: &[u8], dst: &mut [MaybeUninit<u8>]) {
-    debug_assert_eq!(src.len(), dst.len());
+/// Copies `src` into `dst`, as [`vec_from_bytes`] fills its vector: from twice [`PART`] bytes
+/// on, in parts of at least [`PART`] bytes on as many threads (at most 4, and no more than
+/// the machine has cores), so that the page faults of a fresh `dst` — or, warm, the copy
+/// itself — proceed in parallel; below that, in place.
+///
+/// # Panics
+///
+/// If the lengths differ.
+///
+/// ```
+/// use std::mem::MaybeUninit;
+///
+/// let mut dst = [MaybeUninit::<u8>::uninit(); 3];
+/// multiproc_sys::memory::copy_spread(&[1, 2, 3], &mut dst);
+/// // SAFETY: every byte was written.
+/// assert_eq!(unsafe { std::mem::transmute::<_, [u8; 3]>(dst) }, [1, 2, 3]);
+/// ```
+pub fn copy_spread(src: &[u8], dst: &mut [MaybeUninit<u8>]) {
+    assert_eq!(
+        src.len(),
+        dst.len(),
+        "copy_spread of slices of different lengths"
+    );
     if parts(src.len()) == 1 {
         // No thread, no scope, no allocation: the codec copies every small vector this way.
         return copy(src, dst);
