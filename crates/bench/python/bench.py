@@ -268,10 +268,15 @@ def bench_voxels(b, cfg):
             if b.wants(backend, "shm"):
                 pool = make_pool(backend, w, init_vox, (vin, vout))
                 try:
-                    b.measure("voxels", "index lists, warm pool", backend, "shm", w,
-                              lambda _: pool.starmap(vox_process_chunk,
-                                                     index_lists(shape, jobs)),
-                              setup=reset, check=check_shm)
+                    # No warm twin of the index lists on processes: Python's cost there is
+                    # building and pickling 400 MB of indices, not the pool (a warm fork or
+                    # spawn pool measured 2.2-2.6 s against 1.9-2.7 s cold), and those runs
+                    # took ~9 s of `all`'s 3 minutes.
+                    if backend == "threads":
+                        b.measure("voxels", "index lists, warm pool", backend, "shm", w,
+                                  lambda _: pool.starmap(vox_process_chunk,
+                                                         index_lists(shape, jobs)),
+                                  setup=reset, check=check_shm)
                     b.measure("voxels", "slabs, warm pool", backend, "shm", w,
                               lambda _: pool.starmap(vox_slab, slabs), setup=reset,
                               check=check_shm)
