@@ -27,7 +27,6 @@ use std::mem::ManuallyDrop;
 
 use serde::de::{self, Visitor};
 
-use super::decode::Deserializer;
 use super::{CodecError, Output};
 
 /// Bytes converted per [`Output::write`] on a big-endian target's encoding: a block that stays
@@ -128,11 +127,12 @@ fn write_block<T, const N: usize, O: Output>(
 }
 
 /// Decodes the value of `V` on the block path if `V` is serde's own visitor of a `Vec` of
-/// plain numbers (`None` if it is not): the length, then the values into a vector allocated
-/// once at that length. Bytes that end early are an error.
+/// plain numbers (`None` if it is not): `block(width)` reads the length and that many values
+/// of `width` bytes (bytes that end early are its error), copied into a vector allocated
+/// once at that length.
 #[inline]
 pub(super) fn decode_seq<'de, V: Visitor<'de>>(
-    de: &mut Deserializer<'de>,
+    block: impl FnOnce(usize) -> Result<&'de [u8], CodecError>,
 ) -> Option<Result<V::Value, CodecError>> {
     macro_rules! try_decode {
         ($t:ty, $wire:ty) => {
@@ -141,7 +141,7 @@ pub(super) fn decode_seq<'de, V: Visitor<'de>>(
                 && Some(typeid::of::<V>()) == vec_visitor::<$t>()
             {
                 const N: usize = size_of::<$wire>();
-                let bytes = match de.block(N) {
+                let bytes = match block(N) {
                     Ok(bytes) => bytes,
                     Err(e) => return Some(Err(e)),
                 };

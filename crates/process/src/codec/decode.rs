@@ -73,7 +73,7 @@ impl<'de> Deserializer<'de> {
 
     /// A length, then that many values of `width` bytes: their bytes (the block path).
     #[inline]
-    pub(super) fn block(&mut self, width: usize) -> Result<&'de [u8], CodecError> {
+    fn block(&mut self, width: usize) -> Result<&'de [u8], CodecError> {
         let len = self.len()?;
         let len = len.checked_mul(width).ok_or_else(unexpected_end)?;
         match self.bytes.get(self.at..).and_then(|rest| rest.get(..len)) {
@@ -209,7 +209,7 @@ impl<'de> de::Deserializer<'de> for &mut Deserializer<'de> {
     #[inline]
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
         // serde's own visitor of a vector of plain numbers: one block ([`super::block`]).
-        if let Some(value) = super::block::decode_seq::<V>(self) {
+        if let Some(value) = super::block::decode_seq::<V>(|width| self.block(width)) {
             return value;
         }
         let left = self.len()?;
