@@ -402,7 +402,7 @@ impl<L: Launcher> ProcessPool<L> {
 
     /// Encodes every chunk of `batch` and queues it; results reach `sink`.
     ///
-    /// Chunks are queued as they are encoded, in runs of at least [`QUEUE_AFTER`] encoded
+    /// Chunks are queued as they are encoded, in runs of at least 1 MiB of encoded
     /// bytes (and the rest at the end): a worker starts on a large argument while the caller
     /// encodes the next, and a batch of small ones is still queued with one lock and one
     /// wake-up. If a chunk cannot be encoded, the chunks queued before it still run (their
