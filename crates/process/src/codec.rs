@@ -38,7 +38,7 @@ use std::fmt;
 use std::os::fd::OwnedFd;
 
 use multiproc_core::handoff::{collect_fds, provide_fds};
-use serde::de::{self, Deserialize, DeserializeOwned};
+use serde::de::{self, DeserializeOwned};
 use serde::ser::{self, Serialize};
 
 mod block;
@@ -160,24 +160,11 @@ pub fn encode_into<T: Serialize + ?Sized>(
     Ok(buf)
 }
 
-/// Decodes a value from `de`.
-#[inline]
-fn decode_value<T: DeserializeOwned>(de: &mut decode::Deserializer<'_>) -> Result<T, CodecError> {
-    T::deserialize(de)
-}
-
-/// Decodes a sequence of values from `de` (a `Vec<T>`'s bytes).
-fn decode_items<T: DeserializeOwned>(
-    de: &mut decode::Deserializer<'_>,
-) -> Result<Vec<T>, CodecError> {
-    Vec::<T>::deserialize(de)
-}
-
 /// Decodes a `T` from the start of `bytes`; returns it and the bytes after it. A vector of
 /// plain numbers ([`is_block`]) is allocated once and filled in one pass.
 pub fn take_from_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, &[u8]), CodecError> {
     let mut deserializer = decode::Deserializer::new(bytes);
-    let value = decode_value(&mut deserializer)?;
+    let value = T::deserialize(&mut deserializer)?;
     Ok((value, deserializer.rest()))
 }
 
@@ -186,9 +173,7 @@ pub fn take_from_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, &[u8]), 
 pub fn take_items_from_bytes<T: DeserializeOwned>(
     bytes: &[u8],
 ) -> Result<(Vec<T>, &[u8]), CodecError> {
-    let mut deserializer = decode::Deserializer::new(bytes);
-    let items = decode_items(&mut deserializer)?;
-    Ok((items, deserializer.rest()))
+    take_from_bytes(bytes)
 }
 
 /// Encodes `value`, collecting the descriptors it owns.

@@ -170,13 +170,12 @@ impl<O: Output> ser::Serializer for &mut Serializer<'_, O> {
         if super::block::encode_seq(&iter, self.out) {
             return Ok(());
         }
-        let iter = iter.into_iter();
+        let mut iter = iter.into_iter();
         let len = match iter.size_hint() {
             (lo, Some(hi)) if lo == hi => Some(lo),
             _ => None,
         };
         let mut seq = self.serialize_seq(len)?;
-        let mut iter = iter;
         iter.try_for_each(|item| ser::SerializeSeq::serialize_element(&mut seq, &item))?;
         ser::SerializeSeq::end(seq)
     }
