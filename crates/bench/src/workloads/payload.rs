@@ -3,11 +3,12 @@
 //! (`apply`). The rate column is payload bytes per second.
 //!
 //! - **copy**: the payload is the argument or the result, a `Vec<f64>`: encoded, sent and
-//!   decoded on process backends (a large argument crosses in the pool's shared-memory
-//!   transport buffer, a result through the socket), moved on threads. The argument's copy
-//!   for the next run is made before the run (untimed), so the time is the transfer alone.
-//!   The variant "argument, Packed" sends the same values as a [`Packed`] — one block of
-//!   bytes, as numpy pickles an array — instead of element by element.
+//!   decoded on process backends (a large argument or result crosses in a shared-memory
+//!   transport buffer), moved on threads. The argument's copy for the next run is made
+//!   before the run (untimed), so the time is the transfer alone. The variant "argument,
+//!   Packed" sends the same values as a [`Packed`] — one block of bytes (`serialize_bytes`),
+//!   as numpy pickles an array; the codec writes a plain `Vec<f64>` as one block too, so the
+//!   two rows differ by the wrapper alone.
 //! - **shm**: the payload goes through a [`RawArray`] made before the pool: the parent
 //!   copies the argument into it and the task reads it there; the task writes the result
 //!   into it and the parent copies it out into a new `Vec`. Both copies are timed: they are
