@@ -1,6 +1,6 @@
 //! The kernel's view of threads.
 
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The kernel's id of the calling thread (`gettid`): unique among the threads of all
 /// processes while the thread lives, equal to the pid for a process's first thread, and the
@@ -25,9 +25,22 @@ pub fn cpus() -> usize {
 /// [`cpus`], asked once per process and remembered: for decisions made on hot paths (whether
 /// to spin, how many threads to copy on), where reading the cgroup files every time would
 /// cost more than the decision saves.
+///
+/// Remembered in a plain atomic, not a `OnceLock`: a fork while another thread is filling a
+/// `OnceLock` leaves it "being filled" in the child for ever, and the child's first call
+/// then waits for good. That hung forked pool workers (decoding a chunk, they ask this) in
+/// one run of the fork backend's `nested` tests out of twenty. Threads that ask at the same
+/// time each compute the same answer; a forked child sees it or computes its own.
 pub fn cpus_once() -> usize {
-    static CPUS: OnceLock<usize> = OnceLock::new();
-    *CPUS.get_or_init(cpus)
+    static CPUS: AtomicUsize = AtomicUsize::new(0);
+    match CPUS.load(Ordering::Relaxed) {
+        0 => {
+            let n = cpus();
+            CPUS.store(n, Ordering::Relaxed);
+            n
+        }
+        n => n,
+    }
 }
 
 #[cfg(test)]
