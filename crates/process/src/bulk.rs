@@ -55,7 +55,8 @@ fn os(e: nix::errno::Errno) -> io::Error {
     io::Error::from(e)
 }
 
-/// The descriptors of this process's live bulk buffers.
+/// The descriptors of this process's live bulk buffers, and of the files whose mappings its
+/// receivers keep ([`BulkMaps`]).
 static LIVE: Mutex<BTreeSet<RawFd>> = Mutex::new(BTreeSet::new());
 
 fn live() -> MutexGuard<'static, BTreeSet<RawFd>> {
@@ -63,7 +64,8 @@ fn live() -> MutexGuard<'static, BTreeSet<RawFd>> {
     LIVE.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The descriptors of this process's bulk buffers, locked: the fork backend holds this across
+/// The descriptors of this process's bulk buffers (its own, and those it keeps mapped as a
+/// receiver), locked: the fork backend holds this across
 /// `fork` (so no buffer is made or dropped meanwhile) and, in the child, closes them with
 /// [`close_inherited`](Self::close_inherited) — a forked worker must not keep its parent's
 /// transport memory alive.
@@ -336,6 +338,8 @@ impl Drop for BulkBuf {
         // the memfd is unaffected.
         let _ = unsafe { munmap(self.map.cast(), self.cap) };
         if let Some(fd) = self.fd.take() {
+            // Receivers that keep a mapping of it can let it go now (see `BulkMaps`).
+            retire(fd.as_fd());
             // Closed under the registry's lock: a fork (which holds it) sees the descriptor
             // either registered and open, or neither.
             let mut live = live();
@@ -343,6 +347,19 @@ impl Drop for BulkBuf {
             drop(fd);
         }
     }
+}
+
+/// Marks a dropped buffer's file retired, for the receivers that keep a mapping of it
+/// ([`BulkMaps`]): clears its permission bits, which nothing else does to a bulk file (a
+/// memfd is made with them set). A receiver that cannot be told (the change fails) keeps
+/// its mapping until its budget pushes it out.
+fn retire(fd: BorrowedFd<'_>) {
+    let _ = nix::sys::stat::fchmod(fd.as_raw_fd(), nix::sys::stat::Mode::empty());
+}
+
+/// Whether `st` is the status of a file whose sender has [retired](retire) it.
+fn is_retired(st: &libc::stat) -> bool {
+    st.st_mode & 0o7777 == 0
 }
 
 fn round_up(bytes: usize) -> io::Result<usize> {

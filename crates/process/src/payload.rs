@@ -71,17 +71,31 @@ impl Body {
 /// Buffers of finished jobs, kept for encoding the next ones: a large argument is then encoded
 /// into memory that is already mapped, instead of fresh pages that the kernel must fault in
 /// (the slow part of copying 100 MB on our machines).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Spare {
     vecs: Vec<Vec<u8>>,
     bulks: Vec<BulkBuf>,
     bytes: usize,
+    /// The most bytes kept: [`SPARE_BYTES`], or a pool's [`POOL_SPARE_BYTES`].
+    limit: usize,
 }
 
-/// The most payload memory a pool keeps for reuse.
+impl Default for Spare {
+    /// A worker's, for its results.
+    fn default() -> Self {
+        Spare::with_limit(SPARE_BYTES)
+    }
+}
+
+/// The most payload memory a worker keeps for reuse (its results' buffers).
 pub(crate) const SPARE_BYTES: usize = 256 << 20;
+/// The most payload memory a pool keeps for reuse (its arguments' buffers): room for the
+/// tutorial's index lists (nine argument tuples of 50 MB), whose `starmap` on a warm pool
+/// took 91–106 ms with it against 127–135 ms with 256 MiB, when four of the nine were
+/// encoded into fresh shared pages every time (2-core VM, three runs alternated).
+pub(crate) const POOL_SPARE_BYTES: usize = 512 << 20;
 /// The most bulk buffers a pool keeps for reuse (each holds a descriptor).
-const SPARE_BULKS: usize = 16;
+pub(crate) const SPARE_BULKS: usize = 16;
 /// Byte vectors smaller than this are not worth keeping.
 const SPARE_MIN: usize = 64 << 10;
 
@@ -91,6 +105,16 @@ pub(crate) fn lock(spare: &Mutex<Spare>) -> MutexGuard<'_, Spare> {
 }
 
 impl Spare {
+    /// Keeping at most `limit` bytes.
+    pub(crate) fn with_limit(limit: usize) -> Self {
+        Spare {
+            vecs: Vec::new(),
+            bulks: Vec::new(),
+            bytes: 0,
+            limit,
+        }
+    }
+
     fn take_vec(&mut self) -> Vec<u8> {
         match self.vecs.pop() {
             Some(v) => {
@@ -131,7 +155,7 @@ impl Spare {
             Body::Bulk(b) if self.bulks.len() >= SPARE_BULKS || !b.is_ours() => return,
             Body::Bulk(b) => b.capacity(),
         };
-        if self.bytes + cap > SPARE_BYTES {
+        if self.bytes + cap > self.limit {
             return;
         }
         self.bytes += cap;

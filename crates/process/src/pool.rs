@@ -50,7 +50,7 @@ use multiproc_core::{
 use nix::unistd::Pid;
 
 use crate::codec::decode_items_fds;
-use crate::payload::{encode_body, Body, Spare};
+use crate::payload::{encode_body, Body, Spare, POOL_SPARE_BYTES};
 use crate::trampoline::offset_of;
 
 mod queue;
@@ -300,7 +300,7 @@ impl<L: Launcher> ProcessPool<L> {
         let started = ready;
         let shared = Arc::new(Shared {
             launcher,
-            spare: Mutex::new(Spare::default()),
+            spare: Mutex::new(Spare::with_limit(POOL_SPARE_BYTES)),
             init,
             init_error: Mutex::new(None),
             broken: Mutex::new(None),

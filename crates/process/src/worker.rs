@@ -55,7 +55,7 @@ pub unsafe fn serve(stream: UnixStream) -> i32 {
     // Buffers for encoding results, and the bulk ones the pool has not released yet.
     let spare = Mutex::new(Spare::default());
     let mut unreleased: Vec<(u64, Body)> = Vec::new();
-    // The mapping of the last argument buffer, kept for the next task's arguments: the pool
+    // The mappings of the argument buffers, kept for the next tasks' arguments: the pool
     // encodes them into the buffers it reuses.
     let mut maps = BulkMaps::default();
     // Whether the pool allows a reply journal, and the journal once made.
@@ -333,13 +333,22 @@ mod tests {
             2 * LEN as u64
         );
         assert_eq!(read_only_maps_of(inode(&first)), 1);
-        // Another buffer: its mapping replaces the first's.
+        // Another buffer: kept beside the first (a pool hands out its spare buffers in turn).
         let mut second = BulkBuf::with_capacity(LEN).unwrap();
         assert_eq!(
             total_in(&mut writer, &mut reader, &mut second, 2, 3),
             3 * LEN as u64
         );
-        assert_eq!(read_only_maps_of(inode(&first)), 0);
+        assert_eq!(read_only_maps_of(inode(&first)), 1);
+        assert_eq!(read_only_maps_of(inode(&second)), 1);
+        // The pool drops the first: the worker lets its mapping go at the next task.
+        let first_inode = inode(&first);
+        drop(first);
+        assert_eq!(
+            total_in(&mut writer, &mut reader, &mut second, 3, 4),
+            4 * LEN as u64
+        );
+        assert_eq!(read_only_maps_of(first_inode), 0, "a dropped buffer kept");
         assert_eq!(read_only_maps_of(inode(&second)), 1);
         drop(writer);
         drop(reader);

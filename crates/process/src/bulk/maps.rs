@@ -1,10 +1,13 @@
-//! [`BulkMaps`]: a receiver keeps its mapping of the last bulk buffer it read, for the next
-//! body that arrives in the same buffer.
+//! [`BulkMaps`]: a receiver keeps its mappings of the bulk buffers it read, for the next
+//! bodies that arrive in the same buffers.
 //!
 //! Why: a 100 MiB body is 25,600 pages to map (its page tables filled at once) and to unmap
 //! again after decoding, on every frame. A sender reuses its buffers — the pool its spare
 //! ones, a worker its result buffer once the pool has released it — so the next large body
-//! usually arrives in a buffer the receiver has mapped already.
+//! usually arrives in a buffer the receiver has mapped already. A pool keeps several spare
+//! buffers and hands them out in turn (a `starmap` over nine 50 MB argument tuples fills
+//! nine of them), so a receiver keeps several mappings too: with only the last one kept, a
+//! worker mapped and unmapped 50 MB for every task of such a map.
 //!
 //! Why it is sound: the mapping is read-only, of a file sealed against shrinking (so it stays
 //! backed) and against any writer but the sender. The sender writes the buffer between two
@@ -13,14 +16,33 @@
 //! device and inode: the kept mapping holds the file, so no other file can have them while
 //! it is kept.
 //!
-//! What it costs: the kept buffer stays in memory until a body arrives in another buffer or
-//! the `BulkMaps` is dropped (a worker's when it exits, a supervisor's when its worker's
-//! session ends) — one buffer per receiver at most, which its sender usually keeps for reuse
-//! anyway — and it counts in the receiver's resident memory meanwhile. It is not inherited
-//! by a child forked meanwhile (`MADV_DONTFORK`). Hugetlb buffers are not kept: they map in
-//! few pages, and their reserved pages are scarce.
+//! What it costs, and how it is bounded: a kept mapping holds its file, so its memory stays
+//! alive as long as it is kept, even after the sender dropped the buffer. Three rules keep
+//! that small:
+//!
+//! - **Retired buffers go first.** A sender that drops a buffer marks its file retired
+//!   ([`retire`](super::retire): it clears the file's permission bits, which nothing else
+//!   does to a bulk file). Each new view first unmaps the kept mappings of retired files, so
+//!   what a receiver keeps is, at most one frame late, what its sender still keeps too.
+//! - **A budget.** The kept mappings total at most [`KEEP_BYTES`] (the most spare memory a
+//!   pool keeps), or the newest alone when it is larger (one body may be larger than any
+//!   budget), and number at most [`KEEP_BUFFERS`]; the least recently used go first.
+//! - **Nothing crosses a fork.** A kept mapping is `MADV_DONTFORK`, and its descriptor (kept
+//!   to ask whether the file is retired) is registered with the bulk buffers' ([`bulk_fds`]),
+//!   so a child forked by the fork backend closes it; `exec` closes it too (close-on-exec).
+//!
+//! A kept mapping counts in the receiver's resident memory (the pages are the sender's:
+//! shared, not copied). Hugetlb buffers are not kept: they map in few pages, and their
+//! reserved pages are scarce.
 
 use super::*;
+
+/// The most bytes of mappings a receiver keeps (unless its newest alone is larger): the most
+/// spare memory a pool keeps for its own buffers, which are the ones worth keeping mapped.
+pub(crate) const KEEP_BYTES: usize = crate::payload::POOL_SPARE_BYTES;
+/// The most mappings a receiver keeps (each holds a descriptor): as many buffers as a pool
+/// keeps.
+pub(crate) const KEEP_BUFFERS: usize = crate::payload::SPARE_BULKS;
 
 /// A kept read-only mapping of a bulk buffer.
 #[derive(Debug)]
@@ -29,27 +51,72 @@ struct Kept {
     map_len: usize,
     /// The file's device and inode.
     file: (libc::dev_t, libc::ino_t),
+    /// The file: to see whether its sender has retired it. Registered in [`LIVE`].
+    fd: Option<OwnedFd>,
+    /// The process that mapped it: the only one with the mapping (`MADV_DONTFORK`).
+    owner: Pid,
+}
+
+impl Kept {
+    /// Whether the sender dropped the buffer (or the file can no longer be asked).
+    fn retired(&self) -> bool {
+        self.fd.as_ref().map_or(true, |fd| {
+            nix::sys::stat::fstat(fd.as_raw_fd()).map_or(true, |st| is_retired(&st))
+        })
+    }
 }
 
 impl Drop for Kept {
     fn drop(&mut self) {
+        if self.owner != getpid() {
+            // A forked child's copy (never dropped there in practice: the child never
+            // returns into the code that owns it). The mapping was not inherited and the
+            // descriptor was closed with the other bulk descriptors: neither is ours.
+            if let Some(fd) = self.fd.take() {
+                let _ = fd.into_raw_fd();
+            }
+            return;
+        }
         // SAFETY: our mapping of `map_len` bytes; every view of it borrowed the `BulkMaps`
         // that owns `self`, so none is alive.
         let _ = unsafe { munmap(self.map.cast(), self.map_len) };
+        if let Some(fd) = self.fd.take() {
+            // Closed under the registry's lock, as a buffer's (see `BulkBuf`'s `Drop`).
+            let mut live = live();
+            live.remove(&fd.as_raw_fd());
+            drop(fd);
+        }
     }
 }
 
-/// A receiver's mapping of the last bulk buffer it read (see the [module](self)).
-#[derive(Debug, Default)]
+/// A receiver's mappings of the bulk buffers it read (see the [module](self)).
+#[derive(Debug)]
 pub(crate) struct BulkMaps {
-    kept: Option<Kept>,
+    /// Least recently used first.
+    kept: Vec<Kept>,
+    /// [`KEEP_BYTES`], or a test's.
+    budget: usize,
+}
+
+impl Default for BulkMaps {
+    fn default() -> Self {
+        BulkMaps::with_budget(KEEP_BYTES)
+    }
 }
 
 impl BulkMaps {
-    /// The first `len` bytes of the memfd `fd` (received in a bulk frame), through the kept
-    /// mapping when `fd` is the file it maps and it covers `len` bytes; otherwise mapped as
-    /// [`BulkView::map`] does (with its checks), and kept instead of the previous mapping (a
-    /// hugetlb file's is the view's own).
+    /// Keeping at most `budget` bytes of mappings (or the newest alone, if it is larger).
+    pub(crate) fn with_budget(budget: usize) -> Self {
+        BulkMaps {
+            kept: Vec::new(),
+            budget,
+        }
+    }
+
+    /// The first `len` bytes of the memfd `fd` (received in a bulk frame), through a kept
+    /// mapping when one maps `fd`'s file and covers `len` bytes; otherwise mapped as
+    /// [`BulkView::map`] does (with its checks) and kept, after the mappings of retired files
+    /// and those past the budget are unmapped (a hugetlb file's is the view's own).
     ///
     /// # Safety
     ///
@@ -60,37 +127,71 @@ impl BulkMaps {
             // SAFETY: this function's contract.
             return unsafe { BulkView::map(fd, 0) };
         };
+        self.kept.retain(|k| !k.retired());
         let st = nix::sys::stat::fstat(fd.as_raw_fd()).map_err(os)?;
         let file = (st.st_dev, st.st_ino);
-        let kept = match self.kept.take() {
-            Some(k) if k.file == file && k.map_len >= len => k,
-            previous => {
-                if memfd::granularity(fd.as_fd()).map_err(os)? > PAGE {
-                    self.kept = previous;
-                    // SAFETY: this function's contract.
-                    return unsafe { BulkView::map(fd, len) };
-                }
-                // Unmapped first: one kept mapping at a time.
-                drop(previous);
-                // SAFETY: this function's contract (the view made below borrows `self`).
-                let (map, map_len) = unsafe { map_sealed(fd.as_fd(), size) }?;
-                let kept = Kept { map, map_len, file };
-                // SAFETY: exactly our fresh mapping; MADV_DONTFORK only keeps it out of
-                // forked children, never changes its contents or our access.
-                unsafe { madvise(map.cast(), map_len, MmapAdvise::MADV_DONTFORK) }.map_err(os)?;
-                kept
+        if let Some(at) = self.kept.iter().position(|k| k.file == file) {
+            let k = self.kept.remove(at);
+            if k.map_len >= len {
+                self.kept.push(k);
+                return Ok(self.newest_view(len, file));
             }
+            // Too short (the buffer grew): mapped again below, whole.
+        }
+        if memfd::granularity(fd.as_fd()).map_err(os)? > PAGE {
+            // SAFETY: this function's contract.
+            return unsafe { BulkView::map(fd, len) };
+        }
+        self.make_room(round_up(len)?);
+        // SAFETY: this function's contract (the view made below borrows `self`).
+        let (map, map_len) = unsafe { map_sealed(fd.as_fd(), size) }?;
+        let kept = Kept {
+            map,
+            map_len,
+            file,
+            fd: None,
+            owner: getpid(),
         };
-        let map = kept.map;
-        self.kept = Some(kept);
-        Ok(BulkView {
-            map: Some(map),
+        // SAFETY: exactly our fresh mapping; MADV_DONTFORK only keeps it out of forked
+        // children, never changes its contents or our access.
+        unsafe { madvise(map.cast(), map_len, MmapAdvise::MADV_DONTFORK) }.map_err(os)?;
+        let mut kept = kept;
+        {
+            let mut live = live();
+            live.insert(fd.as_raw_fd());
+            kept.fd = Some(fd);
+        }
+        self.kept.push(kept);
+        Ok(self.newest_view(len, file))
+    }
+
+    /// Unmaps the least recently used mappings until one of `bytes` more fits the budget
+    /// and the count (all of them, if it alone is past the budget).
+    fn make_room(&mut self, bytes: usize) {
+        let mut total: usize = self.kept.iter().map(|k| k.map_len).sum::<usize>() + bytes;
+        let mut gone = 0;
+        while gone < self.kept.len()
+            && (total > self.budget || self.kept.len() - gone >= KEEP_BUFFERS)
+        {
+            total -= self.kept[gone].map_len;
+            gone += 1;
+        }
+        self.kept.drain(..gone);
+    }
+
+    /// A view of the first `len` bytes of the newest kept mapping.
+    fn newest_view(&self, len: usize, file: (libc::dev_t, libc::ino_t)) -> BulkView<'_> {
+        let newest = self.kept.last().expect("just kept");
+        #[cfg(not(test))]
+        let _ = file;
+        BulkView {
+            map: Some(newest.map),
             len,
             #[cfg(test)]
             inode: file.1,
             own_len: 0,
             _maps: PhantomData,
-        })
+        }
     }
 }
 
@@ -121,6 +222,42 @@ mod tests {
         unsafe { maps.view(fd_of(b), b.len()) }.unwrap()
     }
 
+    /// A pool rotates its spare buffers: the bodies of one `map` arrive in several of them,
+    /// and the next `map`'s in the same ones again. Each is mapped once.
+    #[test]
+    fn buffers_that_take_turns_are_each_mapped_once() {
+        let mut maps = BulkMaps::default();
+        let mut bufs: Vec<BulkBuf> = (0..3)
+            .map(|i| {
+                let mut b = BulkBuf::with_capacity(2 * PAGE).unwrap();
+                b.extend_from_slice(&[i; PAGE + 1]).unwrap();
+                b
+            })
+            .collect();
+        let mut first = Vec::new();
+        for b in &bufs {
+            let view = view_of(&mut maps, b);
+            first.push((view.as_slice().as_ptr(), view.inode));
+        }
+        for round in 0..2u8 {
+            for (i, b) in bufs.iter_mut().enumerate() {
+                b.clear();
+                b.extend_from_slice(&[10 * round + i as u8; PAGE + 1])
+                    .unwrap();
+                let view = view_of(&mut maps, b);
+                assert_eq!(
+                    view.as_slice().as_ptr(),
+                    first[i].0,
+                    "buffer {i} mapped again"
+                );
+                assert_eq!(view.as_slice(), &[10 * round + i as u8; PAGE + 1]);
+            }
+        }
+        for (_, inode) in &first {
+            assert_eq!(read_only_maps_of(*inode), 1);
+        }
+    }
+
     #[test]
     fn a_body_in_the_kept_buffer_is_read_through_the_same_mapping() {
         let mut maps = BulkMaps::default();
@@ -149,19 +286,28 @@ mod tests {
             1,
             "the shorter mapping was replaced"
         );
-        // Another buffer: its mapping replaces the first's.
+        // Another buffer: kept beside the first.
         let mut other = BulkBuf::with_capacity(PAGE).unwrap();
         other.extend_from_slice(b"other").unwrap();
         let view = view_of(&mut maps, &other);
         assert_eq!(view.as_slice(), b"other");
         let other_inode = view.inode;
         drop(view);
+        assert_eq!(read_only_maps_of(inode), 1, "the first buffer is kept too");
+        assert_eq!(read_only_maps_of(other_inode), 1);
+        // Its sender drops the first buffer: the next view lets its mapping go.
+        drop(b);
+        assert_eq!(
+            read_only_maps_of(inode),
+            1,
+            "nothing has told the receiver yet"
+        );
+        assert_eq!(view_of(&mut maps, &other).as_slice(), b"other");
         assert_eq!(
             read_only_maps_of(inode),
             0,
-            "the first buffer is no longer kept"
+            "a retired buffer's mapping is kept"
         );
-        assert_eq!(read_only_maps_of(other_inode), 1);
         // An empty body maps nothing; an unsealed file is refused, and the kept one stays.
         // SAFETY: an empty view reads nothing.
         assert!(unsafe { maps.view(fd_of(&other), 0) }
@@ -179,6 +325,55 @@ mod tests {
             read_only_maps_of(other_inode),
             0,
             "unmapped with the BulkMaps"
+        );
+    }
+
+    /// Mappings past the budget go, least recently used first, but the newest stays whatever
+    /// its size; so do mappings past the count. Their descriptors are in the registry a fork
+    /// closes in the child.
+    #[test]
+    fn kept_mappings_stay_within_the_budget_and_the_count() {
+        let mut maps = BulkMaps::with_budget(4 * PAGE);
+        let filled = |pages: usize| {
+            let mut b = BulkBuf::with_capacity(pages * PAGE).unwrap();
+            b.extend_from_slice(&vec![7; pages * PAGE]).unwrap();
+            b
+        };
+        let inode = |maps: &mut BulkMaps, b: &BulkBuf| view_of(maps, b).inode;
+        let (a, b, c) = (filled(2), filled(2), filled(2));
+        let (ia, ib) = (inode(&mut maps, &a), inode(&mut maps, &b));
+        // a, then b: a is the least recently used; seen again, it is the most.
+        assert_eq!(inode(&mut maps, &a), ia);
+        // c makes 6 pages: past the budget of 4 besides the newest, so b goes.
+        let ic = inode(&mut maps, &c);
+        assert_eq!(read_only_maps_of(ib), 0, "the least recently used stayed");
+        assert_eq!((read_only_maps_of(ia), read_only_maps_of(ic)), (1, 1));
+        // One body past the whole budget is kept alone.
+        let big = filled(9);
+        let ibig = inode(&mut maps, &big);
+        assert_eq!(
+            read_only_maps_of(ibig),
+            1,
+            "the newest is kept whatever its size"
+        );
+        assert_eq!((read_only_maps_of(ia), read_only_maps_of(ic)), (0, 0));
+        // The count: small buffers, one past the most kept.
+        let mut maps = BulkMaps::with_budget(usize::MAX / 2);
+        let small: Vec<BulkBuf> = (0..=KEEP_BUFFERS).map(|_| filled(1)).collect();
+        let inodes: Vec<u64> = small.iter().map(|b| inode(&mut maps, b)).collect();
+        assert_eq!(read_only_maps_of(inodes[0]), 0, "past the count");
+        assert!(inodes[1..].iter().all(|&i| read_only_maps_of(i) == 1));
+        // Their descriptors are registered, for a fork to close.
+        let kept_fds = maps.kept.iter().map(|k| k.fd.as_ref().unwrap().as_raw_fd());
+        let registry = crate::bulk::bulk_fds();
+        assert!(kept_fds.clone().all(|fd| registry.0.contains(&fd)));
+        drop(registry);
+        let fds: Vec<RawFd> = kept_fds.collect();
+        drop(maps);
+        let registry = crate::bulk::bulk_fds();
+        assert!(
+            !fds.iter().any(|fd| registry.0.contains(fd)),
+            "left registered"
         );
     }
 }

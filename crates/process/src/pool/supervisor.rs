@@ -289,7 +289,7 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
     let mut sent: VecDeque<(u64, Job)> = VecDeque::new();
     let mut next_id = 0u64;
     let mut payload = Vec::new();
-    // The mapping of the worker's last result buffer, kept for its next large result: the
+    // The mappings of the worker's result buffers, kept for its next large results: the
     // worker writes its results into the buffers it reuses once released.
     let mut maps = BulkMaps::default();
     // The worker's reply journal, once it announces one.
