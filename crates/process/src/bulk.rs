@@ -32,7 +32,8 @@ use std::marker::PhantomData;
 use std::num::NonZeroUsize;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use multiproc_sys::memfd::{self, SealFlag};
 use multiproc_sys::pages::{self, PageKind};
@@ -121,6 +122,42 @@ pub(crate) struct BulkBuf {
     owner: Pid,
     /// Huge pages where the system offers them ([`memfd::create_shared`]).
     pages: PageKind,
+    /// Its sender's promise to keep it after its current body is read ([`promise`](Self::promise)).
+    promise: Option<Promise>,
+    /// Whether its file is marked retired ([`retire`](Self::retire)).
+    retired: bool,
+}
+
+/// What a sender's promises to keep its buffers add up to: the bytes and the number of the
+/// buffers out with one ([`BulkBuf::promise`]).
+#[derive(Debug, Default)]
+pub(crate) struct Promises {
+    bytes: AtomicUsize,
+    count: AtomicUsize,
+}
+
+impl Promises {
+    /// The bytes and the number of buffers promised.
+    pub(crate) fn total(&self) -> (usize, usize) {
+        (
+            self.bytes.load(Ordering::Relaxed),
+            self.count.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// One buffer's share of its sender's [`Promises`], given back when it is dropped.
+#[derive(Debug)]
+struct Promise {
+    promises: Arc<Promises>,
+    bytes: usize,
+}
+
+impl Drop for Promise {
+    fn drop(&mut self) {
+        self.promises.bytes.fetch_sub(self.bytes, Ordering::Relaxed);
+        self.promises.count.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 // SAFETY: a `BulkBuf` exclusively owns its mapping in this process (nothing else in the
@@ -170,6 +207,8 @@ impl BulkBuf {
             len: 0,
             owner: getpid(),
             pages: file.pages,
+            promise: None,
+            retired: false,
         };
         buf.dont_fork()?;
         // Our mapping exists: from now on, nothing else may write or shrink the file.
@@ -231,6 +270,36 @@ impl BulkBuf {
     /// Forgets the contents (keeping the memory).
     pub(crate) fn clear(&mut self) {
         self.len = 0;
+    }
+
+    /// Promises that the buffer comes back to its sender's spare buffers once its body is
+    /// read, counted in `promises` until [`take_promise`](Self::take_promise) or the drop:
+    /// its receivers may keep their mappings of it (its file is not marked retired).
+    pub(crate) fn promise(&mut self, promises: &Arc<Promises>) {
+        promises.bytes.fetch_add(self.cap, Ordering::Relaxed);
+        promises.count.fetch_add(1, Ordering::Relaxed);
+        self.promise = Some(Promise {
+            promises: Arc::clone(promises),
+            bytes: self.cap,
+        });
+        if self.retired {
+            self.retired = !set_retired(self.fd(), false);
+        }
+    }
+
+    /// Ends the promise, if there is one (counted no more): whether there was.
+    pub(crate) fn take_promise(&mut self) -> bool {
+        self.promise.take().is_some()
+    }
+
+    /// Marks the buffer as one its sender may not keep after its body is read: a receiver
+    /// reads such a body through a mapping of its own and keeps nothing of it (see
+    /// [`BulkMaps`]). Ends the promise, if there is one.
+    pub(crate) fn retire(&mut self) {
+        self.promise = None;
+        if !self.retired && self.fd.is_some() {
+            self.retired = set_retired(self.fd(), true);
+        }
     }
 
     /// Whether `more` bytes fit without growing.
@@ -337,9 +406,9 @@ impl Drop for BulkBuf {
         // making it), and no reference into it outlives `self`. A receiver's own mapping of
         // the memfd is unaffected.
         let _ = unsafe { munmap(self.map.cast(), self.cap) };
+        // Receivers that keep a mapping of it can let it go now (see `BulkMaps`).
+        self.retire();
         if let Some(fd) = self.fd.take() {
-            // Receivers that keep a mapping of it can let it go now (see `BulkMaps`).
-            retire(fd.as_fd());
             // Closed under the registry's lock: a fork (which holds it) sees the descriptor
             // either registered and open, or neither.
             let mut live = live();
@@ -349,16 +418,21 @@ impl Drop for BulkBuf {
     }
 }
 
-/// Marks a dropped buffer's file retired, for the receivers that keep a mapping of it
-/// ([`BulkMaps`]): clears its permission bits, which nothing else does to a bulk file (a
-/// memfd is made with them set). A receiver that cannot be told (the change fails) keeps
-/// its mapping until its budget pushes it out.
-fn retire(fd: BorrowedFd<'_>) {
-    let _ = nix::sys::stat::fchmod(fd.as_raw_fd(), nix::sys::stat::Mode::empty());
+/// Marks a buffer's file retired (its sender may drop it: see [`BulkBuf::retire`]) or not,
+/// for the receivers that keep mappings ([`BulkMaps`]): a retired file has no permission bits,
+/// which nothing else does to a bulk file (a memfd is made with them set). Whether the mark
+/// took (a receiver that cannot be told keeps its mapping until its budget pushes it out).
+fn set_retired(fd: BorrowedFd<'_>, retired: bool) -> bool {
+    let mode = if retired {
+        nix::sys::stat::Mode::empty()
+    } else {
+        nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR
+    };
+    nix::sys::stat::fchmod(fd.as_raw_fd(), mode).is_ok()
 }
 
-/// Whether `st` is the status of a file whose sender has [retired](retire) it.
-fn is_retired(st: &libc::stat) -> bool {
+/// Whether `st` is the status of a file whose sender has marked it retired.
+pub(crate) fn is_retired(st: &libc::stat) -> bool {
     st.st_mode & 0o7777 == 0
 }
 

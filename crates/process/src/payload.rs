@@ -4,13 +4,13 @@
 
 use std::io;
 use std::os::fd::OwnedFd;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use multiproc_core::handoff::collect_fds;
 
 use multiproc_core::handoff::MAX_FDS;
 
-use crate::bulk::{BulkBuf, BULK_MIN};
+use crate::bulk::{BulkBuf, Promises, BULK_MIN};
 use crate::codec::Output;
 
 /// Encoded arguments.
@@ -78,6 +78,8 @@ pub(crate) struct Spare {
     bytes: usize,
     /// The most bytes kept: [`SPARE_BYTES`], or a pool's [`POOL_SPARE_BYTES`].
     limit: usize,
+    /// The room promised to bulk buffers out with a body ([`settle`](Self::settle)).
+    promises: Arc<Promises>,
 }
 
 impl Default for Spare {
@@ -112,6 +114,25 @@ impl Spare {
             bulks: Vec::new(),
             bytes: 0,
             limit,
+            promises: Arc::default(),
+        }
+    }
+
+    /// Whether a buffer of `cap` bytes fits beside what is kept and what is promised.
+    fn has_room(&self, cap: usize, bulk: bool) -> bool {
+        let (promised, out) = self.promises.total();
+        self.bytes + promised + cap <= self.limit && (!bulk || self.bulks.len() + out < SPARE_BULKS)
+    }
+
+    /// Decides, once its body is written, whether `bulk` comes back to be kept when its
+    /// task is done: promised if there is room for it now (the room stays promised until
+    /// it comes back or is dropped), otherwise marked retired at once, so that its receiver
+    /// keeps no mapping of memory that is about to be freed.
+    pub(crate) fn settle(&self, bulk: &mut BulkBuf) {
+        if bulk.is_ours() && self.has_room(bulk.capacity(), true) {
+            bulk.promise(&self.promises);
+        } else {
+            bulk.retire();
         }
     }
 
@@ -147,15 +168,24 @@ impl Spare {
         }
     }
 
-    /// Keeps a finished job's buffer, if it is worth keeping and there is room.
+    /// Keeps a finished job's buffer, if it is worth keeping and there is room (a bulk
+    /// buffer promised by [`settle`](Self::settle) has its room).
     pub(crate) fn give(&mut self, body: Body) {
-        let cap = match &body {
+        let (cap, bulk) = match &body {
             Body::Inline(v) if v.capacity() < SPARE_MIN => return,
-            Body::Inline(v) => v.capacity(),
-            Body::Bulk(b) if self.bulks.len() >= SPARE_BULKS || !b.is_ours() => return,
-            Body::Bulk(b) => b.capacity(),
+            Body::Inline(v) => (v.capacity(), false),
+            Body::Bulk(b) if !b.is_ours() => return,
+            Body::Bulk(b) => (b.capacity(), true),
         };
-        if self.bytes + cap > self.limit {
+        let body = match body {
+            Body::Bulk(mut b) => {
+                // Its promised room, if any, becomes room kept.
+                b.take_promise();
+                Body::Bulk(b)
+            }
+            inline => inline,
+        };
+        if !self.has_room(cap, bulk) {
             return;
         }
         self.bytes += cap;
@@ -245,8 +275,10 @@ impl BodyWriter<'_> {
     /// The body written.
     fn finish(self) -> Body {
         match self.bulk {
-            Some(bulk) => {
-                lock(self.spare).give(Body::Inline(self.inline));
+            Some(mut bulk) => {
+                let mut spare = lock(self.spare);
+                spare.give(Body::Inline(self.inline));
+                spare.settle(&mut bulk);
                 Body::Bulk(bulk)
             }
             None => Body::Inline(self.inline),
@@ -272,6 +304,7 @@ impl Output for BodyWriter<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsRawFd;
 
     #[test]
     fn small_values_stay_inline_and_large_ones_go_to_shared_memory() {
@@ -313,5 +346,43 @@ mod tests {
             again
         );
         assert!(lock(&spare).bulks.is_empty());
+    }
+
+    /// Whether `body`'s file is marked retired, as its receiver sees it.
+    fn retired(body: &Body) -> bool {
+        let Body::Bulk(b) = body else {
+            panic!("an inline body")
+        };
+        crate::bulk::is_retired(&nix::sys::stat::fstat(b.fd().as_raw_fd()).unwrap())
+    }
+
+    /// A bulk body is promised its spare room when it is written, or, with none left, arrives
+    /// marked retired, so that its receiver keeps no mapping of a buffer about to be freed.
+    #[test]
+    fn a_bulk_body_without_spare_room_arrives_retired() {
+        let big: Vec<u8> = vec![1; 2 * BULK_MIN];
+        // Room for one such buffer, not two.
+        let (probe, _) = encode_body(std::slice::from_ref(&big), &Mutex::default()).unwrap();
+        let spare = Mutex::new(Spare::with_limit(probe.len() * 3 / 2 + BULK_MIN));
+        let Body::Bulk(probe) = probe else {
+            panic!("an inline body")
+        };
+        assert!(probe.capacity() <= probe.len() * 3 / 2 + BULK_MIN);
+        let (first, _) = encode_body(std::slice::from_ref(&big), &spare).unwrap();
+        let (second, _) = encode_body(std::slice::from_ref(&big), &spare).unwrap();
+        assert!(!retired(&first), "the room for it was there");
+        assert!(retired(&second), "past the room the first was promised");
+        // The first comes back into its promised room; the second is dropped.
+        lock(&spare).give(first);
+        lock(&spare).give(second);
+        assert_eq!(lock(&spare).bulks.len(), 1);
+        assert_eq!(lock(&spare).promises.total(), (0, 0));
+        // The kept buffer is reused and promised again, its file no longer retired even if
+        // it was; a promised body dropped instead of given back returns its room.
+        let (again, _) = encode_body(std::slice::from_ref(&big), &spare).unwrap();
+        assert!(!retired(&again));
+        assert_eq!(lock(&spare).promises.total().1, 1);
+        drop(again);
+        assert_eq!(lock(&spare).promises.total(), (0, 0));
     }
 }

@@ -20,10 +20,13 @@
 //! alive as long as it is kept, even after the sender dropped the buffer. Three rules keep
 //! that small:
 //!
-//! - **Retired buffers go first.** A sender that drops a buffer marks its file retired
-//!   ([`retire`](super::retire): it clears the file's permission bits, which nothing else
-//!   does to a bulk file). Each new view first unmaps the kept mappings of retired files, so
-//!   what a receiver keeps is, at most one frame late, what its sender still keeps too.
+//! - **Only what the sender keeps.** A sender marks a buffer's file retired (it clears the
+//!   file's permission bits, which nothing else does to a bulk file) when it drops the buffer,
+//!   and already when it sends a body in a buffer it will not keep afterwards (its spare
+//!   buffers are full: [`Spare::settle`](crate::payload::Spare::settle)). A body in a retired
+//!   file is read through a mapping of the view's own, and each new view first unmaps the kept
+//!   mappings of files retired since, so what a receiver keeps is, one frame late at most,
+//!   what its sender keeps too.
 //! - **A budget.** The kept mappings total at most [`KEEP_BYTES`] (the most spare memory a
 //!   pool keeps), or the newest alone when it is larger (one body may be larger than any
 //!   budget), and number at most [`KEEP_BUFFERS`]; the least recently used go first.
@@ -116,7 +119,8 @@ impl BulkMaps {
     /// The first `len` bytes of the memfd `fd` (received in a bulk frame), through a kept
     /// mapping when one maps `fd`'s file and covers `len` bytes; otherwise mapped as
     /// [`BulkView::map`] does (with its checks) and kept, after the mappings of retired files
-    /// and those past the budget are unmapped (a hugetlb file's is the view's own).
+    /// and those past the budget are unmapped (a retired or hugetlb file's mapping is the
+    /// view's own).
     ///
     /// # Safety
     ///
@@ -138,7 +142,9 @@ impl BulkMaps {
             }
             // Too short (the buffer grew): mapped again below, whole.
         }
-        if memfd::granularity(fd.as_fd()).map_err(os)? > PAGE {
+        if is_retired(&st) || memfd::granularity(fd.as_fd()).map_err(os)? > PAGE {
+            // A buffer its sender may drop once the body is read, or a hugetlb file: mapped
+            // for this view only.
             // SAFETY: this function's contract.
             return unsafe { BulkView::map(fd, len) };
         }
@@ -375,5 +381,24 @@ mod tests {
             !fds.iter().any(|fd| registry.0.contains(fd)),
             "left registered"
         );
+    }
+
+    /// A body in a buffer its sender will not keep is read through a mapping of the view's
+    /// own; once the sender promises to keep the buffer, its mapping is kept again.
+    #[test]
+    fn a_retired_buffer_is_mapped_for_its_view_only() {
+        let mut maps = BulkMaps::default();
+        let mut b = BulkBuf::with_capacity(2 * PAGE).unwrap();
+        b.extend_from_slice(&[4; PAGE + 3]).unwrap();
+        b.retire();
+        let view = view_of(&mut maps, &b);
+        assert_eq!(view.as_slice(), &[4; PAGE + 3]);
+        let inode = view.inode;
+        assert_eq!(read_only_maps_of(inode), 1);
+        drop(view);
+        assert_eq!(read_only_maps_of(inode), 0, "kept");
+        b.promise(&Arc::default());
+        drop(view_of(&mut maps, &b));
+        assert_eq!(read_only_maps_of(inode), 1, "not kept once promised");
     }
 }
