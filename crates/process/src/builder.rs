@@ -128,8 +128,9 @@ impl<P: FromOptions> Builder<P> {
     /// may go unseen. The next task runs on a fresh worker (tasks sent ahead to the killed
     /// worker go back to the queue). A forked worker's RSS counts the pages it shares with
     /// the parent, the freed memory a worker keeps for later tasks
-    /// ([`retain_freed_memory`](Self::retain_freed_memory)) and its mappings of the pool's
-    /// shared argument buffers (kept for the next arguments, as long as the pool keeps them). Zero is refused by `build`.
+    /// ([`retain_freed_memory`](Self::retain_freed_memory)) and its mapping of the last large
+    /// argument's shared buffer (kept for the next one: with a memory limit, a worker keeps
+    /// one such mapping, not one per buffer the pool keeps). Zero is refused by `build`.
     pub fn memory_limit(mut self, bytes: u64) -> Self {
         if bytes == 0 {
             self.fail(Error::invalid("memory_limit", "must be more than 0 bytes"));

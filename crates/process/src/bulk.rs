@@ -44,7 +44,7 @@ mod maps;
 
 #[cfg(test)]
 pub(crate) use maps::read_only_maps_of;
-pub(crate) use maps::BulkMaps;
+pub(crate) use maps::{BulkMaps, KEEP_BYTES, RESULT_MAPS};
 
 /// Bodies at least this large travel in shared memory (when the frame has room for one more
 /// descriptor); smaller ones through the socket, where a copy is cheaper than a mapping.
@@ -66,8 +66,9 @@ fn live() -> MutexGuard<'static, BTreeSet<RawFd>> {
 }
 
 /// The descriptors of this process's bulk buffers (its own, and those it keeps mapped as a
-/// receiver), locked: the fork backend holds this across
-/// `fork` (so no buffer is made or dropped meanwhile) and, in the child, closes them with
+/// receiver), locked: the fork backend holds this across `fork` (so no buffer is made or
+/// dropped, and no kept mapping registered or let go, meanwhile) and, in the child, closes
+/// them with
 /// [`close_inherited`](Self::close_inherited) — a forked worker must not keep its parent's
 /// transport memory alive.
 #[must_use = "the lock is held until the guard is dropped"]
@@ -112,8 +113,9 @@ impl std::fmt::Debug for BulkFds {
 /// the second time lands on warm pages.
 #[derive(Debug)]
 pub(crate) struct BulkBuf {
-    /// The memfd; `None` in a child that inherited the buffer (closed there by
-    /// [`BulkFds::close_inherited`], or left to the child's exit).
+    /// The memfd; `None` only while [`with_capacity`](Self::with_capacity) makes it. In a
+    /// forked child's copy, a number the child closed ([`BulkFds::close_inherited`]): the
+    /// copy's drop forgets it, never closes it.
     fd: Option<OwnedFd>,
     map: NonNull<u8>,
     cap: usize,
@@ -276,6 +278,10 @@ impl BulkBuf {
     /// read, counted in `promises` until [`take_promise`](Self::take_promise) or the drop:
     /// its receivers may keep their mappings of it (its file is not marked retired).
     pub(crate) fn promise(&mut self, promises: &Arc<Promises>) {
+        if !self.is_ours() {
+            // A forked child's copy: its file is not ours to mark.
+            return;
+        }
         promises.bytes.fetch_add(self.cap, Ordering::Relaxed);
         promises.count.fetch_add(1, Ordering::Relaxed);
         self.promise = Some(Promise {
@@ -297,7 +303,7 @@ impl BulkBuf {
     /// [`BulkMaps`]). Ends the promise, if there is one.
     pub(crate) fn retire(&mut self) {
         self.promise = None;
-        if !self.retired && self.fd.is_some() {
+        if !self.retired && self.fd.is_some() && self.is_ours() {
             self.retired = set_retired(self.fd(), true);
         }
     }
@@ -361,6 +367,9 @@ impl BulkBuf {
     #[cold]
     #[inline(never)]
     fn grow(&mut self, needed: usize) -> io::Result<()> {
+        // A promise counts the capacity it was made for: buffers grow only while a body is
+        // written, before it is settled.
+        debug_assert!(self.promise.is_none(), "a promised buffer grown");
         let cap = round_up(needed.max(self.cap.saturating_mul(2)))?;
         if self.pages == PageKind::HugeTlb {
             // A hugetlb mapping cannot be `mremap`ed, and its file may have no reserved pages

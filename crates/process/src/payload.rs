@@ -83,7 +83,7 @@ pub(crate) struct Spare {
 }
 
 impl Default for Spare {
-    /// A worker's, for its results.
+    /// A worker's, for its results (and a one-off encoding's).
     fn default() -> Self {
         Spare::with_limit(SPARE_BYTES)
     }
@@ -96,7 +96,8 @@ pub(crate) const SPARE_BYTES: usize = 256 << 20;
 /// took 91–106 ms with it against 127–135 ms with 256 MiB, when four of the nine were
 /// encoded into fresh shared pages every time (2-core VM, three runs alternated).
 pub(crate) const POOL_SPARE_BYTES: usize = 512 << 20;
-/// The most bulk buffers a pool keeps for reuse (each holds a descriptor).
+/// The most bulk buffers a pool or a worker keeps for reuse (each holds a descriptor), and
+/// the most mappings a worker keeps of its pool's.
 pub(crate) const SPARE_BULKS: usize = 16;
 /// Byte vectors smaller than this are not worth keeping.
 const SPARE_MIN: usize = 64 << 10;
@@ -277,8 +278,9 @@ impl BodyWriter<'_> {
         match self.bulk {
             Some(mut bulk) => {
                 let mut spare = lock(self.spare);
-                spare.give(Body::Inline(self.inline));
+                // Settled first: the room is the large buffer's before the small vector's.
                 spare.settle(&mut bulk);
+                spare.give(Body::Inline(self.inline));
                 Body::Bulk(bulk)
             }
             None => Body::Inline(self.inline),

@@ -161,10 +161,14 @@ pub struct Initializer {
 impl Initializer {
     /// `f(arg)` runs once in each worker before any task; `arg` is copied once per worker.
     pub fn new<A: Payload>(f: Task<A, ()>, arg: &A) -> Result<Self> {
-        let (payload, fds) =
-            encode_body(std::slice::from_ref(arg), &Mutex::default()).map_err(|e| {
+        let (mut payload, fds) = encode_body(std::slice::from_ref(arg), &Mutex::default())
+            .map_err(|e| {
                 Error::Serialization(format!("encoding the initializer's argument: {e}"))
             })?;
+        if let Body::Bulk(b) = &mut payload {
+            // Each worker reads it once: nothing to keep mapped.
+            b.retire();
+        }
         Ok(Initializer {
             call: offset_of(f)?,
             payload,

@@ -70,6 +70,10 @@ pub enum Kind {
 /// journal and announce them in batches ([`Kind::Journal`]).
 pub const SETUP_JOURNAL: u64 = 1;
 
+/// A flag of a [`Kind::Setup`] frame's `id`: the worker keeps a mapping of one argument
+/// buffer at most (the pool watches its memory, in which kept mappings count).
+pub const SETUP_ONE_MAP: u64 = 2;
+
 impl Kind {
     fn from_u8(b: u8) -> io::Result<Kind> {
         Ok(match b {
@@ -332,8 +336,8 @@ impl FrameReader {
 
     /// Like [`recv`](Self::recv), and also accepts bulk frames: their body is not copied into
     /// `payload` but mapped through `maps`, and returned as the [`BulkView`] (`payload` is
-    /// then empty; the memfd is not among the returned descriptors). A body in the buffer the
-    /// previous one came in is read through the mapping `maps` kept; the view borrows `maps`
+    /// then empty; the memfd is not among the returned descriptors). A body in a buffer an
+    /// earlier one came in is read through the mapping `maps` kept; the view borrows `maps`
     /// until it is dropped.
     ///
     /// # Safety

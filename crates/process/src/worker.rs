@@ -11,7 +11,7 @@ use crate::bulk::BulkMaps;
 use crate::journal::{self, JournalWriter};
 use crate::payload::{lock, Body, Spare};
 use crate::trampoline;
-use crate::wire::{FrameReader, FrameWriter, Header, Kind, SETUP_JOURNAL};
+use crate::wire::{FrameReader, FrameWriter, Header, Kind, SETUP_JOURNAL, SETUP_ONE_MAP};
 
 /// The id a worker uses to report that its pool's initializer failed.
 pub const INIT_ID: u64 = u64::MAX;
@@ -37,7 +37,8 @@ pub const INIT_FAILED: i32 = 3;
 /// rest of the process's life: run `serve` in a worker process, whose allocator is the pool's
 /// to tune, never in a process that has other work. When the `Setup` frame allows it
 /// ([`SETUP_JOURNAL`]), small replies of fast tasks go into a reply journal in shared memory,
-/// announced in batches (see the crate's internal `journal` module).
+/// announced in batches (see the crate's internal `journal` module); when it says so
+/// ([`SETUP_ONE_MAP`]), the worker keeps a mapping of one argument buffer at most.
 ///
 /// # Safety
 ///
@@ -91,6 +92,11 @@ pub unsafe fn serve(stream: UnixStream) -> i32 {
                     let _ = retain_freed(i32::try_from(header.call).unwrap_or(i32::MAX));
                 }
                 journal_allowed = header.id & SETUP_JOURNAL != 0;
+                if header.id & SETUP_ONE_MAP != 0 {
+                    // A setup frame carries no bulk body: nothing borrows the maps past here.
+                    drop(bulk);
+                    maps = BulkMaps::one();
+                }
                 continue;
             }
             Kind::Drained => {
@@ -358,5 +364,35 @@ mod tests {
             0,
             "unmapped when the worker ends"
         );
+    }
+
+    /// A worker whose pool watches its memory keeps one mapping: the last buffer's.
+    #[test]
+    fn a_worker_told_to_keep_one_mapping_keeps_the_last() {
+        use crate::wire::SETUP_ONE_MAP;
+        let (worker, mut writer, mut reader) = start_worker();
+        let setup = Header {
+            kind: Kind::Setup,
+            id: SETUP_ONE_MAP,
+            // 0: the test process's allocator is left alone.
+            call: 0,
+        };
+        writer.send(setup, &[], &[]).unwrap();
+        let inode = |b: &BulkBuf| nix::sys::stat::fstat(b.fd().as_raw_fd()).unwrap().st_ino;
+        let mut first = BulkBuf::with_capacity(LEN).unwrap();
+        let mut second = BulkBuf::with_capacity(LEN).unwrap();
+        assert_eq!(
+            total_in(&mut writer, &mut reader, &mut first, 0, 1),
+            LEN as u64
+        );
+        assert_eq!(
+            total_in(&mut writer, &mut reader, &mut second, 1, 2),
+            2 * LEN as u64
+        );
+        assert_eq!(read_only_maps_of(inode(&first)), 0, "two mappings kept");
+        assert_eq!(read_only_maps_of(inode(&second)), 1);
+        drop(writer);
+        drop(reader);
+        assert_eq!(worker.join().unwrap(), 0);
     }
 }

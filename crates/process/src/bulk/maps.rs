@@ -25,14 +25,22 @@
 //!   and already when it sends a body in a buffer it will not keep afterwards (its spare
 //!   buffers are full: [`Spare::settle`](crate::payload::Spare::settle)). A body in a retired
 //!   file is read through a mapping of the view's own, and each new view first unmaps the kept
-//!   mappings of files retired since, so what a receiver keeps is, one frame late at most,
-//!   what its sender keeps too.
+//!   mappings of files retired since, so what a receiver keeps is what its sender keeps too,
+//!   or kept when the receiver last read a bulk body (a buffer its sender dropped after that
+//!   stays mapped until the next bulk body, or until the receiver ends).
 //! - **A budget.** The kept mappings total at most [`KEEP_BYTES`] (the most spare memory a
 //!   pool keeps), or the newest alone when it is larger (one body may be larger than any
-//!   budget), and number at most [`KEEP_BUFFERS`]; the least recently used go first.
+//!   budget), and number at most [`KEEP_BUFFERS`] in a worker, [`RESULT_MAPS`] in a pool's
+//!   supervisor (every supervisor holds descriptors); the least recently used go first. A
+//!   worker whose pool has a `memory_limit` keeps one (the limit counts kept mappings).
 //! - **Nothing crosses a fork.** A kept mapping is `MADV_DONTFORK`, and its descriptor (kept
 //!   to ask whether the file is retired) is registered with the bulk buffers' ([`bulk_fds`]),
 //!   so a child forked by the fork backend closes it; `exec` closes it too (close-on-exec).
+//!   One window remains, as for any received descriptor: a fork by another thread between
+//!   the frame's arrival and the mapping's registration leaves that child a copy of the
+//!   descriptor (and of the mapping, before `MADV_DONTFORK`) until it exits. Closing it would
+//!   mean holding the registry's lock while the mapping is populated, which every other
+//!   receiver and every fork would wait for.
 //!
 //! A kept mapping counts in the receiver's resident memory (the pages are the sender's:
 //! shared, not copied). Hugetlb buffers are not kept: they map in few pages, and their
@@ -43,9 +51,14 @@ use super::*;
 /// The most bytes of mappings a receiver keeps (unless its newest alone is larger): the most
 /// spare memory a pool keeps for its own buffers, which are the ones worth keeping mapped.
 pub(crate) const KEEP_BYTES: usize = crate::payload::POOL_SPARE_BYTES;
-/// The most mappings a receiver keeps (each holds a descriptor): as many buffers as a pool
+/// The most mappings a worker keeps (each holds a descriptor): as many buffers as a pool
 /// keeps.
 pub(crate) const KEEP_BUFFERS: usize = crate::payload::SPARE_BULKS;
+/// The most mappings a pool's supervisor keeps of its worker's result buffers: a worker keeps
+/// each until the pool releases it, so a few are in use at once; and every supervisor of a
+/// pool holds descriptors for its own (16 each would near the usual limit of 1,024 open
+/// files at 64 workers).
+pub(crate) const RESULT_MAPS: usize = 4;
 
 /// A kept read-only mapping of a bulk buffer.
 #[derive(Debug)]
@@ -97,23 +110,34 @@ impl Drop for Kept {
 pub(crate) struct BulkMaps {
     /// Least recently used first.
     kept: Vec<Kept>,
-    /// [`KEEP_BYTES`], or a test's.
+    /// The most bytes kept (unless the newest alone is larger): [`KEEP_BYTES`].
     budget: usize,
+    /// The most mappings kept: [`KEEP_BUFFERS`], or fewer.
+    most: usize,
 }
 
 impl Default for BulkMaps {
+    /// A worker's, for the pool's argument buffers.
     fn default() -> Self {
-        BulkMaps::with_budget(KEEP_BYTES)
+        BulkMaps::with_limits(KEEP_BYTES, KEEP_BUFFERS)
     }
 }
 
 impl BulkMaps {
-    /// Keeping at most `budget` bytes of mappings (or the newest alone, if it is larger).
-    pub(crate) fn with_budget(budget: usize) -> Self {
+    /// Keeping at most `budget` bytes of mappings (or the newest alone, if it is larger) and
+    /// at most `most` of them (at least 1).
+    pub(crate) fn with_limits(budget: usize, most: usize) -> Self {
         BulkMaps {
             kept: Vec::new(),
             budget,
+            most: most.max(1),
         }
+    }
+
+    /// A receiver that keeps one mapping, whatever its size: a worker whose pool watches its
+    /// memory (kept mappings count in its resident memory).
+    pub(crate) fn one() -> Self {
+        BulkMaps::with_limits(0, 1)
     }
 
     /// The first `len` bytes of the memfd `fd` (received in a bulk frame), through a kept
@@ -148,7 +172,6 @@ impl BulkMaps {
             // SAFETY: this function's contract.
             return unsafe { BulkView::map(fd, len) };
         }
-        self.make_room(round_up(len)?);
         // SAFETY: this function's contract (the view made below borrows `self`).
         let (map, map_len) = unsafe { map_sealed(fd.as_fd(), size) }?;
         let kept = Kept {
@@ -167,6 +190,8 @@ impl BulkMaps {
             live.insert(fd.as_raw_fd());
             kept.fd = Some(fd);
         }
+        // Room made once the new one is mapped: a file refused above evicts nothing.
+        self.make_room(map_len);
         self.kept.push(kept);
         Ok(self.newest_view(len, file))
     }
@@ -176,8 +201,7 @@ impl BulkMaps {
     fn make_room(&mut self, bytes: usize) {
         let mut total: usize = self.kept.iter().map(|k| k.map_len).sum::<usize>() + bytes;
         let mut gone = 0;
-        while gone < self.kept.len()
-            && (total > self.budget || self.kept.len() - gone >= KEEP_BUFFERS)
+        while gone < self.kept.len() && (total > self.budget || self.kept.len() - gone >= self.most)
         {
             total -= self.kept[gone].map_len;
             gone += 1;
@@ -339,7 +363,7 @@ mod tests {
     /// closes in the child.
     #[test]
     fn kept_mappings_stay_within_the_budget_and_the_count() {
-        let mut maps = BulkMaps::with_budget(4 * PAGE);
+        let mut maps = BulkMaps::with_limits(4 * PAGE, KEEP_BUFFERS);
         let filled = |pages: usize| {
             let mut b = BulkBuf::with_capacity(pages * PAGE).unwrap();
             b.extend_from_slice(&vec![7; pages * PAGE]).unwrap();
@@ -364,7 +388,7 @@ mod tests {
         );
         assert_eq!((read_only_maps_of(ia), read_only_maps_of(ic)), (0, 0));
         // The count: small buffers, one past the most kept.
-        let mut maps = BulkMaps::with_budget(usize::MAX / 2);
+        let mut maps = BulkMaps::with_limits(usize::MAX / 2, KEEP_BUFFERS);
         let small: Vec<BulkBuf> = (0..=KEEP_BUFFERS).map(|_| filled(1)).collect();
         let inodes: Vec<u64> = small.iter().map(|b| inode(&mut maps, b)).collect();
         assert_eq!(read_only_maps_of(inodes[0]), 0, "past the count");

@@ -17,10 +17,10 @@ use super::reap::{reap_with, stop_and_reap};
 use super::shared::{head_wire, pack_head, Counters, Listed, Shared};
 use super::watch::{rss_of, watch, Killed};
 use super::{lock, Launcher, Worker, PIPELINE_BYTES, PIPELINE_DEPTH, PIPELINE_REFILL};
-use crate::bulk::{BulkMaps, BulkView};
+use crate::bulk::{BulkMaps, BulkView, KEEP_BYTES, RESULT_MAPS};
 use crate::journal::{self, JournalReader};
 use crate::payload::{Body, Spare, SPARE_BYTES};
-use crate::wire::{FrameReader, FrameWriter, Header, Kind, SETUP_JOURNAL};
+use crate::wire::{FrameReader, FrameWriter, Header, Kind, SETUP_JOURNAL, SETUP_ONE_MAP};
 use crate::worker::INIT_ID;
 
 /// How a session with one worker ended.
@@ -239,12 +239,18 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
     let journal_allowed = journal::ALLOWED
         && shared.options.task_timeout.is_none()
         && shared.options.memory_limit.is_none();
+    let flags = if journal_allowed { SETUP_JOURNAL } else { 0 }
+        | if shared.options.memory_limit.is_some() {
+            SETUP_ONE_MAP
+        } else {
+            0
+        };
     let setup = Header {
         kind: Kind::Setup,
-        id: if journal_allowed { SETUP_JOURNAL } else { 0 },
+        id: flags,
         call: retain,
     };
-    let queued = if retain > 0 || journal_allowed {
+    let queued = if retain > 0 || flags != 0 {
         writer.send(setup, &[], &[])
     } else {
         Ok(())
@@ -291,7 +297,7 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
     let mut payload = Vec::new();
     // The mappings of the worker's result buffers, kept for its next large results: the
     // worker writes its results into the buffers it reuses once released.
-    let mut maps = BulkMaps::default();
+    let mut maps = BulkMaps::with_limits(KEEP_BYTES, RESULT_MAPS);
     // The worker's reply journal, once it announces one.
     let mut journal = JournalReader::default();
     let broken = |sent: VecDeque<(u64, Job)>, killed: Option<(u64, Killed)>| {
