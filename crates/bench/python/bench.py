@@ -37,13 +37,16 @@ def log(msg):
     print("progress: " + msg, file=sys.stderr, flush=True)
 
 
-def reps_for(warmup, reps, budget):
-    """The same rule as the Rust side: `reps`, fewer when they would exceed `budget`
-    seconds, but at least one."""
-    reps = max(reps, 1)
-    if warmup <= 0:
-        return reps
-    return max(1, min(int(budget / warmup), reps))
+def one_more_run(times, reps, budget):
+    """The same rule as the Rust side: another timed run while there are fewer than `reps`
+    (at least one) and the runs so far, plus one more of their mean length, fit in `budget`
+    seconds."""
+    if len(times) >= max(reps, 1):
+        return False
+    if not times:
+        return True
+    spent = sum(times)
+    return spent + spent / len(times) <= budget
 
 
 class Bench:
@@ -67,15 +70,12 @@ class Bench:
                                      "" if workers is None else " x{}".format(workers)))
         try:
             arg = setup() if setup else None
-            t = time.perf_counter()
             out = body(arg)
-            warmup = time.perf_counter() - t
             if check:
                 check(out)
-            n = reps_for(warmup, self.cfg["reps"],
-                         self.cfg.get("py_cell_seconds", self.cfg["cell_seconds"]))
+            budget = self.cfg.get("py_cell_seconds", self.cfg["cell_seconds"])
             times = []
-            for _ in range(n):
+            while one_more_run(times, self.cfg["reps"], budget):
                 arg = setup() if setup else None
                 t = time.perf_counter()
                 out = body(arg)
@@ -83,7 +83,7 @@ class Bench:
                 if check:
                     check(out)
             cell.update(median_s=statistics.median(times), min_s=min(times),
-                        max_s=max(times), reps=n)
+                        max_s=max(times), reps=len(times))
         except Exception as e:  # a failed cell is reported, not fatal
             cell["error"] = "{}: {}".format(type(e).__name__, e)
             log("FAILED " + cell["error"])

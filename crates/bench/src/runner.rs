@@ -371,11 +371,11 @@ impl Runner {
             let out = guarded(out);
             let trace = sampler.stop();
             check(&out?).map_err(|e| format!("wrong result (warm-up): {e}"))?;
-            let n = stats::reps_for(warmup, reps, budget);
-            let mut times = Vec::with_capacity(n);
+            let mut times = Vec::with_capacity(reps);
             let ipc_before = crate::backend::ipc_bytes();
-            for i in 0..n {
-                progress.message(format!("{label}: run {}/{n}", i + 1));
+            while stats::one_more_run(&times, reps, budget) {
+                let i = times.len();
+                progress.message(format!("{label}: run {}", i + 1));
                 let input = setup()?;
                 crate::backend::arm(limit);
                 let t = Instant::now();
@@ -384,7 +384,7 @@ impl Runner {
                 let out = guarded(out);
                 check(&out?).map_err(|e| format!("wrong result (run {}): {e}", i + 1))?;
             }
-            let ipc_bytes = (crate::backend::ipc_bytes() - ipc_before) / n as u64;
+            let ipc_bytes = (crate::backend::ipc_bytes() - ipc_before) / times.len() as u64;
             let s = Samples::new(times);
             Ok(Measurement {
                 median_s: s.median().as_secs_f64(),

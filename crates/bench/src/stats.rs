@@ -42,15 +42,21 @@ impl Samples {
     }
 }
 
-/// How many timed runs to make after a warm-up that took `warmup`: `reps`, unless that
-/// would take more than `budget`, and then as many as fit, but at least one.
-pub(crate) fn reps_for(warmup: Duration, reps: usize, budget: Duration) -> usize {
-    let reps = reps.max(1);
-    if warmup.is_zero() {
-        return reps;
+/// Whether to make another timed run after `times`: while there are fewer than `reps` (at
+/// least one) and the runs so far, plus one more of their mean length, fit in `budget`.
+///
+/// The runs themselves say how long the next will take, not the warm-up: a warm pool's
+/// first map, or a workload's first fork, can take several times as long as the runs (a
+/// warm row whose warm-up took 0.6 s and whose runs take 0.25 s gets four runs, not one).
+pub(crate) fn one_more_run(times: &[Duration], reps: usize, budget: Duration) -> bool {
+    if times.len() >= reps.max(1) {
+        return false;
     }
-    let fit = (budget.as_secs_f64() / warmup.as_secs_f64()) as usize;
-    fit.clamp(1, reps)
+    if times.is_empty() {
+        return true;
+    }
+    let spent: Duration = times.iter().sum();
+    spent + spent / times.len() as u32 <= budget
 }
 
 #[cfg(test)]
@@ -70,14 +76,31 @@ mod tests {
         assert_eq!(s.len(), 2);
     }
 
+    /// How many runs of `each` the rule makes.
+    fn runs(each: Duration, reps: usize, budget: Duration) -> usize {
+        let mut times = Vec::new();
+        while one_more_run(&times, reps, budget) {
+            times.push(each);
+        }
+        times.len()
+    }
+
     #[test]
     fn slow_cells_get_fewer_runs_but_at_least_one() {
         let s = Duration::from_secs;
-        assert_eq!(reps_for(Duration::from_millis(10), 5, s(8)), 5);
-        assert_eq!(reps_for(s(2), 5, s(8)), 4);
-        assert_eq!(reps_for(s(3), 5, s(8)), 2);
-        assert_eq!(reps_for(s(5), 5, s(8)), 1);
-        assert_eq!(reps_for(s(5), 1, s(8)), 1);
-        assert_eq!(reps_for(Duration::ZERO, 7, s(8)), 7);
+        assert_eq!(runs(Duration::from_millis(10), 5, s(8)), 5);
+        assert_eq!(runs(s(2), 5, s(8)), 4);
+        assert_eq!(runs(s(3), 5, s(8)), 2);
+        assert_eq!(runs(s(5), 5, s(8)), 1);
+        assert_eq!(runs(s(5), 1, s(8)), 1);
+        assert_eq!(runs(Duration::ZERO, 7, s(8)), 7);
+        assert_eq!(runs(s(1), 0, s(8)), 1, "at least one");
+        // Runs of uneven length: the mean of those so far predicts the next.
+        let uneven = [s(1), s(5)];
+        assert!(one_more_run(&uneven[..1], 5, s(8)));
+        assert!(
+            !one_more_run(&uneven, 5, s(8)),
+            "6 s so far and a mean of 3 s: past 8 s"
+        );
     }
 }
