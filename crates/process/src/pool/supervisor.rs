@@ -239,18 +239,13 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
     let journal_allowed = journal::ALLOWED
         && shared.options.task_timeout.is_none()
         && shared.options.memory_limit.is_none();
-    let flags = if journal_allowed { SETUP_JOURNAL } else { 0 }
-        | if shared.options.memory_limit.is_some() {
-            SETUP_ONE_MAP
-        } else {
-            0
-        };
+    let one_map = u64::from(shared.options.memory_limit.is_some()) * SETUP_ONE_MAP;
     let setup = Header {
         kind: Kind::Setup,
-        id: flags,
+        id: u64::from(journal_allowed) * SETUP_JOURNAL + one_map,
         call: retain,
     };
-    let queued = if retain > 0 || flags != 0 {
+    let queued = if retain > 0 || setup.id != 0 {
         writer.send(setup, &[], &[])
     } else {
         Ok(())
@@ -295,8 +290,7 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
     let mut sent: VecDeque<(u64, Job)> = VecDeque::new();
     let mut next_id = 0u64;
     let mut payload = Vec::new();
-    // The mappings of the worker's result buffers, kept for its next large results: the
-    // worker writes its results into the buffers it reuses once released.
+    // Mappings of the worker's result buffers, kept: it reuses them once they are released.
     let mut maps = BulkMaps::with_limits(KEEP_BYTES, RESULT_MAPS);
     // The worker's reply journal, once it announces one.
     let mut journal = JournalReader::default();
