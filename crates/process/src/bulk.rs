@@ -68,9 +68,8 @@ fn live() -> MutexGuard<'static, BTreeSet<RawFd>> {
 /// The descriptors of this process's bulk buffers (its own, and those it keeps mapped as a
 /// receiver), locked: the fork backend holds this across `fork` (so no buffer is made or
 /// dropped, and no kept mapping registered or let go, meanwhile) and, in the child, closes
-/// them with
-/// [`close_inherited`](Self::close_inherited) — a forked worker must not keep its parent's
-/// transport memory alive.
+/// them with [`close_inherited`](Self::close_inherited) — a forked worker must not keep its
+/// parent's transport memory alive.
 #[must_use = "the lock is held until the guard is dropped"]
 pub struct BulkFds(MutexGuard<'static, BTreeSet<RawFd>>);
 

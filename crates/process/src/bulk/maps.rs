@@ -25,9 +25,9 @@
 //!   and already when it sends a body in a buffer it will not keep afterwards (its spare
 //!   buffers are full: [`Spare::settle`](crate::payload::Spare::settle)). A body in a retired
 //!   file is read through a mapping of the view's own, and each new view first unmaps the kept
-//!   mappings of files retired since, so what a receiver keeps is what its sender keeps too,
-//!   or kept when the receiver last read a bulk body (a buffer its sender dropped after that
-//!   stays mapped until the next bulk body, or until the receiver ends).
+//!   mappings of files retired since. So a receiver keeps only buffers its sender still kept
+//!   when the receiver last read a bulk body (one the sender dropped since stays mapped until
+//!   the next bulk body, or until the receiver ends).
 //! - **A budget.** The kept mappings total at most [`KEEP_BYTES`] (the most spare memory a
 //!   pool keeps), or the newest alone when it is larger (one body may be larger than any
 //!   budget), and number at most [`KEEP_BUFFERS`] in a worker, [`RESULT_MAPS`] in a pool's
@@ -174,7 +174,8 @@ impl BulkMaps {
         }
         // SAFETY: this function's contract (the view made below borrows `self`).
         let (map, map_len) = unsafe { map_sealed(fd.as_fd(), size) }?;
-        let kept = Kept {
+        // Owned at once, so that an error below unmaps it.
+        let mut kept = Kept {
             map,
             map_len,
             file,
@@ -184,12 +185,8 @@ impl BulkMaps {
         // SAFETY: exactly our fresh mapping; MADV_DONTFORK only keeps it out of forked
         // children, never changes its contents or our access.
         unsafe { madvise(map.cast(), map_len, MmapAdvise::MADV_DONTFORK) }.map_err(os)?;
-        let mut kept = kept;
-        {
-            let mut live = live();
-            live.insert(fd.as_raw_fd());
-            kept.fd = Some(fd);
-        }
+        live().insert(fd.as_raw_fd());
+        kept.fd = Some(fd);
         // Room made once the new one is mapped: a file refused above evicts nothing.
         self.make_room(map_len);
         self.kept.push(kept);
