@@ -388,32 +388,43 @@ unsafe impl Launcher for Scripted {
 /// A kill recorded for a cancelled head (whose reply was already on its way) ends with its
 /// session: after `max_tasks_per_child` recycles the worker, the next worker's death still
 /// fails the task that caused it.
+///
+/// A supervisor sends a busy worker more tasks only from what is queued when it looks, so the
+/// first worker holds a blocker task until A, H and X are all queued: its reply makes the
+/// supervisor find the three at once and send A and H together. (Without the blocker the
+/// supervisor could look between A and H, send A alone, and the worker, waiting for two
+/// tasks, never answered: CI saw that once.) Every wait has a timeout, and a failure leaves
+/// the pool behind rather than dropping it: its drop would wait for the stuck worker.
 #[test]
 fn a_kill_for_a_cancelled_head_does_not_outlive_a_recycled_session() {
     use crate::wire::{FrameReader, FrameWriter, Header, Kind};
     use std::time::Duration;
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+    let (queued_tx, queued_rx) = std::sync::mpsc::channel::<()>();
     let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
     let first: Behaviour = Box::new(move |s: UnixStream| {
         let mut r = FrameReader::new(s.try_clone().unwrap());
         let mut w = FrameWriter::new(s);
         let mut p = Vec::new();
-        let tasks = run_tasks(&mut r, 2);
-        ready_tx.send(()).unwrap();
-        go_rx.recv().unwrap();
-        for (h, body) in &tasks {
-            w.send(
-                Header {
+        let mut answer = |tasks: &[(Header, Vec<u8>)]| {
+            for (h, body) in tasks {
+                let done = Header {
                     kind: Kind::Done,
                     id: h.id,
                     call: 0,
-                },
-                body,
-                &[],
-            )
-            .unwrap();
-        }
-        w.flush().unwrap();
+                };
+                w.send(done, body, &[]).unwrap();
+            }
+            w.flush().unwrap();
+        };
+        let blocker = run_tasks(&mut r, 1);
+        ready_tx.send(()).unwrap();
+        queued_rx.recv().unwrap();
+        answer(&blocker);
+        let tasks = run_tasks(&mut r, 2);
+        ready_tx.send(()).unwrap();
+        go_rx.recv().unwrap();
+        answer(&tasks);
         // serve until the end of the stream or a shutdown
         while let Ok(Some((h, _))) = r.recv(&mut p) {
             if h.kind == Kind::Shutdown {
@@ -434,19 +445,33 @@ fn a_kill_for_a_cancelled_head_does_not_outlive_a_recycled_session() {
     let launcher = Scripted(StdMutex::new(vec![first, second].into()));
     let options = multiproc_core::PoolOptions {
         processes: Some(1),
-        max_tasks_per_child: std::num::NonZeroUsize::new(2),
+        // The blocker, A and H.
+        max_tasks_per_child: std::num::NonZeroUsize::new(3),
         ..Default::default()
     };
     let pool = ProcessPool::with_options(launcher, None, options).unwrap();
-    let a = pool.apply_async(inc, 1).unwrap();
+    let ten = Duration::from_secs(10);
+    let leave = |pool: ProcessPool<Scripted>, what: &str| -> ! {
+        std::mem::forget(pool);
+        panic!("{what}");
+    };
+    let mut blocker = pool.apply_async(inc, 0).unwrap();
+    if ready_rx.recv_timeout(ten).is_err() {
+        leave(pool, "the blocker never reached the worker");
+    }
+    let blocker_head = published_head(&pool, 0);
+    let mut a = pool.apply_async(inc, 1).unwrap();
     let h = pool.apply_async(inc, 2).unwrap();
     let mut x = pool.apply_async(inc, 3).unwrap();
-    ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    queued_tx.send(()).unwrap();
+    if blocker.get_timeout(ten).ok() != Some(1) || ready_rx.recv_timeout(ten).is_err() {
+        leave(pool, "A and H did not reach the worker together");
+    }
     // The head (A) is published: H is cancelled behind it.
-    published_head(&pool, 0);
+    published_head(&pool, blocker_head);
     assert!(h.cancel());
     go_tx.send(()).unwrap();
-    assert_eq!(a.get().unwrap(), 2);
+    assert_eq!(a.get_timeout(ten).unwrap(), 2);
     let r = x.get_timeout(Duration::from_secs(20));
     pool.close();
     pool.join().unwrap();
