@@ -44,7 +44,7 @@ mod maps;
 
 #[cfg(test)]
 pub(crate) use maps::read_only_maps_of;
-pub(crate) use maps::{BulkMaps, KEEP_BYTES, RESULT_MAPS};
+pub(crate) use maps::BulkMaps;
 
 /// Bodies at least this large travel in shared memory (when the frame has room for one more
 /// descriptor); smaller ones through the socket, where a copy is cheaper than a mapping.
@@ -274,7 +274,7 @@ impl BulkBuf {
     }
 
     /// Promises that the buffer comes back to its sender's spare buffers once its body is
-    /// read, counted in `promises` until [`take_promise`](Self::take_promise) or the drop:
+    /// read, counted in `promises` until [`end_promise`](Self::end_promise) or the drop:
     /// its receivers may keep their mappings of it (its file is not marked retired).
     pub(crate) fn promise(&mut self, promises: &Arc<Promises>) {
         if !self.is_ours() {
@@ -292,9 +292,9 @@ impl BulkBuf {
         }
     }
 
-    /// Ends the promise, if there is one (counted no more): whether there was.
-    pub(crate) fn take_promise(&mut self) -> bool {
-        self.promise.take().is_some()
+    /// Ends the promise, if there is one (counted no more).
+    pub(crate) fn end_promise(&mut self) {
+        self.promise = None;
     }
 
     /// Marks the buffer as one its sender may not keep after its body is read: a receiver

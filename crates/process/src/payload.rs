@@ -130,7 +130,7 @@ impl Spare {
     /// it comes back or is dropped), otherwise marked retired at once, so that its receiver
     /// keeps no mapping of memory that is about to be freed.
     pub(crate) fn settle(&self, bulk: &mut BulkBuf) {
-        if bulk.is_ours() && self.has_room(bulk.capacity(), true) {
+        if self.has_room(bulk.capacity(), true) {
             bulk.promise(&self.promises);
         } else {
             bulk.retire();
@@ -171,20 +171,16 @@ impl Spare {
 
     /// Keeps a finished job's buffer, if it is worth keeping and there is room (a bulk
     /// buffer promised by [`settle`](Self::settle) has its room).
-    pub(crate) fn give(&mut self, body: Body) {
-        let (cap, bulk) = match &body {
+    pub(crate) fn give(&mut self, mut body: Body) {
+        let (cap, bulk) = match &mut body {
             Body::Inline(v) if v.capacity() < SPARE_MIN => return,
             Body::Inline(v) => (v.capacity(), false),
             Body::Bulk(b) if !b.is_ours() => return,
-            Body::Bulk(b) => (b.capacity(), true),
-        };
-        let body = match body {
-            Body::Bulk(mut b) => {
+            Body::Bulk(b) => {
                 // Its promised room, if any, becomes room kept.
-                b.take_promise();
-                Body::Bulk(b)
+                b.end_promise();
+                (b.capacity(), true)
             }
-            inline => inline,
         };
         if !self.has_room(cap, bulk) {
             return;

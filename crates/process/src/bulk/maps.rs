@@ -50,15 +50,15 @@ use super::*;
 
 /// The most bytes of mappings a receiver keeps (unless its newest alone is larger): the most
 /// spare memory a pool keeps for its own buffers, which are the ones worth keeping mapped.
-pub(crate) const KEEP_BYTES: usize = crate::payload::POOL_SPARE_BYTES;
+const KEEP_BYTES: usize = crate::payload::POOL_SPARE_BYTES;
 /// The most mappings a worker keeps (each holds a descriptor): as many buffers as a pool
 /// keeps.
-pub(crate) const KEEP_BUFFERS: usize = crate::payload::SPARE_BULKS;
+const KEEP_BUFFERS: usize = crate::payload::SPARE_BULKS;
 /// The most mappings a pool's supervisor keeps of its worker's result buffers: a worker keeps
 /// each until the pool releases it, so a few are in use at once; and every supervisor of a
 /// pool holds descriptors for its own (16 each would near the usual limit of 1,024 open
 /// files at 64 workers).
-pub(crate) const RESULT_MAPS: usize = 4;
+const RESULT_MAPS: usize = 4;
 
 /// A kept read-only mapping of a bulk buffer.
 #[derive(Debug)]
@@ -134,6 +134,11 @@ impl BulkMaps {
         }
     }
 
+    /// A pool's supervisor's, for its worker's result buffers.
+    pub(crate) fn for_results() -> Self {
+        BulkMaps::with_limits(KEEP_BYTES, RESULT_MAPS)
+    }
+
     /// A receiver that keeps one mapping, whatever its size: a worker whose pool watches its
     /// memory (kept mappings count in its resident memory).
     pub(crate) fn one() -> Self {
@@ -162,7 +167,7 @@ impl BulkMaps {
             let k = self.kept.remove(at);
             if k.map_len >= len {
                 self.kept.push(k);
-                return Ok(self.newest_view(len, file));
+                return Ok(self.newest_view(len));
             }
             // Too short (the buffer grew): mapped again below, whole.
         }
@@ -190,7 +195,7 @@ impl BulkMaps {
         // Room made once the new one is mapped: a file refused above evicts nothing.
         self.make_room(map_len);
         self.kept.push(kept);
-        Ok(self.newest_view(len, file))
+        Ok(self.newest_view(len))
     }
 
     /// Unmaps the least recently used mappings until one of `bytes` more fits the budget
@@ -207,15 +212,13 @@ impl BulkMaps {
     }
 
     /// A view of the first `len` bytes of the newest kept mapping.
-    fn newest_view(&self, len: usize, file: (libc::dev_t, libc::ino_t)) -> BulkView<'_> {
+    fn newest_view(&self, len: usize) -> BulkView<'_> {
         let newest = self.kept.last().expect("just kept");
-        #[cfg(not(test))]
-        let _ = file;
         BulkView {
             map: Some(newest.map),
             len,
             #[cfg(test)]
-            inode: file.1,
+            inode: newest.file.1,
             own_len: 0,
             _maps: PhantomData,
         }

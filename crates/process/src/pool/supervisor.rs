@@ -17,7 +17,7 @@ use super::reap::{reap_with, stop_and_reap};
 use super::shared::{head_wire, pack_head, Counters, Listed, Shared};
 use super::watch::{rss_of, watch, Killed};
 use super::{lock, Launcher, Worker, PIPELINE_BYTES, PIPELINE_DEPTH, PIPELINE_REFILL};
-use crate::bulk::{BulkMaps, BulkView, KEEP_BYTES, RESULT_MAPS};
+use crate::bulk::{BulkMaps, BulkView};
 use crate::journal::{self, JournalReader};
 use crate::payload::{Body, Spare, SPARE_BYTES};
 use crate::wire::{FrameReader, FrameWriter, Header, Kind, SETUP_JOURNAL, SETUP_ONE_MAP};
@@ -291,7 +291,7 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
     let mut next_id = 0u64;
     let mut payload = Vec::new();
     // Mappings of the worker's result buffers, kept: it reuses them once they are released.
-    let mut maps = BulkMaps::with_limits(KEEP_BYTES, RESULT_MAPS);
+    let mut maps = BulkMaps::for_results();
     // The worker's reply journal, once it announces one.
     let mut journal = JournalReader::default();
     let broken = |sent: VecDeque<(u64, Job)>, killed: Option<(u64, Killed)>| {
