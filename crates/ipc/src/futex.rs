@@ -14,17 +14,11 @@ use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 
+use multiproc_core::{spin_until, SPIN};
 use multiproc_sys::futex::Futex;
 
 /// The longest single sleep: after it the waiter re-checks its condition whatever happened.
 pub(crate) const SLICE: Duration = Duration::from_millis(50);
-
-/// How long a waiter polls the watched word before it sleeps. A partner process on another
-/// core usually answers within this window, and then a put+get between processes costs a
-/// few hundred nanoseconds instead of two futex system calls and a wake-up (several
-/// microseconds); see `benches/queue.rs`. Longer would only burn CPU that a busy machine
-/// needs.
-const SPIN_FOR: Duration = Duration::from_micros(20);
 
 /// Waits until `ready()` holds or `deadline` passes; `ready` is re-evaluated after every
 /// change of `word`. Returns whether `ready()` held.
@@ -40,24 +34,23 @@ pub(crate) fn wait_until(
     if ready(seen) {
         return true;
     }
-    let spin_until = Instant::now() + SPIN_FOR;
-    let mut i = 0u32;
-    loop {
-        std::hint::spin_loop();
-        i = i.wrapping_add(1);
-        if i % 32 == 0 {
-            let now = Instant::now();
-            if now >= spin_until || deadline.is_some_and(|d| now >= d) {
-                break;
-            }
-        }
+    // A partner process on another core usually answers within a moment, and then a put+get
+    // between processes costs a few hundred nanoseconds instead of two futex system calls and
+    // a wake-up (see `benches/queue.rs`): poll the word for that long (no longer than the
+    // deadline) before sleeping, as the pools' waits do.
+    let budget = deadline.map_or(SPIN, |d| {
+        d.saturating_duration_since(Instant::now()).min(SPIN)
+    });
+    let changed_and_ready = spin_until(budget, || {
         let now = word.load(SeqCst);
-        if now != seen {
-            seen = now;
-            if ready(seen) {
-                return true;
-            }
+        if now == seen {
+            return false;
         }
+        seen = now;
+        ready(seen)
+    });
+    if changed_and_ready {
+        return true;
     }
     loop {
         let timeout = match deadline {
