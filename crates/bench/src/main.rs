@@ -30,6 +30,7 @@ mod python;
 mod report;
 mod runner;
 mod stats;
+mod steal;
 mod venv;
 mod workloads;
 
@@ -41,6 +42,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::backend::{Backend, Strategy};
 use crate::config::Config;
 use crate::runner::Runner;
+use crate::steal::Stage;
 
 /// Errors of the bench: a message for the user.
 pub type Res<T> = std::result::Result<T, String>;
@@ -343,30 +345,34 @@ fn run(cli: Cli) -> Res<bool> {
     };
     let steps = workloads.len() as u64 + u64::from(python.is_ok());
     let mut r = Runner::new(cfg.clone(), steps);
-    let mut stages: Vec<(String, f64)> = Vec::new();
+    let mut stages: Vec<Stage> = Vec::new();
     for &w in &workloads {
-        let t = Instant::now();
-        if all {
-            isolate::measure(&mut r, w, workload_timeout);
-        } else {
-            w.run(&mut r)?;
-        }
-        stages.push((w.name().to_string(), t.elapsed().as_secs_f64()));
+        let (stage, out) = Stage::time(w.name(), || {
+            if all {
+                isolate::measure(&mut r, w, workload_timeout);
+                Ok(())
+            } else {
+                w.run(&mut r)
+            }
+        });
+        out?;
+        stages.push(stage);
         r.step();
     }
     let names: Vec<&str> = workloads.iter().map(|w| w.name()).collect();
     let py = match python {
         Ok((interpreter, _)) => {
             r.status("python: running the same workloads");
-            let t = Instant::now();
-            let out = python::run(&interpreter, &cfg, &names, &opts.report, r.bar());
-            stages.push(("python".to_string(), t.elapsed().as_secs_f64()));
+            let (stage, out) = Stage::time("python", || {
+                python::run(&interpreter, &cfg, &names, &opts.report, r.bar())
+            });
+            stages.push(stage);
             if let Ok(run) = &out {
-                stages.extend(
-                    run.stages
-                        .iter()
-                        .map(|(w, secs)| (format!("py {w}"), *secs)),
-                );
+                stages.extend(run.stages.iter().map(|(w, secs)| Stage {
+                    name: format!("py {w}"),
+                    secs: *secs,
+                    steal: None,
+                }));
             }
             r.step();
             match out {

@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::limits::{self, Rates};
 use crate::python::{PyCell, PyRun, INSTALL};
 use crate::runner::{Cell, Outcome, Rate};
+use crate::steal::Stage;
 use crate::Res;
 
 mod peers;
@@ -92,8 +93,9 @@ pub(crate) struct Report {
     pub config: Config,
     /// Seconds for the Rust cells and the Python run together.
     pub elapsed_s: f64,
-    /// Seconds each workload (and the Python run) took, untimed set-up and checks included.
-    pub stages: Vec<(String, f64)>,
+    /// Each workload's process, the Python run and its workloads: wall time (untimed set-up
+    /// and checks included) and, where measured, the host's share of the CPU time.
+    pub stages: Vec<Stage>,
     /// `python version, numpy version`, if the Python side ran.
     pub python: Option<String>,
     /// Why the Python side did not run, if it did not.
@@ -113,7 +115,7 @@ impl Report {
         cells: &[Cell],
         python: Result<(String, PyRun), String>,
         elapsed: Duration,
-        stages: Vec<(String, f64)>,
+        stages: Vec<Stage>,
     ) -> Report {
         let (py_version, py_cells, missing) = match python {
             Ok((version, run)) => (Some(version), run.cells, None),
@@ -236,7 +238,7 @@ impl Report {
         let stages: Vec<String> = self
             .stages
             .iter()
-            .map(|(name, secs)| format!("{name} {secs:.1} s"))
+            .map(|st| format!("{} {:.1} s", st.name, st.secs))
             .collect();
         let _ = writeln!(
             s,
@@ -244,6 +246,19 @@ impl Report {
             self.elapsed_s,
             stages.join(", ")
         );
+        let steal: Vec<String> = self
+            .stages
+            .iter()
+            .filter_map(|st| Some(format!("{} {:.1}%", st.name, st.steal? * 100.0)))
+            .collect();
+        if !steal.is_empty() {
+            let _ = writeln!(
+                s,
+                "host steal (the share of this machine's CPU time its hypervisor took; beyond a \
+                 few percent, runs spread): {}",
+                steal.join(", ")
+            );
+        }
         match (&self.python, &self.python_missing) {
             (Some(v), _) => {
                 let _ = writeln!(s, "python: {v}, same run");

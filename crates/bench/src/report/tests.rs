@@ -79,8 +79,40 @@ fn report() -> Report {
         &cells,
         Ok(("3.11.7".into(), run)),
         Duration::from_secs(1),
-        Vec::new(),
+        vec![
+            Stage {
+                name: "sum".into(),
+                secs: 2.5,
+                steal: Some(0.0421),
+            },
+            Stage {
+                name: "python".into(),
+                secs: 1.25,
+                steal: Some(0.0),
+            },
+            Stage {
+                name: "py sum".into(),
+                secs: 1.0,
+                steal: None,
+            },
+        ],
     )
+}
+
+#[test]
+fn the_header_gives_each_stage_its_time_and_the_hosts_share() {
+    let r = report();
+    let table = r.table();
+    assert!(
+        table.contains("wall time: 1.0 s (sum 2.5 s, python 1.2 s, py sum 1.0 s)"),
+        "{table}"
+    );
+    let steal = table
+        .lines()
+        .find(|l| l.starts_with("host steal"))
+        .expect("a line for the host's share");
+    assert!(steal.ends_with(": sum 4.2%, python 0.0%"), "{steal}");
+    assert!(r.markdown(&[]).contains(steal), "the markdown's header too");
 }
 
 #[test]
