@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use multiproc_core::{Error, Result};
 use multiproc_process::trampoline;
 use multiproc_process::wire::{FrameReader, Kind};
+use multiproc_sys::socket::recv_with_fds;
 use nix::fcntl::{fcntl, open, FcntlArg, OFlag};
 use nix::sys::signal::Signal;
 use nix::sys::socket::{getsockopt, recv, sockopt::PeerCredentials, MsgFlags};
@@ -142,28 +143,12 @@ pub fn check_init(creating: &str) -> Result<()> {
 /// Consumes the parent's hello (see `launch::send_hello`) and makes the descriptor it
 /// carries our stdout; without one, stdout stays `/dev/null`.
 fn receive_hello(stream: &UnixStream) {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned};
-    use std::io::IoSliceMut;
     let mut hello = [0u8; HELLO_LEN];
-    let mut iov = [IoSliceMut::new(&mut hello)];
-    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let Ok(msg) = recvmsg::<()>(
-        stream.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_WAITALL,
-    ) else {
+    let Ok(got) = recv_with_fds(stream.as_fd(), &mut hello, 1, MsgFlags::MSG_WAITALL) else {
         return;
     };
-    let Ok(cmsgs) = msg.cmsgs() else { return };
-    for c in cmsgs {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            for fd in fds {
-                // SAFETY: the kernel just installed `fd` for this message; nobody else owns it.
-                let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-                let _ = dup2(fd.as_raw_fd(), 1);
-            }
-        }
+    if let Some(fd) = got.fds.first() {
+        let _ = dup2(fd.as_raw_fd(), 1);
     }
 }
 

@@ -19,18 +19,18 @@
 //! looks at a reply journal use it.
 
 use std::collections::VecDeque;
-use std::io::{self, IoSlice, IoSliceMut};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::io::{self, IoSlice};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::time::Instant;
 
 use multiproc_core::handoff::MAX_FDS;
-use multiproc_sys::socket::recv_into_spare;
+use multiproc_sys::socket::{recv_into_spare, recv_with_fds};
 
 use crate::bulk::{BulkBuf, BulkMaps, BulkView};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::socket::{recvmsg, send, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
+use nix::sys::socket::{send, sendmsg, ControlMessage, MsgFlags};
 
 /// What a frame carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -269,8 +269,11 @@ pub struct FrameReader {
     grow: bool,
     start: usize,
     end: usize,
-    cmsg: Vec<u8>,
     fds: VecDeque<OwnedFd>,
+    /// A read failed after taking bytes of the stream: where frames begin is unknown from
+    /// there on, so every later read fails with an error of this kind instead of taking the
+    /// middle of a frame for a header.
+    broken: Option<io::ErrorKind>,
 }
 
 impl std::fmt::Debug for FrameReader {
@@ -292,8 +295,8 @@ impl FrameReader {
             grow: false,
             start: 0,
             end: 0,
-            cmsg: nix::cmsg_space!([RawFd; MAX_FDS]),
             fds: VecDeque::new(),
+            broken: None,
         }
     }
 
@@ -311,14 +314,35 @@ impl FrameReader {
     /// Whether a next frame has begun to arrive: bytes are buffered, or a read that does not
     /// wait finds some in the socket (or its end), which it buffers.
     pub fn ready(&mut self) -> io::Result<bool> {
+        self.check()?;
         if self.has_buffered() {
             return Ok(true);
         }
         match self.fill(MsgFlags::MSG_DONTWAIT) {
             Ok(_) => Ok(true),
+            // Nothing was there, nothing was taken.
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
-            Err(e) => Err(e),
+            Err(e) => Err(self.break_on(e)),
         }
+    }
+
+    /// `Err` if an earlier read left the stream at an unknown place.
+    fn check(&self) -> io::Result<()> {
+        match self.broken {
+            None => Ok(()),
+            Some(kind) => Err(io::Error::new(
+                kind,
+                "an earlier read of this connection failed part-way, so where its frames begin \
+                 is unknown: it can no longer be read",
+            )),
+        }
+    }
+
+    /// Marks the reader broken by `e` (see `broken`) and returns `e`.
+    fn break_on(&mut self, e: io::Error) -> io::Error {
+        self.broken.get_or_insert(e.kind());
+        self.fds.clear();
+        e
     }
 
     /// Reads one frame into `payload` (reusing its allocation) and returns its header and
@@ -385,9 +409,20 @@ impl FrameReader {
         Ok(Some((header, fds, view)))
     }
 
-    /// Reads one frame; a bulk frame's memfd and length come back unmapped.
+    /// Reads one frame; a bulk frame's memfd and length come back unmapped. After a failed
+    /// read every later one fails (see `broken`).
     #[allow(clippy::type_complexity)]
     fn recv_frame(
+        &mut self,
+        payload: &mut Vec<u8>,
+    ) -> io::Result<Option<(Header, Vec<OwnedFd>, Option<(OwnedFd, usize)>)>> {
+        self.check()?;
+        self.read_frame(payload).map_err(|e| self.break_on(e))
+    }
+
+    /// [`recv_frame`](Self::recv_frame) without the check.
+    #[allow(clippy::type_complexity)]
+    fn read_frame(
         &mut self,
         payload: &mut Vec<u8>,
     ) -> io::Result<Option<(Header, Vec<OwnedFd>, Option<(OwnedFd, usize)>)>> {
@@ -479,36 +514,20 @@ impl FrameReader {
         Ok(n)
     }
 
-    /// One `recvmsg` into `dst`; descriptors that came with it join the queue.
+    /// One `recvmsg` into `dst`; descriptors that came with it join the queue. Descriptors
+    /// the kernel cut short (out of descriptor numbers here) are an error, and those that did
+    /// arrive are closed with it.
     fn recv_into_direct(&mut self, dst: &mut [u8], flags: MsgFlags) -> io::Result<usize> {
-        let mut iov = [IoSliceMut::new(dst)];
-        loop {
-            let received = recvmsg::<()>(
-                self.sock.as_raw_fd(),
-                &mut iov,
-                Some(&mut self.cmsg),
-                MsgFlags::MSG_CMSG_CLOEXEC | flags,
-            );
-            let msg = match received {
-                Ok(msg) => msg,
-                Err(Errno::EINTR) => continue,
-                Err(e) => return Err(e.into()),
-            };
-            for c in msg.cmsgs()? {
-                if let ControlMessageOwned::ScmRights(fds) = c {
-                    for fd in fds {
-                        // SAFETY: the kernel has just installed `fd` in this process's table
-                        // for this message; nothing else knows its number, so this is its one
-                        // owner.
-                        self.fds.push_back(unsafe { OwnedFd::from_raw_fd(fd) });
-                    }
-                }
-            }
-            if msg.flags.contains(MsgFlags::MSG_CTRUNC) {
-                return Err(invalid("file descriptors were truncated in transit"));
-            }
-            return Ok(msg.bytes);
+        let got = recv_with_fds(self.sock.as_fd(), dst, MAX_FDS, flags)?;
+        if got.fds_truncated {
+            return Err(invalid(format!(
+                "file descriptors were cut short in transit ({} arrived; is this process out \
+                 of descriptors?)",
+                got.fds.len()
+            )));
         }
+        self.fds.extend(got.fds);
+        Ok(got.bytes)
     }
 }
 

@@ -1,18 +1,19 @@
 //! [`ShmBuffer`]: anonymous shared memory (memfd + `MAP_SHARED`), and its transfer to another
 //! process as a file descriptor ([`send_buffer`] / [`recv_buffer`]).
 
-use std::io::{IoSlice, IoSliceMut};
+use std::io::IoSlice;
 use std::num::NonZeroUsize;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::AtomicU32;
 
 use multiproc_core::{Error, Result, SharedBuffer};
 use multiproc_sys::memfd::{self, SealFlag};
 use multiproc_sys::pages::{self, PageKind};
+use multiproc_sys::socket::{recv_with_fds, Received};
 use nix::errno::Errno;
 use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
-use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
+use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use nix::sys::stat::{fchmod, Mode};
 
 /// The seals every buffer carries: its size can never change, so no process holding the
@@ -450,32 +451,13 @@ pub fn send_buffer(socket: impl AsFd, buffer: &ShmBuffer) -> Result<()> {
 /// closed, never leaked.
 pub fn recv_buffer(socket: impl AsFd) -> Result<ShmBuffer> {
     let mut msg = [0u8; 16];
-    let mut cmsg_space = nix::cmsg_space!([RawFd; 4]);
-    let (bytes, truncated, mut fds) = loop {
-        let mut iov = [IoSliceMut::new(&mut msg)];
-        match recvmsg::<()>(
-            socket.as_fd().as_raw_fd(),
-            &mut iov,
-            Some(&mut cmsg_space),
-            MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_WAITALL,
-        ) {
-            Ok(r) => {
-                let mut fds = Vec::new();
-                for c in r.cmsgs().map_err(io)? {
-                    if let ControlMessageOwned::ScmRights(received) = c {
-                        for fd in received {
-                            // SAFETY: SCM_RIGHTS just installed this descriptor in our table;
-                            // nothing else owns it, so taking ownership closes it on drop.
-                            fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
-                        }
-                    }
-                }
-                break (r.bytes, r.flags.contains(MsgFlags::MSG_CTRUNC), fds);
-            }
-            Err(Errno::EINTR) => continue,
-            Err(e) => return Err(io(e)),
-        }
-    };
+    // Room for a few more descriptors than the one expected, so that a message with a few
+    // extra ones is told apart from one that was cut short; all of them are closed below.
+    let Received {
+        bytes,
+        mut fds,
+        fds_truncated: truncated,
+    } = recv_with_fds(socket.as_fd(), &mut msg, 4, MsgFlags::MSG_WAITALL).map_err(Error::Io)?;
     if bytes == 0 && fds.is_empty() {
         return Err(Error::Io(std::io::Error::new(
             std::io::ErrorKind::UnexpectedEof,
@@ -550,6 +532,43 @@ mod tests {
         ));
         drop(a);
         assert!(matches!(recv_buffer(&b), Err(Error::Io(_))));
+    }
+
+    /// Whether every copy of `w` is closed: `r`, its pipe's read end, reads end-of-file.
+    fn all_writers_closed(r: &OwnedFd) -> bool {
+        let flags = nix::fcntl::fcntl(r.as_raw_fd(), nix::fcntl::FcntlArg::F_GETFL).unwrap();
+        let flags = nix::fcntl::OFlag::from_bits_truncate(flags) | nix::fcntl::OFlag::O_NONBLOCK;
+        nix::fcntl::fcntl(r.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(flags)).unwrap();
+        let mut byte = [0u8; 1];
+        matches!(nix::unistd::read(r.as_raw_fd(), &mut byte), Ok(0))
+    }
+
+    #[test]
+    fn descriptors_cut_short_in_transit_are_closed_not_leaked() {
+        // More descriptors than the receiver has room for: the kernel installs those that
+        // fit and flags the message truncated. They must be closed with the error.
+        let (a, b) = UnixStream::pair().unwrap();
+        let (r, w) = nix::unistd::pipe().unwrap();
+        let mut msg = [0u8; 16];
+        msg[..8].copy_from_slice(&WIRE_MAGIC.to_le_bytes());
+        msg[8..].copy_from_slice(&100u64.to_le_bytes());
+        let fds = [w.as_raw_fd(); 6];
+        let iov = [IoSlice::new(&msg)];
+        let cmsg = [ControlMessage::ScmRights(&fds)];
+        sendmsg::<()>(a.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None).unwrap();
+        drop(w);
+        assert!(
+            !all_writers_closed(&r),
+            "the message holds copies of the writer"
+        );
+        assert!(matches!(
+            recv_buffer(&b),
+            Err(Error::InvalidArgument { name: "socket", .. })
+        ));
+        assert!(
+            all_writers_closed(&r),
+            "the descriptors that arrived were closed with the error"
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@
 //! | secrets | `getrandom` | [`random`] |
 //! | allocator and paging hints; filling a fresh vector with its page faults on several cores | `mallopt`, `madvise(MADV_HUGEPAGE)`, scoped threads | [`memory`] |
 //! | huge pages for shared memory: what the system offers, hugetlb memfds, THP advice | `/proc/meminfo`, `shmem_enabled`, `MFD_HUGETLB`, `madvise(MADV_HUGEPAGE)` | [`pages`], [`memfd::create_shared`] |
-//! | reading a socket straight into a `Vec`'s spare capacity | `recv(MSG_WAITALL)` | [`socket`] |
+//! | reading a socket straight into a `Vec`'s spare capacity; receiving descriptors without leaking those of a truncated message | `recv(MSG_WAITALL)`, `recvmsg` | [`socket`] |
 //!
 //! Where `nix` wraps a call well (`fork`, `waitpid`, `kill`, sockets, `mmap`) the crates call
 //! `nix` directly; this crate holds what `nix` does not cover (futexes, pidfds, `atexit`,

@@ -1,9 +1,106 @@
 //! Socket reads the `nix` wrappers cannot express.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use nix::errno::Errno;
+use nix::sys::socket::MsgFlags;
+
+/// What one [`recv_with_fds`] brought.
+#[derive(Debug)]
+pub struct Received {
+    /// Bytes written into the buffer (0 at the end of the stream).
+    pub bytes: usize,
+    /// The descriptors that came with them, in order, now owned by the caller.
+    pub fds: Vec<OwnedFd>,
+    /// The kernel cut the descriptors short (`MSG_CTRUNC`): more were sent than fitted, or
+    /// this process ran out of descriptor numbers. Those in `fds` did arrive; the rest were
+    /// closed by the kernel.
+    pub fds_truncated: bool,
+}
+
+/// One `recvmsg` from the socket `fd` into `buf`, with room for up to `max_fds` descriptors
+/// (received close-on-exec), retried when a signal interrupts it before anything arrived.
+/// `flags` are added to `MSG_CMSG_CLOEXEC` (`MSG_DONTWAIT`, `MSG_WAITALL`, ...).
+///
+/// Unlike `nix`'s `RecvMsg::cmsgs`, which refuses to list the descriptors of a message whose
+/// control data was truncated, this takes ownership of every descriptor the kernel
+/// installed, truncated or not, so none is leaked: the caller decides what a truncation
+/// means (usually an error, after which `fds` closes them on drop).
+pub fn recv_with_fds(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+    max_fds: usize,
+    flags: MsgFlags,
+) -> io::Result<Received> {
+    const INT: usize = std::mem::size_of::<libc::c_int>();
+    let data = u32::try_from(max_fds.saturating_mul(INT))
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "max_fds is too large"))?;
+    // SAFETY: CMSG_SPACE only computes a size from its argument.
+    let space = unsafe { libc::CMSG_SPACE(data) } as usize;
+    // u64 words: the control buffer must be aligned for `cmsghdr`.
+    let mut control = vec![0u64; space.div_ceil(8)];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    loop {
+        // SAFETY: an all-zero `msghdr` is a valid value (null pointers, zero lengths).
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        // SAFETY: `msg` points at one iovec covering `buf` (writable for its length) and at
+        // `control`, `space` bytes aligned for `cmsghdr`; both outlive the call, and
+        // `recvmsg` writes within those lengths only. `fd` is borrowed, so open.
+        let n = unsafe {
+            libc::recvmsg(
+                fd.as_raw_fd(),
+                &mut msg,
+                libc::MSG_CMSG_CLOEXEC | flags.bits(),
+            )
+        };
+        if n < 0 {
+            let errno = Errno::last();
+            if errno == Errno::EINTR {
+                continue;
+            }
+            return Err(errno.into());
+        }
+        let mut fds = Vec::new();
+        // SAFETY: `msg` is the header `recvmsg` just filled: CMSG_FIRSTHDR and CMSG_NXTHDR
+        // walk the control messages within its `msg_controllen` (which the kernel set to the
+        // bytes it wrote), returning null past the last one.
+        let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+        while !cmsg.is_null() {
+            // SAFETY: a non-null `cmsg` points at a whole, aligned header inside `control`.
+            let header = unsafe { &*cmsg };
+            if header.cmsg_level == libc::SOL_SOCKET && header.cmsg_type == libc::SCM_RIGHTS {
+                // SAFETY: CMSG_LEN only computes a size.
+                let payload = header.cmsg_len as usize - unsafe { libc::CMSG_LEN(0) } as usize;
+                // SAFETY: the header's data follows it within `control` and holds
+                // `payload` bytes: the descriptors the kernel installed, even when it
+                // truncated the message (it sets `cmsg_len` to what it wrote).
+                let first = unsafe { libc::CMSG_DATA(cmsg) }.cast::<libc::c_int>();
+                for i in 0..payload / INT {
+                    // SAFETY: `i` is within the data (above); it may be unaligned for an int.
+                    let raw = unsafe { first.add(i).read_unaligned() };
+                    // SAFETY: the kernel has just installed `raw` in this process's table for
+                    // this message; nothing else knows its number, so this is its one owner.
+                    fds.push(unsafe { OwnedFd::from_raw_fd(raw) });
+                }
+            }
+            // SAFETY: as for CMSG_FIRSTHDR; `cmsg` is a header of this message.
+            cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
+        }
+        return Ok(Received {
+            bytes: n as usize,
+            fds,
+            fds_truncated: msg.msg_flags & libc::MSG_CTRUNC != 0,
+        });
+    }
+}
 
 /// Receives up to `max` bytes from the stream socket `fd` straight into `buf`'s spare
 /// capacity, without zero-filling it first, and appends them to `buf` (`recv` with
@@ -48,6 +145,40 @@ mod tests {
     use super::*;
     use std::io::Write;
     use std::os::fd::AsFd;
+
+    #[test]
+    fn every_descriptor_that_arrived_is_owned_even_when_cut_short() {
+        use nix::sys::socket::{sendmsg, ControlMessage};
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let (r, w) = nix::unistd::pipe().unwrap();
+        let send = |n: usize| {
+            let fds = vec![w.as_raw_fd(); n];
+            let iov = [std::io::IoSlice::new(b"hi")];
+            let cmsg = [ControlMessage::ScmRights(&fds)];
+            sendmsg::<()>(a.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None).unwrap();
+        };
+        send(3);
+        send(5);
+        drop(w);
+        let mut buf = [0u8; 2];
+        let got = recv_with_fds(b.as_fd(), &mut buf, 4, MsgFlags::empty()).unwrap();
+        assert_eq!((got.bytes, got.fds.len(), got.fds_truncated), (2, 3, false));
+        let cut = recv_with_fds(b.as_fd(), &mut buf, 4, MsgFlags::empty()).unwrap();
+        assert_eq!((cut.bytes, cut.fds.len(), cut.fds_truncated), (2, 4, true));
+        let none = recv_with_fds(b.as_fd(), &mut buf, 4, MsgFlags::MSG_DONTWAIT).unwrap_err();
+        assert_eq!(none.kind(), io::ErrorKind::WouldBlock);
+        // The writer's copies are the descriptors received, and nothing else: once those are
+        // dropped, the pipe reads end-of-file (a leaked copy would keep it open).
+        drop((got, cut));
+        let flags = nix::fcntl::OFlag::O_NONBLOCK;
+        nix::fcntl::fcntl(r.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(flags)).unwrap();
+        let mut byte = [0u8; 1];
+        assert_eq!(
+            nix::unistd::read(r.as_raw_fd(), &mut byte),
+            Ok(0),
+            "a copy of the writer is still open"
+        );
+    }
 
     #[test]
     fn bytes_land_after_the_initialised_part() {

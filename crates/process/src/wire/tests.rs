@@ -159,3 +159,26 @@ fn writing_to_a_closed_peer_is_an_error_not_sigpipe() {
     w.send(header(Kind::Task, 1), b"x", &[]).unwrap();
     assert!(w.flush().is_err());
 }
+
+#[test]
+fn after_a_failed_read_the_reader_refuses_rather_than_read_mid_frame() {
+    // A frame that announces a descriptor that never comes, whose body happens to look like
+    // a frame: once the first read fails, the reader no longer knows where frames begin, so
+    // it must not take that body for the next frame (in a worker, a `Task` frame's `call` is
+    // a code address).
+    let inner = encode_header(header(Kind::Task, 2), 0, 0, false);
+    let mut bytes = encode_header(header(Kind::Task, 1), inner.len(), 1, false).to_vec();
+    bytes.extend_from_slice(&inner);
+    let (mut a, b) = UnixStream::pair().unwrap();
+    a.write_all(&bytes).unwrap();
+    let mut r = FrameReader::new(b);
+    let mut p = Vec::new();
+    let first = r.recv(&mut p).unwrap_err();
+    assert_eq!(first.kind(), io::ErrorKind::InvalidData, "{first}");
+    let again = r.recv(&mut p);
+    assert!(
+        again.is_err(),
+        "the failed frame's body was read as a frame: {again:?}"
+    );
+    assert!(r.ready().is_err(), "and `ready` says so too");
+}
