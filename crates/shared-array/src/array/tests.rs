@@ -163,6 +163,38 @@ fn array_guards_do_not_alias() {
 }
 
 #[test]
+fn value_guards_do_not_alias() {
+    let v = Value::new(5u32).unwrap();
+    let mut g = v.lock().unwrap();
+    *g += 1;
+    // Under the guard, another copy of the value would not see its change: refused.
+    assert!(matches!(
+        v.lock(),
+        Err(LockError::Other(Error::InvalidArgument {
+            name: "self",
+            ..
+        }))
+    ));
+    assert!(matches!(
+        v.get(),
+        Err(Error::InvalidArgument { name: "self", .. })
+    ));
+    assert!(matches!(
+        v.set(9),
+        Err(Error::InvalidArgument { name: "self", .. })
+    ));
+    // The lock is re-entrant for plain holds, but cannot be released under the guard.
+    v.get_lock().acquire().unwrap();
+    v.get_lock().release().unwrap();
+    assert!(matches!(v.get_lock().release(), Err(Error::NotHeld(_))));
+    drop(g);
+    assert!(!v.get_lock().locked());
+    assert_eq!(v.get().unwrap(), 6);
+    v.set(7).unwrap();
+    assert_eq!(*v.lock().unwrap(), 7);
+}
+
+#[test]
 fn values_copy_in_and_out() {
     let v = Value::new(1.5f64).unwrap();
     *v.lock().unwrap() *= 2.0;

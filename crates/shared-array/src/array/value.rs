@@ -92,7 +92,8 @@ impl<T: Pod> Value<T> {
         &self.lock
     }
 
-    /// The value, read under the lock.
+    /// The value, read under the lock. A guard of this value held by the calling thread is
+    /// an error naming `self` (read through the guard: its copy may have changed).
     ///
     /// [`Error::OwnerDied`]: a process died holding the lock; nothing was read and the lock
     /// is free again (a retry reads; [`lock`](Self::lock) hands over a guard to inspect the
@@ -102,7 +103,8 @@ impl<T: Pod> Value<T> {
     }
 
     /// Sets the value under the lock. [`Error::OwnerDied`]: as for [`get`](Self::get), and
-    /// nothing was written.
+    /// nothing was written; a guard of this value held by the calling thread is an error
+    /// naming `self` (write through the guard, which would overwrite this when it drops).
     pub fn set(&self, value: T) -> Result<()> {
         *self.lock()? = value;
         Ok(())
@@ -115,7 +117,9 @@ impl<T: Pod> Value<T> {
     /// [`LockError::OwnerDied`]`(guard)`: a process died holding the lock; the caller holds it
     /// now, through the guard it gets with the error, and the lock is released when that
     /// guard drops — whether the caller recovers ([`LockError::recover`]) or propagates the
-    /// error with `?` (which gives [`Error::OwnerDied`]).
+    /// error with `?` (which gives [`Error::OwnerDied`]). [`LockError::Other`]: a second guard
+    /// in a thread that already has one is [`Error::InvalidArgument`] naming `self` (its copy
+    /// would not see the first guard's changes).
     ///
     /// ```
     /// use multiproc_core::LockError;
@@ -135,6 +139,12 @@ impl<T: Pod> Value<T> {
             Err(Error::OwnerDied) => true,
             Err(e) => return Err(LockError::Other(e)),
         };
+        // One guard per thread, as for an `Array`: a second one's copy would not see the
+        // first's changes (nor would `get`, which takes a guard).
+        if let Err(e) = self.lock.pin() {
+            let _ = self.lock.release();
+            return Err(LockError::Other(e));
+        }
         let guard = ValueGuard {
             local: self.cell.load(0).expect("index 0 exists"),
             value: self,
@@ -190,7 +200,7 @@ impl<T: Pod> Drop for ValueGuard<'_, T> {
         if self.dirty {
             let _ = self.value.cell.store(0, self.local);
         }
-        let _ = self.value.lock.release();
+        self.value.lock.unpin_release();
     }
 }
 

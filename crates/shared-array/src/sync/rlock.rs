@@ -56,7 +56,7 @@ impl ProcessRLock {
         if raw.pins.load(Relaxed) != 0 {
             return Err(Error::invalid(
                 "self",
-                "this thread already holds a guard of this array; use that guard",
+                "this thread already holds a guard of this array or value; use that guard",
             ));
         }
         raw.pins.store(raw.count.load(Relaxed), Relaxed);
