@@ -16,8 +16,14 @@ use crate::ShmBuffer;
 const FORKING: u64 = 1 << 63;
 
 /// The lock word of the holder: `pid | tid << 32` of the calling thread (never 0).
+///
+/// The id comes from `getpid`, not from `multiproc_sys::process::current_pid`'s cache: the
+/// fork handlers call this, and in a process that has not asked for it yet, the cache would
+/// register a `pthread_atfork` handler from inside a fork's prepare handler (glibc before
+/// 2.34 and musl then deadlock on their atfork lock; later glibc skips that handler's child
+/// half, and the child would keep its parent's id for good).
 fn me() -> u64 {
-    let pid = multiproc_sys::process::current_pid();
+    let pid = std::process::id();
     let tid = multiproc_sys::thread::gettid() as u32;
     u64::from(pid) | u64::from(tid) << 32
 }
