@@ -164,15 +164,19 @@ impl<T: Pod> FrozenArray<T> {
     /// Maps a sealed descriptor read-only.
     fn map(fd: OwnedFd, len: usize, map_len: usize, pages: PageKind) -> Result<Self> {
         let length = NonZeroUsize::new(map_len).ok_or_else(|| Error::invalid("len", "is 0"))?;
-        // SAFETY: a fresh read-only MAP_SHARED mapping at an address the kernel chooses cannot
-        // alias any Rust object; the file is at least `map_len` bytes and sealed against
-        // shrinking and writing, so every mapped byte stays backed and unchanged.
+        // Private, not shared: the file is sealed against writes, so a private read-only
+        // mapping sees exactly what a shared one would (the same page-cache pages, never
+        // copied: nothing can write them), and Linux before 6.7 refuses any MAP_SHARED
+        // mapping of a write-sealed memfd (EPERM), read-only or not.
+        // SAFETY: a fresh read-only mapping at an address the kernel chooses cannot alias any
+        // Rust object; the file is at least `map_len` bytes and sealed against shrinking and
+        // writing, so every mapped byte stays backed and unchanged.
         let ptr = unsafe {
             mmap(
                 None,
                 length,
                 ProtFlags::PROT_READ,
-                MapFlags::MAP_SHARED,
+                MapFlags::MAP_PRIVATE,
                 &fd,
                 0,
             )
