@@ -205,18 +205,22 @@ impl<T: Pod> Drop for ValueGuard<'_, T> {
 }
 
 macro_rules! atomic_values {
-    ($($t:ty => $atomic:ty),* $(,)?) => {$(
+    ($($(#[$cfg:meta])* $t:ty => $atomic:ty),* $(,)?) => {$(
+        $(#[$cfg])*
         impl Value<$t> {
             #[doc = concat!("The value as a `", stringify!($atomic), "`: lock-free atomic \
                 operations on the shared memory, from any process. They bypass the lock.")]
             pub fn atomic(&self) -> &$atomic {
+                // The cell's accesses are in units of the integer's alignment (see below):
+                // only where that is its size are they the atomic's size too.
+                const { assert!(std::mem::align_of::<$t>() == std::mem::size_of::<$t>()) };
                 // SAFETY: the cell is page-aligned, holds one initialised integer with the
                 // same size and bit validity as the atomic, lives as long as `self`, and is
                 // otherwise only accessed atomically (ValueGuard copies in and out with atomic
                 // word operations), so atomic access from any process is sound. Every access
                 // has this atomic's size: the cell's RawArray fixed the memory's AccessWidth
-                // to the integer's unit (its alignment, which equals its size for these
-                // integers), and views of any other width are refused, in every process.
+                // to the integer's unit (its alignment, which equals its size, asserted
+                // above), and views of any other width are refused, in every process.
                 unsafe { &*self.cell.as_ptr().cast::<$atomic>() }
             }
         }
@@ -230,7 +234,11 @@ atomic_values! {
     i16 => std::sync::atomic::AtomicI16,
     u32 => std::sync::atomic::AtomicU32,
     i32 => std::sync::atomic::AtomicI32,
+    // A 32-bit target may align 64-bit integers to 4 bytes (i686 does): the cell would then
+    // be copied in 4-byte units, which an 8-byte atomic must not mix with.
+    #[cfg(target_pointer_width = "64")]
     u64 => std::sync::atomic::AtomicU64,
+    #[cfg(target_pointer_width = "64")]
     i64 => std::sync::atomic::AtomicI64,
     usize => std::sync::atomic::AtomicUsize,
     isize => std::sync::atomic::AtomicIsize,
