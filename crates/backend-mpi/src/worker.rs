@@ -117,13 +117,7 @@ unsafe fn run(call: u64, input: &[u8]) -> Result<Vec<u8>, (Reply, String)> {
                 .to_owned(),
         )),
         Ok(Err(message)) => Err((Reply::Failed, message)),
-        Err(payload) => Err((Reply::Panicked, panic_message(payload))),
+        Err(payload) => Err((Reply::Panicked, multiproc_core::panic_message(&*payload))),
     }
 }
 
-fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
-    match multiproc_core::Error::from_panic(payload) {
-        multiproc_core::Error::TaskPanicked { message } => message,
-        other => other.to_string(),
-    }
-}

@@ -257,14 +257,21 @@ impl Error {
 
     /// Builds [`Error::TaskPanicked`] from a payload caught by `std::panic::catch_unwind`.
     pub fn from_panic(payload: Box<dyn std::any::Any + Send>) -> Self {
-        let message = if let Some(s) = payload.downcast_ref::<&'static str>() {
-            (*s).to_owned()
-        } else if let Some(s) = payload.downcast_ref::<String>() {
-            s.clone()
-        } else {
-            "<non-string panic payload>".to_owned()
-        };
-        Error::TaskPanicked { message }
+        Error::TaskPanicked {
+            message: panic_message(&*payload),
+        }
+    }
+}
+
+/// The message of a panic payload caught by `std::panic::catch_unwind` (a `&str` or a
+/// `String`, as `panic!` makes them), or a placeholder for any other payload.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "<non-string panic payload>".to_owned()
     }
 }
 

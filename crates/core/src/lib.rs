@@ -78,7 +78,7 @@ pub mod testing;
 pub use batch::Batch;
 pub use buffer::{AccessWidth, HeapBuffer, SharedBuffer};
 pub use cancel::{CancelToken, Canceller};
-pub use error::{signal_name, Error, ExitCause, Result};
+pub use error::{panic_message, signal_name, Error, ExitCause, Result};
 pub use executor::{
     check_chunksize, check_workers, default_chunksize, Executor, CHUNKS_PER_WORKER,
 };

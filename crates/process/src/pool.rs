@@ -40,12 +40,14 @@
 use std::mem::ManuallyDrop;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
 use multiproc_core::{
-    check_workers, Batch, ChunkSink, Error, Executor, Home, Payload, PoolOptions, Result, Task,
+    check_workers, panic_message, Batch, ChunkSink, Error, Executor, Home, Payload, PoolOptions,
+    Result, Task,
 };
 use nix::unistd::Pid;
 
@@ -200,14 +202,22 @@ struct Decode<R> {
 }
 
 impl<R: Payload> Destination for Decode<R> {
+    /// Runs on a supervisor's thread, and so does the user's code in it (`R`'s `Deserialize`,
+    /// and its `Drop` where nobody takes the results): a panic there fails this chunk instead
+    /// of unwinding the supervisor, which would leave the pool's later tasks, `join` and drop
+    /// waiting for ever.
     fn deliver(&self, index: usize, reply: Result<Reply<'_>>) {
-        self.sink.deliver(
-            index,
-            reply.and_then(|(bytes, fds)| {
-                decode_items_fds::<R>(bytes, fds)
-                    .map_err(|e| Error::Serialization(format!("decoding the results: {e}")))
-            }),
-        )
+        let decoded = reply.and_then(|(bytes, fds)| {
+            match catch_unwind(AssertUnwindSafe(|| decode_items_fds::<R>(bytes, fds))) {
+                Ok(r) => r.map_err(|e| Error::Serialization(format!("decoding the results: {e}"))),
+                Err(p) => Err(Error::Serialization(format!(
+                    "decoding the results panicked: {}",
+                    panic_message(&*p)
+                ))),
+            }
+        });
+        // A panic here is a result's `Drop`: the results are delivered or gone by then.
+        let _ = catch_unwind(AssertUnwindSafe(|| self.sink.deliver(index, decoded)));
     }
 
     fn cancel(&self) -> &Arc<multiproc_core::CancelToken> {
@@ -344,7 +354,14 @@ impl<L: Launcher> ProcessPool<L> {
             let for_thread = shared.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("multiproc-supervisor-{slot}"))
-                .spawn(move || supervise(&for_thread, slot, worker));
+                .spawn(move || {
+                    // A panic that escapes a supervisor (user code in it is caught where it
+                    // runs: a bug, then) breaks the pool: its jobs fail rather than wait.
+                    let run = AssertUnwindSafe(|| supervise(&for_thread, slot, worker));
+                    if let Err(p) = catch_unwind(run) {
+                        for_thread.break_pool(Error::from_panic(p));
+                    }
+                });
             match spawned {
                 Ok(h) => supervisors.push(h),
                 Err(e) => {

@@ -129,7 +129,7 @@ pub unsafe fn serve(stream: UnixStream) -> i32 {
             Ok(Err(message)) => (Kind::Failed, Body::Inline(message.into_bytes()), Vec::new()),
             Err(p) => (
                 Kind::Panicked,
-                Body::Inline(panic_message(p).into_bytes()),
+                Body::Inline(multiproc_core::panic_message(&*p).into_bytes()),
                 Vec::new(),
             ),
         };
@@ -184,13 +184,6 @@ pub unsafe fn serve(stream: UnixStream) -> i32 {
         if init {
             return INIT_FAILED;
         }
-    }
-}
-
-fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
-    match multiproc_core::Error::from_panic(payload) {
-        multiproc_core::Error::TaskPanicked { message } => message,
-        other => other.to_string(),
     }
 }
 

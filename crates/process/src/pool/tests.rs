@@ -480,3 +480,41 @@ fn a_kill_for_a_cancelled_head_does_not_outlive_a_recycled_session() {
         "X killed its worker (nothing else did) but got {r:?}"
     );
 }
+
+/// A result whose own `Deserialize` panics on 13 (it runs on a supervisor's thread).
+#[derive(Debug, PartialEq, serde::Serialize)]
+struct Touchy(u64);
+
+impl<'de> serde::Deserialize<'de> for Touchy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let v = u64::deserialize(d)?;
+        assert_ne!(v, 13, "Touchy refuses 13");
+        Ok(Touchy(v))
+    }
+}
+
+fn touchy(x: u64) -> Touchy {
+    Touchy(x)
+}
+
+/// A panic in the user's code that decodes a result fails that task; before, it unwound the
+/// supervisor's thread, and the pool's later tasks, `join` and drop waited for ever.
+#[test]
+fn a_result_whose_decoding_panics_fails_its_task_and_the_pool_carries_on() {
+    let limit = std::time::Duration::from_secs(30);
+    for workers in [1, 2] {
+        let pool = ProcessPool::new(workers, ThreadWorkers).unwrap();
+        match pool.apply_async(touchy, 13).unwrap().get_timeout(limit) {
+            Err(multiproc_core::Error::Serialization(m)) => {
+                assert!(m.contains("Touchy refuses 13"), "{m}")
+            }
+            other => panic!("{workers} workers: {other:?}"),
+        }
+        let next = pool.apply_async(touchy, 1).unwrap().get_timeout(limit);
+        if next.is_err() {
+            std::mem::forget(pool); // its drop would wait for ever
+            panic!("{workers} workers: the next task: {next:?}");
+        }
+        assert_eq!(next.unwrap(), Touchy(1));
+    }
+}
