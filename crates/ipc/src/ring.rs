@@ -109,6 +109,11 @@ fn used_bytes(tail: u64, head: u64) -> u64 {
     pos(tail).wrapping_sub(pos(head)) & POS_MASK
 }
 
+/// The error for shared memory that no correct process could have left.
+fn corruption(what: String) -> Error {
+    Error::Serialization(format!("the queue's shared memory is corrupt ({what})"))
+}
+
 fn items(tail: u64, head: u64) -> u64 {
     count(tail).wrapping_sub(count(head)) & COUNT_MASK
 }
@@ -324,8 +329,12 @@ impl Ring {
         let tail = tail_word.load(SeqCst);
         let limit = self.item_limit();
         let done = self.word(W_DONE);
+        // Positions further apart than the ring are corruption (another process wrote the
+        // words): reported at once, never a room computed by wrapping arithmetic.
+        let corrupt = |head: u64| used_bytes(tail, head) > self.capacity;
         let has_room = |head: u64| {
             closed(head)
+                || corrupt(head)
                 || (self.capacity - used_bytes(tail, head) >= rec as u64
                     && items(tail, head) < limit
                     && (!self.joinable || unfinished(tail, done.load(SeqCst)) < COUNT_MASK))
@@ -333,8 +342,16 @@ impl Ring {
         if !futex::wait_until(head_word, self.word(W_SPACE_FLAG), deadline, has_room) {
             return Err(OpError::Stop(Stop::TimedOut));
         }
-        if closed(head_word.load(SeqCst)) {
+        let head = head_word.load(SeqCst);
+        if closed(head) {
             return Err(OpError::Stop(Stop::Closed));
+        }
+        if corrupt(head) {
+            return Err(OpError::Fail(corruption(format!(
+                "the consumer's position is {} bytes behind the producer's in a ring of {}",
+                used_bytes(tail, head),
+                self.capacity
+            ))));
         }
         self.write_record(pos(tail), payload);
         // Commit: one CAS of TAIL publishes the bytes and the count together. Only `close`
@@ -412,10 +429,10 @@ impl Ring {
         let h = data[base & mask].load(Relaxed);
         let len = h as u32;
         let rec = record_bytes(len as usize) as u64;
-        if (h >> 32) as u32 != !len || rec > used {
-            return Err(Error::Serialization(format!(
-                "the queue's shared memory is corrupt (a record header claims {len} bytes, \
-                 {used} bytes are committed)"
+        if (h >> 32) as u32 != !len || rec > used || used > self.capacity {
+            return Err(corruption(format!(
+                "a record header claims {len} bytes, {used} bytes are committed in a ring of {}",
+                self.capacity
             )));
         }
         out.clear();
@@ -538,6 +555,32 @@ mod tests {
             Err(OpError::Fail(Error::Serialization(m))) => assert!(m.contains("corrupt")),
             _ => panic!("corruption not detected"),
         }
+    }
+
+    #[test]
+    fn positions_further_apart_than_the_ring_are_corruption() {
+        let corrupt = |r: Result<(), OpError>| match r {
+            Err(OpError::Fail(Error::Serialization(m))) => m.contains("corrupt"),
+            _ => false,
+        };
+        // A consumer's position far behind the producer's: no room to compute, no record to
+        // trust (a header claiming 1 MiB would be read round and round the 64-byte ring).
+        let ring = Ring::new(0, 64, false).unwrap();
+        ring.word(W_HEAD).store(1 << 39, Relaxed);
+        assert!(corrupt(ring.put(b"x", Some(Instant::now()))), "put");
+        let ring = Ring::new(0, 64, false).unwrap();
+        ring.word(W_TAIL).store(1 << 30, Relaxed);
+        ring.data()[0].store(
+            u64::from(1u32 << 20) | u64::from(!(1u32 << 20)) << 32,
+            Relaxed,
+        );
+        let mut out = Vec::new();
+        assert!(corrupt(ring.get(&mut out, Some(Instant::now()))), "get");
+        assert!(
+            out.len() < 64,
+            "{} bytes read out of a 64-byte ring",
+            out.len()
+        );
     }
 
     #[test]
