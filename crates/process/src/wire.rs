@@ -311,6 +311,12 @@ impl FrameReader {
         self.end > self.start
     }
 
+    /// Whether a read failed part-way, leaving the stream at an unknown place: every later
+    /// read fails, and the socket must not be handed on to a reader that would trust it.
+    pub fn failed(&self) -> bool {
+        self.broken.is_some()
+    }
+
     /// Whether a next frame has begun to arrive: bytes are buffered, or a read that does not
     /// wait finds some in the socket (or its end), which it buffers.
     pub fn ready(&mut self) -> io::Result<bool> {

@@ -46,10 +46,10 @@ impl Serialize for Connection {
                 "a closed Connection cannot be sent",
             ));
         };
-        if r.frames.has_buffered() || r.broken || w.broken {
+        if r.frames.has_buffered() || r.frames.failed() || r.broken || w.broken {
             return Err(serde::ser::Error::custom(
                 "this Connection has received bytes it has not handed out yet (or a timeout \
-                 broke it); only a Connection with nothing pending can be sent",
+                 or a failed read broke it); only a Connection with nothing pending can be sent",
             ));
         }
         WireRef {

@@ -130,3 +130,23 @@ fn a_send_that_cannot_finish_times_out() {
     assert!(e.to_string().contains("no longer send"), "{e}");
     assert!(a.poll(Duration::ZERO).is_ok(), "receiving is unaffected");
 }
+
+#[test]
+fn an_end_whose_read_failed_part_way_does_not_travel() {
+    use std::io::Write;
+    let (raw, conn) = UnixStream::pair().unwrap();
+    let conn = Connection::from_stream(conn, true, true).unwrap();
+    // A frame header announcing a descriptor that never comes: the read fails after taking
+    // the header, so where the next frame begins is unknown.
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&4u64.to_le_bytes());
+    frame.push(Kind::Message as u8);
+    frame.extend_from_slice(&[0u8; 8 + 8]);
+    frame.extend_from_slice(&1u32.to_le_bytes());
+    (&raw).write_all(&frame).unwrap();
+    assert!(conn.recv::<u32>().is_err());
+    // Sent elsewhere, it would be read from the middle of that frame.
+    let (c, _d) = pipe(true).unwrap();
+    let e = c.send(&conn).unwrap_err();
+    assert!(matches!(e, Error::Serialization(_)), "{e:?}");
+}
