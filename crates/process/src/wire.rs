@@ -145,6 +145,8 @@ fn invalid(message: impl Into<String>) -> io::Error {
 pub struct FrameWriter {
     sock: UnixStream,
     buf: Vec<u8>,
+    /// Bytes written to the socket so far.
+    written: u64,
 }
 
 impl FrameWriter {
@@ -153,12 +155,19 @@ impl FrameWriter {
         FrameWriter {
             sock,
             buf: Vec::with_capacity(BUFFER),
+            written: 0,
         }
     }
 
     /// The socket.
     pub fn get_ref(&self) -> &UnixStream {
         &self.sock
+    }
+
+    /// Bytes written to the socket so far: unchanged across a failed write means that no byte
+    /// of it went out (what was buffered is dropped on failure), so the stream is still whole.
+    pub fn written(&self) -> u64 {
+        self.written
     }
 
     /// Queues one frame carrying `payload` and `fds` (at most
@@ -222,12 +231,13 @@ impl FrameWriter {
                     Err(e) => return Err(e.into()),
                 }
             };
+            self.written += sent as u64;
             // The descriptors went with the first byte; the rest of a short write follows.
-            send_all(&self.sock, &h[sent..])?;
+            send_all(&self.sock, &h[sent..], &mut self.written)?;
         }
         if payload.len() >= BUFFER {
             self.flush()?;
-            send_all(&self.sock, payload)
+            send_all(&self.sock, payload, &mut self.written)
         } else {
             self.buf.extend_from_slice(payload);
             if self.buf.len() >= BUFFER {
@@ -239,17 +249,21 @@ impl FrameWriter {
 
     /// Writes everything buffered.
     pub fn flush(&mut self) -> io::Result<()> {
-        let result = send_all(&self.sock, &self.buf);
+        let result = send_all(&self.sock, &self.buf, &mut self.written);
         self.buf.clear();
         result
     }
 }
 
-fn send_all(sock: &UnixStream, mut bytes: &[u8]) -> io::Result<()> {
+/// Writes all of `bytes`, counting what went out in `written`.
+fn send_all(sock: &UnixStream, mut bytes: &[u8], written: &mut u64) -> io::Result<()> {
     while !bytes.is_empty() {
         match send(sock.as_raw_fd(), bytes, MsgFlags::MSG_NOSIGNAL) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => bytes = &bytes[n..],
+            Ok(n) => {
+                *written += n as u64;
+                bytes = &bytes[n..];
+            }
             Err(Errno::EINTR) => {}
             Err(e) => return Err(e.into()),
         }

@@ -259,6 +259,7 @@ impl Connection {
         if let Some(t) = timeout {
             sock.set_write_timeout(socket_timeout(t))?;
         }
+        let before = half.frames.written();
         let mut r = half.frames.send(MESSAGE, bytes, fds);
         if r.is_ok() {
             r = half.frames.flush();
@@ -269,7 +270,8 @@ impl Connection {
         match r {
             Ok(()) => Ok(()),
             Err(e) if is_timeout(&e) => {
-                half.broken = true;
+                // Broken only if part of the message went out; none did: nothing was sent.
+                half.broken = half.frames.written() != before;
                 Err(Error::Timeout(timeout.unwrap_or_default()))
             }
             Err(e) if peer_closed(&e) => Err(Error::PipeClosed),

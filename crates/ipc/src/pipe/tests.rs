@@ -150,3 +150,27 @@ fn an_end_whose_read_failed_part_way_does_not_travel() {
     let e = c.send(&conn).unwrap_err();
     assert!(matches!(e, Error::Serialization(_)), "{e:?}");
 }
+
+#[test]
+fn a_send_that_timed_out_before_writing_anything_leaves_the_connection_whole() {
+    let (a, b) = pipe(true).unwrap();
+    // Small messages until the socket is full: the one that times out wrote nothing (the
+    // kernel takes a small write whole or not at all).
+    let mut sent = 0u32;
+    loop {
+        match a.send_timeout(&sent, Duration::from_millis(5)) {
+            Ok(()) => sent += 1,
+            Err(Error::Timeout(_)) => break,
+            Err(e) => panic!("after {sent} sends: {e:?}"),
+        }
+    }
+    for i in 0..sent {
+        assert_eq!(b.recv::<u32>().unwrap(), i);
+    }
+    assert!(
+        !b.poll(Duration::ZERO).unwrap(),
+        "no part of the timed-out one arrived"
+    );
+    a.send(&u32::MAX).unwrap();
+    assert_eq!(b.recv::<u32>().unwrap(), u32::MAX);
+}
