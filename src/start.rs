@@ -408,6 +408,10 @@ impl Executor for Pool {
         delegate!(self, p => p.join())
     }
 
+    fn join_timeout(&self, timeout: std::time::Duration) -> Result<bool> {
+        delegate!(self, p => p.join_timeout(timeout))
+    }
+
     fn terminate(&self) -> Result<()> {
         delegate!(self, p => p.terminate())
     }

@@ -417,6 +417,31 @@ impl Executor for Pool {
         r
     }
 
+    fn join_timeout(&self, timeout: std::time::Duration) -> Result<bool> {
+        self.check_owner()?;
+        if !self.closed.load(Ordering::Acquire) {
+            return Err(Error::JoinBeforeClose);
+        }
+        let (reply, answer) = channel();
+        if send(Cmd::Join {
+            pool: self.id,
+            reply,
+        })
+        .is_err()
+        {
+            return Ok(true); // finalised: nothing is left to wait for
+        }
+        // The dispatcher answers every joiner once the pool is idle; one that gave up has
+        // dropped its receiver, which the dispatcher's send tolerates.
+        let r = match answer.recv_timeout(timeout) {
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => return Ok(false),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Ok(()),
+            Ok(r) => r,
+        };
+        self.joined.store(true, Ordering::Release);
+        r.map(|()| true)
+    }
+
     fn terminate(&self) -> Result<()> {
         self.check_owner()?;
         self.closed.store(true, Ordering::Release);

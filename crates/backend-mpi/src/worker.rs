@@ -120,4 +120,3 @@ unsafe fn run(call: u64, input: &[u8]) -> Result<Vec<u8>, (Reply, String)> {
         Err(payload) => Err((Reply::Panicked, multiproc_core::panic_message(&*payload))),
     }
 }
-

@@ -33,6 +33,10 @@ fn main() {
         ("bad_arguments_are_errors", suite::bad_arguments_are_errors),
         ("close_join_and_drop", suite::close_join_and_drop),
         (
+            "join_timeout_gives_up_and_comes_back",
+            suite::join_timeout_gives_up_and_comes_back,
+        ),
+        (
             "terminate_abandons_queued_work",
             suite::terminate_abandons_queued_work,
         ),

@@ -8,6 +8,7 @@ use std::mem::ManuallyDrop;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use multiproc_core::{
     check_chunksize, check_workers, default_chunksize, AsyncResult, Batch, ChunkSink, Error,
@@ -485,6 +486,20 @@ impl Executor for ThreadPool {
                 .unwrap_or_else(PoisonError::into_inner),
         );
         Ok(())
+    }
+
+    fn join_timeout(&self, timeout: Duration) -> Result<bool> {
+        self.check_home()?;
+        let s = self.shared.state();
+        if !s.closed {
+            return Err(Error::JoinBeforeClose);
+        }
+        let (s, _) = self
+            .shared
+            .idle
+            .wait_timeout_while(s, timeout, |s| s.outstanding > 0)
+            .unwrap_or_else(PoisonError::into_inner);
+        Ok(s.outstanding == 0)
     }
 
     fn terminate(&self) -> Result<()> {

@@ -61,6 +61,7 @@ pub fn check_workers(workers: usize) -> Result<NonZeroUsize> {
 /// #     for (i, c) in b.into_chunks() { s.deliver(i, Ok(c.into_iter().map(f).collect())) } Ok(())
 /// #   }
 /// #   fn close(&self) {} fn join(&self) -> Result<()> { Ok(()) } fn terminate(&self) -> Result<()> { Ok(()) }
+/// #   fn join_timeout(&self, _: std::time::Duration) -> Result<bool> { Ok(true) }
 /// # }
 /// # let pool = Inline::default();
 /// fn square(x: u64) -> u64 { x * x }
@@ -94,6 +95,12 @@ pub trait Executor: Send + Sync {
     /// terminated first, as in Python; otherwise this is [`Error::JoinBeforeClose`] and waits
     /// for nothing.
     fn join(&self) -> Result<()>;
+
+    /// [`join`](Self::join), waiting at most `timeout` for the submitted work: `Ok(true)` once
+    /// it has finished (the pool is then joined, as by `join`), `Ok(false)` if work was still
+    /// running when `timeout` passed — nothing changed: call it again, or
+    /// [`terminate`](Self::terminate). Before `close`, [`Error::JoinBeforeClose`] at once.
+    fn join_timeout(&self, timeout: std::time::Duration) -> Result<bool>;
 
     /// Stops accepting work and abandons work not yet started, whose results fail with
     /// [`Error::PoolClosed`]. Process backends kill their workers; the threads backend lets
@@ -135,6 +142,7 @@ pub trait Executor: Send + Sync {
     /// #     for (i, c) in b.into_chunks() { s.deliver(i, std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| c.into_iter().map(f).collect())).map_err(Error::from_panic)) } Ok(())
     /// #   }
     /// #   fn close(&self) {} fn join(&self) -> Result<()> { Ok(()) } fn terminate(&self) -> Result<()> { Ok(()) }
+    /// #   fn join_timeout(&self, _: std::time::Duration) -> Result<bool> { Ok(true) }
     /// # }
     /// # let pool = Inline;
     /// fn inverse(x: u32) -> u32 { 100 / x } // panics on 0

@@ -23,6 +23,7 @@
 //! #     for (i, c) in b.into_chunks() { s.deliver(i, Ok(c.into_iter().map(f).collect())) } Ok(())
 //! #   }
 //! #   fn close(&self) {} fn join(&self) -> Result<()> { Ok(()) } fn terminate(&self) -> Result<()> { Ok(()) }
+//! #   fn join_timeout(&self, _: std::time::Duration) -> Result<bool> { Ok(true) }
 //! # }
 //! let offset = 10;
 //! // error[E0308]: closures can only be coerced to `fn` types if they do not capture any variables
@@ -40,6 +41,7 @@
 //! #     for (i, c) in b.into_chunks() { s.deliver(i, Ok(c.into_iter().map(f).collect())) } Ok(())
 //! #   }
 //! #   fn close(&self) {} fn join(&self) -> Result<()> { Ok(()) } fn terminate(&self) -> Result<()> { Ok(()) }
+//! #   fn join_timeout(&self, _: std::time::Duration) -> Result<bool> { Ok(true) }
 //! # }
 //! let offset = 10;
 //! let shifted = Inline.starmap(|x: u64, offset: u64| x + offset, (0..4).map(|x| (x, offset)))?;
@@ -90,6 +92,7 @@ pub type Task<A, R> = fn(A) -> R;
 /// #     for (i, c) in b.into_chunks() { s.deliver(i, Ok(c.into_iter().map(f).collect())) } Ok(())
 /// #   }
 /// #   fn close(&self) {} fn join(&self) -> Result<()> { Ok(()) } fn terminate(&self) -> Result<()> { Ok(()) }
+/// #   fn join_timeout(&self, _: std::time::Duration) -> Result<bool> { Ok(true) }
 /// # }
 /// let prefix = String::from("sub-");
 /// // error[E0277]: the trait bound `String: Copy` is not satisfied in `{closure}`

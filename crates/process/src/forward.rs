@@ -37,6 +37,13 @@ macro_rules! forward_executor {
                 $crate::__private::Executor::join(&self.inner)
             }
 
+            fn join_timeout(
+                &self,
+                timeout: ::std::time::Duration,
+            ) -> $crate::__private::Result<bool> {
+                $crate::__private::Executor::join_timeout(&self.inner, timeout)
+            }
+
             fn terminate(&self) -> $crate::__private::Result<()> {
                 $crate::__private::Executor::terminate(&self.inner)
             }

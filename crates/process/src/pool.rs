@@ -514,7 +514,26 @@ impl<L: Launcher> ProcessPool<L> {
         if !lock(&self.shared.queue).closed {
             return Err(Error::JoinBeforeClose);
         }
-        self.shared.idle.wait_zero();
+        self.shared.idle.wait_zero(None);
+        self.stop_idle()
+    }
+
+    /// [`join`](Self::join), waiting at most `timeout` for the work: `Ok(false)` if some was
+    /// still running then (nothing changed).
+    pub fn join_timeout(&self, timeout: std::time::Duration) -> Result<bool> {
+        self.check_home()?;
+        if !lock(&self.shared.queue).closed {
+            return Err(Error::JoinBeforeClose);
+        }
+        if !self.shared.idle.wait_zero(Some(timeout)) {
+            return Ok(false);
+        }
+        self.stop_idle().map(|()| true)
+    }
+
+    /// The end of `join`, once no work is left: stops and reaps the (idle) workers, joins
+    /// the supervisors, and reports a pool that broke.
+    fn stop_idle(&self) -> Result<()> {
         lock(&self.shared.queue).stopping = true;
         // No job is left: the workers are idle. Ending their streams here lets them exit
         // while their supervisors wake; this thread reaps them (their supervisors find their
@@ -601,6 +620,10 @@ impl<L: Launcher> Executor for ProcessPool<L> {
 
     fn join(&self) -> Result<()> {
         ProcessPool::join(self)
+    }
+
+    fn join_timeout(&self, timeout: std::time::Duration) -> Result<bool> {
+        ProcessPool::join_timeout(self, timeout)
     }
 
     fn terminate(&self) -> Result<()> {

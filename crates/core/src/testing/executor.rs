@@ -407,6 +407,28 @@ pub fn close_join_and_drop<E: Executor>(make: MakePool<E>) {
     assert_eq!(late.get().unwrap(), 50, "drop must finish submitted work");
 }
 
+/// `join_timeout`: refused before `close`, as `join` is; with the only worker busy at a
+/// [`Handshake`]'s gate, `Ok(false)` once its timeout passes, the pool untouched (the busy
+/// task still finishes); after the gate opens, `Ok(true)`.
+pub fn join_timeout_gives_up_and_comes_back<E: Executor>(make: MakePool<E>) {
+    let p = pool(make, 1);
+    assert!(matches!(
+        p.join_timeout(Duration::ZERO),
+        Err(Error::JoinBeforeClose)
+    ));
+    let hs = Handshake::new();
+    let busy = p.apply_async(gated, (hs.path(), 7)).unwrap();
+    hs.wait_for("started", 1);
+    p.close();
+    assert!(
+        !p.join_timeout(Duration::from_millis(20)).unwrap(),
+        "joined while a task waits at its gate"
+    );
+    hs.open();
+    assert!(p.join_timeout(NEVER_HANGS).unwrap());
+    assert_eq!(busy.get().unwrap(), 7);
+}
+
 /// `terminate` abandons queued work: with the only worker busy (its task waits at a
 /// [`Handshake`]'s gate), the `apply_async`, `map_async` and `imap` work queued behind it
 /// fails with [`Error::PoolClosed`] (an `imap`: at least once, then it ends) and never runs (the tasks count their runs in the
@@ -528,6 +550,10 @@ macro_rules! executor_conformance {
             #[test]
             fn close_join_and_drop() {
                 suite::close_join_and_drop($make)
+            }
+            #[test]
+            fn join_timeout_gives_up_and_comes_back() {
+                suite::join_timeout_gives_up_and_comes_back($make)
             }
             #[test]
             fn terminate_abandons_queued_work() {

@@ -81,17 +81,28 @@ impl Idle {
         self.outstanding.fetch_add(n, Ordering::AcqRel);
     }
 
-    /// Waits until no job is outstanding.
-    pub(super) fn wait_zero(&self) {
+    /// Waits until no job is outstanding, for at most `timeout` if one is given; returns
+    /// whether none is.
+    pub(super) fn wait_zero(&self, timeout: Option<std::time::Duration>) -> bool {
         let mut waiters = lock(&self.lock);
         // The last ticket decrements the count, then takes the lock to notify: it cannot
         // notify between this check and the wait, which releases the lock atomically.
         *waiters += 1;
-        waiters = self
-            .zero
-            .wait_while(waiters, |_| self.outstanding.load(Ordering::Acquire) > 0)
-            .unwrap_or_else(PoisonError::into_inner);
+        let busy = |_: &mut usize| self.outstanding.load(Ordering::Acquire) > 0;
+        waiters = match timeout {
+            None => self
+                .zero
+                .wait_while(waiters, busy)
+                .unwrap_or_else(PoisonError::into_inner),
+            Some(t) => {
+                self.zero
+                    .wait_timeout_while(waiters, t, busy)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0
+            }
+        };
         *waiters -= 1;
+        self.outstanding.load(Ordering::Acquire) == 0
     }
 }
 
