@@ -184,13 +184,6 @@ fn ask(work: Work) -> Answer {
 /// Runs on the forking thread (the forker, or the main thread): prepare, fork, clean up in
 /// both processes.
 fn fork_here(work: Work) -> Answer {
-    let (job, pair) = match work {
-        Work::Run(job) => (Some(job), None),
-        Work::Worker => match UnixStream::pair() {
-            Ok(pair) => (None, Some(pair)),
-            Err(e) => return (Err(Error::Io(e)), None),
-        },
-    };
     let parent = getpid();
     // Lock order: stdout, stderr, then the registry. Nothing holds the registry while
     // printing, so a thread that prints while holding stdout's lock cannot deadlock with us.
@@ -199,6 +192,17 @@ fn fork_here(work: Work) -> Answer {
     let _ = stdout.flush();
     let _ = stderr.flush();
     let children = multiproc_process::registry();
+    // A worker's socket pair is made under the registry's lock, which every fork here takes,
+    // and the parent closes the worker's end before releasing it: a fork on another thread
+    // (the main thread forks by itself while the forker forks for the others) cannot inherit
+    // that end, which would keep the connection open after the worker died.
+    let (job, pair) = match work {
+        Work::Run(job) => (Some(job), None),
+        Work::Worker => match UnixStream::pair() {
+            Ok(pair) => (None, Some(pair)),
+            Err(e) => return (Err(Error::Io(e)), None),
+        },
+    };
     // No bulk buffer is made or dropped across the fork; the child closes their descriptors.
     let bulk = multiproc_process::bulk_fds();
     // SAFETY: `fork` is unsafe because the child of a multithreaded process is a copy in which
@@ -233,15 +237,16 @@ fn fork_here(work: Work) -> Answer {
             run_child(parent, job)
         }
         Ok(ForkResult::Parent { child }) => {
-            drop(bulk);
-            drop(children);
-            drop(stderr);
-            drop(stdout);
-            // Closed before the next fork, so no other child inherits the worker's end.
+            // Closed before the registry is released, so no other child inherits the
+            // worker's end (above).
             let ours = pair.map(|(ours, theirs)| {
                 drop(theirs);
                 ours
             });
+            drop(bulk);
+            drop(children);
+            drop(stderr);
+            drop(stdout);
             (Ok((child, ours)), job)
         }
         Err(errno) => {
