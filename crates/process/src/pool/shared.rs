@@ -276,6 +276,21 @@ impl<L> Shared<L> {
         }
     }
 
+    /// Lists `worker`, a replacement, in slot `slot`, after clearing what the slot's last
+    /// session published (its running submission, a kill recorded for it, its head and
+    /// deadline), so that a cancel meant for the old session cannot reach the new worker.
+    /// Returns `false` if the pool was terminated: `terminate` may have signalled the listed
+    /// workers before this one was listed, so the caller gives it no task.
+    pub(super) fn list_replacement(&self, slot: usize, worker: &Worker) -> bool {
+        self.running[slot].store(0, Ordering::SeqCst);
+        self.killed_for[slot].store(0, Ordering::SeqCst);
+        self.heads[slot].store(0, Ordering::Release);
+        self.timed_out[slot].store(0, Ordering::Release);
+        lock(&self.pids)[slot] = Some(Listed::new(worker));
+        // After the listing: a `terminate` that sets the flag later kills this worker itself.
+        !lock(&self.queue).terminated
+    }
+
     /// Empties worker slot `slot`; a worker must be unlisted before it is reaped. Returns the
     /// worker it held: `None` means that `join` took it (or it was never listed), and reaps
     /// it — the caller must not.

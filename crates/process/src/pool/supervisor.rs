@@ -14,7 +14,7 @@ use nix::unistd::Pid;
 
 use super::queue::Job;
 use super::reap::{reap_with, stop_and_reap};
-use super::shared::{head_wire, pack_head, Counters, Listed, Shared};
+use super::shared::{head_wire, pack_head, Counters, Shared};
 use super::watch::{rss_of, watch, Killed};
 use super::{lock, Launcher, Worker, PIPELINE_BYTES, PIPELINE_DEPTH, PIPELINE_REFILL};
 use crate::bulk::{BulkMaps, BulkView};
@@ -133,7 +133,9 @@ pub(super) fn supervise<L: Launcher>(shared: &Shared<L>, slot: usize, mut worker
         }
         match launch_replacement(shared) {
             Ok(w) => {
-                lock(&shared.pids)[slot] = Some(Listed::new(&w));
+                if !shared.list_replacement(slot, &w) {
+                    drop(first.take()); // fails with PoolClosed, as the queued jobs did
+                }
                 worker = w;
             }
             Err(None) => return, // the pool is stopping
@@ -217,11 +219,8 @@ fn launch_replacement<L: Launcher>(shared: &Shared<L>) -> Result<Worker, Option<
 /// any. With `task_timeout`, a task that runs too long has its worker killed; with
 /// `max_tasks_per_child`, the session ends after that many tasks.
 fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: Option<Job>) -> End {
-    shared.running[slot].store(0, Ordering::SeqCst);
-    // A kill recorded in the last session (a cancel) says nothing about this one.
-    shared.killed_for[slot].store(0, Ordering::SeqCst);
-    shared.heads[slot].store(0, Ordering::Release);
-    shared.timed_out[slot].store(0, Ordering::Release);
+    // The slot's published state starts cleared: zero at the pool's start, and cleared by
+    // `list_replacement` before a replacement is listed.
     let (Ok(read_half), Ok(write_half)) = (worker.stream.try_clone(), worker.stream.try_clone())
     else {
         let mut sent = VecDeque::new();

@@ -518,3 +518,75 @@ fn a_result_whose_decoding_panics_fails_its_task_and_the_pool_carries_on() {
         assert_eq!(next.unwrap(), Touchy(1));
     }
 }
+
+static RAN_AFTER_TERMINATE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn note_run(x: u64) -> u64 {
+    RAN_AFTER_TERMINATE.fetch_add(1, Ordering::SeqCst);
+    x
+}
+
+/// The first worker dies on its first task; the replacement's launch waits for the test.
+struct ReplacedLate {
+    first: StdMutex<Option<Behaviour>>,
+    launching: StdMutex<Sender<()>>,
+    go: StdMutex<Receiver<()>>,
+}
+
+// SAFETY: as `ThreadWorkers`: each `cat` child is handed over and nothing else waits for it.
+unsafe impl Launcher for ReplacedLate {
+    fn launch(&self) -> Result<Worker> {
+        if let Some(script) = self.first.lock().unwrap().take() {
+            return thread_worker(script);
+        }
+        let _ = self.launching.lock().unwrap().send(());
+        let limit = std::time::Duration::from_secs(10);
+        let _ = self.go.lock().unwrap().recv_timeout(limit);
+        ThreadWorkers.launch()
+    }
+}
+
+/// `terminate` while a supervisor starts the replacement of a worker that died: the task it
+/// holds for a retry fails as the queued ones do (`PoolClosed`) and never runs, and `join`
+/// returns. Before, the replacement, listed after `terminate` had signalled the workers, ran it.
+#[test]
+fn a_task_held_for_a_retry_does_not_run_after_terminate() {
+    use std::time::Duration;
+    let dies: Behaviour = Box::new(|s: UnixStream| {
+        let mut r = crate::wire::FrameReader::new(s);
+        let mut p = Vec::new();
+        while let Ok(Some((h, _))) = r.recv(&mut p) {
+            if h.kind == crate::wire::Kind::Task {
+                return; // its stream ends: the worker "died" running it
+            }
+        }
+    });
+    let (launching_tx, launching_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel();
+    let launcher = ReplacedLate {
+        first: StdMutex::new(Some(dies)),
+        launching: StdMutex::new(launching_tx),
+        go: StdMutex::new(go_rx),
+    };
+    let options = multiproc_core::PoolOptions {
+        processes: Some(1),
+        retries: 1,
+        ..Default::default()
+    };
+    let pool = ProcessPool::with_options(launcher, None, options).unwrap();
+    let mut r = pool.apply_async(note_run, 5).unwrap();
+    launching_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    pool.terminate().unwrap();
+    go_tx.send(()).unwrap();
+    let got = r.get_timeout(Duration::from_secs(10));
+    let joined = pool.join_timeout(Duration::from_secs(10));
+    if !matches!(joined, Ok(true)) {
+        std::mem::forget(pool); // its drop would wait as join did
+    }
+    assert!(
+        matches!(got, Err(multiproc_core::Error::PoolClosed(_))),
+        "{got:?}"
+    );
+    assert_eq!(RAN_AFTER_TERMINATE.load(Ordering::SeqCst), 0, "it ran");
+    assert!(matches!(joined, Ok(true)), "{joined:?}");
+}
