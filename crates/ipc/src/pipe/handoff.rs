@@ -6,7 +6,7 @@ use std::os::unix::net::UnixStream;
 
 use serde::{Deserialize, Serialize};
 
-use super::{lock, Connection};
+use super::Connection;
 
 /// What a `Connection` is on the wire: its direction and its socket, which travels as a
 /// descriptor (see [`multiproc_core::handoff`]).
@@ -39,25 +39,42 @@ impl Serialize for Connection {
                  to a process by multiproc, not serialized to bytes alone",
             ));
         }
-        let reader = lock(&self.reader);
-        let writer = lock(&self.writer);
+        // Not waited for: another thread in the middle of a message is a reason to refuse.
+        let (Some(mut reader), Some(mut writer)) = (self.reader.try_take(), self.writer.try_take())
+        else {
+            return Err(serde::ser::Error::custom(
+                "another thread is sending or receiving on this Connection; only a \
+                 Connection that nobody is using can be sent",
+            ));
+        };
         let (Some(r), Some(w)) = (reader.as_ref(), writer.as_ref()) else {
             return Err(serde::ser::Error::custom(
                 "a closed Connection cannot be sent",
             ));
         };
+        if self.closed() {
+            return Err(serde::ser::Error::custom(
+                "a closed Connection cannot be sent",
+            ));
+        }
         if r.frames.has_buffered() || r.frames.failed() || r.broken || w.broken {
             return Err(serde::ser::Error::custom(
                 "this Connection has received bytes it has not handed out yet (or a timeout \
                  or a failed read broke it); only a Connection with nothing pending can be sent",
             ));
         }
-        WireRef {
+        let out = WireRef {
             readable: self.readable,
             writable: self.writable,
             sock: w.frames.get_ref().as_fd(),
         }
-        .serialize(s)
+        .serialize(s);
+        if self.closed() {
+            // `close` came meanwhile and could not take the halves: they go now.
+            *reader = None;
+            *writer = None;
+        }
+        out
     }
 }
 

@@ -9,9 +9,10 @@
 
 use std::fmt;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::ops::{Deref, DerefMut};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use multiproc_core::handoff::{collect_fds, provide_fds};
@@ -25,6 +26,9 @@ use serde::Serialize;
 use crate::codec;
 
 mod handoff;
+mod turn;
+
+use turn::{Turn, TurnGuard};
 
 /// Creates a pair of connected [`Connection`]s (Python's `multiprocessing.Pipe(duplex)`).
 ///
@@ -66,7 +70,10 @@ struct WriteHalf {
 /// [`Queue`](crate::Queue) or another `Connection` travels as descriptors (`SCM_RIGHTS`)
 /// beside its bytes, through [`multiproc_core::handoff`]. Methods take `&self`:
 /// one thread may send while another receives; sends (and receives) from several threads
-/// are serialised, each message whole.
+/// are serialised, each message whole, and a timeout bounds the wait for another thread's
+/// message too. [`close`](Self::close) does not wait for a call under way on another thread.
+/// A child forked while another thread was sending or receiving gets an error from that
+/// direction, rather than waiting for a thread it does not have.
 ///
 /// # Errors
 ///
@@ -105,10 +112,45 @@ struct WriteHalf {
 /// # Ok::<(), multiproc_core::Error>(())
 /// ```
 pub struct Connection {
-    reader: Mutex<Option<ReadHalf>>,
-    writer: Mutex<Option<WriteHalf>>,
+    /// Each direction is used by one thread at a time, its turn taken with the call's own
+    /// deadline: a thread blocked in `recv` does not make another's `recv_timeout` or
+    /// `poll` wait beyond theirs (see [`Turn`]).
+    reader: Turn<Option<ReadHalf>>,
+    writer: Turn<Option<WriteHalf>>,
+    /// `close` was called: a half not in use went then, one in use goes when that call ends.
+    closing: AtomicBool,
+    /// The socket's number, for `fileno`.
+    fd: RawFd,
     readable: bool,
     writable: bool,
+}
+
+/// A half of the connection in use by this thread; if `close` was called meanwhile, the half
+/// is dropped when the use ends.
+struct InUse<'a, H> {
+    guard: TurnGuard<'a, Option<H>>,
+    closing: &'a AtomicBool,
+}
+
+impl<H> Deref for InUse<'_, H> {
+    type Target = H;
+    fn deref(&self) -> &H {
+        self.guard.as_ref().expect("an InUse holds a half")
+    }
+}
+
+impl<H> DerefMut for InUse<'_, H> {
+    fn deref_mut(&mut self) -> &mut H {
+        self.guard.as_mut().expect("an InUse holds a half")
+    }
+}
+
+impl<H> Drop for InUse<'_, H> {
+    fn drop(&mut self) {
+        if self.closing.load(SeqCst) {
+            *self.guard = None;
+        }
+    }
 }
 
 impl fmt::Debug for Connection {
@@ -119,12 +161,6 @@ impl fmt::Debug for Connection {
             .field("closed", &self.closed())
             .finish()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding the lock cannot leave a half-written frame that we would then
-    // misread: `broken` is set before any partial I/O is reported. So the data is usable.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn handle_closed() -> Error {
@@ -166,18 +202,38 @@ impl Connection {
     fn from_stream(sock: UnixStream, readable: bool, writable: bool) -> Result<Self> {
         let read_sock = sock.try_clone()?;
         Ok(Connection {
-            reader: Mutex::new(Some(ReadHalf {
+            fd: sock.as_raw_fd(),
+            reader: Turn::new(Some(ReadHalf {
                 frames: FrameReader::new(read_sock),
                 payload: Vec::new(),
                 broken: false,
             })),
-            writer: Mutex::new(Some(WriteHalf {
+            writer: Turn::new(Some(WriteHalf {
                 frames: FrameWriter::new(sock),
                 broken: false,
             })),
+            closing: AtomicBool::new(false),
             readable,
             writable,
         })
+    }
+
+    /// Takes the turn of `half` (waiting until `deadline`; a timeout is [`Error::Timeout`]
+    /// of `waited`) and the half itself; a closed connection is an error.
+    fn use_half<'a, H>(
+        &'a self,
+        half: &'a Turn<Option<H>>,
+        deadline: Option<Instant>,
+        waited: Duration,
+    ) -> Result<InUse<'a, H>> {
+        let in_use = InUse {
+            guard: half.take(deadline, waited)?,
+            closing: &self.closing,
+        };
+        if self.closing.load(SeqCst) || in_use.guard.is_none() {
+            return Err(handle_closed()); // (the drop lets the half go)
+        }
+        Ok(in_use)
     }
 
     /// Whether this end can receive.
@@ -192,15 +248,22 @@ impl Connection {
 
     /// Whether [`close`](Self::close) was called.
     pub fn closed(&self) -> bool {
-        lock(&self.writer).is_none()
+        self.closing.load(SeqCst)
     }
 
     /// Closes this end (Python's `close`); dropping it does the same. The other end then
     /// reads to its end of file, once every copy of this end (in forked children, or sent
-    /// away) is closed too.
+    /// away) is closed too. It does not wait: a direction that another thread is using (a
+    /// `recv` waiting for a message) is closed when that call returns, and every call made
+    /// after `close` fails.
     pub fn close(&self) {
-        *lock(&self.writer) = None;
-        *lock(&self.reader) = None;
+        self.closing.store(true, SeqCst);
+        if let Some(mut w) = self.writer.try_take() {
+            *w = None;
+        }
+        if let Some(mut r) = self.reader.try_take() {
+            *r = None;
+        }
     }
 
     /// Sends `value` (Python's `send(obj)`). Blocks only while the socket's buffer is full,
@@ -247,8 +310,8 @@ impl Connection {
                 "this end of a one-way Pipe only receives",
             ));
         }
-        let mut guard = lock(&self.writer);
-        let half = guard.as_mut().ok_or_else(handle_closed)?;
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let mut half = self.use_half(&self.writer, deadline, timeout.unwrap_or_default())?;
         if half.broken {
             return Err(Error::Io(io::Error::other(
                 "an earlier send timed out in the middle of a message; this connection can no \
@@ -321,8 +384,11 @@ impl Connection {
             ));
         }
         let deadline = timeout.map(|t| Instant::now().checked_add(t));
-        let mut guard = lock(&self.reader);
-        let half = guard.as_mut().ok_or_else(handle_closed)?;
+        let mut half = self.use_half(
+            &self.reader,
+            deadline.flatten(),
+            timeout.unwrap_or_default(),
+        )?;
         if half.broken {
             return Err(Error::Io(io::Error::other(
                 "an earlier receive timed out in the middle of a message; this connection can \
@@ -343,6 +409,7 @@ impl Connection {
                 .get_ref()
                 .set_read_timeout(socket_timeout(remaining))?;
         }
+        let half = &mut *half;
         let r = half.frames.recv(&mut half.payload);
         if deadline.is_some() {
             half.frames.get_ref().set_read_timeout(None)?;
@@ -378,8 +445,11 @@ impl Connection {
             ));
         }
         let deadline = Instant::now().checked_add(timeout);
-        let guard = lock(&self.reader);
-        let half = guard.as_ref().ok_or_else(handle_closed)?;
+        // Another thread receiving past the deadline: nothing for this caller in time.
+        let half = match self.use_half(&self.reader, deadline, timeout) {
+            Err(Error::Timeout(_)) => return Ok(false),
+            other => other?,
+        };
         if half.frames.has_buffered() {
             return Ok(true);
         }
@@ -388,13 +458,10 @@ impl Connection {
 
     /// The socket, for a caller's own `poll`/`select` (Python's `fileno`).
     pub fn fileno(&self) -> Result<i32> {
-        let guard = lock(&self.writer);
-        Ok(guard
-            .as_ref()
-            .ok_or_else(handle_closed)?
-            .frames
-            .get_ref()
-            .as_raw_fd())
+        if self.closing.load(SeqCst) {
+            return Err(handle_closed());
+        }
+        Ok(self.fd)
     }
 }
 

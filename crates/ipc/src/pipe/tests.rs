@@ -174,3 +174,71 @@ fn a_send_that_timed_out_before_writing_anything_leaves_the_connection_whole() {
     a.send(&u32::MAX).unwrap();
     assert_eq!(b.recv::<u32>().unwrap(), u32::MAX);
 }
+
+/// Decoding one tells the test that the receiving thread is inside its `recv`, holding its
+/// end's receiving side, then waits until the test lets it go.
+struct Held;
+
+static ENTERED: std::sync::LazyLock<std::sync::Barrier> =
+    std::sync::LazyLock::new(|| std::sync::Barrier::new(2));
+static LEAVE: std::sync::LazyLock<std::sync::Barrier> =
+    std::sync::LazyLock::new(|| std::sync::Barrier::new(2));
+
+impl<'de> serde::Deserialize<'de> for Held {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        <u8 as serde::Deserialize>::deserialize(d)?;
+        ENTERED.wait();
+        LEAVE.wait();
+        Ok(Held)
+    }
+}
+
+#[test]
+fn another_thread_s_receive_makes_no_one_else_wait_past_their_timeout() {
+    let (a, b) = pipe(true).unwrap();
+    let b = std::sync::Arc::new(b);
+    a.send(&0u8).unwrap();
+    let receiver = {
+        let b = b.clone();
+        std::thread::spawn(move || b.recv::<Held>().map(|_| ()))
+    };
+    ENTERED.wait();
+    // Each call on a thread of its own, so that one that hangs fails the test instead.
+    let check = |what: &str, f: Box<dyn FnOnce() -> bool + Send>| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(true), "{what}");
+    };
+    let c = b.clone();
+    check(
+        "recv_timeout",
+        Box::new(move || {
+            let r = c.recv_timeout::<u8>(Duration::from_millis(20));
+            matches!(r, Err(Error::Timeout(_)))
+        }),
+    );
+    let c = b.clone();
+    check(
+        "poll(0)",
+        Box::new(move || matches!(c.poll(Duration::ZERO), Ok(false))),
+    );
+    let c = b.clone();
+    check(
+        "close",
+        Box::new(move || {
+            c.close();
+            c.closed()
+        }),
+    );
+    LEAVE.wait();
+    assert!(
+        receiver.join().unwrap().is_ok(),
+        "the receive under way ends"
+    );
+    assert!(
+        matches!(b.recv::<u8>(), Err(Error::Io(_))),
+        "then it is closed"
+    );
+}
