@@ -1,14 +1,17 @@
-//! The "someone sleeps" flag protocol that keeps wake-ups off the fast path, over shared
-//! futexes on the low half of 64-bit words in memory mapped by several processes (the
-//! futex calls themselves are `multiproc_sys::futex`).
+//! The "someone sleeps" count that keeps wake-ups off the fast path, over shared futexes on
+//! the low half of 64-bit words in memory mapped by several processes (the futex calls
+//! themselves are `multiproc_sys::futex`).
 //!
-//! A waiter sets the flag word (SeqCst), re-checks the condition, and sleeps only if the
-//! watched word still holds the value it saw; a waker changes the watched word (SeqCst), then
-//! reads the flag, and only if it is set clears it and wakes *everyone*. Sleepers re-set the
-//! flag each time they go back to sleep, so clearing it never strands one: a sleeper that
-//! set it after the waker read it re-checks the watched word after the waker changed it.
-//! Every sleep is also cut into slices of [`SLICE`], so a waker that dies between its change
-//! and its wake-up delays a sleeper by one slice at most, never forever.
+//! A waiter counts itself in the count word (SeqCst), re-checks the watched word, sleeps only
+//! if it still holds the value it saw, and uncounts itself when it wakes; a waker changes the
+//! watched word (SeqCst), then reads the count, and only if it is not zero wakes *everyone*.
+//! Wakers never change the count, so none can make a sleeper that counted itself look gone
+//! (with a flag that wakers cleared, a waiter that set it just after a waker read it, and
+//! went to sleep on the value that waker wrote, missed the next wake-up until its slice
+//! ended). A waiter that dies asleep stays counted: wakers then pay a wake-up call each
+//! time, never a lost sleeper. Every sleep is also cut into slices of [`SLICE`], so a waker
+//! that dies between its change and its wake-up delays a sleeper by one slice at most, never
+//! forever.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::SeqCst;
@@ -23,10 +26,10 @@ pub(crate) const SLICE: Duration = Duration::from_millis(50);
 /// Waits until `ready()` holds or `deadline` passes; `ready` is re-evaluated after every
 /// change of `word`. Returns whether `ready()` held.
 ///
-/// `flag` is the sleepers flag that wakers of `word` consult (see [`notify`]).
+/// `count` is the count of sleepers that wakers of `word` consult (see [`notify`]).
 pub(crate) fn wait_until(
     word: &AtomicU64,
-    flag: &AtomicU64,
+    count: &AtomicU64,
     deadline: Option<Instant>,
     mut ready: impl FnMut(u64) -> bool,
 ) -> bool {
@@ -60,17 +63,13 @@ pub(crate) fn wait_until(
             },
             None => SLICE,
         };
-        flag.store(1, SeqCst);
+        count.fetch_add(1, SeqCst);
         let now = word.load(SeqCst);
-        if now != seen {
-            seen = now;
-            if ready(seen) {
-                return true;
-            }
-            continue;
+        if now == seen {
+            // Relative and cut to a slice: the loop re-checks `ready` and the deadline anyway.
+            Futex::low_half(word).wait(seen as u32, timeout.min(SLICE));
         }
-        // Relative and cut to a slice: the loop re-checks `ready` and the deadline anyway.
-        Futex::low_half(word).wait(seen as u32, timeout.min(SLICE));
+        count.fetch_sub(1, SeqCst);
         seen = word.load(SeqCst);
         if ready(seen) {
             return true;
@@ -78,20 +77,18 @@ pub(crate) fn wait_until(
     }
 }
 
-/// Wakes the sleepers of `word` if its flag says there are any. Call after changing `word`
+/// Wakes the sleepers of `word` if its count says there are any. Call after changing `word`
 /// with a SeqCst operation.
 #[inline]
-pub(crate) fn notify(word: &AtomicU64, flag: &AtomicU64) {
-    if flag.load(SeqCst) != 0 {
-        flag.store(0, SeqCst);
+pub(crate) fn notify(word: &AtomicU64, count: &AtomicU64) {
+    if count.load(SeqCst) != 0 {
         Futex::low_half(word).wake_all();
     }
 }
 
-/// Wakes every sleeper of `word` whatever its flag says (for rare events such as `close`,
+/// Wakes every sleeper of `word` whatever its count says (for rare events such as `close`,
 /// which change `word` too).
-pub(crate) fn notify_all(word: &AtomicU64, flag: &AtomicU64) {
-    flag.store(0, SeqCst);
+pub(crate) fn notify_all(word: &AtomicU64) {
     Futex::low_half(word).wake_all();
 }
 
@@ -99,6 +96,17 @@ pub(crate) fn notify_all(word: &AtomicU64, flag: &AtomicU64) {
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    #[test]
+    fn a_waker_leaves_the_count_of_sleepers_alone() {
+        // A waiter counted just after a waker's change (it will sleep on the value that waker
+        // wrote) stays counted through that waker's notify, so the next change wakes it.
+        let (word, count) = (AtomicU64::new(0), AtomicU64::new(0));
+        word.store(1, SeqCst); // waker 1's change
+        count.fetch_add(1, SeqCst); // a waiter counts itself, then sees 1 and sleeps on it
+        notify(&word, &count); // waker 1's notify
+        assert_eq!(count.load(SeqCst), 1, "the sleeper no longer looks asleep");
+    }
 
     #[test]
     fn a_wait_times_out_and_a_change_wakes_it() {

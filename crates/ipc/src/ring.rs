@@ -9,11 +9,11 @@
 //! 16   maxsize (0: only the ring and MAX_ITEMS bound it)
 //! 24   joinable flag
 //! 64   TAIL  = closed:1 | pos:40 (byte position, multiple of 8) | puts:24   (producer line)
-//! 72   data-sleepers flag
+//! 72   data sleepers (how many wait for an item)
 //! 128  HEAD  = closed:1 | pos:40 | gets:24                                  (consumer line)
-//! 136  space-sleepers flag
+//! 136  space sleepers (how many wait for room)
 //! 192  DONE  task_done count (mod 2^24), for JoinableQueue
-//! 200  join-sleepers flag
+//! 200  join sleepers (how many wait in `join`)
 //! 256  the ring: records of [len:u32 | !len:u32] then len bytes, padded to 8
 //! ```
 //!
@@ -61,11 +61,11 @@ const W_CAPACITY: usize = 1;
 const W_MAXSIZE: usize = 2;
 const W_JOINABLE: usize = 3;
 const W_TAIL: usize = 64 / 8;
-const W_DATA_FLAG: usize = 72 / 8;
+const W_DATA_SLEEPERS: usize = 72 / 8;
 const W_HEAD: usize = 128 / 8;
-const W_SPACE_FLAG: usize = 136 / 8;
+const W_SPACE_SLEEPERS: usize = 136 / 8;
 const W_DONE: usize = 192 / 8;
-const W_JOIN_FLAG: usize = 200 / 8;
+const W_JOIN_SLEEPERS: usize = 200 / 8;
 
 const CLOSED: u64 = 1;
 const POS_BITS: u32 = 40;
@@ -296,9 +296,9 @@ impl Ring {
     /// Closes the queue for every process: puts fail from now on, gets drain what is left
     /// and then fail instead of blocking. Wakes everyone waiting.
     pub(crate) fn close(&self) {
-        for (w, flag) in [(W_TAIL, W_DATA_FLAG), (W_HEAD, W_SPACE_FLAG)] {
+        for w in [W_TAIL, W_HEAD] {
             self.word(w).fetch_or(CLOSED, SeqCst);
-            futex::notify_all(self.word(w), self.word(flag));
+            futex::notify_all(self.word(w));
         }
     }
 
@@ -339,7 +339,7 @@ impl Ring {
                     && items(tail, head) < limit
                     && (!self.joinable || unfinished(tail, done.load(SeqCst)) < COUNT_MASK))
         };
-        if !futex::wait_until(head_word, self.word(W_SPACE_FLAG), deadline, has_room) {
+        if !futex::wait_until(head_word, self.word(W_SPACE_SLEEPERS), deadline, has_room) {
             return Err(OpError::Stop(Stop::TimedOut));
         }
         let head = head_word.load(SeqCst);
@@ -364,7 +364,7 @@ impl Ring {
                 Err(actual) => cur = actual,
             }
         }
-        futex::notify(tail_word, self.word(W_DATA_FLAG));
+        futex::notify(tail_word, self.word(W_DATA_SLEEPERS));
         Ok(())
     }
 
@@ -377,7 +377,7 @@ impl Ring {
         let head_word = self.word(W_HEAD);
         let head = head_word.load(SeqCst);
         let has_item = |tail: u64| closed(tail) || pos(tail) != pos(head);
-        if !futex::wait_until(tail_word, self.word(W_DATA_FLAG), deadline, has_item) {
+        if !futex::wait_until(tail_word, self.word(W_DATA_SLEEPERS), deadline, has_item) {
             return Err(OpError::Stop(Stop::TimedOut));
         }
         let tail = tail_word.load(SeqCst);
@@ -394,7 +394,7 @@ impl Ring {
                 Err(actual) => cur = actual,
             }
         }
-        futex::notify(head_word, self.word(W_SPACE_FLAG));
+        futex::notify(head_word, self.word(W_SPACE_SLEEPERS));
         Ok(())
     }
 
@@ -468,7 +468,7 @@ impl Ring {
             match done_word.compare_exchange(done, (done + 1) & COUNT_MASK, SeqCst, SeqCst) {
                 Ok(_) => {
                     if left == 1 {
-                        futex::notify(done_word, self.word(W_JOIN_FLAG));
+                        futex::notify(done_word, self.word(W_JOIN_SLEEPERS));
                     }
                     return Ok(());
                 }
@@ -482,7 +482,7 @@ impl Ring {
         let tail = self.word(W_TAIL);
         futex::wait_until(
             self.word(W_DONE),
-            self.word(W_JOIN_FLAG),
+            self.word(W_JOIN_SLEEPERS),
             deadline,
             |done| unfinished(tail.load(SeqCst), done) == 0,
         )
