@@ -41,6 +41,7 @@
 //!     }
 //!     fn close(&self) {}
 //!     fn join(&self) -> Result<()> { Ok(()) }
+//!     fn join_timeout(&self, _: std::time::Duration) -> Result<bool> { Ok(true) }
 //!     fn terminate(&self) -> Result<()> { Ok(()) }
 //! }
 //!
