@@ -26,14 +26,17 @@ pub struct ForkLauncher;
 unsafe impl Launcher for ForkLauncher {
     fn launch(&self) -> Result<Worker> {
         let (pid, stream) = fork_worker()?;
-        Ok(Worker { pid, stream })
+        // SAFETY: as for this impl: our own fresh child, serving the other end of `stream`,
+        // which only this end reaches.
+        Ok(unsafe { Worker::new(pid, stream) })
     }
 
     fn launch_many(&self, n: usize) -> (Vec<Worker>, Option<multiproc_core::Error>) {
         let (forked, failure) = fork_workers(n);
         let workers = forked
             .into_iter()
-            .map(|(pid, stream)| Worker { pid, stream })
+            // SAFETY: as in `launch`, for each child forked.
+            .map(|(pid, stream)| unsafe { Worker::new(pid, stream) })
             .collect();
         (workers, failure)
     }

@@ -194,9 +194,6 @@ pub(crate) fn spawn_child(role: Role) -> Result<(Pid, UnixStream)> {
         parent: getpid(),
         secret: fresh_secret()?,
     };
-    let (ours, theirs) = UnixStream::pair()?;
-    // Queued before the child exists, so that `init` checks it without waiting.
-    send_hello(&ours, &claim)?;
     let token = claim.encode();
     let test_args: &[&str] = if TEST_BINARY.load(Ordering::Relaxed) {
         &TEST_ARGS
@@ -206,7 +203,15 @@ pub(crate) fn spawn_child(role: Role) -> Result<(Pid, UnixStream)> {
     let argv0: OsString = std::env::args_os()
         .next()
         .unwrap_or_else(|| "multiproc".into());
-    let pid = SPAWNER.run_lasting(move || -> io::Result<Pid> {
+    SPAWNER.run_lasting(move || -> Result<(Pid, UnixStream)> {
+        // Under the lock that every fork of multiproc's takes, and the child's end closed here
+        // before it is released: a fork made meanwhile on another thread (a fork pool's
+        // worker, a `Process`) cannot inherit that end, which would keep the connection open
+        // after this child died.
+        let _forks = multiproc_process::registry();
+        let (ours, theirs) = UnixStream::pair()?;
+        // Queued before the child exists, so that `init` checks it without waiting.
+        send_hello(&ours, &claim)?;
         let child = Command::new("/proc/self/exe")
             .arg0(argv0)
             .args(test_args)
@@ -216,10 +221,10 @@ pub(crate) fn spawn_child(role: Role) -> Result<(Pid, UnixStream)> {
             // before it runs the hook test goes nowhere.
             .stdout(Stdio::null())
             .spawn()?;
+        // (The `Command`, and with it the child's end, went at the end of that statement.)
         // `Child` neither waits nor kills on drop: the pid is ours to reap (waitpid).
-        Ok(Pid::from_raw(child.id() as i32))
-    })??;
-    Ok((pid, ours))
+        Ok((Pid::from_raw(child.id() as i32), ours))
+    })?
 }
 
 /// The first message on a child's socket: the [`Claim::hello`], with our stdout as an

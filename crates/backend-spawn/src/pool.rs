@@ -24,6 +24,17 @@ use crate::launch::{spawn_child, Role};
 /// it (a program that does heavy work before `init` pays that in every worker).
 pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// One `read` of `stream`, again after a signal handler interrupted it: with a receive timeout
+/// set, the kernel does not restart it, whatever `SA_RESTART` says.
+fn read_retrying(mut stream: &std::os::unix::net::UnixStream, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match stream.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
 /// Starts a worker by executing this program again.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SpawnLauncher;
@@ -34,29 +45,32 @@ unsafe impl Launcher for SpawnLauncher {
     fn launch(&self) -> Result<Worker> {
         check_init("SpawnPool::new")?;
         let (pid, stream) = spawn_child(Role::Worker)?;
-        Ok(Worker { pid, stream })
+        // SAFETY: as for this impl: our own fresh child, whose stdin is the other end of
+        // `stream`, which only this end reaches.
+        Ok(unsafe { Worker::new(pid, stream) })
     }
 
     unsafe fn ready(&self, worker: &Worker) -> Result<()> {
+        // SAFETY: only read here: the worker's readiness byte.
+        let stream = unsafe { worker.stream() };
         let mut byte = [0u8; 1];
-        let result = worker
-            .stream
+        let result = stream
             .set_read_timeout(Some(READY_TIMEOUT))
-            .and_then(|()| (&worker.stream).read(&mut byte));
-        let _ = worker.stream.set_read_timeout(None);
+            .and_then(|()| read_retrying(stream, &mut byte));
+        let _ = stream.set_read_timeout(None);
         match result {
             Ok(1) if byte[0] == b'R' => Ok(()),
             Ok(1) if byte[0] == b'I' => {
                 // It reached pool or process creation without `init` and said so; it cannot
                 // serve, and whatever its `main` does next is not ours to wait for.
-                let _ = kill(worker.pid, Signal::SIGKILL);
+                let _ = kill(worker.pid(), Signal::SIGKILL);
                 // SAFETY: our caller's contract: `worker` is our launched, unreaped child,
                 // in no pool, so only this launcher may signal and reap it.
-                unsafe { reap(worker.pid) };
+                unsafe { reap(worker.pid()) };
                 Err(Error::InitNotCalled(format!(
                     "spawned worker {} ran main again and reached pool or process creation \
                      without having run init()",
-                    worker.pid
+                    worker.pid()
                 )))
             }
             // The socket closed (a program that exits with the hello unread resets it): the
@@ -70,25 +84,26 @@ unsafe impl Launcher for SpawnLauncher {
                 Err(unsafe { ended_before_init(worker) })
             }
             Ok(_) => {
-                let _ = kill(worker.pid, Signal::SIGKILL);
+                let _ = kill(worker.pid(), Signal::SIGKILL);
                 // SAFETY: our caller's contract: `worker` is our launched, unreaped child,
                 // in no pool, so only this launcher may signal and reap it.
-                unsafe { reap(worker.pid) };
+                unsafe { reap(worker.pid()) };
                 Err(Error::Io(io::Error::other(format!(
                     "spawned worker {} broke the handshake (sent {:?})",
-                    worker.pid, byte[0]
+                    worker.pid(),
+                    byte[0]
                 ))))
             }
             Err(e) => {
-                let _ = kill(worker.pid, Signal::SIGKILL);
+                let _ = kill(worker.pid(), Signal::SIGKILL);
                 // SAFETY: our caller's contract: `worker` is our launched, unreaped child,
                 // in no pool, so only this launcher may signal and reap it.
-                unsafe { reap(worker.pid) };
+                unsafe { reap(worker.pid()) };
                 Err(Error::Io(io::Error::new(
                     e.kind(),
                     format!(
                         "spawned worker {} did not start serving within {READY_TIMEOUT:?}: {e}",
-                        worker.pid
+                        worker.pid()
                     ),
                 )))
             }
@@ -105,10 +120,10 @@ unsafe impl Launcher for SpawnLauncher {
 /// As [`Launcher::ready`]'s: `worker` is a launched child of ours, unreaped, in no pool.
 unsafe fn ended_before_init(worker: &Worker) -> Error {
     // SAFETY: this function's contract.
-    let cause = unsafe { reap(worker.pid) };
+    let cause = unsafe { reap(worker.pid()) };
     Error::InitNotCalled(format!(
         "spawned worker {} {cause} before init() recognised it as a worker",
-        worker.pid
+        worker.pid()
     ))
 }
 

@@ -42,8 +42,17 @@
 //! impl multiproc_process::Launcher for AnyPid {
 //!     fn launch(&self) -> multiproc_core::Result<multiproc_process::Worker> {
 //!         let (stream, _) = std::os::unix::net::UnixStream::pair()?;
-//!         Ok(multiproc_process::Worker { pid: nix::unistd::Pid::from_raw(1), stream })
+//!         // SAFETY: not a child, and nothing serves the stream: this impl is what cannot be.
+//!         Ok(unsafe { multiproc_process::Worker::new(nix::unistd::Pid::from_raw(1), stream) })
 //!     }
+//! }
+//! ```
+//!
+//! ```compile_fail,E0133
+//! // A worker trusts every frame on its stream (a task frame's `call` is a code address):
+//! // reaching the stream, to write one, is `unsafe`.
+//! fn forge(w: &multiproc_process::Worker) -> &std::os::unix::net::UnixStream {
+//!     w.stream()
 //! }
 //! ```
 //!

@@ -95,9 +95,39 @@ const QUEUE_AFTER: usize = crate::bulk::BULK_MIN;
 #[derive(Debug)]
 pub struct Worker {
     /// Its process id.
-    pub pid: Pid,
+    pub(crate) pid: Pid,
     /// The parent's end of the connection; the worker runs [`serve`](crate::serve) on the other.
-    pub stream: UnixStream,
+    pub(crate) stream: UnixStream,
+}
+
+impl Worker {
+    /// A worker: `pid`, connected through `stream`.
+    ///
+    /// # Safety
+    ///
+    /// `pid` is a child of this process that nothing else waits for or signals (the pool will
+    /// signal and reap it), and the other end of `stream` is that child running
+    /// [`serve`](crate::serve), which trusts every frame that arrives (a task frame's `call`
+    /// is a code address): nobody else may write to `stream`.
+    pub unsafe fn new(pid: Pid, stream: UnixStream) -> Worker {
+        Worker { pid, stream }
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// The parent's end of the connection, for a launcher's handshake before the pool takes
+    /// the worker over.
+    ///
+    /// # Safety
+    ///
+    /// Nothing may be written to it: the worker trusts every frame that arrives (a task
+    /// frame's `call` is a code address it jumps to).
+    pub unsafe fn stream(&self) -> &UnixStream {
+        &self.stream
+    }
 }
 
 /// How a backend starts one worker.
