@@ -11,8 +11,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use multiproc_core::{
-    check_chunksize, check_workers, default_chunksize, AsyncResult, Batch, ChunkSink, Error,
-    Executor, Home, Payload, PoolOptions, Result, Task,
+    check_chunksize, check_workers, default_chunksize, AsyncResult, Batch, CancelToken, ChunkSink,
+    Error, Executor, Home, Payload, PoolOptions, Result, Task,
 };
 use rayon::prelude::*;
 
@@ -280,6 +280,17 @@ impl ThreadPool {
         self.home.check()
     }
 
+    /// `join` on one of the pool's own threads (from a task) would wait for that task itself.
+    fn check_not_own_thread(&self) -> Result<()> {
+        if self.rayon.current_thread_index().is_some() {
+            return Err(Error::invalid(
+                "self",
+                "join from a task of this pool would wait for that task itself",
+            ));
+        }
+        Ok(())
+    }
+
     /// A [`ThreadPoolBuilder`]: the number of threads, an initializer and (feature
     /// `progress`) a progress bar. The options that need a worker to be killed, replaced or
     /// measured (`task_timeout`, `max_tasks_per_child`, `memory_limit`) are refused by its
@@ -366,7 +377,8 @@ impl ThreadPool {
         let shared = Arc::clone(&self.shared);
         self.rayon.spawn(move || {
             let _outstanding = outstanding;
-            completer.complete(catch(|| guarded(f, &shared.terminated)));
+            let outcome = catch(|| guarded(f, &shared.terminated, None));
+            contained(|| completer.complete(outcome));
         });
         Ok(result)
     }
@@ -387,7 +399,7 @@ where
     F: Fn(A) -> R + Sync,
 {
     let (items, chunksize) = batch.into_parts();
-    let task = |item| guarded(|| f(item), terminated);
+    let task = |item| guarded(|| f(item), terminated, Some(sink.cancel_token()));
     // A cancelled submission's chunks that have not started never do (one that runs cannot
     // be stopped: threads cannot be killed; its result is dropped).
     let cancelled = || sink.cancel_token().is_cancelled();
@@ -404,7 +416,7 @@ where
                 .map(task)
                 .collect()
         });
-        sink.deliver_whole(outcome, chunksize);
+        contained(|| sink.deliver_whole(outcome, chunksize));
         return;
     }
     items
@@ -416,7 +428,8 @@ where
                 sink.deliver(index, Err(Error::Cancelled));
                 return;
             }
-            sink.deliver(index, catch(|| chunk.into_iter().map(task).collect()));
+            let outcome = catch(|| chunk.into_iter().map(task).collect());
+            contained(|| sink.deliver(index, outcome));
         });
 }
 
@@ -424,12 +437,29 @@ where
 /// so no panic message is printed.
 struct Terminated;
 
-/// Runs one task, unless the pool was terminated.
-fn guarded<R>(task: impl FnOnce() -> R, terminated: &AtomicBool) -> R {
+/// The unwind payload that abandons a task of a cancelled submission.
+struct Cancelled;
+
+/// Runs one task, unless the pool was terminated or its submission cancelled (a task under
+/// way cannot be stopped: threads cannot be killed; the ones after it do not start).
+fn guarded<R>(
+    task: impl FnOnce() -> R,
+    terminated: &AtomicBool,
+    cancel: Option<&CancelToken>,
+) -> R {
     if terminated.load(Ordering::Relaxed) {
         panic::resume_unwind(Box::new(Terminated));
     }
+    if cancel.is_some_and(CancelToken::is_cancelled) {
+        panic::resume_unwind(Box::new(Cancelled));
+    }
     task()
+}
+
+/// Runs `deliver` (which may drop results nobody takes, running the user's `Drop`) so that a
+/// panic there cannot unwind into rayon, which aborts the process on a panic in a spawned job.
+fn contained(deliver: impl FnOnce()) {
+    let _ = panic::catch_unwind(AssertUnwindSafe(deliver));
 }
 
 /// Runs `work`, turning a task's panic into [`Error::TaskPanicked`] and a termination into
@@ -438,6 +468,8 @@ fn catch<T>(work: impl FnOnce() -> T) -> Result<T> {
     panic::catch_unwind(AssertUnwindSafe(work)).map_err(|payload| {
         if payload.is::<Terminated>() {
             Error::PoolClosed("the pool was terminated before the task ran")
+        } else if payload.is::<Cancelled>() {
+            Error::Cancelled
         } else {
             Error::from_panic(payload)
         }
@@ -475,6 +507,7 @@ impl Executor for ThreadPool {
 
     fn join(&self) -> Result<()> {
         self.check_home()?;
+        self.check_not_own_thread()?;
         let s = self.shared.state();
         if !s.closed {
             return Err(Error::JoinBeforeClose);
@@ -490,6 +523,7 @@ impl Executor for ThreadPool {
 
     fn join_timeout(&self, timeout: Duration) -> Result<bool> {
         self.check_home()?;
+        self.check_not_own_thread()?;
         let s = self.shared.state();
         if !s.closed {
             return Err(Error::JoinBeforeClose);
@@ -518,7 +552,9 @@ impl Drop for ThreadPool {
             return;
         }
         self.close();
-        // Cannot fail once closed.
+        // Cannot fail once closed, but on one of the pool's own threads (the last handle
+        // dropped by a task): that task would wait for itself, so the pool is dropped
+        // without waiting (rayon lets its threads finish what they hold, then end).
         let _ = self.join();
         // SAFETY: both fields are dropped exactly once, here, and never used again.
         unsafe {

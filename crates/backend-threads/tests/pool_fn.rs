@@ -231,3 +231,85 @@ fn terminate_abandons_queued_apply_async_fn_and_refuses_map_fn() {
         "queued closures ran after terminate"
     );
 }
+
+#[test]
+fn a_pool_dropped_in_its_own_task_does_not_wait_for_that_task() {
+    let pool = Arc::new(ThreadPool::new(1).unwrap());
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    let inner = Arc::clone(&pool);
+    let mut r = pool
+        .apply_async_fn(move || {
+            let _ = wait.recv_timeout(NEVER_HANGS);
+            drop(inner); // the last handle, by then: the pool's drop runs on this thread
+            7
+        })
+        .unwrap();
+    drop(pool);
+    go.send(()).unwrap();
+    assert_eq!(r.get_timeout(NEVER_HANGS).unwrap(), 7);
+    // And joining from a task of the pool is an error, not a wait for itself.
+    let pool = Arc::new(ThreadPool::new(1).unwrap());
+    let inner = Arc::clone(&pool);
+    let mut r = pool
+        .apply_async_fn(move || {
+            inner.close();
+            matches!(
+                inner.join(),
+                Err(Error::InvalidArgument { name: "self", .. })
+            )
+        })
+        .unwrap();
+    assert!(r.get_timeout(NEVER_HANGS).unwrap(), "join inside a task");
+}
+
+static RAN: AtomicUsize = AtomicUsize::new(0);
+static FIRST_STARTED: std::sync::LazyLock<Event> = std::sync::LazyLock::new(Event::new);
+static FIRST_GOES: std::sync::LazyLock<Event> = std::sync::LazyLock::new(Event::new);
+
+fn count_after_first(x: u64) -> u64 {
+    if x == 0 {
+        FIRST_STARTED.set();
+        assert!(FIRST_GOES.wait_timeout(NEVER_HANGS));
+    }
+    RAN.fetch_add(1, Ordering::SeqCst);
+    x
+}
+
+#[test]
+fn a_cancelled_map_runs_no_task_that_had_not_started() {
+    let pool = ThreadPool::new(1).unwrap();
+    let r = pool
+        .map_async_chunked(count_after_first, 0..4u64, 1)
+        .unwrap();
+    assert!(FIRST_STARTED.wait_timeout(NEVER_HANGS));
+    assert!(r.cancel());
+    FIRST_GOES.set();
+    pool.close();
+    pool.join().unwrap();
+    assert_eq!(RAN.load(Ordering::SeqCst), 1, "only the task under way ran");
+}
+
+/// A result whose drop panics.
+struct Touchy;
+
+impl Drop for Touchy {
+    fn drop(&mut self) {
+        panic!("Touchy's drop");
+    }
+}
+
+#[test]
+fn a_result_nobody_takes_may_panic_in_its_drop_without_taking_the_process_down() {
+    let pool = ThreadPool::new(1).unwrap();
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    let r = pool
+        .apply_async_fn(move || {
+            let _ = wait.recv_timeout(NEVER_HANGS);
+            Touchy
+        })
+        .unwrap();
+    assert!(r.cancel()); // nobody takes its result: it is dropped on the pool's thread
+    go.send(()).unwrap();
+    pool.close();
+    pool.join().unwrap();
+}
