@@ -48,8 +48,8 @@ pub trait Lock: SyncPrimitive {
         Self: Sized,
     {
         match self.acquire() {
-            Ok(()) => Ok(LockGuard { lock: self }),
-            Err(crate::Error::OwnerDied) => Err(LockError::OwnerDied(LockGuard { lock: self })),
+            Ok(()) => Ok(LockGuard::new(self)),
+            Err(crate::Error::OwnerDied) => Err(LockError::OwnerDied(LockGuard::new(self))),
             Err(e) => Err(LockError::Other(e)),
         }
     }
@@ -63,8 +63,8 @@ pub trait Lock: SyncPrimitive {
     {
         match self.acquire_timeout(timeout) {
             // `then`, not `then_some`: a guard built for a lock we did not get would release it.
-            Ok(got) => Ok(got.then(|| LockGuard { lock: self })),
-            Err(crate::Error::OwnerDied) => Err(LockError::OwnerDied(LockGuard { lock: self })),
+            Ok(got) => Ok(got.then(|| LockGuard::new(self))),
+            Err(crate::Error::OwnerDied) => Err(LockError::OwnerDied(LockGuard::new(self))),
             Err(e) => Err(LockError::Other(e)),
         }
     }
@@ -161,9 +161,29 @@ pub trait RLock: Lock {
 }
 
 /// The guard returned by [`Lock::lock`]: the lock is held until the guard is dropped.
+///
+/// Not `Send`: an `RLock` or a `Condition` is owned by the thread that took it, and a guard
+/// dropped on another thread could not release it (the lock would stay held).
+///
+/// ```compile_fail,E0277
+/// fn needs_send<T: Send>(_: T) {}
+/// fn check<L: multiproc_core::sync::Lock>(lock: &L) {
+///     needs_send(lock.lock());
+/// }
+/// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct LockGuard<'a, L: Lock + ?Sized> {
     lock: &'a L,
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl<'a, L: Lock + ?Sized> LockGuard<'a, L> {
+    fn new(lock: &'a L) -> Self {
+        LockGuard {
+            lock,
+            _not_send: std::marker::PhantomData,
+        }
+    }
 }
 
 impl<L: Lock + ?Sized> std::fmt::Debug for LockGuard<'_, L> {
