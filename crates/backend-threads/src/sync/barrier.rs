@@ -63,11 +63,13 @@ impl Barrier {
         let (mut s, passed) = wait_while(&self.changed, s, timeout, |s| {
             s.generation == generation && s.epoch == epoch && !s.broken
         });
-        if s.epoch != epoch {
-            return Err(Error::BrokenBarrier); // reset while we waited
-        }
+        // Released first: a round that let everyone through before a `reset` let this
+        // waiter through too, whether it woke before the reset or after (as in Python).
         if s.generation != generation {
             return Ok(index);
+        }
+        if s.epoch != epoch {
+            return Err(Error::BrokenBarrier); // reset while we waited
         }
         s.waiting -= 1;
         if passed {
@@ -151,5 +153,27 @@ impl multiproc_core::Barrier for Barrier {
     }
     fn broken(&self) -> bool {
         Barrier::broken(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_round_that_released_everyone_is_not_undone_by_a_reset() {
+        let b = Barrier::new(2).unwrap();
+        for _ in 0..50 {
+            std::thread::scope(|s| {
+                let waiter = s.spawn(|| b.wait());
+                // Until it sleeps in the barrier: this thread's wait is then the last one.
+                while b.changed.waiting() == 0 {
+                    std::thread::yield_now();
+                }
+                assert!(b.wait().is_ok());
+                b.reset(); // may come before the other waiter wakes
+                assert!(waiter.join().unwrap().is_ok(), "released, then told broken");
+            });
+        }
     }
 }

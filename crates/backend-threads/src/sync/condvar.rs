@@ -44,6 +44,12 @@ impl Cond {
             self.cv.notify_all();
         }
     }
+
+    /// How many threads wait (for tests that must know a waiter sleeps).
+    #[cfg(test)]
+    pub(super) fn waiting(&self) -> usize {
+        self.waiters.load(Ordering::Relaxed)
+    }
 }
 
 /// Waits on `cv` while `blocked` holds, for at most `timeout`; returns the guard and whether
