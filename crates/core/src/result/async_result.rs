@@ -32,9 +32,11 @@ pub(super) struct Slot<T> {
 }
 
 impl<T> Slot<T> {
-    pub(super) fn complete(&self, value: Result<T>) {
+    /// Stores `value` if the slot is still pending; returns whether it did.
+    pub(super) fn complete(&self, value: Result<T>) -> bool {
         let mut state = lock(&self.state);
-        if matches!(*state, State::Pending) {
+        let pending = matches!(*state, State::Pending);
+        if pending {
             *state = State::Done(value);
             self.done.store(true, Ordering::Release);
             let sleeping = self.sleepers.load(Ordering::Relaxed) > 0;
@@ -51,6 +53,7 @@ impl<T> Slot<T> {
                 w.wake();
             }
         }
+        pending
     }
 
     fn is_pending(&self) -> bool {
@@ -206,10 +209,10 @@ impl<T> AsyncResult<T> {
     /// assert!(matches!(pending.get(), Err(Error::Cancelled)));
     /// ```
     pub fn cancel(&self) -> bool {
-        if !self.slot.is_pending() {
+        // One step: a result completing meanwhile wins, and then nothing was cancelled.
+        if !self.slot.complete(Err(Error::Cancelled)) {
             return false;
         }
-        self.slot.complete(Err(Error::Cancelled));
         if let Some(token) = &self.cancel {
             token.cancel();
         }

@@ -14,8 +14,10 @@ use crate::error::{Error, Result};
 /// The lazy iterator of Python's `imap` (ordered) and `imap_unordered`.
 ///
 /// Each item is the result of one task. A chunk that failed yields a single `Err` in place
-/// of its items. If the pool goes away before delivering everything, the iterator yields
-/// [`Error::PoolClosed`] once and ends — it never blocks forever. Dropping it before every
+/// of its items. If the pool goes away before delivering everything, it never blocks
+/// forever: an ordered one still yields, in order, every result that arrived, with one
+/// [`Error::PoolClosed`] in place of each chunk that did not; an unordered one yields
+/// `PoolClosed` once and ends. Dropping it before every
 /// result has arrived cancels the rest: chunks not started never run, and a process pool
 /// kills (and replaces) the workers running its chunks. Dropping it once every result has
 /// arrived, read or not, cancels nothing (no worker is touched).
@@ -30,6 +32,8 @@ pub struct IMap<R> {
     pub(super) next_chunk: usize,
     pub(super) waiting: BTreeMap<usize, Result<Vec<R>>>,
     pub(super) current: VecDeque<R>,
+    /// Every sender is gone: a chunk not in `waiting` will never come.
+    pub(super) lost: bool,
 }
 
 impl<R> std::fmt::Debug for IMap<R> {
@@ -67,7 +71,13 @@ impl<R> IMap<R> {
             if !self.ordered {
                 return None;
             }
-            let outcome = self.waiting.remove(&self.next_chunk)?;
+            let outcome = match self.waiting.remove(&self.next_chunk) {
+                Some(outcome) => outcome,
+                None if self.lost && self.next_chunk < self.n_chunks => Err(Error::PoolClosed(
+                    "the pool went away before delivering this result",
+                )),
+                None => return None,
+            };
             self.next_chunk += 1;
             match outcome {
                 Ok(values) => self.current.extend(values),
@@ -103,11 +113,15 @@ impl<R> IMap<R> {
                         }
                     }
                 }
-                Err(true) => {
-                    // Every sender is gone but chunks are missing: report once, then end.
+                Err(true) if self.ordered => {
+                    // Every sender is gone but chunks are missing: what arrived is handed
+                    // out in order, each missing chunk as one error (in `advance`).
                     self.received = self.n_chunks;
-                    self.next_chunk = self.n_chunks;
-                    self.waiting.clear();
+                    self.lost = true;
+                }
+                Err(true) => {
+                    // Unordered, nothing says which items are missing: report once, end.
+                    self.received = self.n_chunks;
                     return Step::Item(Err(Error::PoolClosed(
                         "the pool went away before delivering every result",
                     )));

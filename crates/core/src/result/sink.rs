@@ -171,6 +171,7 @@ impl<R: Send + 'static> ChunkSink<R> {
                 next_chunk: 0,
                 waiting: BTreeMap::new(),
                 current: VecDeque::new(),
+                lost: false,
             },
         )
     }

@@ -196,3 +196,23 @@ fn dropping_an_imap_cancels_only_what_has_not_arrived() {
         assert!(sink.cancel_token().is_cancelled());
     }
 }
+
+#[test]
+fn an_ordered_imap_keeps_what_arrived_when_the_rest_never_will() {
+    let (sink, imap) = ChunkSink::<u8>::imap(4, true);
+    sink.deliver(0, Ok(vec![1]));
+    sink.deliver(2, Ok(vec![3]));
+    drop(sink); // chunks 1 and 3 never come
+    let got: Vec<_> = imap
+        .map(|r| r.map_err(|e| matches!(e, Error::PoolClosed(_))))
+        .collect();
+    assert_eq!(got, vec![Ok(1), Err(true), Ok(3), Err(true)]);
+}
+
+#[test]
+fn a_cancel_that_loses_to_the_result_says_so() {
+    let (completer, pending) = AsyncResult::<u8>::pending();
+    completer.complete(Ok(5));
+    assert!(!pending.cancel(), "finished already: nothing was cancelled");
+    assert_eq!(pending.get().unwrap(), 5);
+}
