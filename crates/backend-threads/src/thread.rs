@@ -261,13 +261,18 @@ impl<R> ThreadHandle<R> {
         self.daemon
     }
 
-    fn take(&self, outcome: &mut Outcome<R>) -> Result<R> {
+    /// The outcome of a finished target. `reap`: wait for the OS thread to end too (its
+    /// thread-locals' destructors run after the target returned); otherwise it is detached,
+    /// and ends by itself, so that a `join_timeout` keeps its bound.
+    fn take(&self, outcome: &mut Outcome<R>, reap: bool) -> Result<R> {
         match std::mem::replace(outcome, Outcome::Joined) {
             Outcome::Finished(r) => {
                 if let Some(handle) = guard(&self.join).take() {
-                    // The target has returned; the OS thread is exiting. Reap it. Its body
-                    // cannot panic after the outcome is stored.
-                    let _ = handle.join();
+                    // The target has returned; the OS thread is exiting. Its body cannot
+                    // panic after the outcome is stored.
+                    if reap {
+                        let _ = handle.join();
+                    }
                 }
                 r
             }
@@ -285,7 +290,7 @@ impl<R> ThreadHandle<R> {
             .finished
             .wait_while(outcome, |o| matches!(o, Outcome::Running))
             .unwrap_or_else(PoisonError::into_inner);
-        self.take(&mut outcome)
+        self.take(&mut outcome, true)
     }
 
     /// Like [`join`](Self::join), but gives up with [`Error::Timeout`] after `timeout`, leaving
@@ -300,7 +305,7 @@ impl<R> ThreadHandle<R> {
         if matches!(*outcome, Outcome::Running) {
             return Err(Error::Timeout(timeout));
         }
-        self.take(&mut outcome)
+        self.take(&mut outcome, false)
     }
 }
 
@@ -325,6 +330,30 @@ mod tests {
             t.join_timeout(Duration::from_millis(1)),
             Err(Error::InvalidArgument { .. })
         ));
+    }
+
+    #[test]
+    fn join_timeout_keeps_its_bound_while_thread_locals_are_destroyed() {
+        struct Slow(std::sync::mpsc::Receiver<()>);
+        impl Drop for Slow {
+            fn drop(&mut self) {
+                let _ = self.0.recv_timeout(Duration::from_secs(30));
+            }
+        }
+        thread_local! {
+            static SLOW: std::cell::RefCell<Option<Slow>> = const { std::cell::RefCell::new(None) };
+        }
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let t = Thread::new(move || SLOW.with(|s| *s.borrow_mut() = Some(Slow(wait))))
+            .start()
+            .unwrap();
+        // The target returns at once; its thread-local's destructor then waits for `go`.
+        let start = std::time::Instant::now();
+        let joined = t.join_timeout(Duration::from_secs(5));
+        let took = start.elapsed();
+        let _ = go.send(()); // (gone already if the destructor gave up waiting)
+        assert!(joined.is_ok(), "{joined:?}");
+        assert!(took < Duration::from_secs(5), "took {took:?}");
     }
 
     #[test]
