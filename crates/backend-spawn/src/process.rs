@@ -98,8 +98,11 @@ impl Process {
     /// arguments could not be encoded, [`Error::Io`] if the child could not be started, and
     /// [`Error::InitNotCalled`] in a spawned worker whose `main` did not call
     /// [`init`](crate::init) (instead of starting a process that would run `main` again), and
-    /// [`Error::Io`] (the child killed) if the child does not read its target within
-    /// [`READY_TIMEOUT`] — a program whose `main` runs long before `init`.
+    /// [`Error::Io`] (the child killed) if a target too large for the socket's buffer is not
+    /// read within [`READY_TIMEOUT`] — a program whose `main` runs long before `init`. A
+    /// target that fits in the buffer is left there and `start` returns at once, as Python's
+    /// does: a child that never reaches `init` then never runs it, and only
+    /// [`join_timeout`](ProcessHandle::join_timeout) bounds the wait for it.
     pub fn start(self) -> Result<ProcessHandle> {
         let call = self.call?;
         let (payload, fds) = self.encoded?;
