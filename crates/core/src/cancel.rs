@@ -95,6 +95,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "Miri does not emulate fork")]
     fn a_cancel_reaches_the_pool_only_in_the_process_that_submitted() {
         let (r, w) = nix::unistd::pipe().unwrap();
         let flags = nix::fcntl::OFlag::O_NONBLOCK;
