@@ -352,6 +352,37 @@ fn encode<T: serde::Serialize + 'static>(items: &[T], what: &str) -> Result<Vec<
     Ok(bytes)
 }
 
+impl Pool {
+    /// `join`, waiting at most `timeout` if one is given: `Ok(false)` if the pool was still
+    /// busy then. The dispatcher answers every joiner once the pool is idle; one that gave
+    /// up has dropped its receiver, which the dispatcher's send tolerates.
+    fn join_until(&self, timeout: Option<std::time::Duration>) -> Result<bool> {
+        self.check_owner()?;
+        if !self.closed.load(Ordering::Acquire) {
+            return Err(Error::JoinBeforeClose);
+        }
+        let (reply, answer) = channel();
+        if send(Cmd::Join {
+            pool: self.id,
+            reply,
+        })
+        .is_err()
+        {
+            return Ok(true); // finalised: nothing is left to wait for
+        }
+        let r = match timeout {
+            None => answer.recv().unwrap_or(Ok(())),
+            Some(t) => match answer.recv_timeout(t) {
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => return Ok(false),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Ok(()),
+                Ok(r) => r,
+            },
+        };
+        self.joined.store(true, Ordering::Release);
+        r.map(|()| true)
+    }
+}
+
 impl Executor for Pool {
     fn processes(&self) -> usize {
         self.workers
@@ -399,47 +430,11 @@ impl Executor for Pool {
     }
 
     fn join(&self) -> Result<()> {
-        self.check_owner()?;
-        if !self.closed.load(Ordering::Acquire) {
-            return Err(Error::JoinBeforeClose);
-        }
-        let (reply, answer) = channel();
-        if send(Cmd::Join {
-            pool: self.id,
-            reply,
-        })
-        .is_err()
-        {
-            return Ok(()); // finalised: nothing is left to wait for
-        }
-        let r = answer.recv().unwrap_or(Ok(()));
-        self.joined.store(true, Ordering::Release);
-        r
+        self.join_until(None).map(drop)
     }
 
     fn join_timeout(&self, timeout: std::time::Duration) -> Result<bool> {
-        self.check_owner()?;
-        if !self.closed.load(Ordering::Acquire) {
-            return Err(Error::JoinBeforeClose);
-        }
-        let (reply, answer) = channel();
-        if send(Cmd::Join {
-            pool: self.id,
-            reply,
-        })
-        .is_err()
-        {
-            return Ok(true); // finalised: nothing is left to wait for
-        }
-        // The dispatcher answers every joiner once the pool is idle; one that gave up has
-        // dropped its receiver, which the dispatcher's send tolerates.
-        let r = match answer.recv_timeout(timeout) {
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => return Ok(false),
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Ok(()),
-            Ok(r) => r,
-        };
-        self.joined.store(true, Ordering::Release);
-        r.map(|()| true)
+        self.join_until(Some(timeout))
     }
 
     fn terminate(&self) -> Result<()> {
