@@ -34,8 +34,14 @@
 //! locks a child is known to need are taken by the forker thread *before* the fork and
 //! released in both processes after it:
 //!
-//! - `std::io::stdout()` and `std::io::stderr()` (flushed first, so that buffered output
-//!   is written once, by the parent, and not again by the child);
+//! - for a [`Process`](crate::Process), `std::io::stdout()` and `std::io::stderr()` (flushed
+//!   first, so that buffered output is written once, by the parent, and not again by the
+//!   child). Not for a pool's worker: the forker thread forks those for a pool a caller may
+//!   wait on while holding stdout's lock (printing each result under one `stdout().lock()`),
+//!   and would wait for ever. So a worker forked while another thread holds stdout's or
+//!   stderr's lock inherits it locked, and a task that prints there waits for ever (a hang of
+//!   that worker, which `task_timeout` ends; a task may print to stderr, or the caller print
+//!   without holding the lock across its wait);
 //! - the registry of children in `multiproc-process` (the forker's own state needs no lock:
 //!   it is per process, behind an atomic pointer).
 //!
@@ -187,10 +193,19 @@ fn fork_here(work: Work) -> Answer {
     let parent = getpid();
     // Lock order: stdout, stderr, then the registry. Nothing holds the registry while
     // printing, so a thread that prints while holding stdout's lock cannot deadlock with us.
-    let mut stdout = io::stdout().lock();
-    let mut stderr = io::stderr().lock();
-    let _ = stdout.flush();
-    let _ = stderr.flush();
+    // Only for a `Process`: a pool's workers are forked on the forker thread for a pool that
+    // a caller may be waiting on while it holds stdout (printing results under one
+    // `stdout().lock()`), which would wait for ever; a worker forked then inherits stdout
+    // locked (see the module docs).
+    let (stdout, stderr) = match work {
+        Work::Run(_) => {
+            let (mut out, mut err) = (io::stdout().lock(), io::stderr().lock());
+            let _ = out.flush();
+            let _ = err.flush();
+            (Some(out), Some(err))
+        }
+        Work::Worker => (None, None),
+    };
     let children = multiproc_process::registry();
     // A worker's socket pair is made under the registry's lock, which every fork here takes,
     // and the parent closes the worker's end before releasing it: a fork on another thread

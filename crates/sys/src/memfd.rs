@@ -47,8 +47,8 @@ pub struct SharedFile {
 /// [`pages::advise`]), else ordinary pages. A hugetlb file that cannot be made or reserved
 /// falls back to an ordinary one silently.
 ///
-/// Errors: `EINVAL` for a `len` of 0 or past `off_t`, and those of `memfd_create` and
-/// `ftruncate` (`EFBIG`, `ENOSPC`, `ENOMEM`, `EMFILE`).
+/// Errors: `EINVAL` for a `len` of 0, `EFBIG` for one past `off_t`, and those of
+/// `memfd_create` and `ftruncate` (`EFBIG`, `ENOSPC`, `ENOMEM`, `EMFILE`).
 pub fn create_shared(name: &CStr, len: usize) -> nix::Result<SharedFile> {
     if len == 0 {
         return Err(Errno::EINVAL);

@@ -184,7 +184,6 @@ pub fn vm_rss(pid: u32) -> io::Result<u64> {
     Ok(status_field(pid, "VmRSS")?.unwrap_or(0))
 }
 
-/// Whether a failed read of `/proc/<pid>/...` means that the process is gone (or was never
 /// The resident memory of process `pid`, in bytes: the second field of `/proc/<pid>/statm`
 /// (pages) times the page size — the cheapest place the kernel gives it (several times
 /// cheaper than `/proc/<pid>/status`, for a check made after every task).
@@ -203,6 +202,7 @@ pub fn resident_bytes(pid: u32) -> io::Result<u64> {
     Ok(pages * page)
 }
 
+/// Whether a failed read of `/proc/<pid>/...` means that the process is gone (or was never
 /// ours to read), rather than a real error.
 pub fn vanished(e: &io::Error) -> bool {
     matches!(
