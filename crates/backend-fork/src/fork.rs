@@ -34,14 +34,14 @@
 //! locks a child is known to need are taken by the forker thread *before* the fork and
 //! released in both processes after it:
 //!
-//! - for a [`Process`](crate::Process), `std::io::stdout()` and `std::io::stderr()` (flushed
-//!   first, so that buffered output is written once, by the parent, and not again by the
-//!   child). Not for a pool's worker: the forker thread forks those for a pool a caller may
-//!   wait on while holding stdout's lock (printing each result under one `stdout().lock()`),
-//!   and would wait for ever. So a worker forked while another thread holds stdout's or
-//!   stderr's lock inherits it locked, and a task that prints there waits for ever (a hang of
-//!   that worker, which `task_timeout` ends; a task may print to stderr, or the caller print
-//!   without holding the lock across its wait);
+//! - `std::io::stdout()` and `std::io::stderr()` (flushed first, so that buffered output is
+//!   written once, by the parent, and not again by the child) — except for a pool's worker
+//!   forked on the forker thread (a replacement, or a pool made off the main thread): a caller
+//!   may wait on that pool while holding stdout's lock (printing each result under one
+//!   `stdout().lock()`), and the fork would wait for ever. Such a worker inherits what was
+//!   buffered then (a partial line may be printed twice), and a lock another thread held then
+//!   stays held in it: a task that prints there waits (a hang of that worker, which
+//!   `task_timeout` ends);
 //! - the registry of children in `multiproc-process` (the forker's own state needs no lock:
 //!   it is per process, behind an atomic pointer).
 //!
@@ -193,18 +193,18 @@ fn fork_here(work: Work) -> Answer {
     let parent = getpid();
     // Lock order: stdout, stderr, then the registry. Nothing holds the registry while
     // printing, so a thread that prints while holding stdout's lock cannot deadlock with us.
-    // Only for a `Process`: a pool's workers are forked on the forker thread for a pool that
-    // a caller may be waiting on while it holds stdout (printing results under one
-    // `stdout().lock()`), which would wait for ever; a worker forked then inherits stdout
-    // locked (see the module docs).
-    let (stdout, stderr) = match work {
-        Work::Run(_) => {
-            let (mut out, mut err) = (io::stdout().lock(), io::stderr().lock());
-            let _ = out.flush();
-            let _ = err.flush();
-            (Some(out), Some(err))
-        }
-        Work::Worker => (None, None),
+    // Not for a pool's worker forked on the forker thread (a replacement, or a pool made off
+    // the main thread): a caller may be waiting on that pool while it holds stdout (printing
+    // results under one `stdout().lock()`), and this would wait for ever. Such a worker
+    // inherits whatever was buffered, or locked, then (see the module docs).
+    let on_main_thread = multiproc_sys::thread::gettid() == parent.as_raw();
+    let (stdout, stderr) = if matches!(work, Work::Run(_)) || on_main_thread {
+        let (mut out, mut err) = (io::stdout().lock(), io::stderr().lock());
+        let _ = out.flush();
+        let _ = err.flush();
+        (Some(out), Some(err))
+    } else {
+        (None, None)
     };
     let children = multiproc_process::registry();
     // A worker's socket pair is made under the registry's lock, which every fork here takes,
