@@ -67,6 +67,10 @@ impl<T: Pod> From<Vec<T>> for Packed<T> {
 
 impl<T: Pod> Serialize for Packed<T> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if std::mem::size_of::<T>() == 0 {
+            // No bytes would say how many: one zero byte per value, as the decoder expects.
+            return s.serialize_bytes(&vec![0u8; self.0.len()]);
+        }
         s.serialize_bytes(bytemuck::cast_slice(&self.0))
     }
 }
@@ -115,6 +119,8 @@ mod tests {
         assert_eq!(postcard::from_bytes::<Packed<f64>>(&bytes).unwrap(), v);
         let ragged = postcard::to_stdvec(&Packed(vec![1u8; 7])).unwrap();
         assert!(postcard::from_bytes::<Packed<f64>>(&ragged).is_err());
+        let units = postcard::to_stdvec(&Packed(vec![(); 5])).unwrap();
+        assert_eq!(postcard::from_bytes::<Packed<()>>(&units).unwrap().len(), 5);
         let empty = postcard::to_stdvec(&Packed::<u32>(vec![])).unwrap();
         assert!(postcard::from_bytes::<Packed<u32>>(&empty)
             .unwrap()

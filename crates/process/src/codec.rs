@@ -217,6 +217,23 @@ mod tests {
     use super::*;
     use serde::{Deserialize, Deserializer, Serialize};
 
+    #[test]
+    fn a_count_of_empty_elements_past_any_reason_is_an_error_not_a_spin() {
+        // `()` takes no bytes, so nothing but the count bounds the loop: 2^64 - 1 of them
+        // would keep the decoder (a supervisor, for a result) busy for good.
+        let bytes = u64::MAX.to_le_bytes();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(take_from_bytes::<Vec<()>>(&bytes).map(|(v, _)| v.len()));
+        });
+        let got = rx.recv_timeout(std::time::Duration::from_secs(20));
+        assert!(matches!(got, Ok(Err(_))), "{got:?}");
+        // A count of empty elements that is merely large still decodes.
+        let mut ok = Vec::new();
+        ok.extend_from_slice(&1000u64.to_le_bytes());
+        assert_eq!(take_from_bytes::<Vec<()>>(&ok).unwrap().0.len(), 1000);
+    }
+
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
     enum Shape {
         Unit,

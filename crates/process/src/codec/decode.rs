@@ -71,6 +71,20 @@ impl<'de> Deserializer<'de> {
         self.block(1)
     }
 
+    /// A sequence's or a map's element count. Past one element per byte left, only elements
+    /// that take no bytes (`()`, unit structs) can be there, and a count of those past 2^32 is
+    /// refused: nothing else would bound the decoder's loop over a corrupt count.
+    fn count(&mut self) -> Result<usize, CodecError> {
+        let n = self.len()?;
+        let left = self.bytes.len().saturating_sub(self.at);
+        if n > left && n > u32::MAX as usize {
+            return Err(error(&format!(
+                "a sequence of {n} elements in the {left} bytes left"
+            )));
+        }
+        Ok(n)
+    }
+
     /// A length, then that many values of `width` bytes: their bytes (the block path).
     #[inline]
     fn block(&mut self, width: usize) -> Result<&'de [u8], CodecError> {
@@ -212,7 +226,7 @@ impl<'de> de::Deserializer<'de> for &mut Deserializer<'de> {
         if let Some(value) = super::block::decode_seq::<V>(|width| self.block(width)) {
             return value;
         }
-        let left = self.len()?;
+        let left = self.count()?;
         visitor.visit_seq(Counted { de: self, left })
     }
 
@@ -240,7 +254,7 @@ impl<'de> de::Deserializer<'de> for &mut Deserializer<'de> {
 
     #[inline]
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, CodecError> {
-        let left = self.len()?;
+        let left = self.count()?;
         visitor.visit_map(Counted { de: self, left })
     }
 
