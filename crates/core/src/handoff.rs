@@ -50,7 +50,7 @@ thread_local! {
 }
 
 /// The most descriptors one message may carry (the kernel's `SCM_MAX_FD`).
-pub const MAX_FDS: usize = 253;
+pub const MAX_FDS: usize = multiproc_sys::socket::SCM_MAX_FD;
 
 /// Runs `encode` with an empty outgoing descriptor table and returns its result together with
 /// the descriptors that [`export_fd`] put into the table, in index order. Scopes nest: an

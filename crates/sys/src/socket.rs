@@ -6,6 +6,9 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use nix::errno::Errno;
 use nix::sys::socket::MsgFlags;
 
+/// The most descriptors one message can carry (the kernel's `SCM_MAX_FD`).
+pub const SCM_MAX_FD: usize = 253;
+
 /// What one [`recv_with_fds`] brought.
 #[derive(Debug)]
 pub struct Received {
@@ -27,6 +30,9 @@ pub struct Received {
 /// control data was truncated, this takes ownership of every descriptor the kernel
 /// installed, truncated or not, so none is leaked: the caller decides what a truncation
 /// means (usually an error, after which `fds` closes them on drop).
+///
+/// `max_fds` is at most [`SCM_MAX_FD`], the most one message can carry (more is
+/// `InvalidInput`): the room for them is on the stack, so a read allocates nothing.
 pub fn recv_with_fds(
     fd: BorrowedFd<'_>,
     buf: &mut [u8],
@@ -34,12 +40,20 @@ pub fn recv_with_fds(
     flags: MsgFlags,
 ) -> io::Result<Received> {
     const INT: usize = std::mem::size_of::<libc::c_int>();
-    let data = u32::try_from(max_fds.saturating_mul(INT))
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "max_fds is too large"))?;
-    // SAFETY: CMSG_SPACE only computes a size from its argument.
-    let space = unsafe { libc::CMSG_SPACE(data) } as usize;
-    // u64 words: the control buffer must be aligned for `cmsghdr`.
-    let mut control = vec![0u64; space.div_ceil(8)];
+    // A header and SCM_MAX_FD descriptors, each part padded to 8 bytes, in u64 words: the
+    // buffer must be aligned for `cmsghdr`.
+    const WORDS: usize =
+        std::mem::size_of::<libc::cmsghdr>().div_ceil(8) + (SCM_MAX_FD * INT).div_ceil(8);
+    if max_fds > SCM_MAX_FD {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("max_fds: one message carries at most {SCM_MAX_FD} descriptors"),
+        ));
+    }
+    // SAFETY: CMSG_SPACE only computes a size from its argument (at most 253 × 4 here).
+    let space = unsafe { libc::CMSG_SPACE((max_fds * INT) as u32) } as usize;
+    let mut control = [0u64; WORDS];
+    debug_assert!(space <= std::mem::size_of_val(&control));
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),
