@@ -280,15 +280,33 @@ impl ThreadPool {
         self.home.check()
     }
 
-    /// `join` on one of the pool's own threads (from a task) would wait for that task itself.
-    fn check_not_own_thread(&self) -> Result<()> {
+    /// `join`, waiting at most `timeout` if one is given: whether no work was left. Refused on
+    /// one of the pool's own threads (from a task), which would wait for that task itself.
+    fn join_until(&self, timeout: Option<Duration>) -> Result<bool> {
+        self.check_home()?;
         if self.rayon.current_thread_index().is_some() {
             return Err(Error::invalid(
                 "self",
                 "join from a task of this pool would wait for that task itself",
             ));
         }
-        Ok(())
+        let s = self.shared.state();
+        if !s.closed {
+            return Err(Error::JoinBeforeClose);
+        }
+        let busy = |s: &mut State| s.outstanding > 0;
+        let idle = &self.shared.idle;
+        let s = match timeout {
+            None => idle
+                .wait_while(s, busy)
+                .unwrap_or_else(PoisonError::into_inner),
+            Some(t) => {
+                idle.wait_timeout_while(s, t, busy)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0
+            }
+        };
+        Ok(s.outstanding == 0)
     }
 
     /// A [`ThreadPoolBuilder`]: the number of threads, an initializer and (feature
@@ -506,34 +524,11 @@ impl Executor for ThreadPool {
     }
 
     fn join(&self) -> Result<()> {
-        self.check_home()?;
-        self.check_not_own_thread()?;
-        let s = self.shared.state();
-        if !s.closed {
-            return Err(Error::JoinBeforeClose);
-        }
-        drop(
-            self.shared
-                .idle
-                .wait_while(s, |s| s.outstanding > 0)
-                .unwrap_or_else(PoisonError::into_inner),
-        );
-        Ok(())
+        self.join_until(None).map(drop)
     }
 
     fn join_timeout(&self, timeout: Duration) -> Result<bool> {
-        self.check_home()?;
-        self.check_not_own_thread()?;
-        let s = self.shared.state();
-        if !s.closed {
-            return Err(Error::JoinBeforeClose);
-        }
-        let (s, _) = self
-            .shared
-            .idle
-            .wait_timeout_while(s, timeout, |s| s.outstanding > 0)
-            .unwrap_or_else(PoisonError::into_inner);
-        Ok(s.outstanding == 0)
+        self.join_until(Some(timeout))
     }
 
     fn terminate(&self) -> Result<()> {

@@ -459,30 +459,26 @@ impl<L: Launcher> ProcessPool<L> {
     /// `terminate`) first, otherwise [`Error::JoinBeforeClose`]. On a pool that broke
     /// ([`Error::NoWorkers`]) it returns that error, once everything is reaped.
     pub fn join(&self) -> Result<()> {
-        self.check_home()?;
-        if !lock(&self.shared.queue).closed {
-            return Err(Error::JoinBeforeClose);
-        }
-        self.shared.idle.wait_zero(None);
-        self.stop_idle()
+        self.join_until(None).map(drop)
     }
 
     /// [`join`](Self::join), waiting at most `timeout` for the work: `Ok(false)` if some was
     /// still running then (nothing changed).
     pub fn join_timeout(&self, timeout: std::time::Duration) -> Result<bool> {
+        self.join_until(Some(timeout))
+    }
+
+    /// `join`, waiting for the work at most `timeout` if one is given (`Ok(false)`: some was
+    /// still running); once none is left, stops and reaps the (idle) workers, joins the
+    /// supervisors, and reports a pool that broke.
+    fn join_until(&self, timeout: Option<std::time::Duration>) -> Result<bool> {
         self.check_home()?;
         if !lock(&self.shared.queue).closed {
             return Err(Error::JoinBeforeClose);
         }
-        if !self.shared.idle.wait_zero(Some(timeout)) {
+        if !self.shared.idle.wait_zero(timeout) {
             return Ok(false);
         }
-        self.stop_idle().map(|()| true)
-    }
-
-    /// The end of `join`, once no work is left: stops and reaps the (idle) workers, joins
-    /// the supervisors, and reports a pool that broke.
-    fn stop_idle(&self) -> Result<()> {
         lock(&self.shared.queue).stopping = true;
         // No job is left: the workers are idle. Ending their streams here lets them exit
         // while their supervisors wake; this thread reaps them (their supervisors find their
@@ -503,7 +499,7 @@ impl<L: Launcher> ProcessPool<L> {
             Some(cause) => Err(Error::NoWorkers {
                 cause: cause.clone(),
             }),
-            None => Ok(()),
+            None => Ok(true),
         }
     }
 
