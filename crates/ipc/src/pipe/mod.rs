@@ -320,7 +320,9 @@ impl Connection {
         }
         let sock = half.frames.get_ref();
         if let Some(t) = timeout {
-            sock.set_write_timeout(socket_timeout(t))?;
+            // What is left of it after waiting for the turn.
+            let left = deadline.map_or(t, |d| d.saturating_duration_since(Instant::now()));
+            sock.set_write_timeout(socket_timeout(left))?;
         }
         let before = half.frames.written();
         let mut r = half.frames.send(MESSAGE, bytes, fds);
