@@ -148,11 +148,14 @@ fn a_forked_child_does_not_write_the_parents_argument_buffers() {
     const MIB3: usize = 3 << 20;
     let pool = ForkPool::new(1).unwrap();
     // A large argument leaves its buffer in the pool's spare list.
-    assert_eq!(pool.apply(byte_sum, Packed(vec![0u8; MIB3])).unwrap(), 0);
+    assert_eq!(
+        pool.apply(byte_sum, Packed::new(vec![0u8; MIB3])).unwrap(),
+        0
+    );
     let child = multiproc_fork::Process::from_closure(|| {
         std::thread::sleep(Duration::from_millis(100));
         // Encoded in the child (never run: the child has no supervisors).
-        std::mem::forget(pool.apply_async(byte_sum, Packed(vec![2u8; MIB3])));
+        std::mem::forget(pool.apply_async(byte_sum, Packed::new(vec![2u8; MIB3])));
     })
     .start()
     .unwrap();
@@ -161,7 +164,9 @@ fn a_forked_child_does_not_write_the_parents_argument_buffers() {
     let busy = pool
         .apply_async(multiproc_core::testing::process::sleep_then, 300)
         .unwrap();
-    let queued = pool.apply_async(byte_sum, Packed(vec![1u8; MIB3])).unwrap();
+    let queued = pool
+        .apply_async(byte_sum, Packed::new(vec![1u8; MIB3]))
+        .unwrap();
     child.join_timeout(Duration::from_secs(10)).unwrap();
     assert_eq!(child.exitcode(), Some(0), "the child ended normally");
     assert_eq!(busy.get().unwrap(), 300);
@@ -183,7 +188,8 @@ fn forked_children_close_the_parents_argument_buffers() {
     use multiproc_core::Packed;
     let pool = ForkPool::new(1).unwrap();
     assert_eq!(
-        pool.apply(byte_sum, Packed(vec![1u8; 2 << 20])).unwrap(),
+        pool.apply(byte_sum, Packed::new(vec![1u8; 2 << 20]))
+            .unwrap(),
         2 << 20
     );
     assert!(bulk_descriptors() >= 1, "the pool keeps a spare buffer");

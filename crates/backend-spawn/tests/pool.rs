@@ -99,7 +99,7 @@ fn big_context_sum(offset: usize) -> u64 {
 
 #[test]
 fn a_large_context_is_mapped_by_every_worker_replacements_included() {
-    let data = Packed((0..500_000u64).collect::<Vec<_>>()); // 4 MB: a bulk body
+    let data = Packed::new((0..500_000u64).collect::<Vec<_>>()); // 4 MB: a bulk body
     let pool = SpawnPool::with_initializer(2, set_big_context, &data).unwrap();
     let offsets: Vec<usize> = (0..20).map(|i| i * 20_000).collect();
     let expected: Vec<u64> = offsets.iter().map(|&o| data[o..].iter().sum()).collect();

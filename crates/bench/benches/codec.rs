@@ -133,7 +133,7 @@ fn main() {
     let words: Vec<u32> = (0..BYTES / 4).map(|i| i as u32).collect();
     group(&mut c, "Vec<u32>", words.clone());
     element_rows(&mut c, "Vec<u32>", &words);
-    group(&mut c, "Packed<f64>", Packed(floats));
+    group(&mut c, "Packed<f64>", Packed::new(floats));
     // The voxels workload's index lists: small `usize`s (a coordinate of a 256³ image).
     let coordinates: Vec<usize> = (0..BYTES / 8).map(|i| i % 256).collect();
     group(&mut c, "Vec<usize> below 256", coordinates.clone());

@@ -66,7 +66,7 @@ mod home;
 mod inherit;
 mod memory;
 mod options;
-mod packed;
+pub mod packed;
 #[cfg(feature = "progress")]
 mod progress;
 mod result;

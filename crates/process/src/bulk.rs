@@ -40,8 +40,10 @@ use multiproc_sys::pages::{self, PageKind};
 use nix::sys::mman::{madvise, mmap, mremap, munmap, MRemapFlags, MapFlags, MmapAdvise, ProtFlags};
 use nix::unistd::{getpid, Pid};
 
+mod loan;
 mod maps;
 
+pub(crate) use loan::Loan;
 #[cfg(test)]
 pub(crate) use maps::read_only_maps_of;
 pub(crate) use maps::BulkMaps;
@@ -455,36 +457,89 @@ fn file_len(bytes: usize) -> io::Result<libc::off_t> {
         .map_err(|_| io::Error::new(io::ErrorKind::OutOfMemory, "bulk body too large"))
 }
 
+/// A read-only mapping of a bulk buffer's file in this process, unmapped when its last
+/// handle goes: a view's ([`BulkView`]), a kept one's ([`BulkMaps`]), a loan's ([`Loan`]).
+#[derive(Debug)]
+pub(crate) struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+    /// Whether it is normally kept out of forked children (`MADV_DONTFORK`: a kept mapping);
+    /// a loan lets children have it while it lasts.
+    dont_fork: bool,
+    /// The process that mapped it. In a child that inherited it (a loan's, see [`Loan`]), its
+    /// drop leaves it mapped: whether the child has it is not known there.
+    owner: Pid,
+}
+
+// SAFETY: a `Mapping` only hands out its address; the memory is read-only and, by the bulk
+// protocol, unchanged while anything reads it, so any thread may read it and drop the handle.
+unsafe impl Send for Mapping {}
+// SAFETY: as `Send`.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    /// The first `len` bytes (at most the mapping's length).
+    ///
+    /// # Safety
+    ///
+    /// The bytes must not change while the slice lives (the bulk protocol: see
+    /// [`BulkView::map`]).
+    unsafe fn bytes(&self, len: usize) -> &[u8] {
+        debug_assert!(len <= self.len);
+        // SAFETY: `ptr` is a readable mapping of `self.len >= len` bytes, alive while `self`
+        // is; the caller promises they do not change meanwhile.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), len) }
+    }
+
+    /// The start of the mapping.
+    pub(crate) fn as_ptr(&self) -> NonNull<u8> {
+        self.ptr
+    }
+
+    /// Sets whether forked children get the mapping (`MADV_DOFORK` or `MADV_DONTFORK`).
+    pub(crate) fn set_forked(&self, forked: bool) -> io::Result<()> {
+        let advice = if forked {
+            MmapAdvise::MADV_DOFORK
+        } else {
+            MmapAdvise::MADV_DONTFORK
+        };
+        // SAFETY: exactly our mapping; the advice changes only whether a child of `fork` gets
+        // a copy of it, never its contents or this process's access.
+        unsafe { madvise(self.ptr.cast(), self.len, advice) }.map_err(os)
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        if self.owner == getpid() {
+            // SAFETY: our mapping of `len` bytes; every slice of it borrowed a handle (a view,
+            // a kept mapping, a loan's token), and this is the last handle.
+            let _ = unsafe { munmap(self.ptr.cast(), self.len) };
+        }
+    }
+}
+
 /// A received bulk body: the first `len` bytes of the sender's [`BulkBuf`], mapped
-/// read-only — by the view itself until it is dropped ([`map`](Self::map)), or by a
-/// [`BulkMaps`] that keeps the mapping for the next body in the same buffer (then the view
-/// borrows it for `'m`).
+/// read-only — by the view itself ([`map`](Self::map)), or by a [`BulkMaps`] that keeps the
+/// mapping for the next body in the same buffer (then the view borrows it for `'m`).
 #[derive(Debug)]
 pub(crate) struct BulkView<'m> {
-    map: Option<NonNull<u8>>,
+    mapping: Option<Arc<Mapping>>,
     len: usize,
     /// The memfd's inode: which buffer this is (tests check when one is reused).
     #[cfg(test)]
     pub(crate) inode: u64,
-    /// The length of the view's own mapping, unmapped when it is dropped: `len` rounded up to
-    /// the file's pages (hugetlb mappings must be whole huge pages). 0 when the mapping is a
-    /// [`BulkMaps`]'s.
-    own_len: usize,
     _maps: PhantomData<&'m mut BulkMaps>,
 }
 
 /// Checks that `fd` is sealed like a [`BulkBuf`]'s and holds at least `len` bytes, and maps
 /// those bytes read-only, populated at once (`MAP_POPULATE`: one call instead of a page
-/// fault per 64 KiB while decoding). Returns the mapping and its length: `len` rounded up to
-/// the file's pages.
+/// fault per 64 KiB while decoding), rounded up to the file's pages.
 ///
 /// # Safety
 ///
 /// As [`BulkView::map`]: the returned memory must not be read while the sender writes it.
-pub(crate) unsafe fn map_sealed(
-    fd: BorrowedFd<'_>,
-    len: NonZeroUsize,
-) -> io::Result<(NonNull<u8>, usize)> {
+pub(crate) unsafe fn map_sealed(fd: BorrowedFd<'_>, len: NonZeroUsize) -> io::Result<Mapping> {
     if !memfd::seals(fd).map_err(os)?.contains(SEALS) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -518,7 +573,12 @@ pub(crate) unsafe fn map_sealed(
         )
     }
     .map_err(os)?;
-    Ok((map.cast(), map_len.get()))
+    Ok(Mapping {
+        ptr: map.cast(),
+        len: map_len.get(),
+        dont_fork: false,
+        owner: getpid(),
+    })
 }
 
 impl BulkView<'static> {
@@ -536,20 +596,16 @@ impl BulkView<'static> {
     pub(crate) unsafe fn map(fd: OwnedFd, len: usize) -> io::Result<BulkView<'static>> {
         #[cfg(test)]
         let inode = nix::sys::stat::fstat(fd.as_raw_fd()).map_err(os)?.st_ino;
-        let (map, own_len) = match NonZeroUsize::new(len) {
-            Some(size) => {
-                // SAFETY: this function's contract.
-                let (map, map_len) = unsafe { map_sealed(fd.as_fd(), size) }?;
-                (Some(map), map_len)
-            }
-            None => (None, 0),
+        let mapping = match NonZeroUsize::new(len) {
+            // SAFETY: this function's contract.
+            Some(size) => Some(Arc::new(unsafe { map_sealed(fd.as_fd(), size) }?)),
+            None => None,
         };
         Ok(BulkView {
-            map,
+            mapping,
             len,
             #[cfg(test)]
             inode,
-            own_len,
             _maps: PhantomData,
         })
     }
@@ -558,23 +614,18 @@ impl BulkView<'static> {
 impl BulkView<'_> {
     /// The body.
     pub(crate) fn as_slice(&self) -> &[u8] {
-        match self.map {
-            // SAFETY: `map` is a read-only mapping of at least `len` bytes, alive as long as
-            // `self` (its own, or its `BulkMaps`', borrowed for the view's life); by the
-            // contract under which it was made, nobody writes them meanwhile.
-            Some(map) => unsafe { std::slice::from_raw_parts(map.as_ptr(), self.len) },
+        match &self.mapping {
+            // SAFETY: a read-only mapping of at least `len` bytes, alive as long as `self`
+            // (which holds a handle); by the contract under which the view was made, nobody
+            // writes them meanwhile.
+            Some(mapping) => unsafe { mapping.bytes(self.len) },
             None => &[],
         }
     }
-}
 
-impl Drop for BulkView<'_> {
-    fn drop(&mut self) {
-        if let (Some(map), true) = (self.map, self.own_len > 0) {
-            // SAFETY: our own mapping of `own_len` bytes; the slices `as_slice` lent borrow
-            // `self`, so none is alive.
-            let _ = unsafe { munmap(map.cast(), self.own_len) };
-        }
+    /// The mapping, if the body is not empty.
+    pub(crate) fn mapping(&self) -> Option<&Arc<Mapping>> {
+        self.mapping.as_ref()
     }
 }
 

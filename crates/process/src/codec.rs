@@ -17,7 +17,7 @@
 //! | `u8`, `i8` | 1 byte |
 //! | `u16` … `u128`, `i16` … `i128`, `f32`, `f64` | their width, little-endian |
 //! | `char` | its scalar value as a `u32` |
-//! | `str`, bytes | length (`u64`), then the bytes |
+//! | `str`, bytes | length (`u64`), then the bytes; from [`LEND_MIN`] bytes on, a pad count (`u8`, below [`LEND_ALIGN`]) and that many zero bytes between the two, so that the bytes start at a multiple of [`LEND_ALIGN`] of the encoder's output |
 //! | `Option` | 0 (`None`) or 1 then the value |
 //! | unit, unit struct | nothing |
 //! | newtype struct | the value |
@@ -29,6 +29,10 @@
 //! itself, an item of a pool's chunk, a field of a tuple, a struct or an enum: the same bytes,
 //! written in one block and read into one allocation of the exact length.
 //!
+//! The padding lets a large [`Packed`](multiproc_core::Packed) be read where it lies: a pool's
+//! worker decodes its arguments from a shared-memory buffer whose start is page-aligned, and
+//! lends that memory to the `Packed` values it decodes ([`multiproc_core::packed::lend`]).
+//!
 //! A sequence of unknown length cannot be encoded, and types that need a self-describing
 //! format (`deserialize_any`, `deserialize_ignored_any`) cannot be decoded: both are errors
 //! naming the reason. An error of a value's own `Serialize`/`Deserialize` (a serde `custom`
@@ -38,6 +42,8 @@ use std::fmt;
 use std::os::fd::OwnedFd;
 
 use multiproc_core::handoff::{collect_fds, provide_fds};
+#[cfg(doc)]
+use multiproc_core::packed::{LEND_ALIGN, LEND_MIN};
 use serde::de::{self, DeserializeOwned};
 use serde::ser::{self, Serialize};
 
@@ -111,6 +117,10 @@ pub trait Output {
     /// Appends `bytes`.
     fn write(&mut self, bytes: &[u8]);
 
+    /// How many bytes were written so far: where the next one goes, counted from the start
+    /// of the output (the encoder aligns large blocks of bytes to it).
+    fn written(&self) -> usize;
+
     /// Appends one byte.
     #[inline(always)]
     fn push(&mut self, byte: u8) {
@@ -122,6 +132,11 @@ impl Output for Vec<u8> {
     #[inline(always)]
     fn write(&mut self, bytes: &[u8]) {
         self.extend_from_slice(bytes);
+    }
+
+    #[inline(always)]
+    fn written(&self) -> usize {
+        self.len()
     }
 
     #[inline(always)]
@@ -316,6 +331,41 @@ mod tests {
         assert_eq!(bytes(&(None::<u8>, Some(true), ())), [0, 1, 1]);
         assert_eq!(bytes(&Shape::New(9)), [1, 0, 0, 0, 9]);
         assert_eq!(bytes(&Shape::Unit), [0, 0, 0, 0]);
+    }
+
+    /// A block of bytes large enough to be read in place ([`LEND_MIN`]) starts at a multiple
+    /// of [`LEND_ALIGN`] of the encoder's output, whatever came before it: a pad count after
+    /// its length, then that many zero bytes. Smaller blocks have no padding.
+    #[test]
+    fn a_block_large_enough_to_lend_is_aligned_for_its_values() {
+        use multiproc_core::packed::{LEND_ALIGN, LEND_MIN};
+        use multiproc_core::Packed;
+        let large = Packed::new((0..(LEND_MIN as u64 / 8)).collect::<Vec<u64>>());
+        for before in 0..=LEND_ALIGN {
+            let value = (vec![7u8; before], large.clone(), "after".to_string());
+            let ours = encode_into(&value, Vec::new()).unwrap();
+            let value_bytes: &[u8] = bytemuck::cast_slice(&large[..]);
+            let at = ours
+                .windows(16)
+                .position(|w| w == &value_bytes[..16])
+                .unwrap();
+            assert_eq!(at % LEND_ALIGN, 0, "{before} bytes before");
+            let (back, rest) = take_from_bytes::<(Vec<u8>, Packed<u64>, String)>(&ours).unwrap();
+            assert!(rest.is_empty());
+            assert_eq!(back, value);
+            // Every shorter prefix is an error.
+            for end in [at - 1, at, ours.len() - 6] {
+                assert!(take_from_bytes::<(Vec<u8>, Packed<u64>, String)>(&ours[..end]).is_err());
+            }
+        }
+        // Below the size, no padding: the length, then the bytes.
+        let small = encode_into(&Packed::new(vec![1u8; LEND_MIN - 1]), Vec::new()).unwrap();
+        assert_eq!(small.len(), 8 + LEND_MIN - 1);
+        // A pad count past the alignment is bad bytes.
+        let mut bad = encode_into(&Packed::new(vec![1u8; LEND_MIN]), Vec::new()).unwrap();
+        bad[8] = LEND_ALIGN as u8;
+        let e = take_from_bytes::<Packed<u8>>(&bad).err().unwrap();
+        assert!(e.message().contains("pad"), "{e}");
     }
 
     /// Encoding behind a trait object, so that one closure takes values of several types.

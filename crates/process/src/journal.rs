@@ -47,13 +47,10 @@ use std::io;
 use std::num::NonZeroUsize;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::ptr::NonNull;
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use nix::sys::mman::{madvise, munmap, MmapAdvise};
-
-use crate::bulk::{map_sealed, BulkBuf};
+use crate::bulk::{map_sealed, BulkBuf, Mapping};
 use crate::wire::{readable_by, FrameReader, FrameWriter, Header, Kind};
 
 /// Whether pools use journals on this target: the pool loads the tail word from a read-only
@@ -221,7 +218,7 @@ impl JournalWriter {
 #[derive(Debug, Default)]
 pub(crate) struct JournalReader {
     /// The read-only mapping of the journal and its length, once announced.
-    map: Option<(NonNull<u8>, usize)>,
+    map: Option<Mapping>,
     /// Bytes of records read.
     head: u64,
     /// Bytes of records the pool may read: announced, or taken from the tail word.
@@ -247,17 +244,16 @@ impl JournalReader {
         if !ALLOWED {
             return Err(invalid("no journal on this target"));
         }
-        match (fds.pop(), self.map) {
-            (None, Some(_)) if fds.is_empty() => {}
-            (Some(fd), None) if fds.is_empty() => {
+        match (fds.pop(), self.map.is_some()) {
+            (None, true) if fds.is_empty() => {}
+            (Some(fd), false) if fds.is_empty() => {
                 let len = NonZeroUsize::new(HEAD + RING).expect("not 0");
                 // SAFETY: the journal is written only as this function's contract says, and
                 // the reader copies out only records below the published tail.
-                let (map, map_len) = unsafe { map_sealed(fd.as_fd(), len) }?;
-                self.map = Some((map, map_len));
-                // SAFETY: exactly our fresh mapping; MADV_DONTFORK only keeps it out of
-                // forked children, never changes its contents or our access.
-                unsafe { madvise(map.cast(), map_len, MmapAdvise::MADV_DONTFORK) }?;
+                let map = unsafe { map_sealed(fd.as_fd(), len) }?;
+                // Kept out of forked children, as the bulk buffers' mappings.
+                map.set_forked(false)?;
+                self.map = Some(map);
             }
             _ => return Err(invalid("a Journal frame with the wrong descriptors")),
         }
@@ -274,7 +270,7 @@ impl JournalReader {
 
     /// The worker's tail word.
     fn tail(&self) -> Option<u64> {
-        let (map, _) = self.map?;
+        let map = self.map.as_ref()?.as_ptr();
         // SAFETY: the mapping is page-aligned, at least `HEAD` bytes, and alive while `self`
         // is; its first word is only ever accessed atomically. This mapping is read-only: a
         // `Relaxed` load of at most a pointer's width is what Rust allows there (a journal is
@@ -348,7 +344,11 @@ impl JournalReader {
 
     /// Copies `out.len()` bytes of the ring from byte position `pos` on.
     fn read_at(&self, pos: u64, out: &mut [u8]) {
-        let (map, _) = self.map.expect("records come after the mapping");
+        let map = self
+            .map
+            .as_ref()
+            .expect("records come after the mapping")
+            .as_ptr();
         let (at, first) = ring_span(pos, out.len());
         // SAFETY: the mapping is at least `HEAD + RING` bytes (`map_sealed` with that length),
         // and the copies cover `at..at + first` and `0..out.len() - first` of the ring; the
@@ -408,15 +408,6 @@ impl JournalReader {
         writer.send(header, &[], &[])?;
         self.acked = self.head;
         Ok(())
-    }
-}
-
-impl Drop for JournalReader {
-    fn drop(&mut self) {
-        if let Some((map, len)) = self.map {
-            // SAFETY: our own mapping of `len` bytes; nothing borrowed from it outlives a call.
-            let _ = unsafe { munmap(map.cast(), len) };
-        }
     }
 }
 

@@ -297,6 +297,12 @@ impl Output for BodyWriter<'_> {
             _ => self.extend_slow(data),
         }
     }
+
+    #[inline(always)]
+    fn written(&self) -> usize {
+        // The bytes move from the vector to the bulk buffer whole: the count carries over.
+        self.bulk.as_ref().map_or(self.inline.len(), BulkBuf::len)
+    }
 }
 
 #[cfg(test)]

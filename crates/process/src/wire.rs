@@ -40,7 +40,8 @@ pub enum Kind {
     Task = 1,
     /// Parent → worker: finish and exit.
     Shutdown = 2,
-    /// Worker → parent: the results of task `id`.
+    /// Worker → parent: the results of task `id`; `call` holds flags
+    /// ([`REPLY_KEPT_ARGUMENTS`]).
     Done = 3,
     /// Worker → parent: task `id` panicked; the payload is the message (UTF-8).
     Panicked = 4,
@@ -73,6 +74,12 @@ pub const SETUP_JOURNAL: u64 = 1;
 /// A flag of a [`Kind::Setup`] frame's `id`: the worker keeps a mapping of one argument
 /// buffer at most (the pool watches its memory, in which kept mappings count).
 pub const SETUP_ONE_MAP: u64 = 2;
+
+/// A flag of a reply's `call` ([`Kind::Done`], [`Kind::Panicked`], [`Kind::Failed`]): the
+/// task's arguments arrived in a bulk buffer that values decoded from them still read (they
+/// outlived the task, or the worker forked meanwhile: see the crate's internal `bulk`
+/// module's `Loan`). The pool must never write that buffer again: it drops it.
+pub const REPLY_KEPT_ARGUMENTS: u64 = 1;
 
 impl Kind {
     fn from_u8(b: u8) -> io::Result<Kind> {

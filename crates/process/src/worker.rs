@@ -7,11 +7,13 @@ use std::time::Instant;
 
 use multiproc_sys::memory::retain_freed;
 
-use crate::bulk::BulkMaps;
+use crate::bulk::{BulkMaps, Loan};
 use crate::journal::{self, JournalWriter};
 use crate::payload::{lock, Body, Spare};
 use crate::trampoline;
-use crate::wire::{FrameReader, FrameWriter, Header, Kind, SETUP_JOURNAL, SETUP_ONE_MAP};
+use crate::wire::{
+    FrameReader, FrameWriter, Header, Kind, REPLY_KEPT_ARGUMENTS, SETUP_JOURNAL, SETUP_ONE_MAP,
+};
 
 /// The id a worker uses to report that its pool's initializer failed.
 pub const INIT_ID: u64 = u64::MAX;
@@ -22,6 +24,10 @@ pub const INIT_FAILED: i32 = 3;
 /// Serves tasks from `stream` until a shutdown frame or the end of the stream; returns the
 /// process exit code (0 on an orderly end, 2 if the connection broke, [`INIT_FAILED`] if the
 /// pool's initializer failed).
+///
+/// A task's large `Packed` arguments are read in the shared-memory buffer they arrived in
+/// (`crate::bulk::Loan`); a reply flagged [`REPLY_KEPT_ARGUMENTS`] tells the pool that values
+/// read there outlived the task, so it must not write that buffer again.
 ///
 /// Results of at least 1 MiB go back in a shared-memory
 /// buffer (a bulk frame), which the worker writes again only after the pool has sent a
@@ -120,7 +126,24 @@ pub unsafe fn serve(stream: UnixStream) -> i32 {
         let run = unsafe { trampoline::resolve(header.call) };
         let input = bulk.as_ref().map_or(&payload[..], |view| view.as_slice());
         let started = journal_allowed.then(Instant::now);
-        let outcome = panic::catch_unwind(AssertUnwindSafe(|| run.run_into(input, fds, &spare)));
+        // A task's large `Packed` arguments are read in the buffer (see `crate::bulk::Loan`);
+        // an initializer's are copied (its reply goes only where it fails, and what it keeps
+        // would hold the buffer for good).
+        let loan = match header.kind {
+            Kind::Task => bulk.as_ref().and_then(Loan::start),
+            _ => None,
+        };
+        let run_task =
+            || panic::catch_unwind(AssertUnwindSafe(|| run.run_into(input, fds, &spare)));
+        let outcome = match &loan {
+            // SAFETY: `input` is the loan's mapping, which every lent value keeps alive. The
+            // pool writes the buffer again only after our reply, and never when the reply says
+            // a value still holds it (`kept`, below); a child forked meanwhile has the mapping
+            // (`MADV_DOFORK` while the loan lasts) and makes it kept as well.
+            Some(loan) => unsafe { multiproc_core::packed::lend(input, loan.owner(), run_task) },
+            None => run_task(),
+        };
+        let kept = loan.is_some_and(Loan::end);
         drop(bulk);
         let init = header.kind == Kind::Init;
         let (kind, reply, reply_fds) = match outcome {
@@ -136,12 +159,13 @@ pub unsafe fn serve(stream: UnixStream) -> i32 {
         let reply_header = Header {
             kind,
             id: if init { INIT_ID } else { header.id },
-            call: 0,
+            call: if kept { REPLY_KEPT_ARGUMENTS } else { 0 },
         };
         // Every reply leaves before the next task starts — through the socket, or in the
         // journal, which outlives this process: if that task kills the process, the replies
         // before it must already be with the pool, or it would blame the wrong task.
         if !init
+            && !kept
             && reply_fds.is_empty()
             && reply.bulk(0).is_none()
             && started.is_some_and(|t| t.elapsed() < journal::SLOW)

@@ -12,7 +12,7 @@
 //! | handlers around `fork` | `pthread_atfork` | [`atfork`] |
 //! | registering such a handler once per process, which a `fork` cannot wedge | atomics | [`once`] |
 //! | handlers at `exit`, and leaving with or without them | `atexit`, `exit`, `_exit` | [`exit`] |
-//! | this process's id, cached across calls and cleared in forked children | `getpid`, `pthread_atfork` | [`process`] |
+//! | this process's id, cached across calls and cleared in forked children; how many times it forked | `getpid`, `pthread_atfork` | [`process`] |
 //! | the kernel's id of a thread; the CPUs this process may use, now or asked once | `gettid`, `sched_getaffinity` and cgroup files (through `available_parallelism`) | [`thread`] |
 //! | secrets | `getrandom` | [`random`] |
 //! | allocator and paging hints; filling a fresh vector with its page faults on several cores | `mallopt`, `madvise(MADV_HUGEPAGE)`, scoped threads | [`memory`] |

@@ -1,4 +1,4 @@
-//! This process's id, without a system call each time.
+//! This process's id, without a system call each time; and how many times it forked.
 
 #[cfg(not(miri))]
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -51,9 +51,60 @@ pub fn current_pid() -> u32 {
     }
 }
 
+/// The forks counted so far ([`forks`]).
+#[cfg(not(miri))]
+static FORKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// Whether [`count_fork`] is registered to run before every `fork`.
+#[cfg(not(miri))]
+static COUNT_FORKS: PerProcess = PerProcess::new();
+
+/// Run by `fork` in the parent, before the fork.
+#[cfg(not(miri))]
+extern "C" fn count_fork() {
+    FORKS.fetch_add(1, Ordering::SeqCst);
+}
+
+/// How many times this process has forked (`fork`: `nix::unistd::fork`, `libc::fork`, the
+/// fork backend, and the forks of an inherited count in a parent) since the count started, at
+/// the first call in this process or in a parent. Two calls that return the same number saw
+/// no fork in between. `None` while the count cannot be kept (another thread is setting it up,
+/// or out of memory): a caller must then assume a fork. A child made by a raw `clone`, or by
+/// `vfork` or `posix_spawn` (which run no fork handlers), is not counted; those run another
+/// program at once, without this process's memory.
+pub fn forks() -> Option<u64> {
+    #[cfg(miri)]
+    {
+        // Miri cannot fork.
+        Some(0)
+    }
+    #[cfg(not(miri))]
+    {
+        let counting = COUNT_FORKS.ensure(|| {
+            // SAFETY: `count_fork` only adds to an atomic, cannot unwind, and is part of this
+            // executable for its whole life; it runs in the parent, where any code may run.
+            unsafe { crate::atfork::register(Some(count_fork), None, None) }.is_ok()
+        });
+        counting.then(|| FORKS.load(Ordering::SeqCst))
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::current_pid;
+    use super::{current_pid, forks};
+
+    #[test]
+    fn every_fork_is_counted() {
+        let before = forks().expect("counting");
+        assert_eq!(forks(), Some(before), "no fork between");
+        // SAFETY: the child only leaves with `_exit`.
+        match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => crate::exit::exit_now(0),
+            nix::unistd::ForkResult::Parent { child } => {
+                nix::sys::wait::waitpid(child, None).unwrap();
+            }
+        }
+        assert!(forks().unwrap() > before, "a fork not counted");
+    }
 
     #[test]
     fn the_cached_id_is_this_process_s_and_a_forked_child_s_is_its_own() {

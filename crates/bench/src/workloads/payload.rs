@@ -230,7 +230,7 @@ pub(crate) fn run(r: &mut Runner) -> Res<()> {
             r.measure(
                 id(&packed_variant, Strategy::Copy),
                 copied,
-                || Ok(Packed(arg.clone())),
+                || Ok(Packed::new(arg.clone())),
                 |values| {
                     let out = with_pool!(pool, p => p.apply(sum_packed, values));
                     pool.account();

@@ -63,8 +63,9 @@ const RESULT_MAPS: usize = 4;
 /// A kept read-only mapping of a bulk buffer.
 #[derive(Debug)]
 struct Kept {
-    map: NonNull<u8>,
-    map_len: usize,
+    /// The mapping (`MADV_DONTFORK`); shared with a [`Loan`] while one lasts, and with the
+    /// values that outlive it.
+    map: Arc<Mapping>,
     /// The file's device and inode.
     file: (libc::dev_t, libc::ino_t),
     /// The file: to see whether its sender has retired it. Registered in [`LIVE`].
@@ -93,9 +94,7 @@ impl Drop for Kept {
             }
             return;
         }
-        // SAFETY: our mapping of `map_len` bytes; every view of it borrowed the `BulkMaps`
-        // that owns `self`, so none is alive.
-        let _ = unsafe { munmap(self.map.cast(), self.map_len) };
+        // The mapping goes with its last handle (this one, unless a loan's values outlive it).
         if let Some(fd) = self.fd.take() {
             // Closed under the registry's lock, as a buffer's (see `BulkBuf`'s `Drop`).
             let mut live = live();
@@ -165,7 +164,7 @@ impl BulkMaps {
         let file = (st.st_dev, st.st_ino);
         if let Some(at) = self.kept.iter().position(|k| k.file == file) {
             let k = self.kept.remove(at);
-            if k.map_len >= len {
+            if k.map.len >= len {
                 self.kept.push(k);
                 return Ok(self.newest_view(len));
             }
@@ -178,18 +177,17 @@ impl BulkMaps {
             return unsafe { BulkView::map(fd, len) };
         }
         // SAFETY: this function's contract (the view made below borrows `self`).
-        let (map, map_len) = unsafe { map_sealed(fd.as_fd(), size) }?;
-        // Owned at once, so that an error below unmaps it.
+        let mut map = unsafe { map_sealed(fd.as_fd(), size) }?;
+        // Owned at once (by `map`, then `kept`), so that an error below unmaps it.
+        map.set_forked(false)?;
+        map.dont_fork = true;
+        let map_len = map.len;
         let mut kept = Kept {
-            map,
-            map_len,
+            map: Arc::new(map),
             file,
             fd: None,
             owner: getpid(),
         };
-        // SAFETY: exactly our fresh mapping; MADV_DONTFORK only keeps it out of forked
-        // children, never changes its contents or our access.
-        unsafe { madvise(map.cast(), map_len, MmapAdvise::MADV_DONTFORK) }.map_err(os)?;
         live().insert(fd.as_raw_fd());
         kept.fd = Some(fd);
         // Room made once the new one is mapped: a file refused above evicts nothing.
@@ -201,11 +199,11 @@ impl BulkMaps {
     /// Unmaps the least recently used mappings until one of `bytes` more fits the budget
     /// and the count (all of them, if it alone is past the budget).
     fn make_room(&mut self, bytes: usize) {
-        let mut total: usize = self.kept.iter().map(|k| k.map_len).sum::<usize>() + bytes;
+        let mut total: usize = self.kept.iter().map(|k| k.map.len).sum::<usize>() + bytes;
         let mut gone = 0;
         while gone < self.kept.len() && (total > self.budget || self.kept.len() - gone >= self.most)
         {
-            total -= self.kept[gone].map_len;
+            total -= self.kept[gone].map.len;
             gone += 1;
         }
         self.kept.drain(..gone);
@@ -215,11 +213,10 @@ impl BulkMaps {
     fn newest_view(&self, len: usize) -> BulkView<'_> {
         let newest = self.kept.last().expect("just kept");
         BulkView {
-            map: Some(newest.map),
+            mapping: Some(Arc::clone(&newest.map)),
             len,
             #[cfg(test)]
             inode: newest.file.1,
-            own_len: 0,
             _maps: PhantomData,
         }
     }

@@ -409,6 +409,10 @@ mod tests {
             self.calls += 1;
             self.bytes.extend_from_slice(bytes);
         }
+
+        fn written(&self) -> usize {
+            self.bytes.len()
+        }
     }
 
     #[test]

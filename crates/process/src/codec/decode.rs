@@ -5,6 +5,7 @@
 //! checks are `#[inline]` with their errors `#[cold]`, so a `Vec<f64>` decodes in a tight
 //! loop.
 
+use multiproc_core::packed::{LEND_ALIGN, LEND_MIN};
 use serde::de::{self, DeserializeSeed, Visitor};
 
 use super::CodecError;
@@ -66,9 +67,31 @@ impl<'de> Deserializer<'de> {
         usize::try_from(len).map_err(|_| error("a length too large for this machine"))
     }
 
+    /// A length, then (from [`LEND_MIN`] bytes on) the padding that aligns them, then the
+    /// bytes.
     #[inline]
     fn bytes(&mut self) -> Result<&'de [u8], CodecError> {
-        self.block(1)
+        let len = self.len()?;
+        if len >= LEND_MIN {
+            let pad = usize::from(self.byte()?);
+            if pad >= LEND_ALIGN {
+                return Err(error("a block's pad count past its alignment"));
+            }
+            self.skip(pad)?;
+        }
+        self.skip(len)
+    }
+
+    /// The next `len` bytes.
+    #[inline]
+    fn skip(&mut self, len: usize) -> Result<&'de [u8], CodecError> {
+        match self.bytes.get(self.at..).and_then(|rest| rest.get(..len)) {
+            Some(head) => {
+                self.at += len;
+                Ok(head)
+            }
+            None => Err(unexpected_end()),
+        }
     }
 
     /// A sequence's or a map's element count. Past one element per byte left, only elements
@@ -90,13 +113,7 @@ impl<'de> Deserializer<'de> {
     fn block(&mut self, width: usize) -> Result<&'de [u8], CodecError> {
         let len = self.len()?;
         let len = len.checked_mul(width).ok_or_else(unexpected_end)?;
-        match self.bytes.get(self.at..).and_then(|rest| rest.get(..len)) {
-            Some(head) => {
-                self.at += len;
-                Ok(head)
-            }
-            None => Err(unexpected_end()),
-        }
+        self.skip(len)
     }
 
     #[inline]

@@ -4,6 +4,7 @@
 //! Everything is `#[inline]`: a `Vec<f64>` calls `serialize_f64` once per element, and the
 //! whole loop — capacity check, 8-byte store — must compile into the caller's.
 
+use multiproc_core::packed::{LEND_ALIGN, LEND_MIN};
 use serde::ser::{self, Serialize};
 
 use super::{CodecError, Output};
@@ -100,6 +101,13 @@ impl<O: Output> ser::Serializer for &mut Serializer<'_, O> {
     #[inline]
     fn serialize_bytes(self, v: &[u8]) -> Result<(), CodecError> {
         self.len(v.len());
+        if v.len() >= LEND_MIN {
+            // Aligned for reading in place (see the format in `super`): the count, then the
+            // zeros up to the next multiple of the alignment.
+            let pad = (LEND_ALIGN - (self.out.written() + 1) % LEND_ALIGN) % LEND_ALIGN;
+            self.out.push(pad as u8);
+            self.out.write(&[0; LEND_ALIGN][..pad]);
+        }
         self.out.write(v);
         Ok(())
     }

@@ -542,9 +542,11 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
                 return broken(sent, killed);
             }
         }
-        // The worker has answered: it no longer reads the job's buffer.
+        // The worker has answered: it no longer reads the job's buffer, unless values read there
+        // outlived the task (then it is dropped here, never written again).
         let body = std::mem::replace(&mut job.payload, Body::Inline(Vec::new()));
-        if Spare::worth_keeping(&body) {
+        let kept = header.call & crate::wire::REPLY_KEPT_ARGUMENTS != 0;
+        if !kept && Spare::worth_keeping(&body) {
             lock(&shared.spare).give(body);
         }
         // Counted before delivery: a caller reading the stats once its results are in sees

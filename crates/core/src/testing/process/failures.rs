@@ -166,7 +166,7 @@ pub fn checksum_or_die(v: Packed<u64>) -> u64 {
 
 /// `len` values that differ for every `seed` (and from those of every other seed).
 fn numbers(seed: u64, len: usize) -> Packed<u64> {
-    Packed(
+    Packed::new(
         (0..len as u64)
             .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ seed)
             .collect(),
@@ -232,7 +232,7 @@ pub fn large_arguments_arrive_intact<E: Executor>(make: MakePool<E>) {
 pub fn large_arguments_behind_a_death_are_resent_whole<E: Executor>(make: MakePool<E>) {
     let p = pool(make, 1);
     let items = vec![
-        Packed(Vec::new()),
+        Packed::new(Vec::new()),
         numbers(1, 300_000),
         numbers(2, 500_000),
         numbers(3, 200_000),

@@ -1,7 +1,8 @@
 //! The failure suite for executors whose workers are processes (fork, spawn): a worker that
 //! dies fails only its task, at once, is replaced, and leaves no zombie; a pool that
 //! cannot replace any worker breaks with an error instead of hanging; a pool reached from a
-//! forked child refuses at once; a pool inside a worker works. Each function takes a
+//! forked child refuses at once; a pool inside a worker works; a large `Packed` argument is
+//! read where it arrived. Each function takes a
 //! constructor `fn(workers) -> Result<E>` and panics on failure;
 //! [`process_executor_conformance!`](crate::process_executor_conformance) turns the list into
 //! `#[test]`s.
@@ -29,11 +30,13 @@ use crate::{cpu_count, Error, Executor, ExitCause, Packed, PoolOptions, Task};
 mod failures;
 mod options;
 mod ownership;
+mod packed;
 mod retention;
 
 pub use failures::*;
 pub use options::*;
 pub use ownership::*;
+pub use packed::*;
 pub use retention::*;
 
 /// Every wait of this suite is bounded by this; passing it is a failure (a hang), not a
@@ -337,6 +340,18 @@ macro_rules! process_executor_conformance {
             #[test]
             fn a_pool_used_from_a_forked_child_refuses_at_once() {
                 suite::a_pool_used_from_a_forked_child_refuses_at_once($make)
+            }
+            #[test]
+            fn a_large_packed_argument_is_read_where_it_arrived() {
+                suite::a_large_packed_argument_is_read_where_it_arrived($make)
+            }
+            #[test]
+            fn a_kept_packed_argument_keeps_its_values() {
+                suite::a_kept_packed_argument_keeps_its_values($make)
+            }
+            #[test]
+            fn a_child_forked_by_a_task_reads_its_packed_argument() {
+                suite::a_child_forked_by_a_task_reads_its_packed_argument($make)
             }
 
             /// Creates a pool of this backend inside a worker and maps over it.

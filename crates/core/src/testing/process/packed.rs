@@ -1,0 +1,101 @@
+//! Large [`Packed`] arguments read where they arrived: a worker reads them in the pool's
+//! shared-memory buffer ([`crate::packed::lend`]); one that outlives its task keeps its values
+//! while the pool goes on with other arguments; a child forked by a task can read one.
+
+use std::sync::Mutex;
+
+use super::*;
+use crate::packed::LEND_MIN;
+
+/// Values enough for a body in shared memory (4 MiB), told apart by `seed`.
+fn values(seed: u64) -> Packed<u64> {
+    (0..(4u64 << 17)).map(|i| seed << 32 | i).collect()
+}
+
+/// Whether `p` holds what [`values`]`(seed)` made.
+fn holds(p: &[u64], seed: u64) -> bool {
+    p.len() == 4 << 17
+        && p.iter()
+            .enumerate()
+            .all(|(i, &v)| v == seed << 32 | i as u64)
+}
+
+/// A task: whether its argument was lent, and whether it holds what `seed` made.
+pub fn lent_and_intact((p, seed): (Packed<u64>, u64)) -> (bool, bool) {
+    (p.is_lent(), holds(&p, seed))
+}
+
+/// Arguments kept by [`keep`] in the worker.
+static KEPT: Mutex<Vec<(Packed<u64>, u64)>> = Mutex::new(Vec::new());
+
+/// A task: keeps its argument after it returns (in a static of the worker); whether it was
+/// lent.
+pub fn keep((p, seed): (Packed<u64>, u64)) -> bool {
+    let lent = p.is_lent();
+    KEPT.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((p, seed));
+    lent
+}
+
+/// A task: whether every argument [`keep`] kept still holds its values.
+pub fn kept_intact(_: ()) -> bool {
+    let kept = KEPT.lock().unwrap_or_else(|e| e.into_inner());
+    !kept.is_empty() && kept.iter().all(|(p, seed)| holds(p, *seed))
+}
+
+/// A task: forks a child that checks its argument and leaves with 0 if it holds what `seed`
+/// made, 1 if not; returns the child's exit code (-1 for a signal: the memory was not mapped
+/// in the child).
+pub fn fork_and_check((p, seed): (Packed<u64>, u64)) -> i32 {
+    // SAFETY: the child only reads memory and leaves with `_exit`; it takes no lock.
+    match unsafe { fork() }.expect("fork in a task") {
+        ForkResult::Child => exit_now(if holds(&p, seed) { 0 } else { 1 }),
+        ForkResult::Parent { child } => match waitpid(child, None) {
+            Ok(WaitStatus::Exited(_, code)) => code,
+            _ => -1,
+        },
+    }
+}
+
+/// A large `Packed` argument is read where it arrived (lent), and holds its values; a small
+/// one is copied.
+pub fn a_large_packed_argument_is_read_where_it_arrived<E: Executor>(make: MakePool<E>) {
+    let p = pool(make, 1);
+    for seed in 0..3 {
+        assert_eq!(
+            p.apply(lent_and_intact, (values(seed), seed)).unwrap(),
+            (true, true),
+            "argument {seed}"
+        );
+    }
+    let small: Packed<u64> = (0..(LEND_MIN as u64 / 8 / 2)).collect();
+    let (lent, _) = p.apply(lent_and_intact, (small, 0)).unwrap();
+    assert!(!lent, "a small block is copied");
+}
+
+/// Arguments a task keeps after it returns hold their values while the pool sends the next
+/// arguments, of the same size (which would reuse the buffer of a body read and done with).
+pub fn a_kept_packed_argument_keeps_its_values<E: Executor>(make: MakePool<E>) {
+    let p = pool(make, 1);
+    for seed in 1..=3 {
+        assert!(p.apply(keep, (values(seed), seed)).unwrap(), "lent");
+        assert_eq!(
+            p.apply(lent_and_intact, (values(seed + 10), seed + 10))
+                .unwrap(),
+            (true, true)
+        );
+    }
+    assert!(p.apply(kept_intact, ()).unwrap(), "a kept argument changed");
+}
+
+/// A child forked by a task reads the task's lent argument (the memory is mapped there too),
+/// and the pool goes on with other arguments.
+pub fn a_child_forked_by_a_task_reads_its_packed_argument<E: Executor>(make: MakePool<E>) {
+    let p = pool(make, 1);
+    assert_eq!(p.apply(fork_and_check, (values(5), 5)).unwrap(), 0);
+    assert_eq!(
+        p.apply(lent_and_intact, (values(6), 6)).unwrap(),
+        (true, true)
+    );
+}
