@@ -7,8 +7,9 @@
 //!   transport buffer), moved on threads. The argument's copy for the next run is made
 //!   before the run (untimed), so the time is the transfer alone. The variant "argument,
 //!   Packed" sends the same values as a [`Packed`] — one block of bytes (`serialize_bytes`),
-//!   as numpy pickles an array; the codec writes a plain `Vec<f64>` as one block too, so the
-//!   two rows differ by the wrapper alone.
+//!   as numpy pickles an array; the codec writes a plain `Vec<f64>` as one block too, but a
+//!   process worker reads a `Packed` where it arrived (the shared-memory buffer) instead of
+//!   copying it into a vector of its own, so the two rows differ by that copy.
 //! - **shm**: the payload goes through a [`RawArray`] made before the pool: the parent
 //!   copies the argument into it and the task reads it there; the task writes the result
 //!   into it and the parent copies it out into a new `Vec`. Both copies are timed: they are

@@ -545,12 +545,10 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
         // The worker has answered: it no longer reads the job's buffer, unless values read there
         // outlived the task (then it is dropped here, never written again).
         let body = std::mem::replace(&mut job.payload, Body::Inline(Vec::new()));
-        let kept = header.call & crate::wire::REPLY_KEPT_ARGUMENTS != 0;
-        if !kept && Spare::worth_keeping(&body) {
+        if header.call & crate::wire::REPLY_KEPT_ARGUMENTS == 0 && Spare::worth_keeping(&body) {
             lock(&shared.spare).give(body);
         }
-        // Counted before delivery: a caller reading the stats once its results are in sees
-        // them counted.
+        // Counted before delivery: a caller reading the stats once its results are in sees them.
         counters
             .received
             .fetch_add(reply.len() as u64, Ordering::Relaxed);
