@@ -213,18 +213,31 @@ pub fn encode_items_fds<T: Serialize>(items: &[T]) -> Result<Encoded, CodecError
     Ok((bytes, fds))
 }
 
-/// Decodes a `T` from the start of `bytes`, giving it the descriptors that came beside them.
+/// Decodes a `T` from `bytes`, giving it the descriptors that came beside them. Bytes left
+/// after the value are an error: they were not written for a `T`.
 pub fn decode_fds<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Result<T, CodecError> {
-    provide_fds(fds, || take_from_bytes(bytes)).map(|(value, _)| value)
+    provide_fds(fds, || take_from_bytes(bytes)).and_then(|(value, rest)| whole(value, rest))
 }
 
-/// Decodes a sequence of `T`s from the start of `bytes` (as [`take_items_from_bytes`] does),
-/// giving them the descriptors that came beside them.
+/// Decodes a sequence of `T`s from `bytes` (as [`take_items_from_bytes`] does), giving them
+/// the descriptors that came beside them. Bytes left after the sequence are an error.
 pub fn decode_items_fds<T: DeserializeOwned>(
     bytes: &[u8],
     fds: Vec<OwnedFd>,
 ) -> Result<Vec<T>, CodecError> {
-    provide_fds(fds, || take_items_from_bytes(bytes)).map(|(items, _)| items)
+    provide_fds(fds, || take_items_from_bytes(bytes)).and_then(|(items, rest)| whole(items, rest))
+}
+
+/// `value`, if nothing is `rest`.
+fn whole<T>(value: T, rest: &[u8]) -> Result<T, CodecError> {
+    match rest.len() {
+        0 => Ok(value),
+        1 => Err(CodecError::new("1 byte left after the value".into(), false)),
+        n => Err(CodecError::new(
+            format!("{n} bytes left after the value"),
+            false,
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -447,5 +460,24 @@ mod tests {
         // A value cut short is the codec's error.
         let e = take_from_bytes::<u64>(&[]).err().unwrap();
         assert!(!e.is_custom(), "{e}");
+    }
+
+    /// A body with bytes after its value was not written for that type (a `Serialize` that
+    /// wrote more than its `Deserialize` reads, or a value of another type): an error, not a
+    /// value decoded from the first bytes.
+    #[test]
+    fn bytes_left_after_the_value_are_an_error() {
+        let mut bytes = encode_items_fds(&[1u64, 2]).unwrap().0;
+        assert_eq!(decode_items_fds::<u64>(&bytes, Vec::new()).unwrap(), [1, 2]);
+        bytes.push(0);
+        let e = decode_items_fds::<u64>(&bytes, Vec::new()).err().unwrap();
+        assert!(e.message().contains("1 byte"), "{e}");
+        // A u32 where a u64 was written: the count says one item, and 4 bytes are left.
+        let one_u64 = encode_items_fds(&[1u64]).unwrap().0;
+        let e = decode_items_fds::<u32>(&one_u64, Vec::new()).err().unwrap();
+        assert!(e.message().contains("4 bytes"), "{e}");
+        let mut one = encode_fds(&7u8).unwrap().0;
+        one.push(1);
+        assert!(decode_fds::<u8>(&one, Vec::new()).is_err());
     }
 }
