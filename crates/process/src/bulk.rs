@@ -471,8 +471,10 @@ pub(crate) struct Mapping {
     owner: Pid,
 }
 
-// SAFETY: a `Mapping` only hands out its address; the memory is read-only and, by the bulk
-// protocol, unchanged while anything reads it, so any thread may read it and drop the handle.
+// SAFETY: a `Mapping` only hands out its address and unmaps on drop: any thread may hold it.
+// Reading through the address is each reader's own `unsafe` (a bulk body is unchanged while
+// read, by the bulk protocol; the reply journal's mapping is read atomically or below the
+// published tail, see `crate::journal`).
 unsafe impl Send for Mapping {}
 // SAFETY: as `Send`.
 unsafe impl Sync for Mapping {}
@@ -498,6 +500,10 @@ impl Mapping {
 
     /// Sets whether forked children get the mapping (`MADV_DOFORK` or `MADV_DONTFORK`).
     pub(crate) fn set_forked(&self, forked: bool) -> io::Result<()> {
+        if self.owner != getpid() {
+            // A forked child's copy: the advice is the owner's to give.
+            return Ok(());
+        }
         let advice = if forked {
             MmapAdvise::MADV_DOFORK
         } else {

@@ -32,6 +32,9 @@
 //! The padding lets a large [`Packed`](multiproc_core::Packed) be read where it lies: a pool's
 //! worker decodes its arguments from a shared-memory buffer whose start is page-aligned, and
 //! lends that memory to the `Packed` values it decodes ([`multiproc_core::packed::lend`]).
+//! So a type that serializes as bytes (`serialize_bytes`) must deserialize as bytes
+//! (`deserialize_bytes` or `deserialize_byte_buf`, as `serde_bytes` and `Packed` do): from
+//! [`LEND_MIN`] bytes on, they are not laid out as a sequence of `u8`.
 //!
 //! A sequence of unknown length cannot be encoded, and types that need a self-describing
 //! format (`deserialize_any`, `deserialize_ignored_any`) cannot be decoded: both are errors

@@ -408,6 +408,7 @@ impl<L: Launcher> ProcessPool<L> {
                 index,
                 _ticket: Ticket(self.shared.idle.clone()),
                 history: Vec::new(),
+                lent_away: false,
             });
             if encoded >= QUEUE_AFTER {
                 self.enqueue(std::mem::take(&mut jobs))?;

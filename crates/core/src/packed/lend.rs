@@ -42,7 +42,9 @@ thread_local! {
 /// Runs `f` with `memory` lent to the [`Packed`](super::Packed) values decoded on this
 /// thread inside it: a block of at least [`LEND_MIN`] bytes inside `memory`, aligned for its
 /// values, is read in place, and the `Packed` keeps a clone of `owner`. Returns what `f`
-/// returns. Whether any value kept the memory: `Arc::strong_count(owner) > 1` afterwards.
+/// returns. Whether any value kept the memory: `Arc::get_mut` on `owner` afterwards fails
+/// (unlike `Arc::strong_count`, it also orders the other holders' reads before what the
+/// caller does next, such as letting the memory be written again).
 ///
 /// # Safety
 ///

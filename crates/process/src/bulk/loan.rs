@@ -9,7 +9,8 @@
 //! value holds has another holder, or the process forked meanwhile — and if so its reply
 //! says so ([`crate::wire::REPLY_KEPT_ARGUMENTS`]): the pool drops that buffer instead of
 //! writing it again, and the memory lives on in the worker's mapping for as long as the values
-//! do. While the loan lasts, the mapping goes to forked children too (`MADV_DOFORK`), so a
+//! do. A worker that dies answers nothing; the pool then never writes the buffers of the jobs
+//! it had again either (they go to a retry as they are). While the loan lasts, the mapping goes to forked children too (`MADV_DOFORK`), so a
 //! child's copy of a lent value reads mapped memory; a kept mapping goes back to
 //! `MADV_DONTFORK` when the loan ends with nothing lent.
 

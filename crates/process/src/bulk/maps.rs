@@ -33,7 +33,9 @@
 //!   budget), and number at most [`KEEP_BUFFERS`] in a worker, [`RESULT_MAPS`] in a pool's
 //!   supervisor (every supervisor holds descriptors); the least recently used go first. A
 //!   worker whose pool has a `memory_limit` keeps one (the limit counts kept mappings).
-//! - **Nothing crosses a fork.** A kept mapping is `MADV_DONTFORK`, and its descriptor (kept
+//! - **Nothing crosses a fork.** A kept mapping is `MADV_DONTFORK` (but for the time a task
+//!   is lent its memory, and for good once values read there outlive the task: see
+//!   [`Loan`](super::Loan)), and its descriptor (kept
 //!   to ask whether the file is retired) is registered with the bulk buffers' ([`bulk_fds`]),
 //!   so a child forked by the fork backend closes it; `exec` closes it too (close-on-exec).
 //!   One window remains, as for any received descriptor: a fork by another thread between
@@ -87,8 +89,9 @@ impl Drop for Kept {
     fn drop(&mut self) {
         if self.owner != getpid() {
             // A forked child's copy (never dropped there in practice: the child never
-            // returns into the code that owns it). The mapping was not inherited and the
-            // descriptor was closed with the other bulk descriptors: neither is ours.
+            // returns into the code that owns it). The descriptor was closed with the other
+            // bulk descriptors, and the mapping (inherited only during a loan) is left to
+            // `Mapping`'s drop, which leaves a copy in a child alone.
             if let Some(fd) = self.fd.take() {
                 let _ = fd.into_raw_fd();
             }

@@ -10,7 +10,8 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use multiproc_core::{CancelToken, Result};
 
 use super::lock;
-use crate::payload::Body;
+use crate::payload::{Body, Spare};
+use crate::wire::REPLY_KEPT_ARGUMENTS;
 
 /// A reply's encoded results, borrowed from the supervisor's receive buffer (reused for the
 /// next reply, so a large result does not land on fresh pages twice), and its descriptors.
@@ -37,9 +38,24 @@ pub(super) struct Job {
     pub(super) _ticket: Ticket,
     /// Why each earlier attempt ended (with `retries`): its workers died.
     pub(super) history: Vec<String>,
+    /// Whether a worker that had it died: it may have lent the bulk body to a process it
+    /// forked, which outlives it, so the buffer is never written again (dropped, not kept as
+    /// a spare, once the job is done).
+    pub(super) lent_away: bool,
 }
 
 impl Job {
+    /// Once a worker answered the job (`reply_flags`: its reply's `call` word): its body, to
+    /// keep as a spare, if it may be written again and is worth keeping. Not when values read
+    /// in its bulk buffer outlived the task ([`REPLY_KEPT_ARGUMENTS`]), nor when a worker that
+    /// had it died ([`lent_away`](Self::lent_away)): the buffer is then dropped, never written
+    /// again (the memory lives on in the mappings of whoever still reads it).
+    pub(super) fn reusable_body(&mut self, reply_flags: u64) -> Option<Body> {
+        let body = std::mem::replace(&mut self.payload, Body::Inline(Vec::new()));
+        let kept = self.lent_away || reply_flags & REPLY_KEPT_ARGUMENTS != 0;
+        (!kept && Spare::worth_keeping(&body)).then_some(body)
+    }
+
     /// The bytes its frame puts on the socket (see [`Body::socket_len`]).
     pub(super) fn socket_len(&self) -> usize {
         self.payload.socket_len(self.fds.len())

@@ -19,7 +19,7 @@ use super::watch::{rss_of, watch, Killed};
 use super::{lock, Launcher, Worker, PIPELINE_BYTES, PIPELINE_DEPTH, PIPELINE_REFILL};
 use crate::bulk::{BulkMaps, BulkView};
 use crate::journal::{self, JournalReader};
-use crate::payload::{Body, Spare, SPARE_BYTES};
+use crate::payload::{Body, SPARE_BYTES};
 use crate::wire::{FrameReader, FrameWriter, Header, Kind, SETUP_JOURNAL, SETUP_ONE_MAP};
 use crate::worker::INIT_ID;
 
@@ -72,6 +72,7 @@ pub(super) fn supervise<L: Launcher>(shared: &Shared<L>, slot: usize, mut worker
                 }
             }
             End::Broken(mut sent, killed) => {
+                sent.iter_mut().for_each(|job| job.lent_away = true);
                 let pid = worker.pid;
                 drop(worker.stream);
                 // An empty slot: `join` took the worker (no job was left, so `sent` is
@@ -542,10 +543,8 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
                 return broken(sent, killed);
             }
         }
-        // The worker has answered: it no longer reads the job's buffer, unless values read there
-        // outlived the task (then it is dropped here, never written again).
-        let body = std::mem::replace(&mut job.payload, Body::Inline(Vec::new()));
-        if header.call & crate::wire::REPLY_KEPT_ARGUMENTS == 0 && Spare::worth_keeping(&body) {
+        // The worker has answered: its buffer may be a spare (see `Job::reusable_body`).
+        if let Some(body) = job.reusable_body(header.call) {
             lock(&shared.spare).give(body);
         }
         // Counted before delivery: a caller reading the stats once its results are in sees them.

@@ -590,3 +590,59 @@ fn a_task_held_for_a_retry_does_not_run_after_terminate() {
     assert_eq!(RAN_AFTER_TERMINATE.load(Ordering::SeqCst), 0, "it ran");
     assert!(matches!(joined, Ok(true)), "{joined:?}");
 }
+
+/// The inode of the file mapped where `p`'s values lie (0 if they are not in a mapped file).
+fn arg_inode(p: multiproc_core::Packed<u8>) -> u64 {
+    let at = p.as_ptr() as usize;
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    maps.lines()
+        .find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (start, end) = fields[0].split_once('-')?;
+            let range =
+                usize::from_str_radix(start, 16).ok()?..usize::from_str_radix(end, 16).ok()?;
+            range.contains(&at).then(|| fields[4].parse().unwrap())
+        })
+        .unwrap_or(0)
+}
+
+/// A worker that died running a task may have lent that task's arguments to a process it
+/// forked, which outlives it: the buffer is resent to the retry as it is, and never written
+/// again afterwards (a later argument of the same size comes in another buffer).
+#[test]
+fn the_buffer_of_a_task_whose_worker_died_is_never_written_again() {
+    use std::time::Duration;
+    let (inode_tx, inode_rx) = std::sync::mpsc::channel();
+    let dies: Behaviour = Box::new(move |s: UnixStream| {
+        let mut r = crate::wire::FrameReader::new(s);
+        let mut p = Vec::new();
+        // SAFETY: the pool of this test keeps to the bulk protocol.
+        while let Ok(Some((h, _, view))) = unsafe { r.recv_with_bulk(&mut p) } {
+            if h.kind == crate::wire::Kind::Task {
+                let _ = inode_tx.send(view.map_or(0, |v| v.inode));
+                return; // its stream ends: the worker "died" running it
+            }
+        }
+    });
+    let options = multiproc_core::PoolOptions {
+        processes: Some(1),
+        retries: 1,
+        ..Default::default()
+    };
+    let launcher = Scripted(StdMutex::new(vec![dies].into()));
+    let pool = ProcessPool::with_options(launcher, None, options).unwrap();
+    let arg = || multiproc_core::Packed::new(vec![7u8; 2 << 20]);
+    let retried = pool.apply(arg_inode, arg()).unwrap();
+    let died_with = inode_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_ne!(died_with, 0, "a bulk body");
+    assert_eq!(retried, died_with, "the retry reads the same buffer");
+    for _ in 0..3 {
+        assert_ne!(
+            pool.apply(arg_inode, arg()).unwrap(),
+            died_with,
+            "written again"
+        );
+    }
+    pool.close();
+    pool.join().unwrap();
+}
