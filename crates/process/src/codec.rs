@@ -36,9 +36,10 @@
 //! (`deserialize_bytes` or `deserialize_byte_buf`, as `serde_bytes` and `Packed` do): from
 //! [`LEND_MIN`] bytes on, they are not laid out as a sequence of `u8`.
 //!
-//! A sequence of unknown length cannot be encoded, and types that need a self-describing
-//! format (`deserialize_any`, `deserialize_ignored_any`) cannot be decoded: both are errors
-//! naming the reason. An error of a value's own `Serialize`/`Deserialize` (a serde `custom`
+//! A sequence of unknown length cannot be encoded, nor one whose `Serialize` writes more or
+//! fewer elements than it announced; types that need a self-describing format
+//! (`deserialize_any`, `deserialize_ignored_any`) cannot be decoded: all are errors naming the
+//! reason. An error of a value's own `Serialize`/`Deserialize` (a serde `custom`
 //! error) keeps its message ([`CodecError::is_custom`]); bad bytes say what was wrong.
 
 use std::fmt;
@@ -463,6 +464,56 @@ mod tests {
         // A value cut short is the codec's error.
         let e = take_from_bytes::<u64>(&[]).err().unwrap();
         assert!(!e.is_custom(), "{e}");
+    }
+
+    /// A sequence or map that writes more or fewer elements than it announced is an error
+    /// when it is encoded, not a body that decodes into something else.
+    #[test]
+    fn a_sequence_that_breaks_its_announced_length_is_refused() {
+        struct Liar {
+            announced: usize,
+            written: usize,
+            map: bool,
+        }
+        impl Serialize for Liar {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::{SerializeMap, SerializeSeq};
+                if self.map {
+                    let mut m = s.serialize_map(Some(self.announced))?;
+                    for i in 0..self.written {
+                        m.serialize_entry(&(i as u8), &"v")?;
+                    }
+                    m.end()
+                } else {
+                    let mut q = s.serialize_seq(Some(self.announced))?;
+                    for i in 0..self.written {
+                        q.serialize_element(&(i as u16, "x"))?;
+                    }
+                    q.end()
+                }
+            }
+        }
+        for map in [false, true] {
+            for (announced, written) in [(3, 2), (2, 3), (0, 1), (1, 0)] {
+                let liar = Liar {
+                    announced,
+                    written,
+                    map,
+                };
+                let e = encode_into(&liar, Vec::new()).err().unwrap();
+                assert!(!e.is_custom(), "{e}");
+                assert!(
+                    e.message().contains(&format!("announced {announced}")),
+                    "{e}"
+                );
+            }
+            let honest = Liar {
+                announced: 2,
+                written: 2,
+                map,
+            };
+            assert!(encode_into(&honest, Vec::new()).is_ok());
+        }
     }
 
     /// A body with bytes after its value was not written for that type (a `Serialize` that

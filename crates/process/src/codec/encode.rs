@@ -45,14 +45,14 @@ macro_rules! fixed {
     )*};
 }
 
-impl<O: Output> ser::Serializer for &mut Serializer<'_, O> {
+impl<'s, 'a, O: Output> ser::Serializer for &'s mut Serializer<'a, O> {
     type Ok = ();
     type Error = CodecError;
-    type SerializeSeq = Self;
+    type SerializeSeq = Counted<'s, 'a, O>;
     type SerializeTuple = Self;
     type SerializeTupleStruct = Self;
     type SerializeTupleVariant = Self;
-    type SerializeMap = Self;
+    type SerializeMap = Counted<'s, 'a, O>;
     type SerializeStruct = Self;
     type SerializeStructVariant = Self;
 
@@ -189,10 +189,14 @@ impl<O: Output> ser::Serializer for &mut Serializer<'_, O> {
     }
 
     #[inline]
-    fn serialize_seq(self, len: Option<usize>) -> Result<Self, CodecError> {
+    fn serialize_seq(self, len: Option<usize>) -> Result<Counted<'s, 'a, O>, CodecError> {
         let len = len.ok_or_else(unknown_length)?;
         self.len(len);
-        Ok(self)
+        Ok(Counted {
+            ser: self,
+            announced: len,
+            written: 0,
+        })
     }
 
     #[inline]
@@ -218,7 +222,7 @@ impl<O: Output> ser::Serializer for &mut Serializer<'_, O> {
     }
 
     #[inline]
-    fn serialize_map(self, len: Option<usize>) -> Result<Self, CodecError> {
+    fn serialize_map(self, len: Option<usize>) -> Result<Counted<'s, 'a, O>, CodecError> {
         self.serialize_seq(len)
     }
 
@@ -267,29 +271,86 @@ macro_rules! compound {
     };
 }
 
-compound!(SerializeSeq, serialize_element);
 compound!(SerializeTuple, serialize_element);
 compound!(SerializeTupleStruct, serialize_field);
 compound!(SerializeTupleVariant, serialize_field);
 compound!(SerializeStruct, serialize_field, &'static str);
 compound!(SerializeStructVariant, serialize_field, &'static str);
 
-impl<O: Output> ser::SerializeMap for &mut Serializer<'_, O> {
+/// A sequence or a map being written: its elements (a map's entries) are counted against
+/// the length written before them, which the decoder trusts — a `Serialize` that breaks its
+/// announced length is an error here, not a body that decodes into other values.
+pub(super) struct Counted<'s, 'a, O: Output> {
+    ser: &'s mut Serializer<'a, O>,
+    announced: usize,
+    written: usize,
+}
+
+impl<O: Output> Counted<'_, '_, O> {
+    /// Counts one more element: an error past the announced length.
+    #[inline(always)]
+    fn one_more(&mut self) -> Result<(), CodecError> {
+        if self.written == self.announced {
+            return Err(self.broken("more"));
+        }
+        self.written += 1;
+        Ok(())
+    }
+
+    #[cold]
+    fn broken(&self, what: &str) -> CodecError {
+        CodecError::new(
+            format!(
+                "a sequence or map announced {} elements and wrote {what}",
+                self.announced
+            ),
+            false,
+        )
+    }
+
+    #[inline]
+    fn finish(self) -> Result<(), CodecError> {
+        if self.written == self.announced {
+            Ok(())
+        } else {
+            Err(self.broken(&self.written.to_string()))
+        }
+    }
+}
+
+impl<O: Output> ser::SerializeSeq for Counted<'_, '_, O> {
+    type Ok = ();
+    type Error = CodecError;
+
+    #[inline(always)]
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CodecError> {
+        self.one_more()?;
+        value.serialize(&mut *self.ser)
+    }
+
+    #[inline]
+    fn end(self) -> Result<(), CodecError> {
+        self.finish()
+    }
+}
+
+impl<O: Output> ser::SerializeMap for Counted<'_, '_, O> {
     type Ok = ();
     type Error = CodecError;
 
     #[inline]
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), CodecError> {
-        key.serialize(&mut **self)
+        self.one_more()?;
+        key.serialize(&mut *self.ser)
     }
 
     #[inline]
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CodecError> {
-        value.serialize(&mut **self)
+        value.serialize(&mut *self.ser)
     }
 
     #[inline]
     fn end(self) -> Result<(), CodecError> {
-        Ok(())
+        self.finish()
     }
 }
