@@ -43,7 +43,7 @@ use nix::unistd::{getpid, Pid};
 mod loan;
 mod maps;
 
-pub(crate) use loan::Loan;
+pub(crate) use loan::{deliver_lent, Loan, Releases};
 #[cfg(test)]
 pub(crate) use maps::read_only_maps_of;
 pub(crate) use maps::BulkMaps;

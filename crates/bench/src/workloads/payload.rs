@@ -9,7 +9,10 @@
 //!   Packed" sends the same values as a [`Packed`] — one block of bytes (`serialize_bytes`),
 //!   as numpy pickles an array; the codec writes a plain `Vec<f64>` as one block too, but a
 //!   process worker reads a `Packed` where it arrived (the shared-memory buffer) instead of
-//!   copying it into a vector of its own, so the two rows differ by that copy.
+//!   copying it into a vector of its own, so the two rows differ by that copy. Likewise
+//!   "result, Packed": the caller reads a `Packed` result in the worker's buffer (the worker
+//!   writes that buffer again once the caller has dropped the result), where a `Vec` result
+//!   is copied into fresh pages of the caller's.
 //! - **shm**: the payload goes through a [`RawArray`] made before the pool: the parent
 //!   copies the argument into it and the task reads it there; the task writes the result
 //!   into it and the parent copies it out into a new `Vec`. Both copies are timed: they are
@@ -92,6 +95,11 @@ fn make_vec(len: usize) -> Vec<f64> {
     v
 }
 
+/// The packed result variant's task: the same values as a [`Packed`].
+fn make_packed(len: usize) -> Packed<f64> {
+    Packed::new(make_vec(len))
+}
+
 /// The result variant's task on shared memory: writes the result there.
 fn make_shm(len: usize) {
     let mut buf = vec![0.0; BLOCK.min(len)];
@@ -131,6 +139,7 @@ pub(crate) fn run(r: &mut Runner) -> Res<()> {
     let arg_variant = format!("{mb} MiB argument");
     let result_variant = format!("{mb} MiB result");
     let packed_variant = format!("{mb} MiB argument, Packed");
+    let packed_result_variant = format!("{mb} MiB result, Packed");
     let spec = Spec::rate(Rate::Throughput(bytes));
     // The least any transport does: one copy of the payload, on one thread; the shm rows
     // add a pass over it (the task reads the argument there, or writes the result there
@@ -175,7 +184,12 @@ pub(crate) fn run(r: &mut Runner) -> Res<()> {
     );
     for &workers in &r.cfg.workers.clone() {
         for backend in Backend::POOLS {
-            for variant in [&arg_variant, &packed_variant, &result_variant] {
+            for variant in [
+                &arg_variant,
+                &packed_variant,
+                &result_variant,
+                &packed_result_variant,
+            ] {
                 r.not_applicable(
                     CellId::new(WORKLOAD, variant, backend, Strategy::Inherit, Some(workers)),
                     "the payload is made after the pool exists: inheritance cannot deliver it",
@@ -185,7 +199,12 @@ pub(crate) fn run(r: &mut Runner) -> Res<()> {
                 for (s, variants) in [
                     (
                         Strategy::Copy,
-                        &[&arg_variant, &packed_variant, &result_variant][..],
+                        &[
+                            &arg_variant,
+                            &packed_variant,
+                            &result_variant,
+                            &packed_result_variant,
+                        ][..],
                     ),
                     (Strategy::Shm, &[&arg_variant, &result_variant][..]),
                 ] {
@@ -266,6 +285,23 @@ pub(crate) fn run(r: &mut Runner) -> Res<()> {
                     out.map_err(|e| e.to_string())
                 },
                 check_result,
+            );
+            r.measure(
+                id(&packed_result_variant, Strategy::Copy),
+                copied,
+                || Ok(()),
+                |()| {
+                    let out = with_pool!(pool, p => p.apply(make_packed, len));
+                    pool.account();
+                    out.map_err(|e| e.to_string())
+                },
+                |got: &Packed<f64>| {
+                    if got[..] == expected_result[..] {
+                        Ok(())
+                    } else {
+                        Err("the result differs from the serial one".into())
+                    }
+                },
             );
             r.measure(
                 id(&result_variant, Strategy::Shm),

@@ -1,28 +1,70 @@
-//! [`Loan`]: a received bulk body's memory, lent for one task to the values decoded from it,
-//! so that a large [`Packed`](multiproc_core::Packed) argument is read where the pool wrote
+//! [`Loan`]: a received bulk body's memory, lent to the values decoded from it, so that a
+//! large [`Packed`](multiproc_core::Packed) argument or result is read where its sender wrote
 //! it instead of copied out ([`multiproc_core::packed::lend`]).
 //!
-//! The bulk protocol already keeps the buffer unwritten until the worker answers the frame.
-//! A lent value may outlive the task (kept in a static, sent to a thread), and a process
-//! forked during the task has a copy of every value alive then. So when the task is done the
-//! worker asks [`Loan::end`] whether the memory is still lent — the token that every lent
-//! value holds has another holder, or the process forked meanwhile — and if so its reply
-//! says so ([`crate::wire::REPLY_KEPT_ARGUMENTS`]): the pool drops that buffer instead of
-//! writing it again, and the memory lives on in the worker's mapping for as long as the values
-//! do. A worker that dies answers nothing; the pool then never writes the buffers of the jobs
-//! it had again either (they go to a retry as they are). While the loan lasts, the mapping goes to forked children too (`MADV_DOFORK`), so a
-//! child's copy of a lent value reads mapped memory; a kept mapping goes back to
-//! `MADV_DONTFORK` when the loan ends with nothing lent.
+//! The bulk protocol keeps a buffer unwritten until its receiver says it is done with it. A
+//! lent value may outlive that moment, and a process forked meanwhile has a copy of every
+//! value alive then, so a loan moves the moment to when the last value goes:
+//!
+//! - **Arguments** (the worker lends its pool's buffer for one task). When the task is done
+//!   the worker asks [`Loan::end`] whether the memory is still lent — the token that every
+//!   lent value holds has another holder, or the process forked meanwhile — and if so its
+//!   reply says so ([`crate::wire::REPLY_KEPT_ARGUMENTS`]): the pool drops that buffer
+//!   instead of writing it again, and the memory lives on in the worker's mapping for as long
+//!   as the values do. A worker that dies answers nothing; the pool then never writes the
+//!   buffers of the jobs it had again either (they go to a retry as they are).
+//! - **Results** (a supervisor lends its worker's result buffer to the caller's values,
+//!   [`deliver_lent`]). The worker writes that buffer again only after a `Release` frame for
+//!   the task; the token queues that `Release` ([`Releases`]) when its last holder drops it —
+//!   at once if no value kept it, later if the caller kept one — and never if this process
+//!   forked while the memory was lent.
+//!
+//! While a loan lasts, the mapping goes to forked children too (`MADV_DOFORK`), so a child's
+//! copy of a lent value reads mapped memory; a kept mapping goes back to `MADV_DONTFORK` when
+//! the last value goes without a fork.
 
 use std::panic::RefUnwindSafe;
+use std::sync::Mutex;
 
 use multiproc_core::packed::{LoanOwner, LEND_MIN};
 use multiproc_sys::process::forks;
 
 use super::*;
 
-/// What a lent value holds: the mapping, alive as long as any value decoded from it.
-struct Token(#[allow(dead_code)] Arc<Mapping>);
+/// What a lent value holds: the mapping, alive as long as any value decoded from it; when
+/// the last holder lets it go, the mapping leaves forked children again and the receiver
+/// tells its sender it may write the buffer again (`release`) — unless the process forked
+/// while it was lent.
+struct Token {
+    mapping: Arc<Mapping>,
+    /// The forks counted when the loan started (`None`: not counted, so assume one).
+    forks: Option<u64>,
+    /// Whom to tell (a result's task, on its supervisor's queue).
+    release: Option<(u64, Arc<Releases>)>,
+}
+
+impl Token {
+    fn forked(&self) -> bool {
+        self.forks.is_none() || forks() != self.forks
+    }
+}
+
+impl Drop for Token {
+    fn drop(&mut self) {
+        if self.forked() {
+            // A child may hold a copy of a value: the memory stays lent (and forked) for good.
+            return;
+        }
+        if self.mapping.dont_fork {
+            // Back out of forked children; should that fail, children get a mapping they do
+            // not use, no worse.
+            let _ = self.mapping.set_forked(false);
+        }
+        if let Some((id, releases)) = self.release.take() {
+            releases.push(id);
+        }
+    }
+}
 
 // A `Packed` holds its owner across `catch_unwind` (the worker's task runs under one).
 const _: fn() = || {
@@ -30,29 +72,60 @@ const _: fn() = || {
     unwind_safe::<Token>();
 };
 
-/// A received body's memory, lent for one task (see the [module](self)).
+/// The tasks whose result buffers a supervisor's worker may write again: queued by the
+/// tokens of lent results when their last holder drops them (on any thread), and sent as
+/// `Release` frames by the supervisor.
+#[derive(Debug, Default)]
+pub(crate) struct Releases(Mutex<Vec<u64>>);
+
+impl Releases {
+    fn push(&self, id: u64) {
+        // A push and a take cannot panic half-way.
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(id);
+    }
+
+    /// The tasks queued so far, in the order they were queued.
+    pub(crate) fn take(&self) -> Vec<u64> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+/// A received body's memory, lent to the values decoded from it (see the [module](self)).
 pub(crate) struct Loan {
     token: LoanOwner,
-    mapping: Arc<Mapping>,
-    /// The forks counted when the loan started (`None`: not counted, so assume one).
+    /// The forks counted when the loan started, as its token has them.
     forks: Option<u64>,
 }
 
 impl Loan {
     /// Lends `view`'s memory, if its body is large enough to hold a value worth lending and
-    /// the mapping can go to forked children meanwhile.
-    pub(crate) fn start(view: &BulkView<'_>) -> Option<Loan> {
+    /// the mapping can go to forked children meanwhile. `release`: the task to queue on the
+    /// supervisor's [`Releases`] once no value holds the memory (a result's).
+    fn lend(view: &BulkView<'_>, release: Option<(u64, Arc<Releases>)>) -> Option<Loan> {
         let mapping = view
             .mapping()
             .filter(|_| view.as_slice().len() >= LEND_MIN)?;
         if mapping.dont_fork {
             mapping.set_forked(true).ok()?;
         }
-        Some(Loan {
-            token: Arc::new(Token(Arc::clone(mapping))),
+        let forks = forks();
+        let token = Token {
             mapping: Arc::clone(mapping),
-            forks: forks(),
+            forks,
+            release,
+        };
+        Some(Loan {
+            token: Arc::new(token),
+            forks,
         })
+    }
+
+    /// Lends a task's arguments (see [`end`](Self::end)).
+    pub(crate) fn start(view: &BulkView<'_>) -> Option<Loan> {
+        Loan::lend(view, None)
     }
 
     /// The owner to lend the memory under ([`multiproc_core::packed::lend`]).
@@ -60,21 +133,46 @@ impl Loan {
         &self.token
     }
 
-    /// Ends the loan; returns whether the memory is still lent: a value decoded from it is
-    /// alive, or the process forked while the loan lasted (a child may hold a copy of one).
-    /// Then its sender must never write it again.
+    /// Ends an argument's loan; returns whether the memory is still lent: a value decoded
+    /// from it is alive, or the process forked while the loan lasted (a child may hold a copy
+    /// of one). Then its sender must never write it again.
     pub(crate) fn end(mut self) -> bool {
         // `get_mut` synchronises with the drops of the other holders (if there are none, their
         // reads of the memory happened before this returns).
         let lent = Arc::get_mut(&mut self.token).is_none();
-        let forked = self.forks.is_none() || forks() != self.forks;
-        let kept = lent || forked;
-        if !kept && self.mapping.dont_fork {
-            // Back out of forked children; should that fail, children get a mapping they do
-            // not use, no worse.
-            let _ = self.mapping.set_forked(false);
+        lent || self.forks.is_none() || forks() != self.forks
+    }
+}
+
+/// Runs `deliver` — which decodes task `id`'s reply from `view` — with the view's memory lent
+/// to the `Packed` values it decodes, and queues the task's `Release` on `releases` once no
+/// value holds that memory: at once if none kept it, when the caller drops the last one
+/// otherwise, never if this process forks meanwhile. A body too small to lend, or whose
+/// mapping cannot go to forked children, is copied as before and released at once.
+///
+/// # Safety
+///
+/// `view` must be a bulk reply from a worker that writes the buffer again only after a
+/// `Release` frame for task `id`, and the caller must send one only for the tasks it takes
+/// from `releases`.
+pub(crate) unsafe fn deliver_lent<R>(
+    view: &BulkView<'_>,
+    id: u64,
+    releases: &Arc<Releases>,
+    deliver: impl FnOnce() -> R,
+) -> R {
+    match Loan::lend(view, Some((id, Arc::clone(releases)))) {
+        // SAFETY: the memory is the view's mapping, which the token keeps alive; the worker
+        // writes it again only after the `Release` the token queues when its last holder
+        // drops it (this function's contract), and never after a fork while it was lent (the
+        // mapping is `MADV_DOFORK` meanwhile).
+        Some(loan) => unsafe {
+            multiproc_core::packed::lend(view.as_slice(), loan.owner(), deliver)
+        },
+        None => {
+            releases.push(id);
+            deliver()
         }
-        kept
     }
 }
 

@@ -4,9 +4,8 @@
 //! replacement, breaking the pool when none can be started).
 
 use std::collections::VecDeque;
-use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
-use std::sync::PoisonError;
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use multiproc_core::{spin_until, Error, ExitCause, Result, SPIN};
@@ -14,14 +13,15 @@ use nix::unistd::Pid;
 
 use super::queue::Job;
 use super::reap::{reap_with, stop_and_reap};
-use super::shared::{head_wire, pack_head, Counters, Shared};
+use super::shared::{head_wire, pack_head, Shared};
 use super::watch::{rss_of, watch, Killed};
 use super::{lock, Launcher, Worker, PIPELINE_BYTES, PIPELINE_DEPTH, PIPELINE_REFILL};
-use crate::bulk::{BulkMaps, BulkView};
+use crate::bulk::{deliver_lent, BulkMaps, BulkView, Releases};
 use crate::journal::{self, JournalReader};
-use crate::payload::{Body, SPARE_BYTES};
+use crate::payload::SPARE_BYTES;
 use crate::wire::{FrameReader, FrameWriter, Header, Kind, SETUP_JOURNAL, SETUP_ONE_MAP};
 use crate::worker::INIT_ID;
+use send::{send_body, send_release};
 
 /// How a session with one worker ended.
 enum End {
@@ -294,6 +294,8 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
     let mut maps = BulkMaps::for_results();
     // The worker's reply journal, once it announces one.
     let mut journal = JournalReader::default();
+    // The tasks whose result buffers the worker may write again (see `deliver_lent`).
+    let releases = Arc::new(Releases::default());
     let broken = |sent: VecDeque<(u64, Job)>, killed: Option<(u64, Killed)>| {
         let why = killed.map(|(id, why)| match sent.front() {
             Some((head, _)) if *head == id => why,
@@ -389,6 +391,11 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
             job.finish(Err(Error::Cancelled));
         }
         taken += batch.len();
+        // Results the caller let go since: their buffers are the worker's again, before these
+        // tasks make more results.
+        for id in releases.take() {
+            write_broken = write_broken || send_release(&mut writer, id).is_err();
+        }
         if !batch.is_empty() && !write_broken {
             // The ring the worker's replies took so far is free again: it learns so with
             // these tasks.
@@ -585,16 +592,20 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
             shared.announce();
             announced = true;
         }
-        job.finish(outcome);
+        match &view {
+            // SAFETY: our worker writes a result buffer again only after a `Release` for its
+            // task (`crate::worker::serve`), and this supervisor sends one only for the tasks
+            // it takes from `releases`.
+            Some(v) => unsafe { deliver_lent(v, header.id, &releases, || job.finish(outcome)) },
+            None => job.finish(outcome),
+        }
         if let Some(view) = view {
-            // Decoded: the worker may write the buffer again (sent with the next flush).
+            // Decoded: unless the caller keeps lent results, the worker may write the buffer
+            // again (sent with the next flush).
             drop(view);
-            let release = Header {
-                kind: Kind::Release,
-                id: header.id,
-                call: 0,
-            };
-            write_broken = write_broken || writer.send(release, &[], &[]).is_err();
+            for id in releases.take() {
+                write_broken = write_broken || send_release(&mut writer, id).is_err();
+            }
             if write_broken && announced {
                 // The worker is gone: this supervisor does not visit the queue again, so it
                 // takes its announcement back (left counted, it would spare a wake-up that
@@ -618,31 +629,6 @@ fn takes_another(in_flight: usize, queued: usize, workers: usize) -> bool {
     in_flight == 0 || (in_flight < PIPELINE_DEPTH && in_flight < queued / workers)
 }
 
-/// Queues one frame carrying `body` (a bulk frame for a bulk body, when the frame has room
-/// for its descriptor; otherwise the bytes go through the socket) and counts what it carries.
-/// The caller keeps `body` unchanged until the worker has answered the frame.
-fn send_body(
-    writer: &mut FrameWriter,
-    header: Header,
-    body: &Body,
-    fds: &[OwnedFd],
-    counters: &Counters,
-) -> std::io::Result<()> {
-    let result = match body.bulk(fds.len()) {
-        Some(bulk) => {
-            counters
-                .shared
-                .fetch_add(bulk.len() as u64, Ordering::Relaxed);
-            writer.send_bulk(header, bulk, fds)
-        }
-        None => writer.send(header, body.as_slice(), fds),
-    };
-    counters
-        .sent
-        .fetch_add(body.len() as u64, Ordering::Relaxed);
-    counters.fds.fetch_add(fds.len() as u64, Ordering::Relaxed);
-    result
-}
-
+mod send;
 #[cfg(test)]
 mod tests;

@@ -353,6 +353,18 @@ macro_rules! process_executor_conformance {
             fn a_child_forked_by_a_task_reads_its_packed_argument() {
                 suite::a_child_forked_by_a_task_reads_its_packed_argument($make)
             }
+            #[test]
+            fn a_large_packed_result_is_read_where_it_arrived() {
+                suite::a_large_packed_result_is_read_where_it_arrived($make)
+            }
+            #[test]
+            fn a_kept_packed_result_keeps_its_values() {
+                suite::a_kept_packed_result_keeps_its_values($make)
+            }
+            #[test]
+            fn a_child_forked_by_the_caller_reads_a_packed_result() {
+                suite::a_child_forked_by_the_caller_reads_a_packed_result($make)
+            }
 
             /// Creates a pool of this backend inside a worker and maps over it.
             fn nested_pool(n: u64) -> ::std::result::Result<Vec<u64>, String> {

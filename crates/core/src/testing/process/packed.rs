@@ -99,3 +99,62 @@ pub fn a_child_forked_by_a_task_reads_its_packed_argument<E: Executor>(make: Mak
         (true, true)
     );
 }
+
+/// A task: a large `Packed` result made from `seed` ([`values`]).
+pub fn make_values(seed: u64) -> Packed<u64> {
+    values(seed)
+}
+
+/// A large `Packed` result is read where it arrived (lent), holds its values, and a result
+/// dropped before the next one lets the worker write its buffer again: the next result lies
+/// where the last one did.
+pub fn a_large_packed_result_is_read_where_it_arrived<E: Executor>(make: MakePool<E>) {
+    let p = pool(make, 1);
+    let mut at = Vec::new();
+    for seed in 0..4 {
+        let r = p.apply(make_values, seed).unwrap();
+        assert!(r.is_lent(), "result {seed} copied");
+        assert!(holds(&r, seed), "result {seed}");
+        at.push(r.as_ptr() as usize);
+    }
+    assert!(
+        at[1..].iter().all(|&a| a == at[1]),
+        "a released result buffer is not reused: {at:x?}"
+    );
+}
+
+/// Results the caller keeps hold their values while the worker makes more of the same size.
+pub fn a_kept_packed_result_keeps_its_values<E: Executor>(make: MakePool<E>) {
+    let p = pool(make, 1);
+    let kept: Vec<(Packed<u64>, u64)> = (1..=4)
+        .map(|seed| (p.apply(make_values, seed).unwrap(), seed))
+        .collect();
+    for (r, seed) in &kept {
+        assert!(r.is_lent() && holds(r, *seed), "kept result {seed} changed");
+    }
+    drop(kept);
+    let r = p.apply(make_values, 9).unwrap();
+    assert!(r.is_lent() && holds(&r, 9));
+}
+
+/// A child the caller forks while it holds a lent result reads the result there.
+pub fn a_child_forked_by_the_caller_reads_a_packed_result<E: Executor>(make: MakePool<E>) {
+    let p = pool(make, 1);
+    let r = p.apply(make_values, 5).unwrap();
+    assert!(r.is_lent());
+    // SAFETY: the child only reads memory and leaves with `_exit`; it takes no lock.
+    match unsafe { fork() }.expect("fork") {
+        ForkResult::Child => exit_now(if holds(&r, 5) { 0 } else { 1 }),
+        ForkResult::Parent { child } => {
+            let status = waitpid(child, None).expect("waitpid");
+            assert_eq!(
+                status,
+                WaitStatus::Exited(child, 0),
+                "the child could not read it"
+            );
+        }
+    }
+    drop(r);
+    let again = p.apply(make_values, 6).unwrap();
+    assert!(again.is_lent() && holds(&again, 6));
+}
