@@ -39,13 +39,15 @@ pub use lend::{lend, LoanOwner, LEND_ALIGN, LEND_MIN};
 /// ## Read where it arrived
 ///
 /// A large argument (from [`LEND_MIN`] bytes) reaches a process pool's worker in a
-/// shared-memory buffer. A `Packed` decoded there is *lent* that memory rather than copied out
-/// of it ([`is_lent`](Self::is_lent)): the task reads the values where the pool wrote them, and
-/// a 100 MiB argument costs the worker no copy and no fresh pages. The lent values are
+/// shared-memory buffer, and a large result reaches the caller in one. A `Packed` decoded
+/// there is *lent* that memory rather than copied out of it ([`is_lent`](Self::is_lent)): the
+/// task reads its argument where the pool wrote it, the caller its result where the worker
+/// wrote it, and 100 MiB cost the receiver no copy and no fresh pages. The lent values are
 /// read-only; the first write through [`DerefMut`], [`as_mut_slice`](Self::as_mut_slice) or
 /// [`to_mut`](Self::to_mut) copies them into a vector of its own first (as a `Cow` does), and
-/// [`into_inner`](Self::into_inner) copies them out. A lent `Packed` may outlive its task
-/// (kept in a static, sent to a thread): the pool then never writes that buffer again.
+/// [`into_inner`](Self::into_inner) copies them out. A lent `Packed` may be kept as long as
+/// you like (in a static, sent to a thread, a forked child's copy): its sender does not write
+/// that buffer again while it is.
 ///
 /// The bytes are the values' in-memory representation, so both sides must agree on it —
 /// always true between a pool and its workers (the same binary on the same machine).
