@@ -100,7 +100,7 @@ pub fn a_child_forked_by_a_task_reads_its_packed_argument<E: Executor>(make: Mak
     );
 }
 
-/// A task: a large `Packed` result made from `seed` ([`values`]).
+/// A task: a large `Packed` result made from `seed`.
 pub fn make_values(seed: u64) -> Packed<u64> {
     values(seed)
 }
