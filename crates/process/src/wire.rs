@@ -51,8 +51,9 @@ pub enum Kind {
     Init = 6,
     /// A message of another user of this framing (a `Pipe`).
     Message = 7,
-    /// Parent → worker: the bulk reply to task `id` is decoded; the worker may write its
-    /// buffer again (see the crate's internal `bulk` module).
+    /// Parent → worker: the bulk reply to task `id` is decoded, and no value read there is
+    /// left; the worker may write its buffer again, or, with [`RELEASE_DROP`] in `call`, must
+    /// drop it (see the crate's internal `bulk` module).
     Release = 8,
     /// Parent → worker, first in every session when the pool has settings for the worker
     /// process: `call` is how many bytes of freed memory its allocator keeps for later tasks
@@ -74,6 +75,11 @@ pub const SETUP_JOURNAL: u64 = 1;
 /// A flag of a [`Kind::Setup`] frame's `id`: the worker keeps a mapping of one argument
 /// buffer at most (the pool watches its memory, in which kept mappings count).
 pub const SETUP_ONE_MAP: u64 = 2;
+
+/// A flag of a [`Kind::Release`] frame's `call`: values read in the buffer may still be
+/// alive (in a process the parent forked while they were lent): the worker drops the buffer
+/// instead of writing it again.
+pub const RELEASE_DROP: u64 = 1;
 
 /// A flag of a reply's `call` ([`Kind::Done`], [`Kind::Panicked`], [`Kind::Failed`]): the
 /// task's arguments arrived in a bulk buffer that values decoded from them still read (they

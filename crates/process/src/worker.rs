@@ -12,7 +12,8 @@ use crate::journal::{self, JournalWriter};
 use crate::payload::{lock, Body, Spare};
 use crate::trampoline;
 use crate::wire::{
-    FrameReader, FrameWriter, Header, Kind, REPLY_KEPT_ARGUMENTS, SETUP_JOURNAL, SETUP_ONE_MAP,
+    FrameReader, FrameWriter, Header, Kind, RELEASE_DROP, REPLY_KEPT_ARGUMENTS, SETUP_JOURNAL,
+    SETUP_ONE_MAP,
 };
 
 /// The id a worker uses to report that its pool's initializer failed.
@@ -114,7 +115,10 @@ pub unsafe fn serve(stream: UnixStream) -> i32 {
             Kind::Shutdown => return 0,
             Kind::Release => {
                 if let Some(at) = unreleased.iter().position(|(id, _)| *id == header.id) {
-                    lock(&spare).give(unreleased.swap_remove(at).1);
+                    let buffer = unreleased.swap_remove(at).1;
+                    if header.call & RELEASE_DROP == 0 {
+                        lock(&spare).give(buffer);
+                    }
                 }
                 continue;
             }

@@ -24,6 +24,7 @@
 //! the last value goes without a fork.
 
 use std::panic::RefUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use multiproc_core::packed::{LoanOwner, LEND_MIN};
@@ -51,17 +52,17 @@ impl Token {
 
 impl Drop for Token {
     fn drop(&mut self) {
-        if self.forked() {
-            // A child may hold a copy of a value: the memory stays lent (and forked) for good.
-            return;
-        }
-        if self.mapping.dont_fork {
+        // After a fork a child may hold a copy of a value: the memory stays lent (and
+        // forked) for good, and its sender is told to drop the buffer rather than reuse it.
+        let forked = self.forked();
+        if !forked && self.mapping.dont_fork {
             // Back out of forked children; should that fail, children get a mapping they do
             // not use, no worse.
             let _ = self.mapping.set_forked(false);
         }
         if let Some((id, releases)) = self.release.take() {
-            releases.push(id);
+            releases.lent.fetch_sub(1, Ordering::Relaxed);
+            releases.push(id, !forked);
         }
     }
 }
@@ -72,24 +73,33 @@ const _: fn() = || {
     unwind_safe::<Token>();
 };
 
-/// The tasks whose result buffers a supervisor's worker may write again: queued by the
-/// tokens of lent results when their last holder drops them (on any thread), and sent as
-/// `Release` frames by the supervisor.
+/// The most results of one worker lent at once ([`deliver_lent`]): each holds one of the
+/// worker's result buffers (and its descriptor) until the caller drops it, so past this a
+/// large result is copied out and its buffer given back at once.
+pub(crate) const MOST_LENT_RESULTS: usize = crate::payload::SPARE_BULKS;
+
+/// The tasks whose result buffers a supervisor's worker is done with: queued by the tokens of
+/// lent results when their last holder drops them (on any thread), and sent as `Release`
+/// frames by the supervisor — each with whether the worker may write the buffer again (not
+/// after a fork while it was lent: then the worker drops it).
 #[derive(Debug, Default)]
-pub(crate) struct Releases(Mutex<Vec<u64>>);
+pub(crate) struct Releases {
+    queue: Mutex<Vec<(u64, bool)>>,
+    /// The session's results lent now (their tokens alive).
+    lent: AtomicUsize,
+}
 
 impl Releases {
-    fn push(&self, id: u64) {
+    fn push(&self, id: u64, reuse: bool) {
         // A push and a take cannot panic half-way.
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(id);
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        queue.push((id, reuse));
     }
 
-    /// The tasks queued so far, in the order they were queued.
-    pub(crate) fn take(&self) -> Vec<u64> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    /// The tasks queued so far, in the order they were queued, each with whether its buffer
+    /// may be written again.
+    pub(crate) fn take(&self) -> Vec<(u64, bool)> {
+        std::mem::take(&mut *self.queue.lock().unwrap_or_else(PoisonError::into_inner))
     }
 }
 
@@ -112,6 +122,9 @@ impl Loan {
             mapping.set_forked(true).ok()?;
         }
         let forks = forks();
+        if let Some((_, releases)) = &release {
+            releases.lent.fetch_add(1, Ordering::Relaxed);
+        }
         let token = Token {
             mapping: Arc::clone(mapping),
             forks,
@@ -145,32 +158,41 @@ impl Loan {
 }
 
 /// Runs `deliver` — which decodes task `id`'s reply from `view` — with the view's memory lent
-/// to the `Packed` values it decodes, and queues the task's `Release` on `releases` once no
-/// value holds that memory: at once if none kept it, when the caller drops the last one
-/// otherwise, never if this process forks meanwhile. A body too small to lend, or whose
-/// mapping cannot go to forked children, is copied as before and released at once.
+/// to the `Packed` values it decodes (if `lend`), and queues the task's `Release` on
+/// `releases` once no value holds that memory: at once if none kept it, when the caller
+/// drops the last one otherwise; after a fork while it was lent, as a `Release` that tells
+/// the worker to drop the buffer. A body too small to lend, one whose mapping cannot go to
+/// forked children, and one that would make more than [`MOST_LENT_RESULTS`] lent at once are
+/// copied out as before and released at once. (Pass `lend` false where the worker's memory is
+/// watched: a lent result's buffer stays in the worker, and counts there.)
 ///
 /// # Safety
 ///
 /// `view` must be a bulk reply from a worker that writes the buffer again only after a
-/// `Release` frame for task `id`, and the caller must send one only for the tasks it takes
-/// from `releases`.
+/// `Release` frame for task `id` that allows it, and the caller must send `Release` frames
+/// only for the tasks it takes from `releases` (this session's), allowing a rewrite only
+/// where the queue says so.
 pub(crate) unsafe fn deliver_lent<R>(
     view: &BulkView<'_>,
     id: u64,
     releases: &Arc<Releases>,
+    lend: bool,
     deliver: impl FnOnce() -> R,
 ) -> R {
-    match Loan::lend(view, Some((id, Arc::clone(releases)))) {
+    let room = lend && releases.lent.load(Ordering::Relaxed) < MOST_LENT_RESULTS;
+    match room
+        .then(|| Loan::lend(view, Some((id, Arc::clone(releases)))))
+        .flatten()
+    {
         // SAFETY: the memory is the view's mapping, which the token keeps alive; the worker
-        // writes it again only after the `Release` the token queues when its last holder
-        // drops it (this function's contract), and never after a fork while it was lent (the
-        // mapping is `MADV_DOFORK` meanwhile).
+        // writes it again only after a `Release` that allows it, which the token queues when
+        // its last holder drops it, and not after a fork while it was lent (the mapping is
+        // `MADV_DOFORK` meanwhile): this function's contract.
         Some(loan) => unsafe {
             multiproc_core::packed::lend(view.as_slice(), loan.owner(), deliver)
         },
         None => {
-            releases.push(id);
+            releases.push(id, true);
             deliver()
         }
     }

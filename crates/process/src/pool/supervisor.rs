@@ -393,8 +393,8 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
         taken += batch.len();
         // Results the caller let go since: their buffers are the worker's again, before these
         // tasks make more results.
-        for id in releases.take() {
-            write_broken = write_broken || send_release(&mut writer, id).is_err();
+        for (id, reuse) in releases.take() {
+            write_broken = write_broken || send_release(&mut writer, id, reuse).is_err();
         }
         if !batch.is_empty() && !write_broken {
             // The ring the worker's replies took so far is free again: it learns so with
@@ -594,17 +594,20 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
         }
         match &view {
             // SAFETY: our worker writes a result buffer again only after a `Release` for its
-            // task (`crate::worker::serve`), and this supervisor sends one only for the tasks
-            // it takes from `releases`.
-            Some(v) => unsafe { deliver_lent(v, header.id, &releases, || job.finish(outcome)) },
+            // task that allows it (`crate::worker::serve`), and this supervisor sends those
+            // only as this session's `releases` says. Not lent under a memory limit.
+            Some(v) => unsafe {
+                let lend = memory_limit.is_none();
+                deliver_lent(v, header.id, &releases, lend, || job.finish(outcome))
+            },
             None => job.finish(outcome),
         }
         if let Some(view) = view {
             // Decoded: unless the caller keeps lent results, the worker may write the buffer
             // again (sent with the next flush).
             drop(view);
-            for id in releases.take() {
-                write_broken = write_broken || send_release(&mut writer, id).is_err();
+            for (id, reuse) in releases.take() {
+                write_broken = write_broken || send_release(&mut writer, id, reuse).is_err();
             }
             if write_broken && announced {
                 // The worker is gone: this supervisor does not visit the queue again, so it

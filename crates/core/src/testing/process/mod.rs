@@ -365,6 +365,14 @@ macro_rules! process_executor_conformance {
             fn a_child_forked_by_the_caller_reads_a_packed_result() {
                 suite::a_child_forked_by_the_caller_reads_a_packed_result($make)
             }
+            #[test]
+            fn kept_results_hold_a_bounded_number_of_worker_buffers() {
+                suite::kept_results_hold_a_bounded_number_of_worker_buffers($make)
+            }
+            #[test]
+            fn results_lent_across_a_fork_do_not_pile_up_in_the_worker() {
+                suite::results_lent_across_a_fork_do_not_pile_up_in_the_worker($make)
+            }
 
             /// Creates a pool of this backend inside a worker and maps over it.
             fn nested_pool(n: u64) -> ::std::result::Result<Vec<u64>, String> {
@@ -401,6 +409,10 @@ macro_rules! process_executor_conformance {
             #[test]
             fn a_worker_over_memory_limit_after_a_task_is_replaced() {
                 suite::a_worker_over_memory_limit_after_a_task_is_replaced($with)
+            }
+            #[test]
+            fn results_the_caller_keeps_do_not_count_against_memory_limit() {
+                suite::results_the_caller_keeps_do_not_count_against_memory_limit($with)
             }
             #[test]
             fn max_tasks_per_child_replaces_workers() {

@@ -292,6 +292,26 @@ pub fn memory_limit_fails_only_the_task_that_crosses_it<E: Executor>(make: MakeW
     assert_eq!(worker_pids(&p).len(), 2);
 }
 
+/// `memory_limit` counts the worker's memory, not the caller's: large results the caller
+/// keeps (lent where they arrived, without one) do not keep the worker over the limit.
+pub fn results_the_caller_keeps_do_not_count_against_memory_limit<E: Executor>(make: MakeWith<E>) {
+    let p = pool_with(
+        make,
+        PoolOptions {
+            processes: Some(1),
+            memory_limit: Some(300 << 20),
+            ..PoolOptions::default()
+        },
+    );
+    let kept: Vec<Packed<u8>> = (0..10)
+        .map(|i| {
+            p.apply(super::make_bytes, 32 << 20)
+                .unwrap_or_else(|e| panic!("result {i}: {e}"))
+        })
+        .collect();
+    assert!(kept.iter().all(|r| r.len() == 32 << 20));
+}
+
 /// Grows its worker's resident memory to about `bytes` (a leak: every page touched in order,
 /// and kept) and returns the worker's pid: a limit just under `bytes` is crossed as the task
 /// ends.

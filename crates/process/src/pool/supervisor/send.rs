@@ -7,14 +7,14 @@ use std::sync::atomic::Ordering;
 
 use super::super::shared::Counters;
 use crate::payload::Body;
-use crate::wire::{FrameWriter, Header, Kind};
+use crate::wire::{FrameWriter, Header, Kind, RELEASE_DROP};
 
-/// Queues a `Release` of task `id`'s result buffer.
-pub(super) fn send_release(writer: &mut FrameWriter, id: u64) -> std::io::Result<()> {
+/// Queues a `Release` of task `id`'s result buffer: to write again (`reuse`), or to drop.
+pub(super) fn send_release(writer: &mut FrameWriter, id: u64, reuse: bool) -> std::io::Result<()> {
     let release = Header {
         kind: Kind::Release,
         id,
-        call: 0,
+        call: if reuse { 0 } else { RELEASE_DROP },
     };
     writer.send(release, &[], &[])
 }
