@@ -47,7 +47,8 @@ pub use lend::{lend, LoanOwner, LEND_ALIGN, LEND_MIN};
 /// [`to_mut`](Self::to_mut) copies them into a vector of its own first (as a `Cow` does), and
 /// [`into_inner`](Self::into_inner) copies them out. A lent `Packed` may be kept as long as
 /// you like (in a static, sent to a thread, a forked child's copy): its sender does not write
-/// that buffer again while it is.
+/// that buffer again while it is. It holds the whole buffer it arrived in, so to keep a small
+/// part of a large one, copy that part out (`p[a..b].to_vec()`).
 ///
 /// The bytes are the values' in-memory representation, so both sides must agree on it —
 /// always true between a pool and its workers (the same binary on the same machine).
