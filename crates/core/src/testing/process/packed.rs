@@ -44,18 +44,26 @@ pub fn kept_intact(_: ()) -> bool {
     !kept.is_empty() && kept.iter().all(|(p, seed)| holds(p, *seed))
 }
 
-/// A task: forks a child that checks its argument and leaves with 0 if it holds what `seed`
-/// made, 1 if not; returns the child's exit code (-1 for a signal: the memory was not mapped
-/// in the child).
-pub fn fork_and_check((p, seed): (Packed<u64>, u64)) -> i32 {
-    // SAFETY: the child only reads memory and leaves with `_exit`; it takes no lock.
-    match unsafe { fork() }.expect("fork in a task") {
-        ForkResult::Child => exit_now(if holds(&p, seed) { 0 } else { 1 }),
+/// Forks a child that runs `check` and leaves with 0 if it holds, 1 if not; returns the
+/// child's exit code (-1 for a signal: memory the check read was not mapped in the child).
+/// `check` must only read memory (the child of a possibly multithreaded process takes no
+/// lock).
+fn in_a_child(check: impl FnOnce() -> bool) -> i32 {
+    // SAFETY: the child only runs `check`, which reads memory, and leaves with `_exit`.
+    match unsafe { fork() }.expect("fork") {
+        ForkResult::Child => exit_now(if check() { 0 } else { 1 }),
         ForkResult::Parent { child } => match waitpid(child, None) {
             Ok(WaitStatus::Exited(_, code)) => code,
             _ => -1,
         },
     }
+}
+
+/// A task: forks a child that checks its argument holds what `seed` made; returns the
+/// child's exit code (0 if it does, 1 if not, -1 for a signal: the memory was not mapped in
+/// the child).
+pub fn fork_and_check((p, seed): (Packed<u64>, u64)) -> i32 {
+    in_a_child(|| holds(&p, seed))
 }
 
 /// A large `Packed` argument is read where it arrived (lent), and holds its values; a small
@@ -142,18 +150,11 @@ pub fn a_child_forked_by_the_caller_reads_a_packed_result<E: Executor>(make: Mak
     let p = pool(make, 1);
     let r = p.apply(make_values, 5).unwrap();
     assert!(r.is_lent());
-    // SAFETY: the child only reads memory and leaves with `_exit`; it takes no lock.
-    match unsafe { fork() }.expect("fork") {
-        ForkResult::Child => exit_now(if holds(&r, 5) { 0 } else { 1 }),
-        ForkResult::Parent { child } => {
-            let status = waitpid(child, None).expect("waitpid");
-            assert_eq!(
-                status,
-                WaitStatus::Exited(child, 0),
-                "the child could not read it"
-            );
-        }
-    }
+    assert_eq!(
+        in_a_child(|| holds(&r, 5)),
+        0,
+        "the child could not read it"
+    );
     drop(r);
     let again = p.apply(make_values, 6).unwrap();
     assert!(again.is_lent() && holds(&again, 6));
@@ -199,13 +200,7 @@ pub fn results_lent_across_a_fork_do_not_pile_up_in_the_worker<E: Executor>(make
     for _ in 0..20 {
         let r = p.apply(make_bytes, 3 << 19).unwrap();
         assert!(r.is_lent());
-        // SAFETY: the child leaves at once with `_exit`.
-        match unsafe { fork() }.expect("fork") {
-            ForkResult::Child => exit_now(0),
-            ForkResult::Parent { child } => {
-                waitpid(child, None).expect("waitpid");
-            }
-        }
+        assert_eq!(in_a_child(|| true), 0);
         drop(r);
     }
     let open = p.apply(bulk_buffers, ()).unwrap();
