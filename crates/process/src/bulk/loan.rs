@@ -212,6 +212,14 @@ mod tests {
         b
     }
 
+    /// A view of `b`'s body through a mapping `maps` keeps. The tests write no buffer while a
+    /// view or a value read there lives.
+    fn kept_view<'m>(maps: &'m mut BulkMaps, b: &BulkBuf) -> BulkView<'m> {
+        let fd = b.fd().try_clone_to_owned().unwrap();
+        // SAFETY: see above.
+        unsafe { maps.view(fd, b.len()) }.unwrap()
+    }
+
     fn decode_lent(view: &BulkView<'_>, loan: &Loan) -> Packed<u64> {
         // SAFETY: the test writes no buffer while a loan or a value from it lives.
         unsafe {
@@ -226,9 +234,7 @@ mod tests {
         let values: Vec<u64> = (0..(LEND_MIN as u64 / 8)).collect();
         let b = buffer_of(&values);
         let mut maps = BulkMaps::default();
-        let fd = b.fd().try_clone_to_owned().unwrap();
-        // SAFETY: `b` is not written while the view or a value from it lives.
-        let view = unsafe { maps.view(fd, b.len()) }.unwrap();
+        let view = kept_view(&mut maps, &b);
         let forks_before = forks();
         let loan = Loan::start(&view).expect("large enough to lend");
         let p = decode_lent(&view, &loan);
@@ -256,9 +262,7 @@ mod tests {
         let values: Vec<u64> = (0..(LEND_MIN as u64 / 8)).collect();
         let b = buffer_of(&values);
         let mut maps = BulkMaps::default();
-        let fd = b.fd().try_clone_to_owned().unwrap();
-        // SAFETY: as above.
-        let view = unsafe { maps.view(fd, b.len()) }.unwrap();
+        let view = kept_view(&mut maps, &b);
         let loan = Loan::start(&view).unwrap();
         let p = decode_lent(&view, &loan);
         let expected: u64 = values.iter().sum();

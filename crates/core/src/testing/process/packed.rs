@@ -124,11 +124,7 @@ pub fn a_large_packed_result_is_read_where_it_arrived<E: Executor>(make: MakePoo
         assert!(r.is_lent(), "result {seed} copied");
         assert!(holds(&r, seed), "result {seed}");
     }
-    let open = p.apply(bulk_buffers, ()).unwrap();
-    assert!(
-        open <= 4,
-        "the worker holds {open} buffers after 12 results were dropped"
-    );
+    worker_holds_at_most(&p, 4, "after 12 results were dropped");
 }
 
 /// Results the caller keeps hold their values while the worker makes more of the same size.
@@ -165,6 +161,13 @@ pub fn make_bytes(bytes: usize) -> Packed<u8> {
     Packed::new(vec![7; bytes])
 }
 
+/// Checks that the worker of `p` (a pool of one) holds at most `most` shared-memory buffers
+/// open, `when` (said in the failure).
+fn worker_holds_at_most<E: Executor>(p: &E, most: usize, when: &str) {
+    let open = p.apply(bulk_buffers, ()).unwrap();
+    assert!(open <= most, "the worker holds {open} buffers {when}");
+}
+
 /// A task: how many of the pool's shared-memory buffers its worker holds open.
 pub fn bulk_buffers(_: ()) -> usize {
     std::fs::read_dir("/proc/self/fd")
@@ -186,11 +189,7 @@ pub fn kept_results_hold_a_bounded_number_of_worker_buffers<E: Executor>(make: M
         .iter()
         .all(|r| r.len() == 3 << 19 && r.iter().all(|&b| b == 7)));
     assert!(kept[0].is_lent(), "the first results are lent");
-    let open = p.apply(bulk_buffers, ()).unwrap();
-    assert!(
-        open <= 24,
-        "the worker holds {open} buffers for 48 kept results"
-    );
+    worker_holds_at_most(&p, 24, "for 48 kept results");
 }
 
 /// A result lent while the caller forks stays lent for good (a child may read it), but the
@@ -203,9 +202,5 @@ pub fn results_lent_across_a_fork_do_not_pile_up_in_the_worker<E: Executor>(make
         assert_eq!(in_a_child(|| true), 0);
         drop(r);
     }
-    let open = p.apply(bulk_buffers, ()).unwrap();
-    assert!(
-        open <= 4,
-        "the worker holds {open} buffers after 20 results it was told of"
-    );
+    worker_holds_at_most(&p, 4, "after 20 results it was told of");
 }
