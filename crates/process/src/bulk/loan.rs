@@ -44,17 +44,17 @@ struct Token {
     release: Option<(u64, Arc<Releases>)>,
 }
 
-impl Token {
-    fn forked(&self) -> bool {
-        self.forks.is_none() || forks() != self.forks
-    }
+/// Whether this process may have forked since `count` was taken from [`forks`] (a count that
+/// could not be taken means yes).
+fn forked_since(count: Option<u64>) -> bool {
+    count.is_none() || forks() != count
 }
 
 impl Drop for Token {
     fn drop(&mut self) {
         // After a fork a child may hold a copy of a value: the memory stays lent (and
         // forked) for good, and its sender is told to drop the buffer rather than reuse it.
-        let forked = self.forked();
+        let forked = forked_since(self.forks);
         if !forked && self.mapping.dont_fork {
             // Back out of forked children; should that fail, children get a mapping they do
             // not use, no worse.
@@ -153,7 +153,7 @@ impl Loan {
         // `get_mut` synchronises with the drops of the other holders (if there are none, their
         // reads of the memory happened before this returns).
         let lent = Arc::get_mut(&mut self.token).is_none();
-        lent || self.forks.is_none() || forks() != self.forks
+        lent || forked_since(self.forks)
     }
 }
 
