@@ -20,15 +20,19 @@ pub(crate) const HEAP_FAULT: &str = "fault in fresh heap pages";
 pub(crate) const MAP: &str = "map resident shm pages";
 /// Variant: one byte to another process over a Unix socket and back.
 pub(crate) const ROUND_TRIP: &str = "Unix socket round trip";
+/// Variant: forking children that exit at once, and reaping them.
+pub(crate) const FORK: &str = "fork, exit and reap";
 
 /// The page size the fault row counts in (the kernel's base page).
 pub(crate) const PAGE: u64 = 4096;
 
 /// What bounds a row from below: bytes that must be read, bytes that must be copied (read
 /// and written), fresh pages that must be faulted in (allocated: copy-on-write), existing
-/// shared pages that must be mapped into a fresh process, round trips between two
-/// processes; read and copy at the bandwidth of `threads` threads, faults shared by
-/// `threads` processes. A row's limit is the sum of the terms.
+/// shared pages that must be mapped into a fresh process, fresh heap pages written for the
+/// first time, round trips between two processes, child processes forked and reaped; read
+/// and copy at the bandwidth of `threads` threads, faults and mappings shared by `threads`
+/// processes, round trips and forks one after the other. A row's limit is the sum of the
+/// terms.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Limit {
     /// Bytes read once.
@@ -40,10 +44,12 @@ pub(crate) struct Limit {
     /// Bytes of existing shared pages faulted into fresh mappings (a new worker's).
     pub map: u64,
     /// Bytes of fresh heap pages written for the first time (a new allocation this large
-    /// comes straight from the kernel: a decoded result, a vector built in the timed run).
+    /// comes straight from the kernel: a decoded result, a vector decoded in a fresh worker).
     pub heap: u64,
     /// Round trips to another process, one after the other.
     pub trips: u64,
+    /// Child processes the caller forks, and reaps once they have exited.
+    pub forks: u64,
     /// Threads (or processes) sharing the work.
     pub threads: usize,
 }
@@ -73,6 +79,31 @@ impl Limit {
             trips,
             threads: 1,
             ..Limit::default()
+        }
+    }
+
+    /// `forks` children forked and reaped by the caller.
+    pub(crate) fn forks(forks: u64) -> Limit {
+        Limit {
+            forks,
+            threads: 1,
+            ..Limit::default()
+        }
+    }
+
+    /// Adds `trips` round trips.
+    pub(crate) fn plus_trips(self, trips: u64) -> Limit {
+        Limit {
+            trips: self.trips + trips,
+            ..self
+        }
+    }
+
+    /// Adds `bytes` copied.
+    pub(crate) fn plus_copy(self, bytes: u64) -> Limit {
+        Limit {
+            copy: self.copy + bytes,
+            ..self
         }
     }
 
@@ -134,6 +165,9 @@ impl Limit {
         if self.trips > 0 {
             total += self.trips as f64 * rates.round_trip?;
         }
+        if self.forks > 0 {
+            total += self.forks as f64 * rates.fork_per_child?;
+        }
         Some(total)
     }
 
@@ -156,8 +190,13 @@ impl Limit {
         if self.heap > 0 {
             terms.push(format!("fresh heap {} / {}", mb(self.heap), self.threads));
         }
-        if self.trips > 0 {
-            terms.push(format!("{} round trips", self.trips));
+        if self.forks > 0 {
+            terms.push(format!("{} forks", self.forks));
+        }
+        match self.trips {
+            0 => {}
+            1 => terms.push("1 round trip".into()),
+            n => terms.push(format!("{n} round trips")),
         }
         terms.join(" + ")
     }
@@ -178,6 +217,8 @@ pub(crate) struct Rates {
     pub map_per_page: Option<f64>,
     /// Seconds for one round trip over a Unix socket between two processes.
     pub round_trip: Option<f64>,
+    /// Seconds to fork a child that exits at once, and reap it.
+    pub fork_per_child: Option<f64>,
 }
 
 impl Rates {
@@ -219,6 +260,9 @@ impl Rates {
         if let Some(t) = self.round_trip {
             parts.push(format!("Unix socket round trip {:.1} µs", t * 1e6));
         }
+        if let Some(t) = self.fork_per_child {
+            parts.push(format!("fork, exit and reap a child {:.1} µs", t * 1e6));
+        }
         (!parts.is_empty()).then(|| parts.join("; "))
     }
 
@@ -249,6 +293,7 @@ mod tests {
             map_per_page: Some(0.1e-6),
             heap_per_page: Some(0.2e-6),
             round_trip: Some(40e-6),
+            fork_per_child: Some(150e-6),
         }
     }
 
@@ -264,6 +309,8 @@ mod tests {
         assert!((faulted.seconds(&r).unwrap() - want).abs() < 1e-12);
         let copy = Limit::copy(500_000_000, 1).plus_read(1_000_000_000);
         assert!((copy.seconds(&r).unwrap() - 0.2).abs() < 1e-12);
+        let copies = Limit::copy(250_000_000, 1).plus_copy(250_000_000);
+        assert!((copies.seconds(&r).unwrap() - 0.1).abs() < 1e-12);
         assert!((Limit::trips(1000).seconds(&r).unwrap() - 0.04).abs() < 1e-12);
         let mapped = Limit::read(1_000_000_000, 2).plus_map(1_000_000_000);
         let want = 0.05 + pages * 0.1e-6 / 2.0;
@@ -271,6 +318,12 @@ mod tests {
         let built = Limit::copy(500_000_000, 1).plus_heap(1_000_000_000);
         let want = 0.1 + pages * 0.2e-6;
         assert!((built.seconds(&r).unwrap() - want).abs() < 1e-12);
+        let decoded = Limit::read(1_000_000_000, 2).plus_heap(1_000_000_000);
+        let want = 0.05 + pages * 0.2e-6 / 2.0;
+        assert!((decoded.seconds(&r).unwrap() - want).abs() < 1e-12);
+        // Forks are the caller's too, one after the other: 2 × 150 µs + one round trip.
+        let started = Limit::forks(2).plus_trips(1);
+        assert!((started.seconds(&r).unwrap() - 340e-6).abs() < 1e-12);
     }
 
     #[test]
@@ -291,6 +344,7 @@ mod tests {
         assert_eq!(Limit::read(1, 1).plus_fault(1).seconds(&none), None);
         assert_eq!(Limit::read(1, 1).plus_map(1).seconds(&none), None);
         assert_eq!(Limit::copy(1, 1).plus_heap(1).seconds(&none), None);
+        assert_eq!(Limit::forks(2).seconds(&none), None);
     }
 
     #[test]
@@ -302,7 +356,7 @@ mod tests {
             "read 10.0 GB/s ×1, 20.0 GB/s ×2; memcpy 5.0 GB/s ×1; fault 0.50 µs per 4 KiB \
              page (64.0 ms per 500 MiB on one core); fresh heap page 0.20 µs; mapping an \
              existing page 0.10 µs (12.8 ms per 500 MiB); \
-             Unix socket round trip 40.0 µs"
+             Unix socket round trip 40.0 µs; fork, exit and reap a child 150.0 µs"
         );
     }
 
@@ -315,5 +369,9 @@ mod tests {
         assert_eq!(Limit::trips(2000).describe(), "2000 round trips");
         let l = Limit::copy(100_000_000, 1).plus_heap(100_000_000);
         assert_eq!(l.describe(), "copy 100 MB on 1 + fresh heap 100 MB / 1");
+        assert_eq!(
+            Limit::forks(2).plus_trips(1).describe(),
+            "2 forks + 1 round trip"
+        );
     }
 }

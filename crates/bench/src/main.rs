@@ -143,8 +143,9 @@ enum Command {
     Payload(Opts),
     /// Copy-on-write: writing inherited data.
     Cow(Opts),
-    /// The limit rows alone: read bandwidth, memcpy, faulting in fresh shared pages, a Unix
-    /// socket round trip between two processes (every other command measures them first).
+    /// The limit rows alone: read bandwidth, memcpy, faulting in fresh shared and heap pages,
+    /// mapping resident shared pages, a Unix socket round trip between two processes, forking
+    /// and reaping bare children (every other command measures them first).
     Limits(Opts),
     /// Every workload, each in a process of its own (the limits first), then Python, then
     /// the MPI cells when MPI is installed.

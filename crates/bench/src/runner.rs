@@ -67,6 +67,8 @@ pub(crate) enum Rate {
     PerPage(u64),
     /// The median divided by this many round trips, shown in µs per round trip.
     PerTrip(u64),
+    /// The median divided by this many child processes, shown in µs per child.
+    PerChild(u64),
 }
 
 impl Rate {
@@ -77,6 +79,7 @@ impl Rate {
             Rate::Throughput(b) => (b as f64 / median.as_secs_f64() / 1e9, "GB/s"),
             Rate::PerPage(n) => (median.as_secs_f64() * 1e6 / n.max(1) as f64, "µs/page"),
             Rate::PerTrip(n) => (median.as_secs_f64() * 1e6 / n.max(1) as f64, "µs/trip"),
+            Rate::PerChild(n) => (median.as_secs_f64() * 1e6 / n.max(1) as f64, "µs/child"),
         }
     }
 }

@@ -483,6 +483,7 @@ fn rates_of(cells: &[Cell]) -> Rates {
             (limits::HEAP_FAULT, Rate::PerPage(n)) => rates.heap_per_page = Some(s / n as f64),
             (limits::MAP, Rate::PerPage(n)) => rates.map_per_page = Some(s / n as f64),
             (limits::ROUND_TRIP, Rate::PerTrip(n)) => rates.round_trip = Some(s / n as f64),
+            (limits::FORK, Rate::PerChild(n)) => rates.fork_per_child = Some(s / n as f64),
             _ => {}
         }
     }

@@ -15,7 +15,10 @@
 //!   pages exist), mapped again and read one value per page: what a fresh worker pays to
 //!   fault in a shared array that the parent made;
 //! - **Unix socket round trip**: one byte to another process (this binary started again as
-//!   an echo peer) and back, over a socket pair, one trip after the other.
+//!   an echo peer) and back, over a socket pair, one trip after the other;
+//! - **fork, exit and reap**: forking as many children as the run's largest worker count,
+//!   each calling `_exit` at once, and reaping them: the least a process pool's start-up and
+//!   shutdown cost (the rate column is per child).
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -29,7 +32,7 @@ use rayon::prelude::*;
 use super::{chunk_sum, with_hugepages};
 use crate::backend::{Backend, Strategy};
 use crate::config::Config;
-use crate::limits::{FAULT, HEAP_FAULT, MAP, MEMCPY, PAGE, READ, ROUND_TRIP, WORKLOAD};
+use crate::limits::{FAULT, FORK, HEAP_FAULT, MAP, MEMCPY, PAGE, READ, ROUND_TRIP, WORKLOAD};
 use crate::runner::{CellId, Rate, Runner, Spec};
 use crate::Res;
 
@@ -216,7 +219,59 @@ pub(crate) fn run(r: &mut Runner) -> Res<()> {
     if let Ok(peer) = peer {
         peer.stop()?;
     }
+
+    let children = r.cfg.workers.iter().copied().max().unwrap_or(1);
+    r.measure(
+        CellId::new(
+            WORKLOAD,
+            FORK,
+            Backend::Fork,
+            Strategy::Direct,
+            Some(children),
+        ),
+        Spec::rate(Rate::PerChild(children as u64)),
+        || Ok(()),
+        |()| fork_exit_and_reap(children),
+        |&reaped| {
+            if reaped == children {
+                Ok(())
+            } else {
+                Err(format!("{reaped} of {children} children exited cleanly"))
+            }
+        },
+    );
     Ok(())
+}
+
+/// Forks `n` children that exit at once, then reaps them all; returns how many exited with
+/// status 0. A fork that fails ends the run (after reaping those forked).
+fn fork_exit_and_reap(n: usize) -> Res<usize> {
+    use nix::sys::wait::{waitpid, WaitStatus};
+    use nix::unistd::ForkResult;
+    let mut children = Vec::with_capacity(n);
+    let mut failure = None;
+    for _ in 0..n {
+        // SAFETY: the child of a multithreaded process may only call async-signal-safe
+        // functions: it calls `_exit` and nothing else, so no lock another thread held
+        // (and no memory it was changing) is touched.
+        match unsafe { nix::unistd::fork() } {
+            Ok(ForkResult::Child) => multiproc_sys::exit::exit_now(0),
+            Ok(ForkResult::Parent { child }) => children.push(child),
+            Err(e) => {
+                failure = Some(format!("fork: {e}"));
+                break;
+            }
+        }
+    }
+    let mut clean = 0;
+    for child in children {
+        match waitpid(child, None) {
+            Ok(WaitStatus::Exited(_, 0)) => clean += 1,
+            Ok(_) => {}
+            Err(e) => failure = failure.or(Some(format!("waitpid: {e}"))),
+        }
+    }
+    failure.map_or(Ok(clean), Err)
 }
 
 /// This binary started again as an echo peer, one end of a socket pair as its stdin and

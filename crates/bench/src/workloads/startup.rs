@@ -1,10 +1,13 @@
 //! Pool start-up and shutdown: create a pool, run one task per worker (so that every worker
 //! is really up), close and join it — Python's `with Pool(n) as p: p.map(f, range(n))`. The
-//! memory column shows what the pool adds to the process tree while it exists.
+//! memory column shows what the pool adds to the process tree while it exists. A process
+//! pool's limit is forking its workers, reaping them, and one round trip between (the
+//! workers answer their tasks side by side).
 
 use multiproc_core::Executor;
 
 use crate::backend::{Backend, Pool, Strategy};
+use crate::limits::Limit;
 use crate::runner::{CellId, Runner, Spec};
 use crate::{with_pool, Res};
 
@@ -57,9 +60,14 @@ pub(crate) fn run(r: &mut Runner) -> Res<()> {
             check,
         );
         for backend in Backend::POOLS {
+            let spec = if backend == Backend::Threads {
+                Spec::default()
+            } else {
+                Spec::limit(Limit::forks(workers as u64).plus_trips(1))
+            };
             r.measure(
                 CellId::new(WORKLOAD, VARIANT, backend, Strategy::Direct, Some(workers)),
-                Spec::default(),
+                spec,
                 || Ok(()),
                 |()| {
                     let pool = Pool::new(backend, workers)?;

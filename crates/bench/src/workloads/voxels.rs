@@ -20,7 +20,10 @@
 //! jobs on a pool created once before the cell (see `pooled.rs`). The limit of the serial,
 //! rayon and shm rows is one copy of the image (every voxel read, its square written) at as
 //! many threads, plus, for a cold shm row on processes, faulting both arrays into the fresh
-//! workers' mappings; the index lists' 400 MB of indices are not part of it.
+//! workers' mappings. An index-list row on a pool adds what its 400 MB of indices cost at the
+//! least: one pass writing them (the timed run builds them); on processes, two copies (into
+//! what carries them, out of it into the worker's vectors), and on a cold pool, the fresh
+//! workers map the carrier's pages and decode into fresh heap pages.
 
 use std::cell::RefCell;
 
@@ -211,6 +214,8 @@ pub(crate) fn run(r: &mut Runner) -> Res<()> {
     let jobs = r.cfg.voxel_jobs;
     let size = d.input.len();
     let bytes = std::mem::size_of_val(&d.input[..]) as u64;
+    // The index lists: three coordinates of every voxel.
+    let indices = (3 * size * std::mem::size_of::<usize>()) as u64;
     let reset_shm = || {
         shared.shm_out.fill(f64::NAN);
         Ok(())
@@ -300,16 +305,24 @@ pub(crate) fn run(r: &mut Runner) -> Res<()> {
                     let warm = warm(variant);
                     match strategy {
                         Strategy::Shm => {
-                            let cold = if backend == Backend::Threads {
-                                squares
-                            } else {
-                                squares.plus_map(2 * bytes)
+                            let (cold, warm_limit) = match (variant, backend) {
+                                (INDEX_LISTS, Backend::Threads) => {
+                                    let built = squares.plus_read(indices);
+                                    (built, built)
+                                }
+                                (INDEX_LISTS, _) => {
+                                    let sent = squares.plus_read(indices).plus_copy(2 * indices);
+                                    let fresh = sent.plus_map(2 * bytes + indices);
+                                    (fresh.plus_heap(indices), sent)
+                                }
+                                (_, Backend::Threads) => (squares, squares),
+                                _ => (squares.plus_map(2 * bytes), squares),
                             };
                             r.measure_cold_and_warm(
                                 id,
                                 &warm,
                                 Spec::limit(cold),
-                                Spec::limit(squares),
+                                Spec::limit(warm_limit),
                                 || Pool::with_init(backend, workers, init_shm, shared),
                                 reset_shm,
                                 |pool, ()| {
