@@ -237,17 +237,11 @@ impl<'de, T: Pod> Deserialize<'de> for Packed<T> {
                         data: Data::Lent(Lent { ptr, len, owner }),
                     });
                 }
-                self.visit_bytes(bytes)
+                Ok(copied(bytes))
             }
             fn visit_bytes<E: de::Error>(self, bytes: &[u8]) -> Result<Packed<T>, E> {
                 check_whole::<T, E>(bytes)?;
-                if std::mem::size_of::<T>() == 0 {
-                    return Ok(Packed::new(vec![T::zeroed(); bytes.len()]));
-                }
-                // Read into a Vec<T> in one pass (no zero-fill first), so alignment is T's
-                // whatever the input's was (in 4 KiB pages, as the codec's vectors of numbers),
-                // a large one with its pages' faults spread over the cores.
-                Ok(Packed::new(multiproc_sys::memory::vec_from_bytes(bytes)))
+                Ok(copied(bytes))
             }
             fn visit_byte_buf<E: de::Error>(self, bytes: Vec<u8>) -> Result<Packed<T>, E> {
                 self.visit_bytes(&bytes)
@@ -255,6 +249,17 @@ impl<'de, T: Pod> Deserialize<'de> for Packed<T> {
         }
         d.deserialize_bytes(Bytes(PhantomData))
     }
+}
+
+/// The values of `bytes`, a whole number of `T`s ([`check_whole`]), copied into a vector.
+fn copied<T: Pod>(bytes: &[u8]) -> Packed<T> {
+    if std::mem::size_of::<T>() == 0 {
+        return Packed::new(vec![T::zeroed(); bytes.len()]);
+    }
+    // Read into a Vec<T> in one pass (no zero-fill first), so alignment is T's whatever the
+    // input's was (in 4 KiB pages, as the codec's vectors of numbers), a large one with its
+    // pages' faults spread over the cores.
+    Packed::new(multiproc_sys::memory::vec_from_bytes(bytes))
 }
 
 /// Whether `bytes` are a whole number of `T`s (one byte per value for a zero-sized `T`).
