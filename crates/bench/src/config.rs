@@ -13,7 +13,8 @@ pub(crate) struct Config {
     pub sweep: Vec<usize>,
     /// Timed repetitions after the warm-up.
     pub reps: usize,
-    /// Fewer repetitions (but at least 1) when they would take longer than this, seconds.
+    /// Fewer repetitions when they would take longer than this, seconds (at least
+    /// [`MIN_RUNS`](crate::stats::MIN_RUNS) while those take less than as many budgets).
     pub cell_seconds: f64,
     /// The same budget for the Python side's cells (smaller by default: the Python
     /// workloads, with the peers, are most of the run's time).

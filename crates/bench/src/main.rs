@@ -176,7 +176,8 @@ struct Opts {
     /// Timed repetitions after one warm-up.
     #[arg(long, default_value_t = 5)]
     reps: usize,
-    /// Fewer repetitions (at least 1) when a cell's runs would take longer than this, seconds.
+    /// Fewer repetitions when a cell's runs would take longer than this, seconds: at least 3
+    /// while those took less than 3 budgets, at least 1 on the Python side.
     #[arg(long, default_value_t = 1.0)]
     cell_seconds: f64,
     /// `--cell-seconds` for the Python side's cells (a smaller budget keeps `all` within

@@ -217,7 +217,7 @@ impl Report {
         let c = &self.config;
         let _ = writeln!(
             s,
-            "options: workers {:?}, {} runs after a warm-up (fewer, at least 1, past {} s a cell, {} s on the Python side), \
+            "options: workers {:?}, {} runs after a warm-up (fewer past {} s a cell, but 3 while they take under 3 budgets; {} s and at least 1 on the Python side), \
              sum {} MiB and cow {} MiB in {} chunks, voxels {}³ in {} jobs, crunch {} images ×{} waits on {} \
              workers, overhead {} tasks, payload {} MiB",
             c.workers,
