@@ -22,6 +22,8 @@ pub(crate) const MAP: &str = "map resident shm pages";
 pub(crate) const ROUND_TRIP: &str = "Unix socket round trip";
 /// Variant: forking children that exit at once, and reaping them.
 pub(crate) const FORK: &str = "fork, exit and reap";
+/// Variant: starting this binary again in children that exit at once, and reaping them.
+pub(crate) const SPAWN: &str = "spawn, exit and reap";
 
 /// The page size the fault row counts in (the kernel's base page).
 pub(crate) const PAGE: u64 = 4096;
@@ -29,7 +31,8 @@ pub(crate) const PAGE: u64 = 4096;
 /// What bounds a row from below: bytes that must be read, bytes that must be copied (read
 /// and written), fresh pages that must be faulted in (allocated: copy-on-write), existing
 /// shared pages that must be mapped into a fresh process, fresh heap pages written for the
-/// first time, round trips between two processes, child processes forked and reaped; read
+/// first time, round trips between two processes, child processes forked (or this binary
+/// spawned) and reaped; read
 /// and copy at the bandwidth of `threads` threads, faults and mappings shared by `threads`
 /// processes, round trips and forks one after the other. A row's limit is the sum of the
 /// terms.
@@ -50,6 +53,9 @@ pub(crate) struct Limit {
     pub trips: u64,
     /// Child processes the caller forks, and reaps once they have exited.
     pub forks: u64,
+    /// Child processes running this binary again that the caller starts, and reaps once they
+    /// have exited.
+    pub spawns: u64,
     /// Threads (or processes) sharing the work.
     pub threads: usize,
 }
@@ -86,6 +92,15 @@ impl Limit {
     pub(crate) fn forks(forks: u64) -> Limit {
         Limit {
             forks,
+            threads: 1,
+            ..Limit::default()
+        }
+    }
+
+    /// `spawns` children started from this binary and reaped by the caller.
+    pub(crate) fn spawns(spawns: u64) -> Limit {
+        Limit {
+            spawns,
             threads: 1,
             ..Limit::default()
         }
@@ -168,6 +183,9 @@ impl Limit {
         if self.forks > 0 {
             total += self.forks as f64 * rates.fork_per_child?;
         }
+        if self.spawns > 0 {
+            total += self.spawns as f64 * rates.spawn_per_child?;
+        }
         Some(total)
     }
 
@@ -192,6 +210,9 @@ impl Limit {
         }
         if self.forks > 0 {
             terms.push(format!("{} forks", self.forks));
+        }
+        if self.spawns > 0 {
+            terms.push(format!("{} spawns", self.spawns));
         }
         match self.trips {
             0 => {}
@@ -219,6 +240,8 @@ pub(crate) struct Rates {
     pub round_trip: Option<f64>,
     /// Seconds to fork a child that exits at once, and reap it.
     pub fork_per_child: Option<f64>,
+    /// Seconds to start this binary again in a child that exits at once, and reap it.
+    pub spawn_per_child: Option<f64>,
 }
 
 impl Rates {
@@ -263,6 +286,12 @@ impl Rates {
         if let Some(t) = self.fork_per_child {
             parts.push(format!("fork, exit and reap a child {:.1} µs", t * 1e6));
         }
+        if let Some(t) = self.spawn_per_child {
+            parts.push(format!(
+                "spawn this binary, exit and reap it {:.1} µs",
+                t * 1e6
+            ));
+        }
         (!parts.is_empty()).then(|| parts.join("; "))
     }
 
@@ -294,6 +323,7 @@ mod tests {
             heap_per_page: Some(0.2e-6),
             round_trip: Some(40e-6),
             fork_per_child: Some(150e-6),
+            spawn_per_child: Some(900e-6),
         }
     }
 
@@ -324,6 +354,9 @@ mod tests {
         // Forks are the caller's too, one after the other: 2 × 150 µs + one round trip.
         let started = Limit::forks(2).plus_trips(1);
         assert!((started.seconds(&r).unwrap() - 340e-6).abs() < 1e-12);
+        // Spawns too: 2 × 900 µs + one round trip.
+        let spawned = Limit::spawns(2).plus_trips(1);
+        assert!((spawned.seconds(&r).unwrap() - 1840e-6).abs() < 1e-12);
     }
 
     #[test]
@@ -345,6 +378,7 @@ mod tests {
         assert_eq!(Limit::read(1, 1).plus_map(1).seconds(&none), None);
         assert_eq!(Limit::copy(1, 1).plus_heap(1).seconds(&none), None);
         assert_eq!(Limit::forks(2).seconds(&none), None);
+        assert_eq!(Limit::spawns(2).seconds(&none), None);
     }
 
     #[test]
@@ -356,7 +390,8 @@ mod tests {
             "read 10.0 GB/s ×1, 20.0 GB/s ×2; memcpy 5.0 GB/s ×1; fault 0.50 µs per 4 KiB \
              page (64.0 ms per 500 MiB on one core); fresh heap page 0.20 µs; mapping an \
              existing page 0.10 µs (12.8 ms per 500 MiB); \
-             Unix socket round trip 40.0 µs; fork, exit and reap a child 150.0 µs"
+             Unix socket round trip 40.0 µs; fork, exit and reap a child 150.0 µs; spawn \
+             this binary, exit and reap it 900.0 µs"
         );
     }
 
@@ -372,6 +407,10 @@ mod tests {
         assert_eq!(
             Limit::forks(2).plus_trips(1).describe(),
             "2 forks + 1 round trip"
+        );
+        assert_eq!(
+            Limit::spawns(2).plus_trips(1).describe(),
+            "2 spawns + 1 round trip"
         );
     }
 }

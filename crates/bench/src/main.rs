@@ -145,7 +145,7 @@ enum Command {
     Cow(Opts),
     /// The limit rows alone: read bandwidth, memcpy, faulting in fresh shared and heap pages,
     /// mapping resident shared pages, a Unix socket round trip between two processes, forking
-    /// and reaping bare children (every other command measures them first).
+    /// and spawning bare children and reaping them (every other command measures them first).
     Limits(Opts),
     /// Every workload, each in a process of its own (the limits first), then Python, then
     /// the MPI cells when MPI is installed.

@@ -484,6 +484,7 @@ fn rates_of(cells: &[Cell]) -> Rates {
             (limits::MAP, Rate::PerPage(n)) => rates.map_per_page = Some(s / n as f64),
             (limits::ROUND_TRIP, Rate::PerTrip(n)) => rates.round_trip = Some(s / n as f64),
             (limits::FORK, Rate::PerChild(n)) => rates.fork_per_child = Some(s / n as f64),
+            (limits::SPAWN, Rate::PerChild(n)) => rates.spawn_per_child = Some(s / n as f64),
             _ => {}
         }
     }

@@ -17,8 +17,12 @@
 //! - **Unix socket round trip**: one byte to another process (this binary started again as
 //!   an echo peer) and back, over a socket pair, one trip after the other;
 //! - **fork, exit and reap**: forking as many children as the run's largest worker count,
-//!   each calling `_exit` at once, and reaping them: the least a process pool's start-up and
-//!   shutdown cost (the rate column is per child).
+//!   each calling `_exit` at once, and reaping them: the least a fork pool's start-up and
+//!   shutdown cost (the rate column is per child);
+//! - **spawn, exit and reap**: the same number of children that run this binary again (as
+//!   an echo peer whose socket's other end is already closed: it starts, reads the end, and
+//!   returns from `main`), started together and then reaped: the least a spawn pool's
+//!   start-up and shutdown cost.
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -32,7 +36,9 @@ use rayon::prelude::*;
 use super::{chunk_sum, with_hugepages};
 use crate::backend::{Backend, Strategy};
 use crate::config::Config;
-use crate::limits::{FAULT, FORK, HEAP_FAULT, MAP, MEMCPY, PAGE, READ, ROUND_TRIP, WORKLOAD};
+use crate::limits::{
+    FAULT, FORK, HEAP_FAULT, MAP, MEMCPY, PAGE, READ, ROUND_TRIP, SPAWN, WORKLOAD,
+};
 use crate::runner::{CellId, Rate, Runner, Spec};
 use crate::Res;
 
@@ -232,15 +238,69 @@ pub(crate) fn run(r: &mut Runner) -> Res<()> {
         Spec::rate(Rate::PerChild(children as u64)),
         || Ok(()),
         |()| fork_exit_and_reap(children),
-        |&reaped| {
-            if reaped == children {
-                Ok(())
-            } else {
-                Err(format!("{reaped} of {children} children exited cleanly"))
-            }
-        },
+        |&reaped| all_exited(reaped, children),
+    );
+    r.measure(
+        CellId::new(
+            WORKLOAD,
+            SPAWN,
+            Backend::Spawn,
+            Strategy::Direct,
+            Some(children),
+        ),
+        Spec::rate(Rate::PerChild(children as u64)),
+        || Ok(()),
+        |()| spawn_exit_and_reap(children),
+        |&reaped| all_exited(reaped, children),
     );
     Ok(())
+}
+
+/// Whether all `children` exited cleanly.
+fn all_exited(reaped: usize, children: usize) -> Res<()> {
+    if reaped == children {
+        Ok(())
+    } else {
+        Err(format!("{reaped} of {children} children exited cleanly"))
+    }
+}
+
+/// Starts `n` children running this binary as echo peers with nothing to echo (the other
+/// end of each one's socket is closed once it is started, so it exits as soon as it has
+/// started), then reaps them all; returns how many exited with status 0. A child that
+/// cannot be started ends the run (after reaping those started).
+fn spawn_exit_and_reap(n: usize) -> Res<usize> {
+    let exe = std::env::current_exe().map_err(|e| format!("spawn: {e}"))?;
+    let mut children = Vec::with_capacity(n);
+    let mut failure = None;
+    for _ in 0..n {
+        let started = UnixStream::pair().and_then(|(ours, theirs)| {
+            let child = Command::new(&exe)
+                .arg(ECHO_PEER)
+                .stdin(Stdio::from(OwnedFd::from(theirs)))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn();
+            drop(ours);
+            child
+        });
+        match started {
+            Ok(child) => children.push(child),
+            Err(e) => {
+                failure = Some(format!("spawn: {e}"));
+                break;
+            }
+        }
+    }
+    let mut clean = 0;
+    for mut child in children {
+        match child.wait() {
+            Ok(status) if status.success() => clean += 1,
+            Ok(_) => {}
+            Err(e) => failure = failure.or(Some(format!("wait: {e}"))),
+        }
+    }
+    failure.map_or(Ok(clean), Err)
 }
 
 /// Forks `n` children that exit at once, then reaps them all; returns how many exited with

@@ -1,8 +1,8 @@
 //! Pool start-up and shutdown: create a pool, run one task per worker (so that every worker
 //! is really up), close and join it — Python's `with Pool(n) as p: p.map(f, range(n))`. The
 //! memory column shows what the pool adds to the process tree while it exists. A process
-//! pool's limit is forking its workers, reaping them, and one round trip between (the
-//! workers answer their tasks side by side).
+//! pool's limit is starting its workers (a fork, or this binary spawned again), reaping
+//! them, and one round trip between (the workers answer their tasks side by side).
 
 use multiproc_core::Executor;
 
@@ -60,10 +60,11 @@ pub(crate) fn run(r: &mut Runner) -> Res<()> {
             check,
         );
         for backend in Backend::POOLS {
-            let spec = if backend == Backend::Threads {
-                Spec::default()
-            } else {
-                Spec::limit(Limit::forks(workers as u64).plus_trips(1))
+            let children = workers as u64;
+            let spec = match backend {
+                Backend::Fork => Spec::limit(Limit::forks(children).plus_trips(1)),
+                Backend::Spawn => Spec::limit(Limit::spawns(children).plus_trips(1)),
+                _ => Spec::default(),
             };
             r.measure(
                 CellId::new(WORKLOAD, VARIANT, backend, Strategy::Direct, Some(workers)),
