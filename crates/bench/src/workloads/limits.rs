@@ -265,73 +265,84 @@ fn all_exited(reaped: usize, children: usize) -> Res<()> {
     }
 }
 
-/// Starts `n` children running this binary as echo peers with nothing to echo (the other
-/// end of each one's socket is closed once it is started, so it exits as soon as it has
-/// started), then reaps them all; returns how many exited with status 0. A child that
-/// cannot be started ends the run (after reaping those started).
-fn spawn_exit_and_reap(n: usize) -> Res<usize> {
-    let exe = std::env::current_exe().map_err(|e| format!("spawn: {e}"))?;
+/// Starts `n` children with `start`, then reaps each with `reap` (whether it exited with
+/// status 0); returns how many did. A child that cannot be started ends the run, after
+/// those started are reaped.
+fn start_then_reap<C>(
+    n: usize,
+    mut start: impl FnMut() -> Res<C>,
+    mut reap: impl FnMut(C) -> Res<bool>,
+) -> Res<usize> {
     let mut children = Vec::with_capacity(n);
     let mut failure = None;
     for _ in 0..n {
-        let started = UnixStream::pair().and_then(|(ours, theirs)| {
-            let child = Command::new(&exe)
-                .arg(ECHO_PEER)
-                .stdin(Stdio::from(OwnedFd::from(theirs)))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn();
-            drop(ours);
-            child
-        });
-        match started {
+        match start() {
             Ok(child) => children.push(child),
             Err(e) => {
-                failure = Some(format!("spawn: {e}"));
-                break;
-            }
-        }
-    }
-    let mut clean = 0;
-    for mut child in children {
-        match child.wait() {
-            Ok(status) if status.success() => clean += 1,
-            Ok(_) => {}
-            Err(e) => failure = failure.or(Some(format!("wait: {e}"))),
-        }
-    }
-    failure.map_or(Ok(clean), Err)
-}
-
-/// Forks `n` children that exit at once, then reaps them all; returns how many exited with
-/// status 0. A fork that fails ends the run (after reaping those forked).
-fn fork_exit_and_reap(n: usize) -> Res<usize> {
-    use nix::sys::wait::{waitpid, WaitStatus};
-    use nix::unistd::ForkResult;
-    let mut children = Vec::with_capacity(n);
-    let mut failure = None;
-    for _ in 0..n {
-        // SAFETY: the child of a multithreaded process may only call async-signal-safe
-        // functions: it calls `_exit` and nothing else, so no lock another thread held
-        // (and no memory it was changing) is touched.
-        match unsafe { nix::unistd::fork() } {
-            Ok(ForkResult::Child) => multiproc_sys::exit::exit_now(0),
-            Ok(ForkResult::Parent { child }) => children.push(child),
-            Err(e) => {
-                failure = Some(format!("fork: {e}"));
+                failure = Some(e);
                 break;
             }
         }
     }
     let mut clean = 0;
     for child in children {
-        match waitpid(child, None) {
-            Ok(WaitStatus::Exited(_, 0)) => clean += 1,
-            Ok(_) => {}
-            Err(e) => failure = failure.or(Some(format!("waitpid: {e}"))),
+        match reap(child) {
+            Ok(true) => clean += 1,
+            Ok(false) => {}
+            Err(e) => failure = failure.or(Some(e)),
         }
     }
     failure.map_or(Ok(clean), Err)
+}
+
+/// Forks `n` children that exit at once, then reaps them all; returns how many exited with
+/// status 0.
+fn fork_exit_and_reap(n: usize) -> Res<usize> {
+    use nix::sys::wait::{waitpid, WaitStatus};
+    use nix::unistd::ForkResult;
+    start_then_reap(
+        n,
+        || {
+            // SAFETY: the child of a multithreaded process may only call async-signal-safe
+            // functions: it calls `_exit` and nothing else, so no lock another thread held
+            // (and no memory it was changing) is touched.
+            match unsafe { nix::unistd::fork() } {
+                Ok(ForkResult::Child) => multiproc_sys::exit::exit_now(0),
+                Ok(ForkResult::Parent { child }) => Ok(child),
+                Err(e) => Err(format!("fork: {e}")),
+            }
+        },
+        |child| match waitpid(child, None) {
+            Ok(status) => Ok(status == WaitStatus::Exited(child, 0)),
+            Err(e) => Err(format!("waitpid: {e}")),
+        },
+    )
+}
+
+/// Starts `n` children running this binary as echo peers with nothing to echo (the other
+/// end of each one's socket is closed once it is started, so it exits as soon as it has
+/// started), then reaps them all; returns how many exited with status 0.
+fn spawn_exit_and_reap(n: usize) -> Res<usize> {
+    let exe = std::env::current_exe().map_err(|e| format!("spawn: {e}"))?;
+    start_then_reap(
+        n,
+        || {
+            let (ours, theirs) = UnixStream::pair().map_err(|e| format!("spawn: {e}"))?;
+            let child = Command::new(&exe)
+                .arg(ECHO_PEER)
+                .stdin(Stdio::from(OwnedFd::from(theirs)))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| format!("spawn: {e}"));
+            drop(ours);
+            child
+        },
+        |mut child: Child| match child.wait() {
+            Ok(status) => Ok(status.success()),
+            Err(e) => Err(format!("wait: {e}")),
+        },
+    )
 }
 
 /// This binary started again as an echo peer, one end of a socket pair as its stdin and
