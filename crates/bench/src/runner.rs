@@ -322,7 +322,8 @@ impl Runner {
     /// Measures one cell, if the options select it: `setup` (untimed) prepares each run's
     /// input, `body` is the timed run, `check` compares its result with the serial one.
     /// One warm-up run is sampled for memory; then up to `reps` timed runs (fewer if they
-    /// would take longer than the cell budget, but at least three).
+    /// would take longer than the cell budget, but three while they take less than three
+    /// budgets: [`stats::one_more_run`]).
     pub(crate) fn measure<S, T>(
         &mut self,
         id: CellId,
