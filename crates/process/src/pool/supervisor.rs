@@ -21,7 +21,7 @@ use crate::journal::{self, JournalReader};
 use crate::payload::SPARE_BYTES;
 use crate::wire::{FrameReader, FrameWriter, Header, Kind, SETUP_JOURNAL, SETUP_ONE_MAP};
 use crate::worker::INIT_ID;
-use send::{send_body, send_release};
+use send::{send_body, send_releases};
 
 /// How a session with one worker ended.
 enum End {
@@ -393,9 +393,7 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
         taken += batch.len();
         // Results the caller let go since: their buffers are the worker's again, before these
         // tasks make more results.
-        for (id, reuse) in releases.take() {
-            write_broken = write_broken || send_release(&mut writer, id, reuse).is_err();
-        }
+        write_broken = write_broken || send_releases(&mut writer, &releases).is_err();
         if !batch.is_empty() && !write_broken {
             // The ring the worker's replies took so far is free again: it learns so with
             // these tasks.
@@ -606,9 +604,7 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
             // Decoded: unless the caller keeps lent results, the worker may write the buffer
             // again (sent with the next flush).
             drop(view);
-            for (id, reuse) in releases.take() {
-                write_broken = write_broken || send_release(&mut writer, id, reuse).is_err();
-            }
+            write_broken = write_broken || send_releases(&mut writer, &releases).is_err();
             if write_broken && announced {
                 // The worker is gone: this supervisor does not visit the queue again, so it
                 // takes its announcement back (left counted, it would spare a wake-up that

@@ -1,22 +1,27 @@
 //! The frames a supervisor sends its worker besides the small control ones: a body (a task's
-//! arguments, the initializer's), counted in the pool's statistics, and the `Release` of a
-//! result buffer.
+//! arguments, the initializer's), counted in the pool's statistics, and the `Release`s of
+//! result buffers.
 
 use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
 
 use super::super::shared::Counters;
+use crate::bulk::Releases;
 use crate::payload::Body;
 use crate::wire::{FrameWriter, Header, Kind, RELEASE_DROP};
 
-/// Queues a `Release` of task `id`'s result buffer: to write again (`reuse`), or to drop.
-pub(super) fn send_release(writer: &mut FrameWriter, id: u64, reuse: bool) -> std::io::Result<()> {
-    let release = Header {
-        kind: Kind::Release,
-        id,
-        call: if reuse { 0 } else { RELEASE_DROP },
-    };
-    writer.send(release, &[], &[])
+/// Queues a `Release` for each task `releases` holds, in its order: its result buffer to
+/// write again, or to drop. Stops at the first frame that cannot be written.
+pub(super) fn send_releases(writer: &mut FrameWriter, releases: &Releases) -> std::io::Result<()> {
+    for (id, reuse) in releases.take() {
+        let release = Header {
+            kind: Kind::Release,
+            id,
+            call: if reuse { 0 } else { RELEASE_DROP },
+        };
+        writer.send(release, &[], &[])?;
+    }
+    Ok(())
 }
 
 /// Queues one frame carrying `body` (a bulk frame for a bulk body, when the frame has room
