@@ -227,34 +227,24 @@ pub(crate) fn run(r: &mut Runner) -> Res<()> {
     }
 
     let children = r.cfg.workers.iter().copied().max().unwrap_or(1);
-    r.measure(
-        CellId::new(
-            WORKLOAD,
-            FORK,
-            Backend::Fork,
-            Strategy::Direct,
-            Some(children),
-        ),
-        Spec::rate(Rate::PerChild(children as u64)),
-        || Ok(()),
-        |()| fork_exit_and_reap(children),
-        |&reaped| all_exited(reaped, children),
-    );
-    r.measure(
-        CellId::new(
-            WORKLOAD,
-            SPAWN,
-            Backend::Spawn,
-            Strategy::Direct,
-            Some(children),
-        ),
-        Spec::rate(Rate::PerChild(children as u64)),
-        || Ok(()),
-        |()| spawn_exit_and_reap(children),
-        |&reaped| all_exited(reaped, children),
-    );
+    let starts: [(&str, Backend, StartAndReap); 2] = [
+        (FORK, Backend::Fork, fork_exit_and_reap),
+        (SPAWN, Backend::Spawn, spawn_exit_and_reap),
+    ];
+    for (variant, backend, start_and_reap) in starts {
+        r.measure(
+            CellId::new(WORKLOAD, variant, backend, Strategy::Direct, Some(children)),
+            Spec::rate(Rate::PerChild(children as u64)),
+            || Ok(()),
+            |()| start_and_reap(children),
+            |&reaped| all_exited(reaped, children),
+        );
+    }
     Ok(())
 }
+
+/// Starts `n` children and reaps them: how many exited cleanly.
+type StartAndReap = fn(usize) -> Res<usize>;
 
 /// Whether all `children` exited cleanly.
 fn all_exited(reaped: usize, children: usize) -> Res<()> {
