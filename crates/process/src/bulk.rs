@@ -498,6 +498,14 @@ impl Mapping {
         self.ptr
     }
 
+    /// Keeps the mapping out of forked children from now on (`MADV_DONTFORK`), as its normal
+    /// state: a [`Loan`] lets children have it only while it lasts.
+    pub(crate) fn keep_out_of_children(&mut self) -> io::Result<()> {
+        self.set_forked(false)?;
+        self.dont_fork = true;
+        Ok(())
+    }
+
     /// Sets whether forked children get the mapping (`MADV_DOFORK` or `MADV_DONTFORK`).
     pub(crate) fn set_forked(&self, forked: bool) -> io::Result<()> {
         if self.owner != getpid() {

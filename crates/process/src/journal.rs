@@ -250,9 +250,9 @@ impl JournalReader {
                 let len = NonZeroUsize::new(HEAD + RING).expect("not 0");
                 // SAFETY: the journal is written only as this function's contract says, and
                 // the reader copies out only records below the published tail.
-                let map = unsafe { map_sealed(fd.as_fd(), len) }?;
+                let mut map = unsafe { map_sealed(fd.as_fd(), len) }?;
                 // Kept out of forked children, as the bulk buffers' mappings.
-                map.set_forked(false)?;
+                map.keep_out_of_children()?;
                 self.map = Some(map);
             }
             _ => return Err(invalid("a Journal frame with the wrong descriptors")),

@@ -182,8 +182,7 @@ impl BulkMaps {
         // SAFETY: this function's contract (the view made below borrows `self`).
         let mut map = unsafe { map_sealed(fd.as_fd(), size) }?;
         // Owned at once (by `map`, then `kept`), so that an error below unmaps it.
-        map.set_forked(false)?;
-        map.dont_fork = true;
+        map.keep_out_of_children()?;
         let map_len = map.len;
         let mut kept = Kept {
             map: Arc::new(map),
