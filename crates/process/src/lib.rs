@@ -70,6 +70,7 @@ pub mod codec;
 mod forward;
 mod journal;
 mod payload;
+mod per_process;
 mod pool;
 mod service;
 #[doc(hidden)]

@@ -20,29 +20,26 @@
 //! ## Per process, without a lock
 //!
 //! A forked child inherits the parent's memory but none of its threads: the service thread's
-//! channel is there, its thread is not. So the state is kept per process: a leaked record of
-//! the thread's channel *and the pid that started it*, behind an atomic pointer. A call from a
-//! process whose pid differs (a forked child) starts a thread of its own and leaves the
-//! inherited record alone — it is never read beyond its pid, never freed. There is no lock: a
-//! child forked while another thread of its parent held one (starting the thread, or cloning
-//! its channel) would wait for that lock forever, which hung spawn pools created inside
-//! fork-pool workers.
+//! channel is there, its thread is not. So the thread's channel is kept in a `PerProcess`
+//! record (`crate::per_process`): a forked child starts a thread of its own and leaves the
+//! inherited record alone. There is no lock: a child forked while another thread of its
+//! parent held one (starting the thread, or cloning its channel) would wait for that lock
+//! forever, which hung spawn pools created inside fork-pool workers.
 
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
-use std::ptr;
-use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::mpsc;
 use std::thread;
 
 use multiproc_core::{Error, Result};
-use nix::unistd::{getpid, Pid};
+use nix::unistd::getpid;
+
+use crate::per_process::PerProcess;
 
 type Job = Box<dyn FnOnce() + Send>;
 
 /// The service thread of one process, reached through its job channel.
 struct Started {
-    pid: Pid,
     jobs: mpsc::Sender<Job>,
 }
 
@@ -69,9 +66,9 @@ pub struct ServiceThread {
     name: &'static str,
     /// `None`: the platform's default.
     stack_size: Option<usize>,
-    /// This process's thread: a leaked [`Started`], never freed. A forked child inherits its
-    /// parent's (another pid) and installs its own.
-    current: AtomicPtr<Started>,
+    /// This process's thread. A forked child inherits its parent's record, whose thread is
+    /// not in it, and starts its own.
+    current: PerProcess<Started>,
 }
 
 impl ServiceThread {
@@ -80,7 +77,7 @@ impl ServiceThread {
         ServiceThread {
             name,
             stack_size: None,
-            current: AtomicPtr::new(ptr::null_mut()),
+            current: PerProcess::new(),
         }
     }
 
@@ -90,53 +87,29 @@ impl ServiceThread {
         ServiceThread {
             name,
             stack_size: Some(bytes),
-            current: AtomicPtr::new(ptr::null_mut()),
+            current: PerProcess::new(),
         }
     }
 
     /// This process's thread, started if needed.
     fn started(&self) -> Result<&Started> {
-        let me = getpid();
-        let seen = self.current.load(Ordering::Acquire);
-        // SAFETY: every non-null pointer stored in `current` comes from `Box::into_raw` below
-        // and is never freed, so it is valid for as long as `self`.
-        if let Some(started) = unsafe { seen.as_ref() } {
-            if started.pid == me {
-                return Ok(started);
+        self.current.get_or_try_init(|| {
+            let (jobs, incoming) = mpsc::channel::<Job>();
+            let mut builder = thread::Builder::new().name(self.name.into());
+            if let Some(bytes) = self.stack_size {
+                builder = builder.stack_size(bytes);
             }
-            // Our parent's, inherited through fork: its thread does not exist here. Left
-            // alone.
-        }
-        let (jobs, incoming) = mpsc::channel::<Job>();
-        let mut builder = thread::Builder::new().name(self.name.into());
-        if let Some(bytes) = self.stack_size {
-            builder = builder.stack_size(bytes);
-        }
-        builder
-            .spawn(move || {
-                while let Ok(job) = incoming.recv() {
-                    job();
-                }
-            })
-            .map_err(Error::Io)?;
-        let ours = Box::into_raw(Box::new(Started { pid: me, jobs }));
-        match self
-            .current
-            .compare_exchange(seen, ours, Ordering::AcqRel, Ordering::Acquire)
-        {
-            // SAFETY: `ours` was just made by `Box::into_raw` and, now published, is never
-            // freed.
-            Ok(_) => Ok(unsafe { &*ours }),
-            Err(theirs) => {
-                // Another thread of this process installed its thread first (only this
-                // process's threads write this memory): use that one. Ours was never
-                // published; freeing it closes its channel, which ends its thread.
-                // SAFETY: `ours` came from `Box::into_raw` above and nobody else has seen it.
-                drop(unsafe { Box::from_raw(ours) });
-                // SAFETY: non-null (nothing stores null) and from `Box::into_raw`, never freed.
-                Ok(unsafe { &*theirs })
-            }
-        }
+            builder
+                .spawn(move || {
+                    while let Ok(job) = incoming.recv() {
+                        job();
+                    }
+                })
+                .map_err(Error::Io)?;
+            // If another thread of this process installs its thread first, this record is
+            // dropped: that closes its channel, which ends its thread.
+            Ok(Started { jobs })
+        })
     }
 
     /// [`run`](Self::run), but on the calling thread itself when it is the process's main
@@ -210,13 +183,15 @@ mod tests {
             Err::<(), _>(Error::Io(_))
         ));
         static FRESH: ServiceThread = ServiceThread::new("multiproc-test-fresh");
-        // SAFETY: the child only reads its ids, compares them, checks an atomic and leaves
-        // with `_exit`; it takes no lock that another thread of this process may hold.
+        // SAFETY: the child only reads its ids and its thread list, compares them and leaves
+        // with `_exit`; it takes no lock that another thread of this process may hold (the
+        // directory read allocates: glibc's fork handlers keep the allocator usable).
         match unsafe { fork() }.unwrap() {
             ForkResult::Child => {
                 let main = multiproc_sys::thread::gettid();
                 let ran_on = FRESH.run_lasting(multiproc_sys::thread::gettid);
-                let started = !FRESH.current.load(Ordering::Acquire).is_null();
+                // The service thread would be this process's second thread.
+                let started = std::fs::read_dir("/proc/self/task").map_or(true, |d| d.count() != 1);
                 let code = match ran_on {
                     Ok(tid) if tid == main && !started => 0,
                     Ok(tid) if tid == main => 2,
