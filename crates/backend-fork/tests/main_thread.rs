@@ -177,3 +177,65 @@ fn workers_forked_on_the_main_thread_die_with_their_process() {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// The ids of this process's threads.
+fn thread_ids() -> Vec<String> {
+    let mut ids: Vec<String> = std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn a_pool_made_after_another_closed_takes_over_its_supervisor_threads() {
+    let code = in_a_child(|| {
+        let Ok(pool) = ForkPool::new(2) else {
+            return 1;
+        };
+        if pool.map(square, 0..4u64).ok() != Some(vec![0, 1, 4, 9]) {
+            return 2;
+        }
+        drop(pool);
+        let after_first = thread_ids();
+        let Ok(pool) = ForkPool::new(2) else {
+            return 1;
+        };
+        if pool.map(square, 0..4u64).ok() != Some(vec![0, 1, 4, 9]) {
+            return 2;
+        }
+        // Every thread the second pool runs on was there when the first one closed.
+        if thread_ids().iter().any(|id| !after_first.contains(id)) {
+            return 3;
+        }
+        0
+    });
+    assert_eq!(
+        code, 0,
+        "exit code {code} (3: the second pool started threads)"
+    );
+}
+
+#[test]
+fn supervisor_threads_left_idle_by_a_closed_pool_end_by_themselves() {
+    let code = in_a_child(|| {
+        let Ok(pool) = ForkPool::new(2) else {
+            return 1;
+        };
+        if pool.map(square, 0..4u64).ok() != Some(vec![0, 1, 4, 9]) {
+            return 2;
+        }
+        drop(pool);
+        let start = Instant::now();
+        // Only the calling thread is left once the idle ones have gone (bounded by LIMIT).
+        while thread_ids().len() > 1 {
+            if start.elapsed() > LIMIT {
+                return 3;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        0
+    });
+    assert_eq!(code, 0, "exit code {code} (3: idle threads lived on)");
+}

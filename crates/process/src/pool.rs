@@ -34,6 +34,7 @@
 //! | the job queue and the count of outstanding jobs | `pool/queue.rs` |
 //! | what the handle and the supervisors share; the table of live workers | `pool/shared.rs` |
 //! | a worker's session loop, and its replacement when it dies | `pool/supervisor.rs` |
+//! | the supervisors' threads, kept idle between pools for a second | `pool/crew.rs` |
 //! | watching a running task's memory (and deadline) with `memory_limit` | `pool/watch.rs` |
 //! | waiting for a worker to end, stopping one | `pool/reap.rs` |
 //! | a backend's pool type as this pool under its own name | `forward.rs` |
@@ -43,7 +44,6 @@ use std::os::fd::OwnedFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::thread::JoinHandle;
 
 use multiproc_core::{
     check_workers, panic_message, Batch, ChunkSink, Error, Executor, Home, Payload, PoolOptions,
@@ -55,6 +55,7 @@ use crate::codec::decode_items_fds;
 use crate::payload::{encode_body, Body, Spare, POOL_SPARE_BYTES};
 use crate::trampoline::offset_of;
 
+mod crew;
 mod launcher;
 mod queue;
 mod reap;
@@ -67,6 +68,7 @@ mod watch;
 pub use launcher::{Launcher, Worker};
 pub use reap::reap;
 
+use crew::Finished;
 use queue::{Destination, Idle, Job, Queue, Reply, Ticket};
 use reap::{reap_with, stop_and_reap};
 use shared::{Counters, Listed, Shared};
@@ -185,7 +187,7 @@ pub struct ProcessPool<L: Launcher> {
     /// Never dropped in a process other than `home`: its queue may hold sinks and locks that
     /// a thread of the owner held at the fork.
     shared: ManuallyDrop<Arc<Shared<L>>>,
-    supervisors: ManuallyDrop<Mutex<Vec<JoinHandle<()>>>>,
+    supervisors: ManuallyDrop<Mutex<Vec<Finished>>>,
 }
 
 impl<L: Launcher> std::fmt::Debug for ProcessPool<L> {
@@ -200,7 +202,9 @@ impl<L: Launcher> std::fmt::Debug for ProcessPool<L> {
 
 impl<L: Launcher> ProcessPool<L> {
     /// Starts `workers` workers with `launcher` (all of them before any pool thread exists),
-    /// then one supervisor thread per worker. Zero workers is [`Error::InvalidArgument`].
+    /// then one supervisor thread per worker: a thread that a closed pool left idle, or a new
+    /// one (an idle thread ends after a second without work). Zero workers is
+    /// [`Error::InvalidArgument`].
     pub fn new(workers: usize, launcher: L) -> Result<Self> {
         Self::with_initializer(workers, launcher, None)
     }
@@ -301,16 +305,14 @@ impl<L: Launcher> ProcessPool<L> {
         let mut supervisors = Vec::with_capacity(workers);
         for (slot, worker) in started.into_iter().enumerate() {
             let for_thread = shared.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("multiproc-supervisor-{slot}"))
-                .spawn(move || {
-                    // A panic that escapes a supervisor (user code in it is caught where it
-                    // runs: a bug, then) breaks the pool: its jobs fail rather than wait.
-                    let run = AssertUnwindSafe(|| supervise(&for_thread, slot, worker));
-                    if let Err(p) = catch_unwind(run) {
-                        for_thread.break_pool(Error::from_panic(p));
-                    }
-                });
+            let spawned = crew::hire("multiproc-supervisor", move || {
+                // A panic that escapes a supervisor (user code in it is caught where it
+                // runs: a bug, then) breaks the pool: its jobs fail rather than wait.
+                let run = AssertUnwindSafe(|| supervise(&for_thread, slot, worker));
+                if let Err(p) = catch_unwind(run) {
+                    for_thread.break_pool(Error::from_panic(p));
+                }
+            });
             match spawned {
                 Ok(h) => supervisors.push(h),
                 Err(e) => {
@@ -322,7 +324,7 @@ impl<L: Launcher> ProcessPool<L> {
         Ok(ProcessPool::assemble(shared, supervisors))
     }
 
-    fn assemble(shared: Arc<Shared<L>>, supervisors: Vec<JoinHandle<()>>) -> Self {
+    fn assemble(shared: Arc<Shared<L>>, supervisors: Vec<Finished>) -> Self {
         ProcessPool {
             home: Home::here("pool"),
             shared: ManuallyDrop::new(shared),
@@ -494,7 +496,7 @@ impl<L: Launcher> ProcessPool<L> {
         }
         let supervisors = std::mem::take(&mut *lock(&self.supervisors));
         for s in supervisors {
-            let _ = s.join();
+            s.wait();
         }
         match &*lock(&self.shared.broken) {
             Some(cause) => Err(Error::NoWorkers {
@@ -528,7 +530,7 @@ impl<L: Launcher> ProcessPool<L> {
 /// none, so they are unlisted and reaped here, and none is left a zombie.
 fn abandon<L: Launcher>(
     shared: Arc<Shared<L>>,
-    supervisors: Vec<JoinHandle<()>>,
+    supervisors: Vec<Finished>,
     pids: &[Pid],
     from: usize,
 ) {
