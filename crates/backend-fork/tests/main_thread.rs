@@ -70,25 +70,38 @@ fn other_thread_names() -> Vec<String> {
     names
 }
 
-/// The open descriptors of this process.
-fn open_fds() -> Vec<String> {
-    let mut fds: Vec<String> = std::fs::read_dir("/proc/self/fd")
+/// The names in a directory of `/proc/self`, sorted.
+fn proc_self(dir: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(format!("/proc/self/{dir}"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    fds.sort();
-    fds
+    names.sort();
+    names
+}
+
+/// The open descriptors of this process.
+fn open_fds() -> Vec<String> {
+    proc_self("fd")
+}
+
+/// A new pool of two that has mapped `square` over 0..4 (exit code 1: not made, 2: a wrong
+/// answer).
+fn a_pool_that_ran() -> Result<ForkPool, i32> {
+    let pool = ForkPool::new(2).map_err(|_| 1)?;
+    if pool.map(square, 0..4u64).ok() != Some(vec![0, 1, 4, 9]) {
+        return Err(2);
+    }
+    Ok(pool)
 }
 
 #[test]
 fn a_pool_on_the_main_thread_forks_there_and_starts_no_forker_thread() {
     let code = in_a_child(|| {
-        let Ok(pool) = ForkPool::new(2) else {
-            return 1;
+        let pool = match a_pool_that_ran() {
+            Ok(pool) => pool,
+            Err(code) => return code,
         };
-        if pool.map(square, 0..4u64).ok() != Some(vec![0, 1, 4, 9]) {
-            return 2;
-        }
         if other_thread_names().iter().any(|n| n == "multiproc-fork") {
             return 3; // the workers were forked by the forker thread
         }
@@ -106,12 +119,10 @@ fn a_pool_made_and_dropped_on_the_main_thread_leaves_no_descriptor_and_no_child(
     let code = in_a_child(|| {
         let before = open_fds();
         for _ in 0..3 {
-            let Ok(pool) = ForkPool::new(2) else {
-                return 1;
+            let pool = match a_pool_that_ran() {
+                Ok(pool) => pool,
+                Err(code) => return code,
             };
-            if pool.map(square, 0..4u64).ok() != Some(vec![0, 1, 4, 9]) {
-                return 2;
-            }
             drop(pool);
             // No child left, not even a zombie: nothing to wait for.
             if waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG))
@@ -180,33 +191,26 @@ fn workers_forked_on_the_main_thread_die_with_their_process() {
 
 /// The ids of this process's threads.
 fn thread_ids() -> Vec<String> {
-    let mut ids: Vec<String> = std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    ids.sort();
-    ids
+    proc_self("task")
 }
 
 #[test]
 fn a_pool_made_after_another_closed_takes_over_its_supervisor_threads() {
     let code = in_a_child(|| {
-        let Ok(pool) = ForkPool::new(2) else {
-            return 1;
+        let pool = match a_pool_that_ran() {
+            Ok(pool) => pool,
+            Err(code) => return code,
         };
-        if pool.map(square, 0..4u64).ok() != Some(vec![0, 1, 4, 9]) {
-            return 2;
-        }
         drop(pool);
         let after_first = thread_ids();
-        let Ok(pool) = ForkPool::new(2) else {
-            return 1;
+        let second = match a_pool_that_ran() {
+            Ok(pool) => pool,
+            Err(code) => return code,
         };
-        if pool.map(square, 0..4u64).ok() != Some(vec![0, 1, 4, 9]) {
-            return 2;
-        }
         // Every thread the second pool runs on was there when the first one closed.
-        if thread_ids().iter().any(|id| !after_first.contains(id)) {
+        let started_threads = thread_ids().iter().any(|id| !after_first.contains(id));
+        drop(second);
+        if started_threads {
             return 3;
         }
         0
@@ -220,12 +224,10 @@ fn a_pool_made_after_another_closed_takes_over_its_supervisor_threads() {
 #[test]
 fn supervisor_threads_left_idle_by_a_closed_pool_end_by_themselves() {
     let code = in_a_child(|| {
-        let Ok(pool) = ForkPool::new(2) else {
-            return 1;
+        let pool = match a_pool_that_ran() {
+            Ok(pool) => pool,
+            Err(code) => return code,
         };
-        if pool.map(square, 0..4u64).ok() != Some(vec![0, 1, 4, 9]) {
-            return 2;
-        }
         drop(pool);
         let start = Instant::now();
         // Only the calling thread is left once the idle ones have gone (bounded by LIMIT).
