@@ -461,6 +461,10 @@ impl<L: Launcher> ProcessPool<L> {
     /// Waits for all submitted work, then stops and reaps the workers. Needs `close` (or
     /// `terminate`) first, otherwise [`Error::JoinBeforeClose`]. On a pool that broke
     /// ([`Error::NoWorkers`]) it returns that error, once everything is reaped.
+    ///
+    /// The pool's supervisor threads are idle then, not ended: a pool made within a second
+    /// runs on them, otherwise they end by themselves. Code that needs this process to have
+    /// one thread (`unshare(CLONE_NEWUSER)`, for one) must allow for that second.
     pub fn join(&self) -> Result<()> {
         self.join_until(None).map(drop)
     }
