@@ -70,8 +70,8 @@ pub mod codec;
 mod forward;
 mod journal;
 mod payload;
-mod per_process;
 mod pool;
+mod process_local;
 mod service;
 #[doc(hidden)]
 pub mod testing;

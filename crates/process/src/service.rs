@@ -20,8 +20,8 @@
 //! ## Per process, without a lock
 //!
 //! A forked child inherits the parent's memory but none of its threads: the service thread's
-//! channel is there, its thread is not. So the thread's channel is kept in a `PerProcess`
-//! record (`crate::per_process`): a forked child starts a thread of its own and leaves the
+//! channel is there, its thread is not. So the thread's channel is kept in a `ProcessLocal`
+//! record (`crate::process_local`): a forked child starts a thread of its own and leaves the
 //! inherited record alone. There is no lock: a child forked while another thread of its
 //! parent held one (starting the thread, or cloning its channel) would wait for that lock
 //! forever, which hung spawn pools created inside fork-pool workers.
@@ -34,7 +34,7 @@ use std::thread;
 use multiproc_core::{Error, Result};
 use nix::unistd::getpid;
 
-use crate::per_process::PerProcess;
+use crate::process_local::ProcessLocal;
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -68,7 +68,7 @@ pub struct ServiceThread {
     stack_size: Option<usize>,
     /// This process's thread. A forked child inherits its parent's record, whose thread is
     /// not in it, and starts its own.
-    current: PerProcess<Started>,
+    current: ProcessLocal<Started>,
 }
 
 impl ServiceThread {
@@ -77,7 +77,7 @@ impl ServiceThread {
         ServiceThread {
             name,
             stack_size: None,
-            current: PerProcess::new(),
+            current: ProcessLocal::new(),
         }
     }
 
@@ -87,7 +87,7 @@ impl ServiceThread {
         ServiceThread {
             name,
             stack_size: Some(bytes),
-            current: PerProcess::new(),
+            current: ProcessLocal::new(),
         }
     }
 

@@ -9,7 +9,7 @@
 //! session lasts as long as its pool, so a cap would make the next pool wait for ever) or
 //! hand back futures.
 //!
-//! The idle threads are per process ([`PerProcess`]): a forked child has none of them,
+//! The idle threads are per process ([`ProcessLocal`]): a forked child has none of them,
 //! and never touches its parent's list (whose lock another thread may have held at the fork).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -17,7 +17,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::lock;
-use crate::per_process::PerProcess;
+use crate::process_local::ProcessLocal;
 
 /// A session: what one thread runs for one pool.
 type Session = Box<dyn FnOnce() + Send>;
@@ -32,7 +32,7 @@ static CREW: Crew = Crew::new(LINGER);
 /// each other. One per process serves the pools ([`CREW`]); tests make their own.
 struct Crew {
     /// This process's idle threads, the most recently idle last.
-    idle: PerProcess<Mutex<Vec<Arc<Member>>>>,
+    idle: ProcessLocal<Mutex<Vec<Arc<Member>>>>,
     /// How long an idle thread waits for a session before it ends.
     linger: Duration,
 }
@@ -105,7 +105,7 @@ pub(super) fn hire(
 impl Crew {
     const fn new(linger: Duration) -> Crew {
         Crew {
-            idle: PerProcess::new(),
+            idle: ProcessLocal::new(),
             linger,
         }
     }

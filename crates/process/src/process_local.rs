@@ -1,4 +1,4 @@
-//! [`PerProcess`]: a value of this process's own, made on first use, that a forked child
+//! [`ProcessLocal`]: a value of this process's own, made on first use, that a forked child
 //! never reads from its parent.
 //!
 //! A forked child inherits its parent's memory but none of its threads. State that names
@@ -8,6 +8,13 @@
 //! *and the pid that made it*, behind an atomic pointer. A process whose pid differs (a
 //! forked child) makes a record of its own on first use and leaves the inherited one alone —
 //! it is never read beyond its pid, never freed. There is no lock to inherit.
+//!
+//! What `thread_local!` is to threads, for processes. Not to be confused with
+//! `multiproc_sys::once::PerProcess`, a registration made once and *inherited* by children.
+//! A process is told from its ancestors by its pid alone: a descendant that received the
+//! very pid of the ancestor that made a record (the pid space wrapped round while that
+//! ancestor was dead and the lineage lived on) would take the record for its own, as the
+//! pool's home check would take the pool.
 
 use std::marker::PhantomData;
 use std::ptr;
@@ -23,7 +30,7 @@ struct Record<T> {
 
 /// A value per process, made on first use and kept (leaked) for the life of the process.
 /// Meant for a `static`.
-pub(crate) struct PerProcess<T> {
+pub(crate) struct ProcessLocal<T> {
     /// This process's record: from `Box::into_raw`, never freed. A forked child inherits its
     /// parent's (another pid) and installs its own.
     current: AtomicPtr<Record<T>>,
@@ -31,16 +38,16 @@ pub(crate) struct PerProcess<T> {
     _value: PhantomData<T>,
 }
 
-impl<T> std::fmt::Debug for PerProcess<T> {
+impl<T> std::fmt::Debug for ProcessLocal<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PerProcess").finish_non_exhaustive()
+        f.debug_struct("ProcessLocal").finish_non_exhaustive()
     }
 }
 
-impl<T> PerProcess<T> {
+impl<T> ProcessLocal<T> {
     /// Nothing made yet.
     pub(crate) const fn new() -> Self {
-        PerProcess {
+        ProcessLocal {
             current: AtomicPtr::new(ptr::null_mut()),
             _value: PhantomData,
         }
@@ -91,18 +98,20 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
 
     #[test]
-    fn a_value_is_made_once_per_process_and_a_forked_child_makes_its_own() {
+    fn a_value_is_made_once_process_local_and_a_forked_child_makes_its_own() {
         static MADE: AtomicUsize = AtomicUsize::new(0);
-        static VALUE: PerProcess<usize> = PerProcess::new();
+        static VALUE: ProcessLocal<usize> = ProcessLocal::new();
         let make = || Ok::<_, ()>(MADE.fetch_add(1, Ordering::SeqCst));
         let first = *VALUE.get_or_try_init(make).unwrap();
         assert_eq!(*VALUE.get_or_try_init(make).unwrap(), first);
         assert_eq!(MADE.load(Ordering::SeqCst), first + 1, "made once here");
         // A failed `make` keeps nothing.
-        static EMPTY: PerProcess<usize> = PerProcess::new();
+        static EMPTY: ProcessLocal<usize> = ProcessLocal::new();
         assert_eq!(EMPTY.get_or_try_init(|| Err("no")), Err("no"));
         assert_eq!(EMPTY.get_or_try_init(|| Ok::<_, ()>(7)), Ok(&7));
-        // SAFETY: the child only reads atomics and exits with `_exit`.
+        // SAFETY: the child makes and reads its own values (glibc's fork handlers keep the
+        // allocator usable in it) and leaves with `_exit`; it touches no lock another
+        // thread may hold.
         match unsafe { fork() }.unwrap() {
             ForkResult::Child => {
                 let mine = *VALUE.get_or_try_init(make).unwrap();
