@@ -52,7 +52,12 @@ pub const INIT_FAILED: i32 = 3;
 /// The other end of `stream` must be a [`ProcessPool`](crate::ProcessPool) of this same
 /// binary image (a fork of this process, or the same executable started again): a task frame
 /// names its code by an offset into that image, which is called as is, and a large argument
-/// arrives as a shared buffer the pool promises not to write while the task runs.
+/// arrives as a shared buffer the pool promises not to write while the task runs. Values
+/// decoded from such a buffer may be read there after the task (a large `Packed` is lent the
+/// buffer's memory): so the pool must also never write again a buffer whose reply was
+/// flagged [`REPLY_KEPT_ARGUMENTS`], nor the buffers of frames this worker left unanswered
+/// (a child it forked may still read them), and the worker's result buffers are written
+/// again only after the pool's `Release` frame allows it. The pool keeps to all of this.
 pub unsafe fn serve(stream: UnixStream) -> i32 {
     let Ok(write_half) = stream.try_clone() else {
         return 2;

@@ -52,6 +52,12 @@ fn forked_since(count: Option<u64>) -> bool {
 
 impl Drop for Token {
     fn drop(&mut self) {
+        if self.mapping.owner != getpid() {
+            // A forked child's copy: the loan, its advice and its release are the parent's.
+            // The child touches none of them (the release queue's lock may have been held
+            // at the fork).
+            return;
+        }
         // After a fork a child may hold a copy of a value: the memory stays lent (and
         // forked) for good, and its sender is told to drop the buffer rather than reuse it.
         let forked = forked_since(self.forks);
@@ -171,7 +177,10 @@ impl Loan {
 /// `view` must be a bulk reply from a worker that writes the buffer again only after a
 /// `Release` frame for task `id` that allows it, and the caller must send `Release` frames
 /// only for the tasks it takes from `releases` (this session's), allowing a rewrite only
-/// where the queue says so.
+/// where the queue says so. `releases` belongs to this one worker connection, `id` names the
+/// buffer `view` was read from (unique among that worker's replies whose buffers are not
+/// released yet), and no other loan of `view`'s mapping is alive: a token's drop takes the
+/// mapping out of forked children again, which another live loan would still need.
 pub(crate) unsafe fn deliver_lent<R>(
     view: &BulkView<'_>,
     id: u64,
@@ -279,5 +288,55 @@ mod tests {
         }
         drop(p);
         assert!(loan.end(), "a child may hold a copy");
+    }
+
+    /// A forked child that drops the last copy it holds of a lent result leaves its parent's
+    /// release queue alone: that queue's lock may have been held at the fork (by the
+    /// supervisor sending releases), and the child would wait for it for ever.
+    #[test]
+    fn a_forked_child_dropping_a_lent_result_touches_no_release_queue() {
+        let values: Vec<u64> = (0..(LEND_MIN as u64 / 8)).collect();
+        let b = buffer_of(&values);
+        let mut maps = BulkMaps::default();
+        let view = kept_view(&mut maps, &b);
+        let releases = Arc::new(Releases::default());
+        let loan = Loan::lend(&view, Some((7, Arc::clone(&releases)))).unwrap();
+        let p = decode_lent(&view, &loan);
+        drop(loan);
+        // Held across the fork, as a supervisor taking the queue would.
+        let held = releases.queue.lock().unwrap();
+        // SAFETY: the child drops its copy of the value and leaves with `_exit`; the lock
+        // it must not touch is the one held here.
+        match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => {
+                drop(p);
+                multiproc_sys::exit::exit_now(0)
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                drop(held);
+                use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+                let status = loop {
+                    match waitpid(child, Some(WaitPidFlag::WNOHANG)).unwrap() {
+                        WaitStatus::StillAlive if std::time::Instant::now() < deadline => {
+                            std::thread::yield_now()
+                        }
+                        WaitStatus::StillAlive => {
+                            let _ = nix::sys::signal::kill(child, nix::sys::signal::SIGKILL);
+                            let _ = waitpid(child, None);
+                            panic!("the child waited for its parent's release queue");
+                        }
+                        status => break status,
+                    }
+                };
+                assert_eq!(status, WaitStatus::Exited(child, 0));
+            }
+        }
+        drop(p);
+        assert_eq!(
+            releases.take(),
+            [(7, false)],
+            "the parent's release, after a fork"
+        );
     }
 }
