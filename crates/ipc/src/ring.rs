@@ -98,6 +98,13 @@ fn closed(word: u64) -> bool {
     word & CLOSED != 0
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Run by a put of this thread between writing its record and committing it: where a
+    /// test closes the queue, as another process may.
+    static BEFORE_COMMIT: std::cell::Cell<Option<fn(&Ring)>> = const { std::cell::Cell::new(None) };
+}
+
 /// `word` advanced by `bytes` and one item, keeping its closed bit.
 fn advance(word: u64, bytes: u64) -> u64 {
     (pos(word).wrapping_add(bytes) & POS_MASK)
@@ -354,15 +361,19 @@ impl Ring {
             ))));
         }
         self.write_record(pos(tail), payload);
+        #[cfg(test)]
+        if let Some(hook) = BEFORE_COMMIT.get() {
+            hook(self);
+        }
         // Commit: one CAS of TAIL publishes the bytes and the count together. Only `close`
-        // changes TAIL meanwhile (its closed bit), in which case the put still lands: it
-        // raced with the close and is ordered before it.
-        let mut cur = tail;
-        loop {
-            match tail_word.compare_exchange(cur, advance(cur, rec as u64), SeqCst, SeqCst) {
-                Ok(_) => break,
-                Err(actual) => cur = actual,
-            }
+        // changes TAIL meanwhile (its closed bit): then the put fails as closed. Its record
+        // lies beyond TAIL, where nobody reads, so there is nothing to undo; committed, it
+        // would land after consumers may have seen the queue closed and empty, and be lost.
+        if tail_word
+            .compare_exchange(tail, advance(tail, rec as u64), SeqCst, SeqCst)
+            .is_err()
+        {
+            return Err(OpError::Stop(Stop::Closed));
         }
         futex::notify(tail_word, self.word(W_DATA_SLEEPERS));
         Ok(())
@@ -528,6 +539,27 @@ mod tests {
         assert_eq!((pos(w), count(w)), (8, 0));
         assert_eq!(used_bytes(w, near), 16);
         assert_eq!(items(w, near), 1);
+    }
+
+    /// A put whose commit finds the queue closed since its checks fails as closed, and its
+    /// record stays out of the ring: a consumer that had already seen "closed and empty"
+    /// has gone, and the item would be lost while the put reported it sent.
+    #[test]
+    fn a_put_overtaken_by_a_close_before_its_commit_fails_as_closed() {
+        let ring = Ring::new(0, 64, false).unwrap();
+        BEFORE_COMMIT.set(Some(|ring: &Ring| ring.close()));
+        let put = ring.put(b"x", None);
+        BEFORE_COMMIT.set(None);
+        assert!(
+            matches!(put, Err(OpError::Stop(Stop::Closed))),
+            "the put succeeded"
+        );
+        assert_eq!(ring.len(), 0, "its record is in the ring");
+        let mut out = Vec::new();
+        assert!(matches!(
+            ring.get(&mut out, Some(Instant::now())),
+            Err(OpError::Stop(Stop::Closed))
+        ));
     }
 
     #[test]
