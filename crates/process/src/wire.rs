@@ -22,7 +22,7 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use multiproc_core::handoff::MAX_FDS;
 use multiproc_sys::socket::{recv_into_spare, recv_with_fds};
@@ -160,6 +160,8 @@ pub struct FrameWriter {
     buf: Vec<u8>,
     /// Bytes written to the socket so far.
     written: u64,
+    /// When writes give up ([`set_deadline`](Self::set_deadline)).
+    deadline: Option<Instant>,
 }
 
 impl FrameWriter {
@@ -169,7 +171,20 @@ impl FrameWriter {
             sock,
             buf: Vec::with_capacity(BUFFER),
             written: 0,
+            deadline: None,
         }
+    }
+
+    /// Makes every later write give up at `deadline` (an error of kind `TimedOut` or
+    /// `WouldBlock`): before each system call the socket's send timeout is set to what is
+    /// left of it, so a peer that reads slowly cannot stretch a frame past it. `None` waits
+    /// again for as long as the peer takes (and clears the socket's send timeout).
+    pub fn set_deadline(&mut self, deadline: Option<Instant>) -> io::Result<()> {
+        self.deadline = deadline;
+        if deadline.is_none() {
+            self.sock.set_write_timeout(None)?;
+        }
+        Ok(())
     }
 
     /// The socket.
@@ -232,6 +247,7 @@ impl FrameWriter {
             self.flush()?;
             let rights = [ControlMessage::ScmRights(fds)];
             let sent = loop {
+                arm(self.deadline, |t| self.sock.set_write_timeout(t))?;
                 match sendmsg::<()>(
                     self.sock.as_raw_fd(),
                     &[IoSlice::new(&h)],
@@ -246,11 +262,11 @@ impl FrameWriter {
             };
             self.written += sent as u64;
             // The descriptors went with the first byte; the rest of a short write follows.
-            send_all(&self.sock, &h[sent..], &mut self.written)?;
+            send_all(&self.sock, &h[sent..], &mut self.written, self.deadline)?;
         }
         if payload.len() >= BUFFER {
             self.flush()?;
-            send_all(&self.sock, payload, &mut self.written)
+            send_all(&self.sock, payload, &mut self.written, self.deadline)
         } else {
             self.buf.extend_from_slice(payload);
             if self.buf.len() >= BUFFER {
@@ -262,15 +278,21 @@ impl FrameWriter {
 
     /// Writes everything buffered.
     pub fn flush(&mut self) -> io::Result<()> {
-        let result = send_all(&self.sock, &self.buf, &mut self.written);
+        let result = send_all(&self.sock, &self.buf, &mut self.written, self.deadline);
         self.buf.clear();
         result
     }
 }
 
-/// Writes all of `bytes`, counting what went out in `written`.
-fn send_all(sock: &UnixStream, mut bytes: &[u8], written: &mut u64) -> io::Result<()> {
+/// Writes all of `bytes`, counting what went out in `written`, giving up at `deadline`.
+fn send_all(
+    sock: &UnixStream,
+    mut bytes: &[u8],
+    written: &mut u64,
+    deadline: Option<Instant>,
+) -> io::Result<()> {
     while !bytes.is_empty() {
+        arm(deadline, |t| sock.set_write_timeout(t))?;
         match send(sock.as_raw_fd(), bytes, MsgFlags::MSG_NOSIGNAL) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => {
@@ -282,6 +304,26 @@ fn send_all(sock: &UnixStream, mut bytes: &[u8], written: &mut u64) -> io::Resul
         }
     }
     Ok(())
+}
+
+/// Before a blocking call on a socket that must give up at `deadline`: its timeout (set by
+/// `set`, the send or the receive one) becomes what is left, or the call times out at once
+/// (`TimedOut`). Nothing without a deadline.
+fn arm(
+    deadline: Option<Instant>,
+    set: impl FnOnce(Option<Duration>) -> io::Result<()>,
+) -> io::Result<()> {
+    let Some(deadline) = deadline else {
+        return Ok(());
+    };
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the deadline passed",
+        ));
+    }
+    set(Some(left))
 }
 
 /// Reads frames from a Unix stream socket, with the file descriptors that came with them.
@@ -301,6 +343,8 @@ pub struct FrameReader {
     /// there on, so every later read fails with an error of this kind instead of taking the
     /// middle of a frame for a header.
     broken: Option<io::ErrorKind>,
+    /// When reads give up ([`set_deadline`](Self::set_deadline)).
+    deadline: Option<Instant>,
 }
 
 impl std::fmt::Debug for FrameReader {
@@ -324,7 +368,21 @@ impl FrameReader {
             end: 0,
             fds: VecDeque::new(),
             broken: None,
+            deadline: None,
         }
+    }
+
+    /// Makes every later read give up at `deadline` (an error of kind `TimedOut` or
+    /// `WouldBlock`, after which the reader is broken if the frame had begun): before each
+    /// system call the socket's receive timeout is set to what is left of it, so a peer that
+    /// trickles a frame in cannot stretch the read past it. `None` waits again for as long as
+    /// the peer takes (and clears the socket's receive timeout).
+    pub fn set_deadline(&mut self, deadline: Option<Instant>) -> io::Result<()> {
+        self.deadline = deadline;
+        if deadline.is_none() {
+            self.sock.set_read_timeout(None)?;
+        }
+        Ok(())
     }
 
     /// The socket (for `poll`, timeouts, or a second handle).
@@ -526,6 +584,7 @@ impl FrameReader {
     /// (reserved by the caller), without zero-filling it first. A body carries no descriptors
     /// (they travel with the header), so a plain `recv` is enough.
     fn recv_body(&mut self, payload: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+        arm(self.deadline, |t| self.sock.set_read_timeout(t))?;
         recv_into_spare(self.sock.as_fd(), payload, max)
     }
 
@@ -551,6 +610,7 @@ impl FrameReader {
     /// the kernel cut short (out of descriptor numbers here) are an error, and those that did
     /// arrive are closed with it.
     fn recv_into_direct(&mut self, dst: &mut [u8], flags: MsgFlags) -> io::Result<usize> {
+        arm(self.deadline, |t| self.sock.set_read_timeout(t))?;
         let got = recv_with_fds(self.sock.as_fd(), dst, MAX_FDS, flags)?;
         if got.fds_truncated {
             return Err(invalid(format!(

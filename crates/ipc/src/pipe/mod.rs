@@ -86,8 +86,10 @@ struct WriteHalf {
 ///
 /// # Timeouts
 ///
-/// [`recv_timeout`](Self::recv_timeout), [`send_timeout`](Self::send_timeout) and
-/// [`poll`](Self::poll) bound every wait. A timeout that strikes in the *middle* of a
+/// [`recv_timeout`](Self::recv_timeout), [`recv_bytes_timeout`](Self::recv_bytes_timeout),
+/// [`send_timeout`](Self::send_timeout), [`send_bytes_timeout`](Self::send_bytes_timeout) and
+/// [`poll`](Self::poll) bound every wait, and the whole call: a peer that trickles a message
+/// in, or reads one slowly, does not stretch it. A timeout that strikes in the *middle* of a
 /// message (its first bytes arrived, the rest did not, or only part of a large message could
 /// be written) leaves the byte stream out of step: that direction of the connection is then
 /// broken, and further calls in it fail with an error that says so.
@@ -187,11 +189,6 @@ fn is_timeout(e: &io::Error) -> bool {
     )
 }
 
-/// A socket timeout for `remaining` (never zero, which would mean "none").
-fn socket_timeout(remaining: Duration) -> Option<Duration> {
-    Some(remaining.max(Duration::from_micros(100)))
-}
-
 const MESSAGE: Header = Header {
     kind: Kind::Message,
     id: 0,
@@ -288,6 +285,12 @@ impl Connection {
         self.write_frame(bytes, &[], None)
     }
 
+    /// Like [`send_bytes`](Self::send_bytes), but gives up with [`Error::Timeout`] if the
+    /// message cannot be written within `timeout` (see the type's docs on timeouts).
+    pub fn send_bytes_timeout(&self, bytes: &[u8], timeout: Duration) -> Result<()> {
+        self.write_frame(bytes, &[], Some(timeout))
+    }
+
     fn send_until<T: Serialize + ?Sized>(
         &self,
         value: &T,
@@ -318,19 +321,16 @@ impl Connection {
                  longer send",
             )));
         }
-        let sock = half.frames.get_ref();
-        if let Some(t) = timeout {
-            // What is left of it after waiting for the turn.
-            let left = deadline.map_or(t, |d| d.saturating_duration_since(Instant::now()));
-            sock.set_write_timeout(socket_timeout(left))?;
-        }
+        // Every write gives up at the deadline (what is left of the timeout after waiting for
+        // the turn), not each one after the whole timeout.
+        half.frames.set_deadline(deadline)?;
         let before = half.frames.written();
         let mut r = half.frames.send(MESSAGE, bytes, fds);
         if r.is_ok() {
             r = half.frames.flush();
         }
-        if timeout.is_some() {
-            half.frames.get_ref().set_write_timeout(None)?;
+        if deadline.is_some() {
+            half.frames.set_deadline(None)?;
         }
         match r {
             Ok(()) => Ok(()),
@@ -404,17 +404,14 @@ impl Connection {
             {
                 return Err(Error::Timeout(t));
             }
-            let remaining = deadline.map_or(Duration::MAX, |d| {
-                d.saturating_duration_since(Instant::now())
-            });
-            half.frames
-                .get_ref()
-                .set_read_timeout(socket_timeout(remaining))?;
+            // Every read of the message gives up at the deadline, not each one after the
+            // whole timeout.
+            half.frames.set_deadline(deadline)?;
         }
         let half = &mut *half;
         let r = half.frames.recv(&mut half.payload);
         if deadline.is_some() {
-            half.frames.get_ref().set_read_timeout(None)?;
+            half.frames.set_deadline(None)?;
         }
         match r {
             Ok(Some((header, fds))) => {

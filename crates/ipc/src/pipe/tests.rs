@@ -116,6 +116,50 @@ fn a_timeout_in_the_middle_of_a_message_breaks_that_direction_only() {
     conn.send(&1u8).unwrap();
 }
 
+/// A timeout bounds the whole receive, not each read it makes: a peer that trickles a
+/// message in, a byte every 20 ms, does not stretch a 100 ms `recv_timeout` to the message's
+/// end (each read waited anew for up to the whole timeout).
+#[test]
+fn a_message_trickled_in_slower_than_the_timeout_times_out() {
+    use std::io::Write;
+    let (raw, conn) = half_a_message();
+    let trickle = std::thread::spawn(move || {
+        for _ in 0..90 {
+            std::thread::sleep(Duration::from_millis(20));
+            if (&raw).write_all(&[2u8]).is_err() {
+                return; // the test is over
+            }
+        }
+    });
+    let got = conn.recv_bytes_timeout(Duration::from_millis(100));
+    assert!(matches!(got, Err(Error::Timeout(_))), "{got:?}");
+    drop(conn);
+    trickle.join().unwrap();
+}
+
+/// The same for a send: a peer that reads 4 KiB every 20 ms does not stretch a 100 ms
+/// `send_timeout` of 1 MiB to the end of the message.
+#[test]
+fn a_message_read_slower_than_the_timeout_times_out() {
+    use std::io::Read;
+    let (raw, sock) = UnixStream::pair().unwrap();
+    let conn = Connection::from_stream(sock, true, true).unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        loop {
+            std::thread::sleep(Duration::from_millis(20));
+            match (&raw).read(&mut buf) {
+                Ok(0) | Err(_) => return, // the test is over
+                Ok(_) => {}
+            }
+        }
+    });
+    let sent = conn.send_bytes_timeout(&vec![7u8; 1 << 20], Duration::from_millis(100));
+    assert!(matches!(sent, Err(Error::Timeout(_))), "{sent:?}");
+    drop(conn);
+    reader.join().unwrap();
+}
+
 #[test]
 fn a_send_that_cannot_finish_times_out() {
     let (a, _b) = pipe(true).unwrap();
