@@ -119,7 +119,8 @@ pub struct Connection {
     /// `poll` wait beyond theirs (see [`Turn`]).
     reader: Turn<Option<ReadHalf>>,
     writer: Turn<Option<WriteHalf>>,
-    /// `close` was called: a half not in use went then, one in use goes when that call ends.
+    /// `close` was called: a half not in use went then, one in use goes when that call ends
+    /// (each half is retired: [`Turn::retire`]).
     closing: AtomicBool,
     /// The socket's number, for `fileno`.
     fd: RawFd,
@@ -128,10 +129,9 @@ pub struct Connection {
 }
 
 /// A half of the connection in use by this thread; if `close` was called meanwhile, the half
-/// is dropped when the use ends.
+/// is dropped when the use ends (its turn retired it).
 struct InUse<'a, H> {
     guard: TurnGuard<'a, Option<H>>,
-    closing: &'a AtomicBool,
 }
 
 impl<H> Deref for InUse<'_, H> {
@@ -144,14 +144,6 @@ impl<H> Deref for InUse<'_, H> {
 impl<H> DerefMut for InUse<'_, H> {
     fn deref_mut(&mut self) -> &mut H {
         self.guard.as_mut().expect("an InUse holds a half")
-    }
-}
-
-impl<H> Drop for InUse<'_, H> {
-    fn drop(&mut self) {
-        if self.closing.load(SeqCst) {
-            *self.guard = None;
-        }
     }
 }
 
@@ -225,7 +217,6 @@ impl Connection {
     ) -> Result<InUse<'a, H>> {
         let in_use = InUse {
             guard: half.take(deadline, waited)?,
-            closing: &self.closing,
         };
         if self.closing.load(SeqCst) || in_use.guard.is_none() {
             return Err(handle_closed()); // (the drop lets the half go)
@@ -255,12 +246,8 @@ impl Connection {
     /// after `close` fails.
     pub fn close(&self) {
         self.closing.store(true, SeqCst);
-        if let Some(mut w) = self.writer.try_take() {
-            *w = None;
-        }
-        if let Some(mut r) = self.reader.try_take() {
-            *r = None;
-        }
+        self.writer.retire();
+        self.reader.retire();
     }
 
     /// Sends `value` (Python's `send(obj)`). Blocks only while the socket's buffer is full,

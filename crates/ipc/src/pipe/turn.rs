@@ -6,19 +6,35 @@
 //! thread held it inherits it locked, by a thread that does not exist there. Here the
 //! mutex is held only for a moment, to look at or change who has the turn.
 
-use std::cell::UnsafeCell;
+use std::cell::{Cell, UnsafeCell};
+use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use multiproc_core::{Error, Result};
 
-/// A value used by one thread at a time, taken with [`take`](Self::take).
+/// A value used by one thread at a time, taken with [`take`](Self::take), and retired (reset
+/// to its default: dropped) with [`retire`](Self::retire).
 pub(super) struct Turn<T> {
-    /// The process whose thread has the turn, if one has it.
-    holder: Mutex<Option<u32>>,
+    holder: Mutex<Holder>,
     freed: Condvar,
     value: UnsafeCell<T>,
+    /// Resets the value to its default (`T::default`).
+    reset: fn(&mut T),
+}
+
+/// Who has the turn, and whether the value is retired: changed together, under the lock.
+#[derive(Default)]
+struct Holder {
+    /// The process whose thread has the turn, if one has it.
+    pid: Option<u32>,
+    /// The value was retired while a thread had the turn: reset it when the turn comes back.
+    retired: bool,
+}
+
+fn reset_to_default<T: Default>(value: &mut T) {
+    *value = T::default();
 }
 
 // SAFETY: `value` is only reached through a `TurnGuard`, and at most one guard exists at a
@@ -29,19 +45,45 @@ unsafe impl<T: Send> Sync for Turn<T> {}
 /// The turn, until dropped.
 pub(super) struct TurnGuard<'a, T> {
     turn: &'a Turn<T>,
+    /// Not `Sync` by default (a `Cell` is not): `&TurnGuard` hands out `&T`, so sharing a
+    /// guard between threads shares `T` (see the `Sync` impl below).
+    _not_sync: PhantomData<Cell<()>>,
 }
 
-fn lock(m: &Mutex<Option<u32>>) -> MutexGuard<'_, Option<u32>> {
-    // The guarded data is a pid, written whole: a panic cannot leave it half-changed.
+// SAFETY: a shared guard only hands out `&T` (`DerefMut` needs `&mut`), which threads may
+// share when `T: Sync`, as with `std::sync::MutexGuard`.
+unsafe impl<T: Sync> Sync for TurnGuard<'_, T> {}
+
+fn lock(m: &Mutex<Holder>) -> MutexGuard<'_, Holder> {
+    // The guarded data is a pid and a flag, each written whole: a panic cannot leave them
+    // half-changed.
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl<T> Turn<T> {
+impl<T: Default> Turn<T> {
     pub(super) fn new(value: T) -> Self {
         Turn {
-            holder: Mutex::new(None),
+            holder: Mutex::new(Holder::default()),
             freed: Condvar::new(),
             value: UnsafeCell::new(value),
+            reset: reset_to_default::<T>,
+        }
+    }
+}
+
+impl<T> Turn<T> {
+    /// Resets the value to its default (drops it) at once if nobody has the turn, otherwise
+    /// when its holder gives the turn back. Decided under the turn's lock, which the holder's
+    /// release takes too: a retirement that races the release is carried out by exactly one
+    /// of them, never by neither. Does not wait.
+    pub(super) fn retire(&self) {
+        let mut holder = lock(&self.holder);
+        if holder.pid.is_none() {
+            // SAFETY: nobody has the turn, and this thread holds the lock under which it is
+            // handed out: no guard exists, so no other reference to the value does.
+            (self.reset)(unsafe { &mut *self.value.get() });
+        } else {
+            holder.retired = true;
         }
     }
 
@@ -57,10 +99,13 @@ impl<T> Turn<T> {
         let me = multiproc_sys::process::current_pid();
         let mut holder = lock(&self.holder);
         loop {
-            match *holder {
+            match holder.pid {
                 None => {
-                    *holder = Some(me);
-                    return Ok(TurnGuard { turn: self });
+                    holder.pid = Some(me);
+                    return Ok(TurnGuard {
+                        turn: self,
+                        _not_sync: PhantomData,
+                    });
                 }
                 Some(pid) if pid != me => {
                     return Err(Error::Io(std::io::Error::other(
@@ -93,11 +138,14 @@ impl<T> Turn<T> {
     pub(super) fn try_take(&self) -> Option<TurnGuard<'_, T>> {
         let me = multiproc_sys::process::current_pid();
         let mut holder = lock(&self.holder);
-        if holder.is_some() {
+        if holder.pid.is_some() {
             return None;
         }
-        *holder = Some(me);
-        Some(TurnGuard { turn: self })
+        holder.pid = Some(me);
+        Some(TurnGuard {
+            turn: self,
+            _not_sync: PhantomData,
+        })
     }
 }
 
@@ -119,7 +167,13 @@ impl<T> DerefMut for TurnGuard<'_, T> {
 
 impl<T> Drop for TurnGuard<'_, T> {
     fn drop(&mut self) {
-        *lock(&self.turn.holder) = None;
+        let mut holder = lock(&self.turn.holder);
+        if std::mem::take(&mut holder.retired) {
+            // SAFETY: this guard is the only one and still has the turn (under the lock).
+            (self.turn.reset)(unsafe { &mut *self.turn.value.get() });
+        }
+        holder.pid = None;
+        drop(holder);
         self.turn.freed.notify_one();
     }
 }
@@ -163,5 +217,40 @@ mod tests {
             release.wait();
         });
         assert_eq!(*turn.take(None, Duration::ZERO).unwrap(), 1);
+    }
+
+    /// Counts its drops.
+    struct Dropped<'a>(&'a std::sync::atomic::AtomicUsize);
+
+    impl Drop for Dropped<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    /// A retired value goes at once if nobody has the turn, and otherwise when its holder
+    /// gives the turn back — decided under the turn's lock, so that a retirement racing the
+    /// holder's release cannot leave it to neither (a closed connection's socket left open,
+    /// and its peer waiting for ever).
+    #[test]
+    fn a_retired_value_goes_at_once_or_with_its_holders_turn() {
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        let drops = AtomicUsize::new(0);
+        let turn = Turn::new(Some(Dropped(&drops)));
+        turn.retire();
+        assert_eq!(drops.load(SeqCst), 1, "free: at once");
+        assert!(turn.take(None, Duration::ZERO).unwrap().is_none());
+
+        let drops = AtomicUsize::new(0);
+        let turn = Turn::new(Some(Dropped(&drops)));
+        let held = turn.take(None, Duration::ZERO).unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| turn.retire()).join().unwrap();
+        });
+        assert!(held.is_some(), "the holder keeps it while it has the turn");
+        assert_eq!(drops.load(SeqCst), 0);
+        drop(held);
+        assert_eq!(drops.load(SeqCst), 1, "held: when the turn comes back");
+        assert!(turn.take(None, Duration::ZERO).unwrap().is_none());
     }
 }
