@@ -142,8 +142,11 @@ pub(crate) fn holder_alive(word: u64) -> bool {
     if pid == 0 {
         return false;
     }
-    if pid == process().0 {
-        return true; // we are running, so the holder's process is too
+    let (own_pid, own_tag) = process();
+    if pid == own_pid {
+        // We are running: the holder is this process, unless it is a dead one that had our
+        // pid before us (another start time). A tag of 0 is unknown: taken as this process.
+        return tag == 0 || own_tag == 0 || tag == own_tag;
     }
     match procfs::stat(pid) {
         Ok(st) => {
@@ -168,6 +171,23 @@ mod tests {
         let d = deadline_after(Duration::from_millis(10));
         assert!(!expired(d, mono_now()));
         assert!(expired(d, mono_now() + Duration::from_millis(11)));
+    }
+
+    /// A word naming this process's pid with another start time is a dead process that had
+    /// the pid before us (a replacement worker given its predecessor's pid): dead, so that
+    /// its lock is taken over rather than waited for for ever.
+    #[test]
+    fn our_pid_with_another_start_time_is_a_dead_holder() {
+        let (pid, tag) = process();
+        assert!(holder_alive(pack(pid, 1, tag)), "this process");
+        let other = if tag == 1 { 2 } else { 1 };
+        // (Our start time unknown, /proc unreadable: nothing can be told apart.)
+        if tag != 0 {
+            assert!(
+                !holder_alive(pack(pid, 1, other)),
+                "a predecessor with our pid"
+            );
+        }
     }
 
     #[test]
