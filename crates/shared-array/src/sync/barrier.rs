@@ -17,7 +17,10 @@ use crate::ShmBuffer;
 /// Python's algorithm (filling, draining, resetting, broken) on a [`ProcessCondition`] whose
 /// spare words hold the state. If a party's process dies while holding the barrier's internal
 /// lock, the barrier breaks: waiters get [`Error::BrokenBarrier`] until [`reset`](Barrier::reset).
-/// A party that dies while *waiting* is not noticed (as in Python); use `wait_timeout`.
+/// A party that dies while *waiting* is not noticed (as in Python): its place in the count is
+/// never given back, so the round it was in cannot drain, later calls of `wait` wait for ever
+/// and `wait_timeout` times out, and `reset` cannot recover the barrier — make a new one.
+/// Where parties may die, wait with `wait_timeout`.
 #[derive(Debug)]
 pub struct ProcessBarrier {
     cond: ProcessCondition,
@@ -100,10 +103,11 @@ impl ProcessBarrier {
     fn wait_until(&self, deadline: Deadline) -> Passed {
         self.enter();
         let parties = self.parties();
-        // Wait for a previous round to drain or a reset to finish.
+        // Wait for a previous round to drain or a reset to finish. A timeout here gives up
+        // without breaking anything: this caller has joined no round yet, and the parties of
+        // the one that passed are still on their way out.
         while matches!(self.state().load(Relaxed), DRAINING | RESETTING) {
             if !self.cond_wait(deadline) && os::expired(deadline, os::mono_now()) {
-                self.break_locked();
                 self.leave();
                 return Passed::TimedOut;
             }
@@ -210,5 +214,28 @@ impl Barrier for ProcessBarrier {
 
     fn broken(&self) -> bool {
         self.state().load(Relaxed) == BROKEN
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A caller whose timeout runs out while the previous round drains gives up without
+    /// breaking the barrier: it never joined a round, and the parties of the round that
+    /// passed (released, not yet out) must still get their index (Python's `_enter` does not
+    /// break either).
+    #[test]
+    fn a_timeout_while_the_last_round_drains_leaves_the_barrier_whole() {
+        let b = ProcessBarrier::new(2).unwrap();
+        // A round passed; one of its parties is released but not yet out.
+        b.state().store(DRAINING, Relaxed);
+        b.count().store(1, Relaxed);
+        assert!(matches!(
+            b.wait_timeout(Duration::from_millis(10)),
+            Err(Error::Timeout(_))
+        ));
+        assert!(!b.broken(), "the passed round was broken");
+        assert_eq!(b.state().load(Relaxed), DRAINING);
     }
 }
