@@ -156,7 +156,7 @@ impl<R: Send + 'static> ChunkSink<R> {
         (
             ChunkSink {
                 target: Arc::new(Channel {
-                    tx,
+                    tx: Some(tx),
                     waker: waker.clone(),
                 }),
                 cancel: cancel.clone(),
@@ -271,21 +271,27 @@ impl<R: Send> ChunkTarget<R> for Single<R> {
 }
 
 struct Channel<R> {
-    tx: mpsc::Sender<(usize, Result<Vec<R>>)>,
+    /// `None` only while dropping: the sender goes before the waiting task is woken.
+    tx: Option<mpsc::Sender<(usize, Result<Vec<R>>)>>,
     waker: Arc<Mutex<Option<Waker>>>,
 }
 
 impl<R: Send> ChunkTarget<R> for Channel<R> {
     fn deliver(&self, index: usize, outcome: Result<Vec<R>>) {
         // The receiver may be gone (the iterator was dropped); then nobody wants the value.
-        let _ = self.tx.send((index, outcome));
+        if let Some(tx) = &self.tx {
+            let _ = tx.send((index, outcome));
+        }
         wake(&self.waker);
     }
 }
 
 impl<R> Drop for Channel<R> {
     fn drop(&mut self) {
-        // The last sender going away ends (or fails) the iterator: an awaiting task must look.
+        // The last sender going away ends (or fails) the iterator: an awaiting task must look,
+        // once it is gone (woken before, the task could look while it was still there, and
+        // wait again for a wake-up that would never come).
+        drop(self.tx.take());
         wake(&self.waker);
     }
 }

@@ -31,6 +31,52 @@ fn dropped_sink_fails_instead_of_hanging() {
     assert!(imap.next().is_none());
 }
 
+/// A task awaiting `next_async` is woken by the sink's drop (a lost job, `terminate`) only
+/// once the sink is gone: a look at the moment of the wake-up sees the end. (Woken before,
+/// a task could look while the sender was still alive, wait again, and never be woken by the
+/// disconnect.) The waker here looks itself, at the very moment it is woken.
+#[test]
+fn an_awaiting_task_is_woken_once_the_dropped_sink_is_gone() {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::sync::{Arc, Mutex};
+    use std::task::{Context, Wake, Waker};
+
+    struct LookOnWake {
+        imap: Arc<Mutex<IMap<u8>>>,
+        seen: Mutex<Option<Option<crate::Result<u8>>>>,
+    }
+    impl Wake for LookOnWake {
+        fn wake(self: Arc<Self>) {
+            let look = self.imap.lock().unwrap().next_timeout(Duration::ZERO);
+            *self.seen.lock().unwrap() = Some(look);
+        }
+    }
+
+    let (sink, imap) = ChunkSink::<u8>::imap(2, true);
+    sink.deliver(0, Ok(vec![1]));
+    let imap = Arc::new(Mutex::new(imap));
+    assert_eq!(imap.lock().unwrap().next().unwrap().unwrap(), 1);
+    let look = Arc::new(LookOnWake {
+        imap: imap.clone(),
+        seen: Mutex::new(None),
+    });
+    let waker = Waker::from(look.clone());
+    {
+        let mut imap = imap.lock().unwrap();
+        let next = pin!(imap.next_async());
+        assert!(next.poll(&mut Context::from_waker(&waker)).is_pending());
+    }
+    drop(sink);
+    let seen = look
+        .seen
+        .lock()
+        .unwrap()
+        .take()
+        .expect("the drop woke the task");
+    assert!(matches!(seen, Some(Err(Error::PoolClosed(_)))), "{seen:?}");
+}
+
 #[test]
 fn whole_delivery_completes_map_and_splits_for_imap() {
     let (sink, result) = ChunkSink::collect(3);
