@@ -125,6 +125,16 @@ pub(super) fn supervise<L: Launcher>(shared: &Shared<L>, slot: usize, mut worker
                         drop(first);
                         return;
                     }
+                    if q.stopping {
+                        // Stopped (an initializer failed, or the pool broke): its queue was
+                        // failed already, and no supervisor takes jobs from it any more. The
+                        // held ones fail as the queued ones did.
+                        drop(q);
+                        for job in sent.into_iter().chain(first) {
+                            job.finish(Err(shared.refusal()));
+                        }
+                        return;
+                    }
                     while let Some(job) = sent.pop_back() {
                         q.jobs.push_front(job);
                     }
@@ -142,9 +152,17 @@ pub(super) fn supervise<L: Launcher>(shared: &Shared<L>, slot: usize, mut worker
             Err(None) => return, // the pool is stopping
             Err(Some(e)) => {
                 if let Some(job) = first.take() {
-                    // Another worker will run it.
-                    lock(&shared.queue).jobs.push_front(job);
-                    shared.work.notify_all();
+                    // Another worker will run it, unless the pool stopped meanwhile: then
+                    // it fails as the queued jobs did.
+                    let mut q = lock(&shared.queue);
+                    if q.stopping {
+                        drop(q);
+                        job.finish(Err(shared.refusal()));
+                    } else {
+                        q.jobs.push_front(job);
+                        drop(q);
+                        shared.work.notify_all();
+                    }
                 }
                 // This slot stays empty; the pool carries on with the others. The last
                 // supervisor to give up breaks it.

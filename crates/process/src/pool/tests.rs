@@ -646,3 +646,60 @@ fn the_buffer_of_a_task_whose_worker_died_is_never_written_again() {
     pool.close();
     pool.join().unwrap();
 }
+
+/// Tasks a worker held when it died, after the pool had stopped (an initializer failed, or
+/// the pool broke), fail with the pool's refusal: put back on the queue, as for a pool that
+/// goes on, nothing would ever run or fail them, and their results would wait for ever.
+#[test]
+fn tasks_a_worker_held_when_it_died_after_the_pool_stopped_fail() {
+    use crate::wire::{FrameReader, FrameWriter, Header, Kind};
+    use std::time::Duration;
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let script: Behaviour = Box::new(move |s: UnixStream| {
+        let mut r = FrameReader::new(s.try_clone().unwrap());
+        let mut w = FrameWriter::new(s);
+        // A blocker, held until the test has queued three more: the supervisor then finds
+        // them at once and sends two together (the third stays queued).
+        let blocker = run_tasks(&mut r, 1);
+        ready_tx.send(()).unwrap();
+        go_rx.recv().unwrap();
+        let (h, body) = &blocker[0];
+        let done = Header {
+            kind: Kind::Done,
+            id: h.id,
+            call: 0,
+        };
+        w.send(done, body, &[]).unwrap();
+        w.flush().unwrap();
+        let _held = run_tasks(&mut r, 2);
+        ready_tx.send(()).unwrap();
+        go_rx.recv().unwrap();
+        // Dies holding both.
+    });
+    let pool = ProcessPool::new(1, Scripted(StdMutex::new(vec![script].into()))).unwrap();
+    let mut blocker = pool.apply_async(inc, 0).unwrap();
+    ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let mut a = pool.apply_async(inc, 1).unwrap();
+    let mut b = pool.apply_async(inc, 2).unwrap();
+    let mut c = pool.apply_async(inc, 3).unwrap();
+    go_tx.send(()).unwrap();
+    assert_eq!(blocker.get_timeout(Duration::from_secs(10)).unwrap(), 1);
+    ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    // The pool stops as an initializer failing in a new worker stops it.
+    pool.shared
+        .initializer_failed("a test stops the pool".into(), Default::default());
+    go_tx.send(()).unwrap();
+    let _ = a.get_timeout(Duration::from_secs(10));
+    let queued = c.get_timeout(Duration::from_secs(10));
+    assert!(
+        matches!(queued, Err(multiproc_core::Error::InitializerFailed(_))),
+        "the queued task got {queued:?}"
+    );
+    let r = b.get_timeout(Duration::from_secs(10));
+    if !matches!(r, Err(multiproc_core::Error::InitializerFailed(_))) {
+        // Left behind: its drop would wait for the task for ever.
+        std::mem::forget(pool);
+        panic!("the held task got {r:?}");
+    }
+}
