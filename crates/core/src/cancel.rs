@@ -33,7 +33,7 @@ impl Default for CancelToken {
         CancelToken {
             cancelled: AtomicBool::new(false),
             hook: OnceLock::new(),
-            home: Home::here("submission"),
+            home: Home::here("result"),
         }
     }
 }
@@ -59,6 +59,12 @@ impl CancelToken {
     /// registered already.
     pub fn on_cancel(&self, canceller: Weak<dyn Canceller>) -> bool {
         self.hook.set(canceller).is_ok()
+    }
+
+    /// `Ok` in the process that made the submission; [`Error::ForeignProcess`](crate::Error)
+    /// (of a `"result"`) in a forked child, where nothing completes its results.
+    pub(crate) fn check_home(&self) -> crate::Result<()> {
+        self.home.check()
     }
 
     /// An identity for the submission: the token's address, the same through every clone of

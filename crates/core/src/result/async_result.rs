@@ -150,8 +150,21 @@ impl<T> AsyncResult<T> {
         }
     }
 
-    /// Blocks until the task has finished.
+    /// A result still pending in a process other than the one that submitted its task (a
+    /// forked child's copy): nothing there completes it, so waiting is refused.
+    fn foreign(&self) -> Option<Error> {
+        if self.slot.done.load(Ordering::Acquire) {
+            return None;
+        }
+        self.cancel.as_ref()?.check_home().err()
+    }
+
+    /// Blocks until the task has finished. In a forked child holding a copy of a result that
+    /// was still pending, returns at once (nothing there completes it; `get` says why).
     pub fn wait(&self) {
+        if self.foreign().is_some() {
+            return;
+        }
         self.slot.spin(SPIN);
         let mut state = lock(&self.slot.state);
         while matches!(*state, State::Pending) {
@@ -160,7 +173,11 @@ impl<T> AsyncResult<T> {
     }
 
     /// Blocks until the task has finished or `timeout` has passed; returns whether it finished.
+    /// In a forked child holding a copy of a result that was still pending, `false` at once.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        if self.foreign().is_some() {
+            return false;
+        }
         let deadline = Instant::now().checked_add(timeout);
         self.slot.spin(timeout);
         let mut state = lock(&self.slot.state);
@@ -220,8 +237,12 @@ impl<T> AsyncResult<T> {
     }
 
     /// Blocks until the task has finished and returns its value, or the error that
-    /// ended it (a panic, a dead worker, a closed pool).
+    /// ended it (a panic, a dead worker, a closed pool). In a forked child holding a copy of
+    /// a result that was still pending: [`Error::ForeignProcess`] at once.
     pub fn get(self) -> Result<T> {
+        if let Some(e) = self.foreign() {
+            return Err(e);
+        }
         self.wait();
         self.take()
     }
@@ -231,6 +252,9 @@ impl<T> AsyncResult<T> {
     /// On a timeout the result stays pending and can be waited for again. Once a value has
     /// been returned, later calls return [`Error::ResultTaken`].
     pub fn get_timeout(&mut self, timeout: Duration) -> Result<T> {
+        if let Some(e) = self.foreign() {
+            return Err(e);
+        }
         if self.wait_timeout(timeout) {
             self.take()
         } else {
@@ -269,6 +293,9 @@ impl<T> Future for AsyncResultFuture<T> {
     type Output = Result<T>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        if let Some(e) = self.result.foreign() {
+            return Poll::Ready(Err(e));
+        }
         let slot = &self.result.slot;
         {
             let state = lock(&slot.state);

@@ -94,6 +94,14 @@ impl<R> IMap<R> {
             if self.finished() {
                 return Step::Finished;
             }
+            if let Err(e) = self.cancel.check_home() {
+                // A forked child's copy: nothing here delivers the rest. Said once, then
+                // the iterator ends (a `for` loop over it must not wait for ever).
+                self.received = self.n_chunks;
+                self.waiting.clear();
+                self.next_chunk = self.n_chunks;
+                return Step::Item(Err(e));
+            }
             let message = match deadline {
                 None => self.rx.recv().map_err(|_| true),
                 Some(d) => self

@@ -262,3 +262,34 @@ fn a_cancel_that_loses_to_the_result_says_so() {
     assert!(!pending.cancel(), "finished already: nothing was cancelled");
     assert_eq!(pending.get().unwrap(), 5);
 }
+
+/// A result still pending when its process forked is of no use in the child (the pool's
+/// threads that would complete it are not there): waiting for it there is a misuse, refused
+/// at once with `ForeignProcess`, for `get_timeout` as for iterating an `imap` — not a
+/// wait to the timeout, or for ever.
+#[test]
+#[cfg_attr(miri, ignore = "Miri does not emulate fork")]
+fn a_pending_result_in_a_forked_child_is_refused_at_once() {
+    let (_sink, mut result) = ChunkSink::<u8>::single();
+    let (_isink, mut imap) = ChunkSink::<u8>::imap(1, true);
+    // SAFETY: the child only checks pids and atomics, and leaves with `_exit`.
+    match unsafe { nix::unistd::fork() }.unwrap() {
+        nix::unistd::ForkResult::Child => {
+            // (Before, each waited out its timeout.)
+            let t = Duration::from_secs(2);
+            let one = matches!(result.get_timeout(t), Err(Error::ForeignProcess { .. }));
+            let items = matches!(
+                imap.next_timeout(t),
+                Some(Err(Error::ForeignProcess { .. }))
+            );
+            let ended = items && imap.next().is_none();
+            let code = if one && items && ended { 0 } else { 1 };
+            multiproc_sys::exit::exit_now(code)
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            let status = nix::sys::wait::waitpid(child, None).unwrap();
+            assert_eq!(status, nix::sys::wait::WaitStatus::Exited(child, 0));
+        }
+    }
+    assert!(!result.ready(), "the parent's result is untouched");
+}
