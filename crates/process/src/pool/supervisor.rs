@@ -409,6 +409,9 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
             job.finish(Err(Error::Cancelled));
         }
         taken += batch.len();
+        // What a write failure in this batch says: see after the writes.
+        let (idle_before, broken_before, written_before) =
+            (sent.is_empty(), write_broken, writer.written());
         // Results the caller let go since: their buffers are the worker's again, before these
         // tasks make more results.
         write_broken = write_broken || send_releases(&mut writer, &releases).is_err();
@@ -434,6 +437,19 @@ fn serve<L: Launcher>(shared: &Shared<L>, slot: usize, worker: &Worker, first: O
         }
         if !write_broken && writer.flush().is_err() {
             write_broken = true;
+        }
+        if write_broken
+            && !broken_before
+            && idle_before
+            && killed.is_none()
+            && writer.written() == written_before
+        {
+            // Not a byte of this batch reached the worker, and it had nothing to run: it died
+            // idle (killed from outside, the OOM killer). Its tasks are innocent: requeued
+            // for the replacement, not blamed for the death.
+            if let Some((id, _)) = sent.front() {
+                killed = Some((*id, Killed::Innocent));
+            }
         }
         let Some((id, job)) = sent.front() else {
             // Only after a failed write: nothing left to read a reply for.

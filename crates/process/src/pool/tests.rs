@@ -703,3 +703,39 @@ fn tasks_a_worker_held_when_it_died_after_the_pool_stopped_fail() {
         panic!("the held task got {r:?}");
     }
 }
+
+/// A worker that died while idle (killed from outside, the OOM killer) is found out by the
+/// next task's write, which none of reached it: that task did not kill it, and runs on the
+/// replacement instead of failing with `WorkerDied`.
+#[test]
+fn a_task_sent_to_a_worker_that_died_idle_runs_on_its_replacement() {
+    use crate::wire::{FrameReader, FrameWriter, Header, Kind};
+    use std::time::Duration;
+    let (gone_tx, gone_rx) = std::sync::mpsc::channel::<()>();
+    let script: Behaviour = Box::new(move |s: UnixStream| {
+        let mut r = FrameReader::new(s.try_clone().unwrap());
+        let mut w = FrameWriter::new(s);
+        let (h, body) = run_tasks(&mut r, 1).remove(0);
+        let done = Header {
+            kind: Kind::Done,
+            id: h.id,
+            call: 0,
+        };
+        w.send(done, &body, &[]).unwrap();
+        w.flush().unwrap();
+        // Dies idle: both ends of its stream closed before the test sends more.
+        drop((r, w));
+        gone_tx.send(()).unwrap();
+    });
+    let pool = ProcessPool::new(1, Scripted(StdMutex::new(vec![script].into()))).unwrap();
+    assert_eq!(pool.apply(inc, 1).unwrap(), 2);
+    gone_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let mut next = pool.apply_async(inc, 5).unwrap();
+    let r = next.get_timeout(Duration::from_secs(10));
+    pool.close();
+    pool.join().unwrap();
+    assert!(
+        matches!(r, Ok(6)),
+        "the task sent to a dead idle worker got {r:?}"
+    );
+}

@@ -92,6 +92,17 @@ fn a_dead_worker_is_unlisted_before_it_is_reaped() {
     let pid = pool.pids()[0].expect("listed");
     let mut r = pool.apply_async(never_runs, 1).unwrap();
     let mut queued = pool.apply_async(never_runs, 2).unwrap();
+    // The task is at the worker (the supervisor publishes its head once it wrote it): its
+    // worker dies running it. (A worker that dies before a task reaches it does not make
+    // that task fail: it goes to the replacement.)
+    let since = std::time::Instant::now();
+    while pool.shared.running[0].load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(
+            since.elapsed() < Duration::from_secs(10),
+            "the task never went out"
+        );
+        std::thread::yield_now();
+    }
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
     drop(pool.shared.launcher.far_end.lock().unwrap().take());
     match r.get_timeout(Duration::from_secs(30)) {
