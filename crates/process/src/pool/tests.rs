@@ -274,6 +274,20 @@ fn run_tasks(r: &mut crate::wire::FrameReader, n: usize) -> Vec<(crate::wire::He
     tasks
 }
 
+/// Answers `tasks` (headers and reply bodies, as [`run_tasks`] returns them) in order, as the
+/// worker loop would: a `Done` frame each, flushed together.
+fn answer(w: &mut crate::wire::FrameWriter, tasks: &[(crate::wire::Header, Vec<u8>)]) {
+    for (h, body) in tasks {
+        let done = crate::wire::Header {
+            kind: crate::wire::Kind::Done,
+            id: h.id,
+            call: 0,
+        };
+        w.send(done, body, &[]).unwrap();
+    }
+    w.flush().unwrap();
+}
+
 /// Runs a task frame as the worker loop would, and returns its reply body.
 fn run_task(
     header: crate::wire::Header,
@@ -293,7 +307,7 @@ fn run_task(
 /// for `go` before answering.
 fn dies_with_journalled_replies(ready: Sender<()>, go: Receiver<()>) -> Behaviour {
     Box::new(move |theirs: UnixStream| {
-        use crate::wire::{FrameReader, FrameWriter, Header, Kind};
+        use crate::wire::{FrameReader, FrameWriter, Kind};
         let mut r = FrameReader::new(theirs.try_clone().unwrap());
         let mut w = FrameWriter::new(theirs);
         let mut p = Vec::new();
@@ -304,17 +318,7 @@ fn dies_with_journalled_replies(ready: Sender<()>, go: Receiver<()>) -> Behaviou
                 let body = run_task(h, &p, fds);
                 ready.send(()).unwrap();
                 go.recv().unwrap();
-                w.send(
-                    Header {
-                        kind: Kind::Done,
-                        id: h.id,
-                        call: 0,
-                    },
-                    &body,
-                    &[],
-                )
-                .unwrap();
-                w.flush().unwrap();
+                answer(&mut w, &[(h, body)]);
                 break;
             }
         }
@@ -397,7 +401,7 @@ unsafe impl Launcher for Scripted {
 /// the pool behind rather than dropping it: its drop would wait for the stuck worker.
 #[test]
 fn a_kill_for_a_cancelled_head_does_not_outlive_a_recycled_session() {
-    use crate::wire::{FrameReader, FrameWriter, Header, Kind};
+    use crate::wire::{FrameReader, FrameWriter, Kind};
     use std::time::Duration;
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
     let (queued_tx, queued_rx) = std::sync::mpsc::channel::<()>();
@@ -406,25 +410,14 @@ fn a_kill_for_a_cancelled_head_does_not_outlive_a_recycled_session() {
         let mut r = FrameReader::new(s.try_clone().unwrap());
         let mut w = FrameWriter::new(s);
         let mut p = Vec::new();
-        let mut answer = |tasks: &[(Header, Vec<u8>)]| {
-            for (h, body) in tasks {
-                let done = Header {
-                    kind: Kind::Done,
-                    id: h.id,
-                    call: 0,
-                };
-                w.send(done, body, &[]).unwrap();
-            }
-            w.flush().unwrap();
-        };
         let blocker = run_tasks(&mut r, 1);
         ready_tx.send(()).unwrap();
         queued_rx.recv().unwrap();
-        answer(&blocker);
+        answer(&mut w, &blocker);
         let tasks = run_tasks(&mut r, 2);
         ready_tx.send(()).unwrap();
         go_rx.recv().unwrap();
-        answer(&tasks);
+        answer(&mut w, &tasks);
         // serve until the end of the stream or a shutdown
         while let Ok(Some((h, _))) = r.recv(&mut p) {
             if h.kind == Kind::Shutdown {
@@ -652,7 +645,7 @@ fn the_buffer_of_a_task_whose_worker_died_is_never_written_again() {
 /// goes on, nothing would ever run or fail them, and their results would wait for ever.
 #[test]
 fn tasks_a_worker_held_when_it_died_after_the_pool_stopped_fail() {
-    use crate::wire::{FrameReader, FrameWriter, Header, Kind};
+    use crate::wire::{FrameReader, FrameWriter};
     use std::time::Duration;
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
     let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
@@ -664,14 +657,7 @@ fn tasks_a_worker_held_when_it_died_after_the_pool_stopped_fail() {
         let blocker = run_tasks(&mut r, 1);
         ready_tx.send(()).unwrap();
         go_rx.recv().unwrap();
-        let (h, body) = &blocker[0];
-        let done = Header {
-            kind: Kind::Done,
-            id: h.id,
-            call: 0,
-        };
-        w.send(done, body, &[]).unwrap();
-        w.flush().unwrap();
+        answer(&mut w, &blocker);
         let _held = run_tasks(&mut r, 2);
         ready_tx.send(()).unwrap();
         go_rx.recv().unwrap();
@@ -709,20 +695,13 @@ fn tasks_a_worker_held_when_it_died_after_the_pool_stopped_fail() {
 /// replacement instead of failing with `WorkerDied`.
 #[test]
 fn a_task_sent_to_a_worker_that_died_idle_runs_on_its_replacement() {
-    use crate::wire::{FrameReader, FrameWriter, Header, Kind};
+    use crate::wire::{FrameReader, FrameWriter};
     use std::time::Duration;
     let (gone_tx, gone_rx) = std::sync::mpsc::channel::<()>();
     let script: Behaviour = Box::new(move |s: UnixStream| {
         let mut r = FrameReader::new(s.try_clone().unwrap());
         let mut w = FrameWriter::new(s);
-        let (h, body) = run_tasks(&mut r, 1).remove(0);
-        let done = Header {
-            kind: Kind::Done,
-            id: h.id,
-            call: 0,
-        };
-        w.send(done, &body, &[]).unwrap();
-        w.flush().unwrap();
+        answer(&mut w, &run_tasks(&mut r, 1));
         // Dies idle: both ends of its stream closed before the test sends more.
         drop((r, w));
         gone_tx.send(()).unwrap();
