@@ -33,7 +33,8 @@
 //! | how a backend starts a worker ([`Launcher`]) and what it hands over ([`Worker`]) | `pool/launcher.rs` |
 //! | the job queue and the count of outstanding jobs | `pool/queue.rs` |
 //! | what the handle and the supervisors share; the table of live workers | `pool/shared.rs` |
-//! | a worker's session loop, and its replacement when it dies | `pool/supervisor.rs` |
+//! | a worker's supervisor: its replacement when it dies, the task it failed | `pool/supervisor.rs` |
+//! | a supervisor's session with one worker: feeding it, delivering its replies | `pool/supervisor/session.rs` |
 //! | the supervisors' threads, kept idle between pools for a second | `pool/crew.rs` |
 //! | watching a running task's memory (and deadline) with `memory_limit` | `pool/watch.rs` |
 //! | waiting for a worker to end, stopping one | `pool/reap.rs` |

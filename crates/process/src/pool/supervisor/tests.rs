@@ -46,7 +46,7 @@ fn never_runs(x: u8) -> u8 {
 /// A supervisor filling its pipeline from `queued` jobs, alone: how many it takes.
 fn fill(queued: usize, workers: usize) -> usize {
     let mut taken = 0;
-    while taken < queued && super::takes_another(taken, queued - taken, workers) {
+    while taken < queued && super::session::takes_another(taken, queued - taken, workers) {
         taken += 1;
     }
     taken
