@@ -307,8 +307,9 @@ fn send_all(
 }
 
 /// Before a blocking call on a socket that must give up at `deadline`: its timeout (set by
-/// `set`, the send or the receive one) becomes what is left, or the call times out at once
-/// (`TimedOut`). Nothing without a deadline.
+/// `set`, the send or the receive one) becomes what is left, and once the deadline has
+/// passed, the least the kernel waits (a call whose bytes are ready still goes through: a
+/// read that takes nothing must not break the stream). Nothing without a deadline.
 fn arm(
     deadline: Option<Instant>,
     set: impl FnOnce(Option<Duration>) -> io::Result<()>,
@@ -317,13 +318,8 @@ fn arm(
         return Ok(());
     };
     let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        return Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            "the deadline passed",
-        ));
-    }
-    set(Some(left))
+    // Never zero, which would mean no timeout at all.
+    set(Some(left.max(Duration::from_micros(1))))
 }
 
 /// Reads frames from a Unix stream socket, with the file descriptors that came with them.
